@@ -1,0 +1,14 @@
+//! `scaleway-provision`: see the library for the contract.
+
+use std::process::ExitCode;
+
+use opennebula::driver::Io;
+
+fn main() -> ExitCode {
+    let io = Io {
+        stdin: &mut std::io::stdin().lock(),
+        stdout: &mut std::io::stdout().lock(),
+        stderr: &mut std::io::stderr().lock(),
+    };
+    ExitCode::from(scaleway_provision::main_with(std::env::args_os().collect(), io))
+}

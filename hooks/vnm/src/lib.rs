@@ -1,0 +1,162 @@
+//! The OpenNebula network drivers `scaleway` (public networking) and
+//! `scaleway_evpn` (private networking).
+//!
+//! OpenNebula runs `remotes/vnm/<driver>/<action> [args]` with a base64 VM
+//! document on stdin (a VNET document for `vnet_create`/`vnet_delete`). The
+//! action files are links to this binary: the file name is the action and
+//! the folder name the driver. By hand: `scaleway-vnm --driver scaleway pre`.
+//!
+//! | action | argv | runs on |
+//! |---|---|---|
+//! | `pre` | none | the host (the destination during a migration) |
+//! | `post` | `<deploy_id> <host>` | `scaleway`: the frontend; `scaleway_evpn`: the host |
+//! | `clean` | `<host>` | `scaleway`: the frontend; `scaleway_evpn`: the host |
+//! | `update_sg` | `<deploy_id>` | the host |
+//! | `update_nic` | `<deploy_id> <vnet_id>` | the host (full VM document) |
+//! | `vnet_create`, `vnet_delete` | `<vnet_id>` | the frontend (VNET document) |
+//!
+//! This version reads and validates every document. `vnet_create` and
+//! `vnet_delete` are complete (neither driver keeps per-network state on the
+//! frontend); the other actions arrive with the host-side network issues.
+
+use std::ffi::OsString;
+
+use anyhow::bail;
+use clap::{Parser, ValueEnum};
+use opennebula::attr::parse_value;
+use opennebula::cli::{EXIT_USAGE, parse_args};
+use opennebula::driver::{Env, Io, Output, dispatch_argv0, run};
+
+const PROGRAM: &str = "scaleway-vnm";
+
+/// Our two network drivers (`VN_MAD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum VnMad {
+    /// Public networking: flexible IPs, routing, proxy ARP, 1:1 NAT.
+    Scaleway,
+    /// Private networking: VXLAN segments with BGP-EVPN.
+    ScalewayEvpn,
+}
+
+impl VnMad {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scaleway => "scaleway",
+            Self::ScalewayEvpn => "scaleway_evpn",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [Self::Scaleway, Self::ScalewayEvpn]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+}
+
+/// The network driver actions, named as OpenNebula names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum Action {
+    Pre,
+    Post,
+    Clean,
+    UpdateSg,
+    UpdateNic,
+    VnetCreate,
+    VnetDelete,
+}
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Self::Pre,
+        Self::Post,
+        Self::Clean,
+        Self::UpdateSg,
+        Self::UpdateNic,
+        Self::VnetCreate,
+        Self::VnetDelete,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pre => "pre",
+            Self::Post => "post",
+            Self::Clean => "clean",
+            Self::UpdateSg => "update_sg",
+            Self::UpdateNic => "update_nic",
+            Self::VnetCreate => "vnet_create",
+            Self::VnetDelete => "vnet_delete",
+        }
+    }
+}
+
+/// OpenNebula network drivers `scaleway` (public) and `scaleway_evpn` (private).
+#[derive(Debug, Parser)]
+#[command(name = PROGRAM, version, after_help = "\
+OpenNebula runs the action files under remotes/vnm/scaleway/ and remotes/vnm/scaleway_evpn/, \
+which are links to this program, with a base64-encoded VM document on stdin (a VNET document \
+for vnet_create and vnet_delete). Log level: ONE_SCALEWAY_LOG=error|warn|info|debug.
+
+Status: documents are read and validated; vnet_create and vnet_delete are complete; \
+pre, post, clean, update_sg and update_nic are not available yet in this version.")]
+struct Cli {
+    /// Which driver (taken from the action file's folder when OpenNebula runs us).
+    #[arg(long, value_enum)]
+    driver: Option<VnMad>,
+    /// The network driver action to run.
+    #[arg(value_enum)]
+    action: Action,
+    /// The action's arguments, as OpenNebula passes them.
+    args: Vec<String>,
+}
+
+/// Runs the program with the given argv, environment and streams; returns
+/// the exit code.
+pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
+    let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+    let (argv, folder) = dispatch_argv0(argv, PROGRAM, &names);
+    let cli: Cli = match parse_args(argv, &mut io) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let driver = match cli.driver.or_else(|| folder.as_deref().and_then(VnMad::from_name)) {
+        Some(driver) => driver,
+        None => {
+            let _ = writeln!(
+                io.stderr,
+                "{PROGRAM}: which driver? Run it as remotes/vnm/scaleway/<action> or \
+                 remotes/vnm/scaleway_evpn/<action>, or pass --driver scaleway|scaleway_evpn"
+            );
+            return EXIT_USAGE;
+        }
+    };
+    let origin = format!("{PROGRAM} {}", driver.name());
+    run(&origin, cli.action.name(), &cli.args, env, io, |d| {
+        let document = d.read_document()?;
+        match cli.action {
+            Action::VnetCreate | Action::VnetDelete => {
+                if document.name != "VNET" {
+                    bail!("{} expects a VNET document, got <{}>", cli.action.name(), document.name);
+                }
+                let id: u64 = parse_value("VNET/ID", document.child("ID").map_or("", |e| e.text.as_str()))?;
+                d.log
+                    .debug(format_args!("virtual network {id}: nothing to do on the frontend"));
+                Ok(Output::empty())
+            }
+            _ => {
+                let vm = opennebula::vm::Vm::from_element(&document)?;
+                let nics = vm.nics_of(driver.name())?;
+                d.log
+                    .debug(format_args!("VM {}: {} NICs of {}", vm.id, nics.len(), driver.name()));
+                bail!(
+                    "the {} network action {} is not available in one-scaleway {} yet: \
+                     the VM document was read and is valid, nothing was changed",
+                    driver.name(),
+                    cli.action.name(),
+                    env!("CARGO_PKG_VERSION")
+                )
+            }
+        }
+    })
+}

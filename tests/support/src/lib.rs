@@ -1,0 +1,231 @@
+//! Helpers for one-scaleway's tests. Test code only: failures panic with a
+//! message, which is how a test reports them.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The repository's `tests/` folder.
+pub fn tests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/support has a parent")
+        .to_path_buf()
+}
+
+/// `tests/fixtures/<name>`.
+pub fn fixture_path(name: &str) -> PathBuf {
+    tests_dir().join("fixtures").join(name)
+}
+
+/// The text of `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> String {
+    let path = fixture_path(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Every `.xml` fixture below `tests/fixtures/<folder>`, sorted, as `folder/file`.
+pub fn fixtures_in(folder: &str) -> Vec<String> {
+    let dir = fixture_path(folder);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".xml"))
+        .map(|n| format!("{folder}/{n}"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Compares `actual` with `tests/golden/<name>`; with `UPDATE_GOLDEN=1`
+/// rewrites the golden file instead.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = tests_dir().join("golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create the golden folder");
+        }
+        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} ({e}); run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from the output (run with UPDATE_GOLDEN=1 to accept it):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+/// A temporary folder, removed with everything in it when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("one-scaleway-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What one run of a driver produced.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// stderr lines that are not OpenNebula log lines: the error message
+    /// oned would show the user.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !["ERROR:", "WARN:", "INFO:", "DEBUG:"].iter().any(|p| l.starts_with(p)))
+            .collect()
+    }
+}
+
+/// Runs a program with arguments and stdin, as a separate process.
+pub fn run_program(program: &Path, args: &[&str], stdin: &[u8]) -> Ran {
+    let mut child = Command::new(program)
+        .args(args)
+        .env_remove("ONE_SCALEWAY_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    // The program may exit before reading everything: a broken pipe is fine.
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    let out = child.wait_with_output().expect("wait for the program");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Links `target` as `dir/<relative>` (creating folders), the way
+/// `install.sh` lays out OpenNebula's action files; returns the link.
+pub fn link_as(target: &Path, dir: &Path, relative: &str) -> PathBuf {
+    let link = dir.join(relative);
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent).expect("create the link's folder");
+    }
+    std::os::unix::fs::symlink(target, &link).unwrap_or_else(|e| panic!("cannot link {}: {e}", link.display()));
+    link
+}
+
+/// Base64 of a document, as oned writes it (hand-written here so the tests
+/// do not check our encoder with itself).
+pub fn encode(document: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    for chunk in document.as_bytes().chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]
+            } else {
+                b'='
+            });
+        }
+    }
+    out
+}
+
+/// Fails the calling test, with a message saying how to run it, unless the
+/// process runs as root. Privileged tests call this first: they fail, never
+/// skip, where they cannot run.
+pub fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("a Uid line");
+    assert!(
+        euid == "0",
+        "this privileged test needs root (effective uid {euid}): run it through `sudo .ci/run`, \
+         or `sudo cargo test -- --include-ignored`"
+    );
+}
+
+/// Runs a program (argument vector, no shell) and returns its output;
+/// panics with the program's stderr if it fails.
+pub fn run_ok(args: &[&str], stdin: &[u8]) -> String {
+    let (program, rest) = args.split_first().expect("a program");
+    let ran = run_program(Path::new(program), rest, stdin);
+    assert!(ran.code == 0, "{args:?} failed with {}:\n{}", ran.code, ran.stderr);
+    ran.stdout
+}
+
+/// A network namespace made for one test, deleted (with everything in it)
+/// when dropped. Names start with `oscw-` so a leftover is easy to spot.
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("oscw-{label}-{}-{n}", std::process::id());
+        run_ok(&["ip", "netns", "add", &name], b"");
+        Self { name }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs a program inside the namespace.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Ran {
+        let mut all = vec!["netns", "exec", self.name.as_str()];
+        all.extend_from_slice(args);
+        run_program(Path::new("ip"), &all, stdin)
+    }
+
+    /// Runs a program inside the namespace; panics if it fails.
+    pub fn run_ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        let ran = self.run(args, stdin);
+        assert!(
+            ran.code == 0,
+            "{args:?} in {} failed with {}:\n{}",
+            self.name,
+            ran.code,
+            ran.stderr
+        );
+        ran.stdout
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}

@@ -1,0 +1,172 @@
+//! Golden tests: each fixture, decoded as a driver would decode it, gives
+//! the typed values recorded in `tests/golden/documents/`. VM fixtures are
+//! read both whole (as `update_nic` gets them) and reduced (as `pre`,
+//! `post` and `clean` get them); both must give the same NICs and host.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::fmt::Write as _;
+
+use integration_tests::{assert_golden, encode, fixture, fixtures_in, reduce_for_vnm};
+use opennebula::ipam::IpamRequest;
+use opennebula::message::{read_ipam_request, read_vm};
+use opennebula::vm::{Nic, Vm};
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+fn summarize_nic(out: &mut String, nic: &Nic) {
+    let _ = writeln!(
+        out,
+        "  {} {} kind={:?} network={}({}) ar={} bridge={} target={} mac={} ip={} ip6={} ip6_global={} ip6_ula={} \
+         gateway={} gateway6={} mask={} external_ip={} vlan_id={} guest_mtu={} attach={} scaleway_ip_id={} zone={}",
+        if nic.is_alias() { "NIC_ALIAS" } else { "NIC" },
+        nic.nic_id,
+        nic.kind,
+        opt(&nic.network),
+        opt(&nic.network_id),
+        opt(&nic.ar_id),
+        opt(&nic.bridge),
+        opt(&nic.target),
+        opt(&nic.mac),
+        opt(&nic.ip),
+        opt(&nic.ip6),
+        opt(&nic.ip6_global),
+        opt(&nic.ip6_ula),
+        opt(&nic.gateway),
+        opt(&nic.gateway6),
+        opt(&nic.network_mask),
+        opt(&nic.external_ip),
+        opt(&nic.vlan_id),
+        opt(&nic.guest_mtu),
+        nic.attach,
+        opt(&nic.scaleway_ip_id),
+        opt(&nic.scaleway_zone),
+    );
+}
+
+fn summarize_vm(vm: &Vm) -> String {
+    let mut out = String::new();
+    let host = vm.current_host().expect("a host");
+    let _ = writeln!(
+        out,
+        "VM {} deploy_id={} host={} (hid {})",
+        vm.id,
+        opt(&vm.deploy_id),
+        host.hostname,
+        host.hid
+    );
+    for driver in ["scaleway", "scaleway_evpn"] {
+        let nics = vm.nics_of(driver).expect("valid NICs");
+        let _ = writeln!(out, "{driver}: {} NICs", nics.len());
+        for nic in &nics {
+            summarize_nic(&mut out, nic);
+        }
+    }
+    let context = vm.context.as_ref().map_or(0, |c| c.len());
+    let _ = writeln!(
+        out,
+        "context: {context} attributes; security group rules: {}",
+        vm.security_group_rules.len()
+    );
+    out
+}
+
+fn summarize_ipam(r: &IpamRequest) -> String {
+    let mut out = String::new();
+    let ar = &r.ar;
+    let _ = writeln!(
+        out,
+        "AR id={} type={} ip={} mac={} size={} ipam_mad={}",
+        opt(&ar.ar_id),
+        opt(&ar.ar_type),
+        opt(&ar.ip),
+        opt(&ar.mac),
+        opt(&ar.size),
+        opt(&ar.ipam_mad)
+    );
+    for (name, value) in ar.attrs.iter() {
+        let _ = writeln!(out, "  {name} = {value:?}");
+    }
+    match &r.address {
+        None => out.push_str("no ADDRESS\n"),
+        Some(a) if a.is_empty() => out.push_str("ADDRESS (empty)\n"),
+        Some(a) => {
+            let _ = writeln!(
+                out,
+                "ADDRESS ip={} mac={} ip6={} size={}",
+                opt(&a.ip),
+                opt(&a.mac),
+                opt(&a.ip6),
+                opt(&a.size)
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn ipam_requests_decode_to_golden_values() {
+    for name in fixtures_in("ipam") {
+        let request =
+            read_ipam_request(&mut encode(&fixture(&name)).as_slice()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_golden(
+            &format!("documents/{}.txt", name.replace('/', "-")),
+            &summarize_ipam(&request),
+        );
+    }
+}
+
+#[test]
+fn vm_documents_decode_to_golden_values_whole_and_reduced() {
+    for name in fixtures_in("vm") {
+        let full_text = fixture(&name);
+        let full = read_vm(&mut encode(&full_text).as_slice()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let reduced = read_vm(&mut encode(&reduce_for_vnm(&full_text)).as_slice())
+            .unwrap_or_else(|e| panic!("{name} reduced: {e}"));
+        let summary = summarize_vm(&full);
+        assert_eq!(
+            summary,
+            summarize_vm(&reduced),
+            "{name}: the reduced document must read the same"
+        );
+        assert_golden(&format!("documents/{}.txt", name.replace('/', "-")), &summary);
+    }
+}
+
+/// Migration: the reduced document carries only the last history record,
+/// the destination, which is the host the network must be set up on.
+#[test]
+fn migration_targets_the_destination() {
+    let full = read_vm(&mut encode(&fixture("vm/migrate.xml")).as_slice()).unwrap();
+    assert_eq!(full.history.len(), 2);
+    assert_eq!(full.history[0].hostname.as_str(), "edge-host1");
+    assert_eq!(full.current_host().unwrap().hostname.as_str(), "edge-host2");
+    let reduced = read_vm(&mut encode(&reduce_for_vnm(&fixture("vm/migrate.xml"))).as_slice()).unwrap();
+    assert_eq!(reduced.history.len(), 1);
+    assert_eq!(reduced.current_host().unwrap().hid, 4);
+}
+
+/// Hot attach: exactly the attached NIC carries ATTACH=YES.
+#[test]
+fn hot_attach_marks_one_nic() {
+    let vm = read_vm(&mut encode(&fixture("vm/attach_nic.xml")).as_slice()).unwrap();
+    let attached: Vec<u32> = vm
+        .nics_of("scaleway")
+        .unwrap()
+        .iter()
+        .filter(|n| n.attach)
+        .map(|n| n.nic_id)
+        .collect();
+    assert_eq!(attached, vec![3]);
+}
+
+/// Values with XML specials and multi-line scripts survive decoding.
+#[test]
+fn free_text_survives() {
+    let vm = read_vm(&mut encode(&fixture("vm/deploy.xml")).as_slice()).unwrap();
+    assert_eq!(vm.user_attribute("DESCRIPTION"), Some("web front, \"prod\" & <edge>"));
+    let script = vm.context.as_ref().unwrap().get("START_SCRIPT").unwrap();
+    assert_eq!(script, "#!/bin/sh\necho \"hello from $(hostname)\" > /etc/motd\n");
+}

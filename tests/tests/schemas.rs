@@ -1,0 +1,128 @@
+//! Every fixture is valid against OpenNebula's schemas (or, for the IPAM
+//! request, which has none upstream, against ours), checked with the real
+//! `xmllint`. This test fails, never skips, when xmllint is missing
+//! (`apt-get install libxml2-utils`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::Path;
+use std::process::Command;
+
+use integration_tests::{fixture, fixture_path, fixtures_in};
+
+/// Validates `document` against `schema`; adds OpenNebula's namespace to
+/// the root element first when `namespaced`. Returns xmllint's verdict.
+fn validate(document: &str, schema: &Path, namespaced: bool) -> Result<(), String> {
+    let text = if namespaced {
+        let start = document.find('<').expect("a root element");
+        let end = start + document[start..].find('>').expect("a root element");
+        let (name_end, self_closing) = if document[..end].ends_with('/') {
+            (end - 1, true)
+        } else {
+            (end, false)
+        };
+        format!(
+            "{}{} xmlns=\"http://opennebula.org/XMLSchema\"{}{}",
+            &document[..start],
+            &document[start..name_end],
+            if self_closing { "/" } else { "" },
+            &document[end..]
+        )
+    } else {
+        document.to_owned()
+    };
+    let dir = std::env::temp_dir().join(format!("one-scaleway-xsd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("doc-{}.xml", rand_suffix()));
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(schema)
+        .arg(&file)
+        .output();
+    let _ = std::fs::remove_file(&file);
+    let out = out.expect("xmllint must be installed (Debian package libxml2-utils)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn upstream(xsd: &str) -> std::path::PathBuf {
+    fixture_path("xsd/opennebula").join(xsd)
+}
+
+#[test]
+fn vm_fixtures_are_valid_vm_documents() {
+    let names = fixtures_in("vm");
+    assert!(names.len() >= 4, "expected the VM fixtures, found {names:?}");
+    for name in names {
+        validate(&fixture(&name), &upstream("vm.xsd"), true).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn vnet_fixtures_are_valid_vnet_documents() {
+    for name in fixtures_in("vnet") {
+        validate(&fixture(&name), &upstream("vnet.xsd"), true).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn host_fixtures_are_valid_host_documents() {
+    for name in fixtures_in("host") {
+        validate(&fixture(&name), &upstream("host.xsd"), true).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn ipam_fixtures_are_valid_ipam_requests() {
+    let names = fixtures_in("ipam");
+    assert_eq!(
+        names.len(),
+        6,
+        "one fixture per IPAM action (and IPv6 registration): {names:?}"
+    );
+    let schema = fixture_path("xsd/ipam_driver_action_data.xsd");
+    for name in names {
+        validate(&fixture(&name), &schema, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// The check itself can fail: broken documents are rejected.
+#[test]
+fn the_schema_check_rejects_broken_documents() {
+    let vm = fixture("vm/deploy.xml");
+    let without_id = vm.replacen("<ID>42</ID>", "", 1);
+    assert!(
+        validate(&without_id, &upstream("vm.xsd"), true).is_err(),
+        "a VM without ID must be invalid"
+    );
+    let bad_hid = vm.replacen("<HID>3</HID>", "<HID>three</HID>", 1);
+    assert!(
+        validate(&bad_hid, &upstream("vm.xsd"), true).is_err(),
+        "HID must be an integer"
+    );
+    let schema = fixture_path("xsd/ipam_driver_action_data.xsd");
+    let bad_size = fixture("ipam/get_address.xml").replace(
+        "<SIZE><![CDATA[1]]></SIZE>\n  </ADDRESS>",
+        "<SIZE>one</SIZE>\n  </ADDRESS>",
+    );
+    assert!(
+        validate(&bad_size, &schema, false).is_err(),
+        "ADDRESS/SIZE must be a number"
+    );
+    assert!(
+        validate("<IPAM_DRIVER_ACTION_DATA/>", &schema, false).is_err(),
+        "AR is required"
+    );
+}
