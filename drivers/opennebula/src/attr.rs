@@ -126,9 +126,17 @@ impl FromAttr for bool {
     }
 }
 
-fn check_charset(value: &str, allowed: impl Fn(char) -> bool, what: &str) -> Result<(), String> {
-    match value.chars().find(|&c| !allowed(c)) {
-        Some(c) => Err(format!("{} is not allowed ({what})", show(&c.to_string()))),
+/// Names we accept hold letters, digits, `-`, `_` and `.`: nothing a shell,
+/// `ip`, `nft` or an URL path would read specially.
+fn check_name_chars(value: &str) -> Result<(), String> {
+    match value
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    {
+        Some(c) => Err(format!(
+            "{} is not allowed (letters, digits, '-', '_' and '.' only)",
+            show(&c.to_string())
+        )),
         None => Ok(()),
     }
 }
@@ -147,11 +155,7 @@ impl FromAttr for IfName {
         if value == "." || value == ".." || value.starts_with('-') {
             return Err("reserved name".to_owned());
         }
-        check_charset(
-            value,
-            |c| c.is_ascii_alphanumeric() || "-_.".contains(c),
-            "letters, digits, '-', '_' and '.' only",
-        )?;
+        check_name_chars(value)?;
         Ok(Self(value.to_owned()))
     }
 }
@@ -171,11 +175,7 @@ impl FromAttr for HostName {
         if value.len() > 253 {
             return Err(format!("{} bytes, DNS allows at most 253", value.len()));
         }
-        check_charset(
-            value,
-            |c| c.is_ascii_alphanumeric() || "-_.".contains(c),
-            "letters, digits, '-', '_' and '.' only",
-        )?;
+        check_name_chars(value)?;
         for label in value.split('.') {
             if label.is_empty() || label.len() > 63 || label.starts_with('-') {
                 return Err(format!("bad label {}", show(label)));
@@ -200,11 +200,7 @@ impl FromAttr for Token {
         if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
             return Err("it must start with a letter or a digit".to_owned());
         }
-        check_charset(
-            value,
-            |c| c.is_ascii_alphanumeric() || "-_.".contains(c),
-            "letters, digits, '-', '_' and '.' only",
-        )?;
+        check_name_chars(value)?;
         Ok(Self(value.to_owned()))
     }
 }
