@@ -1,0 +1,1 @@
+//! Scaleway API client (being built).
