@@ -1,0 +1,443 @@
+//! Where credentials, project, locality and API URL come from.
+//!
+//! In this order (one-scaleway's contract): the `SCW_*` environment
+//! variables (and the legacy aliases the Scaleway SDK still reads), then the
+//! Scaleway CLI's config file, field by field. The file is
+//! `$SCW_CONFIG_PATH`, else `$XDG_CONFIG_HOME/scw/config.yaml`, else
+//! `~/.config/scw/config.yaml` (or `config.yml`). Its profile is the one the
+//! caller names (an AR's or host's `SCALEWAY_PROFILE`), else `SCW_PROFILE`,
+//! else the file's `active_profile`, else its root; a named profile is
+//! merged field by field over the root. A config file that other users can
+//! read is refused: it holds the secret key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::secret::{SecretKey, is_uuid};
+use crate::yaml;
+
+/// The real API.
+pub const DEFAULT_API_URL: &str = "https://api.scaleway.com";
+
+/// Why a configuration could not be resolved. Never contains the secret key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A Scaleway zone (`fr-par-1`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Zone(String);
+
+/// A Scaleway region (`fr-par`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region(String);
+
+fn lower_parts(s: &str, parts: &[(usize, usize)]) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == parts.len()
+        && groups.iter().zip(parts).enumerate().all(|(i, (g, (min, max)))| {
+            (*min..=*max).contains(&g.len())
+                && if i == 2 {
+                    g.chars().all(|c| c.is_ascii_digit())
+                } else {
+                    g.chars().all(|c| c.is_ascii_lowercase())
+                }
+        })
+}
+
+impl Zone {
+    /// `^[a-z]{2}-[a-z]{3,7}-[0-9]{1,2}$`, as the Scaleway SDK validates it.
+    pub fn new(s: &str) -> Result<Self, ConfigError> {
+        if lower_parts(s, &[(2, 2), (3, 7), (1, 2)]) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ConfigError(format!("{s:?} is not a Scaleway zone (like fr-par-1)")))
+        }
+    }
+
+    /// The zone's region: its first two parts.
+    pub fn region(&self) -> Region {
+        Region(self.0.rsplit_once('-').map_or(self.0.as_str(), |(r, _)| r).to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Region {
+    /// `^[a-z]{2}-[a-z]{3,7}$`; the legacy `par1`/`ams1` map to `fr-par`/`nl-ams`.
+    pub fn new(s: &str) -> Result<Self, ConfigError> {
+        let s = match s {
+            "par1" => "fr-par",
+            "ams1" => "nl-ams",
+            other => other,
+        };
+        if lower_parts(s, &[(2, 2), (3, 7)]) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ConfigError(format!("{s:?} is not a Scaleway region (like fr-par)")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything needed to call the API, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key: Option<String>,
+    pub secret_key: SecretKey,
+    pub project_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub zone: Option<Zone>,
+    pub region: Option<Region>,
+    /// Base URL without a trailing slash.
+    pub api_url: String,
+    /// The config file profile used, if any.
+    pub profile: Option<String>,
+    /// Where the secret key came from (for messages: "environment", or a path and profile).
+    pub secret_source: String,
+}
+
+impl Credentials {
+    /// The project id, required for creates.
+    pub fn require_project(&self) -> Result<&str, ConfigError> {
+        self.project_id.as_deref().ok_or_else(|| {
+            ConfigError(format!(
+                "no Scaleway project id: set SCW_DEFAULT_PROJECT_ID or default_project_id in the config file{}",
+                self.profile
+                    .as_ref()
+                    .map(|p| format!(" (profile {p})"))
+                    .unwrap_or_default()
+            ))
+        })
+    }
+
+    /// The zone: the one asked for, else the default one.
+    pub fn require_zone(&self) -> Result<&Zone, ConfigError> {
+        self.zone.as_ref().ok_or_else(|| {
+            ConfigError("no Scaleway zone: set SCW_DEFAULT_ZONE or default_zone in the config file".to_owned())
+        })
+    }
+}
+
+/// The environment variables we read, each with its legacy aliases.
+const ENV: &[(&str, &[&str])] = &[
+    ("access_key", &["SCW_ACCESS_KEY", "SCALEWAY_ACCESS_KEY"]),
+    ("secret_key", &["SCW_SECRET_KEY", "SCW_TOKEN", "SCALEWAY_TOKEN"]),
+    (
+        "default_organization_id",
+        &[
+            "SCW_DEFAULT_ORGANIZATION_ID",
+            "SCW_ORGANIZATION",
+            "SCALEWAY_ORGANIZATION",
+        ],
+    ),
+    ("default_project_id", &["SCW_DEFAULT_PROJECT_ID"]),
+    (
+        "default_region",
+        &["SCW_DEFAULT_REGION", "SCW_REGION", "SCALEWAY_REGION"],
+    ),
+    ("default_zone", &["SCW_DEFAULT_ZONE"]),
+    ("api_url", &["SCW_API_URL"]),
+];
+
+/// Resolves credentials. `env` reads an environment variable; `profile` is
+/// the profile the caller was asked to use (`SCALEWAY_PROFILE`), if any.
+pub fn resolve(env: &dyn Fn(&str) -> Option<String>, profile: Option<&str>) -> Result<Credentials, ConfigError> {
+    let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let mut fields: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    for (field, names) in ENV {
+        if let Some((name, value)) = names.iter().find_map(|n| get(n).map(|v| (*n, v))) {
+            fields.insert(field, (value, format!("environment variable {name}")));
+        }
+    }
+    let wanted_profile = profile.map(str::to_owned).or_else(|| get("SCW_PROFILE"));
+    let file = config_path(&get);
+    let mut used_profile = None;
+    // The file is needed when the environment lacks something, or a profile was asked for.
+    let needs_file = wanted_profile.is_some() || ENV.iter().any(|(f, _)| !fields.contains_key(f));
+    if let Some(path) = file.as_ref().filter(|_| needs_file) {
+        if let Some(text) = read_private(path)? {
+            let doc = yaml::parse(&text)
+                .map_err(|e| ConfigError(format!("cannot read the Scaleway config file {}: {e}", path.display())))?;
+            let profile_name = wanted_profile
+                .clone()
+                .or_else(|| doc.root.get("active_profile").cloned());
+            let mut merged = doc.root.clone();
+            if let Some(name) = &profile_name {
+                let profile = doc.maps.get("profiles").and_then(|p| p.get(name)).ok_or_else(|| {
+                    ConfigError(format!(
+                        "the Scaleway config file {} has no profile {name:?}",
+                        path.display()
+                    ))
+                })?;
+                merged.extend(profile.iter().map(|(k, v)| (k.clone(), v.clone())));
+                used_profile = Some(name.clone());
+            }
+            let origin = match &used_profile {
+                Some(p) => format!("{} (profile {p})", path.display()),
+                None => path.display().to_string(),
+            };
+            for (field, _) in ENV {
+                if let Some(v) = merged.get(*field).filter(|v| !v.is_empty()) {
+                    fields.entry(field).or_insert_with(|| (v.clone(), origin.clone()));
+                }
+            }
+        } else if wanted_profile.is_some() {
+            return Err(ConfigError(format!(
+                "Scaleway profile {:?} was asked for, but there is no config file at {}",
+                wanted_profile.unwrap_or_default(),
+                path.display()
+            )));
+        }
+    }
+    let take = |f: &str| fields.get(f).map(|(v, _)| v.clone());
+    let (secret, secret_source) = fields.get("secret_key").cloned().ok_or_else(|| {
+        ConfigError(format!(
+            "no Scaleway secret key: set SCW_SECRET_KEY, or secret_key in {}",
+            file.as_ref()
+                .map_or("~/.config/scw/config.yaml".to_owned(), |p| p.display().to_string())
+        ))
+    })?;
+    let secret_key = SecretKey::new(&secret).map_err(|e| ConfigError(format!("{e} (from {secret_source})")))?;
+    let check_uuid = |field: &str| -> Result<Option<String>, ConfigError> {
+        match fields.get(field) {
+            Some((v, from)) if !is_uuid(v) => Err(ConfigError(format!("{field} {v:?} (from {from}) is not a UUID"))),
+            Some((v, _)) => Ok(Some(v.to_ascii_lowercase())),
+            None => Ok(None),
+        }
+    };
+    let zone = take("default_zone").map(|z| Zone::new(&z)).transpose()?;
+    let region = match take("default_region") {
+        Some(r) => Some(Region::new(&r)?),
+        None => zone.as_ref().map(Zone::region),
+    };
+    let api_url = take("api_url").unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+    let api_url = api_url.trim_end_matches('/').to_owned();
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        return Err(ConfigError(format!(
+            "the Scaleway API URL {api_url:?} must start with https:// or http://"
+        )));
+    }
+    Ok(Credentials {
+        access_key: take("access_key"),
+        secret_key,
+        project_id: check_uuid("default_project_id")?,
+        organization_id: check_uuid("default_organization_id")?,
+        zone,
+        region,
+        api_url,
+        profile: used_profile,
+        secret_source,
+    })
+}
+
+fn config_path(get: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(p) = get("SCW_CONFIG_PATH") {
+        return Some(PathBuf::from(p));
+    }
+    let dir = get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| get("HOME").map(|h| Path::new(&h).join(".config")))?
+        .join("scw");
+    let yml = dir.join("config.yml");
+    let yaml = dir.join("config.yaml");
+    Some(if !yaml.exists() && yml.exists() { yml } else { yaml })
+}
+
+/// Reads the config file; `None` if there is none. Refuses a file that
+/// other users can read or write.
+fn read_private(path: &Path) -> Result<Option<String>, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ConfigError(format!(
+                "cannot read the Scaleway config file {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError(format!(
+            "refusing the Scaleway config file {}: its mode is {mode:04o}, so other users can read the secret key \
+             in it; run: chmod 600 {}",
+            path.display(),
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|e| ConfigError(format!("cannot read the Scaleway config file {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const KEY1: &str = "11111111-1111-4111-8111-111111111111";
+    const KEY2: &str = "22222222-2222-4222-8222-222222222222";
+    const PROJECT: &str = "33333333-3333-4333-8333-333333333333";
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn write_config(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn environment_alone() {
+        let env = env_of(&[
+            ("SCW_SECRET_KEY", KEY1),
+            ("SCW_DEFAULT_PROJECT_ID", PROJECT),
+            ("SCW_DEFAULT_ZONE", "nl-ams-1"),
+            ("SCW_API_URL", "http://127.0.0.1:8080/"),
+            ("SCW_CONFIG_PATH", "/nonexistent/config.yaml"),
+        ]);
+        let c = resolve(&env, None).unwrap();
+        assert_eq!(c.secret_key.expose(), KEY1);
+        assert_eq!(c.project_id.as_deref(), Some(PROJECT));
+        assert_eq!(c.zone.as_ref().unwrap().as_str(), "nl-ams-1");
+        assert_eq!(c.region.as_ref().unwrap().as_str(), "nl-ams");
+        assert_eq!(c.api_url, "http://127.0.0.1:8080");
+        assert_eq!(c.secret_source, "environment variable SCW_SECRET_KEY");
+    }
+
+    #[test]
+    fn file_profiles_and_precedence() {
+        let dir = test_support::TempDir::new("scw-config");
+        let path = write_config(
+            dir.path(),
+            &format!(
+                "secret_key: {KEY1}\ndefault_zone: fr-par-1\ndefault_project_id: {PROJECT}\nactive_profile: ams\n\
+                 profiles:\n  ams:\n    default_zone: nl-ams-1\n  waw:\n    secret_key: {KEY2}\n    default_zone: pl-waw-3\n"
+            ),
+            0o600,
+        );
+        let p = path.to_str().unwrap();
+        // active profile, merged over the root
+        let c = resolve(&env_of(&[("SCW_CONFIG_PATH", p)]), None).unwrap();
+        assert_eq!((c.secret_key.expose(), c.zone.unwrap().as_str()), (KEY1, "nl-ams-1"));
+        assert_eq!(c.profile.as_deref(), Some("ams"));
+        // the profile the caller names wins over SCW_PROFILE and active_profile
+        let c = resolve(&env_of(&[("SCW_CONFIG_PATH", p), ("SCW_PROFILE", "ams")]), Some("waw")).unwrap();
+        assert_eq!((c.secret_key.expose(), c.zone.unwrap().as_str()), (KEY2, "pl-waw-3"));
+        assert_eq!(
+            c.project_id.as_deref(),
+            Some(PROJECT),
+            "root fields fill the profile's gaps"
+        );
+        // environment variables win field by field
+        let c = resolve(
+            &env_of(&[("SCW_CONFIG_PATH", p), ("SCW_DEFAULT_ZONE", "fr-par-2")]),
+            Some("waw"),
+        )
+        .unwrap();
+        assert_eq!((c.secret_key.expose(), c.zone.unwrap().as_str()), (KEY2, "fr-par-2"));
+        // an unknown profile is an error
+        let err = resolve(&env_of(&[("SCW_CONFIG_PATH", p)]), Some("nope")).unwrap_err();
+        assert!(err.0.contains("has no profile \"nope\""), "{err}");
+    }
+
+    #[test]
+    fn default_path_under_home() {
+        let dir = test_support::TempDir::new("scw-home");
+        std::fs::create_dir_all(dir.path().join(".config/scw")).unwrap();
+        write_config(&dir.path().join(".config/scw"), &format!("secret_key: {KEY1}\n"), 0o600);
+        let c = resolve(&env_of(&[("HOME", dir.path().to_str().unwrap())]), None).unwrap();
+        assert_eq!(c.secret_key.expose(), KEY1);
+        assert!(
+            c.secret_source.ends_with(".config/scw/config.yaml"),
+            "{}",
+            c.secret_source
+        );
+    }
+
+    #[test]
+    fn refuses_a_readable_config_file() {
+        let dir = test_support::TempDir::new("scw-mode");
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            let path = write_config(dir.path(), &format!("secret_key: {KEY1}\n"), mode);
+            let err = resolve(&env_of(&[("SCW_CONFIG_PATH", path.to_str().unwrap())]), None).unwrap_err();
+            assert!(err.0.contains("chmod 600"), "{mode:o}: {err}");
+            assert!(!err.0.contains(KEY1));
+        }
+    }
+
+    #[test]
+    fn errors_say_what_to_do_and_never_show_the_key() {
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (
+                vec![("SCW_CONFIG_PATH", "/nonexistent")],
+                "no Scaleway secret key: set SCW_SECRET_KEY",
+            ),
+            (vec![("SCW_SECRET_KEY", "not-a-uuid-but-secret")], "is not a UUID"),
+            (
+                vec![("SCW_SECRET_KEY", KEY1), ("SCW_DEFAULT_ZONE", "paris")],
+                "not a Scaleway zone",
+            ),
+            (
+                vec![("SCW_SECRET_KEY", KEY1), ("SCW_DEFAULT_PROJECT_ID", "p1")],
+                "default_project_id \"p1\"",
+            ),
+            (
+                vec![("SCW_SECRET_KEY", KEY1), ("SCW_API_URL", "ftp://x")],
+                "must start with https://",
+            ),
+            (
+                vec![("SCW_CONFIG_PATH", "/nonexistent"), ("SCW_PROFILE", "x")],
+                "no config file",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let err = resolve(&env_of(&pairs), None).unwrap_err();
+            assert!(err.0.contains(expected), "{pairs:?}: {err}");
+            assert!(
+                !err.0.contains("not-a-uuid-but-secret") && !err.0.contains(KEY1),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn zones_and_regions() {
+        assert_eq!(Zone::new("pl-waw-3").unwrap().region().as_str(), "pl-waw");
+        assert!(Zone::new("fr-par").is_err());
+        assert!(Zone::new("FR-PAR-1").is_err());
+        assert_eq!(Region::new("par1").unwrap().as_str(), "fr-par");
+        assert!(Region::new("fr-par-1").is_err());
+    }
+}
