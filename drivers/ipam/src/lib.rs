@@ -16,6 +16,8 @@
 //! This version reads and validates every request, then refuses to act: the
 //! actions arrive with the Scaleway client (see the README's status table).
 
+pub mod alloc;
+
 use std::ffi::OsString;
 
 use anyhow::bail;

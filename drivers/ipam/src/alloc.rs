@@ -1,0 +1,455 @@
+//! Private /31 blocks for public ranges, never handed out twice.
+//!
+//! Every flexible IP reaches its VM through a private /31: the VM's address
+//! (the even one) and its gateway (the odd one, answered by the host with
+//! proxy ARP). Blocks come from the range's `PRIVATE_CIDR`; which blocks are
+//! taken is kept in one state file on the frontend, read and written under
+//! an exclusive lock and replaced atomically (write, fsync, rename), so two
+//! registrations at once, or a crash at any point, never give one block to
+//! two ranges. A block is reserved (`pending`) before its flexible IP is
+//! created and marked `active` once it exists; the flexible IP carries the
+//! block in its tags, so the file can be rebuilt from Scaleway if it is lost.
+//!
+//! The planning part ([`PrivateCidr::first_free`]) is pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::Ipv4Network;
+use serde::{Deserialize, Serialize};
+
+/// The default `PRIVATE_CIDR`: 32,766 blocks, outside Scaleway's automatic
+/// private network subnets (172.16.0.0/16) and the cluster's private
+/// network default (172.18.0.0/24).
+pub const DEFAULT_PRIVATE_CIDR: &str = "172.30.0.0/16";
+
+/// Private ranges a `PRIVATE_CIDR` must lie in (RFC 1918 and RFC 6598).
+const PRIVATE_SPACES: [(Ipv4Addr, u8); 4] = [
+    (Ipv4Addr::new(10, 0, 0, 0), 8),
+    (Ipv4Addr::new(172, 16, 0, 0), 12),
+    (Ipv4Addr::new(192, 168, 0, 0), 16),
+    (Ipv4Addr::new(100, 64, 0, 0), 10),
+];
+
+/// A validated `PRIVATE_CIDR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrivateCidr(Ipv4Network);
+
+/// One /31: the VM's address and its gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Block {
+    pub vm: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+}
+
+impl Block {
+    /// The block that holds `address`.
+    pub fn containing(address: Ipv4Addr) -> Self {
+        let base = u32::from(address) & !1;
+        Self {
+            vm: Ipv4Addr::from(base),
+            gateway: Ipv4Addr::from(base | 1),
+        }
+    }
+
+    /// `a.b.c.d/31`.
+    pub fn cidr(&self) -> String {
+        format!("{}/31", self.vm)
+    }
+
+    /// Parses `a.b.c.d/31` with an even `a.b.c.d`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (ip, len) = text.split_once('/')?;
+        let ip: Ipv4Addr = ip.parse().ok()?;
+        (len == "31" && u32::from(ip) & 1 == 0).then(|| Self::containing(ip))
+    }
+}
+
+impl fmt::Display for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.cidr())
+    }
+}
+
+impl PrivateCidr {
+    /// Parses and checks a `PRIVATE_CIDR`: IPv4 CIDR notation, no host
+    /// bits, inside a private range, and large enough for at least two blocks.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let shown = opennebula::attr::show(text);
+        let net: Ipv4Network = text.trim().parse().map_err(|_| {
+            format!("PRIVATE_CIDR = {shown} is not an IPv4 network in CIDR notation (like {DEFAULT_PRIVATE_CIDR})")
+        })?;
+        if !text.contains('/') {
+            return Err(format!(
+                "PRIVATE_CIDR = {shown} needs a prefix length (like {DEFAULT_PRIVATE_CIDR})"
+            ));
+        }
+        if net.ip() != net.network() {
+            return Err(format!(
+                "PRIVATE_CIDR = {shown} has host bits set: did you mean {}/{}?",
+                net.network(),
+                net.prefix()
+            ));
+        }
+        if net.prefix() > 29 {
+            return Err(format!(
+                "PRIVATE_CIDR = {shown} is too small: a /{} leaves no /31 besides its first and last; use /29 or larger",
+                net.prefix()
+            ));
+        }
+        let private = PRIVATE_SPACES
+            .iter()
+            .any(|(ip, len)| Ipv4Network::new(*ip, *len).is_ok_and(|space| space.is_supernet_of(net)));
+        if !private {
+            return Err(format!(
+                "PRIVATE_CIDR = {shown} is not private address space (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10)"
+            ));
+        }
+        Ok(Self(net))
+    }
+
+    pub fn network(&self) -> Ipv4Network {
+        self.0
+    }
+
+    /// Usable blocks: all /31s but the first and the last (they hold the
+    /// network's own and broadcast addresses, which some guests refuse).
+    pub fn capacity(&self) -> u32 {
+        (self.0.size() / 2).saturating_sub(2)
+    }
+
+    /// Whether `block` is one of this network's usable blocks.
+    pub fn holds(&self, block: Block) -> bool {
+        self.0.contains(block.vm) && block.vm != self.0.network() && block.gateway != self.0.broadcast()
+    }
+
+    /// The lowest usable block not in `taken` (pure).
+    pub fn first_free(&self, taken: &BTreeSet<Block>) -> Option<Block> {
+        let first = u32::from(self.0.network()) + 2;
+        (0..self.capacity())
+            .map(|i| Block::containing(Ipv4Addr::from(first + 2 * i)))
+            .find(|b| !taken.contains(b))
+    }
+}
+
+impl fmt::Display for PrivateCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a block is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Reserved; its flexible IP may or may not exist yet.
+    Pending,
+    /// Its flexible IP exists and backs a range.
+    Active,
+}
+
+/// One taken block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub phase: Phase,
+    /// The registration token (a tag on the flexible IP).
+    pub token: String,
+    pub zone: String,
+    pub fip_id: Option<String>,
+    pub external_ip: Option<String>,
+    /// Seconds since the epoch when it was reserved.
+    pub since: u64,
+}
+
+/// The state file's content: every taken block.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub blocks: BTreeMap<Block, Allocation>,
+}
+
+impl Serialize for Block {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.cidr())
+    }
+}
+
+impl<'de> Deserialize<'de> for Block {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Block::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a /31 block")))
+    }
+}
+
+impl State {
+    pub fn taken(&self) -> BTreeSet<Block> {
+        self.blocks.keys().copied().collect()
+    }
+
+    /// The block registered under `token`, if any.
+    pub fn by_token(&self, token: &str) -> Option<(Block, &Allocation)> {
+        self.blocks.iter().find(|(_, a)| a.token == token).map(|(b, a)| (*b, a))
+    }
+}
+
+/// The state file, and the lock that guards it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    /// Runs `f` on the state under the exclusive lock, and saves what it
+    /// leaves if it succeeds. A missing file is built by `rebuild` first
+    /// (from Scaleway's tags); a corrupt one is refused.
+    pub fn update<T, E: From<String>>(
+        &self,
+        rebuild: impl FnOnce() -> Result<State, E>,
+        f: impl FnOnce(&mut State) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| E::from(format!("cannot create the state folder {}: {e}", dir.display())))?;
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.lock_path())
+            .map_err(|e| E::from(format!("cannot open the lock {}: {e}", self.lock_path().display())))?;
+        lock.lock()
+            .map_err(|e| E::from(format!("cannot lock {}: {e}", self.lock_path().display())))?;
+        let mut state = match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                E::from(format!(
+                    "the address state {} is damaged ({e}); move it aside and run `scaleway-ipam rebuild-state` \
+                     to rebuild it from Scaleway",
+                    self.path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => rebuild()?,
+            Err(e) => return Err(E::from(format!("cannot read {}: {e}", self.path.display()))),
+        };
+        let before = state.clone();
+        let out = f(&mut state)?;
+        if state != before || !self.path.exists() {
+            self.save(&state).map_err(E::from)?;
+        }
+        drop(lock);
+        Ok(out)
+    }
+
+    /// Replaces the file atomically: a temporary file, fsync, rename, fsync
+    /// of the folder.
+    fn save(&self, state: &State) -> Result<(), String> {
+        let mut state = state.clone();
+        state.version = 1;
+        let text = serde_json::to_vec_pretty(&state).map_err(|e| format!("cannot encode the address state: {e}"))?;
+        let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&tmp)?
+            };
+            file.write_all(&text)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot save the address state {}: {e}", self.path.display())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_cidr_validation() {
+        let cases = [
+            ("172.30.0.0/16", Ok(32766)),
+            ("10.0.0.0/29", Ok(2)),
+            ("100.64.0.0/10", Ok((1 << 21) - 2)),
+            ("172.30.0.0/30", Err("too small")),
+            ("172.30.0.1/16", Err("has host bits set: did you mean 172.30.0.0/16?")),
+            ("51.15.0.0/16", Err("is not private address space")),
+            ("172.30.0.0", Err("needs a prefix length")),
+            ("172.30.0.0/33", Err("is not an IPv4 network")),
+            ("fd00::/64", Err("is not an IPv4 network")),
+            ("172.30.0.0/16; reboot", Err("is not an IPv4 network")),
+        ];
+        for (text, expected) in cases {
+            match (PrivateCidr::parse(text), expected) {
+                (Ok(c), Ok(n)) => assert_eq!(c.capacity(), n, "{text}"),
+                (Err(e), Err(want)) => assert!(e.contains(want) && e.contains("PRIVATE_CIDR"), "{text}: {e}"),
+                (got, want) => panic!("{text}: got {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn allocation_skips_the_edges_and_taken_blocks() {
+        let cidr = PrivateCidr::parse("192.168.7.0/29").unwrap();
+        let mut taken = BTreeSet::new();
+        let first = cidr.first_free(&taken).unwrap();
+        assert_eq!(
+            (first.vm, first.gateway),
+            (Ipv4Addr::new(192, 168, 7, 2), Ipv4Addr::new(192, 168, 7, 3))
+        );
+        taken.insert(first);
+        let second = cidr.first_free(&taken).unwrap();
+        assert_eq!(second.cidr(), "192.168.7.4/31");
+        taken.insert(second);
+        assert_eq!(cidr.first_free(&taken), None, "the /29 is exhausted");
+        assert!(!cidr.holds(Block::containing(Ipv4Addr::new(192, 168, 7, 0))));
+        assert!(!cidr.holds(Block::containing(Ipv4Addr::new(192, 168, 7, 7))));
+        assert!(cidr.holds(second));
+    }
+
+    #[test]
+    fn blocks_parse_and_print() {
+        let b = Block::parse("172.30.12.4/31").unwrap();
+        assert_eq!(
+            (b.vm.to_string(), b.gateway.to_string()),
+            ("172.30.12.4".into(), "172.30.12.5".into())
+        );
+        assert_eq!(Block::parse("172.30.12.5/31"), None, "odd base");
+        assert_eq!(Block::parse("172.30.12.4/30"), None);
+    }
+
+    fn alloc(token: &str) -> Allocation {
+        Allocation {
+            phase: Phase::Pending,
+            token: token.into(),
+            zone: "fr-par-1".into(),
+            fip_id: None,
+            external_ip: None,
+            since: 0,
+        }
+    }
+
+    #[test]
+    fn the_store_round_trips_and_rebuilds_when_missing() {
+        let dir = test_support::TempDir::new("ipam-store");
+        let store = Store::new(dir.path().join("state/ipam.json"));
+        let cidr = PrivateCidr::parse(DEFAULT_PRIVATE_CIDR).unwrap();
+        let mut rebuilt = false;
+        let block = store
+            .update::<_, String>(
+                || {
+                    rebuilt = true;
+                    Ok(State::default())
+                },
+                |s| {
+                    let b = cidr.first_free(&s.taken()).ok_or("full")?;
+                    s.blocks.insert(b, alloc("t1"));
+                    Ok(b)
+                },
+            )
+            .unwrap();
+        assert!(rebuilt);
+        let again = store
+            .update::<_, String>(|| panic!("the file exists"), |s| Ok(s.by_token("t1").map(|(b, _)| b)))
+            .unwrap();
+        assert_eq!(again, Some(block));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(store.path()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn a_failed_update_changes_nothing() {
+        let dir = test_support::TempDir::new("ipam-store-fail");
+        let store = Store::new(dir.path().join("ipam.json"));
+        store
+            .update::<_, String>(
+                || Ok(State::default()),
+                |s| {
+                    s.blocks.insert(Block::parse("172.30.0.2/31").unwrap(), alloc("t1"));
+                    Ok(())
+                },
+            )
+            .unwrap();
+        let err = store.update::<(), String>(
+            || Ok(State::default()),
+            |s| {
+                s.blocks.clear();
+                Err("boom".into())
+            },
+        );
+        assert_eq!(err, Err("boom".into()));
+        let n = store
+            .update::<_, String>(|| Ok(State::default()), |s| Ok(s.blocks.len()))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_with_advice() {
+        let dir = test_support::TempDir::new("ipam-store-bad");
+        let store = Store::new(dir.path().join("ipam.json"));
+        std::fs::write(store.path(), "{not json").unwrap();
+        let err = store
+            .update::<(), String>(|| Ok(State::default()), |_| Ok(()))
+            .unwrap_err();
+        assert!(err.contains("is damaged") && err.contains("rebuild-state"), "{err}");
+    }
+
+    /// Many processes at once never share a block.
+    #[test]
+    fn concurrent_allocations_are_distinct() {
+        let dir = test_support::TempDir::new("ipam-store-concurrent");
+        let path = dir.path().join("ipam.json");
+        let cidr = PrivateCidr::parse("10.9.0.0/24").unwrap();
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let store = Store::new(path.clone());
+                std::thread::spawn(move || {
+                    store
+                        .update::<_, String>(
+                            || Ok(State::default()),
+                            |s| {
+                                let b = cidr.first_free(&s.taken()).ok_or("full")?;
+                                s.blocks.insert(b, alloc(&format!("t{i}")));
+                                Ok(b)
+                            },
+                        )
+                        .unwrap()
+                })
+            })
+            .collect();
+        let blocks: BTreeSet<Block> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(blocks.len(), 20);
+    }
+}
