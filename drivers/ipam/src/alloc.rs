@@ -196,6 +196,24 @@ impl State {
     }
 }
 
+/// A problem with the state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<StoreError> for String {
+    fn from(e: StoreError) -> Self {
+        e.0
+    }
+}
+
 /// The state file, and the lock that guards it.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -220,38 +238,47 @@ impl Store {
     /// Runs `f` on the state under the exclusive lock, and saves what it
     /// leaves if it succeeds. A missing file is built by `rebuild` first
     /// (from Scaleway's tags); a corrupt one is refused.
-    pub fn update<T, E: From<String>>(
+    pub fn update<T, E: From<StoreError>>(
         &self,
         rebuild: impl FnOnce() -> Result<State, E>,
         f: impl FnOnce(&mut State) -> Result<T, E>,
     ) -> Result<T, E> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| E::from(format!("cannot create the state folder {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                E::from(StoreError(format!(
+                    "cannot create the state folder {}: {e}",
+                    dir.display()
+                )))
+            })?;
         }
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.lock_path())
-            .map_err(|e| E::from(format!("cannot open the lock {}: {e}", self.lock_path().display())))?;
+            .map_err(|e| {
+                E::from(StoreError(format!(
+                    "cannot open the lock {}: {e}",
+                    self.lock_path().display()
+                )))
+            })?;
         lock.lock()
-            .map_err(|e| E::from(format!("cannot lock {}: {e}", self.lock_path().display())))?;
+            .map_err(|e| E::from(StoreError(format!("cannot lock {}: {e}", self.lock_path().display()))))?;
         let mut state = match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                E::from(format!(
+                E::from(StoreError(format!(
                     "the address state {} is damaged ({e}); move it aside and run `scaleway-ipam rebuild-state` \
                      to rebuild it from Scaleway",
                     self.path.display()
-                ))
+                )))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => rebuild()?,
-            Err(e) => return Err(E::from(format!("cannot read {}: {e}", self.path.display()))),
+            Err(e) => return Err(E::from(StoreError(format!("cannot read {}: {e}", self.path.display())))),
         };
         let before = state.clone();
         let out = f(&mut state)?;
         if state != before || !self.path.exists() {
-            self.save(&state).map_err(E::from)?;
+            self.save(&state).map_err(|e| E::from(StoreError(e)))?;
         }
         drop(lock);
         Ok(out)

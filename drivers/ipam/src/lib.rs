@@ -13,17 +13,21 @@
 //! | `get_address` | `ADDRESS = [ IP, SIZE ]` |
 //! | `allocate_address`, `free_address` | nothing |
 //!
-//! This version reads and validates every request, then refuses to act: the
-//! actions arrive with the Scaleway client (see the README's status table).
+//! Maintenance commands: `scaleway-ipam gc [--delete]` lists (and deletes)
+//! our flexible IPs that no range references any more;
+//! `scaleway-ipam rebuild-state` rebuilds the private block state from the
+//! flexible IPs' tags.
 
+pub mod actions;
 pub mod alloc;
+pub mod tags;
 
 use std::ffi::OsString;
 
 use anyhow::bail;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use opennebula::cli::parse_args;
-use opennebula::driver::{Env, Io, Output, dispatch_argv0, run};
+use opennebula::driver::{Env, Io, dispatch_argv0, run};
 
 /// The name OpenNebula knows this driver by (`IPAM_MAD`).
 pub const IPAM_MAD: &str = "scaleway";
@@ -65,15 +69,51 @@ impl Action {
 #[command(name = PROGRAM, version, after_help = "\
 OpenNebula runs the action files under remotes/ipam/scaleway/, which are links to this program, \
 with the base64-encoded IPAM_DRIVER_ACTION_DATA document on stdin. \
-Log level: ONE_SCALEWAY_LOG=error|warn|info|debug.
-
-Status: requests are read and validated; the actions themselves are not available yet in this version.")]
+Scaleway credentials: SCW_* environment variables, then ~/.config/scw/config.yaml (profile from \
+the range's SCALEWAY_PROFILE). Log level: ONE_SCALEWAY_LOG=error|warn|info|debug.")]
 struct Cli {
-    /// The IPAM action to run.
-    #[arg(value_enum)]
-    action: Action,
-    /// OpenNebula's request id (for logs only).
-    request_id: Option<u64>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a flexible IP and answer the range (AR) backed by it.
+    #[command(name = "register_address_range")]
+    RegisterAddressRange { request_id: Option<u64> },
+    /// Detach and delete the range's flexible IP, free its private block.
+    #[command(name = "unregister_address_range")]
+    UnregisterAddressRange { request_id: Option<u64> },
+    /// Answer the range's address.
+    #[command(name = "get_address")]
+    GetAddress { request_id: Option<u64> },
+    /// Accept a lease of the range's address.
+    #[command(name = "allocate_address")]
+    AllocateAddress { request_id: Option<u64> },
+    /// Accept the release of the range's address.
+    #[command(name = "free_address")]
+    FreeAddress { request_id: Option<u64> },
+    /// List our flexible IPs that no range references any more (delete them with --delete).
+    Gc {
+        /// Delete them (the default only lists them).
+        #[arg(long)]
+        delete: bool,
+        /// Zone (default: from the credentials).
+        #[arg(long)]
+        zone: Option<String>,
+        /// Scaleway config profile.
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Rebuild the private block state file from our flexible IPs' tags.
+    RebuildState {
+        /// Zone (default: from the credentials).
+        #[arg(long)]
+        zone: Option<String>,
+        /// Scaleway config profile.
+        #[arg(long)]
+        profile: Option<String>,
+    },
 }
 
 /// Runs the program with the given argv, environment and streams; returns
@@ -85,8 +125,25 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let args: Vec<String> = cli.request_id.iter().map(u64::to_string).collect();
-    run(PROGRAM, cli.action.name(), &args, env, io, |driver| {
+    let (action, request_id) = match cli.command {
+        Command::RegisterAddressRange { request_id } => (Action::RegisterAddressRange, request_id),
+        Command::UnregisterAddressRange { request_id } => (Action::UnregisterAddressRange, request_id),
+        Command::GetAddress { request_id } => (Action::GetAddress, request_id),
+        Command::AllocateAddress { request_id } => (Action::AllocateAddress, request_id),
+        Command::FreeAddress { request_id } => (Action::FreeAddress, request_id),
+        Command::Gc { delete, zone, profile } => {
+            return run(PROGRAM, "gc", &[], env, io, |d| {
+                maintenance::gc(d, delete, zone.as_deref(), profile.as_deref())
+            });
+        }
+        Command::RebuildState { zone, profile } => {
+            return run(PROGRAM, "rebuild-state", &[], env, io, |d| {
+                maintenance::rebuild_state(d, zone.as_deref(), profile.as_deref())
+            });
+        }
+    };
+    let args: Vec<String> = request_id.iter().map(u64::to_string).collect();
+    run(PROGRAM, action.name(), &args, env, io, |driver| {
         let request = driver.read_ipam_request()?;
         if let Some(mad) = &request.ar.ipam_mad
             && mad.as_str() != IPAM_MAD
@@ -100,15 +157,14 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
             "request read: AR with {} attributes",
             request.ar.attrs.len()
         ));
-        not_available(cli.action)
+        match action {
+            Action::RegisterAddressRange => actions::register(driver, &request),
+            Action::UnregisterAddressRange => actions::unregister(driver, &request),
+            Action::GetAddress => actions::get_address(&request),
+            Action::AllocateAddress => actions::check_address(&request, action.name()),
+            Action::FreeAddress => actions::check_address(&request, action.name()),
+        }
     })
 }
 
-fn not_available(action: Action) -> anyhow::Result<Output> {
-    bail!(
-        "the scaleway IPAM action {} is not available in one-scaleway {} yet: \
-         the request was read and is valid, nothing was changed",
-        action.name(),
-        env!("CARGO_PKG_VERSION")
-    )
-}
+mod maintenance;

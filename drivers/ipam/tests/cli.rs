@@ -26,7 +26,11 @@ fn help_lists_the_actions_and_the_status() {
             ran.stdout
         );
     }
-    assert!(ran.stdout.contains("Status:"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("gc") && ran.stdout.contains("rebuild-state"),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
@@ -69,18 +73,16 @@ fn action_files_dispatch_on_their_name() {
             bad.stderr
         );
 
-        let name = if action == "register_address_range" {
-            "ipam/register_address_range.xml".to_owned()
+        let good = run_program(&link, &["7"], &encode(&fixture(&format!("ipam/{action}.xml"))));
+        if action.ends_with("register_address_range") {
+            assert_eq!(good.code, 1, "{action}: no credentials here");
+            assert!(
+                good.stderr.contains("Scaleway profile \"edge-paris\" was asked for"),
+                "{}",
+                good.stderr
+            );
         } else {
-            format!("ipam/{action}.xml")
-        };
-        let good = run_program(&link, &["7"], &encode(&fixture(&name)));
-        assert_eq!(good.code, 1, "{action}: not available yet");
-        assert!(
-            good.stderr
-                .contains("the request was read and is valid, nothing was changed"),
-            "{}",
-            good.stderr
-        );
+            assert_eq!(good.code, 0, "{action}: {good:?}");
+        }
     }
 }

@@ -1,0 +1,462 @@
+//! The five IPAM actions (and the maintenance commands), on the Scaleway
+//! client and the block store.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use opennebula::attr::Token;
+use opennebula::driver::{Driver, Env, Log, Output};
+use opennebula::ipam::IpamRequest;
+use opennebula::template::Template;
+use scaleway::flexible_ip::{FipFilter, FipStatus, FlexibleIp, NewFlexibleIp};
+use scaleway::{Client, Credentials, WaitPolicy, Zone};
+
+use crate::alloc::{Allocation, Block, DEFAULT_PRIVATE_CIDR, Phase, PrivateCidr, State, Store};
+use crate::tags;
+
+/// Environment variable: where the block state lives (tests, unusual setups).
+pub const STATE_DIR_ENV: &str = "ONE_SCALEWAY_STATE_DIR";
+
+/// The block state file: `$ONE_SCALEWAY_STATE_DIR/ipam-blocks.json`, else
+/// under `$ONE_LOCATION/var/scaleway/`, else `/var/lib/one/scaleway/`.
+pub fn state_path(env: &Env) -> PathBuf {
+    let dir = match (env.get(STATE_DIR_ENV), env.get("ONE_LOCATION")) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(one)) => PathBuf::from(one).join("var/scaleway"),
+        (None, None) => PathBuf::from("/var/lib/one/scaleway"),
+    };
+    dir.join("ipam-blocks.json")
+}
+
+/// Client settings from the environment: `ONE_SCALEWAY_TIMEOUT` (seconds
+/// per request), `ONE_SCALEWAY_RETRY_BASE_MS`, `ONE_SCALEWAY_POLL_MS` and
+/// `ONE_SCALEWAY_WAIT` (seconds to wait for a transition).
+pub struct Tuning {
+    pub options: scaleway::Options,
+    pub wait: WaitPolicy,
+}
+
+impl Tuning {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let num = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match env.get(name) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| anyhow!("{name}={v:?} is not a whole number")),
+            }
+        };
+        let defaults = scaleway::Options::default();
+        let options = scaleway::Options {
+            request_timeout: Duration::from_secs(num("ONE_SCALEWAY_TIMEOUT", 30)?),
+            retry: scaleway::RetryPolicy {
+                base_delay: Duration::from_millis(num("ONE_SCALEWAY_RETRY_BASE_MS", 1000)?),
+                ..defaults.retry.clone()
+            },
+            ..defaults
+        };
+        let wait = WaitPolicy::new(
+            Duration::from_millis(num("ONE_SCALEWAY_POLL_MS", 2000)?),
+            Duration::from_secs(num("ONE_SCALEWAY_WAIT", 180)?),
+        );
+        Ok(Self { options, wait })
+    }
+}
+
+/// What a range asks for, read from its AR.
+struct RangeSettings {
+    ipv6: bool,
+    /// IPv4 ranges only: IPv6 ranges route their /64 to the VM, no private block.
+    private_cidr: PrivateCidr,
+    profile: Option<String>,
+    provision_id: Option<String>,
+    zone: Option<Zone>,
+}
+
+fn settings(request: &IpamRequest) -> anyhow::Result<RangeSettings> {
+    let ar = &request.ar.attrs;
+    let ipv6 = match ar.get("SCALEWAY_IP_TYPE").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("ipv4") => false,
+        Some("ipv6") => true,
+        Some(other) => bail!(
+            "{}/SCALEWAY_IP_TYPE = {} must be ipv4 or ipv6",
+            ar.path(),
+            opennebula::attr::show(other)
+        ),
+    };
+    let private_cidr = PrivateCidr::parse(
+        ar.get("PRIVATE_CIDR")
+            .filter(|v| !v.is_empty())
+            .unwrap_or(DEFAULT_PRIVATE_CIDR),
+    )
+    .map_err(|e| anyhow!("{}/{e}", ar.path()))?;
+    let profile: Option<Token> = ar.parse("SCALEWAY_PROFILE")?;
+    let provision: Option<u64> = ar.parse("PROVISION_ID")?;
+    let zone: Option<Token> = ar.parse("SCALEWAY_ZONE")?;
+    let zone = zone.map(|z| Zone::new(z.as_str())).transpose()?;
+    if let Some(size) = request.ar.size
+        && size != 1
+    {
+        bail!(
+            "{}/SIZE = {size}: a scaleway range holds exactly one address (one flexible IP); use SIZE = 1",
+            ar.path()
+        );
+    }
+    Ok(RangeSettings {
+        ipv6,
+        private_cidr,
+        profile: profile.map(|p| p.to_string()),
+        provision_id: provision.map(|p| p.to_string()),
+        zone,
+    })
+}
+
+/// Credentials and client for a range.
+fn connect(d: &mut Driver<'_, '_>, profile: Option<&str>) -> anyhow::Result<(Client, Credentials)> {
+    let env = d.env;
+    let credentials = scaleway::resolve(&|k| env.get(k).map(str::to_owned), profile)?;
+    let tuning = Tuning::from_env(env)?;
+    let client = Client::new(credentials.clone(), tuning.options)?;
+    Ok((client, credentials))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Rebuilds the block state from our tagged flexible IPs in `zone`.
+pub fn rebuild(client: &Client, zone: &Zone, project: &str) -> anyhow::Result<State> {
+    let filter = FipFilter {
+        project_id: Some(project.to_owned()),
+        tags: vec![tags::OURS.to_owned()],
+        ..FipFilter::default()
+    };
+    let mut state = State::default();
+    for fip in client
+        .list_fips(zone, &filter)?
+        .into_iter()
+        .filter(|f| tags::is_ours(&f.tags))
+    {
+        let Some(block) = tags::value(&fip.tags, tags::BLOCK).and_then(Block::parse) else {
+            continue;
+        };
+        state.blocks.insert(
+            block,
+            Allocation {
+                phase: Phase::Active,
+                token: tags::value(&fip.tags, tags::TOKEN).unwrap_or_default().to_owned(),
+                zone: zone.to_string(),
+                fip_id: Some(fip.id.clone()),
+                external_ip: fip.address().map(|a| a.to_string()),
+                since: now(),
+            },
+        );
+    }
+    Ok(state)
+}
+
+/// `register_address_range`: one flexible IP, one private block, one AR.
+pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result<Output> {
+    let s = settings(request)?;
+    let (client, credentials) = connect(d, s.profile.as_deref())?;
+    let zone = match &s.zone {
+        Some(z) => z.clone(),
+        None => credentials.require_zone()?.clone(),
+    };
+    let project = credentials.require_project()?.to_owned();
+    let token = tags::new_token().context("cannot make a registration token")?;
+    let store = Store::new(state_path(d.env));
+
+    // 1. Reserve the private block (IPv4 ranges), before anything exists at Scaleway.
+    let block = if s.ipv6 {
+        None
+    } else {
+        let cidr = s.private_cidr;
+        let zone_text = zone.to_string();
+        Some(store.update(
+            || rebuild(&client, &zone, &project),
+            |state| {
+                let block = cidr.first_free(&state.taken()).ok_or_else(|| {
+                    anyhow!(
+                        "PRIVATE_CIDR {cidr} is exhausted ({} ranges): give this range a larger or another PRIVATE_CIDR",
+                        cidr.capacity()
+                    )
+                })?;
+                state.blocks.insert(
+                    block,
+                    Allocation { phase: Phase::Pending, token: token.clone(), zone: zone_text.clone(), fip_id: None, external_ip: None, since: now() },
+                );
+                Ok(block)
+            },
+        )?)
+    };
+    let release_block = |log: &mut Log<'_>| {
+        if let Some(b) = block {
+            let freed = store.update(
+                || Ok::<_, anyhow::Error>(State::default()),
+                |state| {
+                    state.blocks.remove(&b);
+                    Ok(())
+                },
+            );
+            if let Err(e) = freed {
+                log.error(format_args!("could not free private block {b}: {e:#}"));
+            }
+        }
+    };
+
+    // 2. The flexible IP, tagged with the token so an ambiguous create is found, not repeated.
+    let block_text = block.map(|b| b.cidr()).unwrap_or_default();
+    let new = NewFlexibleIp {
+        project_id: project.clone(),
+        description: "OpenNebula address range (one-scaleway)".to_owned(),
+        tags: tags::for_range(&token, &block_text, s.provision_id.as_deref()),
+        server_id: None,
+        is_ipv6: s.ipv6,
+    };
+    let fip = match client.create_fip(&zone, &new, &format!("{}{token}", tags::TOKEN)) {
+        Ok(fip) => fip,
+        Err(e) => {
+            release_block(d.log);
+            return Err(anyhow!(e).context("cannot create the flexible IP for this address range"));
+        }
+    };
+    let undo = {
+        let client_zone = zone.clone();
+        let project = project.clone();
+        let fip_id = fip.id.clone();
+        move |client: &Client, log: &mut Log<'_>| match client.delete_fip(&client_zone, &fip_id, &project) {
+            Ok(_) => log.info(format_args!("released flexible IP {fip_id}")),
+            Err(e) => log.error(format_args!(
+                "could not release flexible IP {fip_id}: {e}; `scaleway-ipam gc --delete` will"
+            )),
+        }
+    };
+
+    // 3. The answer, then the block marked active. Any failure from here releases both.
+    let answer = (|| -> anyhow::Result<String> {
+        let external: IpAddr = fip
+            .address()
+            .ok_or_else(|| anyhow!("Scaleway returned flexible IP {} without an address", fip.id))?;
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut push = |k: &str, v: String| pairs.push((k.to_owned(), v));
+        match block {
+            Some(b) => {
+                push("TYPE", "IP4".into());
+                push("IP", b.vm.to_string());
+                push("SIZE", "1".into());
+                push("GATEWAY", b.gateway.to_string());
+                push("NETWORK_MASK", "255.255.255.254".into());
+                push("PRIVATE_CIDR", s.private_cidr.to_string());
+            }
+            None => {
+                let IpAddr::V6(prefix) = external else {
+                    bail!("Scaleway returned an IPv4 address for an IPv6 flexible IP")
+                };
+                let p = u128::from(prefix) & !((1u128 << 64) - 1);
+                push("TYPE", "IP6_STATIC".into());
+                push("IP6", Ipv6Addr::from(p | 2).to_string());
+                push("PREFIX_LENGTH", "64".into());
+                push("SIZE", "1".into());
+                push("GATEWAY6", Ipv6Addr::from(p | 1).to_string());
+            }
+        }
+        push("IPAM_MAD", crate::IPAM_MAD.into());
+        push(
+            "EXTERNAL_IP",
+            match external {
+                IpAddr::V4(a) => a.to_string(),
+                IpAddr::V6(_) => fip.ip_address.clone(),
+            },
+        );
+        push("SCALEWAY_IP_ID", fip.id.clone());
+        push("SCALEWAY_ZONE", zone.to_string());
+        push("SCALEWAY_IP_TYPE", if s.ipv6 { "ipv6" } else { "ipv4" }.into());
+        if let Some(p) = &s.profile {
+            push("SCALEWAY_PROFILE", p.clone());
+        }
+        if let Some(p) = &s.provision_id {
+            push("PROVISION_ID", p.clone());
+        }
+        let mut t = Template::new();
+        t.vector("AR", pairs);
+        let text = t.render()?;
+        if let Some(b) = block {
+            store.update(
+                || Ok::<_, anyhow::Error>(State::default()),
+                |state| {
+                    let a = state
+                        .blocks
+                        .get_mut(&b)
+                        .ok_or_else(|| anyhow!("private block {b} vanished from the state file"))?;
+                    a.phase = Phase::Active;
+                    a.fip_id = Some(fip.id.clone());
+                    a.external_ip = Some(external.to_string());
+                    Ok(())
+                },
+            )?;
+        }
+        Ok(text)
+    })();
+    let text = match answer {
+        Ok(text) => text,
+        Err(e) => {
+            undo(&client, d.log);
+            release_block(d.log);
+            return Err(e.context("cannot register the address range (the flexible IP was released)"));
+        }
+    };
+    d.log.info(format_args!(
+        "flexible IP {} ({}) created in {zone}{}",
+        fip.ip_address,
+        fip.id,
+        block.map(|b| format!(", private block {b}")).unwrap_or_default()
+    ));
+    let store_path = state_path(d.env);
+    Ok(Output {
+        stdout: text,
+        undo_if_undelivered: Some(Box::new(move |log| {
+            undo(&client, log);
+            if let Some(b) = block {
+                Store::new(store_path).update(
+                    || Ok::<_, anyhow::Error>(State::default()),
+                    |state| {
+                        state.blocks.remove(&b);
+                        Ok(())
+                    },
+                )?;
+            }
+            Ok(())
+        })),
+    })
+}
+
+/// `unregister_address_range`: the flexible IP detached and deleted, the block freed.
+pub fn unregister(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result<Output> {
+    let ar = &request.ar.attrs;
+    let Some(fip_id) = ar.parse::<opennebula::attr::Uuid>("SCALEWAY_IP_ID")? else {
+        bail!(
+            "{}/SCALEWAY_IP_ID is missing: this range was not registered by the scaleway IPAM driver",
+            ar.path()
+        );
+    };
+    let s = settings(request)?;
+    let (client, credentials) = connect(d, s.profile.as_deref())?;
+    let zone = match &s.zone {
+        Some(z) => z.clone(),
+        None => credentials.require_zone()?.clone(),
+    };
+    let project = credentials.require_project()?.to_owned();
+    let tuning = Tuning::from_env(d.env)?;
+    let fip_id = fip_id.as_str();
+    match client.find_fip(&zone, fip_id, &project)? {
+        None => d.log.info(format_args!("flexible IP {fip_id} is already gone")),
+        Some(fip) => {
+            if let Some(server) = &fip.server_id {
+                d.log
+                    .info(format_args!("detaching flexible IP {fip_id} from server {server}"));
+                client.detach_fips(&zone, &[fip_id])?;
+                client.wait_fip_ready(&zone, fip_id, tuning.wait)?;
+            } else if fip.status != FipStatus::Ready {
+                client.wait_fip_ready(&zone, fip_id, tuning.wait)?;
+            }
+            if client.delete_fip(&zone, fip_id, &project)? {
+                d.log
+                    .info(format_args!("flexible IP {} ({fip_id}) deleted", fip.ip_address));
+            }
+        }
+    }
+    if let Some(ip) = request.ar.ip {
+        let block = Block::containing(ip);
+        Store::new(state_path(d.env)).update(
+            || Ok::<_, anyhow::Error>(State::default()),
+            |state| {
+                if state
+                    .blocks
+                    .get(&block)
+                    .is_some_and(|a| a.fip_id.as_deref().is_none_or(|id| id == fip_id))
+                {
+                    state.blocks.remove(&block);
+                }
+                Ok(())
+            },
+        )?;
+    }
+    Ok(Output::empty())
+}
+
+/// The one address of a range, checked against what oned asks.
+fn the_address(request: &IpamRequest) -> anyhow::Result<(String, Option<&opennebula::ipam::AddressRequest>)> {
+    let ar = &request.ar;
+    let address = match (ar.ip, ar.ip6) {
+        (Some(ip), _) => ip.to_string(),
+        (None, Some(ip6)) => ip6.to_string(),
+        (None, None) => bail!(
+            "{}/IP is missing: this range was not registered by the scaleway IPAM driver",
+            ar.attrs.path()
+        ),
+    };
+    let asked = request.address.as_ref();
+    if let Some(size) = asked.and_then(|a| a.size)
+        && size != 1
+    {
+        bail!("a scaleway range has exactly one address: cannot lease {size} addresses from it");
+    }
+    Ok((address, asked))
+}
+
+/// `get_address`: the range's address, if it is free.
+pub fn get_address(request: &IpamRequest) -> anyhow::Result<Output> {
+    let (address, _) = the_address(request)?;
+    let used: Option<u64> = request.ar.attrs.parse("USED_LEASES")?;
+    if used.unwrap_or(0) >= 1 {
+        bail!("the address {address} of this range is already leased (a scaleway range has one address)");
+    }
+    let mut t = Template::new();
+    t.vector("ADDRESS", [("IP", address.as_str()), ("SIZE", "1")]);
+    if request.ar.ip.is_none() {
+        t = Template::new();
+        t.vector("ADDRESS", [("IP6", address.as_str()), ("SIZE", "1")]);
+    }
+    Ok(Output::text(t.render()?))
+}
+
+/// `allocate_address` and `free_address`: only the range's own address.
+pub fn check_address(request: &IpamRequest, action: &str) -> anyhow::Result<Output> {
+    let (address, asked) = the_address(request)?;
+    let asked_ip = asked.and_then(|a| a.ip.map(|i| i.to_string()).or_else(|| a.ip6.map(|i| i.to_string())));
+    match asked_ip {
+        Some(ip) if ip != address => {
+            bail!("{action}: {ip} is not in this range, whose only address is {address}")
+        }
+        _ => Ok(Output::empty()),
+    }
+}
+
+/// `gc`: our flexible IPs that no range references any more.
+pub fn orphans(client: &Client, zone: &Zone, project: &str, state: &State) -> anyhow::Result<Vec<FlexibleIp>> {
+    let filter = FipFilter {
+        project_id: Some(project.to_owned()),
+        tags: vec![tags::OURS.to_owned()],
+        ..FipFilter::default()
+    };
+    let referenced: std::collections::HashSet<&str> = state
+        .blocks
+        .values()
+        .filter(|a| a.phase == Phase::Active)
+        .filter_map(|a| a.fip_id.as_deref())
+        .collect();
+    let pending: std::collections::HashSet<&str> = state
+        .blocks
+        .values()
+        .filter(|a| a.phase == Phase::Pending)
+        .map(|a| a.token.as_str())
+        .collect();
+    Ok(client
+        .list_fips(zone, &filter)?
+        .into_iter()
+        .filter(|f| tags::is_ours(&f.tags))
+        .filter(|f| !referenced.contains(f.id.as_str()))
+        .filter(|f| tags::value(&f.tags, tags::TOKEN).is_none_or(|t| !pending.contains(t)))
+        .collect())
+}
