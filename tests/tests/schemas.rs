@@ -85,6 +85,15 @@ fn host_fixtures_are_valid_host_documents() {
 }
 
 #[test]
+fn document_fixtures_are_valid_documents() {
+    let names = fixtures_in("document");
+    assert!(names.len() >= 2, "{names:?}");
+    for name in names {
+        validate(&fixture(&name), &upstream("document.xsd"), true).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
 fn ipam_fixtures_are_valid_ipam_requests() {
     let names = fixtures_in("ipam");
     assert_eq!(

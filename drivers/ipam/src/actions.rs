@@ -111,10 +111,44 @@ fn settings(request: &IpamRequest) -> anyhow::Result<RangeSettings> {
     })
 }
 
+/// The credentials of a range, in the contract's order: the `SCW_*`
+/// environment, then the Scaleway config file (the range's
+/// `SCALEWAY_PROFILE`, or the active profile); a range that carries only a
+/// `PROVISION_ID` (made by oneprovision) uses its provider's connection,
+/// read from oned.
+pub fn credentials_for(env: &Env, profile: Option<&str>, provision: Option<&str>) -> anyhow::Result<Credentials> {
+    let from_env = |k: &str| env.get(k).map(str::to_owned);
+    let provision = provision.filter(|_| profile.is_none() && env.get("SCW_SECRET_KEY").is_none());
+    let Some(provision) = provision else {
+        return Ok(scaleway::resolve(&from_env, profile)?);
+    };
+    let id: u64 = provision
+        .parse()
+        .map_err(|_| anyhow!("PROVISION_ID {provision:?} is not a number"))?;
+    let oned = opennebula::oned::Oned::from_env(env)?;
+    let connection = oned
+        .provider_connection(id)
+        .with_context(|| format!("cannot read the Scaleway credentials of provision {id} from oned"))?;
+    let get = |key: &str| connection.get(key).cloned();
+    let mapped = |k: &str| match k {
+        "SCW_SECRET_KEY" => get("secret_key"),
+        "SCW_ACCESS_KEY" => get("access_key"),
+        "SCW_DEFAULT_PROJECT_ID" => get("project_id"),
+        "SCW_DEFAULT_ORGANIZATION_ID" => get("organization_id"),
+        "SCW_DEFAULT_ZONE" => get("zone"),
+        "SCW_DEFAULT_REGION" => get("region"),
+        "SCW_API_URL" => from_env("SCW_API_URL"),
+        // Only the provider's connection counts: no config file.
+        "SCW_CONFIG_PATH" => Some("/nonexistent/one-scaleway/provider-connection-only".to_owned()),
+        _ => None,
+    };
+    scaleway::resolve(&mapped, None).with_context(|| format!("the provider connection of provision {id}"))
+}
+
 /// Credentials and client for a range.
-fn connect(d: &mut Driver<'_, '_>, profile: Option<&str>) -> anyhow::Result<(Client, Credentials)> {
+fn connect(d: &mut Driver<'_, '_>, s: &RangeSettings) -> anyhow::Result<(Client, Credentials)> {
     let env = d.env;
-    let credentials = scaleway::resolve(&|k| env.get(k).map(str::to_owned), profile)?;
+    let credentials = credentials_for(env, s.profile.as_deref(), s.provision_id.as_deref())?;
     let tuning = Tuning::from_env(env)?;
     let client = Client::new(credentials.clone(), tuning.options)?;
     Ok((client, credentials))
@@ -158,7 +192,7 @@ pub fn rebuild(client: &Client, zone: &Zone, project: &str) -> anyhow::Result<St
 /// `register_address_range`: one flexible IP, one private block, one AR.
 pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result<Output> {
     let s = settings(request)?;
-    let (client, credentials) = connect(d, s.profile.as_deref())?;
+    let (client, credentials) = connect(d, &s)?;
     let zone = match &s.zone {
         Some(z) => z.clone(),
         None => credentials.require_zone()?.clone(),
@@ -341,7 +375,7 @@ pub fn unregister(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Resu
         );
     };
     let s = settings(request)?;
-    let (client, credentials) = connect(d, s.profile.as_deref())?;
+    let (client, credentials) = connect(d, &s)?;
     let zone = match &s.zone {
         Some(z) => z.clone(),
         None => credentials.require_zone()?.clone(),

@@ -7,6 +7,7 @@
 //! - [`ipam`] and [`vm`]: the typed documents IPAM and network drivers receive;
 //! - [`template`]: OpenNebula's template syntax (`AR = [ KEY = "value" ]`),
 //!   written and parsed;
+//! - [`oned`]: the few XML-RPC calls we make to oned;
 //! - [`cli`]: command-line parsing through the same injectable streams;
 //! - [`driver`]: the execution contract every binary follows (exit code,
 //!   stdout payload, stderr error line and `INFO:`/`WARN:`/... log lines).
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod driver;
 pub mod ipam;
 pub mod message;
+pub mod oned;
 pub mod template;
 pub mod vm;
 pub mod xml;

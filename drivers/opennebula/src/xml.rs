@@ -25,6 +25,23 @@ pub const MAX_ELEMENTS: usize = 200_000;
 /// Largest text of one element, in bytes.
 pub const MAX_TEXT: usize = 1 << 20;
 
+/// The bounds a document must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub depth: usize,
+    pub elements: usize,
+    pub text: usize,
+}
+
+impl Limits {
+    /// For driver messages.
+    pub const DEFAULT: Limits = Limits {
+        depth: MAX_DEPTH,
+        elements: MAX_ELEMENTS,
+        text: MAX_TEXT,
+    };
+}
+
 /// One element: its name, its text, its children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
@@ -121,6 +138,7 @@ fn check_chars(text: &str) -> Result<(), String> {
 }
 
 struct Builder {
+    limits: Limits,
     /// Open elements; the last one is the innermost.
     stack: Vec<Element>,
     root: Option<Element>,
@@ -136,12 +154,12 @@ impl Builder {
         if self.root.is_some() {
             return Err(format!("a second root element <{name}> after the document ended"));
         }
-        if self.stack.len() >= MAX_DEPTH {
-            return Err(format!("elements nested deeper than {MAX_DEPTH} levels"));
+        if self.stack.len() >= self.limits.depth {
+            return Err(format!("elements nested deeper than {} levels", self.limits.depth));
         }
         self.elements += 1;
-        if self.elements > MAX_ELEMENTS {
-            return Err(format!("more than {MAX_ELEMENTS} elements"));
+        if self.elements > self.limits.elements {
+            return Err(format!("more than {} elements", self.limits.elements));
         }
         if let Some(parent) = self.stack.last()
             && !parent.text.trim().is_empty()
@@ -181,8 +199,8 @@ impl Builder {
         if !current.children.is_empty() && (cdata || !text.trim().is_empty()) {
             return Err("text mixed with elements".to_owned());
         }
-        if current.text.len() + text.len() > MAX_TEXT {
-            return Err(format!("a value longer than {MAX_TEXT} bytes"));
+        if current.text.len() + text.len() > self.limits.text {
+            return Err(format!("a value longer than {} bytes", self.limits.text));
         }
         current.text.push_str(text);
         Ok(())
@@ -196,6 +214,11 @@ fn element_name(local: &str) -> Result<String, String> {
 
 /// Parses a complete document into its root element.
 pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
+    parse_with(document, Limits::DEFAULT)
+}
+
+/// Parses a complete document within the given bounds.
+pub fn parse_with(document: &[u8], limits: Limits) -> Result<Element, XmlError> {
     let text = std::str::from_utf8(document).map_err(|e| XmlError {
         offset: e.valid_up_to() as u64,
         path: String::new(),
@@ -204,6 +227,7 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
     let mut builder = Builder {
+        limits,
         stack: Vec::new(),
         root: None,
         elements: 0,

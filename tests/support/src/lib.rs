@@ -237,3 +237,107 @@ impl Drop for NetNs {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
+
+/// What a stub oned answers to one call: `Ok(body)` or `Err((message, code))`.
+pub type OnedAnswer = Result<String, (String, i32)>;
+
+/// A stub of oned's XML-RPC endpoint on 127.0.0.1, answering in oned's real
+/// format (`[success, body, error code]`) from a function of the method name
+/// and the parameters after the session. Stops when dropped.
+pub struct StubOned {
+    pub url: String,
+    pub calls: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: std::net::SocketAddr,
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn xml_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+impl StubOned {
+    pub fn start(answer: impl Fn(&str, &[String]) -> OnedAnswer + Send + Sync + 'static) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stub oned");
+        let addr = listener.local_addr().expect("its address");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, calls2) = (stop.clone(), calls.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let method = body
+                    .split("<methodName>")
+                    .nth(1)
+                    .and_then(|r| r.split("</methodName>").next())
+                    .unwrap_or("")
+                    .to_owned();
+                // Every <value>'s inner text, skipping the session (the first).
+                let params: Vec<String> = body
+                    .split("<value>")
+                    .skip(2)
+                    .map(|v| {
+                        let v = v.split("</value>").next().unwrap_or("");
+                        let inner = v.find('>').map_or(v, |i| &v[i + 1..]);
+                        xml_unescape(inner.split('<').next().unwrap_or(""))
+                    })
+                    .collect();
+                calls2.lock().expect("calls").push((method.clone(), params.clone()));
+                let (ok, text, code) = match answer(&method, &params) {
+                    Ok(b) => (1, b, 0),
+                    Err((m, c)) => (0, m, c),
+                };
+                let xml = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<methodResponse>\r\n<params>\r\n<param><value><array><data>\
+                     <value><boolean>{ok}</boolean></value><value><string>{}</string></value><value><i4>{code}</i4></value>\
+                     </data></array></value></param>\r\n</params>\r\n</methodResponse>\r\n",
+                    xml_escape(&text)
+                );
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                    xml.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        Self {
+            url: format!("http://{addr}/RPC2"),
+            calls,
+            stop,
+            addr,
+        }
+    }
+}
+
+impl Drop for StubOned {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
