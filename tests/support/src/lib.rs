@@ -241,12 +241,15 @@ impl Drop for NetNs {
 /// What a stub oned answers to one call: `Ok(body)` or `Err((message, code))`.
 pub type OnedAnswer = Result<String, (String, i32)>;
 
+/// The calls a stub oned received: method and parameters (session left out).
+pub type OnedCalls = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>;
+
 /// A stub of oned's XML-RPC endpoint on 127.0.0.1, answering in oned's real
 /// format (`[success, body, error code]`) from a function of the method name
 /// and the parameters after the session. Stops when dropped.
 pub struct StubOned {
     pub url: String,
-    pub calls: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>,
+    pub calls: OnedCalls,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     addr: std::net::SocketAddr,
 }
