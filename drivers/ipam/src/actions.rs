@@ -385,13 +385,16 @@ pub fn unregister(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Resu
     let fip_id = fip_id.as_str();
     match client.find_fip(&zone, fip_id, &project)? {
         None => d.log.info(format_args!("flexible IP {fip_id} is already gone")),
-        Some(fip) => {
-            if let Some(server) = &fip.server_id {
+        Some(found) => {
+            let mut fip = found;
+            if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
+                fip = client.wait_fip_settled(&zone, fip_id, tuning.wait)?;
+            }
+            if fip.status == FipStatus::Attached {
+                let server = fip.server_id.clone().unwrap_or_default();
                 d.log
                     .info(format_args!("detaching flexible IP {fip_id} from server {server}"));
                 client.detach_fips(&zone, &[fip_id])?;
-                client.wait_fip_ready(&zone, fip_id, tuning.wait)?;
-            } else if fip.status != FipStatus::Ready {
                 client.wait_fip_ready(&zone, fip_id, tuning.wait)?;
             }
             if client.delete_fip(&zone, fip_id, &project)? {

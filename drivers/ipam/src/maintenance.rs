@@ -5,7 +5,7 @@ use opennebula::driver::{Driver, Output};
 use scaleway::{Client, Zone};
 
 use crate::actions::{Tuning, orphans, rebuild, state_path};
-use crate::alloc::{State, Store};
+use crate::alloc::{Phase, State, Store};
 
 fn connect(d: &Driver<'_, '_>, zone: Option<&str>, profile: Option<&str>) -> anyhow::Result<(Client, Zone, String)> {
     let env = d.env;
@@ -42,6 +42,28 @@ pub fn gc(d: &mut Driver<'_, '_>, delete: bool, zone: Option<&str>, profile: Opt
                 fip.ip_address,
                 fip.tags.join(",")
             ));
+        }
+    }
+    if delete {
+        // Blocks of crashed registrations, and of the IPs just deleted, are free again.
+        let deleted: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let freed = store.update(
+            || Ok::<_, anyhow::Error>(State::default()),
+            |s| {
+                let before = s.blocks.len();
+                s.blocks.retain(|_, a| {
+                    let stale = a.phase == Phase::Pending && now.saturating_sub(a.since) >= STALE_PENDING_SECS;
+                    let gone = a.fip_id.as_ref().is_some_and(|id| deleted.contains(id));
+                    !(stale || gone)
+                });
+                Ok(before - s.blocks.len())
+            },
+        )?;
+        if freed > 0 {
+            out.push_str(&format!("freed {freed} private blocks\n"));
         }
     }
     if found.is_empty() {

@@ -259,6 +259,24 @@ impl Client {
         )
     }
 
+    /// Waits until the flexible IP is out of its transient states
+    /// (`updating`, `detaching`): `ready` or `attached`.
+    pub fn wait_fip_settled(&self, zone: &Zone, id: &str, policy: WaitPolicy) -> Result<FlexibleIp> {
+        wait_until(
+            "flexible IP",
+            id,
+            "ready or attached",
+            policy,
+            || self.get_fip(zone, id),
+            |f| match f.status {
+                FipStatus::Ready | FipStatus::Attached => Progress::Done,
+                FipStatus::Updating | FipStatus::Detaching => Progress::Pending,
+                _ => Progress::Failed,
+            },
+            describe_fip,
+        )
+    }
+
     /// Waits until the flexible IP is `ready` (detached).
     pub fn wait_fip_ready(&self, zone: &Zone, id: &str, policy: WaitPolicy) -> Result<FlexibleIp> {
         wait_until(
