@@ -4,7 +4,7 @@ use anyhow::Context;
 use opennebula::driver::{Driver, Output};
 use scaleway::{Client, Zone};
 
-use crate::actions::{Tuning, orphans, rebuild, state_path};
+use crate::actions::{STALE_PENDING_SECS, Tuning, orphans, rebuild, state_path};
 use crate::alloc::{Phase, State, Store};
 
 fn connect(d: &Driver<'_, '_>, zone: Option<&str>, profile: Option<&str>) -> anyhow::Result<(Client, Zone, String)> {
