@@ -470,7 +470,12 @@ pub fn check_address(request: &IpamRequest, action: &str) -> anyhow::Result<Outp
     }
 }
 
-/// `gc`: our flexible IPs that no range references any more.
+/// A registration still `pending` after this long crashed: its flexible
+/// IP, if any, is an orphan.
+pub const STALE_PENDING_SECS: u64 = 3600;
+
+/// `gc`: our flexible IPs that no range references any more (and whose
+/// registration is not in progress).
 pub fn orphans(client: &Client, zone: &Zone, project: &str, state: &State) -> anyhow::Result<Vec<FlexibleIp>> {
     let filter = FipFilter {
         project_id: Some(project.to_owned()),
@@ -486,7 +491,7 @@ pub fn orphans(client: &Client, zone: &Zone, project: &str, state: &State) -> an
     let pending: std::collections::HashSet<&str> = state
         .blocks
         .values()
-        .filter(|a| a.phase == Phase::Pending)
+        .filter(|a| a.phase == Phase::Pending && now().saturating_sub(a.since) < STALE_PENDING_SECS)
         .map(|a| a.token.as_str())
         .collect();
     Ok(client
