@@ -1,42 +1,496 @@
 //! `scaleway-emulator`: a local Scaleway API for our tests and the sandbox.
 //!
-//! Contract: `scaleway-emulator --listen 127.0.0.1:PORT` (port 0 picks one)
-//! prints `listening on http://127.0.0.1:PORT` as its first stdout line and
-//! serves the Scaleway paths the drivers use, with control endpoints under
-//! `/_emulator/`. This version only parses its command line and says the
-//! server is not available yet.
+//! A client targets it by changing only its base URL (`SCW_API_URL`) and
+//! using any UUID as secret key: same paths, methods, JSON shapes, status
+//! codes and error bodies as `api.scaleway.com` for the APIs the drivers use,
+//! checked against the recorded traffic in `shared/scaleway/recordings`
+//! (`tests/recordings.rs` replays all of it). It is a plain HTTP/1.1 server on
+//! `std::net` (a thread per connection, keep-alive, `Content-Length` or
+//! chunked request bodies), with no async runtime.
+//!
+//! # Command line
+//!
+//! ```text
+//! scaleway-emulator [--listen 127.0.0.1:PORT] [--secret-key UUID]... [--speed F]
+//!                   [--manual-clock] [--seed N] [--project-id UUID]...
+//! ```
+//!
+//! - `--listen` (default `127.0.0.1:0`): loopback only (`0.0.0.0` or a
+//!   public address is refused, exit 2); port 0 picks a free port. The first
+//!   stdout line, flushed, is `listening on http://127.0.0.1:PORT` with the
+//!   real port; then it serves until killed (SIGTERM/SIGINT end it).
+//! - `--secret-key UUID` (repeatable): accept only these `X-Auth-Token`
+//!   values. Without it any UUID is accepted.
+//! - `--speed F` (default [`DEFAULT_SPEED`] = 0.1): multiplies every
+//!   simulated delay. 1.0 is realistic (a FIP attach takes 5 s, an OS install
+//!   about 6 min); 0.01 suits tests.
+//! - `--manual-clock`: start with a frozen clock that only
+//!   `POST /_emulator/clock` moves.
+//! - `--seed N`: reproducible ids, addresses and fault probabilities.
+//! - `--project-id UUID` (repeatable): projects that exist from the start,
+//!   each with a default VPC in every region.
+//!
+//! Exit codes: 2 for a bad command line or a refused address, 1 when the
+//! port cannot be bound.
+//!
+//! # Library
+//!
+//! ```no_run
+//! use scaleway_emulator::{Emulator, Options};
+//! let emu = Emulator::start(Options { speed: 1.0, manual_clock: true, ..Options::default() }).unwrap();
+//! let base = emu.url(); // "http://127.0.0.1:PORT"
+//! emu.advance(5.0); // same as POST /_emulator/clock {"advance_seconds": 5}
+//! emu.stop(); // or drop it
+//! ```
+//!
+//! [`Running`] also has typed helpers for the control API: `advance`,
+//! `set_manual_clock`, `now`, `set_speed`, `add_fault`, `clear_faults`,
+//! `calls`, `clear_calls`, `state`, `register_project`, `reset`.
+//!
+//! # What is served
+//!
+//! Every call needs `X-Auth-Token` (a UUID, or one of `--secret-key`);
+//! otherwise `401 {"type":"denied_authentication","method":"api_key","reason":"not_found","message":"authentication is denied"}`.
+//! Every answer has `X-Request-Id`, `Date` (from the emulator clock) and
+//! `Server`. Unknown zones or regions give `400 invalid_arguments` (argument
+//! `zone` or `region`). Creates answer 200; deletes that answer 204 have an
+//! empty body (with `Content-Type: application/json`, as the real API).
+//! Every list paginates: `page` (1-based), `page_size` (default **20**,
+//! maximum 100; more is `400 invalid_arguments`), `total_count` counts every
+//! match. Repeated query keys are arrays (`tags=a&tags=b`, also `tags[]=`).
+//! Unknown request fields are ignored; `null`, missing and `[]` are accepted
+//! for optional arrays.
+//!
+//! | API | Paths (`/…` under the locality) |
+//! |---|---|
+//! | Flexible IP v1alpha1 (EM zones) | `POST/GET /fips`, `GET/PATCH/DELETE /fips/{id}`, `POST /fips/attach`, `POST /fips/detach`, `POST/DELETE /fips/{id}/mac`, `POST /fips/{id}/mac/duplicate`, `POST /fips/{id}/mac/move` |
+//! | Elastic Metal v1 (EM zones) | `GET /offers`, `/offers/{id}`, `/os`, `/os/{id}`, `/options`, `/options/{id}`, `/partitioning-schemas/default`; `POST/GET /servers`, `GET/PATCH/DELETE /servers/{id}`, `POST /servers/{id}/install`, `…/start`, `…/stop`, `…/reboot`, `POST/DELETE /servers/{id}/options/{option_id}`, `GET /servers/{id}/events` (empty) |
+//! | Elastic Metal v3 (EM zones) | `PUT/POST /servers/{id}/private-networks`, `DELETE /servers/{id}/private-networks/{pn_id}`, `GET /server-private-networks` |
+//! | VPC v2 (regions) | `POST/GET /vpcs`, `GET/PATCH/DELETE /vpcs/{id}`, `POST /vpcs/{id}/enable-routing`, `POST/GET /private-networks`, `GET/PATCH/DELETE /private-networks/{id}`, `POST /private-networks/{id}/enable-dhcp` |
+//! | Public Gateway v2 (gateway zones) | `GET /gateway-types`, `POST/GET /gateways`, `GET/PATCH /gateways/{id}`, `DELETE /gateways/{id}?delete_ip=`, `POST /gateways/{id}/refresh-ssh-keys`, `POST/PUT /gateways/{id}/bastion-allowed-ips`, `DELETE /gateways/{id}/bastion-allowed-ips/{cidr}`, `POST/GET /gateway-networks`, `GET/PATCH/DELETE /gateway-networks/{id}`, `POST/GET /ips`, `GET/PATCH/DELETE /ips/{id}` |
+//! | IPAM v1 (regions) | `POST/GET /ips`, `GET/PATCH/DELETE /ips/{id}` |
+//! | IAM v1alpha1 (global) | `POST/GET /ssh-keys`, `GET/PATCH/DELETE /ssh-keys/{id}` |
+//!
+//! Localities: EM zones `fr-par-1`, `fr-par-2`, `nl-ams-1`, `nl-ams-2`,
+//! `pl-waw-2`, `pl-waw-3`; gateway zones add `it-mil-1`, `nl-ams-3`,
+//! `pl-waw-1`; regions `fr-par`, `nl-ams`, `pl-waw`, `it-mil`.
+//!
+//! Catalogue: five real offers (ids are the real ones, the same in every
+//! zone), each with an hourly and a monthly twin: `EM-A116X-SSD` (stock
+//! `low`, no cloud-init, Proxmox and ESXi incompatible), `EM-B220E-NVME`,
+//! `EM-I215E-NVME`, `EM-L110X-SATA` (no cloud-init) and `EM-L420E-NVME`
+//! (stock `empty`); eight real OSes; each offer has a `Private Network`
+//! option (`cd4158d7-2d65-49be-8803-c4b8ab6f760c`). `subscription_period`
+//! absent, `unknown_subscription_period` or `hourly` lists the hourly twins,
+//! `monthly` the monthly ones (as recorded).
+//!
+//! Error shapes: `400 invalid_arguments` with `details[{argument_name,
+//! reason, help_message}]`; `403 permissions_denied`
+//! `details:[{action:"read",resource:"flexible-ip"}]` for any unknown or
+//! deleted FIP (GET, PATCH, DELETE, attach, detach; the MAC endpoints answer
+//! `404 not_found` with `resource:"flexible_ips"`, as recorded); `404 not_found`
+//! `{resource, resource_id}` for VPC, PN, gateway, GN, IPs, SSH keys;
+//! `404 {"message":"Not Found"}` for EM v1 (servers, offers, OSes);
+//! `409 transient_state {resource, resource_id, current_state}` when acting
+//! on a transient FIP, server, mapping, gateway or GN (a GN create while the
+//! gateway is not `running` names the **gateway**); `409 already_exists`
+//! (same SSH key twice in a project, a booked address); `412
+//! precondition_failed` (`resource_still_in_use`: a PN with server mappings or
+//! gateway networks, a VPC with PNs, a gateway with GNs, an IP in use;
+//! `protected_resource`: a protected server); `503
+//! {"message":"cloud-init is not supported on this offer"}` for `user_data`
+//! on an offer without the `cloud-init` tag; `503 out_of_stock {resource:
+//! <offer name>}` for an offer whose stock is `empty`.
+//!
+//! # Time: clock, speed, transitions
+//!
+//! The emulator clock counts seconds since the start; in `real` mode it
+//! follows the wall clock, in `manual` mode it is frozen and only moves when
+//! told to (`POST /_emulator/clock`). Timestamps are `start + clock`. Each
+//! change that takes time is scheduled at `now + nominal delay × speed`
+//! (the speed in force when it is scheduled); before any request is answered
+//! the due changes are applied in time order, so what a client sees is a
+//! function of the clock only. Nominal delays (seconds, from the recordings):
+//!
+//! | Resource | Sequence |
+//! |---|---|
+//! | FIP | create → `ready`; create with `server_id` or attach → `updating` (server_id null) → 5 → `attached` (server_id set); detach → `detaching` (server_id kept) → 5 → `ready`; delete of an attached FIP → `detaching` → 5 → gone; server deleted → `detaching` → 10 → `ready`. MAC: `ready` on an unattached FIP; `updating` → 5 → `used` on an attached one |
+//! | Server | with install: `ordered` → 5 → `ready`; install `to_install` → 25 → `installing` → 330 → `completed`. Without install: `delivering` → 2 → `ready`, `install:null`. install: `to_install` → 20 → `installing` → 330 → `completed`. stop: `stopping` → 15 → `stopped`; start: `starting` → 15 → `ready`; reboot: `stopping` → 8 → `starting` → 15 → `ready`; delete: `deleting` → 5 → `404 {"message":"Not Found"}`. Options: `option_status_enabling` → 10 → `option_status_enable`; delete: `option_status_disabling` → 10 → gone |
+//! | Server ↔ PN | `attaching` → 15 → `attached`; removal: `detaching` (IPs released at once) → 10 → gone |
+//! | Gateway | `allocating` → 5 → `configuring` → 2 → `running`; a GN create: gateway `configuring` → 15 → `running`; a bastion/SMTP change: `configuring` → 5 → `running`; delete: `deleting` in the answer, gone at once |
+//! | GN | create: `created` → 15 → `ready`; patch: `configuring` → 5 → `ready`; delete: `detaching` → 5 → 404 |
+//!
+//! Shapes taken from the recordings: no `version` on a gateway while
+//! `allocating`, no `mac_address` on a GN while `created`, no
+//! `transitivity_enabled` on a VPC unless true, no `protected`/`user_data` on
+//! a server created without either, empty `ips` only in the server create
+//! answer, `domain` set once the install starts, the tag `PrivateNetwork`
+//! added to a server when its Private Network option is enabled.
+//!
+//! # Control API (`/_emulator/`, no token needed)
+//!
+//! | Call | Body | Answer |
+//! |---|---|---|
+//! | `GET /_emulator/state` | | `{now_seconds, empty, counts:{flexible_ips, servers, server_private_networks, vpcs, private_networks, gateways, gateway_networks, gateway_ips, ipam_ips, ssh_keys}, flexible_ips:[…], servers:[…], server_private_networks:[…], vpcs:[…], default_vpcs:[…], private_networks:[…], gateways:[…], gateway_networks:[…], gateway_ips:[…], ipam_ips:[…], ssh_keys:[…], pending_transitions:[{at, resource_id, lane, action}]}`: every resource as the API shows it; `empty` is true when every count is 0 (default VPCs are apart, in `default_vpcs`) |
+//! | `GET /_emulator/calls` | | `{total_count, calls:[{seq, method, path, query, status, fault, at, request_id}]}`: every Scaleway call (not control calls), `status` null when the connection was dropped, `fault` the kind that fired or null |
+//! | `DELETE /_emulator/calls` | | 204 |
+//! | `POST /_emulator/faults` | a rule (below) | 200 `{id, kind, method, path, path_prefix, remaining, probability, hits, params}` |
+//! | `GET /_emulator/faults` | | `{faults:[rule…]}` |
+//! | `DELETE /_emulator/faults` / `…/faults/{id}` | | 204 (404 for an unknown id) |
+//! | `GET /_emulator/clock` | | `{now_seconds, mode:"manual"\|"real", speed, wall, pending_transitions}` |
+//! | `POST /_emulator/clock` | `{"mode":"manual"\|"real"}`, `{"advance_seconds":N}`, `{"advance_to":T}` (any combination; the clock never goes back) | as GET, after applying what became due |
+//! | `GET /_emulator/speed` / `PUT /_emulator/speed` | `{"speed":F}` (F ≥ 0) | `{speed}` |
+//! | `GET /_emulator/projects` / `POST /_emulator/projects` | `{"project_id":UUID}` | `{projects:[…]}` / `{project_id, default_vpcs:[…]}` |
+//! | `PUT /_emulator/stock` | `{"offer_id"\|"offer_name", "zone"?, "stock":"empty"\|"low"\|"available"}` | `{stock:[{zone, offer_id, name, stock}]}` |
+//! | `POST /_emulator/reset` | | 204: forgets every resource, transition, fault, call and stock override (keeps clock, speed, projects) |
+//! | `GET /_emulator` | | `{endpoints:[…]}` |
+//!
+//! Bad control bodies answer `400 invalid_arguments`.
+//!
+//! # Faults
+//!
+//! A rule: `{"kind": K, "method"?: "GET", "path"?: GLOB, "path_prefix"?:
+//! "/flexible-ip/", "times"?: N, "probability"?: P, …params}`. `path` is a
+//! glob on the decoded path where `*` matches within one segment and `**`
+//! anything; without `method`/`path`/`path_prefix` a rule matches every
+//! Scaleway call. It fires on the next `times` matching calls (default 1),
+//! or on each matching call with `probability` (then unlimited unless
+//! `times` is also given). Rules are tried in order; the first that fires
+//! decides the call's fault. Kinds:
+//!
+//! | Kind | Params | Effect |
+//! |---|---|---|
+//! | `rate_limit` | | 429, empty body, no Content-Type, `X-Envoy-Ratelimited: true`, no Retry-After (the real gateway) |
+//! | `rate_limit_retry_after` | `retry_after` (s, default 1) | the same with `Retry-After` |
+//! | `internal_error` | | `500 {"message":"internal error"}` |
+//! | `upstream_error` | `status` (5xx, default 502), `body` (`html` default, or `empty`) | an HTML page (`text/html`) or an empty `text/plain` body |
+//! | `unavailable` | `message` | a permanent-looking JSON 503 `{"message":…}` (like the cloud-init one) |
+//! | `delay` | `seconds` (default 3; real seconds, not scaled) | hangs, then answers normally: slow answers and client timeouts |
+//! | `drop` | | closes the connection without answering; the call is not performed |
+//! | `reset_mid_body` | | performs the call, sends the headers and half the body, closes |
+//! | `transient_state` | `resource`, `resource_id`, `current_state` | 409 transient_state; by default the last id of the path, or for a create the `gateway_id`/`server_id` of the body (a GN create names its gateway) |
+//! | `quotas_exceeded` | `resource`, `quota`, `current` (default 1) | 403 quotas_exceeded `details[{resource, quota, current, project_id}]`; the resource defaults to the offer's `quota_name` for servers, `flexible_ips` for FIPs |
+//! | `out_of_stock` | `accept` (default false) | 503 out_of_stock naming the offer; with `accept`, a server create succeeds and the server sits at `out_of_stock` |
+//! | `stuck` | | the transitions the call schedules never finish (an install stays `installing`, an attach `updating`, a delete `deleting`) |
+//! | `transition_error` | | they end in `error` (install `error`, server, FIP, mapping, GN `error`, gateway `failed`) |
+//! | `transition_locked` | | they end in `locked` (for a server create: the server) |
+//! | `commit_then_error` | `status` (default 500) | performs the call, answers the error: a naive retry duplicates the FIP or server |
+//! | `commit_then_drop` | | performs the call, closes without answering |
+//! | `eventual_consistency` | `reads` (default 2) | the resource the call creates is invisible to the next `reads` reads: GET answers its not-found shape (403 for a FIP, `{"message":"Not Found"}` for a server), lists omit it |
+//! | `recycle_fip` | | a FIP create reuses the most recently deleted FIP of the zone: same id, address and `created_at` |
+//! | `total_count_delta` | `delta` (default 1) | lists report `total_count` off by `delta` (an extra, empty last page) |
+//!
+//! Every fired fault shows in `GET /_emulator/calls` (`fault`) and in the
+//! rule's `hits` and `remaining`.
+
+pub mod baremetal;
+pub mod bmpn;
+pub mod control;
+pub mod errors;
+pub mod faults;
+pub mod fip;
+pub mod http;
+pub mod iam;
+pub mod input;
+pub mod ipam;
+pub mod router;
+pub mod server;
+pub mod util;
+pub mod vpc;
+pub mod vpcgw;
+pub mod world;
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
-use opennebula::cli::parse_args;
+use opennebula::cli::{EXIT_USAGE, parse_args};
 use opennebula::driver::{EXIT_FAILURE, Io};
+use serde_json::Value;
+
+use crate::server::Shared;
+use crate::world::World;
 
 const PROGRAM: &str = "scaleway-emulator";
 
-/// A local emulator of the Scaleway API (flexible IPs, Elastic Metal, VPC, public gateways, IAM SSH keys).
+/// The default speed factor: every simulated delay is multiplied by it
+/// (0.1 makes a 5 s FIP attach take 0.5 s and an OS install about 35 s).
+pub const DEFAULT_SPEED: f64 = 0.1;
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Loopback address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Accepted `X-Auth-Token` values; empty accepts any UUID.
+    pub secret_keys: Vec<String>,
+    /// Multiplies every simulated delay (1.0 is realistic).
+    pub speed: f64,
+    /// Start with a frozen clock that only `advance` moves.
+    pub manual_clock: bool,
+    /// Seed of the generator of ids, addresses and fault probabilities.
+    pub seed: Option<u64>,
+    /// Projects that exist from the start (each gets a default VPC per region).
+    pub project_ids: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secret_keys: Vec::new(),
+            speed: DEFAULT_SPEED,
+            manual_clock: false,
+            seed: None,
+            project_ids: Vec::new(),
+        }
+    }
+}
+
+/// Why an emulator could not start.
+#[derive(Debug)]
+pub enum StartError {
+    NotLoopback(SocketAddr),
+    BadOption(String),
+    Bind(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::NotLoopback(a) => write!(f, "refusing to listen on {a}: only loopback addresses are allowed"),
+            StartError::BadOption(m) => write!(f, "{m}"),
+            StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The emulator, as a library.
+pub struct Emulator;
+
+impl Emulator {
+    /// Binds and starts serving in background threads.
+    pub fn start(options: Options) -> Result<Running, StartError> {
+        if !options.listen.ip().is_loopback() {
+            return Err(StartError::NotLoopback(options.listen));
+        }
+        if !(options.speed.is_finite() && options.speed >= 0.0) {
+            return Err(StartError::BadOption(format!(
+                "bad speed {}: a number >= 0 is required",
+                options.speed
+            )));
+        }
+        if let Some(k) = options.secret_keys.iter().find(|k| !util::is_uuid(k)) {
+            return Err(StartError::BadOption(format!("secret key {k:?} is not a UUID")));
+        }
+        if let Some(p) = options.project_ids.iter().find(|p| !util::is_uuid(p)) {
+            return Err(StartError::BadOption(format!("project id {p:?} is not a UUID")));
+        }
+        let listener = TcpListener::bind(options.listen).map_err(StartError::Bind)?;
+        let addr = listener.local_addr().map_err(StartError::Bind)?;
+        let mut world = World::new(options.speed, options.manual_clock, options.seed, options.secret_keys);
+        for p in options.project_ids {
+            world.register_project(&p.to_ascii_lowercase());
+        }
+        let shared = Arc::new(Shared {
+            world: Mutex::new(world),
+            stop: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+        });
+        let acceptor = server::spawn_acceptor(listener, Arc::clone(&shared));
+        Ok(Running {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+}
+
+/// A started emulator; stops when dropped.
+pub struct Running {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Blocks until the emulator stops (it never does on its own).
+    pub fn wait(&mut self) {
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Stops serving and waits (up to 2 s) for open connections to close.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        server::wake(self.addr);
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.shared.live.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Moves the clock forward (and applies what becomes due).
+    pub fn advance(&self, seconds: f64) {
+        let mut w = self.shared.lock();
+        w.clock.advance(seconds);
+        let now = w.now();
+        w.settle(now);
+    }
+
+    /// Freezes (`true`) or unfreezes the clock.
+    pub fn set_manual_clock(&self, manual: bool) {
+        self.shared.lock().clock.set_manual(manual);
+    }
+
+    /// Seconds on the emulator clock.
+    pub fn now(&self) -> f64 {
+        self.shared.lock().now()
+    }
+
+    pub fn set_speed(&self, speed: f64) {
+        if speed.is_finite() && speed >= 0.0 {
+            self.shared.lock().speed = speed;
+        }
+    }
+
+    /// Adds a fault rule (same JSON as `POST /_emulator/faults`); returns it.
+    pub fn add_fault(&self, rule: &Value) -> Result<Value, Value> {
+        let mut w = self.shared.lock();
+        let id = w.new_id();
+        match faults::Rule::parse(rule, id) {
+            Ok(r) => {
+                let v = r.json();
+                w.faults.push(r);
+                Ok(v)
+            }
+            Err(e) => Err(e.body.unwrap_or(Value::Null)),
+        }
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// The call log (same objects as `GET /_emulator/calls`).
+    pub fn calls(&self) -> Vec<Value> {
+        self.shared.lock().calls.iter().map(faults::Call::json).collect()
+    }
+
+    pub fn clear_calls(&self) {
+        self.shared.lock().calls.clear();
+    }
+
+    /// Every resource (same object as `GET /_emulator/state`).
+    pub fn state(&self) -> Value {
+        let mut w = self.shared.lock();
+        let now = w.now();
+        w.settle(now);
+        control::state(&w)
+    }
+
+    /// Declares a project (default VPCs in every region).
+    pub fn register_project(&self, project_id: &str) {
+        self.shared.lock().register_project(&project_id.to_ascii_lowercase());
+    }
+
+    /// Forgets every resource, fault and call.
+    pub fn reset(&self) {
+        self.shared.lock().reset();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.acceptor.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+/// A local emulator of the Scaleway API (flexible IPs, Elastic Metal, VPC, public gateways, IPAM, IAM SSH keys).
 #[derive(Debug, Parser)]
 #[command(name = PROGRAM, version, after_help = "\
-Status: the server is not available in this version yet.")]
+Prints `listening on http://127.0.0.1:PORT` as its first line, then serves until killed.
+Point a client at it with SCW_API_URL=http://127.0.0.1:PORT and any UUID as secret key.
+Control endpoints live under /_emulator/ (state, calls, faults, clock, speed, projects, stock, reset);
+see the crate documentation (cargo doc -p scaleway-emulator) for their shapes.")]
 struct Cli {
-    /// Address to listen on (port 0 picks a free port).
+    /// Loopback address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Accept only this secret key (X-Auth-Token); repeatable. Without it any UUID is accepted.
+    #[arg(long = "secret-key", value_name = "UUID")]
+    secret_keys: Vec<String>,
+    /// Multiply every simulated delay by F (1.0 = realistic: a FIP attach takes 5 s, an OS install about 6 min;
+    /// 0.01 suits tests).
+    #[arg(long, value_name = "F", default_value_t = DEFAULT_SPEED)]
+    speed: f64,
+    /// Start with a frozen clock that only POST /_emulator/clock moves.
+    #[arg(long)]
+    manual_clock: bool,
+    /// Seed for generated ids, addresses and fault probabilities (reproducible runs).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// A project that exists from the start (gets a default VPC in every region); repeatable.
+    #[arg(long = "project-id", value_name = "UUID")]
+    project_ids: Vec<String>,
 }
 
 /// Runs the program with the given argv and streams; returns the exit code.
 pub fn main_with(argv: Vec<OsString>, mut io: Io<'_>) -> u8 {
-    match parse_args::<Cli>(argv, &mut io) {
-        Ok(cli) => {
-            let _ = writeln!(
-                io.stderr,
-                "{PROGRAM}: cannot listen on {}: the emulator is not available in one-scaleway {} yet",
-                cli.listen,
-                env!("CARGO_PKG_VERSION")
-            );
-            EXIT_FAILURE
+    let cli = match parse_args::<Cli>(argv, &mut io) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let options = Options {
+        listen: cli.listen,
+        secret_keys: cli.secret_keys,
+        speed: cli.speed,
+        manual_clock: cli.manual_clock,
+        seed: cli.seed,
+        project_ids: cli.project_ids,
+    };
+    let mut running = match Emulator::start(options) {
+        Ok(r) => r,
+        Err(e @ (StartError::NotLoopback(_) | StartError::BadOption(_))) => {
+            let _ = writeln!(io.stderr, "{PROGRAM}: {e}");
+            return EXIT_USAGE;
         }
-        Err(code) => code,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "{PROGRAM}: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    if writeln!(io.stdout, "listening on {}", running.url())
+        .and_then(|()| io.stdout.flush())
+        .is_err()
+    {
+        return EXIT_FAILURE;
     }
+    running.wait();
+    0
 }

@@ -108,6 +108,13 @@ impl Ran {
 
 /// Runs a program with arguments and stdin, as a separate process.
 pub fn run_program(program: &Path, args: &[&str], stdin: &[u8]) -> Ran {
+    run_program_env(program, args, stdin, &[])
+}
+
+/// Runs a program with arguments, stdin and extra environment variables
+/// (set after the Scaleway variables of the test's own environment are
+/// cleared).
+pub fn run_program_env(program: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Ran {
     let mut child = Command::new(program)
         .args(args)
         .env_remove("ONE_SCALEWAY_LOG")
@@ -119,6 +126,7 @@ pub fn run_program(program: &Path, args: &[&str], stdin: &[u8]) -> Ran {
         .env_remove("SCW_API_URL")
         .env_remove("SCW_DEFAULT_PROJECT_ID")
         .env_remove("SCW_DEFAULT_ZONE")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,370 @@
+//! The IPAM driver driven exactly as oned drives it (action file, request
+//! id argument, base64 document on stdin) against the local emulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use opennebula::template::Template;
+use scaleway_emulator::{Emulator, Running};
+use serde_json::{Value, json};
+use test_support::{Ran, TempDir, encode, link_as, run_program_env};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scaleway-ipam");
+const SECRET: &str = "5ec7e7aa-0000-4000-8000-5ec7e75ec7e7";
+const PROJECT: &str = "564aa517-68b0-4fd7-8c8c-d21c4bcdcbd5";
+const FIPS: &str = "/flexible-ip/v1alpha1/zones/fr-par-1/fips";
+
+struct Bed {
+    emu: Running,
+    dir: TempDir,
+    actions: PathBuf,
+}
+
+impl Bed {
+    fn new() -> Self {
+        let options = scaleway_emulator::Options {
+            speed: 0.01,
+            project_ids: vec![PROJECT.into()],
+            ..Default::default()
+        };
+        let emu = Emulator::start(options).unwrap();
+        let dir = TempDir::new("ipam-e2e");
+        let actions = dir.path().join("remotes/ipam/scaleway");
+        for a in [
+            "register_address_range",
+            "unregister_address_range",
+            "get_address",
+            "allocate_address",
+            "free_address",
+        ] {
+            link_as(Path::new(BIN), dir.path(), &format!("remotes/ipam/scaleway/{a}"));
+        }
+        Bed { emu, dir, actions }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("SCW_SECRET_KEY".into(), SECRET.into()),
+            ("SCW_DEFAULT_PROJECT_ID".into(), PROJECT.into()),
+            ("SCW_DEFAULT_ZONE".into(), "fr-par-1".into()),
+            ("SCW_API_URL".into(), self.emu.url()),
+            (
+                "ONE_SCALEWAY_STATE_DIR".into(),
+                self.dir.path().join("state").display().to_string(),
+            ),
+            ("ONE_SCALEWAY_POLL_MS".into(), "10".into()),
+            ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "10".into()),
+            ("ONE_SCALEWAY_TIMEOUT".into(), "2".into()),
+        ]
+    }
+
+    fn run(&self, action: &str, document: &str) -> Ran {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_program_env(&self.actions.join(action), &["1203"], &encode(document), &env)
+    }
+
+    fn state_file(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("state/ipam-blocks.json")).unwrap()).unwrap()
+    }
+
+    fn fips(&self) -> Vec<Value> {
+        self.emu.state()["flexible_ips"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn request(ar: &[(&str, &str)]) -> String {
+    let attrs: String = ar.iter().map(|(k, v)| format!("<{k}><![CDATA[{v}]]></{k}>")).collect();
+    format!("<IPAM_DRIVER_ACTION_DATA><AR>{attrs}</AR><ADDRESS><MAC/><IP/><SIZE/></ADDRESS></IPAM_DRIVER_ACTION_DATA>")
+}
+
+const NEW_RANGE: &[(&str, &str)] = &[("IPAM_MAD", "scaleway"), ("SIZE", "1"), ("TYPE", "IP4")];
+
+/// The AR answered by register, as a map.
+fn answered(ran: &Ran) -> HashMap<String, String> {
+    assert_eq!(ran.code, 0, "register failed: {}", ran.stderr);
+    let t = Template::parse(&ran.stdout).unwrap();
+    t.vector_named("AR").unwrap().iter().cloned().collect()
+}
+
+/// The registered AR as oned would send it back for unregister.
+fn registered(ar: &HashMap<String, String>) -> String {
+    let pairs: Vec<(&str, &str)> = ar.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    request(&pairs).replace("<ADDRESS><MAC/><IP/><SIZE/></ADDRESS>", "")
+}
+
+#[test]
+fn a_thousand_ranges_get_distinct_blocks_and_leave_nothing_behind() {
+    let bed = Bed::new();
+    let cidr = ("PRIVATE_CIDR", "10.77.0.0/20");
+    let mut doc = NEW_RANGE.to_vec();
+    doc.push(cidr);
+    let started = std::time::Instant::now();
+    let ars: Vec<HashMap<String, String>> = (0..1000)
+        .map(|_| answered(&bed.run("register_address_range", &request(&doc))))
+        .collect();
+    eprintln!("1000 registrations: {:?}", started.elapsed());
+    let net: ipnetwork::Ipv4Network = "10.77.0.0/20".parse().unwrap();
+    let mut blocks = BTreeSet::new();
+    let fips: HashMap<String, Value> = bed
+        .fips()
+        .into_iter()
+        .map(|f| (f["id"].as_str().unwrap().to_owned(), f))
+        .collect();
+    assert_eq!(fips.len(), 1000);
+    for ar in &ars {
+        let ip: Ipv4Addr = ar["IP"].parse().unwrap();
+        let gw: Ipv4Addr = ar["GATEWAY"].parse().unwrap();
+        assert_eq!(u32::from(ip) & 1, 0);
+        assert_eq!(u32::from(gw), u32::from(ip) + 1);
+        assert!(net.contains(ip) && net.contains(gw), "{ip} inside PRIVATE_CIDR");
+        assert!(blocks.insert(ip), "{ip} given twice");
+        assert_eq!(
+            (ar["TYPE"].as_str(), ar["SIZE"].as_str(), ar["IPAM_MAD"].as_str()),
+            ("IP4", "1", "scaleway")
+        );
+        assert_eq!(ar["NETWORK_MASK"], "255.255.255.254");
+        assert_eq!(ar["SCALEWAY_ZONE"], "fr-par-1");
+        let fip = &fips[&ar["SCALEWAY_IP_ID"]];
+        assert_eq!(fip["ip_address"].as_str().unwrap(), ar["EXTERNAL_IP"]);
+        let tags: Vec<&str> = fip["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert!(
+            tags.contains(&"opennebula") && tags.contains(&"one-scaleway-ipam"),
+            "{tags:?}"
+        );
+        assert!(
+            tags.contains(&format!("one-scaleway-block={ip}/31").as_str()),
+            "{tags:?}"
+        );
+        assert!(tags.iter().any(|t| t.starts_with("one-scaleway-token=")), "{tags:?}");
+    }
+    let started = std::time::Instant::now();
+    for ar in &ars {
+        let ran = bed.run("unregister_address_range", &registered(ar));
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+    }
+    eprintln!("1000 unregistrations: {:?}", started.elapsed());
+    assert_eq!(bed.fips().len(), 0, "no flexible IP of ours is left");
+    assert_eq!(bed.state_file()["blocks"], json!({}), "every block is free");
+}
+
+#[test]
+fn concurrent_registrations_get_distinct_blocks() {
+    let bed = Bed::new();
+    let outputs: Vec<Ran> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| s.spawn(|| bed.run("register_address_range", &request(NEW_RANGE))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ips: BTreeSet<String> = outputs.iter().map(|r| answered(r)["IP"].clone()).collect();
+    assert_eq!(ips.len(), 20);
+    assert_eq!(bed.fips().len(), 20);
+}
+
+#[test]
+fn unregistering_what_is_gone_succeeds_and_an_attached_ip_is_detached_first() {
+    let bed = Bed::new();
+    let ar = answered(&bed.run("register_address_range", &request(NEW_RANGE)));
+    // delete it behind our back: unregister still succeeds
+    let client_del = bed.emu.state();
+    assert_eq!(client_del["flexible_ips"].as_array().unwrap().len(), 1);
+    let first = bed.run("unregister_address_range", &registered(&ar));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let again = bed.run("unregister_address_range", &registered(&ar));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("already gone"), "{}", again.stderr);
+}
+
+#[test]
+fn ipv6_ranges_route_the_flexible_prefix() {
+    let bed = Bed::new();
+    let mut doc = NEW_RANGE.to_vec();
+    doc.push(("SCALEWAY_IP_TYPE", "ipv6"));
+    let ar = answered(&bed.run("register_address_range", &request(&doc)));
+    assert_eq!(ar["TYPE"], "IP6_STATIC");
+    assert_eq!(ar["PREFIX_LENGTH"], "64");
+    let prefix = ar["EXTERNAL_IP"].split('/').next().unwrap().to_owned();
+    let prefix: std::net::Ipv6Addr = prefix.parse().unwrap();
+    let ip6: std::net::Ipv6Addr = ar["IP6"].parse().unwrap();
+    assert_eq!(u128::from(ip6), u128::from(prefix) | 2);
+    assert!(!ar.contains_key("IP"), "no private IPv4 block for an IPv6 range");
+    let ran = bed.run("unregister_address_range", &registered(&ar));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(bed.fips().is_empty());
+}
+
+/// Every fault kind on every Scaleway call of register and unregister:
+/// the action succeeds or fails with a clear message, and no flexible IP is
+/// left that no range owns.
+#[test]
+fn faults_never_leak_a_flexible_ip() {
+    let kinds = [
+        json!({"kind": "rate_limit", "times": 2}),
+        json!({"kind": "internal_error", "times": 1}),
+        json!({"kind": "upstream_error", "status": 502, "times": 1}),
+        json!({"kind": "delay", "seconds": 2.5, "times": 1}),
+        json!({"kind": "reset_mid_body", "times": 1}),
+        json!({"kind": "drop", "times": 1}),
+        json!({"kind": "commit_then_error", "times": 1}),
+        json!({"kind": "commit_then_drop", "times": 1}),
+        json!({"kind": "internal_error", "probability": 1.0}),
+    ];
+    let routes = [
+        ("POST", FIPS.to_owned()),
+        ("GET", FIPS.to_owned()),
+        ("GET", format!("{FIPS}/*")),
+        ("DELETE", format!("{FIPS}/*")),
+    ];
+    for (method, path) in &routes {
+        for kind in &kinds {
+            let bed = Bed::new();
+            let mut rule = kind.clone();
+            rule["method"] = json!(method);
+            rule["path"] = json!(path);
+            // register under the fault
+            bed.emu.add_fault(&rule).unwrap();
+            let reg = bed.run("register_address_range", &request(NEW_RANGE));
+            bed.emu.clear_faults();
+            let what = format!("register with {rule}");
+            if reg.code != 0 {
+                assert_eq!(reg.stdout, "", "{what}");
+                assert_eq!(reg.error_lines().len(), 1, "{what}: {}", reg.stderr);
+                assert!(
+                    bed.fips().is_empty(),
+                    "{what}: a failed registration leaves no flexible IP: {:?}",
+                    bed.fips()
+                );
+                continue;
+            }
+            let ar = answered(&reg);
+            assert_eq!(bed.fips().len(), 1, "{what}: exactly one flexible IP");
+            // unregister under the same fault
+            bed.emu.add_fault(&rule).unwrap();
+            let unreg = bed.run("unregister_address_range", &registered(&ar));
+            bed.emu.clear_faults();
+            let what = format!("unregister with {rule}");
+            if unreg.code != 0 {
+                assert_eq!(unreg.error_lines().len(), 1, "{what}: {}", unreg.stderr);
+                // oned keeps the range: retrying must finish the job.
+                let retry = bed.run("unregister_address_range", &registered(&ar));
+                assert_eq!(retry.code, 0, "{what}, retried: {}", retry.stderr);
+            }
+            assert!(bed.fips().is_empty(), "{what}: the flexible IP is gone");
+        }
+    }
+}
+
+/// If the answer cannot reach oned, the flexible IP and the block are released.
+#[test]
+fn an_undeliverable_answer_releases_everything() {
+    let bed = Bed::new();
+    struct Closed;
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let env = opennebula::driver::Env::from_pairs(bed.env());
+    let mut err = Vec::new();
+    let doc = encode(&request(NEW_RANGE));
+    let io = opennebula::driver::Io {
+        stdin: &mut doc.as_slice(),
+        stdout: &mut Closed,
+        stderr: &mut err,
+    };
+    let argv = vec![
+        "/var/lib/one/remotes/ipam/scaleway/register_address_range".into(),
+        "7".into(),
+    ];
+    let code = scaleway_ipam::main_with(argv, &env, io);
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the action was undone"), "{err}");
+    assert!(bed.fips().is_empty(), "{:?}", bed.fips());
+    assert_eq!(bed.state_file()["blocks"], json!({}));
+}
+
+#[test]
+fn gc_finds_and_deletes_orphans_and_the_state_rebuilds_from_tags() {
+    let bed = Bed::new();
+    let kept = answered(&bed.run("register_address_range", &request(NEW_RANGE)));
+    let orphan = answered(&bed.run("register_address_range", &request(NEW_RANGE)));
+    // Lose the state file: the next registration rebuilds it from the tags and reuses no block.
+    std::fs::remove_file(bed.dir.path().join("state/ipam-blocks.json")).unwrap();
+    let third = answered(&bed.run("register_address_range", &request(NEW_RANGE)));
+    let ips: BTreeSet<&str> = [&kept, &orphan, &third].iter().map(|a| a["IP"].as_str()).collect();
+    assert_eq!(ips.len(), 3, "the rebuilt state knew the blocks in use");
+    // Make one an orphan: its block forgotten by the state.
+    let mut state = bed.state_file();
+    state["blocks"]
+        .as_object_mut()
+        .unwrap()
+        .remove(&format!("{}/31", orphan["IP"]));
+    std::fs::write(bed.dir.path().join("state/ipam-blocks.json"), state.to_string()).unwrap();
+    let env = bed.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let list = run_program_env(Path::new(BIN), &["gc"], b"", &env);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(list.stdout.contains(&orphan["SCALEWAY_IP_ID"]), "{}", list.stdout);
+    assert!(!list.stdout.contains(&kept["SCALEWAY_IP_ID"]), "{}", list.stdout);
+    assert_eq!(bed.fips().len(), 3, "gc alone deletes nothing");
+    let delete = run_program_env(Path::new(BIN), &["gc", "--delete"], b"", &env);
+    assert_eq!(delete.code, 0, "{}", delete.stderr);
+    assert_eq!(bed.fips().len(), 2);
+    let rebuilt = run_program_env(Path::new(BIN), &["rebuild-state"], b"", &env);
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    assert!(rebuilt.stdout.starts_with("2 private blocks"), "{}", rebuilt.stdout);
+}
+
+#[test]
+fn a_provision_range_takes_its_credentials_from_oned() {
+    let bed = Bed::new();
+    let provider = test_support::fixture("document/provider-5.xml")
+        .replace("7a1c3e5f-0b2d-4c6e-8f9a-1b3c5d7e9f0a", SECRET)
+        .replace("\"zone\":\"fr-par-2\"", "\"zone\":\"fr-par-1\"");
+    let oned =
+        test_support::StubOned::start(
+            move |method, params| match (method, params.first().map(String::as_str)) {
+                ("one.document.info", Some("17")) => Ok(test_support::fixture("document/provision-17.xml")),
+                ("one.documentpool.info", _) => Ok(format!("<DOCUMENT_POOL>{provider}</DOCUMENT_POOL>")),
+                _ => Err(("not in the stub".into(), 1)),
+            },
+        );
+    let auth = bed.dir.path().join("one_auth");
+    std::fs::write(&auth, "oneadmin:opennebula\n").unwrap();
+    let env: Vec<(String, String)> = vec![
+        ("SCW_API_URL".into(), bed.emu.url()),
+        ("ONE_XMLRPC".into(), oned.url.clone()),
+        ("ONE_AUTH".into(), auth.display().to_string()),
+        (
+            "ONE_SCALEWAY_STATE_DIR".into(),
+            bed.dir.path().join("state").display().to_string(),
+        ),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut doc = NEW_RANGE.to_vec();
+    doc.push(("PROVISION_ID", "17"));
+    let ran = run_program_env(
+        &bed.actions.join("register_address_range"),
+        &["1"],
+        &encode(&request(&doc)),
+        &env,
+    );
+    let ar = answered(&ran);
+    assert_eq!(ar["PROVISION_ID"], "17");
+    let fip = &bed.fips()[0];
+    assert_eq!(fip["project_id"], PROJECT);
+    assert!(fip["tags"].as_array().unwrap().contains(&json!("one-provision=17")));
+}
