@@ -462,3 +462,154 @@ fn the_secret_key_never_shows() {
         );
     }
 }
+
+/// The edge cluster's provisioning order and teardown (reference section
+/// 14), through every API of the client.
+#[test]
+fn edge_cluster_resources_end_to_end() {
+    let emu = emulator();
+    let (c, _) = client(&emu);
+    let region = scaleway::Region::new("fr-par").unwrap();
+    let tag = vec!["one-provision=17".to_owned()];
+    let key = c
+        .ensure_ssh_key(
+            PROJECT,
+            "one-provision-17",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM7HUxRyQtB2rnlhQUcbDGCZcTJg7OvoznOiyC9W6IxH oneadmin@frontend",
+        )
+        .unwrap();
+    let again = c
+        .ensure_ssh_key(
+            PROJECT,
+            "other-name",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM7HUxRyQtB2rnlhQUcbDGCZcTJg7OvoznOiyC9W6IxH",
+        )
+        .unwrap();
+    assert_eq!(again.id, key.id, "the same key (comment aside) is not registered twice");
+    let vpc = c
+        .create_vpc(&region, PROJECT, "edge-17", &tag, "one-scaleway-token=vpc")
+        .unwrap();
+    let pn = c
+        .create_private_network(
+            &region,
+            PROJECT,
+            &vpc.id,
+            "edge-17",
+            "172.18.0.0/24",
+            &tag,
+            "one-scaleway-token=pn",
+        )
+        .unwrap();
+    assert!(
+        pn.subnets.iter().any(|s| s.subnet == "172.18.0.0/24"),
+        "{:?}",
+        pn.subnets
+    );
+    let gw = c
+        .create_gateway(&zone(), PROJECT, "edge-17", "VPC-GW-S", &tag, "one-scaleway-token=gw")
+        .unwrap();
+    c.wait_gateway_running(&zone(), &gw.id, wait()).unwrap();
+    let gn = c.create_gateway_network(&zone(), &gw.id, &pn.id, wait()).unwrap();
+    let gn = c.wait_gateway_network_ready(&zone(), &gn.id, wait()).unwrap();
+    assert!(gn.push_default_route);
+
+    let offer = c.find_offer(&zone(), "EM-A116X-SSD", "hourly").unwrap().unwrap();
+    let os = c.list_os(&zone(), Some(&offer.id)).unwrap();
+    let ubuntu = os
+        .iter()
+        .find(|o| o.name == "Ubuntu" && o.version.starts_with("24.04") && !offer.incompatible_os_ids.contains(&o.id))
+        .expect("Ubuntu 24.04 for this offer");
+    let pn_option = offer
+        .options
+        .iter()
+        .find(|o| o.name == "Private Network")
+        .expect("the Private Network option");
+    let server = c
+        .create_server(
+            &zone(),
+            &NewServer {
+                project_id: PROJECT.into(),
+                offer_id: offer.id.clone(),
+                name: "edge-host1".into(),
+                tags: tag.clone(),
+                install: Some(scaleway::baremetal::NewInstall {
+                    os_id: ubuntu.id.clone(),
+                    hostname: "edge-host1".into(),
+                    ssh_key_ids: vec![key.id.clone()],
+                }),
+                ..Default::default()
+            },
+            "one-scaleway-token=host1",
+        )
+        .unwrap();
+    let installed = c
+        .wait_server_installed(
+            &zone(),
+            &server.id,
+            WaitPolicy::new(Duration::from_millis(20), Duration::from_secs(30)),
+        )
+        .unwrap();
+    assert!(installed.public_ipv4().is_some());
+    c.add_server_option(&zone(), &server.id, &pn_option.id).unwrap();
+    c.set_server_private_networks(&zone(), &server.id, &[&pn.id]).unwrap();
+    let mappings = c.wait_server_private_networks(&zone(), &server.id, wait()).unwrap();
+    assert_eq!(mappings.len(), 1);
+    assert!(mappings[0].vlan.is_some());
+    let ips = c.list_ipam_ips_of(&region, &mappings[0].id).unwrap();
+    assert!(
+        ips.iter().any(|ip| !ip.is_ipv6 && ip.address.starts_with("172.18.0.")),
+        "{ips:?}"
+    );
+
+    // teardown, in the reference's order; what is gone counts as done
+    c.set_server_private_networks(&zone(), &server.id, &[]).unwrap();
+    assert!(c.delete_server(&zone(), &server.id).unwrap());
+    c.wait_server_gone(&zone(), &server.id, wait()).unwrap();
+    assert!(c.delete_gateway_network(&zone(), &gn.id).unwrap());
+    let gn_gone = WaitPolicy::new(Duration::from_millis(20), Duration::from_secs(10));
+    scaleway::wait::wait_until(
+        "gateway network",
+        &gn.id,
+        "deleted",
+        gn_gone,
+        || match c.get_gateway_network(&zone(), &gn.id) {
+            Err(e) if e.is_not_found() => Ok(None),
+            other => other.map(Some),
+        },
+        |g| {
+            if g.is_none() {
+                scaleway::wait::Progress::Done
+            } else {
+                scaleway::wait::Progress::Pending
+            }
+        },
+        |g| g.as_ref().map_or("gone".into(), |g| g.status.to_string()),
+    )
+    .unwrap();
+    c.wait_gateway_running(&zone(), &gw.id, wait()).unwrap();
+    assert!(c.delete_gateway(&zone(), &gw.id, true).unwrap());
+    let deleted_pn = scaleway::wait::wait_until(
+        "private network",
+        &pn.id,
+        "deleted",
+        gn_gone,
+        || match c.delete_private_network(&region, &pn.id) {
+            Err(Error::Api(api)) if matches!(api.kind, ApiErrorKind::PreconditionFailed { .. }) => Ok(false),
+            other => other.map(|_| true),
+        },
+        |done| {
+            if *done {
+                scaleway::wait::Progress::Done
+            } else {
+                scaleway::wait::Progress::Pending
+            }
+        },
+        |_| "in use".into(),
+    );
+    deleted_pn.unwrap();
+    assert!(c.delete_vpc(&region, &vpc.id).unwrap());
+    assert!(c.delete_ssh_key(&key.id).unwrap());
+    assert!(!c.delete_ssh_key(&key.id).unwrap());
+    let state = emu.state();
+    assert_eq!(state["empty"], json!(true), "nothing left: {}", state["counts"]);
+}
