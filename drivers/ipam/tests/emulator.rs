@@ -368,3 +368,66 @@ fn a_provision_range_takes_its_credentials_from_oned() {
     assert_eq!(fip["project_id"], PROJECT);
     assert!(fip["tags"].as_array().unwrap().contains(&json!("one-provision=17")));
 }
+
+#[test]
+fn an_exhausted_private_cidr_is_refused_and_leaks_nothing() {
+    let bed = Bed::new();
+    let mut doc = NEW_RANGE.to_vec();
+    doc.push(("PRIVATE_CIDR", "192.168.50.0/29"));
+    answered(&bed.run("register_address_range", &request(&doc)));
+    answered(&bed.run("register_address_range", &request(&doc)));
+    let third = bed.run("register_address_range", &request(&doc));
+    assert_eq!(third.code, 1);
+    assert_eq!(
+        third.error_lines(),
+        vec!["PRIVATE_CIDR 192.168.50.0/29 is exhausted (2 ranges): give this range a larger or another PRIVATE_CIDR"]
+    );
+    assert_eq!(bed.fips().len(), 2, "no flexible IP was created for the refused range");
+    for (cidr, expected) in [
+        ("192.168.50.0/30", "is too small"),
+        ("192.168.50.1/29", "has host bits set"),
+        ("8.8.8.0/24", "is not private"),
+    ] {
+        let mut doc = NEW_RANGE.to_vec();
+        doc.push(("PRIVATE_CIDR", cidr));
+        let ran = bed.run("register_address_range", &request(&doc));
+        assert_eq!(ran.code, 1);
+        assert!(ran.error_lines()[0].contains(expected), "{cidr}: {}", ran.stderr);
+    }
+    assert_eq!(bed.fips().len(), 2);
+}
+
+#[test]
+fn leases_other_than_the_range_address_are_refused() {
+    let bed = Bed::new();
+    let ar = answered(&bed.run("register_address_range", &request(NEW_RANGE)));
+    let with_address = |address: &str| registered(&ar).replace("</AR>", &format!("</AR><ADDRESS>{address}</ADDRESS>"));
+    let ok = bed.run("get_address", &with_address("<SIZE>1</SIZE>"));
+    assert_eq!(
+        ok.stdout,
+        format!("ADDRESS = [\n  IP = \"{}\",\n  SIZE = \"1\"\n]\n", ar["IP"])
+    );
+    let two = bed.run("get_address", &with_address("<SIZE>2</SIZE>"));
+    assert_eq!(
+        two.error_lines(),
+        vec!["a scaleway range has exactly one address: cannot lease 2 addresses from it"]
+    );
+    let mine = bed.run(
+        "allocate_address",
+        &with_address(&format!("<IP>{}</IP><SIZE>1</SIZE>", ar["IP"])),
+    );
+    assert_eq!((mine.code, mine.stdout.as_str()), (0, ""));
+    let other = bed.run("allocate_address", &with_address("<IP>10.9.9.9</IP><SIZE>1</SIZE>"));
+    assert_eq!(other.code, 1);
+    assert!(
+        other.error_lines()[0].contains("10.9.9.9 is not in this range"),
+        "{}",
+        other.stderr
+    );
+    let used = registered(&ar).replace(
+        "</AR>",
+        "<USED_LEASES>1</USED_LEASES></AR><ADDRESS><SIZE>1</SIZE></ADDRESS>",
+    );
+    let busy = bed.run("get_address", &used);
+    assert!(busy.error_lines()[0].contains("already leased"), "{}", busy.stderr);
+}
