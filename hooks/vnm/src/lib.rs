@@ -19,6 +19,8 @@
 //! `vnet_delete` are complete (neither driver keeps per-network state on the
 //! frontend); the other actions arrive with the host-side network issues.
 
+pub mod host;
+
 use std::ffi::OsString;
 
 use anyhow::bail;
@@ -65,10 +67,18 @@ pub enum Action {
     UpdateNic,
     VnetCreate,
     VnetDelete,
+    /// Not an OpenNebula action: the host part of `clean` for `scaleway`,
+    /// whose `clean` runs on the frontend (the frontend runs it over SSH).
+    CleanHost,
+    /// Not an OpenNebula action: re-applies the host state the driver
+    /// recorded (after a reboot). `scaleway-vnm --driver scaleway reconcile`.
+    Reconcile,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    /// The action files: OpenNebula's actions, and `clean_host`, which the
+    /// frontend's `clean` runs on the host over SSH.
+    pub const ALL: [Action; 8] = [
         Self::Pre,
         Self::Post,
         Self::Clean,
@@ -76,6 +86,7 @@ impl Action {
         Self::UpdateNic,
         Self::VnetCreate,
         Self::VnetDelete,
+        Self::CleanHost,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +98,8 @@ impl Action {
             Self::UpdateNic => "update_nic",
             Self::VnetCreate => "vnet_create",
             Self::VnetDelete => "vnet_delete",
+            Self::CleanHost => "clean_host",
+            Self::Reconcile => "reconcile",
         }
     }
 }
@@ -98,8 +111,11 @@ OpenNebula runs the action files under remotes/vnm/scaleway/ and remotes/vnm/sca
 which are links to this program, with a base64-encoded VM document on stdin (a VNET document \
 for vnet_create and vnet_delete). Log level: ONE_SCALEWAY_LOG=error|warn|info|debug.
 
-Status: documents are read and validated; vnet_create and vnet_delete are complete; \
-pre, post, clean, update_sg and update_nic are not available yet in this version.")]
+Status: documents are read and validated; vnet_create and vnet_delete are complete; for \
+scaleway, pre (host side: bridge, route, proxy ARP, 1:1 NAT) and clean_host (its removal, run over \
+SSH by the frontend's clean) are complete, and `reconcile` re-applies the host state after a \
+reboot; post, clean (frontend: flexible IP attach/detach), update_sg, update_nic and every \
+scaleway_evpn action except vnet_create/vnet_delete are not available yet.")]
 struct Cli {
     /// Which driver (taken from the action file's folder when OpenNebula runs us).
     #[arg(long, value_enum)]
@@ -132,6 +148,12 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
         }
     };
     let origin = format!("{PROGRAM} {}", driver.name());
+    if cli.action == Action::Reconcile {
+        return run(&origin, "reconcile", &cli.args, env, io, |d| match driver {
+            VnMad::Scaleway => host::reconcile(d.log, env),
+            VnMad::ScalewayEvpn => bail!("reconcile is not available for scaleway_evpn yet"),
+        });
+    }
     run(&origin, cli.action.name(), &cli.args, env, io, |d| {
         let document = d.read_document()?;
         match cli.action {
@@ -146,6 +168,14 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
             }
             _ => {
                 let vm = opennebula::vm::Vm::from_element(&document)?;
+                match (driver, cli.action) {
+                    (VnMad::Scaleway, Action::Pre) => return host::pre(&vm, d.log, env),
+                    (VnMad::Scaleway, Action::CleanHost) => return host::clean_host(&vm, d.log, env),
+                    (VnMad::ScalewayEvpn, Action::CleanHost) => {
+                        bail!("clean_host is for the scaleway driver; scaleway_evpn cleans on the host in clean")
+                    }
+                    _ => {}
+                }
                 let nics = vm.nics_of(driver.name())?;
                 d.log
                     .debug(format_args!("VM {}: {} NICs of {}", vm.id, nics.len(), driver.name()));

@@ -1,0 +1,246 @@
+//! Links, routes and proxy neighbour entries through `ip`: read with one
+//! `ip -d -j -batch -` (every link; the routes and proxy entries a query
+//! names, one `exact`/`to` line each, or all of them), changed with one
+//! `ip -batch -`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use netplan::observed::{Link, ObservedRoute};
+use netplan::{IpOp, Query};
+use serde_json::Value;
+
+use crate::run::{ApplyError, Tools};
+
+/// What `ip` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpState {
+    pub links: BTreeMap<String, Link>,
+    /// Main table only.
+    pub routes: Vec<ObservedRoute>,
+    pub proxies: BTreeSet<(IpAddr, String)>,
+}
+
+/// The `ip` side effects.
+pub trait Ip {
+    /// Every link, and the routes (main table) and proxy entries `query`
+    /// asks for (or more).
+    fn observe(&self, query: &Query) -> Result<IpState, ApplyError>;
+    /// Applies the commands in order, stopping at the first failure (the
+    /// error's `failed_line` says which), or with `keep_going` trying every
+    /// one (for undoing).
+    fn apply(&self, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError>;
+}
+
+/// The real `ip`.
+pub struct IpCommand<'a> {
+    pub tools: &'a Tools,
+}
+
+/// The reads for `query`, one `ip -batch` line each: links first, then
+/// routes, then proxy entries; returns the script and how many route lines.
+pub fn observe_batch(query: &Query) -> (String, usize) {
+    let mut script = String::from("link show\n");
+    if query.all {
+        script.push_str("route show table all\nneigh show proxy\n");
+        return (script, 1);
+    }
+    for (dst, len) in &query.routes {
+        script.push_str(&format!("route show table all exact {dst}/{len}\n"));
+    }
+    for addr in &query.proxies {
+        script.push_str(&format!("neigh show proxy to {addr}\n"));
+    }
+    (script, query.routes.len())
+}
+
+impl Ip for IpCommand<'_> {
+    fn observe(&self, query: &Query) -> Result<IpState, ApplyError> {
+        let args = ["-d", "-j", "-batch", "-"];
+        let (script, routes) = observe_batch(query);
+        let ran = self.tools.run("ip", &args, script.as_bytes())?;
+        if !ran.success {
+            return Err(self.tools.failure("ip", &args, &ran));
+        }
+        parse_batch(&ran.stdout, routes)
+            .map_err(|e| ApplyError::new(format!("cannot read the output of `ip -d -j -batch -`: {e}")))
+    }
+
+    fn apply(&self, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut script = String::new();
+        for op in ops {
+            script.push_str(&op.args().join(" "));
+            script.push('\n');
+        }
+        let args: &[&str] = if keep_going {
+            &["-force", "-batch", "-"]
+        } else {
+            &["-batch", "-"]
+        };
+        let ran = self.tools.run("ip", args, script.as_bytes())?;
+        if ran.success {
+            return Ok(());
+        }
+        let mut e = self.tools.failure("ip", args, &ran);
+        // "Command failed -:3": line 3 failed, lines 1 and 2 were applied.
+        e.failed_line = ran
+            .stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Command failed -:"))
+            .and_then(|n| n.trim().parse().ok());
+        if let Some(op) = e.failed_line.and_then(|n| ops.get(n.wrapping_sub(1))) {
+            e.message.push_str(&format!(" (at `ip {op}`)"));
+        }
+        Err(e)
+    }
+}
+
+fn parse_route(r: &Value) -> Option<ObservedRoute> {
+    if let Some(table) = r.get("table").and_then(Value::as_str)
+        && table != "main"
+    {
+        return None;
+    }
+    let dst = r.get("dst")?.as_str()?;
+    let (addr, len) = match dst.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?),
+        None if dst == "default" => return None,
+        None => {
+            let a = dst.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    Some(ObservedRoute {
+        dst: addr,
+        len,
+        dev: r.get("dev").and_then(Value::as_str).map(str::to_owned),
+        gateway: r.get("gateway").and_then(Value::as_str).and_then(|g| g.parse().ok()),
+        kind: r
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| *t != "unicast")
+            .map(str::to_owned),
+    })
+}
+
+/// Reads the JSON arrays `ip -d -j -batch -` prints for [`observe_batch`]:
+/// links, then `routes` arrays of routes, then arrays of proxy entries.
+pub fn parse_batch(json: &str, routes: usize) -> Result<IpState, String> {
+    let arrays: Vec<Value> = serde_json::Deserializer::from_str(json)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let Some((links, rest)) = arrays.split_first() else {
+        return Err("no JSON array".into());
+    };
+    if rest.len() < routes {
+        return Err(format!(
+            "expected at least {} JSON arrays, got {}",
+            routes + 1,
+            arrays.len()
+        ));
+    }
+    let (route_arrays, proxy_arrays) = rest.split_at(routes);
+    let mut state = IpState::default();
+    for l in links.as_array().ok_or("links: not an array")? {
+        let Some(name) = l.get("ifname").and_then(Value::as_str) else {
+            continue;
+        };
+        let flags: Vec<&str> = l
+            .get("flags")
+            .and_then(Value::as_array)
+            .map(|f| f.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        state.links.insert(
+            name.to_owned(),
+            Link {
+                kind: l
+                    .get("linkinfo")
+                    .and_then(|i| i.get("info_kind"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                up: flags.contains(&"UP"),
+                master: l.get("master").and_then(Value::as_str).map(str::to_owned),
+            },
+        );
+    }
+    for routes in route_arrays {
+        state.routes.extend(
+            routes
+                .as_array()
+                .ok_or("routes: not an array")?
+                .iter()
+                .filter_map(parse_route),
+        );
+    }
+    for proxies in proxy_arrays {
+        for p in proxies.as_array().ok_or("proxy entries: not an array")? {
+            if let (Some(addr), Some(dev)) = (
+                p.get("dst")
+                    .and_then(Value::as_str)
+                    .and_then(|a| a.parse::<IpAddr>().ok()),
+                p.get("dev").and_then(Value::as_str),
+            ) {
+                state.proxies.insert((addr, dev.to_owned()));
+            }
+        }
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shapes iproute2 6.1 prints (trimmed).
+    const SHOWN: &str = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"]},{"ifindex":2,"ifname":"scwpub0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"linkinfo":{"info_kind":"bridge"}},{"ifindex":4,"link":"vx1","ifname":"vx0","flags":["BROADCAST"],"master":"scwpub0","linkinfo":{"info_kind":"veth","info_slave_kind":"bridge"}}]
+[{"type":"unicast","dst":"default","gateway":"10.0.0.1","dev":"ul0"},{"dst":"172.16.5.2","dev":"scwpub0","scope":"link","flags":["linkdown"]},{"dst":"2001:db8:1::/64","gateway":"fd5c::2","dev":"scwpub0","metric":1024},{"type":"local","dst":"fe80::1","dev":"scwpub0","table":"local"},{"type":"blackhole","dst":"192.0.2.0/24"},{"dst":"10.9.0.0/16","dev":"ul0","table":"100"}]
+[{"dst":"172.16.5.3","dev":"scwpub0","proxy":null},{"dst":"2001:db8::1","dev":"scwpub0","proxy":null}]
+"#;
+
+    #[test]
+    fn reads_links_routes_and_proxies() {
+        let s = parse_batch(SHOWN, 1).unwrap();
+        assert_eq!(s.links["scwpub0"].kind.as_deref(), Some("bridge"));
+        assert!(s.links["scwpub0"].up && !s.links["vx0"].up);
+        assert_eq!(s.links["vx0"].master.as_deref(), Some("scwpub0"));
+        let shown: Vec<String> = s
+            .routes
+            .iter()
+            .map(|r| format!("{}/{} {:?} {:?} {:?}", r.dst, r.len, r.dev, r.gateway, r.kind))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "172.16.5.2/32 Some(\"scwpub0\") None None",
+                "2001:db8:1::/64 Some(\"scwpub0\") Some(fd5c::2) None",
+                "192.0.2.0/24 None None Some(\"blackhole\")",
+            ]
+        );
+        assert_eq!(s.proxies.len(), 2);
+    }
+
+    #[test]
+    fn refuses_a_short_output() {
+        assert!(parse_batch("[]\n", 2).unwrap_err().contains("expected at least 3"));
+        assert!(parse_batch("", 0).is_err());
+    }
+
+    #[test]
+    fn asks_only_for_what_the_query_names() {
+        let mut q = Query::default();
+        q.routes.insert(("172.30.0.4".parse().unwrap(), 32));
+        q.proxies.insert("172.30.0.5".parse().unwrap());
+        assert_eq!(
+            observe_batch(&q),
+            (
+                "link show\nroute show table all exact 172.30.0.4/32\nneigh show proxy to 172.30.0.5\n".to_owned(),
+                1
+            )
+        );
+        assert_eq!(observe_batch(&Query::all()).1, 1);
+    }
+}

@@ -1,0 +1,98 @@
+//! Appliers for the host side of the public network driver `scaleway`.
+//!
+//! Thin, behind traits, each with a real implementation and a fake
+//! ([`fake::FakeHost`]):
+//!
+//! - [`nft::Nft`]: our table, read with `nft -j list table ip one_scaleway`
+//!   and changed with one `nft -f -` transaction ([`nft::NftCommand`]);
+//! - [`ip::Ip`]: links, routes and proxy neighbour entries, read with one
+//!   `ip -d -j -batch -` and changed with one `ip -batch -` ([`ip::IpCommand`]);
+//! - [`sysctl::Sysctl`]: `/proc/sys`, written and read back ([`sysctl::ProcSysctl`]).
+//!
+//! No shell, ever: every tool runs from an argument vector ([`run::Tools`],
+//! through `sudo -n` when not root), and every error keeps the tool's
+//! stderr. Around them: the host-wide lock ([`lock::HostLock`]) and the
+//! record of what was applied ([`record::RecordFile`]).
+//!
+//! [`observe`] reads what a plan starts from; [`apply`] applies a plan in
+//! its order and, when a step fails, undoes the additions made before it.
+
+pub mod fake;
+pub mod ip;
+pub mod lock;
+pub mod nft;
+pub mod record;
+pub mod run;
+pub mod sysctl;
+
+use netplan::{IpOp, Observed, Plan, Query};
+
+pub use run::{ApplyError, Tools};
+
+/// The three side effects of one host.
+#[derive(Clone, Copy)]
+pub struct Host<'a> {
+    pub nft: &'a dyn nft::Nft,
+    pub ip: &'a dyn ip::Ip,
+    pub sysctl: &'a dyn sysctl::Sysctl,
+}
+
+/// Reads the host state a plan starts from: our table, links, and the
+/// routes, proxy entries and sysctls `query` names (`netplan::query`).
+pub fn observe(host: Host<'_>, query: &Query) -> Result<Observed, ApplyError> {
+    let nat = host.nft.observe()?;
+    let shown = host.ip.observe(query)?;
+    let mut sysctls = std::collections::BTreeMap::new();
+    for key in &query.sysctls {
+        if let Some(value) = host.sysctl.read(key)? {
+            sysctls.insert(key.clone(), value);
+        }
+    }
+    Ok(Observed {
+        nat,
+        links: shown.links,
+        routes: shown.routes,
+        proxies: shown.proxies,
+        sysctls,
+    })
+}
+
+/// Undoes `applied` (best effort, every step tried) and says so in `error`.
+fn undo(host: Host<'_>, applied: &[IpOp], error: &mut ApplyError) {
+    let ops: Vec<IpOp> = applied.iter().rev().filter_map(IpOp::undo).collect();
+    if ops.is_empty() {
+        return;
+    }
+    match host.ip.apply(&ops, true) {
+        Ok(()) => error.message.push_str("; the changes made before it were undone"),
+        Err(u) => error
+            .message
+            .push_str(&format!("; undoing the changes made before it failed too: {u}")),
+    }
+}
+
+/// Applies `plan`: `ip_before`, the sysctls, the nft transaction,
+/// `ip_after`. When one of the first three fails, the additions already
+/// made are undone (nothing half-done stays for a NIC that failed); a
+/// failure in `ip_after` (removals) leaves the rest removed, and removing
+/// again finishes the job.
+pub fn apply(host: Host<'_>, plan: &Plan) -> Result<(), ApplyError> {
+    if let Err(mut e) = host.ip.apply(&plan.ip_before, false) {
+        let done = e
+            .failed_line
+            .map_or(plan.ip_before.len(), |n| n.saturating_sub(1).min(plan.ip_before.len()));
+        undo(host, &plan.ip_before[..done], &mut e);
+        return Err(e);
+    }
+    for s in &plan.sysctls {
+        if let Err(mut e) = host.sysctl.write(&s.key, s.value) {
+            undo(host, &plan.ip_before, &mut e);
+            return Err(e);
+        }
+    }
+    if let Err(mut e) = host.nft.apply(&plan.nft) {
+        undo(host, &plan.ip_before, &mut e);
+        return Err(e);
+    }
+    host.ip.apply(&plan.ip_after, false)
+}

@@ -1,0 +1,287 @@
+//! Running `ip`, `nft` and `sysctl`: argument vectors only (never a shell),
+//! stdin piped, a time limit, and errors that keep the tool's stderr and say
+//! what to do.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use opennebula::driver::Env;
+
+/// Environment variable: how to get the privileges `ip`, `nft` and sysctl
+/// writes need. `auto` (default): nothing as root, else `sudo -n`; `never`;
+/// `always` (`sudo -n` even as root).
+pub const SUDO_ENV: &str = "ONE_SCALEWAY_SUDO";
+
+/// Environment variable: seconds one tool may run (default 60).
+pub const TIMEOUT_ENV: &str = "ONE_SCALEWAY_TOOL_TIMEOUT";
+
+/// A failure, as one readable message (the tool's stderr included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyError {
+    pub message: String,
+    /// For an `ip -batch -` that failed: the 1-based line that failed (the
+    /// lines before it were applied).
+    pub failed_line: Option<usize>,
+}
+
+impl ApplyError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            failed_line: None,
+        }
+    }
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// What one run produced.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    pub success: bool,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How tools are run.
+#[derive(Debug)]
+pub struct Tools {
+    prefix: Vec<String>,
+    timeout: Duration,
+    spawned: AtomicUsize,
+}
+
+/// The effective user id, from `/proc/self/status` (0 if it cannot be read:
+/// then no `sudo`, and a tool's "Operation not permitted" says why).
+pub fn effective_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|u| u.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl Tools {
+    /// Tools run directly (as the current user), with a time limit.
+    pub fn direct(timeout: Duration) -> Self {
+        Self {
+            prefix: Vec::new(),
+            timeout,
+            spawned: AtomicUsize::new(0),
+        }
+    }
+
+    /// From `ONE_SCALEWAY_SUDO` and `ONE_SCALEWAY_TOOL_TIMEOUT`.
+    pub fn from_env(env: &Env) -> Result<Self, ApplyError> {
+        let sudo = match env.get(SUDO_ENV).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("auto") => effective_uid() != 0,
+            Some("never") => false,
+            Some("always") => true,
+            Some(other) => {
+                return Err(ApplyError::new(format!(
+                    "{SUDO_ENV}={other:?} is not one of auto, never, always"
+                )));
+            }
+        };
+        let timeout = match env.get(TIMEOUT_ENV) {
+            None => 60,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| ApplyError::new(format!("{TIMEOUT_ENV}={v:?} is not a number of seconds")))?,
+        };
+        let mut tools = Self::direct(Duration::from_secs(timeout));
+        if sudo {
+            tools.prefix = vec!["sudo".into(), "-n".into()];
+        }
+        Ok(tools)
+    }
+
+    /// Whether tools run through `sudo`.
+    pub fn uses_sudo(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
+    /// How many processes were started so far.
+    pub fn spawned(&self) -> usize {
+        self.spawned.load(Ordering::Relaxed)
+    }
+
+    /// `program args` as one would type it (for messages).
+    pub fn show(&self, program: &str, args: &[&str]) -> String {
+        let mut all: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+        all.push(program);
+        all.extend_from_slice(args);
+        all.join(" ")
+    }
+
+    /// Runs `program args` with `stdin`, waits at most the time limit, and
+    /// returns what it printed. A tool that cannot start, or times out, is
+    /// an error; a tool that fails is a [`Ran`] with `success: false`.
+    pub fn run(&self, program: &str, args: &[&str], stdin: &[u8]) -> Result<Ran, ApplyError> {
+        let shown = self.show(program, args);
+        let (exe, rest): (&str, Vec<&str>) = match self.prefix.split_first() {
+            None => (program, args.to_vec()),
+            Some((first, more)) => {
+                let mut v: Vec<&str> = more.iter().map(String::as_str).collect();
+                v.push(program);
+                v.extend_from_slice(args);
+                (first.as_str(), v)
+            }
+        };
+        let mut child = Command::new(exe)
+            .args(&rest)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                let hint = match (e.kind(), exe) {
+                    (std::io::ErrorKind::NotFound, "ip") => " (install iproute2)",
+                    (std::io::ErrorKind::NotFound, "nft") => " (install nftables)",
+                    (std::io::ErrorKind::NotFound, "sudo") => {
+                        " (install sudo, or run the driver as root with ONE_SCALEWAY_SUDO=never)"
+                    }
+                    (std::io::ErrorKind::NotFound, _) => " (not found in PATH)",
+                    _ => "",
+                };
+                ApplyError::new(format!("cannot run `{shown}`: {e}{hint}"))
+            })?;
+        self.spawned.fetch_add(1, Ordering::Relaxed);
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        if let Some(mut pipe) = child.stdin.take() {
+            // A tool that exits early closes its stdin: its exit status says why.
+            let _ = pipe.write_all(stdin);
+        }
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(100);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if start.elapsed() > self.timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(ApplyError::new(format!(
+                        "`{shown}` did not finish within {} s and was stopped (is the host overloaded, or the \
+                         tool stuck on a lock?); {TIMEOUT_ENV} sets the limit",
+                        self.timeout.as_secs()
+                    )));
+                }
+                Ok(None) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(1));
+                }
+                Err(e) => return Err(ApplyError::new(format!("cannot wait for `{shown}`: {e}"))),
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+        Ok(Ran {
+            success: status.success(),
+            status: status.to_string(),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// The error for a tool that failed: its stderr on one line, and what to
+    /// do when the cause is a common one.
+    pub fn failure(&self, program: &str, args: &[&str], ran: &Ran) -> ApplyError {
+        let stderr = ran.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        let hint = if stderr.contains("Operation not permitted") || stderr.contains("a password is required") {
+            if self.uses_sudo() {
+                " (the driver runs network tools through `sudo -n`: allow the driver's user to run ip and nft \
+                 without a password, as OpenNebula's sudoers file does for its network drivers)"
+            } else {
+                " (network changes need root: run the driver as root, or set ONE_SCALEWAY_SUDO=always)"
+            }
+        } else {
+            ""
+        };
+        ApplyError::new(format!(
+            "`{}` failed ({}): {}{hint}",
+            self.show(program, args),
+            ran.status,
+            if stderr.is_empty() { "no error message" } else { &stderr }
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_with_stdin_and_large_output() {
+        let tools = Tools::direct(Duration::from_secs(10));
+        let input = "x".repeat(300_000);
+        let ran = tools.run("cat", &[], input.as_bytes()).unwrap();
+        assert!(ran.success);
+        assert_eq!(ran.stdout.len(), 300_000);
+        assert_eq!(tools.spawned(), 1);
+    }
+
+    #[test]
+    fn failures_keep_stderr_and_missing_tools_say_so() {
+        let tools = Tools::direct(Duration::from_secs(10));
+        let ran = tools.run("ls", &["/nonexistent/one-scaleway"], b"").unwrap();
+        assert!(!ran.success);
+        let e = tools.failure("ls", &["/nonexistent/one-scaleway"], &ran).to_string();
+        assert!(
+            e.starts_with("`ls /nonexistent/one-scaleway` failed (exit status: 2): "),
+            "{e}"
+        );
+        assert!(e.contains("No such file or directory"), "{e}");
+        let e = tools
+            .run("one-scaleway-no-such-tool", &[], b"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot run `one-scaleway-no-such-tool`") && e.contains("not found in PATH"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn slow_tools_are_stopped() {
+        let tools = Tools::direct(Duration::from_millis(200));
+        let e = tools.run("sleep", &["5"], b"").unwrap_err().to_string();
+        assert!(e.contains("did not finish within"), "{e}");
+    }
+
+    #[test]
+    fn sudo_setting() {
+        let env = |v: &str| Env::from_pairs([(SUDO_ENV, v)]);
+        assert!(Tools::from_env(&env("always")).unwrap().uses_sudo());
+        assert!(!Tools::from_env(&env("never")).unwrap().uses_sudo());
+        assert!(Tools::from_env(&env("maybe")).is_err());
+        let t = Tools::from_env(&env("always")).unwrap();
+        assert_eq!(t.show("nft", &["-f", "-"]), "sudo -n nft -f -");
+    }
+}

@@ -1,0 +1,449 @@
+//! What one public NIC needs on the host, read from the typed NIC.
+//!
+//! Every value that reaches the kernel comes from here: addresses are typed
+//! by `opennebula::vm::Nic` already, and [`Endpoint::from_nic`] checks that
+//! they fit together (the gateway is the other half of the VM's /31, the
+//! flexible IP is of the NIC's family, nothing is a loopback, multicast or
+//! unspecified address).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use opennebula::attr::IfName;
+use opennebula::vm::{Nic, NicKind, Vm};
+
+use crate::VN_MAD;
+use crate::plan::PlanError;
+
+/// Who an endpoint belongs to: a VM's NIC or NIC alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Owner {
+    pub vm: u64,
+    pub nic_id: u32,
+    /// `(ALIAS_ID, PARENT_ID)` for a NIC alias.
+    pub alias: Option<(u32, u32)>,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.alias {
+            None => write!(f, "VM {} NIC {}", self.vm, self.nic_id),
+            Some((alias, parent)) => write!(
+                f,
+                "VM {} NIC_ALIAS {} (alias {alias} of NIC {parent})",
+                self.vm, self.nic_id
+            ),
+        }
+    }
+}
+
+/// The addresses of one public NIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Public {
+    /// A flexible IPv4, NATed 1:1 to the VM's private address; the VM's
+    /// gateway is the other half of its /31, answered by proxy ARP.
+    V4 {
+        ip: Ipv4Addr,
+        gateway: Ipv4Addr,
+        external: Ipv4Addr,
+    },
+    /// A flexible IPv6 /64 (`prefix` is its first address), routed to the
+    /// VM; the VM's gateway is answered by proxy NDP.
+    V6 {
+        ip: Ipv6Addr,
+        gateway: Ipv6Addr,
+        prefix: Ipv6Addr,
+    },
+}
+
+impl Public {
+    /// Whether `ip` lies in the /64 (IPv6 only).
+    pub fn ip_in_prefix(ip: Ipv6Addr, prefix: Ipv6Addr) -> bool {
+        u128::from(ip) >> 64 == u128::from(prefix) >> 64
+    }
+}
+
+/// One public NIC (or NIC alias) as the host sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub owner: Owner,
+    pub bridge: BridgeName,
+    pub public: Public,
+}
+
+/// A bridge name (an `IfName`, kept `Copy` for the planner's tables).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BridgeName {
+    len: u8,
+    bytes: [u8; 15],
+}
+
+impl BridgeName {
+    /// From a validated interface name (at most 15 bytes of `[A-Za-z0-9._-]`).
+    pub fn new(name: &IfName) -> Self {
+        let mut bytes = [0u8; 15];
+        let src = name.as_str().as_bytes();
+        let len = src.len().min(15);
+        bytes[..len].copy_from_slice(&src[..len]);
+        Self { len: len as u8, bytes }
+    }
+
+    /// Parses and validates a name (as `IfName` does).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let name: IfName = text.parse().map_err(|e: opennebula::attr::DocError| e.problem)?;
+        Ok(Self::new(&name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built from an `IfName`, which is ASCII.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Display for BridgeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for BridgeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.public {
+            Public::V4 { ip, gateway, external } => write!(
+                f,
+                "{}: {external} <-> {ip} (gateway {gateway}) on {}",
+                self.owner, self.bridge
+            ),
+            Public::V6 { ip, gateway, prefix } => write!(
+                f,
+                "{}: {prefix}/64 -> {ip} (gateway {gateway}) on {}",
+                self.owner, self.bridge
+            ),
+        }
+    }
+}
+
+fn bad(nic: &Nic, attribute: &str, problem: impl Into<String>) -> PlanError {
+    PlanError::Nic {
+        path: format!("{}/{attribute}", nic.attrs.path()),
+        problem: problem.into(),
+    }
+}
+
+fn missing(nic: &Nic, attribute: &str, why: &str) -> PlanError {
+    bad(nic, attribute, format!("is missing: {why}"))
+}
+
+/// Refuses addresses that can never be a VM's, a gateway or a flexible IP.
+fn check_v4(nic: &Nic, attribute: &str, a: Ipv4Addr) -> Result<(), PlanError> {
+    let problem = if a.is_unspecified() {
+        "is the unspecified address"
+    } else if a.is_loopback() {
+        "is a loopback address"
+    } else if a.is_multicast() {
+        "is a multicast address"
+    } else if a.is_broadcast() {
+        "is the broadcast address"
+    } else if a.is_link_local() {
+        "is a link-local address"
+    } else {
+        return Ok(());
+    };
+    Err(bad(nic, attribute, format!("= {a} {problem}")))
+}
+
+fn check_v6(nic: &Nic, attribute: &str, a: Ipv6Addr) -> Result<(), PlanError> {
+    let problem = if a.is_unspecified() {
+        "is the unspecified address"
+    } else if a.is_loopback() {
+        "is the loopback address"
+    } else if a.is_multicast() {
+        "is a multicast address"
+    } else if a.is_unicast_link_local() {
+        "is a link-local address"
+    } else if a.to_ipv4_mapped().is_some() {
+        "is an IPv4-mapped address"
+    } else {
+        return Ok(());
+    };
+    Err(bad(nic, attribute, format!("= {a} {problem}")))
+}
+
+impl Endpoint {
+    /// The endpoint of one typed NIC of driver `scaleway` of VM `vm`.
+    pub fn from_nic(vm: u64, nic: &Nic) -> Result<Self, PlanError> {
+        let owner = Owner {
+            vm,
+            nic_id: nic.nic_id,
+            alias: match nic.kind {
+                NicKind::Nic => None,
+                NicKind::Alias {
+                    alias_id, parent_id, ..
+                } => Some((alias_id, parent_id)),
+            },
+        };
+        let bridge = nic.bridge.as_ref().ok_or_else(|| {
+            missing(
+                nic,
+                "BRIDGE",
+                "the scaleway driver routes the NIC through a host bridge; set BRIDGE in the virtual network",
+            )
+        })?;
+        let public = match (nic.ip, nic.ip6) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    nic,
+                    "IP6",
+                    "is set together with IP: a scaleway NIC is either IPv4 (one flexible IP) or IPv6 \
+                     (one flexible /64), never both",
+                ));
+            }
+            (Some(ip), None) => Self::v4(nic, ip)?,
+            (None, Some(ip)) => Self::v6(nic, ip)?,
+            (None, None) => {
+                return Err(bad(
+                    nic,
+                    "IP",
+                    "is missing (and so is IP6): the NIC has no address from its scaleway address range",
+                ));
+            }
+        };
+        Ok(Self {
+            owner,
+            bridge: BridgeName::new(bridge),
+            public,
+        })
+    }
+
+    fn v4(nic: &Nic, ip: Ipv4Addr) -> Result<Public, PlanError> {
+        let gateway = nic
+            .gateway
+            .ok_or_else(|| missing(nic, "GATEWAY", "the VM's gateway is the other half of its /31"))?;
+        let external = match nic.external_ip {
+            None => {
+                return Err(missing(
+                    nic,
+                    "EXTERNAL_IP",
+                    "the flexible IP of the address range is needed for the NAT",
+                ));
+            }
+            Some(IpAddr::V6(a)) => {
+                return Err(bad(
+                    nic,
+                    "EXTERNAL_IP",
+                    format!("= {a} is an IPv6 address, but the NIC's IP {ip} is IPv4"),
+                ));
+            }
+            Some(IpAddr::V4(a)) => a,
+        };
+        check_v4(nic, "IP", ip)?;
+        check_v4(nic, "GATEWAY", gateway)?;
+        check_v4(nic, "EXTERNAL_IP", external)?;
+        let partner = Ipv4Addr::from(u32::from(ip) ^ 1);
+        if gateway != partner {
+            return Err(bad(
+                nic,
+                "GATEWAY",
+                format!(
+                    "= {gateway} is not the other address of IP {ip}'s /31 ({partner}): the scaleway \
+                     driver answers only for that gateway"
+                ),
+            ));
+        }
+        if external == ip {
+            return Err(bad(
+                nic,
+                "EXTERNAL_IP",
+                format!("= {external} is the NIC's private IP too"),
+            ));
+        }
+        Ok(Public::V4 { ip, gateway, external })
+    }
+
+    fn v6(nic: &Nic, ip: Ipv6Addr) -> Result<Public, PlanError> {
+        let gateway = nic
+            .gateway6
+            .ok_or_else(|| missing(nic, "GATEWAY6", "the host answers for the VM's IPv6 gateway"))?;
+        let prefix = match nic.external_ip {
+            None => {
+                return Err(missing(
+                    nic,
+                    "EXTERNAL_IP",
+                    "the flexible IPv6 /64 of the address range is routed to the VM",
+                ));
+            }
+            Some(IpAddr::V4(a)) => {
+                return Err(bad(
+                    nic,
+                    "EXTERNAL_IP",
+                    format!("= {a} is an IPv4 address, but the NIC's IP6 {ip} is IPv6"),
+                ));
+            }
+            Some(IpAddr::V6(a)) => Ipv6Addr::from(u128::from(a) & !((1u128 << 64) - 1)),
+        };
+        check_v6(nic, "IP6", ip)?;
+        check_v6(nic, "GATEWAY6", gateway)?;
+        check_v6(nic, "EXTERNAL_IP", prefix)?;
+        if gateway == ip {
+            return Err(bad(nic, "GATEWAY6", format!("= {gateway} is the NIC's IP6 too")));
+        }
+        Ok(Public::V6 { ip, gateway, prefix })
+    }
+}
+
+/// The endpoints one action works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The endpoints to act on, in document order.
+    pub endpoints: Vec<Endpoint>,
+    /// A NIC is being hot-attached or detached (some NIC of the VM, of any
+    /// driver, has `ATTACH="YES"`): only our NICs with `ATTACH="YES"`, and
+    /// the aliases of such a NIC, are selected; none of ours may be.
+    pub hotplug: bool,
+}
+
+/// The endpoints an action works on: every NIC and NIC alias of driver
+/// `scaleway`, or during a hot attach/detach only the NIC being attached or
+/// detached (and its aliases). Every NIC of ours is validated.
+pub fn select(vm: &Vm) -> Result<Selection, PlanError> {
+    let nics = vm.nics_of(VN_MAD).map_err(PlanError::Document)?;
+    let hotplug = vm
+        .nics
+        .iter()
+        .any(|n| n.attrs.get("ATTACH").is_some_and(|v| v.eq_ignore_ascii_case("yes")));
+    let attached: Vec<u32> = nics.iter().filter(|n| n.attach).map(|n| n.nic_id).collect();
+    let chosen = nics.iter().filter(|n| {
+        !hotplug || n.attach || matches!(n.kind, NicKind::Alias { parent_id, .. } if attached.contains(&parent_id))
+    });
+    let endpoints = chosen
+        .map(|n| Endpoint::from_nic(vm.id, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Selection { endpoints, hotplug })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opennebula::xml;
+
+    fn vm(nics: &str) -> Vm {
+        let doc = format!("<VM><ID>7</ID><TEMPLATE>{nics}</TEMPLATE></VM>");
+        Vm::from_element(&xml::parse(doc.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn nic(id: u32, extra: &str) -> String {
+        format!("<NIC><NIC_ID>{id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>{extra}</NIC>")
+    }
+
+    const GOOD: &str = "<IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP>";
+
+    #[test]
+    fn reads_an_ipv4_nic() {
+        let s = select(&vm(&nic(0, GOOD))).unwrap();
+        assert!(!s.hotplug);
+        assert_eq!(s.endpoints.len(), 1);
+        assert_eq!(
+            s.endpoints[0].to_string(),
+            "VM 7 NIC 0: 51.15.0.1 <-> 172.30.0.4 (gateway 172.30.0.5) on scwpub0"
+        );
+    }
+
+    #[test]
+    fn reads_an_ipv6_nic() {
+        let s = select(&vm(&nic(
+            0,
+            "<IP6>2001:db8:1:2::2</IP6><GATEWAY6>2001:db8:1:2::1</GATEWAY6><EXTERNAL_IP>2001:db8:1:2::</EXTERNAL_IP>",
+        )))
+        .unwrap();
+        assert_eq!(
+            s.endpoints[0].to_string(),
+            "VM 7 NIC 0: 2001:db8:1:2::/64 -> 2001:db8:1:2::2 (gateway 2001:db8:1:2::1) on scwpub0"
+        );
+    }
+
+    #[test]
+    fn refuses_nics_that_do_not_fit() {
+        let cases = [
+            (
+                "<IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY>",
+                "NIC[NIC_ID=0]/EXTERNAL_IP is missing",
+            ),
+            (
+                "<IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY><EXTERNAL_IP>2001:db8::1</EXTERNAL_IP>",
+                "EXTERNAL_IP = 2001:db8::1 is an IPv6 address, but the NIC's IP 172.30.0.4 is IPv4",
+            ),
+            (
+                "<IP>172.30.0.4</IP><GATEWAY>172.30.0.7</GATEWAY><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP>",
+                "GATEWAY = 172.30.0.7 is not the other address of IP 172.30.0.4's /31 (172.30.0.5)",
+            ),
+            (
+                "<IP>172.30.0.4</IP><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP>",
+                "GATEWAY is missing",
+            ),
+            (
+                "<IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY><EXTERNAL_IP>224.0.0.1</EXTERNAL_IP>",
+                "EXTERNAL_IP = 224.0.0.1 is a multicast address",
+            ),
+            (
+                "<IP>127.0.0.4</IP><GATEWAY>127.0.0.5</GATEWAY><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP>",
+                "IP = 127.0.0.4 is a loopback address",
+            ),
+            (
+                "<GATEWAY>172.30.0.5</GATEWAY>",
+                "NIC[NIC_ID=0]/IP is missing (and so is IP6)",
+            ),
+            (
+                "<IP>172.30.0.4</IP><IP6>2001:db8::2</IP6>",
+                "IP6 is set together with IP",
+            ),
+            (
+                "<IP6>2001:db8::2</IP6><GATEWAY6>2001:db8::1</GATEWAY6><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP>",
+                "EXTERNAL_IP = 51.15.0.1 is an IPv4 address, but the NIC's IP6 2001:db8::2 is IPv6",
+            ),
+            (
+                "<IP6>2001:db8::2</IP6><EXTERNAL_IP>2001:db8::</EXTERNAL_IP>",
+                "GATEWAY6 is missing",
+            ),
+        ];
+        for (attrs, expected) in cases {
+            let err = select(&vm(&nic(0, attrs))).unwrap_err().to_string();
+            assert!(err.contains(expected), "{attrs}: {err:?} should contain {expected:?}");
+        }
+        let no_bridge = "<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><IP>172.30.0.4</IP></NIC>";
+        let err = select(&vm(no_bridge)).unwrap_err().to_string();
+        assert!(err.contains("NIC[NIC_ID=0]/BRIDGE is missing"), "{err}");
+    }
+
+    #[test]
+    fn hotplug_selects_the_attached_nic_and_its_aliases_only() {
+        let alias = "<NIC_ALIAS><NIC_ID>2</NIC_ID><ALIAS_ID>0</ALIAS_ID><PARENT_ID>1</PARENT_ID><VN_MAD>scaleway</VN_MAD>\
+                     <BRIDGE>scwpub0</BRIDGE><IP>172.30.0.8</IP><GATEWAY>172.30.0.9</GATEWAY><EXTERNAL_IP>51.15.0.3</EXTERNAL_IP></NIC_ALIAS>";
+        let attached = nic(
+            1,
+            "<ATTACH>YES</ATTACH><IP>172.30.0.6</IP><GATEWAY>172.30.0.7</GATEWAY><EXTERNAL_IP>51.15.0.2</EXTERNAL_IP>",
+        );
+        let s = select(&vm(&format!("{}{attached}{alias}", nic(0, GOOD)))).unwrap();
+        assert!(s.hotplug);
+        let ids: Vec<u32> = s.endpoints.iter().map(|e| e.owner.nic_id).collect();
+        assert_eq!(ids, [1, 2]);
+        // Another driver's NIC being attached: none of ours is touched.
+        let other = "<NIC><NIC_ID>5</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD><ATTACH>YES</ATTACH></NIC>";
+        let s = select(&vm(&format!("{}{other}", nic(0, GOOD)))).unwrap();
+        assert!(s.hotplug);
+        assert!(s.endpoints.is_empty());
+    }
+
+    #[test]
+    fn bridge_names_round_trip() {
+        let b = BridgeName::parse("onebr.100").unwrap();
+        assert_eq!(b.as_str(), "onebr.100");
+        assert!(BridgeName::parse("a b").is_err());
+        assert!(BridgeName::parse("sixteen-bytes-xx").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! What endpoints need on the host, and what to observe before planning.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::endpoint::{Endpoint, Public};
+use crate::ops::{Proxy, Route, SysctlKey, SysctlWrite};
+use crate::plan::Request;
+
+/// The kernel objects one endpoint needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Objects {
+    pub routes: Vec<Route>,
+    pub proxies: Vec<Proxy>,
+    pub sysctls: Vec<SysctlWrite>,
+    /// `(flexible IP, private IP)` for an IPv4 endpoint.
+    pub nat: Option<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// What `e` needs on the host (besides its bridge).
+pub fn objects(e: &Endpoint) -> Objects {
+    let dev = e.bridge;
+    match e.public {
+        Public::V4 { ip, gateway, external } => Objects {
+            routes: vec![Route {
+                dst: IpAddr::V4(ip),
+                len: 32,
+                via: None,
+                dev,
+            }],
+            proxies: vec![Proxy {
+                addr: IpAddr::V4(gateway),
+                dev,
+            }],
+            sysctls: vec![
+                SysctlWrite {
+                    key: SysctlKey::ip_forward(),
+                    value: "1",
+                },
+                SysctlWrite {
+                    key: SysctlKey::ipv4_forwarding(dev),
+                    value: "1",
+                },
+                SysctlWrite {
+                    key: SysctlKey::proxy_delay(dev),
+                    value: "0",
+                },
+            ],
+            nat: Some((external, ip)),
+        },
+        Public::V6 { ip, gateway, prefix } => {
+            // The VM's address in the /64 (as the scaleway IPAM hands out):
+            // the /64 is on the bridge. Outside it: the VM's address is on
+            // the bridge and the /64 is routed through it.
+            let routes = if Public::ip_in_prefix(ip, prefix) {
+                vec![Route {
+                    dst: IpAddr::V6(prefix),
+                    len: 64,
+                    via: None,
+                    dev,
+                }]
+            } else {
+                vec![
+                    Route {
+                        dst: IpAddr::V6(ip),
+                        len: 128,
+                        via: None,
+                        dev,
+                    },
+                    Route {
+                        dst: IpAddr::V6(prefix),
+                        len: 64,
+                        via: Some(IpAddr::V6(ip)),
+                        dev,
+                    },
+                ]
+            };
+            Objects {
+                routes,
+                proxies: vec![Proxy {
+                    addr: IpAddr::V6(gateway),
+                    dev,
+                }],
+                sysctls: vec![
+                    SysctlWrite {
+                        key: SysctlKey::ipv6_forwarding_all(),
+                        value: "1",
+                    },
+                    SysctlWrite {
+                        key: SysctlKey::ipv6_disabled(dev),
+                        value: "0",
+                    },
+                    SysctlWrite {
+                        key: SysctlKey::new(&["net", "ipv6", "conf", dev.as_str(), "forwarding"]),
+                        value: "1",
+                    },
+                    SysctlWrite {
+                        key: SysctlKey::proxy_ndp(dev),
+                        value: "1",
+                    },
+                    // Proxied answers to multicast solicitations wait up to
+                    // proxy_delay (0.8 s by default), as for ARP.
+                    SysctlWrite {
+                        key: SysctlKey::proxy_delay6(dev),
+                        value: "0",
+                    },
+                ],
+                nat: None,
+            }
+        }
+    }
+}
+
+/// The sysctls to observe before planning for `endpoints`.
+pub fn sysctl_keys<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> BTreeSet<SysctlKey> {
+    endpoints
+        .into_iter()
+        .flat_map(|e| objects(e).sysctls.into_iter().map(|s| s.key))
+        .collect()
+}
+
+/// What to observe before planning a request: the routes (by prefix) and
+/// proxy entries (by address) its endpoints concern, and the sysctls of the
+/// endpoints to ensure; or, with `all`, every route and proxy entry. Links
+/// and our nft table are always read whole. Asking only for what the plan
+/// looks at keeps a host's observation from growing with the number of
+/// VMs it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    pub all: bool,
+    pub routes: BTreeSet<(IpAddr, u8)>,
+    pub proxies: BTreeSet<IpAddr>,
+    pub sysctls: BTreeSet<SysctlKey>,
+}
+
+impl Query {
+    /// Everything (diagnostics, tests).
+    pub fn all() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// What [`crate::plan::plan`] needs observed for `request`.
+pub fn query(request: &Request) -> Query {
+    let mut q = Query {
+        sysctls: sysctl_keys(&request.ensure),
+        ..Query::default()
+    };
+    for e in request.ensure.iter().chain(&request.remove) {
+        let o = objects(e);
+        q.routes.extend(o.routes.iter().map(|r| (r.dst, r.len)));
+        q.proxies.extend(o.proxies.iter().map(|p| p.addr));
+    }
+    q
+}

@@ -1,0 +1,282 @@
+//! The host state a plan starts from, as `netapply` observed it (plain data:
+//! this crate never reads it itself).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::endpoint::BridgeName;
+use crate::ops::SysctlKey;
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub nat: NatState,
+    /// Every link, by name.
+    pub links: BTreeMap<String, Link>,
+    /// Routes of the main table, both families: those the
+    /// [`crate::needs::Query`] asked for, or more.
+    pub routes: Vec<ObservedRoute>,
+    /// Proxy neighbour entries: (address, device), those asked for or more.
+    pub proxies: BTreeSet<(IpAddr, String)>,
+    /// The sysctls the query asked for;
+    /// absent when the file does not exist (a device not created yet).
+    pub sysctls: BTreeMap<SysctlKey, String>,
+}
+
+impl Observed {
+    pub fn link(&self, name: BridgeName) -> Option<&Link> {
+        self.links.get(name.as_str())
+    }
+
+    /// Names of the links enslaved to `bridge` (VM taps, veths...).
+    pub fn ports(&self, bridge: BridgeName) -> Vec<&str> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.master.as_deref() == Some(bridge.as_str()))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    pub fn has_proxy(&self, addr: IpAddr, dev: BridgeName) -> bool {
+        self.proxies.contains(&(addr, dev.as_str().to_owned()))
+    }
+}
+
+/// One link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Link {
+    /// `bridge`, `veth`, ... (`None` for a physical device).
+    pub kind: Option<String>,
+    /// Administratively up.
+    pub up: bool,
+    /// The bridge it is a port of.
+    pub master: Option<String>,
+}
+
+/// One route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedRoute {
+    pub dst: IpAddr,
+    pub len: u8,
+    pub dev: Option<String>,
+    pub gateway: Option<IpAddr>,
+    /// The route type when it is not `unicast` (`blackhole`, `local`...).
+    pub kind: Option<String>,
+}
+
+/// Our nftables table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatState {
+    pub table: bool,
+    pub maps: BTreeMap<String, MapState>,
+    pub chains: BTreeMap<String, ChainState>,
+}
+
+impl NatState {
+    /// The element `key` of map `map`, if any.
+    pub fn get(&self, map: &str, key: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.maps.get(map).and_then(|m| m.elements.get(&key).copied())
+    }
+}
+
+/// One map of our table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapState {
+    pub key_type: String,
+    pub data_type: String,
+    pub elements: BTreeMap<Ipv4Addr, Ipv4Addr>,
+}
+
+/// One chain of our table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainState {
+    /// `nat`, `filter`... (`None` for a regular chain).
+    pub kind: Option<String>,
+    pub hook: Option<String>,
+    pub prio: Option<i64>,
+    pub rules: Vec<Rule>,
+}
+
+/// One rule, as far as we recognise it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// `dnat to ip <field> map @<map>` (`snat: false`) or
+    /// `snat to ip <field> map @<map>` (`snat: true`).
+    NatMap { snat: bool, field: String, map: String },
+    /// Anything else (its text, for messages).
+    Other(String),
+}
+
+/// The host after `plan` is applied to `before`, with the kernel's rules
+/// (adding a route or element that exists fails, deleting a missing one
+/// fails): what the fake host of `netapply` and the tests build on.
+pub fn simulate(before: &Observed, plan: &crate::plan::Plan) -> Result<Observed, String> {
+    let mut after = before.clone();
+    for op in &plan.ip_before {
+        simulate_ip(&mut after, op)?;
+    }
+    for s in &plan.sysctls {
+        after.sysctls.insert(s.key.clone(), s.value.to_owned());
+    }
+    simulate_nft(&mut after.nat, &plan.nft)?;
+    for op in &plan.ip_after {
+        simulate_ip(&mut after, op)?;
+    }
+    Ok(after)
+}
+
+/// One `ip` command on the simulated host.
+pub fn simulate_ip(host: &mut Observed, op: &crate::ops::IpOp) -> Result<(), String> {
+    use crate::ops::IpOp;
+    match *op {
+        IpOp::AddBridge { name, .. } => {
+            if host.links.contains_key(name.as_str()) {
+                return Err("RTNETLINK answers: File exists".into());
+            }
+            host.links.insert(
+                name.as_str().to_owned(),
+                Link {
+                    kind: Some("bridge".into()),
+                    up: false,
+                    master: None,
+                },
+            );
+        }
+        IpOp::SetUp(name) => {
+            host.links
+                .get_mut(name.as_str())
+                .ok_or_else(|| format!("Cannot find device \"{name}\""))?
+                .up = true;
+        }
+        IpOp::DeleteLink(name) => {
+            host.links
+                .remove(name.as_str())
+                .ok_or_else(|| format!("Cannot find device \"{name}\""))?;
+            let dev = Some(name.as_str().to_owned());
+            host.routes.retain(|r| r.dev != dev);
+            host.proxies.retain(|(_, d)| d != name.as_str());
+            host.sysctls.retain(|k, _| !k.is_of_device(name));
+            for l in host.links.values_mut() {
+                if l.master.as_deref() == Some(name.as_str()) {
+                    l.master = None;
+                }
+            }
+        }
+        IpOp::AddRoute(r) => {
+            let link = host
+                .links
+                .get(r.dev.as_str())
+                .ok_or_else(|| format!("Cannot find device \"{}\"", r.dev))?;
+            if !link.up {
+                return Err("Error: Device for nexthop is not up.".into());
+            }
+            if host.routes.iter().any(|x| x.dst == r.dst && x.len == r.len) {
+                return Err("RTNETLINK answers: File exists".into());
+            }
+            if let Some(via) = r.via
+                && !host.routes.iter().any(|x| x.dst == via)
+            {
+                return Err("Error: Nexthop has invalid gateway.".into());
+            }
+            host.routes.push(ObservedRoute {
+                dst: r.dst,
+                len: r.len,
+                dev: Some(r.dev.as_str().to_owned()),
+                gateway: r.via,
+                kind: None,
+            });
+        }
+        IpOp::DeleteRoute(r) => {
+            let before = host.routes.len();
+            host.routes
+                .retain(|x| !(x.dst == r.dst && x.len == r.len && x.dev.as_deref() == Some(r.dev.as_str())));
+            if host.routes.len() == before {
+                return Err("RTNETLINK answers: No such process".into());
+            }
+        }
+        IpOp::AddProxy(p) => {
+            if !host.links.contains_key(p.dev.as_str()) {
+                return Err(format!("Cannot find device \"{}\"", p.dev));
+            }
+            // The kernel accepts a proxy entry that exists.
+            host.proxies.insert((p.addr, p.dev.as_str().to_owned()));
+        }
+        IpOp::DeleteProxy(p) => {
+            if !host.proxies.remove(&(p.addr, p.dev.as_str().to_owned())) {
+                return Err("RTNETLINK answers: No such file or directory".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One `nft -f -` transaction on the simulated table: all or nothing.
+pub fn simulate_nft(nat: &mut NatState, batch: &crate::ops::NftBatch) -> Result<(), String> {
+    use crate::ops::{NFT_DNAT_MAP, NFT_POSTROUTING, NFT_PREROUTING, NFT_SNAT_MAP, NftOp};
+    let mut next = nat.clone();
+    // The order nft applies the rendered script in: base, deletions, additions.
+    let rank = |op: &NftOp| match op {
+        NftOp::EnsureBase => 0,
+        NftOp::DeleteDnat { .. } | NftOp::DeleteSnat { .. } => 1,
+        NftOp::AddDnat { .. } | NftOp::AddSnat { .. } => 2,
+    };
+    let mut ops = batch.ops.clone();
+    ops.sort_by_key(rank);
+    for op in ops {
+        match op {
+            NftOp::EnsureBase => {
+                next.table = true;
+                for map in [NFT_DNAT_MAP, NFT_SNAT_MAP] {
+                    next.maps.entry(map.to_owned()).or_insert_with(|| MapState {
+                        key_type: "ipv4_addr".into(),
+                        data_type: "ipv4_addr".into(),
+                        elements: BTreeMap::new(),
+                    });
+                }
+                for (chain, hook, prio, snat, field, map) in [
+                    (NFT_PREROUTING, "prerouting", -100, false, "daddr", NFT_DNAT_MAP),
+                    (NFT_POSTROUTING, "postrouting", 100, true, "saddr", NFT_SNAT_MAP),
+                ] {
+                    let c = next.chains.entry(chain.to_owned()).or_insert_with(|| ChainState {
+                        kind: Some("nat".into()),
+                        hook: Some(hook.into()),
+                        prio: Some(prio),
+                        rules: Vec::new(),
+                    });
+                    c.rules = vec![Rule::NatMap {
+                        snat,
+                        field: field.into(),
+                        map: map.into(),
+                    }];
+                }
+            }
+            NftOp::AddDnat { external: k, ip: v } | NftOp::AddSnat { ip: k, external: v } => {
+                let map = if matches!(op, NftOp::AddDnat { .. }) {
+                    NFT_DNAT_MAP
+                } else {
+                    NFT_SNAT_MAP
+                };
+                let m = next.maps.get_mut(map).ok_or("Error: No such file or directory")?;
+                match m.elements.get(&k) {
+                    Some(old) if *old != v => return Err("Error: Could not process rule: File exists".into()),
+                    _ => {
+                        m.elements.insert(k, v);
+                    }
+                }
+            }
+            NftOp::DeleteDnat { external: k } | NftOp::DeleteSnat { ip: k } => {
+                let map = if matches!(op, NftOp::DeleteDnat { .. }) {
+                    NFT_DNAT_MAP
+                } else {
+                    NFT_SNAT_MAP
+                };
+                let m = next.maps.get_mut(map).ok_or("Error: No such file or directory")?;
+                m.elements
+                    .remove(&k)
+                    .ok_or("Error: Could not process rule: No such file or directory")?;
+            }
+        }
+    }
+    *nat = next;
+    Ok(())
+}

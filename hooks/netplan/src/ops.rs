@@ -1,0 +1,370 @@
+//! The changes a plan is made of, typed, and their text: `ip` argument
+//! vectors (one `ip -batch -` line each), sysctl writes and the `nft -f -`
+//! script. Every kernel object name comes from the constants here.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::endpoint::BridgeName;
+
+/// Our nftables table (family `ip`).
+pub const NFT_TABLE: &str = "one_scaleway";
+/// Map flexible IP -> private IP, used by the prerouting rule.
+pub const NFT_DNAT_MAP: &str = "dnat_map";
+/// Map private IP -> flexible IP, used by the postrouting rule.
+pub const NFT_SNAT_MAP: &str = "snat_map";
+/// Our two base chains.
+pub const NFT_PREROUTING: &str = "prerouting";
+pub const NFT_POSTROUTING: &str = "postrouting";
+/// The table's comment, so an administrator knows whose it is.
+pub const NFT_COMMENT: &str = "one-scaleway: 1:1 NAT of flexible IPs (OpenNebula VN_MAD scaleway)";
+
+/// A sysctl, as its path under `/proc/sys` (`net/ipv4/conf/onebr.100/forwarding`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SysctlKey(String);
+
+impl SysctlKey {
+    /// From path components; a component holds no `/` (interface names never do).
+    pub fn new(parts: &[&str]) -> Self {
+        Self(parts.join("/"))
+    }
+
+    pub fn ip_forward() -> Self {
+        Self::new(&["net", "ipv4", "ip_forward"])
+    }
+
+    pub fn ipv4_forwarding(dev: BridgeName) -> Self {
+        Self::new(&["net", "ipv4", "conf", dev.as_str(), "forwarding"])
+    }
+
+    pub fn proxy_delay(dev: BridgeName) -> Self {
+        Self::new(&["net", "ipv4", "neigh", dev.as_str(), "proxy_delay"])
+    }
+
+    pub fn proxy_delay6(dev: BridgeName) -> Self {
+        Self::new(&["net", "ipv6", "neigh", dev.as_str(), "proxy_delay"])
+    }
+
+    pub fn ipv6_forwarding_all() -> Self {
+        Self::new(&["net", "ipv6", "conf", "all", "forwarding"])
+    }
+
+    pub fn ipv6_disabled(dev: BridgeName) -> Self {
+        Self::new(&["net", "ipv6", "conf", dev.as_str(), "disable_ipv6"])
+    }
+
+    pub fn proxy_ndp(dev: BridgeName) -> Self {
+        Self::new(&["net", "ipv6", "conf", dev.as_str(), "proxy_ndp"])
+    }
+
+    /// The path below `/proc/sys`.
+    pub fn path(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the key belongs to `dev` (exists only while the device does).
+    pub fn is_of_device(&self, dev: BridgeName) -> bool {
+        self.0.split('/').nth(3) == Some(dev.as_str())
+    }
+}
+
+/// sysctl(8)'s spelling: dots between components, a dot inside a
+/// component (`onebr.100`) written `/`.
+impl fmt::Display for SysctlKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.split('/').map(|p| p.replace('.', "/")).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+/// Sets a sysctl (and reads it back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlWrite {
+    pub key: SysctlKey,
+    pub value: &'static str,
+}
+
+impl fmt::Display for SysctlWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}", self.key, self.value)
+    }
+}
+
+/// A route through the bridge (main table): on-link, or via the VM's
+/// address (an IPv6 /64 routed to a VM whose address lies outside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub dst: IpAddr,
+    pub len: u8,
+    pub via: Option<IpAddr>,
+    pub dev: BridgeName,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.dst, self.len)?;
+        if let Some(via) = self.via {
+            write!(f, " via {via}")?;
+        }
+        write!(f, " dev {}", self.dev)
+    }
+}
+
+/// A proxy neighbour entry: the host answers ARP (IPv4) or neighbour
+/// solicitations (IPv6) for `addr` on `dev`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Proxy {
+    pub addr: IpAddr,
+    pub dev: BridgeName,
+}
+
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} dev {}", self.addr, self.dev)
+    }
+}
+
+/// One `ip` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpOp {
+    /// `link add name B address M type bridge`: a bridge with no uplink and
+    /// a fixed MAC address, so the VMs' ARP caches for their gateway stay
+    /// right when ports come and go, and across a re-creation.
+    AddBridge {
+        name: BridgeName,
+        mac: [u8; 6],
+    },
+    /// `link set dev B up`.
+    SetUp(BridgeName),
+    /// `link del dev B`.
+    DeleteLink(BridgeName),
+    AddRoute(Route),
+    DeleteRoute(Route),
+    AddProxy(Proxy),
+    DeleteProxy(Proxy),
+}
+
+impl IpOp {
+    /// The argument vector after `ip` (also one line of `ip -batch -`:
+    /// every argument is an address, a keyword or a validated interface
+    /// name, none holds a space or a quote).
+    pub fn args(&self) -> Vec<String> {
+        let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+        match self {
+            Self::AddBridge { name, mac } => {
+                let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                s(&["link", "add", "name", name.as_str(), "address", &mac, "type", "bridge"])
+            }
+            Self::SetUp(name) => s(&["link", "set", "dev", name.as_str(), "up"]),
+            Self::DeleteLink(name) => s(&["link", "del", "dev", name.as_str()]),
+            Self::AddRoute(r) | Self::DeleteRoute(r) => {
+                let verb = if matches!(self, Self::AddRoute(_)) {
+                    "add"
+                } else {
+                    "del"
+                };
+                let dst = format!("{}/{}", r.dst, r.len);
+                let mut args = s(&["route", verb, &dst]);
+                if let Some(via) = r.via {
+                    args.extend(["via".to_owned(), via.to_string()]);
+                }
+                args.extend(["dev".to_owned(), r.dev.as_str().to_owned()]);
+                args
+            }
+            Self::AddProxy(p) | Self::DeleteProxy(p) => {
+                let verb = if matches!(self, Self::AddProxy(_)) {
+                    "add"
+                } else {
+                    "del"
+                };
+                let addr = p.addr.to_string();
+                s(&["neigh", verb, "proxy", &addr, "dev", p.dev.as_str()])
+            }
+        }
+    }
+
+    /// What undoes this change, when a later step of the same plan fails.
+    pub fn undo(&self) -> Option<IpOp> {
+        match *self {
+            Self::AddBridge { name, .. } => Some(Self::DeleteLink(name)),
+            Self::AddRoute(r) => Some(Self::DeleteRoute(r)),
+            Self::AddProxy(p) => Some(Self::DeleteProxy(p)),
+            Self::SetUp(_) | Self::DeleteLink(_) | Self::DeleteRoute(_) | Self::DeleteProxy(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for IpOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.args().join(" "))
+    }
+}
+
+/// The stable MAC address of a bridge we create: locally administered,
+/// unicast, from a hash of its name (the same after a reboot).
+pub fn bridge_mac(name: BridgeName) -> [u8; 6] {
+    // FNV-1a, 32 bits.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.as_str().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let [a, b, c, d] = h.to_be_bytes();
+    [0x02, 0x5c, a, b, c, d]
+}
+
+/// One change to our nftables table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NftOp {
+    /// Declares the table, both maps and both chains (`add` is a no-op for
+    /// what exists) and sets each chain's one rule (`flush chain` + `add
+    /// rule`, so it is never duplicated). Elements already in the maps stay.
+    EnsureBase,
+    AddDnat {
+        external: Ipv4Addr,
+        ip: Ipv4Addr,
+    },
+    AddSnat {
+        ip: Ipv4Addr,
+        external: Ipv4Addr,
+    },
+    DeleteDnat {
+        external: Ipv4Addr,
+    },
+    DeleteSnat {
+        ip: Ipv4Addr,
+    },
+}
+
+/// One `nft -f -` transaction: all or nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NftBatch {
+    pub ops: Vec<NftOp>,
+}
+
+impl NftBatch {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The `nft -f -` script: the base first, then deletions, then
+    /// additions (a re-mapped key is deleted before it is added), elements
+    /// grouped one line per map and kind.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let t = format!("ip {NFT_TABLE}");
+        if self.ops.contains(&NftOp::EnsureBase) {
+            out.push_str(&format!("add table {t} {{ comment \"{NFT_COMMENT}\"; }}\n"));
+            for map in [NFT_DNAT_MAP, NFT_SNAT_MAP] {
+                out.push_str(&format!("add map {t} {map} {{ type ipv4_addr : ipv4_addr; }}\n"));
+            }
+            for (chain, hook, prio, rule) in [
+                (
+                    NFT_PREROUTING,
+                    "prerouting",
+                    "dstnat",
+                    format!("dnat to ip daddr map @{NFT_DNAT_MAP}"),
+                ),
+                (
+                    NFT_POSTROUTING,
+                    "postrouting",
+                    "srcnat",
+                    format!("snat to ip saddr map @{NFT_SNAT_MAP}"),
+                ),
+            ] {
+                out.push_str(&format!(
+                    "add chain {t} {chain} {{ type nat hook {hook} priority {prio}; policy accept; }}\n"
+                ));
+                out.push_str(&format!("flush chain {t} {chain}\n"));
+                out.push_str(&format!("add rule {t} {chain} {rule}\n"));
+            }
+        }
+        let mut lines = |verb: &str, map: &str, items: Vec<String>| {
+            if !items.is_empty() {
+                out.push_str(&format!("{verb} element {t} {map} {{ {} }}\n", items.join(", ")));
+            }
+        };
+        let pick = |f: &dyn Fn(&NftOp) -> Option<String>| self.ops.iter().filter_map(f).collect::<Vec<_>>();
+        lines(
+            "delete",
+            NFT_DNAT_MAP,
+            pick(&|o| match o {
+                NftOp::DeleteDnat { external } => Some(external.to_string()),
+                _ => None,
+            }),
+        );
+        lines(
+            "delete",
+            NFT_SNAT_MAP,
+            pick(&|o| match o {
+                NftOp::DeleteSnat { ip } => Some(ip.to_string()),
+                _ => None,
+            }),
+        );
+        lines(
+            "add",
+            NFT_DNAT_MAP,
+            pick(&|o| match o {
+                NftOp::AddDnat { external, ip } => Some(format!("{external} : {ip}")),
+                _ => None,
+            }),
+        );
+        lines(
+            "add",
+            NFT_SNAT_MAP,
+            pick(&|o| match o {
+                NftOp::AddSnat { ip, external } => Some(format!("{ip} : {external}")),
+                _ => None,
+            }),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn br(name: &str) -> BridgeName {
+        BridgeName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn sysctl_keys_read_like_sysctl() {
+        let k = SysctlKey::ipv4_forwarding(br("onebr.100"));
+        assert_eq!(k.path(), "net/ipv4/conf/onebr.100/forwarding");
+        assert_eq!(k.to_string(), "net.ipv4.conf.onebr/100.forwarding");
+        assert!(k.is_of_device(br("onebr.100")));
+        assert!(!SysctlKey::ip_forward().is_of_device(br("onebr.100")));
+    }
+
+    #[test]
+    fn ip_commands() {
+        let dev = br("scwpub0");
+        let r = Route {
+            dst: "172.30.0.4".parse().unwrap(),
+            len: 32,
+            via: None,
+            dev,
+        };
+        assert_eq!(IpOp::AddRoute(r).to_string(), "route add 172.30.0.4/32 dev scwpub0");
+        assert_eq!(IpOp::AddRoute(r).undo(), Some(IpOp::DeleteRoute(r)));
+        let p = Proxy {
+            addr: "2001:db8::1".parse().unwrap(),
+            dev,
+        };
+        assert_eq!(
+            IpOp::DeleteProxy(p).to_string(),
+            "neigh del proxy 2001:db8::1 dev scwpub0"
+        );
+        let mac = bridge_mac(dev);
+        assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+        assert_eq!(mac, bridge_mac(br("scwpub0")));
+        assert_ne!(mac, bridge_mac(br("scwpub1")));
+        assert!(
+            IpOp::AddBridge { name: dev, mac }
+                .to_string()
+                .starts_with("link add name scwpub0 address 02:5c:")
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! `pre`, the host part of `clean`, and `reconcile`, on any host (real or
+//! fake): validate, lock, read the record, observe, plan, apply, record.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, anyhow};
+use netapply::lock::HostLock;
+use netapply::record::{Record, RecordFile};
+use netapply::{Host, apply, observe};
+use netplan::ops::NFT_DNAT_MAP;
+use netplan::{Endpoint, Owner, Plan, Public, Request, Selection, plan, query, select};
+use opennebula::driver::{Log, Output};
+use opennebula::vm::Vm;
+
+use super::Settings;
+
+/// The endpoints of a list, for a log line.
+fn list(endpoints: &[Endpoint]) -> String {
+    endpoints.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Whether two endpoints map the same addresses (owners aside).
+fn same_addresses(a: &Endpoint, b: &Endpoint) -> bool {
+    a.public == b.public && a.bridge == b.bridge
+}
+
+/// Observes, plans, logs the plan, applies it unless dry-running, and saves
+/// the record (updated by `update`) when something was applied. Returns the
+/// plan, its text when dry-running, and the updated record.
+fn run(
+    log: &mut Log<'_>,
+    host: Host<'_>,
+    settings: &Settings,
+    file: &RecordFile,
+    mut record: Record,
+    request: &Request,
+    update: impl FnOnce(&mut Record),
+) -> anyhow::Result<(Plan, Option<String>, Record)> {
+    let observed = observe(host, &query(request)).context("cannot read the host's network state")?;
+    let p = plan(request, &observed)?;
+    for note in &p.notes {
+        log.warn(note);
+    }
+    if !p.is_empty() {
+        for line in p.to_string().lines().filter(|l| !l.starts_with("# note:")) {
+            log.debug(format_args!("plan: {line}"));
+        }
+    }
+    let before = record.clone();
+    update(&mut record);
+    record.bridges.extend(p.bridges_created.iter().copied());
+    for b in &p.bridges_deleted {
+        record.bridges.remove(b);
+    }
+    if settings.dry_run {
+        let text = p.to_string();
+        return Ok((p, Some(text), record));
+    }
+    apply(host, &p)?;
+    if record != before {
+        file.save(&record)
+            .context("the network changes were applied but not recorded (the next action records them)")?;
+    }
+    Ok((p, None, record))
+}
+
+fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
+    Ok(HostLock::acquire(&settings.lock, settings.lock_timeout)?)
+}
+
+fn output(dry_run: Option<String>) -> Output {
+    dry_run.map_or_else(Output::empty, Output::text)
+}
+
+/// `pre` on `host`.
+pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
+    let Selection { endpoints, hotplug } = select(vm)?;
+    if endpoints.is_empty() {
+        log.debug(format_args!(
+            "VM {}: no public NIC of driver scaleway to set up{}",
+            vm.id,
+            if hotplug {
+                " (another NIC is being attached)"
+            } else {
+                ""
+            }
+        ));
+        return Ok(Output::empty());
+    }
+    let _lock = lock(settings)?;
+    let file = RecordFile::new(&settings.record);
+    let record = file.load()?;
+    let selected: BTreeSet<Owner> = endpoints.iter().map(|e| e.owner).collect();
+    // What the record holds for this VM that the document no longer has
+    // (NICs re-addressed, or gone while the host was away): removed. During
+    // a hot attach the VM's other NICs are not in the document's selection
+    // and stay.
+    let stale: Vec<Endpoint> = record
+        .of_vm(vm.id)
+        .into_iter()
+        .filter(|r| match endpoints.iter().find(|e| e.owner == r.owner) {
+            Some(e) => !same_addresses(e, r),
+            None => !hotplug,
+        })
+        .collect();
+    // The same addresses recorded for another VM: the address range was
+    // released and leased again without a clean on this host. The mapping
+    // is the same, only its owner changes.
+    let moved: Vec<Endpoint> = record
+        .endpoints
+        .iter()
+        .filter(|r| r.owner.vm != vm.id && endpoints.iter().any(|e| same_addresses(e, r)))
+        .copied()
+        .collect();
+    for m in &moved {
+        log.warn(format_args!(
+            "{m} was recorded for {}, which never cleaned it up on this host: it now belongs to VM {}",
+            m.owner, vm.id
+        ));
+    }
+    let context = || format!("VM {}: cannot set up its public NICs on this host", vm.id);
+    let mut record = record;
+    let mut dry_text = Vec::new();
+    // Stale endpoints go first, in a plan of their own: a re-addressed NIC
+    // may keep its flexible IP, whose old mapping must be gone before the
+    // new one is added. (Rare: only when a VM's NIC changed under us.)
+    if !stale.is_empty() {
+        let request = Request {
+            ensure: Vec::new(),
+            remove: stale.clone(),
+            keep: record
+                .endpoints
+                .iter()
+                .filter(|r| !stale.iter().any(|s| s.owner == r.owner))
+                .copied()
+                .collect(),
+            owned_bridges: record.bridges.clone(),
+        };
+        let (_, dry, updated) = run(log, host, settings, &file, record, &request, |r| {
+            r.forget(stale.iter().map(|e| e.owner));
+        })
+        .with_context(context)?;
+        record = updated;
+        dry_text.extend(dry);
+    }
+    let keep: Vec<Endpoint> = record
+        .endpoints
+        .iter()
+        .filter(|r| !selected.contains(&r.owner) && !moved.iter().any(|m| m.owner == r.owner))
+        .copied()
+        .collect();
+    let request = Request {
+        ensure: endpoints.clone(),
+        remove: Vec::new(),
+        keep,
+        owned_bridges: record.bridges.clone(),
+    };
+    let (p, dry, _) = run(log, host, settings, &file, record, &request, |r| {
+        r.forget(moved.iter().map(|e| e.owner));
+        r.put(&endpoints);
+    })
+    .with_context(context)?;
+    let dry = dry.map(|text| {
+        dry_text.push(text);
+        dry_text.concat()
+    });
+    if dry.is_none() {
+        if p.is_empty() {
+            log.info(format_args!("VM {}: already in place: {}", vm.id, list(&endpoints)));
+        } else {
+            log.info(format_args!("VM {}: set up {}", vm.id, list(&endpoints)));
+        }
+        if !stale.is_empty() {
+            log.info(format_args!(
+                "VM {}: removed what it no longer has: {}",
+                vm.id,
+                list(&stale)
+            ));
+        }
+    }
+    Ok(output(dry))
+}
+
+/// The host part of `clean` on `host`.
+pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
+    // Validate first; a document we cannot read still lets us remove what
+    // the record holds for the VM, unless a NIC is being detached (then we
+    // would not know which).
+    let selection = match select(vm) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let hotplug = vm
+                .nics
+                .iter()
+                .any(|n| n.attrs.get("ATTACH").is_some_and(|v| v.eq_ignore_ascii_case("yes")));
+            if hotplug {
+                return Err(anyhow!(e).context(format!("VM {}: cannot tell which NIC is being detached", vm.id)));
+            }
+            log.warn(format_args!(
+                "VM {}: {e}; removing what the host record holds for the VM",
+                vm.id
+            ));
+            None
+        }
+    };
+    if selection.as_ref().is_some_and(|s| s.hotplug && s.endpoints.is_empty()) {
+        log.debug(format_args!(
+            "VM {}: the NIC being detached is not a public NIC of driver scaleway",
+            vm.id
+        ));
+        return Ok(Output::empty());
+    }
+    let _lock = lock(settings)?;
+    let file = RecordFile::new(&settings.record);
+    let record = file.load()?;
+    let mut remove: Vec<Endpoint> = Vec::new();
+    match &selection {
+        Some(s) if s.hotplug => {
+            // The detached NIC, as the document and as the record say.
+            remove.extend(s.endpoints.iter().copied());
+            remove.extend(
+                record
+                    .of_vm(vm.id)
+                    .into_iter()
+                    .filter(|r| s.endpoints.iter().any(|e| e.owner == r.owner)),
+            );
+        }
+        Some(s) => {
+            remove.extend(s.endpoints.iter().copied());
+            remove.extend(record.of_vm(vm.id));
+        }
+        None => remove.extend(record.of_vm(vm.id)),
+    }
+    remove.sort();
+    remove.dedup();
+    if remove.is_empty() {
+        log.debug(format_args!(
+            "VM {}: no public NIC of driver scaleway on this host",
+            vm.id
+        ));
+        return Ok(Output::empty());
+    }
+    let owners: BTreeSet<Owner> = remove.iter().map(|e| e.owner).collect();
+    let keep: Vec<Endpoint> = record
+        .endpoints
+        .iter()
+        .filter(|r| !owners.contains(&r.owner))
+        .copied()
+        .collect();
+    let request = Request {
+        ensure: Vec::new(),
+        remove: remove.clone(),
+        keep,
+        owned_bridges: record.bridges.clone(),
+    };
+    let (p, dry, _) = run(log, host, settings, &file, record, &request, |r| r.forget(owners))
+        .with_context(|| format!("VM {}: cannot remove its public NICs from this host", vm.id))?;
+    if dry.is_none() {
+        if p.is_empty() {
+            log.info(format_args!("VM {}: nothing of it left on this host", vm.id));
+        } else {
+            log.info(format_args!("VM {}: removed {}", vm.id, list(&remove)));
+        }
+        for b in &p.bridges_deleted {
+            log.info(format_args!("bridge {b} deleted: no public NIC uses it any more"));
+        }
+    }
+    Ok(output(dry))
+}
+
+/// `reconcile` on `host`: everything the record holds, put back.
+pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
+    let _lock = lock(settings)?;
+    let file = RecordFile::new(&settings.record);
+    let record = file.load()?;
+    if record.endpoints.is_empty() {
+        log.info(format_args!(
+            "the host record {} holds no public NIC: nothing to reconcile",
+            file.path().display()
+        ));
+        return Ok(Output::text("reconciled 0 public NICs: nothing recorded\n"));
+    }
+    let request = Request {
+        ensure: record.endpoints.clone(),
+        remove: Vec::new(),
+        keep: Vec::new(),
+        owned_bridges: record.bridges.clone(),
+    };
+    let recorded: BTreeSet<_> = record
+        .endpoints
+        .iter()
+        .filter_map(|e| match e.public {
+            Public::V4 { external, .. } => Some(external),
+            Public::V6 { .. } => None,
+        })
+        .collect();
+    let vms: BTreeSet<u64> = record.endpoints.iter().map(|e| e.owner.vm).collect();
+    let count = record.endpoints.len();
+    let observed = observe(host, &query(&request)).context("cannot read the host's network state")?;
+    let strangers: Vec<String> = observed
+        .nat
+        .maps
+        .get(NFT_DNAT_MAP)
+        .map(|m| {
+            m.elements
+                .keys()
+                .filter(|k| !recorded.contains(k))
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !strangers.is_empty() {
+        log.warn(format_args!(
+            "{NFT_DNAT_MAP} maps flexible IPs the host record does not hold, left alone: {}",
+            strangers.join(", ")
+        ));
+    }
+    let (p, dry, _) =
+        run(log, host, settings, &file, record, &request, |_| {}).context("cannot reconcile the host's public NICs")?;
+    if let Some(text) = dry {
+        return Ok(Output::text(text));
+    }
+    let what = format!(
+        "reconciled {} of {}",
+        plural(count, "public NIC"),
+        plural(vms.len(), "VM")
+    );
+    let summary = if p.is_empty() {
+        format!("{what}: already in place")
+    } else {
+        let changes = p.ip_before.len() + p.sysctls.len() + p.nft.ops.len() + p.ip_after.len();
+        format!("{what}: {}", plural(changes, "change"))
+    };
+    log.info(&summary);
+    Ok(Output::text(format!("{summary}\n")))
+}

@@ -1,0 +1,422 @@
+//! The host side of driver `scaleway` (`pre`, the host part of `clean`,
+//! `reconcile`) on the fake host of `netapply`: which NICs are touched, the
+//! record, conflicts, dry runs, failures. Fast, no root.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use netapply::Host;
+use netapply::fake::FakeHost;
+use netapply::record::RecordFile;
+use opennebula::driver::{Level, Log, Output};
+use opennebula::vm::Vm;
+use scaleway_vnm::host::{Settings, clean_host_with, pre_with, reconcile_with};
+use test_support::{TempDir, fixture};
+
+/// One fake hypervisor: its kernel, its lock and record.
+struct Hyper {
+    fake: FakeHost,
+    settings: Settings,
+    _dir: TempDir,
+}
+
+impl Hyper {
+    fn new() -> Self {
+        let dir = TempDir::new("vnm-host");
+        Self {
+            fake: FakeHost::new(),
+            settings: Settings {
+                record: dir.path().join("state/vnm-public.json"),
+                lock: dir.path().join("lock"),
+                lock_timeout: Duration::from_secs(5),
+                dry_run: false,
+            },
+            _dir: dir,
+        }
+    }
+
+    fn host(&self) -> Host<'_> {
+        Host {
+            nft: &self.fake,
+            ip: &self.fake,
+            sysctl: &self.fake,
+        }
+    }
+
+    fn act(
+        &self,
+        f: impl FnOnce(&mut Log<'_>, Host<'_>, &Settings) -> anyhow::Result<Output>,
+    ) -> (Result<String, String>, String) {
+        let mut err = Vec::new();
+        let result = {
+            let mut log = Log::new(&mut err, Level::Debug, "scaleway-vnm scaleway test");
+            f(&mut log, self.host(), &self.settings)
+        };
+        (
+            result.map(|o| o.stdout).map_err(|e| format!("{e:#}")),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn pre(&self, vm: &Vm) -> (Result<String, String>, String) {
+        self.act(|log, host, s| pre_with(vm, log, host, s))
+    }
+
+    fn clean(&self, vm: &Vm) -> (Result<String, String>, String) {
+        self.act(|log, host, s| clean_host_with(vm, log, host, s))
+    }
+
+    fn reconcile(&self) -> (Result<String, String>, String) {
+        self.act(reconcile_with)
+    }
+
+    fn record(&self) -> Vec<String> {
+        RecordFile::new(&self.settings.record)
+            .load()
+            .unwrap()
+            .endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.settings.record.clone()
+    }
+}
+
+fn parse_vm(xml: &str) -> Vm {
+    Vm::from_element(&opennebula::xml::parse(xml.as_bytes()).unwrap()).unwrap()
+}
+
+/// VM `id` with IPv4 public NICs `(nic_id, n)`: private 172.30.0.(4n)/31,
+/// flexible IP 198.51.100.n.
+fn vm(id: u64, nics: &[(u32, u8)]) -> Vm {
+    let body: String = nics
+        .iter()
+        .map(|&(nic_id, n)| {
+            format!(
+                "<NIC><NIC_ID>{nic_id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+                 <IP>172.30.0.{}</IP><GATEWAY>172.30.0.{}</GATEWAY><EXTERNAL_IP>198.51.100.{n}</EXTERNAL_IP></NIC>",
+                4 * n,
+                4 * n + 1
+            )
+        })
+        .collect();
+    parse_vm(&format!("<VM><ID>{id}</ID><TEMPLATE>{body}</TEMPLATE></VM>"))
+}
+
+fn fixture_vm(name: &str) -> Vm {
+    parse_vm(&fixture(name))
+}
+
+#[test]
+fn pre_twice_is_pre_once() {
+    let h = Hyper::new();
+    let (r, log) = h.pre(&vm(1, &[(0, 1)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(
+        log.contains("INFO: scaleway-vnm scaleway test: VM 1: set up VM 1 NIC 0: 198.51.100.1 <-> 172.30.0.4"),
+        "{log}"
+    );
+    let kernel = h.fake.kernel();
+    h.fake.take_calls();
+    let (r, log) = h.pre(&vm(1, &[(0, 1)]));
+    assert_eq!(r, Ok(String::new()));
+    assert!(log.contains("VM 1: already in place"), "{log}");
+    assert_eq!(h.fake.kernel(), kernel);
+    assert_eq!(
+        h.fake.take_calls(),
+        ["nft -j list table ip one_scaleway", "ip -d -j -batch -"]
+    );
+    assert_eq!(
+        h.record(),
+        ["VM 1 NIC 0: 198.51.100.1 <-> 172.30.0.4 (gateway 172.30.0.5) on scwpub0"]
+    );
+}
+
+#[test]
+fn a_conflict_is_refused_and_changes_nothing() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    let kernel = h.fake.kernel();
+    let record = std::fs::read(h.record_path()).unwrap();
+    // VM 2 is handed VM 1's flexible IP with another private block.
+    let thief = parse_vm(
+        "<VM><ID>2</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+         <IP>172.30.0.8</IP><GATEWAY>172.30.0.9</GATEWAY><EXTERNAL_IP>198.51.100.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
+    );
+    let (r, _) = h.pre(&thief);
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("VM 2: cannot set up its public NICs on this host")
+            && e.contains("flexible IP 198.51.100.1 is already mapped to 172.30.0.4 (VM 1 NIC 0)")
+            && e.contains("for VM 2 NIC 0"),
+        "{e}"
+    );
+    assert_eq!(h.fake.kernel(), kernel);
+    assert_eq!(std::fs::read(h.record_path()).unwrap(), record);
+}
+
+#[test]
+fn clean_removes_this_vm_only_and_twice_is_fine() {
+    let h = Hyper::new();
+    for id in 1..=3u8 {
+        h.pre(&vm(u64::from(id), &[(0, id)])).0.unwrap();
+        h.fake.plug(&format!("one-{id}-0"), "scwpub0");
+    }
+    let others = |k: &netplan::Observed| (k.nat.maps["dnat_map"].elements.len(), k.routes.len(), k.proxies.len());
+    h.fake.unplug("one-2-0");
+    let (r, log) = h.clean(&vm(2, &[(0, 2)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(log.contains("VM 2: removed VM 2 NIC 0"), "{log}");
+    assert_eq!(others(&h.fake.kernel()), (2, 2, 2));
+    assert_eq!(h.record().len(), 2);
+    let (r, log) = h.clean(&vm(2, &[(0, 2)]));
+    assert_eq!(r, Ok(String::new()));
+    assert!(log.contains("VM 2: nothing of it left on this host"), "{log}");
+    // The last two go; the bridge goes with the last one once its tap is gone.
+    h.fake.unplug("one-1-0");
+    h.fake.unplug("one-3-0");
+    h.clean(&vm(1, &[(0, 1)])).0.unwrap();
+    let (_, log) = h.clean(&vm(3, &[(0, 3)]));
+    assert!(log.contains("bridge scwpub0 deleted"), "{log}");
+    let k = h.fake.kernel();
+    assert!(k.links.is_empty() && k.routes.is_empty() && k.proxies.is_empty());
+    assert!(k.nat.maps["dnat_map"].elements.is_empty() && k.nat.maps["snat_map"].elements.is_empty());
+    assert!(h.record().is_empty());
+}
+
+#[test]
+fn clean_of_a_vm_never_deployed_here_changes_nothing() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    let kernel = h.fake.kernel();
+    let (r, log) = h.clean(&vm(9, &[(0, 9)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert_eq!(h.fake.kernel(), kernel);
+}
+
+#[test]
+fn hot_attach_and_detach_touch_one_nic() {
+    let h = Hyper::new();
+    h.pre(&fixture_vm("vm/deploy.xml")).0.unwrap();
+    h.fake.plug("one-42-0", "scwpub0");
+    assert_eq!(h.record().len(), 2);
+    let attach = fixture_vm("vm/attach_nic.xml");
+    h.fake.take_calls();
+    let (r, log) = h.pre(&attach);
+    assert_eq!(r, Ok(String::new()), "{log}");
+    let calls = h.fake.take_calls().join("\n");
+    assert!(calls.contains("route add 172.30.12.8/32 dev scwpub0"), "{calls}");
+    assert!(
+        !calls.contains("172.30.12.4") && !calls.contains("172.30.12.6"),
+        "{calls}"
+    );
+    assert_eq!(h.record().len(), 3);
+    // detach_nic: the same document, NIC 3 still ATTACH=YES.
+    let (r, log) = h.clean(&attach);
+    assert_eq!(r, Ok(String::new()), "{log}");
+    let calls = h.fake.take_calls().join("\n");
+    assert!(calls.contains("route del 172.30.12.8/32 dev scwpub0"), "{calls}");
+    assert!(
+        !calls.contains("172.30.12.4") && !calls.contains("172.30.12.6"),
+        "{calls}"
+    );
+    let record = h.record();
+    assert_eq!(record.len(), 2, "{record:?}");
+    assert!(record[0].starts_with("VM 42 NIC 0:") && record[1].starts_with("VM 42 NIC_ALIAS 2"));
+    // Detaching another driver's NIC touches none of ours.
+    let evpn = fixture("vm/deploy.xml").replace(
+        "<VN_MAD><![CDATA[scaleway_evpn]]></VN_MAD>",
+        "<VN_MAD><![CDATA[scaleway_evpn]]></VN_MAD><ATTACH>YES</ATTACH>",
+    );
+    let (r, _) = h.clean(&parse_vm(&evpn));
+    assert_eq!(r, Ok(String::new()));
+    assert!(h.fake.take_calls().is_empty());
+    assert_eq!(h.record().len(), 2);
+}
+
+#[test]
+fn migration_moves_the_state_between_hosts() {
+    let (a, b) = (Hyper::new(), Hyper::new());
+    let vm = fixture_vm("vm/migrate.xml");
+    a.pre(&vm).0.unwrap();
+    // Migration: pre on the destination first, then clean on the source.
+    b.pre(&vm).0.unwrap();
+    a.clean(&vm).0.unwrap();
+    let ka = a.fake.kernel();
+    assert!(ka.routes.is_empty() && ka.proxies.is_empty() && ka.nat.maps["dnat_map"].elements.is_empty());
+    assert!(ka.links.is_empty(), "the source's bridge goes with its last NIC");
+    assert_eq!(b.fake.kernel().nat.maps["dnat_map"].elements.len(), 2);
+    assert_eq!(b.record().len(), 2);
+    assert!(a.record().is_empty());
+}
+
+#[test]
+fn reconcile_puts_everything_back_after_a_reboot() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1), (1, 2)])).0.unwrap();
+    h.pre(&fixture_vm("vm/ipv6.xml")).0.unwrap();
+    let running = h.fake.kernel();
+    let (r, _) = h.reconcile();
+    assert_eq!(r.unwrap(), "reconciled 4 public NICs of 2 VMs: already in place\n");
+    h.fake.reboot();
+    h.fake.take_calls();
+    let (r, log) = h.reconcile();
+    assert!(r.unwrap().starts_with("reconciled 4 public NICs of 2 VMs: "), "{log}");
+    assert_eq!(h.fake.kernel(), running);
+    let nft: Vec<String> = h
+        .fake
+        .take_calls()
+        .into_iter()
+        .filter(|c| c.starts_with("nft -f"))
+        .collect();
+    assert_eq!(nft.len(), 1, "one transaction: {nft:?}");
+}
+
+#[test]
+fn reconcile_with_nothing_recorded() {
+    let h = Hyper::new();
+    let (r, _) = h.reconcile();
+    assert_eq!(r.unwrap(), "reconciled 0 public NICs: nothing recorded\n");
+    assert!(h.fake.take_calls().is_empty());
+}
+
+#[test]
+fn a_vm_that_lost_a_nic_while_away_is_tidied_by_its_next_pre() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1), (1, 2)])).0.unwrap();
+    // The VM comes back (resume) without NIC 1.
+    let (r, log) = h.pre(&vm(1, &[(0, 1)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(log.contains("VM 1: removed what it no longer has: VM 1 NIC 1"), "{log}");
+    let k = h.fake.kernel();
+    assert_eq!(k.nat.maps["dnat_map"].elements.len(), 1);
+    assert_eq!(k.routes.len(), 1);
+    assert_eq!(h.record().len(), 1);
+}
+
+#[test]
+fn a_re_addressed_nic_keeps_its_flexible_ip() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    // NIC 0 now has another private block, with the same flexible IP.
+    let moved = parse_vm(
+        "<VM><ID>1</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+         <IP>172.30.0.40</IP><GATEWAY>172.30.0.41</GATEWAY><EXTERNAL_IP>198.51.100.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
+    );
+    let (r, log) = h.pre(&moved);
+    assert_eq!(r, Ok(String::new()), "{log}");
+    let k = h.fake.kernel();
+    let ext = "198.51.100.1".parse().unwrap();
+    assert_eq!(k.nat.get("dnat_map", ext), Some("172.30.0.40".parse().unwrap()));
+    assert_eq!(k.nat.maps["snat_map"].elements.len(), 1);
+    let routes: Vec<String> = k.routes.iter().map(|r| r.dst.to_string()).collect();
+    assert_eq!(routes, ["172.30.0.40"]);
+    assert_eq!(
+        h.record(),
+        ["VM 1 NIC 0: 198.51.100.1 <-> 172.30.0.40 (gateway 172.30.0.41) on scwpub0"]
+    );
+}
+
+#[test]
+fn an_address_range_leased_again_moves_to_its_new_vm() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    // VM 1 went away without a clean here; VM 2 gets the same lease.
+    let (r, log) = h.pre(&vm(2, &[(0, 1)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(
+        log.contains("was recorded for VM 1 NIC 0, which never cleaned it up on this host"),
+        "{log}"
+    );
+    assert_eq!(
+        h.record(),
+        ["VM 2 NIC 0: 198.51.100.1 <-> 172.30.0.4 (gateway 172.30.0.5) on scwpub0"]
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let mut h = Hyper::new();
+    h.settings.dry_run = true;
+    let (r, _) = h.pre(&vm(1, &[(0, 1)]));
+    let text = r.unwrap();
+    assert!(text.contains("route add 172.30.0.4/32 dev scwpub0"), "{text}");
+    assert!(
+        text.contains("add element ip one_scaleway dnat_map { 198.51.100.1 : 172.30.0.4 }"),
+        "{text}"
+    );
+    assert_eq!(h.fake.kernel(), netplan::Observed::default());
+    assert!(!h.record_path().exists());
+}
+
+#[test]
+fn a_failed_step_leaves_nothing_half_done_and_no_record() {
+    let h = Hyper::new();
+    h.fake
+        .fail_next("nft", "Error: Could not process rule: No buffer space available");
+    let (r, _) = h.pre(&vm(1, &[(0, 1)]));
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("No buffer space available") && e.contains("were undone"),
+        "{e}"
+    );
+    let k = h.fake.kernel();
+    assert!(
+        k.links.is_empty() && k.routes.is_empty() && k.proxies.is_empty(),
+        "{k:?}"
+    );
+    assert!(!h.record_path().exists());
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    assert_eq!(h.record().len(), 1);
+}
+
+#[test]
+fn invalid_nics_are_refused_before_anything() {
+    let h = Hyper::new();
+    let bad = parse_vm(
+        "<VM><ID>3</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+         <IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY></NIC></TEMPLATE></VM>",
+    );
+    let (r, _) = h.pre(&bad);
+    assert!(
+        r.unwrap_err()
+            .contains("VM/TEMPLATE/NIC[NIC_ID=0]/EXTERNAL_IP is missing")
+    );
+    assert!(h.fake.calls().is_empty());
+    assert!(!h.settings.lock.exists(), "refused before taking the lock");
+    // clean still removes what the record holds for the VM.
+    h.pre(&vm(3, &[(0, 1)])).0.unwrap();
+    let (r, log) = h.clean(&bad);
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(log.contains("removing what the host record holds for the VM"), "{log}");
+    assert!(h.fake.kernel().routes.is_empty());
+}
+
+#[test]
+fn settings_come_from_the_environment() {
+    use opennebula::driver::Env;
+    let s = Settings::from_env(&Env::default()).unwrap();
+    assert_eq!(s.record, PathBuf::from("/var/lib/one/scaleway/vnm-public.json"));
+    assert_eq!(s.lock, PathBuf::from("/run/lock/one-scaleway-vnm.lock"));
+    assert!(!s.dry_run);
+    let s = Settings::from_env(&Env::from_pairs([
+        ("ONE_SCALEWAY_STATE_DIR", "/tmp/x"),
+        ("ONE_SCALEWAY_HOST_LOCK", "/tmp/x.lock"),
+        ("ONE_SCALEWAY_DRY_RUN", "yes"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        (s.record, s.lock, s.dry_run),
+        (
+            PathBuf::from("/tmp/x/vnm-public.json"),
+            PathBuf::from("/tmp/x.lock"),
+            true
+        )
+    );
+    assert!(Settings::from_env(&Env::from_pairs([("ONE_SCALEWAY_DRY_RUN", "perhaps")])).is_err());
+}

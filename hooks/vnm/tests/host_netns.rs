@@ -1,0 +1,969 @@
+//! The host side of driver `scaleway` on real kernels, inside network
+//! namespaces: the topology of the lab's `02-elastic.sh` (an "internet"
+//! router that routes the flexible IPs to the hosts over a fabric bridge,
+//! hosts with the driver's bridge, VMs as namespaces with a veth on it), the
+//! driver's functions called from a thread that entered the host's
+//! namespace (the `ip`/`nft` they run inherit it), and real traffic: ICMP
+//! echo and TCP written here (no ping or nc needed).
+//!
+//! Privileged: root, iproute2 and nftables. Nothing is created outside the
+//! test's own namespaces, traffic only flows between their addresses, and
+//! every namespace is deleted when its test ends, failed or not.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use netapply::ip::IpCommand;
+use netapply::nft::NftCommand;
+use netapply::sysctl::ProcSysctl;
+use netapply::{Host, Tools};
+use netplan::Observed;
+use nix::sched::CloneFlags;
+use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+use opennebula::driver::{Env, Level, Log, Output};
+use opennebula::vm::Vm;
+use scaleway_vnm::host;
+use test_support::{NetNs, TempDir, require_root, run_ok};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+// ---------------------------------------------------------------- namespaces
+
+/// Runs `f` on a new thread inside namespace `ns` (checked not to be the
+/// namespace the test started in).
+fn spawn_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        let after = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        assert_ne!(before, after, "the thread must have left the test's namespace");
+        f()
+    })
+}
+
+fn join<T>(h: JoinHandle<T>) -> T {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    join(spawn_in(ns, f))
+}
+
+/// `ip -n <ns> args...`.
+fn ip(ns: &str, args: &[&str]) {
+    let mut all = vec!["ip", "-n", ns];
+    all.extend_from_slice(args);
+    run_ok(&all, b"");
+}
+
+fn sysctl(ns: &str, key: &str, value: &str) {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let value = value.to_owned();
+    in_ns(ns, move || {
+        std::fs::write(&path, format!("{value}\n")).unwrap_or_else(|e| panic!("{path}: {e}"));
+    });
+}
+
+fn read_sysctl(ns: &str, path: &str) -> String {
+    let path = format!("/proc/sys/{path}");
+    in_ns(ns, move || std::fs::read_to_string(&path).unwrap().trim().to_owned())
+}
+
+// ---------------------------------------------------------------- traffic
+
+/// One ICMP echo from namespace `ns` to `dst` (an ICMP datagram socket:
+/// the namespace's ping_group_range lets root use it).
+fn ping(ns: &str, dst: IpAddr) -> Option<Duration> {
+    in_ns(ns, move || {
+        let (family, protocol, request, reply) = match dst {
+            IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp, 8u8, 0u8),
+            IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6, 128, 129),
+        };
+        let fd: OwnedFd = socket(family, SockType::Datagram, SockFlag::empty(), protocol).unwrap();
+        let sock = UdpSocket::from(fd);
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let start = Instant::now();
+        for seq in 1..=10u8 {
+            let packet = [request, 0, 0, 0, 0, 0, 0, seq, b'o', b's', b'c', b'w'];
+            if sock.send_to(&packet, SocketAddr::new(dst, 0)).is_err() {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            let mut buf = [0u8; 128];
+            while let Ok(n) = sock.recv(&mut buf) {
+                if n >= 8 && buf[0] == reply {
+                    return Some(start.elapsed());
+                }
+            }
+        }
+        None
+    })
+}
+
+/// A TCP listener in `ns` on `at`; the result is the peer address it saw
+/// and the message it got.
+fn listen(ns: &str, at: SocketAddr) -> JoinHandle<Result<(IpAddr, String), String>> {
+    let (ready, wait) = mpsc::channel();
+    let h = spawn_in(ns, move || {
+        let listener = TcpListener::bind(at).map_err(|e| format!("bind {at}: {e}"));
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(());
+                return Err(e);
+            }
+        };
+        listener.set_nonblocking(true).unwrap();
+        let _ = ready.send(());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    let mut text = String::new();
+                    let _ = stream.read_to_string(&mut text);
+                    return Ok((peer.ip(), text));
+                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(format!("nothing reached {at}: {e}")),
+            }
+        }
+    });
+    wait.recv().unwrap();
+    h
+}
+
+/// A TCP connection from `ns` to `to`: the listener in `listen_ns` on
+/// `at` sees it coming from the returned address.
+fn tcp(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> Result<IpAddr, String> {
+    let listener = listen(listen_ns, at);
+    let sent = in_ns(ns, move || -> Result<(), String> {
+        let mut s =
+            TcpStream::connect_timeout(&to, Duration::from_secs(3)).map_err(|e| format!("connect {to}: {e}"))?;
+        s.write_all(b"hello from one-scaleway").map_err(|e| e.to_string())
+    });
+    let got = join(listener);
+    sent?;
+    let (peer, text) = got?;
+    assert_eq!(text, "hello from one-scaleway");
+    Ok(peer)
+}
+
+fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+// ---------------------------------------------------------------- topology
+
+/// One hypervisor: its namespace, its underlay address, its lock and record.
+struct Hyper {
+    ns: NetNs,
+    underlay: Ipv4Addr,
+    env: Env,
+    _dir: TempDir,
+}
+
+impl Hyper {
+    fn name(&self) -> String {
+        self.ns.name().to_owned()
+    }
+
+    /// Runs one of the driver's functions inside the host; returns its
+    /// stdout (or error) and its log.
+    fn act(
+        &self,
+        vm: &Vm,
+        f: fn(&Vm, &mut Log<'_>, &Env) -> anyhow::Result<Output>,
+    ) -> (Result<String, String>, String) {
+        let (vm, env) = (vm.clone(), self.env.clone());
+        in_ns(self.ns.name(), move || {
+            let mut err = Vec::new();
+            let r = {
+                let mut log = Log::new(&mut err, Level::Debug, "scaleway-vnm scaleway test");
+                f(&vm, &mut log, &env)
+            };
+            (
+                r.map(|o| o.stdout).map_err(|e| format!("{e:#}")),
+                String::from_utf8(err).unwrap(),
+            )
+        })
+    }
+
+    fn pre(&self, vm: &Vm) -> String {
+        let (r, log) = self.act(vm, host::pre);
+        r.unwrap_or_else(|e| panic!("pre of VM {} failed: {e}\n{log}", vm.id));
+        log
+    }
+
+    fn clean(&self, vm: &Vm) -> String {
+        let (r, log) = self.act(vm, host::clean_host);
+        r.unwrap_or_else(|e| panic!("clean of VM {} failed: {e}\n{log}", vm.id));
+        log
+    }
+
+    fn reconcile(&self) -> (Result<String, String>, String) {
+        let env = self.env.clone();
+        in_ns(self.ns.name(), move || {
+            let mut err = Vec::new();
+            let r = {
+                let mut log = Log::new(&mut err, Level::Debug, "scaleway-vnm scaleway reconcile");
+                host::reconcile(&mut log, &env)
+            };
+            (
+                r.map(|o| o.stdout).map_err(|e| format!("{e:#}")),
+                String::from_utf8(err).unwrap(),
+            )
+        })
+    }
+
+    /// The host's state as the driver's own observer reads it.
+    fn state(&self) -> Observed {
+        in_ns(self.ns.name(), || {
+            let tools = Tools::direct(Duration::from_secs(10));
+            let (nft, ip, sysctl) = (
+                NftCommand { tools: &tools },
+                IpCommand { tools: &tools },
+                ProcSysctl::new(&tools),
+            );
+            let host = Host {
+                nft: &nft,
+                ip: &ip,
+                sysctl: &sysctl,
+            };
+            netapply::observe(host, &netplan::Query::all()).unwrap()
+        })
+    }
+
+    /// The VM's tap on the bridge, as libvirt makes it once `pre` is done:
+    /// a veth `tap` in the host, `eth<index>` in the VM.
+    fn plug(&self, vm: &NetNs, tap: &str, index: u8, addrs: &[(&str, Option<&str>)]) {
+        let (host, vmn) = (self.name(), vm.name().to_owned());
+        let eth = format!("eth{index}");
+        ip(
+            &host,
+            &["link", "add", tap, "type", "veth", "peer", "name", &eth, "netns", &vmn],
+        );
+        ip(&host, &["link", "set", tap, "master", "scwpub0", "up"]);
+        ip(&vmn, &["link", "set", &eth, "up"]);
+        for (addr, gateway) in addrs {
+            ip(&vmn, &["addr", "add", addr, "dev", &eth, "nodad"]);
+            if let Some(g) = gateway {
+                ip(&vmn, &["route", "add", "default", "via", g]);
+            }
+        }
+    }
+
+    fn unplug(&self, tap: &str) {
+        ip(&self.name(), &["link", "del", tap]);
+    }
+}
+
+/// The internet router, the fabric, and the hosts.
+struct Lab {
+    internet: NetNs,
+    hosts: Vec<Hyper>,
+    _fabric: NetNs,
+}
+
+/// A VM namespace (lo up, ping allowed).
+fn vm_ns(label: &str) -> NetNs {
+    let ns = NetNs::new(label);
+    ip(ns.name(), &["link", "set", "lo", "up"]);
+    sysctl(ns.name(), "net.ipv4.ping_group_range", "0 2147483647");
+    ns
+}
+
+impl Lab {
+    fn new(hosts: u8) -> Self {
+        let fabric = NetNs::new("fab");
+        let internet = vm_ns("inet");
+        let (f, i) = (fabric.name().to_owned(), internet.name().to_owned());
+        ip(&f, &["link", "add", "name", "br-ul", "type", "bridge"]);
+        ip(&f, &["link", "set", "br-ul", "up"]);
+        let attach = |ns: &str, port: &str| {
+            ip(
+                ns,
+                &["link", "add", "ul0", "type", "veth", "peer", "name", port, "netns", &f],
+            );
+            ip(&f, &["link", "set", port, "master", "br-ul", "up"]);
+            ip(ns, &["link", "set", "ul0", "up"]);
+        };
+        attach(&i, "p-inet");
+        ip(&i, &["addr", "add", "10.0.0.1/24", "dev", "ul0"]);
+        ip(&i, &["addr", "add", "fd00:1::1/64", "dev", "ul0", "nodad"]);
+        ip(&i, &["addr", "add", "203.0.113.10/32", "dev", "lo"]);
+        ip(&i, &["addr", "add", "2001:db8:ffff::10/128", "dev", "lo"]);
+        sysctl(&i, "net.ipv4.ip_forward", "1");
+        sysctl(&i, "net.ipv6.conf.all.forwarding", "1");
+        let mut list = Vec::new();
+        for n in 0..hosts {
+            let ns = NetNs::new(&format!("h{n}"));
+            let h = ns.name().to_owned();
+            attach(&h, &format!("p-h{n}"));
+            let underlay = Ipv4Addr::new(10, 0, 0, 2 + n);
+            ip(&h, &["link", "set", "lo", "up"]);
+            ip(&h, &["addr", "add", &format!("{underlay}/24"), "dev", "ul0"]);
+            ip(
+                &h,
+                &["addr", "add", &format!("fd00:1::{}/64", 2 + n), "dev", "ul0", "nodad"],
+            );
+            ip(&h, &["route", "add", "default", "via", "10.0.0.1"]);
+            ip(&h, &["-6", "route", "add", "default", "via", "fd00:1::1"]);
+            // Strict reverse-path filtering, as a hardened hypervisor has it.
+            sysctl(&h, "net.ipv4.conf.all.rp_filter", "1");
+            sysctl(&h, "net.ipv4.conf.default.rp_filter", "1");
+            let dir = TempDir::new("vnm-netns");
+            let env = Env::from_pairs([
+                ("ONE_SCALEWAY_STATE_DIR", dir.path().join("state").to_str().unwrap()),
+                ("ONE_SCALEWAY_HOST_LOCK", dir.path().join("host.lock").to_str().unwrap()),
+                ("ONE_SCALEWAY_SUDO", "never"),
+            ]);
+            list.push(Hyper {
+                ns,
+                underlay,
+                env,
+                _dir: dir,
+            });
+        }
+        Self {
+            internet,
+            hosts: list,
+            _fabric: fabric,
+        }
+    }
+
+    fn inet(&self) -> String {
+        self.internet.name().to_owned()
+    }
+
+    /// Scaleway routes the flexible IP to host `h` (the client's packets
+    /// leave from 203.0.113.10).
+    fn route_fip(&self, fip: Ipv4Addr, h: usize) {
+        let via = self.hosts[h].underlay.to_string();
+        ip(
+            &self.inet(),
+            &[
+                "route",
+                "replace",
+                &format!("{fip}/32"),
+                "via",
+                &via,
+                "src",
+                "203.0.113.10",
+            ],
+        );
+    }
+}
+
+// ---------------------------------------------------------------- VMs
+
+fn parse_vm(xml: &str) -> Vm {
+    Vm::from_element(&opennebula::xml::parse(xml.as_bytes()).unwrap()).unwrap()
+}
+
+/// Public NIC n: private 172.30.0.(4n)/31, gateway .(4n+1), flexible IP 198.51.100.n.
+fn fip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 51, 100, n)
+}
+
+fn private(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(172, 30, 0, 4 * n)
+}
+
+fn gateway(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(172, 30, 0, 4 * n + 1)
+}
+
+fn nic_xml(tag: &str, nic_id: u32, n: u8, extra: &str) -> String {
+    format!(
+        "<{tag}><NIC_ID>{nic_id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP>{}</IP>\
+         <GATEWAY>{}</GATEWAY><EXTERNAL_IP>{}</EXTERNAL_IP>{extra}</{tag}>",
+        private(n),
+        gateway(n),
+        fip(n)
+    )
+}
+
+/// VM `id` with public NICs `(nic_id, n)`.
+fn vm(id: u64, nics: &[(u32, u8)]) -> Vm {
+    let body: String = nics.iter().map(|&(nic, n)| nic_xml("NIC", nic, n, "")).collect();
+    parse_vm(&format!("<VM><ID>{id}</ID><TEMPLATE>{body}</TEMPLATE></VM>"))
+}
+
+/// Plugs VM NIC n into host `h` as `tap` / `eth<index>`.
+fn plug(lab: &Lab, h: usize, vm: &NetNs, tap: &str, index: u8, n: u8) {
+    let addr = format!("{}/31", private(n));
+    let gw = gateway(n).to_string();
+    lab.hosts[h].plug(vm, tap, index, &[(addr.as_str(), (index == 0).then_some(gw.as_str()))]);
+}
+
+/// What of NIC n is on the host: (dnat, snat, route, proxy entry).
+fn nic_state(o: &Observed, n: u8) -> (Option<Ipv4Addr>, Option<Ipv4Addr>, bool, bool) {
+    (
+        o.nat.get("dnat_map", fip(n)),
+        o.nat.get("snat_map", private(n)),
+        o.routes
+            .iter()
+            .any(|r| r.dst == IpAddr::V4(private(n)) && r.len == 32 && r.dev.as_deref() == Some("scwpub0")),
+        o.proxies.contains(&(IpAddr::V4(gateway(n)), "scwpub0".to_owned())),
+    )
+}
+
+fn present(n: u8) -> (Option<Ipv4Addr>, Option<Ipv4Addr>, bool, bool) {
+    (Some(private(n)), Some(fip(n)), true, true)
+}
+
+const ABSENT: (Option<Ipv4Addr>, Option<Ipv4Addr>, bool, bool) = (None, None, false, false);
+
+fn nft_text(h: &Hyper) -> String {
+    h.ns.run_ok(&["nft", "list", "table", "ip", "one_scaleway"], b"")
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn flexible_ips_carry_traffic_both_ways_across_and_within_hosts() {
+    require_root();
+    let lab = Lab::new(2);
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    let inet = lab.inet();
+    let (vm1, vm2, vm3) = (vm_ns("vm1"), vm_ns("vm2"), vm_ns("vm3"));
+    a.pre(&vm(1, &[(0, 1)]));
+    a.pre(&vm(2, &[(0, 2)]));
+    b.pre(&vm(3, &[(0, 3)]));
+    // The bridge's MAC is fixed: ports coming and going never change the
+    // address the VMs' ARP caches hold for their gateway.
+    let mac = || a.ns.run_ok(&["cat", "/sys/class/net/scwpub0/address"], b"");
+    let before = mac();
+    plug(&lab, 0, &vm1, "one-1-0", 0, 1);
+    plug(&lab, 0, &vm2, "one-2-0", 0, 2);
+    plug(&lab, 1, &vm3, "one-3-0", 0, 3);
+    assert_eq!(mac(), before);
+    assert!(before.starts_with("02:5c:"), "{before}");
+    lab.route_fip(fip(1), 0);
+    lab.route_fip(fip(2), 0);
+    lab.route_fip(fip(3), 1);
+    // The host answers at once for the VM's gateway (proxy_delay = 0).
+    assert_eq!(read_sysctl(a.ns.name(), "net/ipv4/neigh/scwpub0/proxy_delay"), "0");
+    assert_eq!(read_sysctl(a.ns.name(), "net/ipv4/ip_forward"), "1");
+    assert_eq!(read_sysctl(a.ns.name(), "net/ipv4/conf/scwpub0/forwarding"), "1");
+    let first = ping(&inet, fip(1).into()).expect("internet -> 198.51.100.1 (vm1 through host A)");
+    eprintln!("first ping internet -> vm1: {first:?}");
+    assert!(
+        ping(&inet, fip(3).into()).is_some(),
+        "internet -> 198.51.100.3 (vm3 through host B)"
+    );
+    assert!(ping(vm1.name(), CLIENT.into()).is_some(), "vm1 -> internet");
+    // Inbound: the VM sees the real client.
+    let seen = tcp(&inet, sa(fip(1), 8080), vm1.name(), sa(private(1), 8080)).unwrap();
+    assert_eq!(seen, IpAddr::V4(CLIENT));
+    // Outbound: the internet sees the flexible IP.
+    let seen = tcp(vm1.name(), sa(CLIENT, 8081), &inet, sa(CLIENT, 8081)).unwrap();
+    assert_eq!(seen, IpAddr::V4(fip(1)));
+    let seen = tcp(vm3.name(), sa(CLIENT, 8082), &inet, sa(CLIENT, 8082)).unwrap();
+    assert_eq!(seen, IpAddr::V4(fip(3)));
+    // VM to VM through the public IPs: on one host (hairpin) and across hosts.
+    let seen = tcp(vm1.name(), sa(fip(2), 8083), vm2.name(), sa(private(2), 8083)).unwrap();
+    assert_eq!(seen, IpAddr::V4(fip(1)), "hairpin on host A");
+    let seen = tcp(vm1.name(), sa(fip(3), 8084), vm3.name(), sa(private(3), 8084)).unwrap();
+    assert_eq!(seen, IpAddr::V4(fip(1)), "host A to host B");
+    // Two constant rules, one element per address and direction.
+    let text = nft_text(a);
+    assert_eq!(text.matches("dnat to ip daddr map @dnat_map").count(), 1, "{text}");
+    assert_eq!(text.matches("snat to ip saddr map @snat_map").count(), 1, "{text}");
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn pre_twice_is_once_and_conflicts_change_nothing() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let vm1 = vm(1, &[(0, 1)]);
+    a.pre(&vm1);
+    let (state, nft) = (a.state(), nft_text(a));
+    let log = a.pre(&vm1);
+    assert!(log.contains("VM 1: already in place"), "{log}");
+    assert_eq!((a.state(), nft_text(a)), (state.clone(), nft.clone()));
+    // Another VM claims VM 1's flexible IP, or its private address.
+    let claims = [
+        (
+            nic_xml("NIC", 0, 2, "").replace("198.51.100.2", "198.51.100.1"),
+            "flexible IP 198.51.100.1 is already mapped to 172.30.0.4 (VM 1 NIC 0)",
+        ),
+        (
+            nic_xml("NIC", 0, 1, "").replace("198.51.100.1", "198.51.100.9"),
+            "private IP 172.30.0.4 is already mapped to flexible IP 198.51.100.1 (VM 1 NIC 0)",
+        ),
+    ];
+    for (nic, expected) in claims {
+        let thief = parse_vm(&format!("<VM><ID>9</ID><TEMPLATE>{nic}</TEMPLATE></VM>"));
+        let (r, _) = a.act(&thief, host::pre);
+        let e = r.unwrap_err();
+        assert!(e.contains(expected) && e.contains("for VM 9 NIC 0"), "{e}");
+        assert_eq!(
+            (a.state(), nft_text(a)),
+            (state.clone(), nft.clone()),
+            "a refused pre changes nothing"
+        );
+    }
+    // A mapping set by hand is not the driver's to take over either.
+    a.ns.run_ok(
+        &[
+            "nft",
+            "add",
+            "element",
+            "ip",
+            "one_scaleway",
+            "dnat_map",
+            "{ 198.51.100.7 : 172.30.0.99 }",
+        ],
+        b"",
+    );
+    let (r, _) = a.act(&vm(7, &[(0, 7)]), host::pre);
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("198.51.100.7 is already mapped to 172.30.0.99 on this host (not in the driver's record"),
+        "{e}"
+    );
+    assert!(
+        !a.state().routes.iter().any(|r| r.dst == IpAddr::V4(private(7))),
+        "nothing of VM 7 applied"
+    );
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn clean_removes_exactly_one_vm() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let inet = lab.inet();
+    let (vm1, vm2) = (vm_ns("vm1"), vm_ns("vm2"));
+    a.pre(&vm(1, &[(0, 1)]));
+    a.pre(&vm(2, &[(0, 2)]));
+    plug(&lab, 0, &vm1, "one-1-0", 0, 1);
+    plug(&lab, 0, &vm2, "one-2-0", 0, 2);
+    lab.route_fip(fip(1), 0);
+    lab.route_fip(fip(2), 0);
+    assert!(ping(&inet, fip(2).into()).is_some());
+    let before = a.state();
+    // VM 2 is shut down: its tap goes, then clean.
+    a.unplug("one-2-0");
+    let log = a.clean(&vm(2, &[(0, 2)]));
+    assert!(log.contains("VM 2: removed VM 2 NIC 0"), "{log}");
+    let after = a.state();
+    assert_eq!(nic_state(&after, 2), ABSENT);
+    assert_eq!(nic_state(&after, 1), nic_state(&before, 1));
+    assert_eq!(nic_state(&after, 1), present(1));
+    assert!(ping(&inet, fip(2).into()).is_none(), "198.51.100.2 no longer answers");
+    assert_eq!(
+        tcp(&inet, sa(fip(1), 8085), vm1.name(), sa(private(1), 8085)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+    // Removing what is absent succeeds.
+    let log = a.clean(&vm(2, &[(0, 2)]));
+    assert!(log.contains("VM 2: nothing of it left on this host"), "{log}");
+    // The last VM: nothing of ours remains, the bridge goes.
+    a.unplug("one-1-0");
+    a.clean(&vm(1, &[(0, 1)]));
+    let s = a.state();
+    assert!(s.nat.maps["dnat_map"].elements.is_empty() && s.nat.maps["snat_map"].elements.is_empty());
+    assert!(
+        !s.routes.iter().any(|r| r.dev.as_deref() == Some("scwpub0")),
+        "{:?}",
+        s.routes
+    );
+    assert!(s.proxies.is_empty(), "{:?}", s.proxies);
+    assert!(!s.links.contains_key("scwpub0"));
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn hot_attach_and_detach_touch_only_that_nic() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let inet = lab.inet();
+    let vm1 = vm_ns("vm1");
+    a.pre(&vm(1, &[(0, 1)]));
+    plug(&lab, 0, &vm1, "one-1-0", 0, 1);
+    lab.route_fip(fip(1), 0);
+    lab.route_fip(fip(4), 0);
+    let nic0 = nic_state(&a.state(), 1);
+    // attach_nic: NIC 1 has ATTACH=YES.
+    let attached = parse_vm(&format!(
+        "<VM><ID>1</ID><TEMPLATE>{}{}</TEMPLATE></VM>",
+        nic_xml("NIC", 0, 1, ""),
+        nic_xml("NIC", 1, 4, "<ATTACH>YES</ATTACH>")
+    ));
+    let log = a.pre(&attached);
+    assert!(
+        log.contains("VM 1: set up VM 1 NIC 1") && !log.contains("NIC 0:"),
+        "{log}"
+    );
+    plug(&lab, 0, &vm1, "one-1-1", 1, 4);
+    assert_eq!(nic_state(&a.state(), 4), present(4));
+    assert_eq!(nic_state(&a.state(), 1), nic0);
+    assert_eq!(
+        tcp(&inet, sa(fip(4), 8086), vm1.name(), sa(private(4), 8086)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+    // detach_nic: the same document.
+    a.unplug("one-1-1");
+    let log = a.clean(&attached);
+    assert!(log.contains("VM 1: removed VM 1 NIC 1"), "{log}");
+    let s = a.state();
+    assert_eq!(nic_state(&s, 4), ABSENT);
+    assert_eq!(nic_state(&s, 1), nic0);
+    assert!(s.links.contains_key("scwpub0"), "NIC 0 still uses the bridge");
+    assert_eq!(
+        tcp(&inet, sa(fip(1), 8087), vm1.name(), sa(private(1), 8087)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn nic_aliases_get_their_own_flexible_ip() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let inet = lab.inet();
+    let vm1 = vm_ns("vm1");
+    let doc = parse_vm(&format!(
+        "<VM><ID>1</ID><TEMPLATE>{}{}</TEMPLATE></VM>",
+        nic_xml("NIC", 0, 1, ""),
+        nic_xml(
+            "NIC_ALIAS",
+            1,
+            5,
+            "<ALIAS_ID>0</ALIAS_ID><PARENT>NIC0</PARENT><PARENT_ID>0</PARENT_ID>"
+        )
+    ));
+    a.pre(&doc);
+    a.plug(
+        &vm1,
+        "one-1-0",
+        0,
+        &[("172.30.0.4/31", Some("172.30.0.5")), ("172.30.0.20/31", None)],
+    );
+    lab.route_fip(fip(1), 0);
+    lab.route_fip(fip(5), 0);
+    assert_eq!(
+        tcp(&inet, sa(fip(5), 8088), vm1.name(), sa(private(5), 8088)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+    assert_eq!(
+        tcp(&inet, sa(fip(1), 8089), vm1.name(), sa(private(1), 8089)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+    a.unplug("one-1-0");
+    a.clean(&doc);
+    let s = a.state();
+    assert_eq!((nic_state(&s, 1), nic_state(&s, 5)), (ABSENT, ABSENT));
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn migration_traffic_follows_the_vm() {
+    require_root();
+    let lab = Lab::new(2);
+    let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
+    let inet = lab.inet();
+    let vm1 = vm_ns("vm1");
+    let doc = vm(1, &[(0, 1)]);
+    a.pre(&doc);
+    plug(&lab, 0, &vm1, "one-1-0", 0, 1);
+    lab.route_fip(fip(1), 0);
+    assert_eq!(
+        tcp(&inet, sa(fip(1), 8090), vm1.name(), sa(private(1), 8090)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+    // Migration: pre on the destination, the VM moves, the flexible IP is
+    // moved to the destination, clean on the source.
+    b.pre(&doc);
+    a.unplug("one-1-0");
+    plug(&lab, 1, &vm1, "one-1-0", 0, 1);
+    lab.route_fip(fip(1), 1);
+    a.clean(&doc);
+    assert_eq!(
+        tcp(&inet, sa(fip(1), 8091), vm1.name(), sa(private(1), 8091)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+    assert_eq!(
+        tcp(vm1.name(), sa(CLIENT, 8092), &inet, sa(CLIENT, 8092)).unwrap(),
+        IpAddr::V4(fip(1))
+    );
+    let s = a.state();
+    assert_eq!(nic_state(&s, 1), ABSENT);
+    assert!(!s.links.contains_key("scwpub0"), "the source's bridge is gone");
+    assert_eq!(nic_state(&b.state(), 1), present(1));
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn fifty_concurrent_actions_leave_an_exact_state() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    // 50 VMs at once: each pre, and the odd ones clean right after.
+    let handles: Vec<_> = (1..=50u8)
+        .map(|n| {
+            let env = a.env.clone();
+            spawn_in(a.ns.name(), move || {
+                let doc = vm(u64::from(n), &[(0, n)]);
+                let mut err = Vec::new();
+                let mut log = Log::new(&mut err, Level::Info, "scaleway-vnm scaleway test");
+                host::pre(&doc, &mut log, &env).map_err(|e| format!("pre {n}: {e:#}"))?;
+                if n % 2 == 1 {
+                    host::clean_host(&doc, &mut log, &env).map_err(|e| format!("clean {n}: {e:#}"))?;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let failures: Vec<String> = handles.into_iter().filter_map(|h| join(h).err()).collect();
+    eprintln!("50 pre + 25 clean at once: {:?}", start.elapsed());
+    assert!(failures.is_empty(), "{failures:#?}");
+    let s = a.state();
+    let even: Vec<u8> = (1..=50).filter(|n| n % 2 == 0).collect();
+    let dnat: Vec<(Ipv4Addr, Ipv4Addr)> = s.nat.maps["dnat_map"].elements.clone().into_iter().collect();
+    let mut expected: Vec<(Ipv4Addr, Ipv4Addr)> = even.iter().map(|&n| (fip(n), private(n))).collect();
+    expected.sort();
+    assert_eq!(dnat, expected);
+    let snat: BTreeSet<(Ipv4Addr, Ipv4Addr)> = s.nat.maps["snat_map"].elements.clone().into_iter().collect();
+    assert_eq!(snat, even.iter().map(|&n| (private(n), fip(n))).collect());
+    let routes: BTreeSet<IpAddr> = s
+        .routes
+        .iter()
+        .filter(|r| r.dev.as_deref() == Some("scwpub0") && r.dst.is_ipv4())
+        .map(|r| r.dst)
+        .collect();
+    assert_eq!(routes, even.iter().map(|&n| IpAddr::V4(private(n))).collect());
+    let proxies: BTreeSet<IpAddr> = s.proxies.iter().map(|(a, _)| *a).collect();
+    assert_eq!(proxies, even.iter().map(|&n| IpAddr::V4(gateway(n))).collect());
+    let text = nft_text(a);
+    assert_eq!(text.matches("map @").count(), 2, "two rules, whatever N is:\n{text}");
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn reconcile_restores_a_host_that_lost_its_state() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let inet = lab.inet();
+    let (vm1, vm2) = (vm_ns("vm1"), vm_ns("vm2"));
+    a.pre(&vm(1, &[(0, 1)]));
+    a.pre(&vm(2, &[(0, 2), (1, 3)]));
+    plug(&lab, 0, &vm1, "one-1-0", 0, 1);
+    plug(&lab, 0, &vm2, "one-2-0", 0, 2);
+    for n in [1, 2] {
+        lab.route_fip(fip(n), 0);
+    }
+    assert!(ping(&inet, fip(1).into()).is_some());
+    let before = a.state();
+    let mac = a.ns.run_ok(&["cat", "/sys/class/net/scwpub0/address"], b"");
+    // What a reboot takes: our table, the bridge (and its routes and proxy
+    // entries with it), forwarding.
+    a.ns.run_ok(&["nft", "delete", "table", "ip", "one_scaleway"], b"");
+    ip(&a.name(), &["link", "del", "scwpub0"]);
+    sysctl(&a.name(), "net.ipv4.ip_forward", "0");
+    assert!(ping(&inet, fip(1).into()).is_none());
+    let (r, log) = a.reconcile();
+    let out = r.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(out.starts_with("reconciled 3 public NICs of 2 VMs: "), "{out}");
+    // The VMs' taps come back on the bridge (libvirt restarts them).
+    for tap in ["one-1-0", "one-2-0"] {
+        ip(&a.name(), &["link", "set", tap, "master", "scwpub0", "up"]);
+    }
+    let after = a.state();
+    for n in [1, 2, 3] {
+        assert_eq!(nic_state(&after, n), nic_state(&before, n));
+        assert_eq!(nic_state(&after, n), present(n));
+    }
+    assert_eq!(
+        a.ns.run_ok(&["cat", "/sys/class/net/scwpub0/address"], b""),
+        mac,
+        "the same bridge MAC"
+    );
+    assert_eq!(read_sysctl(a.ns.name(), "net/ipv4/ip_forward"), "1");
+    assert_eq!(
+        tcp(&inet, sa(fip(2), 8093), vm2.name(), sa(private(2), 8093)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+    assert!(ping(&inet, fip(1).into()).is_some());
+    let (r, _) = a.reconcile();
+    assert_eq!(r.unwrap(), "reconciled 3 public NICs of 2 VMs: already in place\n");
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn ipv6_prefixes_are_routed_to_the_vm() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let inet = lab.inet();
+    let client6: IpAddr = "2001:db8:ffff::10".parse().unwrap();
+    // As the scaleway IPAM hands it out: IP6 = <prefix>::2/64, GATEWAY6 = <prefix>::1.
+    let in_prefix = "<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP6>2001:db8:5:1::2</IP6>\
+                     <GATEWAY6>2001:db8:5:1::1</GATEWAY6><EXTERNAL_IP>2001:db8:5:1::</EXTERNAL_IP></NIC>";
+    // A private IP6 with the /64 routed through it (the vm/ipv6.xml shape).
+    let routed = "<NIC><NIC_ID>1</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP6>fd5c:1::2</IP6>\
+                  <GATEWAY6>fd5c:1::1</GATEWAY6><EXTERNAL_IP>2001:db8:6:1::</EXTERNAL_IP></NIC>";
+    let doc = parse_vm(&format!("<VM><ID>1</ID><TEMPLATE>{in_prefix}{routed}</TEMPLATE></VM>"));
+    let vm1 = vm_ns("vm1");
+    a.pre(&doc);
+    a.plug(
+        &vm1,
+        "one-1-0",
+        0,
+        &[("2001:db8:5:1::2/64", None), ("fd5c:1::2/126", None)],
+    );
+    ip(vm1.name(), &["-6", "route", "add", "default", "via", "2001:db8:5:1::1"]);
+    ip(vm1.name(), &["addr", "add", "2001:db8:6:1::1/128", "dev", "lo"]);
+    for prefix in ["2001:db8:5:1::/64", "2001:db8:6:1::/64"] {
+        ip(
+            &inet,
+            &[
+                "-6",
+                "route",
+                "add",
+                prefix,
+                "via",
+                "fd00:1::2",
+                "src",
+                "2001:db8:ffff::10",
+            ],
+        );
+    }
+    assert_eq!(read_sysctl(a.ns.name(), "net/ipv6/conf/scwpub0/proxy_ndp"), "1");
+    // The bridge got its carrier with the VM's tap: its link-local address
+    // is tentative for a second (duplicate address detection), and the host
+    // cannot resolve the VM's address before that.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a
+        .ns
+        .run_ok(&["ip", "-6", "addr", "show", "dev", "scwpub0", "tentative"], b"")
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the bridge's link-local address stays tentative"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        ping(&inet, "2001:db8:5:1::2".parse().unwrap()).is_some(),
+        "internet -> VM (prefix on the bridge)"
+    );
+    assert!(
+        ping(&inet, "2001:db8:6:1::1".parse().unwrap()).is_some(),
+        "internet -> VM (prefix via its IP6)"
+    );
+    assert!(
+        ping(vm1.name(), client6).is_some(),
+        "VM -> internet through the proxied gateway"
+    );
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+    let seen = tcp(
+        &inet,
+        SocketAddr::new(IpAddr::V6(v6("2001:db8:5:1::2")), 8094),
+        vm1.name(),
+        SocketAddr::new(IpAddr::V6(v6("2001:db8:5:1::2")), 8094),
+    )
+    .unwrap();
+    assert_eq!(seen, client6, "no NAT");
+    let seen = tcp(
+        vm1.name(),
+        SocketAddr::new(client6, 8095),
+        &inet,
+        SocketAddr::new(client6, 8095),
+    )
+    .unwrap();
+    assert_eq!(seen, IpAddr::V6(v6("2001:db8:5:1::2")));
+    a.unplug("one-1-0");
+    a.clean(&doc);
+    let s = a.state();
+    assert!(
+        !s.links.contains_key("scwpub0"),
+        "the bridge went with the VM's last NIC"
+    );
+    assert!(
+        s.routes.iter().all(|r| r.dev.as_deref() != Some("scwpub0")),
+        "{:?}",
+        s.routes
+    );
+    assert!(s.proxies.is_empty(), "{:?}", s.proxies);
+}
+
+/// The real binary, run inside the host as oned runs it (`.../vnm/scaleway/pre`
+/// with the VM document in base64 on stdin), and `reconcile` by hand.
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn the_binary_runs_pre_clean_and_reconcile() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let links = TempDir::new("vnm-bin");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_scaleway-vnm"));
+    let run = |argv0: &std::path::Path, args: &[&str], stdin: &[u8]| {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", a.ns.name()]).arg(argv0).args(args);
+        cmd.env("ONE_SCALEWAY_LOG", "debug");
+        for key in ["ONE_SCALEWAY_STATE_DIR", "ONE_SCALEWAY_HOST_LOCK", "ONE_SCALEWAY_SUDO"] {
+            cmd.env(key, a.env.get(key).unwrap());
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let doc = test_support::encode(&test_support::fixture("vm/deploy.xml"));
+    let pre = test_support::link_as(bin, links.path(), "vnm/scaleway/pre");
+    let clean = test_support::link_as(bin, links.path(), "vnm/scaleway/clean_host");
+    let (code, out, err) = run(&pre, &[], &doc);
+    assert_eq!((code, out.as_str()), (Some(0), ""), "{err}");
+    assert!(
+        err.contains("INFO: scaleway-vnm scaleway pre: VM 42: set up VM 42 NIC 0: 51.15.220.7 <-> 172.30.12.4"),
+        "{err}"
+    );
+    let s = a.state();
+    assert_eq!(
+        s.nat.get("dnat_map", "51.15.220.9".parse().unwrap()),
+        Some("172.30.12.6".parse().unwrap())
+    );
+    a.ns.run_ok(&["nft", "delete", "table", "ip", "one_scaleway"], b"");
+    let (code, out, err) = run(bin, &["--driver", "scaleway", "reconcile"], b"");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("reconciled 2 public NICs of 1 VM: "), "{out}");
+    assert_eq!(a.state().nat, s.nat);
+    let (code, _, err) = run(&clean, &["edge-host1"], &doc);
+    assert_eq!(code, Some(0), "{err}");
+    let s = a.state();
+    assert!(s.nat.maps["dnat_map"].elements.is_empty() && s.proxies.is_empty());
+    assert!(!s.links.contains_key("scwpub0"));
+}
