@@ -300,7 +300,8 @@ pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result
             "EXTERNAL_IP",
             match external {
                 IpAddr::V4(a) => a.to_string(),
-                IpAddr::V6(_) => fip.ip_address.clone(),
+                // The /64's first address: the NIC reads EXTERNAL_IP as an address.
+                IpAddr::V6(a) => a.to_string(),
             },
         );
         push("SCALEWAY_IP_ID", fip.id.clone());

@@ -192,8 +192,12 @@ fn ipv6_ranges_route_the_flexible_prefix() {
     let ar = answered(&bed.run("register_address_range", &request(&doc)));
     assert_eq!(ar["TYPE"], "IP6_STATIC");
     assert_eq!(ar["PREFIX_LENGTH"], "64");
-    let prefix = ar["EXTERNAL_IP"].split('/').next().unwrap().to_owned();
-    let prefix: std::net::Ipv6Addr = prefix.parse().unwrap();
+    let prefix: std::net::Ipv6Addr = ar["EXTERNAL_IP"].parse().expect("EXTERNAL_IP is an address, no /64");
+    assert_eq!(
+        u128::from(prefix) & ((1u128 << 64) - 1),
+        0,
+        "the first address of the /64"
+    );
     let ip6: std::net::Ipv6Addr = ar["IP6"].parse().unwrap();
     assert_eq!(u128::from(ip6), u128::from(prefix) | 2);
     assert!(!ar.contains_key("IP"), "no private IPv4 block for an IPv6 range");
