@@ -111,38 +111,28 @@ fn settings(request: &IpamRequest) -> anyhow::Result<RangeSettings> {
     })
 }
 
-/// The credentials of a range, in the contract's order: the `SCW_*`
-/// environment, then the Scaleway config file (the range's
-/// `SCALEWAY_PROFILE`, or the active profile); a range that carries only a
-/// `PROVISION_ID` (made by oneprovision) uses its provider's connection,
+/// The credentials of a range (see [`scaleway::config::resolve_for`]): a
+/// range that carries only a `PROVISION_ID` uses its provider's connection,
 /// read from oned.
 pub fn credentials_for(env: &Env, profile: Option<&str>, provision: Option<&str>) -> anyhow::Result<Credentials> {
     let from_env = |k: &str| env.get(k).map(str::to_owned);
-    let provision = provision.filter(|_| profile.is_none() && env.get("SCW_SECRET_KEY").is_none());
-    let Some(provision) = provision else {
-        return Ok(scaleway::resolve(&from_env, profile)?);
+    let provision = provision
+        .map(|p| {
+            p.parse::<u64>()
+                .map_err(|_| anyhow!("PROVISION_ID {p:?} is not a number"))
+        })
+        .transpose()?;
+    let fetch = |id: u64| {
+        opennebula::oned::Oned::from_env(env)
+            .and_then(|oned| oned.provider_connection(id))
+            .map_err(|e| e.to_string())
     };
-    let id: u64 = provision
-        .parse()
-        .map_err(|_| anyhow!("PROVISION_ID {provision:?} is not a number"))?;
-    let oned = opennebula::oned::Oned::from_env(env)?;
-    let connection = oned
-        .provider_connection(id)
-        .with_context(|| format!("cannot read the Scaleway credentials of provision {id} from oned"))?;
-    let get = |key: &str| connection.get(key).cloned();
-    let mapped = |k: &str| match k {
-        "SCW_SECRET_KEY" => get("secret_key"),
-        "SCW_ACCESS_KEY" => get("access_key"),
-        "SCW_DEFAULT_PROJECT_ID" => get("project_id"),
-        "SCW_DEFAULT_ORGANIZATION_ID" => get("organization_id"),
-        "SCW_DEFAULT_ZONE" => get("zone"),
-        "SCW_DEFAULT_REGION" => get("region"),
-        "SCW_API_URL" => from_env("SCW_API_URL"),
-        // Only the provider's connection counts: no config file.
-        "SCW_CONFIG_PATH" => Some("/nonexistent/one-scaleway/provider-connection-only".to_owned()),
-        _ => None,
-    };
-    scaleway::resolve(&mapped, None).with_context(|| format!("the provider connection of provision {id}"))
+    Ok(scaleway::config::resolve_for(
+        &from_env,
+        profile,
+        provision,
+        Box::new(fetch),
+    )?)
 }
 
 /// Credentials and client for a range.

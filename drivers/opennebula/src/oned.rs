@@ -150,6 +150,21 @@ impl Oned {
             .collect())
     }
 
+    /// `one.vn.info`: a virtual network, with its address ranges.
+    pub fn vnet(&self, id: u64) -> Result<Element, OnedError> {
+        let body = self.call("one.vn.info", &[Param::Int(id as i64), Param::Bool(false)])?;
+        parse_body(&body)
+    }
+
+    /// A host by name (`one.hostpool.info`), if there is one.
+    pub fn host_by_name(&self, name: &str) -> Result<Option<Element>, OnedError> {
+        let body = self.call("one.hostpool.info", &[])?;
+        Ok(parse_body(&body)?
+            .children
+            .into_iter()
+            .find(|h| h.name == "HOST" && h.child("NAME").is_some_and(|n| n.text == name)))
+    }
+
     /// `one.host.info`: a host.
     pub fn host(&self, id: u64) -> Result<Element, OnedError> {
         let body = self.call("one.host.info", &[Param::Int(id as i64), Param::Bool(false)])?;

@@ -256,6 +256,44 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, profile: Option<&str>) -> R
     })
 }
 
+/// A provider connection (oneprovision's `connection`: `secret_key`,
+/// `access_key`, `project_id`, `zone`, `region`...), fetched on demand.
+pub type ConnectionFetch<'a> = dyn FnOnce(u64) -> Result<BTreeMap<String, String>, String> + 'a;
+
+/// The credentials of an OpenNebula object (a range, a host) in the
+/// contract's order: the `SCW_*` environment, then the Scaleway config file
+/// (the object's `SCALEWAY_PROFILE`, else the active profile); an object that
+/// carries only a `PROVISION_ID` (made by oneprovision) uses its provider's
+/// connection, which `fetch` reads from oned. `SCW_API_URL` from the
+/// environment applies in every case.
+pub fn resolve_for(
+    env: &dyn Fn(&str) -> Option<String>,
+    profile: Option<&str>,
+    provision_id: Option<u64>,
+    fetch: Box<ConnectionFetch<'_>>,
+) -> Result<Credentials, ConfigError> {
+    let secret_in_env = ENV[1].1.iter().any(|n| env(n).is_some_and(|v| !v.trim().is_empty()));
+    let Some(id) = provision_id.filter(|_| profile.is_none() && !secret_in_env) else {
+        return resolve(env, profile);
+    };
+    let connection =
+        fetch(id).map_err(|e| ConfigError(format!("cannot read the Scaleway credentials of provision {id}: {e}")))?;
+    let get = |key: &str| connection.get(key).cloned();
+    let mapped = |k: &str| match k {
+        "SCW_SECRET_KEY" => get("secret_key"),
+        "SCW_ACCESS_KEY" => get("access_key"),
+        "SCW_DEFAULT_PROJECT_ID" => get("project_id"),
+        "SCW_DEFAULT_ORGANIZATION_ID" => get("organization_id"),
+        "SCW_DEFAULT_ZONE" => get("zone"),
+        "SCW_DEFAULT_REGION" => get("region"),
+        "SCW_API_URL" => env("SCW_API_URL"),
+        // Only the provider's connection counts: no config file.
+        "SCW_CONFIG_PATH" => Some("/nonexistent/one-scaleway/provider-connection-only".to_owned()),
+        _ => None,
+    };
+    resolve(&mapped, None).map_err(|e| ConfigError(format!("the provider connection of provision {id}: {e}")))
+}
+
 fn config_path(get: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     if let Some(p) = get("SCW_CONFIG_PATH") {
         return Some(PathBuf::from(p));
@@ -430,6 +468,45 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn provision_connection_only_when_nothing_else_is_named() {
+        let connection = || -> BTreeMap<String, String> {
+            [("secret_key", KEY2), ("project_id", PROJECT), ("zone", "nl-ams-1")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let env = env_of(&[
+            ("SCW_CONFIG_PATH", "/nonexistent"),
+            ("SCW_API_URL", "http://127.0.0.1:1"),
+        ]);
+        let c = resolve_for(
+            &env,
+            None,
+            Some(17),
+            Box::new(|id| {
+                assert_eq!(id, 17);
+                Ok(connection())
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.secret_key.expose(), c.zone.unwrap().as_str(), c.api_url.as_str()),
+            (KEY2, "nl-ams-1", "http://127.0.0.1:1")
+        );
+        // a key in the environment wins, and oned is not asked
+        let env = env_of(&[("SCW_SECRET_KEY", KEY1), ("SCW_CONFIG_PATH", "/nonexistent")]);
+        let c = resolve_for(&env, None, Some(17), Box::new(|_| panic!("not asked"))).unwrap();
+        assert_eq!(c.secret_key.expose(), KEY1);
+        // oned's failure is reported with the provision
+        let env = env_of(&[("SCW_CONFIG_PATH", "/nonexistent")]);
+        let err = resolve_for(&env, None, Some(9), Box::new(|_| Err("no such document".into()))).unwrap_err();
+        assert_eq!(
+            err.0,
+            "cannot read the Scaleway credentials of provision 9: no such document"
+        );
     }
 
     #[test]
