@@ -270,6 +270,26 @@ impl Vm {
             .collect()
     }
 
+    /// Whether a NIC of any driver is being hot-attached or detached
+    /// (`ATTACH="YES"`): then an action concerns that NIC only.
+    pub fn is_hotplug(&self) -> bool {
+        self.nics.iter().any(|n| n.attrs.get("ATTACH").is_some_and(|v| v.eq_ignore_ascii_case("yes")))
+    }
+
+    /// The NICs of `vn_mad` an action must touch: all of them, or during a
+    /// hot attach/detach only the NICs being attached and their aliases.
+    pub fn touched_nics_of(&self, vn_mad: &str) -> Result<Vec<Nic>, DocError> {
+        let nics = self.nics_of(vn_mad)?;
+        if !self.is_hotplug() {
+            return Ok(nics);
+        }
+        let attached: Vec<u32> = nics.iter().filter(|n| n.attach).map(|n| n.nic_id).collect();
+        Ok(nics
+            .into_iter()
+            .filter(|n| n.attach || matches!(n.kind, NicKind::Alias { parent_id, .. } if attached.contains(&parent_id)))
+            .collect())
+    }
+
     /// A user template value, if it is a simple attribute.
     pub fn user_attribute(&self, name: &str) -> Option<&str> {
         self.user_template

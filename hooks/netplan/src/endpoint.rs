@@ -312,16 +312,11 @@ pub struct Selection {
 /// `scaleway`, or during a hot attach/detach only the NIC being attached or
 /// detached (and its aliases). Every NIC of ours is validated.
 pub fn select(vm: &Vm) -> Result<Selection, PlanError> {
-    let nics = vm.nics_of(VN_MAD).map_err(PlanError::Document)?;
-    let hotplug = vm
-        .nics
+    let hotplug = vm.is_hotplug();
+    let endpoints = vm
+        .touched_nics_of(VN_MAD)
+        .map_err(PlanError::Document)?
         .iter()
-        .any(|n| n.attrs.get("ATTACH").is_some_and(|v| v.eq_ignore_ascii_case("yes")));
-    let attached: Vec<u32> = nics.iter().filter(|n| n.attach).map(|n| n.nic_id).collect();
-    let chosen = nics.iter().filter(|n| {
-        !hotplug || n.attach || matches!(n.kind, NicKind::Alias { parent_id, .. } if attached.contains(&parent_id))
-    });
-    let endpoints = chosen
         .map(|n| Endpoint::from_nic(vm.id, n))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Selection { endpoints, hotplug })
