@@ -337,7 +337,7 @@ fn valid_documents_are_accepted() {
     // (scaleway's pre really changes the host's network: its tests run in
     // namespaces, hooks/vnm/tests/host_netns.rs)
     for name in ["vm/deploy.xml", "vm/attach_nic.xml", "vm/migrate.xml", "vm/ipv6.xml"] {
-        for (driver, action) in [("scaleway_evpn", "pre"), ("scaleway", "post")] {
+        for (driver, action) in [("scaleway_evpn", "pre"), ("scaleway_evpn", "post")] {
             let ran = run_vnm(driver, action, &[], &[], &encode(&reduce_for_vnm(&fixture(name))));
             assert!(
                 ran.stderr.contains("the VM document was read and is valid"),

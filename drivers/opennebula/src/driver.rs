@@ -189,6 +189,15 @@ pub struct Output {
     pub undo_if_undelivered: Option<Undo>,
 }
 
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("stdout", &self.stdout)
+            .field("undo_if_undelivered", &self.undo_if_undelivered.is_some())
+            .finish()
+    }
+}
+
 impl Output {
     /// Nothing on stdout.
     pub fn empty() -> Self {

@@ -273,7 +273,9 @@ impl Vm {
     /// Whether a NIC of any driver is being hot-attached or detached
     /// (`ATTACH="YES"`): then an action concerns that NIC only.
     pub fn is_hotplug(&self) -> bool {
-        self.nics.iter().any(|n| n.attrs.get("ATTACH").is_some_and(|v| v.eq_ignore_ascii_case("yes")))
+        self.nics
+            .iter()
+            .any(|n| n.attrs.get("ATTACH").is_some_and(|v| v.eq_ignore_ascii_case("yes")))
     }
 
     /// The NICs of `vn_mad` an action must touch: all of them, or during a

@@ -19,6 +19,7 @@
 //! `vnet_delete` are complete (neither driver keeps per-network state on the
 //! frontend); the other actions arrive with the host-side network issues.
 
+pub mod frontend;
 pub mod host;
 
 use std::ffi::OsString;
@@ -170,6 +171,11 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
                 let vm = opennebula::vm::Vm::from_element(&document)?;
                 match (driver, cli.action) {
                     (VnMad::Scaleway, Action::Pre) => return host::pre(&vm, d.log, env),
+                    (VnMad::Scaleway, Action::Post) => return frontend::post(&vm, d.log, env),
+                    (VnMad::Scaleway, Action::Clean) => {
+                        let ssh = frontend::Ssh::from_env(env)?;
+                        return frontend::clean(&vm, &document, &cli.args, d.log, env, &ssh);
+                    }
                     (VnMad::Scaleway, Action::CleanHost) => return host::clean_host(&vm, d.log, env),
                     (VnMad::ScalewayEvpn, Action::CleanHost) => {
                         bail!("clean_host is for the scaleway driver; scaleway_evpn cleans on the host in clean")

@@ -1,0 +1,361 @@
+//! The frontend half of the public network driver `scaleway`: `post` and
+//! `clean`, which OpenNebula runs on the frontend (they are in
+//! `VNMAD_LOCAL_ACTIONS`) because only the frontend holds Scaleway
+//! credentials.
+//!
+//! | action | what |
+//! |---|---|
+//! | `post <deploy_id> <host>` | attaches each public NIC's flexible IP to the Scaleway server of the VM's host and waits until Scaleway says `attached`. The host is the VM's last history record, the destination during a migration (OpenNebula passes the source in argv). A flexible IP attached to another server (a migration, a crash) is moved. If one NIC fails, the IPs attached by this run are detached again. |
+//! | `clean <host>` | runs the host part (`clean_host`) on `<host>` over SSH, then detaches the flexible IPs that are attached to that host's server (and only those: after a migration they may already be on the destination). |
+//!
+//! Before touching anything, every NIC is checked against its address range
+//! as oned knows it (`one.vn.info`): the flexible IP is the range's
+//! `SCALEWAY_IP_ID`, and the NIC's `EXTERNAL_IP` and address must be the
+//! range's. A user who writes `EXTERNAL_IP` or `SCALEWAY_IP_ID` in a
+//! template cannot get another range's flexible IP.
+//!
+//! The server of a host: the host's `PROVISION/DEPLOY_ID` (`<zone>/<server
+//! id>`), else the one server tagged `one-scaleway-host=<host name>`.
+//!
+//! Settings (environment): `ONE_XMLRPC`, `ONE_AUTH` (oned); the Scaleway
+//! credentials as for the IPAM driver; `ONE_SCALEWAY_SSH` (the ssh program,
+//! default `ssh`), `ONE_SCALEWAY_SSH_OPTIONS` (extra ssh arguments, split on
+//! whitespace), `ONE_SCALEWAY_REMOTE_DIR` (where `onehost sync` puts the
+//! drivers on the hosts, default `/var/tmp/one`); `ONE_SCALEWAY_POLL_MS`,
+//! `ONE_SCALEWAY_WAIT`, `ONE_SCALEWAY_TIMEOUT`, `ONE_SCALEWAY_RETRY_BASE_MS`.
+
+mod ssh;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use opennebula::attr::{Attributes, HostName, Uuid, parse_value};
+use opennebula::driver::{Env, Log, Output};
+use opennebula::oned::Oned;
+use opennebula::vm::{Nic, Vm};
+use opennebula::xml::Element;
+use scaleway::baremetal::ServerFilter;
+use scaleway::flexible_ip::FipStatus;
+use scaleway::{Client, Credentials, WaitPolicy, Zone};
+
+pub use ssh::{HostRunner, Ssh};
+
+/// The driver's name.
+const VN_MAD: &str = "scaleway";
+
+/// The tag that names the host of a server we provisioned.
+pub const HOST_TAG: &str = "one-scaleway-host=";
+
+/// Client settings from the environment.
+pub struct Tuning {
+    pub options: scaleway::Options,
+    pub wait: WaitPolicy,
+}
+
+impl Tuning {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let num = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match env.get(name) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| anyhow!("{name}={v:?} is not a whole number")),
+            }
+        };
+        let defaults = scaleway::Options::default();
+        let options = scaleway::Options {
+            request_timeout: Duration::from_secs(num("ONE_SCALEWAY_TIMEOUT", 30)?),
+            retry: scaleway::RetryPolicy {
+                base_delay: Duration::from_millis(num("ONE_SCALEWAY_RETRY_BASE_MS", 1000)?),
+                ..defaults.retry.clone()
+            },
+            ..defaults
+        };
+        let wait = WaitPolicy::new(
+            Duration::from_millis(num("ONE_SCALEWAY_POLL_MS", 2000)?),
+            Duration::from_secs(num("ONE_SCALEWAY_WAIT", 180)?),
+        );
+        Ok(Self { options, wait })
+    }
+}
+
+/// A public NIC checked against its address range in oned.
+struct PublicNic {
+    nic_id: u32,
+    fip_id: String,
+    external: IpAddr,
+    zone: Zone,
+    credentials: Credentials,
+}
+
+/// The leaf attributes of an AR (its `LEASES` are left out).
+fn ar_attributes(ar: &Element, path: &str) -> Result<Attributes, opennebula::attr::DocError> {
+    let leaves = Element {
+        children: ar.children.iter().filter(|c| c.is_leaf()).cloned().collect(),
+        ..ar.clone()
+    };
+    Attributes::from_element(&leaves, path)
+}
+
+/// Checks each NIC against its range in oned and resolves what acting on
+/// it needs.
+fn verify(oned: &Oned, env: &Env, nics: &[Nic]) -> anyhow::Result<Vec<PublicNic>> {
+    let mut vnets: BTreeMap<u32, Element> = BTreeMap::new();
+    let mut out = Vec::new();
+    for nic in nics {
+        let what = format!(
+            "NIC {} (VM network {})",
+            nic.nic_id,
+            nic.network.as_deref().unwrap_or("?")
+        );
+        let network = nic.network_id.ok_or_else(|| anyhow!("{what}: no NETWORK_ID"))?;
+        let ar_id = nic.ar_id.ok_or_else(|| anyhow!("{what}: no AR_ID"))?;
+        let vnet = match vnets.entry(network) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(
+                oned.vnet(u64::from(network))
+                    .with_context(|| format!("{what}: reading network {network}"))?,
+            ),
+        };
+        let ar = vnet
+            .at("AR_POOL")
+            .and_then(|pool| {
+                pool.children_named("AR")
+                    .find(|ar| ar.child("AR_ID").is_some_and(|i| i.text == ar_id.to_string()))
+            })
+            .ok_or_else(|| anyhow!("{what}: network {network} has no address range {ar_id}"))?;
+        let ar = ar_attributes(ar, &format!("VNET {network}/AR_POOL/AR[AR_ID={ar_id}]"))?;
+        let fip_id: Uuid = ar.parse("SCALEWAY_IP_ID")?.ok_or_else(|| {
+            anyhow!("{what}: address range {ar_id} of network {network} is not a scaleway range (no SCALEWAY_IP_ID)")
+        })?;
+        let owned: IpAddr = ar.require("EXTERNAL_IP")?;
+        match nic.external_ip {
+            Some(claimed) if claimed == owned => {}
+            Some(claimed) => bail!(
+                "{what}: EXTERNAL_IP {claimed} is not the flexible IP of its address range ({owned}, range {ar_id} of \
+                 network {network}); refusing"
+            ),
+            None => bail!("{what}: no EXTERNAL_IP (add EXTERNAL_IP to INHERIT_VNET_ATTR in oned.conf)"),
+        }
+        let ar_ip = ar.get("IP").filter(|v| !v.is_empty()).or(ar.get("IP6")).unwrap_or("");
+        let nic_ip = nic
+            .ip
+            .map(|i| i.to_string())
+            .or(nic.ip6.map(|i| i.to_string()))
+            .unwrap_or_default();
+        if ar_ip != nic_ip {
+            bail!("{what}: address {nic_ip:?} is not the address of its range ({ar_ip:?}); refusing");
+        }
+        let from_env = |k: &str| env.get(k).map(str::to_owned);
+        let profile = ar.get("SCALEWAY_PROFILE").filter(|v| !v.is_empty());
+        let provision: Option<u64> = ar.parse("PROVISION_ID")?;
+        let fetch = |id: u64| oned.provider_connection(id).map_err(|e| e.to_string());
+        let credentials = scaleway::config::resolve_for(&from_env, profile, provision, Box::new(fetch))?;
+        let zone = match ar.get("SCALEWAY_ZONE").filter(|z| !z.is_empty()) {
+            Some(z) => Zone::new(z)?,
+            None => credentials.require_zone()?.clone(),
+        };
+        out.push(PublicNic {
+            nic_id: nic.nic_id,
+            fip_id: fip_id.to_string(),
+            external: owned,
+            zone,
+            credentials,
+        });
+    }
+    Ok(out)
+}
+
+/// The Scaleway server of an OpenNebula host.
+fn server_of(host: &Element, client: &Client, zone: &Zone) -> anyhow::Result<String> {
+    let name = host.child("NAME").map_or("", |n| n.text.as_str());
+    if let Some(deploy) = host
+        .at("TEMPLATE/PROVISION/DEPLOY_ID")
+        .map(|e| e.text.trim())
+        .filter(|t| !t.is_empty())
+    {
+        let (server_zone, id) = deploy
+            .split_once('/')
+            .ok_or_else(|| anyhow!("host {name}: PROVISION/DEPLOY_ID {deploy:?} is not <zone>/<server id>"))?;
+        let id: Uuid = parse_value(&format!("host {name} PROVISION/DEPLOY_ID"), id)?;
+        if server_zone != zone.as_str() {
+            bail!(
+                "host {name} is a server in {server_zone}, but the flexible IP is in {zone}: a flexible IP only \
+                 attaches to a server of its zone"
+            );
+        }
+        return Ok(id.to_string());
+    }
+    let tagged = client.list_servers(
+        zone,
+        &ServerFilter {
+            tags: vec![format!("{HOST_TAG}{name}")],
+            ..Default::default()
+        },
+    )?;
+    match tagged.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => bail!(
+            "host {name} has no PROVISION/DEPLOY_ID and no server in {zone} is tagged {HOST_TAG}{name}: \
+             add PROVISION = [ DEPLOY_ID = \"<zone>/<server id>\" ] to the host's template"
+        ),
+        _ => bail!("several servers in {zone} are tagged {HOST_TAG}{name}: keep the tag on one only"),
+    }
+}
+
+/// Makes the flexible IP attached to `server`; `Ok(true)` if this changed anything.
+fn ensure_attached(
+    client: &Client,
+    n: &PublicNic,
+    server: &str,
+    wait: WaitPolicy,
+    log: &mut Log<'_>,
+) -> anyhow::Result<bool> {
+    let mut fip = client
+        .get_fip(&n.zone, &n.fip_id)
+        .with_context(|| format!("flexible IP {} ({}) of NIC {}", n.fip_id, n.external, n.nic_id))?;
+    if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
+        fip = client.wait_fip_settled(&n.zone, &n.fip_id, wait)?;
+    }
+    match (&fip.status, fip.server_id.as_deref()) {
+        (FipStatus::Attached, Some(s)) if s == server => return Ok(false),
+        (FipStatus::Attached, Some(other)) => {
+            log.info(format_args!(
+                "flexible IP {} is on server {other}: moving it to server {server}",
+                n.external
+            ));
+            client.detach_fips(&n.zone, &[&n.fip_id])?;
+            client.wait_fip_ready(&n.zone, &n.fip_id, wait)?;
+        }
+        (FipStatus::Ready, _) => {}
+        (status, _) => bail!(
+            "flexible IP {} ({}) is {status}: it cannot be attached",
+            n.external,
+            n.fip_id
+        ),
+    }
+    client.attach_fips(&n.zone, &[&n.fip_id], server)?;
+    client.wait_fip_attached(&n.zone, &n.fip_id, server, wait)?;
+    Ok(true)
+}
+
+/// `post`: every public NIC's flexible IP attached to the VM's host's server.
+pub fn post(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
+    let nics = vm.touched_nics_of(VN_MAD)?;
+    if nics.is_empty() {
+        return Ok(Output::empty());
+    }
+    let history = vm.require_current_host()?;
+    let oned = Oned::from_env(env)?;
+    let tuning = Tuning::from_env(env)?;
+    let verified = verify(&oned, env, &nics)?;
+    let host = oned
+        .host(u64::from(history.hid))
+        .with_context(|| format!("reading host {} ({})", history.hid, history.hostname))?;
+    let mut done: Vec<(Client, &PublicNic)> = Vec::new();
+    for n in &verified {
+        let client = Client::new(n.credentials.clone(), tuning.options.clone())?;
+        let step = server_of(&host, &client, &n.zone)
+            .and_then(|server| ensure_attached(&client, n, &server, tuning.wait, log).map(|changed| (server, changed)));
+        match step {
+            Ok((server, changed)) => {
+                if changed {
+                    log.info(format_args!(
+                        "flexible IP {} of NIC {} attached to server {server}",
+                        n.external, n.nic_id
+                    ));
+                    done.push((client, n));
+                }
+            }
+            Err(e) => {
+                for (client, undo) in &done {
+                    match client.detach_fips(&undo.zone, &[&undo.fip_id]) {
+                        Ok(_) => log.info(format_args!("detached flexible IP {} again (rollback)", undo.external)),
+                        Err(u) => log.error(format_args!(
+                            "rollback: cannot detach flexible IP {}: {u}",
+                            undo.external
+                        )),
+                    }
+                }
+                return Err(e.context(format!(
+                    "VM {}: cannot attach the flexible IP of NIC {} on host {}",
+                    vm.id, n.nic_id, history.hostname
+                )));
+            }
+        }
+    }
+    Ok(Output::empty())
+}
+
+/// `clean <host>`: the host part over SSH, then the flexible IPs detached
+/// from that host's server.
+pub fn clean(
+    vm: &Vm,
+    document: &Element,
+    args: &[String],
+    log: &mut Log<'_>,
+    env: &Env,
+    runner: &dyn HostRunner,
+) -> anyhow::Result<Output> {
+    let nics = vm.touched_nics_of(VN_MAD)?;
+    if nics.is_empty() {
+        return Ok(Output::empty());
+    }
+    let host_name: HostName = match args.first() {
+        Some(h) => parse_value("clean's host argument", h)?,
+        None => vm.require_current_host()?.hostname.clone(),
+    };
+    let oned = Oned::from_env(env)?;
+    let tuning = Tuning::from_env(env)?;
+    let verified = verify(&oned, env, &nics)?;
+    let mut errors: Vec<String> = Vec::new();
+    let encoded = opennebula::base64::encode(document.to_xml().as_bytes());
+    if let Err(e) = runner.run(&host_name, "clean_host", encoded.as_bytes()) {
+        errors.push(format!("host part on {host_name}: {e:#}"));
+    }
+    match oned.host_by_name(host_name.as_str())? {
+        None => errors.push(format!(
+            "oned knows no host named {host_name}: flexible IPs left as they are"
+        )),
+        Some(host) => {
+            for n in &verified {
+                let client = Client::new(n.credentials.clone(), tuning.options.clone())?;
+                let mut step = || -> anyhow::Result<()> {
+                    let server = server_of(&host, &client, &n.zone)?;
+                    let Some(mut fip) = client.find_fip(&n.zone, &n.fip_id, n.credentials.require_project()?)? else {
+                        log.warn(format_args!(
+                            "flexible IP {} of NIC {} no longer exists",
+                            n.fip_id, n.nic_id
+                        ));
+                        return Ok(());
+                    };
+                    if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
+                        fip = client.wait_fip_settled(&n.zone, &n.fip_id, tuning.wait)?;
+                    }
+                    if fip.status == FipStatus::Attached && fip.server_id.as_deref() == Some(server.as_str()) {
+                        client.detach_fips(&n.zone, &[&n.fip_id])?;
+                        client.wait_fip_ready(&n.zone, &n.fip_id, tuning.wait)?;
+                        log.info(format_args!(
+                            "flexible IP {} of NIC {} detached from server {server}",
+                            n.external, n.nic_id
+                        ));
+                    } else {
+                        log.debug(format_args!(
+                            "flexible IP {} is not on server {server}: left as it is",
+                            n.external
+                        ));
+                    }
+                    Ok(())
+                };
+                if let Err(e) = step() {
+                    errors.push(format!("NIC {} flexible IP {}: {e:#}", n.nic_id, n.external));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(Output::empty())
+    } else {
+        bail!("VM {}: clean on {host_name} failed: {}", vm.id, errors.join("; "))
+    }
+}

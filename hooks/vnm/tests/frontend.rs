@@ -1,0 +1,377 @@
+//! The frontend half of driver `scaleway` (`post`, `clean`) against the
+//! emulator and a stub oned, with a recording stand-in for SSH.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use opennebula::attr::HostName;
+use opennebula::driver::{Env, Io, Level, Log};
+use opennebula::vm::Vm;
+use scaleway::baremetal::NewServer;
+use scaleway::flexible_ip::{FlexibleIp, NewFlexibleIp};
+use scaleway::{Client, Options, RetryPolicy, WaitPolicy, Zone};
+use scaleway_emulator::{Emulator, Running};
+use scaleway_vnm::frontend::{self, HostRunner};
+use serde_json::json;
+use test_support::{StubOned, TempDir};
+
+const SECRET: &str = "5ec7e7aa-0000-4000-8000-5ec7e75ec7e7";
+const PROJECT: &str = "564aa517-68b0-4fd7-8c8c-d21c4bcdcbd5";
+
+struct Recorder(Mutex<Vec<(String, String)>>);
+
+impl HostRunner for Recorder {
+    fn run(&self, host: &HostName, action: &str, _stdin: &[u8]) -> anyhow::Result<()> {
+        self.0.lock().unwrap().push((host.to_string(), action.to_owned()));
+        Ok(())
+    }
+}
+
+struct Bed {
+    emu: Running,
+    client: Client,
+    servers: [String; 2],
+    fips: Vec<FlexibleIp>,
+    _oned: StubOned,
+    _dir: TempDir,
+    env: Env,
+}
+
+fn zone() -> Zone {
+    Zone::new("fr-par-1").unwrap()
+}
+
+fn wait() -> WaitPolicy {
+    WaitPolicy::new(Duration::from_millis(10), Duration::from_secs(10))
+}
+
+/// Two hosts (servers), three flexible IPs registered as ranges 0..2 of network 5.
+fn bed() -> Bed {
+    let emu = Emulator::start(scaleway_emulator::Options {
+        speed: 0.01,
+        project_ids: vec![PROJECT.into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let env_pairs = |url: String| {
+        vec![
+            ("SCW_SECRET_KEY".to_owned(), SECRET.to_owned()),
+            ("SCW_DEFAULT_PROJECT_ID".to_owned(), PROJECT.to_owned()),
+            ("SCW_DEFAULT_ZONE".to_owned(), "fr-par-1".to_owned()),
+            ("SCW_API_URL".to_owned(), url),
+            ("SCW_CONFIG_PATH".to_owned(), "/nonexistent/config.yaml".to_owned()),
+            ("ONE_SCALEWAY_POLL_MS".to_owned(), "10".to_owned()),
+            ("ONE_SCALEWAY_RETRY_BASE_MS".to_owned(), "5".to_owned()),
+        ]
+    };
+    let pairs = env_pairs(emu.url());
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let credentials = scaleway::resolve(&get, None).unwrap();
+    let options = Options {
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        },
+        ..Options::default()
+    };
+    let client = Client::new(credentials, options).unwrap();
+    let offer = client.find_offer(&zone(), "EM-A116X-SSD", "hourly").unwrap().unwrap();
+    let servers = ["edge-host1", "edge-host2"].map(|name| {
+        let s = client
+            .create_server(
+                &zone(),
+                &NewServer {
+                    project_id: PROJECT.into(),
+                    offer_id: offer.id.clone(),
+                    name: name.into(),
+                    ..Default::default()
+                },
+                &format!("t-{name}"),
+            )
+            .unwrap();
+        client.wait_server_ready(&zone(), &s.id, wait()).unwrap().id
+    });
+    let fips: Vec<FlexibleIp> = (0..3)
+        .map(|i| {
+            let new = NewFlexibleIp {
+                project_id: PROJECT.into(),
+                tags: vec!["one-scaleway-ipam".into()],
+                ..Default::default()
+            };
+            client
+                .create_fip(&zone(), &new, &format!("one-scaleway-token=r{i}"))
+                .unwrap()
+        })
+        .collect();
+    let ars: String = fips
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            format!(
+                "<AR><AR_ID>{i}</AR_ID><IP>172.30.0.{}</IP><MAC>02:00:ac:1e:00:0{i}</MAC><SIZE>1</SIZE><TYPE>IP4</TYPE>\
+                 <USED_LEASES>1</USED_LEASES><IPAM_MAD>scaleway</IPAM_MAD><EXTERNAL_IP>{}</EXTERNAL_IP>\
+                 <SCALEWAY_IP_ID>{}</SCALEWAY_IP_ID><SCALEWAY_ZONE>fr-par-1</SCALEWAY_ZONE>\
+                 <LEASES><LEASE><IP>172.30.0.{}</IP><MAC>02:00:ac:1e:00:0{i}</MAC><VM>42</VM></LEASE></LEASES></AR>",
+                2 + 2 * i,
+                f.ip_address,
+                f.id,
+                2 + 2 * i
+            )
+        })
+        .collect();
+    let vnet = test_support::fixture("vnet/public.xml").replace("<AR_POOL/>", &format!("<AR_POOL>{ars}</AR_POOL>"));
+    let host = |id: u32, name: &str, server: &str| {
+        test_support::fixture("host/edge-host1.xml")
+            .replace("<ID>3</ID>", &format!("<ID>{id}</ID>"))
+            .replace("edge-host1", name)
+            .replace(
+                "fr-par-2/0b7a51c2-5d4e-4f3a-9b8c-7d6e5f4a3b2c",
+                &format!("fr-par-1/{server}"),
+            )
+    };
+    let hosts = [host(3, "edge-host1", &servers[0]), host(4, "edge-host2", &servers[1])];
+    let oned = StubOned::start(
+        move |method, params| match (method, params.first().map(String::as_str)) {
+            ("one.vn.info", Some("5")) => Ok(vnet.clone()),
+            ("one.host.info", Some("3")) => Ok(hosts[0].clone()),
+            ("one.host.info", Some("4")) => Ok(hosts[1].clone()),
+            ("one.hostpool.info", _) => Ok(format!("<HOST_POOL>{}{}</HOST_POOL>", hosts[0], hosts[1])),
+            (m, p) => Err((format!("[{m}] {p:?} not in the stub"), 1)),
+        },
+    );
+    let dir = TempDir::new("vnm-frontend");
+    let auth = dir.path().join("one_auth");
+    std::fs::write(&auth, "oneadmin:pw\n").unwrap();
+    let mut all = env_pairs(emu.url());
+    all.push(("ONE_XMLRPC".into(), oned.url.clone()));
+    all.push(("ONE_AUTH".into(), auth.display().to_string()));
+    Bed {
+        emu,
+        client,
+        servers,
+        fips,
+        _oned: oned,
+        _dir: dir,
+        env: Env::from_pairs(all),
+    }
+}
+
+/// A reduced VM document with public NICs for ranges `ars` (NIC ids 0..),
+/// the last history record on `host` (HID).
+fn vm(
+    bed: &Bed,
+    ars: &[usize],
+    hid: u32,
+    attach: Option<usize>,
+    external_override: Option<&str>,
+) -> (Vm, opennebula::xml::Element) {
+    let nics: String = ars
+        .iter()
+        .enumerate()
+        .map(|(n, &ar)| {
+            let ip = 2 + 2 * ar;
+            let external = external_override.map_or(bed.fips[ar].ip_address.clone(), str::to_owned);
+            format!(
+                "<NIC><NIC_ID>{n}</NIC_ID><AR_ID>{ar}</AR_ID><NETWORK_ID>5</NETWORK_ID><NETWORK>edge-public</NETWORK>\
+                 <VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP>172.30.0.{ip}</IP><GATEWAY>172.30.0.{}</GATEWAY>\
+                 <EXTERNAL_IP>{external}</EXTERNAL_IP>{}</NIC>",
+                ip + 1,
+                if attach == Some(n) { "<ATTACH>YES</ATTACH>" } else { "" }
+            )
+        })
+        .collect();
+    let name = if hid == 3 { "edge-host1" } else { "edge-host2" };
+    let doc = format!(
+        "<VM><ID>42</ID><DEPLOY_ID>one-42</DEPLOY_ID><TEMPLATE>{nics}</TEMPLATE><HISTORY_RECORDS><HISTORY>\
+         <HOSTNAME>{name}</HOSTNAME><HID>{hid}</HID></HISTORY></HISTORY_RECORDS></VM>"
+    );
+    let element = opennebula::xml::parse(doc.as_bytes()).unwrap();
+    (Vm::from_element(&element).unwrap(), element)
+}
+
+fn with_log<T>(f: impl FnOnce(&mut Log<'_>) -> T) -> (T, String) {
+    let mut err = Vec::new();
+    let out = {
+        let mut log = Log::new(&mut err, Level::Debug, "test");
+        f(&mut log)
+    };
+    (out, String::from_utf8(err).unwrap())
+}
+
+fn server_of_fip(bed: &Bed, i: usize) -> Option<String> {
+    bed.client.get_fip(&zone(), &bed.fips[i].id).unwrap().server_id
+}
+
+fn attach_calls(bed: &Bed) -> usize {
+    bed.emu
+        .calls()
+        .iter()
+        .filter(|c| c["method"] == "POST" && c["path"].as_str().unwrap().ends_with("/fips/attach"))
+        .count()
+}
+
+#[test]
+fn post_attaches_every_public_ip_to_the_hosts_server_once() {
+    let bed = bed();
+    let (vm, _) = vm(&bed, &[0, 1], 3, None, None);
+    let (result, log) = with_log(|log| frontend::post(&vm, log, &bed.env));
+    result.unwrap();
+    assert_eq!(
+        server_of_fip(&bed, 0).as_deref(),
+        Some(bed.servers[0].as_str()),
+        "{log}"
+    );
+    assert_eq!(server_of_fip(&bed, 1).as_deref(), Some(bed.servers[0].as_str()));
+    assert_eq!(server_of_fip(&bed, 2), None, "another range's IP is untouched");
+    bed.emu.clear_calls();
+    let (again, _) = with_log(|log| frontend::post(&vm, log, &bed.env));
+    again.unwrap();
+    assert_eq!(attach_calls(&bed), 0, "post twice = post once");
+    assert!(
+        bed.emu.calls().iter().all(|c| c["method"] == "GET"),
+        "the second post only reads"
+    );
+}
+
+/// OpenNebula passes the SOURCE host to post during a migration; the
+/// flexible IP must go to the destination (the last history record).
+#[test]
+fn migration_moves_the_ip_to_the_destination() {
+    let bed = bed();
+    let (on_a, doc_a) = vm(&bed, &[0], 3, None, None);
+    with_log(|log| frontend::post(&on_a, log, &bed.env)).0.unwrap();
+    assert_eq!(server_of_fip(&bed, 0).as_deref(), Some(bed.servers[0].as_str()));
+    // migrate: pre on B, clean on A (argv: the source), post on B
+    let (on_b, _) = vm(&bed, &[0], 4, None, None);
+    let recorder = Recorder(Mutex::new(Vec::new()));
+    let (clean, log) = with_log(|log| frontend::clean(&on_b, &doc_a, &["edge-host1".into()], log, &bed.env, &recorder));
+    clean.unwrap();
+    assert_eq!(
+        recorder.0.lock().unwrap().as_slice(),
+        &[("edge-host1".to_owned(), "clean_host".to_owned())],
+        "{log}"
+    );
+    assert_eq!(server_of_fip(&bed, 0), None, "detached from the source");
+    let (post, log) = with_log(|log| frontend::post(&on_b, log, &bed.env));
+    post.unwrap();
+    assert_eq!(
+        server_of_fip(&bed, 0).as_deref(),
+        Some(bed.servers[1].as_str()),
+        "{log}"
+    );
+}
+
+/// A flexible IP found on another server (a crash, an interrupted
+/// migration) is moved; clean of the old host then leaves it alone.
+#[test]
+fn an_ip_on_another_server_is_moved_and_clean_leaves_it() {
+    let bed = bed();
+    bed.client
+        .attach_fips(&zone(), &[&bed.fips[0].id], &bed.servers[0])
+        .unwrap();
+    bed.client
+        .wait_fip_attached(&zone(), &bed.fips[0].id, &bed.servers[0], wait())
+        .unwrap();
+    let (on_b, doc) = vm(&bed, &[0], 4, None, None);
+    let (post, log) = with_log(|log| frontend::post(&on_b, log, &bed.env));
+    post.unwrap();
+    assert!(log.contains("moving it to server"), "{log}");
+    assert_eq!(server_of_fip(&bed, 0).as_deref(), Some(bed.servers[1].as_str()));
+    let recorder = Recorder(Mutex::new(Vec::new()));
+    with_log(|log| frontend::clean(&on_b, &doc, &["edge-host1".into()], log, &bed.env, &recorder))
+        .0
+        .unwrap();
+    assert_eq!(
+        server_of_fip(&bed, 0).as_deref(),
+        Some(bed.servers[1].as_str()),
+        "still on the destination"
+    );
+}
+
+/// A user who writes another range's address in EXTERNAL_IP gets nothing.
+#[test]
+fn a_claimed_ip_that_is_not_the_ranges_is_refused() {
+    let bed = bed();
+    let stolen = bed.fips[2].ip_address.clone();
+    let (vm, _) = vm(&bed, &[0], 3, None, Some(&stolen));
+    let (result, _) = with_log(|log| frontend::post(&vm, log, &bed.env));
+    let err = format!("{:#}", result.unwrap_err());
+    assert!(
+        err.contains(&format!(
+            "EXTERNAL_IP {stolen} is not the flexible IP of its address range"
+        )),
+        "{err}"
+    );
+    assert_eq!(server_of_fip(&bed, 0), None);
+    assert_eq!(server_of_fip(&bed, 2), None);
+    assert_eq!(attach_calls(&bed), 0);
+}
+
+/// One NIC of two fails: the first one's IP is detached again.
+#[test]
+fn a_failing_nic_rolls_back_the_others() {
+    let bed = bed();
+    bed.client.delete_fip(&zone(), &bed.fips[1].id, PROJECT).unwrap();
+    let (vm, _) = vm(&bed, &[0, 1], 3, None, None);
+    let (result, log) = with_log(|log| frontend::post(&vm, log, &bed.env));
+    let err = format!("{:#}", result.unwrap_err());
+    assert!(
+        err.contains("cannot attach the flexible IP of NIC 1 on host edge-host1"),
+        "{err}"
+    );
+    assert!(log.contains("rollback"), "{log}");
+    bed.client.wait_fip_ready(&zone(), &bed.fips[0].id, wait()).unwrap();
+    assert_eq!(server_of_fip(&bed, 0), None, "NIC 0's IP was detached again");
+}
+
+/// Hot attach: only the NIC with ATTACH=YES is touched.
+#[test]
+fn hot_attach_touches_only_that_nic() {
+    let bed = bed();
+    let (vm, _) = vm(&bed, &[0, 1], 3, Some(1), None);
+    with_log(|log| frontend::post(&vm, log, &bed.env)).0.unwrap();
+    assert_eq!(server_of_fip(&bed, 0), None);
+    assert_eq!(server_of_fip(&bed, 1).as_deref(), Some(bed.servers[0].as_str()));
+}
+
+/// Transient Scaleway faults on the attach are retried; the result is the same.
+#[test]
+fn post_survives_transient_faults() {
+    let bed = bed();
+    for rule in [
+        json!({"kind": "rate_limit", "method": "POST", "path_prefix": "/flexible-ip/", "times": 2}),
+        json!({"kind": "internal_error", "method": "GET", "path_prefix": "/flexible-ip/", "times": 2}),
+        json!({"kind": "drop", "method": "POST", "path_prefix": "/flexible-ip/", "times": 1}),
+    ] {
+        bed.emu.add_fault(&rule).unwrap();
+    }
+    let (vm, _) = vm(&bed, &[0, 1], 3, None, None);
+    let (result, log) = with_log(|log| frontend::post(&vm, log, &bed.env));
+    result.unwrap_or_else(|e| panic!("{e:#}\n{log}"));
+    assert_eq!(server_of_fip(&bed, 0).as_deref(), Some(bed.servers[0].as_str()));
+    assert_eq!(server_of_fip(&bed, 1).as_deref(), Some(bed.servers[0].as_str()));
+}
+
+/// The driver binary's `post` runs the same code path, from the action file.
+#[test]
+fn the_binary_runs_post() {
+    let bed = bed();
+    let (_, doc) = vm(&bed, &[0], 3, None, None);
+    let encoded = opennebula::base64::encode(doc.to_xml().as_bytes());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let io = Io {
+        stdin: &mut encoded.as_bytes(),
+        stdout: &mut out,
+        stderr: &mut err,
+    };
+    let argv = vec![
+        "/var/lib/one/remotes/vnm/scaleway/post".into(),
+        "one-42".into(),
+        "edge-host1".into(),
+    ];
+    let code = scaleway_vnm::main_with(argv, &bed.env, io);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    assert_eq!(server_of_fip(&bed, 0).as_deref(), Some(bed.servers[0].as_str()));
+}
