@@ -115,8 +115,9 @@ for vnet_create and vnet_delete). Log level: ONE_SCALEWAY_LOG=error|warn|info|de
 Status: documents are read and validated; vnet_create and vnet_delete are complete; for \
 scaleway, pre (host side: bridge, route, proxy ARP, 1:1 NAT) and clean_host (its removal, run over \
 SSH by the frontend's clean) are complete, and `reconcile` re-applies the host state after a \
-reboot; post, clean (frontend: flexible IP attach/detach), update_sg, update_nic and every \
-scaleway_evpn action except vnet_create/vnet_delete are not available yet.")]
+reboot; post and clean (frontend: flexible IP attach/detach, host part over SSH) are complete; \
+update_sg and update_nic succeed without changes (scaleway does not filter traffic); every \
+scaleway_evpn action except vnet_create/vnet_delete is not available yet.")]
 struct Cli {
     /// Which driver (taken from the action file's folder when OpenNebula runs us).
     #[arg(long, value_enum)]
@@ -172,6 +173,18 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
                 match (driver, cli.action) {
                     (VnMad::Scaleway, Action::Pre) => return host::pre(&vm, d.log, env),
                     (VnMad::Scaleway, Action::Post) => return frontend::post(&vm, d.log, env),
+                    (VnMad::Scaleway, Action::UpdateSg) => {
+                        // Defined behaviour: this driver does not filter traffic (see the README).
+                        if !vm.security_group_rules.is_empty() && !vm.nics_of("scaleway")?.is_empty() {
+                            d.log.warn(format_args!(
+                                "VM {}: security group rules are not enforced on scaleway public NICs",
+                                vm.id
+                            ));
+                        }
+                        return Ok(Output::empty());
+                    }
+                    // Nothing on the host depends on the attributes update_nic changes.
+                    (VnMad::Scaleway, Action::UpdateNic) => return Ok(Output::empty()),
                     (VnMad::Scaleway, Action::Clean) => {
                         let ssh = frontend::Ssh::from_env(env)?;
                         return frontend::clean(&vm, &document, &cli.args, d.log, env, &ssh);

@@ -375,3 +375,27 @@ fn the_binary_runs_post() {
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
     assert_eq!(server_of_fip(&bed, 0).as_deref(), Some(bed.servers[0].as_str()));
 }
+
+/// update_sg and update_nic: defined no-ops (scaleway does not filter
+/// traffic), with a warning when the VM has security group rules.
+#[test]
+fn update_sg_and_update_nic_change_nothing() {
+    let doc = test_support::encode(&test_support::fixture("vm/deploy.xml"));
+    for (action, warned) in [("update_sg", true), ("update_nic", false)] {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let io = Io {
+            stdin: &mut doc.as_slice(),
+            stdout: &mut out,
+            stderr: &mut err,
+        };
+        let argv = vec![format!("/var/tmp/one/vnm/scaleway/{action}").into(), "one-42".into()];
+        let code = scaleway_vnm::main_with(argv, &Env::default(), io);
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!((code, out.as_slice()), (0, &b""[..]), "{action}: {err}");
+        assert_eq!(
+            err.contains("WARN: scaleway-vnm scaleway update_sg: VM 42: security group rules are not enforced"),
+            warned,
+            "{err}"
+        );
+    }
+}
