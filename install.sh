@@ -1,10 +1,188 @@
 #!/usr/bin/env bash
 # install.sh: install one-scaleway's drivers on an OpenNebula frontend.
 #
-# Not available yet in this version: the drivers' actions are still being built (see README.md,
-# "Status"), and installing drivers that cannot act would break OpenNebula operations. It says so
-# and exits non-zero without touching anything.
+#   sudo ./install.sh                 system-wide, OpenNebula's paths, owned by oneadmin
+#   sudo ./install.sh -d DIR          self-contained, in DIR (OpenNebula's ONE_LOCATION layout)
+#   sudo ./install.sh -r [-d DIR]     uninstall exactly what a previous install installed
+#
+# Options: -u USER / -g GROUP (owner, default oneadmin), -b BINDIR (take the four binaries from
+# BINDIR instead of building them with cargo), --no-config (print the oned.conf and vmm_execrc
+# changes instead of making them), -h.
+#
+# What it installs (system-wide paths; with -d DIR: DIR/var/remotes, DIR/bin, DIR/etc, DIR/share):
+#   /var/lib/one/remotes/ipam/scaleway/          scaleway-ipam and its action links
+#   /var/lib/one/remotes/vnm/scaleway/           scaleway-vnm and its action links (public)
+#   /var/lib/one/remotes/vnm/scaleway_evpn/      scaleway-vnm and its action links (private)
+#   /usr/bin/scaleway-provision, /usr/bin/scaleway-emulator
+#   /usr/share/one/scaleway/                     documentation
+#   ~oneadmin/.config/scw/config.yaml            a credentials template (0600), if there is none
+# and registers the drivers in oned.conf and vmm_execrc (a backup is kept beside each file).
+# Every installed file is listed, with its checksum, in the manifest
+# (/var/lib/one/scaleway/install-manifest), which -r follows. Re-running is safe; a file the
+# administrator edited is never overwritten: the new one is installed beside it as FILE.new.
 set -euo pipefail
-echo "install.sh: not available yet in this version of one-scaleway (see README.md, \"Status\")." >&2
-echo "Nothing was installed or changed." >&2
-exit 1
+
+here=$(cd "$(dirname "$0")" && pwd)
+dir=""
+owner=oneadmin
+group=oneadmin
+bindir=""
+uninstall=no
+config=yes
+
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "install.sh: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -d) dir=${2:?-d needs a directory}; shift 2 ;;
+        -u) owner=${2:?-u needs a user}; shift 2 ;;
+        -g) group=${2:?-g needs a group}; shift 2 ;;
+        -b) bindir=${2:?-b needs a directory}; shift 2 ;;
+        -r) uninstall=yes; shift ;;
+        --no-config) config=no; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option $1 (see -h)" ;;
+    esac
+done
+
+if [ -n "$dir" ]; then
+    case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
+    remotes="$dir/var/remotes"; bin="$dir/bin"; etc="$dir/etc"; share="$dir/share/scaleway"
+    state="$dir/var/scaleway"; home="$dir/var"
+else
+    remotes=/var/lib/one/remotes; bin=/usr/bin; etc=/etc/one; share=/usr/share/one/scaleway
+    state=/var/lib/one/scaleway; home=$(getent passwd "$owner" | cut -d: -f6 || true)
+    [ -n "$home" ] || die "user $owner does not exist (is OpenNebula installed? use -u, or -d DIR)"
+fi
+manifest="$state/install-manifest"
+
+oned_conf="$etc/oned.conf"
+vmm_execrc="$etc/vmm_exec/vmm_execrc"
+
+# ---------------------------------------------------------------------------------- uninstall
+if [ "$uninstall" = yes ]; then
+    [ -f "$manifest" ] || die "no install manifest at $manifest: nothing of ours is installed there"
+    if [ "$config" = yes ] && [ -f "$oned_conf" ] && [ -f "$vmm_execrc" ] && [ -x "$bin/scaleway-provision" ]; then
+        "$bin/scaleway-provision" opennebula-config --oned-conf "$oned_conf" --vmm-execrc "$vmm_execrc" --write --remove
+    fi
+    # Files first (unless edited since), then links, then the folders we made (if empty).
+    while read -r kind sum path; do
+        case "$kind" in
+            file)
+                [ -e "$path" ] || continue
+                if [ "$(sha256sum "$path" | cut -d' ' -f1)" = "$sum" ]; then rm -f "$path"
+                else echo "kept $path: it was edited after installation"; fi ;;
+            link) [ -L "$path" ] && rm -f "$path" ;;
+        esac
+    done < "$manifest"
+    rm -f "$manifest"
+    tac "$state/install-dirs" 2>/dev/null | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+    rm -f "$state/install-dirs"
+    rmdir "$state" 2>/dev/null || true
+    echo "one-scaleway uninstalled. Restart OpenNebula (systemctl restart opennebula) and run: onehost sync --force"
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------------- binaries
+if [ -z "$bindir" ]; then
+    command -v cargo >/dev/null || die "cargo not found: install Rust, or pass prebuilt binaries with -b DIR"
+    (cd "$here" && cargo build --release --locked)
+    bindir="$here/target/release"
+fi
+for b in scaleway-ipam scaleway-vnm scaleway-provision scaleway-emulator; do
+    [ -x "$bindir/$b" ] || die "$bindir/$b is missing (build with cargo build --release, or fix -b)"
+done
+
+new_manifest=$(mktemp)
+new_dirs=$(mktemp)
+trap 'rm -f "$new_manifest" "$new_dirs"' EXIT
+
+mkdirs() {
+    local d
+    for d in "$@"; do
+        if [ ! -d "$d" ]; then
+            # record every folder we create, parents first
+            local missing=() p="$d"
+            while [ ! -d "$p" ]; do missing=("$p" "${missing[@]}"); p=$(dirname "$p"); done
+            install -d -o "$owner" -g "$group" -m 0755 "${missing[@]}"
+            printf '%s\n' "${missing[@]}" >> "$new_dirs"
+        fi
+    done
+}
+
+# put SRC DEST MODE [config]: installs SRC as DEST; a config file edited by the administrator
+# (not what we installed last time) is kept, and the new one goes beside it as DEST.new.
+put() {
+    local src=$1 dest=$2 mode=$3 kind=${4:-}
+    local sum; sum=$(sha256sum "$src" | cut -d' ' -f1)
+    if [ "$kind" = config ] && [ -e "$dest" ]; then
+        local now old; now=$(sha256sum "$dest" | cut -d' ' -f1)
+        old=$(awk -v p="$dest" '$1 == "file" && $3 == p { print $2 }' "$manifest" 2>/dev/null || true)
+        if [ "$now" != "$sum" ] && [ "$now" != "$old" ]; then
+            install -o "$owner" -g "$group" -m "$mode" "$src" "$dest.new"
+            echo "kept $dest (edited by you); the new version is $dest.new"
+            echo "file $old $dest" >> "$new_manifest"
+            echo "file $sum $dest.new" >> "$new_manifest"
+            return
+        fi
+    fi
+    install -o "$owner" -g "$group" -m "$mode" "$src" "$dest"
+    echo "file $sum $dest" >> "$new_manifest"
+}
+
+link() { # link TARGET NAME
+    ln -sfn "$1" "$2"
+    chown -h "$owner:$group" "$2"
+    echo "link - $2" >> "$new_manifest"
+}
+
+mkdirs "$state" "$remotes/ipam/scaleway" "$remotes/vnm/scaleway" "$remotes/vnm/scaleway_evpn" "$bin" "$share/doc"
+
+put "$bindir/scaleway-ipam" "$remotes/ipam/scaleway/scaleway-ipam" 0755
+for a in register_address_range unregister_address_range get_address allocate_address free_address; do
+    link scaleway-ipam "$remotes/ipam/scaleway/$a"
+done
+for driver in scaleway scaleway_evpn; do
+    put "$bindir/scaleway-vnm" "$remotes/vnm/$driver/scaleway-vnm" 0755
+    for a in pre post clean update_sg update_nic vnet_create vnet_delete; do
+        link scaleway-vnm "$remotes/vnm/$driver/$a"
+    done
+done
+link scaleway-vnm "$remotes/vnm/scaleway/clean_host"
+put "$bindir/scaleway-provision" "$bin/scaleway-provision" 0755
+put "$bindir/scaleway-emulator" "$bin/scaleway-emulator" 0755
+put "$here/share/doc/protocol.md" "$share/doc/protocol.md" 0644
+put "$here/README.md" "$share/doc/README.md" 0644
+
+# The credentials file of the user the drivers run as: a template, 0600, never overwritten.
+scw="$home/.config/scw/config.yaml"
+if [ ! -e "$scw" ]; then
+    mkdirs "$home/.config/scw"
+    put "$here/etc/scw-config.yaml" "$scw" 0600 config
+    echo "edit $scw: put the Scaleway secret key, project and zone the drivers should use"
+fi
+
+# Merge the manifests: keep earlier entries for paths this run did not install.
+if [ -f "$manifest" ]; then
+    awk 'NR == FNR { seen[$3] = 1; next } !($3 in seen)' "$new_manifest" "$manifest" >> "$new_manifest"
+fi
+sort -u -k3,3 "$new_manifest" | install -o "$owner" -g "$group" -m 0644 /dev/stdin "$manifest"
+if [ -s "$new_dirs" ]; then
+    cat "$new_dirs" >> "$state/install-dirs"
+fi
+
+# ---------------------------------------------------------------------------------- oned.conf
+if [ -f "$oned_conf" ] && [ -f "$vmm_execrc" ]; then
+    if [ "$config" = yes ]; then
+        "$bin/scaleway-provision" opennebula-config --oned-conf "$oned_conf" --vmm-execrc "$vmm_execrc" --write
+    else
+        echo "--no-config: these are the changes to make by hand:"
+        "$bin/scaleway-provision" opennebula-config --oned-conf "$oned_conf" --vmm-execrc "$vmm_execrc"
+    fi
+else
+    echo "no $oned_conf or $vmm_execrc here: register the drivers later with"
+    echo "  $bin/scaleway-provision opennebula-config --oned-conf <oned.conf> --vmm-execrc <vmm_execrc> --write"
+fi
+
+echo "one-scaleway installed. Restart OpenNebula (systemctl restart opennebula), then run: onehost sync --force"
