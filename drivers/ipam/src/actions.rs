@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use opennebula::attr::Token;
@@ -11,7 +11,7 @@ use opennebula::driver::{Driver, Env, Log, Output};
 use opennebula::ipam::IpamRequest;
 use opennebula::template::Template;
 use scaleway::flexible_ip::{FipFilter, FipStatus, FlexibleIp, NewFlexibleIp};
-use scaleway::{Client, Credentials, WaitPolicy, Zone};
+use scaleway::{Client, Credentials, Tuning, Zone};
 
 use crate::alloc::{Allocation, Block, DEFAULT_PRIVATE_CIDR, Phase, PrivateCidr, State, Store};
 use crate::tags;
@@ -30,37 +30,9 @@ pub fn state_path(env: &Env) -> PathBuf {
     dir.join("ipam-blocks.json")
 }
 
-/// Client settings from the environment: `ONE_SCALEWAY_TIMEOUT` (seconds
-/// per request), `ONE_SCALEWAY_RETRY_BASE_MS`, `ONE_SCALEWAY_POLL_MS` and
-/// `ONE_SCALEWAY_WAIT` (seconds to wait for a transition).
-pub struct Tuning {
-    pub options: scaleway::Options,
-    pub wait: WaitPolicy,
-}
-
-impl Tuning {
-    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
-        let num = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match env.get(name) {
-                None => Ok(default),
-                Some(v) => v.parse().map_err(|_| anyhow!("{name}={v:?} is not a whole number")),
-            }
-        };
-        let defaults = scaleway::Options::default();
-        let options = scaleway::Options {
-            request_timeout: Duration::from_secs(num("ONE_SCALEWAY_TIMEOUT", 30)?),
-            retry: scaleway::RetryPolicy {
-                base_delay: Duration::from_millis(num("ONE_SCALEWAY_RETRY_BASE_MS", 1000)?),
-                ..defaults.retry.clone()
-            },
-            ..defaults
-        };
-        let wait = WaitPolicy::new(
-            Duration::from_millis(num("ONE_SCALEWAY_POLL_MS", 2000)?),
-            Duration::from_secs(num("ONE_SCALEWAY_WAIT", 180)?),
-        );
-        Ok(Self { options, wait })
-    }
+/// Client settings from the environment (see [`scaleway::Tuning`]).
+pub fn tuning(env: &Env) -> anyhow::Result<Tuning> {
+    Ok(Tuning::from_env(&|k| env.get(k).map(str::to_owned))?)
 }
 
 /// What a range asks for, read from its AR.
@@ -139,7 +111,7 @@ pub fn credentials_for(env: &Env, profile: Option<&str>, provision: Option<&str>
 fn connect(d: &mut Driver<'_, '_>, s: &RangeSettings) -> anyhow::Result<(Client, Credentials)> {
     let env = d.env;
     let credentials = credentials_for(env, s.profile.as_deref(), s.provision_id.as_deref())?;
-    let tuning = Tuning::from_env(env)?;
+    let tuning = tuning(env)?;
     let client = Client::new(credentials.clone(), tuning.options)?;
     Ok((client, credentials))
 }
@@ -372,7 +344,7 @@ pub fn unregister(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Resu
         None => credentials.require_zone()?.clone(),
     };
     let project = credentials.require_project()?.to_owned();
-    let tuning = Tuning::from_env(d.env)?;
+    let tuning = tuning(d.env)?;
     let fip_id = fip_id.as_str();
     match client.find_fip(&zone, fip_id, &project)? {
         None => d.log.info(format_args!("flexible IP {fip_id} is already gone")),

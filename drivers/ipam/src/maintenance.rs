@@ -4,7 +4,7 @@ use anyhow::Context;
 use opennebula::driver::{Driver, Output};
 use scaleway::{Client, Zone};
 
-use crate::actions::{STALE_PENDING_SECS, Tuning, orphans, rebuild, state_path};
+use crate::actions::{STALE_PENDING_SECS, orphans, rebuild, state_path};
 use crate::alloc::{Phase, State, Store};
 
 fn connect(d: &Driver<'_, '_>, zone: Option<&str>, profile: Option<&str>) -> anyhow::Result<(Client, Zone, String)> {
@@ -15,7 +15,7 @@ fn connect(d: &Driver<'_, '_>, zone: Option<&str>, profile: Option<&str>) -> any
         None => credentials.require_zone()?.clone(),
     };
     let project = credentials.require_project()?.to_owned();
-    let client = Client::new(credentials, Tuning::from_env(env)?.options)?;
+    let client = Client::new(credentials, crate::actions::tuning(env)?.options)?;
     Ok((client, zone, project))
 }
 

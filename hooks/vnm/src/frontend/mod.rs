@@ -28,7 +28,6 @@ mod ssh;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use opennebula::attr::{Attributes, HostName, Uuid, parse_value};
@@ -38,7 +37,7 @@ use opennebula::vm::{Nic, Vm};
 use opennebula::xml::Element;
 use scaleway::baremetal::ServerFilter;
 use scaleway::flexible_ip::FipStatus;
-use scaleway::{Client, Credentials, WaitPolicy, Zone};
+use scaleway::{Client, Credentials, Tuning, WaitPolicy, Zone};
 
 pub use ssh::{HostRunner, Ssh};
 
@@ -48,35 +47,9 @@ const VN_MAD: &str = "scaleway";
 /// The tag that names the host of a server we provisioned.
 pub const HOST_TAG: &str = "one-scaleway-host=";
 
-/// Client settings from the environment.
-pub struct Tuning {
-    pub options: scaleway::Options,
-    pub wait: WaitPolicy,
-}
-
-impl Tuning {
-    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
-        let num = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match env.get(name) {
-                None => Ok(default),
-                Some(v) => v.parse().map_err(|_| anyhow!("{name}={v:?} is not a whole number")),
-            }
-        };
-        let defaults = scaleway::Options::default();
-        let options = scaleway::Options {
-            request_timeout: Duration::from_secs(num("ONE_SCALEWAY_TIMEOUT", 30)?),
-            retry: scaleway::RetryPolicy {
-                base_delay: Duration::from_millis(num("ONE_SCALEWAY_RETRY_BASE_MS", 1000)?),
-                ..defaults.retry.clone()
-            },
-            ..defaults
-        };
-        let wait = WaitPolicy::new(
-            Duration::from_millis(num("ONE_SCALEWAY_POLL_MS", 2000)?),
-            Duration::from_secs(num("ONE_SCALEWAY_WAIT", 180)?),
-        );
-        Ok(Self { options, wait })
-    }
+/// Client settings from the environment (see [`scaleway::Tuning`]).
+pub fn tuning(env: &Env) -> anyhow::Result<Tuning> {
+    Ok(Tuning::from_env(&|k| env.get(k).map(str::to_owned))?)
 }
 
 /// A public NIC checked against its address range in oned.
@@ -247,7 +220,7 @@ pub fn post(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
     }
     let history = vm.require_current_host()?;
     let oned = Oned::from_env(env)?;
-    let tuning = Tuning::from_env(env)?;
+    let tuning = tuning(env)?;
     let verified = verify(&oned, env, &nics)?;
     let host = oned
         .host(u64::from(history.hid))
@@ -306,7 +279,7 @@ pub fn clean(
         None => vm.require_current_host()?.hostname.clone(),
     };
     let oned = Oned::from_env(env)?;
-    let tuning = Tuning::from_env(env)?;
+    let tuning = tuning(env)?;
     let verified = verify(&oned, env, &nics)?;
     let mut errors: Vec<String> = Vec::new();
     let encoded = opennebula::base64::encode(document.to_xml().as_bytes());
