@@ -42,7 +42,13 @@ pub fn fixtures_in(folder: &str) -> Vec<String> {
 /// Compares `actual` with `tests/golden/<name>`; with `UPDATE_GOLDEN=1`
 /// rewrites the golden file instead.
 pub fn assert_golden(name: &str, actual: &str) {
-    let path = tests_dir().join("golden").join(name);
+    assert_golden_in(&tests_dir().join("golden"), name, actual);
+}
+
+/// Compares `actual` with `<dir>/<name>` (a crate's own golden folder);
+/// with `UPDATE_GOLDEN=1` rewrites the golden file instead.
+pub fn assert_golden_in(dir: &Path, name: &str, actual: &str) {
+    let path = dir.join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).expect("create the golden folder");
