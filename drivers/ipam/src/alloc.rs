@@ -14,8 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -290,29 +289,8 @@ impl Store {
         let mut state = state.clone();
         state.version = 1;
         let text = serde_json::to_vec_pretty(&state).map_err(|e| format!("cannot encode the address state: {e}"))?;
-        let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut file = {
-                use std::os::unix::fs::OpenOptionsExt;
-                OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&tmp)?
-            };
-            file.write_all(&text)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("cannot save the address state {}: {e}", self.path.display())
-        })
+        opennebula::fsutil::write_atomic(&self.path, &text, 0o600)
+            .map_err(|e| format!("cannot save the address state {}: {e}", self.path.display()))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod attr;
 pub mod base64;
 pub mod cli;
 pub mod driver;
+pub mod fsutil;
 pub mod ipam;
 pub mod message;
 pub mod oned;
