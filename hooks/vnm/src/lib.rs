@@ -28,7 +28,9 @@ use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use opennebula::attr::parse_value;
 use opennebula::cli::{EXIT_USAGE, parse_args};
-use opennebula::driver::{Env, Io, Output, dispatch_argv0, run};
+use opennebula::driver::{Env, Io, Log, Output, dispatch_argv0, run};
+use opennebula::vm::Vm;
+use opennebula::xml::Element;
 
 const PROGRAM: &str = "scaleway-vnm";
 
@@ -158,54 +160,69 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
     }
     run(&origin, cli.action.name(), &cli.args, env, io, |d| {
         let document = d.read_document()?;
-        match cli.action {
-            Action::VnetCreate | Action::VnetDelete => {
-                if document.name != "VNET" {
-                    bail!("{} expects a VNET document, got <{}>", cli.action.name(), document.name);
-                }
-                let id: u64 = parse_value("VNET/ID", document.child("ID").map_or("", |e| e.text.as_str()))?;
-                d.log
-                    .debug(format_args!("virtual network {id}: nothing to do on the frontend"));
-                Ok(Output::empty())
-            }
-            _ => {
-                let vm = opennebula::vm::Vm::from_element(&document)?;
-                match (driver, cli.action) {
-                    (VnMad::Scaleway, Action::Pre) => return host::pre(&vm, d.log, env),
-                    (VnMad::Scaleway, Action::Post) => return frontend::post(&vm, d.log, env),
-                    (VnMad::Scaleway, Action::UpdateSg) => {
-                        // Defined behaviour: this driver does not filter traffic (see the README).
-                        if !vm.security_group_rules.is_empty() && !vm.nics_of("scaleway")?.is_empty() {
-                            d.log.warn(format_args!(
-                                "VM {}: security group rules are not enforced on scaleway public NICs",
-                                vm.id
-                            ));
-                        }
-                        return Ok(Output::empty());
-                    }
-                    // Nothing on the host depends on the attributes update_nic changes.
-                    (VnMad::Scaleway, Action::UpdateNic) => return Ok(Output::empty()),
-                    (VnMad::Scaleway, Action::Clean) => {
-                        let ssh = frontend::Ssh::from_env(env)?;
-                        return frontend::clean(&vm, &document, &cli.args, d.log, env, &ssh);
-                    }
-                    (VnMad::Scaleway, Action::CleanHost) => return host::clean_host(&vm, d.log, env),
-                    (VnMad::ScalewayEvpn, Action::CleanHost) => {
-                        bail!("clean_host is for the scaleway driver; scaleway_evpn cleans on the host in clean")
-                    }
-                    _ => {}
-                }
-                let nics = vm.nics_of(driver.name())?;
-                d.log
-                    .debug(format_args!("VM {}: {} NICs of {}", vm.id, nics.len(), driver.name()));
-                bail!(
-                    "the {} network action {} is not available in one-scaleway {} yet: \
-                     the VM document was read and is valid, nothing was changed",
-                    driver.name(),
-                    cli.action.name(),
-                    env!("CARGO_PKG_VERSION")
-                )
-            }
+        if matches!(cli.action, Action::VnetCreate | Action::VnetDelete) {
+            return vnet_action(cli.action, &document, d.log);
+        }
+        let vm = Vm::from_element(&document)?;
+        match driver {
+            VnMad::Scaleway => public_action(cli.action, &vm, &document, &cli.args, d.log, env),
+            VnMad::ScalewayEvpn => private_action(cli.action, &vm, d.log, env),
         }
     })
+}
+
+/// `vnet_create`, `vnet_delete`: neither driver keeps per-network state on
+/// the frontend.
+fn vnet_action(action: Action, document: &Element, log: &mut Log<'_>) -> anyhow::Result<Output> {
+    if document.name != "VNET" {
+        bail!("{} expects a VNET document, got <{}>", action.name(), document.name);
+    }
+    let id: u64 = parse_value("VNET/ID", document.child("ID").map_or("", |e| e.text.as_str()))?;
+    log.debug(format_args!("virtual network {id}: nothing to do on the frontend"));
+    Ok(Output::empty())
+}
+
+/// The public driver `scaleway`.
+fn public_action(
+    action: Action,
+    vm: &Vm,
+    document: &Element,
+    args: &[String],
+    log: &mut Log<'_>,
+    env: &Env,
+) -> anyhow::Result<Output> {
+    match action {
+        Action::Pre => host::pre(vm, log, env),
+        Action::Post => frontend::post(vm, log, env),
+        Action::Clean => frontend::clean(vm, document, args, log, env, &frontend::Ssh::from_env(env)?),
+        Action::CleanHost => host::clean_host(vm, log, env),
+        Action::UpdateSg => {
+            // Defined behaviour: this driver does not filter traffic (see the README).
+            if !vm.security_group_rules.is_empty() && !vm.nics_of(VnMad::Scaleway.name())?.is_empty() {
+                log.warn(format_args!(
+                    "VM {}: security group rules are not enforced on scaleway public NICs",
+                    vm.id
+                ));
+            }
+            Ok(Output::empty())
+        }
+        // Nothing on the host depends on the attributes update_nic changes.
+        Action::UpdateNic => Ok(Output::empty()),
+        Action::VnetCreate | Action::VnetDelete | Action::Reconcile => bail!("{} takes no VM document", action.name()),
+    }
+}
+
+/// The private driver `scaleway_evpn`.
+fn private_action(action: Action, vm: &Vm, log: &mut Log<'_>, _env: &Env) -> anyhow::Result<Output> {
+    if action == Action::CleanHost {
+        bail!("clean_host is for the scaleway driver; scaleway_evpn cleans on the host in clean");
+    }
+    let nics = vm.nics_of(VnMad::ScalewayEvpn.name())?;
+    log.debug(format_args!("VM {}: {} NICs of scaleway_evpn", vm.id, nics.len()));
+    bail!(
+        "the scaleway_evpn network action {} is not available in one-scaleway {} yet: \
+         the VM document was read and is valid, nothing was changed",
+        action.name(),
+        env!("CARGO_PKG_VERSION")
+    )
 }
