@@ -283,9 +283,19 @@ fn nic_attributes_are_checked_for_the_drivers_own_nics() {
     for (what, doc, expected) in &public_cases {
         let ran = run_vnm("scaleway", "pre", &[], &[], &encode(doc));
         assert_refused(&ran, what, expected);
-        let other = run_vnm("scaleway_evpn", "pre", &[], &[], &encode(doc));
+        // scaleway_evpn reads only its own NIC, and stops at the missing cluster configuration.
+        let empty = test_support::TempDir::new("hostile-evpn");
+        let state = empty.path().display().to_string();
+        let lock = empty.path().join("lock").display().to_string();
+        let env = [
+            ("ONE_SCALEWAY_STATE_DIR", state.as_str()),
+            ("ONE_SCALEWAY_HOST_LOCK", lock.as_str()),
+        ];
+        let other = run_vnm("scaleway_evpn", "pre", &[], &env, &encode(doc));
         assert!(
-            other.stderr.contains("the VM document was read and is valid"),
+            other
+                .stderr
+                .contains("VM 42: this host has no BGP-EVPN configuration yet"),
             "{what}: scaleway_evpn is not concerned\n{}",
             other.stderr
         );
@@ -301,7 +311,7 @@ fn nic_attributes_are_checked_for_the_drivers_own_nics() {
 /// Valid documents get past every check: the address actions answer, the
 /// actions that need Scaleway fail only for want of credentials (the
 /// fixtures name the profile `edge-paris`), the
-/// network actions that are not built yet say so (changing nothing), the
+/// network actions check what they need before changing anything, the
 /// complete ones succeed.
 #[test]
 fn valid_documents_are_accepted() {
@@ -336,15 +346,32 @@ fn valid_documents_are_accepted() {
     }
     // (scaleway's pre really changes the host's network: its tests run in
     // namespaces, hooks/vnm/tests/host_netns.rs)
+    // scaleway_evpn on a host that has no cluster configuration yet: pre says
+    // so (but for attach_nic.xml, whose attached NIC is a public one: nothing
+    // to do), post has nothing to do. Nothing outside the temporary folder.
+    let empty = test_support::TempDir::new("valid-evpn");
+    let state = empty.path().display().to_string();
+    let lock = empty.path().join("lock").display().to_string();
+    let env = [
+        ("ONE_SCALEWAY_STATE_DIR", state.as_str()),
+        ("ONE_SCALEWAY_HOST_LOCK", lock.as_str()),
+    ];
     for name in ["vm/deploy.xml", "vm/attach_nic.xml", "vm/migrate.xml", "vm/ipv6.xml"] {
-        for (driver, action) in [("scaleway_evpn", "pre"), ("scaleway_evpn", "post")] {
-            let ran = run_vnm(driver, action, &[], &[], &encode(&reduce_for_vnm(&fixture(name))));
+        let doc = encode(&reduce_for_vnm(&fixture(name)));
+        let pre = run_vnm("scaleway_evpn", "pre", &[], &env, &doc);
+        if name == "vm/attach_nic.xml" {
+            assert_eq!((pre.code, pre.stdout.as_str()), (0, ""), "{name}: {}", pre.stderr);
+        } else {
+            assert_eq!(pre.code, 1, "{name}: {}", pre.stderr);
             assert!(
-                ran.stderr.contains("the VM document was read and is valid"),
-                "{name} {driver} {action}: {}",
-                ran.stderr
+                pre.stderr
+                    .contains("VM 42: this host has no BGP-EVPN configuration yet"),
+                "{name}: {}",
+                pre.stderr
             );
         }
+        let post = run_vnm("scaleway_evpn", "post", &[], &env, &doc);
+        assert_eq!((post.code, post.stdout.as_str()), (0, ""), "{name}: {}", post.stderr);
     }
     for name in ["vnet/public.xml", "vnet/private.xml"] {
         for action in ["vnet_create", "vnet_delete"] {

@@ -21,6 +21,7 @@
 
 pub mod frontend;
 pub mod host;
+pub mod private;
 
 use std::ffi::OsString;
 
@@ -76,6 +77,11 @@ pub enum Action {
     /// Not an OpenNebula action: re-applies the host state the driver
     /// recorded (after a reboot). `scaleway-vnm --driver scaleway reconcile`.
     Reconcile,
+    /// Not an OpenNebula action: applies a cluster description to this
+    /// host's FRR and firewall (`scaleway_evpn`).
+    /// `scaleway-vnm --driver scaleway_evpn evpn-config FILE`.
+    #[value(name = "evpn-config")]
+    EvpnConfig,
 }
 
 impl Action {
@@ -103,6 +109,7 @@ impl Action {
             Self::VnetDelete => "vnet_delete",
             Self::CleanHost => "clean_host",
             Self::Reconcile => "reconcile",
+            Self::EvpnConfig => "evpn-config",
         }
     }
 }
@@ -114,12 +121,13 @@ OpenNebula runs the action files under remotes/vnm/scaleway/ and remotes/vnm/sca
 which are links to this program, with a base64-encoded VM document on stdin (a VNET document \
 for vnet_create and vnet_delete). Log level: ONE_SCALEWAY_LOG=error|warn|info|debug.
 
-Status: documents are read and validated; vnet_create and vnet_delete are complete; for \
-scaleway, pre (host side: bridge, route, proxy ARP, 1:1 NAT) and clean_host (its removal, run over \
-SSH by the frontend's clean) are complete, and `reconcile` re-applies the host state after a \
-reboot; post and clean (frontend: flexible IP attach/detach, host part over SSH) are complete; \
-update_sg and update_nic succeed without changes (scaleway does not filter traffic); every \
-scaleway_evpn action except vnet_create/vnet_delete is not available yet.")]
+Status: documents are read and validated. scaleway (public): pre (host side: bridge, route, proxy \
+ARP, 1:1 NAT), post and clean (frontend: flexible IP attach/detach, host part over SSH through \
+clean_host) are complete; `reconcile` re-applies the host state after a reboot. scaleway_evpn \
+(private, VXLAN + BGP-EVPN through FRR): pre, post and clean are complete; `evpn-config FILE` \
+applies the cluster description to the host's FRR and firewall; `reconcile` as above. For both, \
+update_sg and update_nic succeed without changes (neither driver filters traffic), and \
+vnet_create and vnet_delete have nothing to do.")]
 struct Cli {
     /// Which driver (taken from the action file's folder when OpenNebula runs us).
     #[arg(long, value_enum)]
@@ -152,10 +160,16 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
         }
     };
     let origin = format!("{PROGRAM} {}", driver.name());
+    if cli.action == Action::EvpnConfig {
+        return run(&origin, "evpn-config", &cli.args, env, io, |d| match driver {
+            VnMad::ScalewayEvpn => private::evpn_config(&cli.args, d.log, env),
+            VnMad::Scaleway => bail!("evpn-config is for the scaleway_evpn driver"),
+        });
+    }
     if cli.action == Action::Reconcile {
         return run(&origin, "reconcile", &cli.args, env, io, |d| match driver {
             VnMad::Scaleway => host::reconcile(d.log, env),
-            VnMad::ScalewayEvpn => bail!("reconcile is not available for scaleway_evpn yet"),
+            VnMad::ScalewayEvpn => private::reconcile(d.log, env),
         });
     }
     run(&origin, cli.action.name(), &cli.args, env, io, |d| {
@@ -208,21 +222,33 @@ fn public_action(
         }
         // Nothing on the host depends on the attributes update_nic changes.
         Action::UpdateNic => Ok(Output::empty()),
-        Action::VnetCreate | Action::VnetDelete | Action::Reconcile => bail!("{} takes no VM document", action.name()),
+        Action::VnetCreate | Action::VnetDelete | Action::Reconcile | Action::EvpnConfig => {
+            bail!("{} takes no VM document", action.name())
+        }
     }
 }
 
-/// The private driver `scaleway_evpn`.
-fn private_action(action: Action, vm: &Vm, log: &mut Log<'_>, _env: &Env) -> anyhow::Result<Output> {
-    if action == Action::CleanHost {
-        bail!("clean_host is for the scaleway driver; scaleway_evpn cleans on the host in clean");
+/// The private driver `scaleway_evpn`: everything runs on the host.
+fn private_action(action: Action, vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
+    match action {
+        Action::Pre => private::pre(vm, log, env),
+        Action::Post => private::post(vm, log, env),
+        Action::Clean => private::clean(vm, log, env),
+        Action::CleanHost => bail!("clean_host is for the scaleway driver; scaleway_evpn cleans on the host in clean"),
+        Action::UpdateSg => {
+            // Defined behaviour: this driver does not filter traffic (see the README).
+            if !vm.security_group_rules.is_empty() && !vm.nics_of(VnMad::ScalewayEvpn.name())?.is_empty() {
+                log.warn(format_args!(
+                    "VM {}: security group rules are not enforced on scaleway_evpn NICs",
+                    vm.id
+                ));
+            }
+            Ok(Output::empty())
+        }
+        // The segment depends on VLAN_ID and the bridge, which update_nic does not change.
+        Action::UpdateNic => Ok(Output::empty()),
+        Action::VnetCreate | Action::VnetDelete | Action::Reconcile | Action::EvpnConfig => {
+            bail!("{} takes no VM document", action.name())
+        }
     }
-    let nics = vm.nics_of(VnMad::ScalewayEvpn.name())?;
-    log.debug(format_args!("VM {}: {} NICs of scaleway_evpn", vm.id, nics.len()));
-    bail!(
-        "the scaleway_evpn network action {} is not available in one-scaleway {} yet: \
-         the VM document was read and is valid, nothing was changed",
-        action.name(),
-        env!("CARGO_PKG_VERSION")
-    )
 }

@@ -1,0 +1,204 @@
+//! A fake host for tests: simulated links (with the kernel's rules from
+//! [`crate::plan::simulate`]), the firewall script and the FRR
+//! configuration last applied, a hostname and forwarding, a log of every
+//! call, and failures on demand.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use netapply::ApplyError;
+
+use crate::apply::{EvpnHost, Firewall, Forwarding, Frr, Links, System};
+use crate::observed::{Link, Observed};
+use crate::plan::{LinkOp, simulate};
+
+struct State {
+    links: Observed,
+    firewall: Option<String>,
+    frr: Option<String>,
+    hostname: String,
+    forwarding: Forwarding,
+    calls: Vec<String>,
+    /// `(tool, message)`: the next call of `tool` (`ip`, `nft`, `vtysh`,
+    /// `frr-reload`) that changes or checks something fails with `message`.
+    failures: VecDeque<(String, String)>,
+}
+
+/// The fake host.
+pub struct FakeHost {
+    state: Mutex<State>,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeHost {
+    /// A host named `host1` with forwarding off and no link.
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                links: Observed::default(),
+                firewall: None,
+                frr: None,
+                hostname: "host1".into(),
+                forwarding: Forwarding {
+                    ipv4: false,
+                    ipv6: false,
+                },
+                calls: Vec::new(),
+                failures: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// A host with an underlay device `device` holding `local`, MTU `mtu`.
+    pub fn with_underlay(device: &str, local: &str, mtu: u32) -> Self {
+        let host = Self::new();
+        host.lock().links.links.insert(
+            device.to_owned(),
+            Link {
+                mtu,
+                up: true,
+                ipv4: local.parse().into_iter().collect(),
+                ..Link::default()
+            },
+        );
+        host
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn host(&self) -> EvpnHost<'_> {
+        EvpnHost {
+            links: self,
+            firewall: self,
+            frr: self,
+            system: self,
+        }
+    }
+
+    pub fn links(&self) -> Observed {
+        self.lock().links.clone()
+    }
+
+    pub fn set_links(&self, links: Observed) {
+        self.lock().links = links;
+    }
+
+    /// The `nft -f -` script last applied.
+    pub fn firewall(&self) -> Option<String> {
+        self.lock().firewall.clone()
+    }
+
+    /// The FRR configuration last reloaded.
+    pub fn frr(&self) -> Option<String> {
+        self.lock().frr.clone()
+    }
+
+    pub fn set_forwarding(&self, forwarding: Forwarding) {
+        self.lock().forwarding = forwarding;
+    }
+
+    /// Calls so far, forgotten.
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().calls)
+    }
+
+    /// Makes the next call of `tool` (`ip`, `nft`, `vtysh`, `frr-reload`) fail.
+    pub fn fail_next(&self, tool: &str, message: &str) {
+        self.lock().failures.push_back((tool.to_owned(), message.to_owned()));
+    }
+
+    fn failure(state: &mut State, tool: &str) -> Option<String> {
+        let i = state.failures.iter().position(|(t, _)| t == tool)?;
+        state.failures.remove(i).map(|(_, m)| m)
+    }
+}
+
+impl Links for FakeHost {
+    fn observe(&self) -> Result<Observed, ApplyError> {
+        let mut s = self.lock();
+        s.calls.push("ip -d -j addr show".into());
+        Ok(s.links.clone())
+    }
+
+    fn apply(&self, ops: &[LinkOp], keep_going: bool) -> Result<(), ApplyError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut s = self.lock();
+        for op in ops {
+            s.calls.push(format!("ip {op}"));
+        }
+        if let Some(m) = Self::failure(&mut s, "ip") {
+            return Err(ApplyError {
+                message: m,
+                failed_line: Some(1),
+            });
+        }
+        for (i, op) in ops.iter().enumerate() {
+            if let Err(e) = simulate(&mut s.links, std::slice::from_ref(op))
+                && !keep_going
+            {
+                return Err(ApplyError {
+                    message: format!("`ip -batch -` failed: {e} (at `ip {op}`)"),
+                    failed_line: Some(i + 1),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Firewall for FakeHost {
+    fn apply(&self, script: &str) -> Result<(), ApplyError> {
+        let mut s = self.lock();
+        s.calls.push("nft -f -".into());
+        if let Some(m) = Self::failure(&mut s, "nft") {
+            return Err(ApplyError::new(m));
+        }
+        s.firewall = Some(script.to_owned());
+        Ok(())
+    }
+}
+
+impl Frr for FakeHost {
+    fn check(&self, path: &Path) -> Result<(), ApplyError> {
+        let mut s = self.lock();
+        s.calls.push("vtysh -C -f".into());
+        if let Some(m) = Self::failure(&mut s, "vtysh") {
+            return Err(ApplyError::new(m));
+        }
+        std::fs::read_to_string(path)
+            .map(drop)
+            .map_err(|e| ApplyError::new(format!("cannot read {}: {e}", path.display())))
+    }
+
+    fn reload(&self, path: &Path) -> Result<(), ApplyError> {
+        let mut s = self.lock();
+        s.calls.push("frr-reload.py --reload".into());
+        if let Some(m) = Self::failure(&mut s, "frr-reload") {
+            return Err(ApplyError::new(m));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ApplyError::new(format!("cannot read {}: {e}", path.display())))?;
+        s.frr = Some(text);
+        Ok(())
+    }
+}
+
+impl System for FakeHost {
+    fn hostname(&self) -> Result<String, ApplyError> {
+        Ok(self.lock().hostname.clone())
+    }
+
+    fn forwarding(&self) -> Result<Forwarding, ApplyError> {
+        Ok(self.lock().forwarding)
+    }
+}

@@ -1,0 +1,431 @@
+//! The driver's record on a host (`vnm-evpn.json`): the cluster
+//! description `evpn-config` applied, every segment with the NICs that use
+//! it, and the VNIs the FRR configuration lists.
+//!
+//! The record is how `clean` knows that no VM uses a network any more (its
+//! segment has no user left), how `pre` knows which VNIs FRR must list,
+//! and what `reconcile` puts back after a reboot. It is read and replaced
+//! atomically, only under the host lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use netapply::ApplyError;
+use opennebula::attr::IfName;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Cluster;
+use crate::net::Vni;
+use crate::segment::{Segment, User};
+
+/// One segment and who uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentState {
+    pub segment: Segment,
+    /// The driver created the bridge (so it deletes it once unused).
+    pub created_bridge: bool,
+    pub users: BTreeSet<User>,
+}
+
+/// What `evpn-config` applied: the cluster description as given, and
+/// this host's underlay address and device as found on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    pub cluster: Cluster,
+    /// This host's underlay address (`LOCAL`, or the `HOSTS` address it holds).
+    pub local: Ipv4Addr,
+    /// The device holding it (`UNDERLAY_DEVICE`, or the device found).
+    pub device: String,
+}
+
+/// What the driver applied on this host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// What `evpn-config` applied.
+    pub config: Option<HostConfig>,
+    pub segments: BTreeMap<Vni, SegmentState>,
+    /// The VNIs of the FRR configuration last applied (`None`: never applied).
+    pub announced: Option<BTreeSet<Vni>>,
+}
+
+impl Record {
+    /// The VNIs FRR must list: every segment's, and the description's `VNIS`.
+    pub fn wanted_vnis(&self) -> BTreeSet<Vni> {
+        let mut vnis: BTreeSet<Vni> = self.segments.keys().copied().collect();
+        if let Some(c) = &self.config {
+            vnis.extend(c.cluster.vnis.iter().copied());
+        }
+        vnis
+    }
+
+    /// The NICs of VM `vm` the record holds, with their VNI.
+    pub fn users_of(&self, vm: u64) -> Vec<(Vni, User)> {
+        self.segments
+            .iter()
+            .flat_map(|(vni, s)| s.users.iter().filter(|u| u.vm == vm).map(|u| (*vni, *u)))
+            .collect()
+    }
+
+    /// Forgets the users `which` selects; segments left without users go.
+    pub fn forget(&mut self, which: impl Fn(&User) -> bool) {
+        for s in self.segments.values_mut() {
+            s.users.retain(|u| !which(u));
+        }
+        self.segments.retain(|_, s| !s.users.is_empty());
+    }
+
+    /// Records `user` on `segment`. A VNI already on another bridge, or a
+    /// bridge already carrying another VNI, is refused naming who uses it.
+    /// The same VNI and bridge with other settings (MTU, underlay) takes
+    /// the new ones.
+    pub fn use_segment(&mut self, user: User, segment: &Segment) -> Result<(), String> {
+        let users = |s: &SegmentState| s.users.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        if let Some(s) = self.segments.get(&segment.vni)
+            && s.segment.bridge != segment.bridge
+        {
+            return Err(format!(
+                "VNI {} is on bridge {} on this host (used by {}); {user} asks for bridge {}",
+                segment.vni,
+                s.segment.bridge,
+                users(s),
+                segment.bridge
+            ));
+        }
+        if let Some((vni, s)) = self
+            .segments
+            .iter()
+            .find(|(vni, s)| **vni != segment.vni && s.segment.bridge == segment.bridge)
+        {
+            return Err(format!(
+                "bridge {} carries VNI {vni} on this host (used by {}); {user} asks for VNI {} on it",
+                segment.bridge,
+                users(s),
+                segment.vni
+            ));
+        }
+        let state = self.segments.entry(segment.vni).or_insert_with(|| SegmentState {
+            segment: segment.clone(),
+            created_bridge: false,
+            users: BTreeSet::new(),
+        });
+        state.segment = segment.clone();
+        state.users.insert(user);
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileV1 {
+    version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config: Option<ConfigV1>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    announced: Option<Vec<u32>>,
+    #[serde(default)]
+    segments: Vec<SegmentV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfigV1 {
+    cluster: ClusterV1,
+    local: Ipv4Addr,
+    device: String,
+}
+
+impl ConfigV1 {
+    fn from(c: &HostConfig) -> Self {
+        Self {
+            cluster: ClusterV1::from(&c.cluster),
+            local: c.local,
+            device: c.device.clone(),
+        }
+    }
+
+    fn to_config(&self) -> Result<HostConfig, String> {
+        let cluster = self.cluster.to_cluster()?;
+        if !cluster.hosts.contains(&self.local) {
+            return Err(format!(
+                "this host's address {} is not one of the cluster's hosts",
+                self.local
+            ));
+        }
+        Ok(HostConfig {
+            cluster,
+            local: self.local,
+            device: name("underlay device", &self.device)?,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClusterV1 {
+    #[serde(rename = "as")]
+    asn: u32,
+    underlay: String,
+    hosts: Vec<Ipv4Addr>,
+    reflectors: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    underlay_device: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    vnis: Vec<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserV1 {
+    vm: u64,
+    nic_id: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SegmentV1 {
+    vni: u32,
+    bridge: String,
+    underlay: String,
+    local: Ipv4Addr,
+    mtu: u32,
+    created_bridge: bool,
+    users: Vec<UserV1>,
+}
+
+fn name(what: &str, n: &str) -> Result<String, String> {
+    n.parse::<IfName>()
+        .map(|i| i.as_str().to_owned())
+        .map_err(|e| format!("{what} {n:?}: {e}"))
+}
+
+impl ClusterV1 {
+    fn from(c: &Cluster) -> Self {
+        Self {
+            asn: c.asn,
+            underlay: c.underlay.to_string(),
+            hosts: c.hosts.clone(),
+            reflectors: c.reflectors,
+            local: c.local,
+            underlay_device: c.underlay_device.as_ref().map(ToString::to_string),
+            vnis: c.vnis.iter().map(|v| v.get()).collect(),
+        }
+    }
+
+    fn to_cluster(&self) -> Result<Cluster, String> {
+        let cluster = Cluster {
+            asn: self.asn,
+            underlay: self.underlay.parse().map_err(|e| format!("cluster underlay: {e}"))?,
+            hosts: self.hosts.clone(),
+            reflectors: self.reflectors,
+            local: self.local,
+            underlay_device: match &self.underlay_device {
+                Some(d) => Some(d.parse().map_err(|e| format!("cluster underlay device: {e}"))?),
+                None => None,
+            },
+            vnis: self
+                .vnis
+                .iter()
+                .map(|v| Vni::new(*v))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("cluster VNIs: {e}"))?,
+        };
+        cluster.validate().map_err(|e| format!("cluster: {e}"))?;
+        Ok(cluster)
+    }
+}
+
+impl SegmentV1 {
+    fn from(s: &SegmentState) -> Self {
+        Self {
+            vni: s.segment.vni.get(),
+            bridge: s.segment.bridge.clone(),
+            underlay: s.segment.underlay.clone(),
+            local: s.segment.local,
+            mtu: s.segment.mtu,
+            created_bridge: s.created_bridge,
+            users: s
+                .users
+                .iter()
+                .map(|u| UserV1 {
+                    vm: u.vm,
+                    nic_id: u.nic_id,
+                })
+                .collect(),
+        }
+    }
+
+    fn to_state(&self) -> Result<SegmentState, String> {
+        let vni = Vni::new(self.vni).map_err(|e| format!("segment: {e}"))?;
+        Ok(SegmentState {
+            segment: Segment {
+                vni,
+                bridge: name("segment bridge", &self.bridge)?,
+                vxlan: vni.vxlan_device(),
+                underlay: name("segment underlay", &self.underlay)?,
+                local: self.local,
+                mtu: self.mtu,
+            },
+            created_bridge: self.created_bridge,
+            users: self
+                .users
+                .iter()
+                .map(|u| User {
+                    vm: u.vm,
+                    nic_id: u.nic_id,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The record's file.
+#[derive(Debug, Clone)]
+pub struct RecordFile {
+    path: PathBuf,
+}
+
+impl RecordFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the record (empty when the file does not exist). Call it under
+    /// the host lock.
+    pub fn load(&self) -> Result<Record, ApplyError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::default()),
+            Err(e) => return Err(ApplyError::new(format!("cannot read {}: {e}", self.path.display()))),
+        };
+        let damaged = |problem: String| {
+            ApplyError::new(format!(
+                "the driver's host record {} is damaged ({problem}); move it aside, run `scaleway-vnm --driver \
+                 scaleway_evpn evpn-config` again, and the next pre of each VM records it again",
+                self.path.display()
+            ))
+        };
+        let file: FileV1 = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+        if file.version != 1 {
+            return Err(damaged(format!("version {} is not 1", file.version)));
+        }
+        let mut record = Record {
+            config: file
+                .config
+                .as_ref()
+                .map(ConfigV1::to_config)
+                .transpose()
+                .map_err(damaged)?,
+            segments: BTreeMap::new(),
+            announced: match file.announced {
+                Some(v) => Some(v.into_iter().map(Vni::new).collect::<Result<_, _>>().map_err(damaged)?),
+                None => None,
+            },
+        };
+        for s in &file.segments {
+            let state = s.to_state().map_err(damaged)?;
+            record.segments.insert(state.segment.vni, state);
+        }
+        Ok(record)
+    }
+
+    /// Replaces the file atomically. Call it under the host lock.
+    pub fn save(&self, record: &Record) -> Result<(), ApplyError> {
+        let file = FileV1 {
+            version: 1,
+            config: record.config.as_ref().map(ConfigV1::from),
+            announced: record.announced.as_ref().map(|a| a.iter().map(|v| v.get()).collect()),
+            segments: record.segments.values().map(SegmentV1::from).collect(),
+        };
+        let fail = |e: String| ApplyError::new(format!("cannot save the host record {}: {e}", self.path.display()));
+        let mut text = serde_json::to_vec_pretty(&file).map_err(|e| fail(e.to_string()))?;
+        text.push(b'\n');
+        write_atomically(&self.path, &text).map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// Replaces `path` with `bytes` (mode 0644) atomically, creating its
+/// folder if needed (`opennebula::fsutil::write_atomic`).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    opennebula::fsutil::write_atomic(path, bytes, 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(vni: u32, bridge: &str) -> Segment {
+        let vni = Vni::new(vni).unwrap();
+        Segment {
+            vni,
+            bridge: bridge.into(),
+            vxlan: vni.vxlan_device(),
+            underlay: "scwpriv0".into(),
+            local: "10.0.0.2".parse().unwrap(),
+            mtu: 1450,
+        }
+    }
+
+    fn user(vm: u64, nic_id: u32) -> User {
+        User { vm, nic_id }
+    }
+
+    #[test]
+    fn users_and_conflicts() {
+        let mut r = Record::default();
+        r.use_segment(user(1, 0), &segment(100, "onebr.100")).unwrap();
+        r.use_segment(user(2, 1), &segment(100, "onebr.100")).unwrap();
+        r.use_segment(user(2, 2), &segment(200, "onebr.200")).unwrap();
+        let e = r.use_segment(user(3, 0), &segment(100, "other")).unwrap_err();
+        assert_eq!(
+            e,
+            "VNI 100 is on bridge onebr.100 on this host (used by VM 1 NIC 0, VM 2 NIC 1); VM 3 NIC 0 asks for bridge other"
+        );
+        let e = r.use_segment(user(3, 0), &segment(300, "onebr.200")).unwrap_err();
+        assert!(
+            e.starts_with("bridge onebr.200 carries VNI 200 on this host (used by VM 2 NIC 2)"),
+            "{e}"
+        );
+        assert_eq!(r.users_of(2).len(), 2);
+        r.forget(|u| u.vm == 2);
+        assert_eq!(r.segments.len(), 1, "VNI 200 had only VM 2");
+        assert_eq!(r.segments[&Vni::new(100).unwrap()].users.len(), 1);
+        assert_eq!(r.wanted_vnis().len(), 1);
+    }
+
+    #[test]
+    fn round_trips_and_refuses_damage() {
+        let dir = test_support::TempDir::new("evpn-record");
+        let file = RecordFile::new(dir.path().join("state/vnm-evpn.json"));
+        assert_eq!(file.load().unwrap(), Record::default());
+        let mut record = Record {
+            config: Some(HostConfig {
+                cluster: Cluster::parse(
+                    "AS = 65000\nUNDERLAY = 10.0.0.0/24\nHOSTS = \"10.0.0.2 10.0.0.3\"\nLOCAL = 10.0.0.2\nVNIS = 7",
+                )
+                .unwrap(),
+                local: "10.0.0.2".parse().unwrap(),
+                device: "scwpriv0".into(),
+            }),
+            announced: Some([Vni::new(100).unwrap()].into()),
+            ..Record::default()
+        };
+        record.use_segment(user(42, 1), &segment(100, "onebr.100")).unwrap();
+        record.segments.values_mut().for_each(|s| s.created_bridge = true);
+        file.save(&record).unwrap();
+        assert_eq!(file.load().unwrap(), record);
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert!(text.contains("\"as\": 65000"), "{text}");
+        std::fs::write(file.path(), r#"{"version": 1, "segments": [{"vni": 0, "bridge": "b", "underlay": "u", "local": "10.0.0.2", "mtu": 1450, "created_bridge": true, "users": []}]}"#).unwrap();
+        let e = file.load().unwrap_err().to_string();
+        assert!(e.contains("is damaged (segment: 0 is not a VXLAN"), "{e}");
+        std::fs::write(file.path(), r#"{"version": 2}"#).unwrap();
+        assert!(file.load().unwrap_err().to_string().contains("version 2 is not 1"));
+        std::fs::write(file.path(), "{").unwrap();
+        assert!(file.load().unwrap_err().to_string().contains("is damaged"));
+    }
+}
