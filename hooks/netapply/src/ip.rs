@@ -67,34 +67,7 @@ impl Ip for IpCommand<'_> {
     }
 
     fn apply(&self, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let mut script = String::new();
-        for op in ops {
-            script.push_str(&op.args().join(" "));
-            script.push('\n');
-        }
-        let args: &[&str] = if keep_going {
-            &["-force", "-batch", "-"]
-        } else {
-            &["-batch", "-"]
-        };
-        let ran = self.tools.run("ip", args, script.as_bytes())?;
-        if ran.success {
-            return Ok(());
-        }
-        let mut e = self.tools.failure("ip", args, &ran);
-        // "Command failed -:3": line 3 failed, lines 1 and 2 were applied.
-        e.failed_line = ran
-            .stderr
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Command failed -:"))
-            .and_then(|n| n.trim().parse().ok());
-        if let Some(op) = e.failed_line.and_then(|n| ops.get(n.wrapping_sub(1))) {
-            e.message.push_str(&format!(" (at `ip {op}`)"));
-        }
-        Err(e)
+        self.tools.ip_batch(ops, IpOp::args, keep_going)
     }
 }
 

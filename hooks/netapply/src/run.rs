@@ -212,6 +212,46 @@ impl Tools {
 
     /// The error for a tool that failed: its stderr on one line, and what to
     /// do when the cause is a common one.
+    /// Runs `ip [-force] -batch -` with one line per operation (`args`
+    /// gives its arguments). On failure the error names the failed
+    /// operation (`failed_line`, 1-based): with `keep_going` the others
+    /// were still applied, without it the ones before it were.
+    pub fn ip_batch<T: std::fmt::Display>(
+        &self,
+        ops: &[T],
+        args: impl Fn(&T) -> Vec<String>,
+        keep_going: bool,
+    ) -> Result<(), ApplyError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut script = String::new();
+        for op in ops {
+            script.push_str(&args(op).join(" "));
+            script.push('\n');
+        }
+        let flags: &[&str] = if keep_going {
+            &["-force", "-batch", "-"]
+        } else {
+            &["-batch", "-"]
+        };
+        let ran = self.run("ip", flags, script.as_bytes())?;
+        if ran.success {
+            return Ok(());
+        }
+        let mut e = self.failure("ip", flags, &ran);
+        // "Command failed -:3": line 3 failed.
+        e.failed_line = ran
+            .stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Command failed -:"))
+            .and_then(|n| n.trim().parse().ok());
+        if let Some(op) = e.failed_line.and_then(|n| ops.get(n.wrapping_sub(1))) {
+            e.message.push_str(&format!(" (at `ip {op}`)"));
+        }
+        Err(e)
+    }
+
     pub fn failure(&self, program: &str, args: &[&str], ran: &Ran) -> ApplyError {
         let stderr = ran.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
         let hint = if stderr.contains("Operation not permitted") || stderr.contains("a password is required") {
