@@ -133,20 +133,25 @@ pub fn rebuild(client: &Client, zone: &Zone, project: &str) -> anyhow::Result<St
         .into_iter()
         .filter(|f| tags::is_ours(&f.tags))
     {
-        let Some(block) = tags::value(&fip.tags, tags::BLOCK).and_then(Block::parse) else {
-            continue;
+        let token = tags::value(&fip.tags, tags::TOKEN).unwrap_or_default().to_owned();
+        let allocation = Allocation {
+            phase: Phase::Active,
+            token: token.clone(),
+            zone: zone.to_string(),
+            fip_id: Some(fip.id.clone()),
+            external_ip: fip.address().map(|a| a.to_string()),
+            since: now(),
+            owner: None,
         };
-        state.blocks.insert(
-            block,
-            Allocation {
-                phase: Phase::Active,
-                token: tags::value(&fip.tags, tags::TOKEN).unwrap_or_default().to_owned(),
-                zone: zone.to_string(),
-                fip_id: Some(fip.id.clone()),
-                external_ip: fip.address().map(|a| a.to_string()),
-                since: now(),
-            },
-        );
+        match tags::value(&fip.tags, tags::BLOCK).and_then(Block::parse) {
+            Some(block) => {
+                state.blocks.insert(block, allocation);
+            }
+            None => {
+                let key = if token.is_empty() { fip.id.clone() } else { token };
+                state.unblocked.insert(key, allocation);
+            }
+        }
     }
     Ok(state)
 }
@@ -163,41 +168,77 @@ pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result
     let token = tags::new_token().context("cannot make a registration token")?;
     let store = Store::new(state_path(d.env));
 
-    // 1. Reserve the private block (IPv4 ranges), before anything exists at Scaleway.
-    let block = if s.ipv6 {
-        None
-    } else {
-        let cidr = s.private_cidr;
-        let zone_text = zone.to_string();
-        Some(store.update(
-            || rebuild(&client, &zone, &project),
+    // 0. Repair registrations that crashed half-way: their flexible IP (found by
+    //    token) is deleted and their reservation forgotten.
+    let crashed = store.update(
+        || rebuild(&client, &zone, &project),
+        |state| Ok::<_, anyhow::Error>(state.crashed()),
+    )?;
+    for old in &crashed {
+        let tag = format!("{}{old}", tags::TOKEN);
+        let filter = FipFilter {
+            project_id: Some(project.clone()),
+            tags: vec![tag],
+            ..FipFilter::default()
+        };
+        for fip in client.list_fips(&zone, &filter)? {
+            client.delete_fip(&zone, &fip.id, &project)?;
+            d.log.info(format_args!(
+                "released flexible IP {} of a registration that crashed",
+                fip.ip_address
+            ));
+        }
+        store.update(
+            || Ok::<_, anyhow::Error>(State::default()),
             |state| {
-                let block = cidr.first_free(&state.taken()).ok_or_else(|| {
-                    anyhow!(
-                        "PRIVATE_CIDR {cidr} is exhausted ({} ranges): give this range a larger or another PRIVATE_CIDR",
-                        cidr.capacity()
-                    )
-                })?;
-                state.blocks.insert(
-                    block,
-                    Allocation { phase: Phase::Pending, token: token.clone(), zone: zone_text.clone(), fip_id: None, external_ip: None, since: now() },
-                );
-                Ok(block)
+                state.forget_pending(old);
+                Ok(())
             },
-        )?)
+        )?;
+    }
+
+    // 1. Reserve the registration (and the private block of an IPv4 range),
+    //    before anything exists at Scaleway.
+    let pending = Allocation {
+        phase: Phase::Pending,
+        token: token.clone(),
+        zone: zone.to_string(),
+        fip_id: None,
+        external_ip: None,
+        since: now(),
+        owner: crate::alloc::Owner::me(),
     };
-    let release_block = |log: &mut Log<'_>| {
-        if let Some(b) = block {
-            let freed = store.update(
-                || Ok::<_, anyhow::Error>(State::default()),
-                |state| {
-                    state.blocks.remove(&b);
-                    Ok(())
-                },
-            );
-            if let Err(e) = freed {
-                log.error(format_args!("could not free private block {b}: {e:#}"));
+    let cidr = s.private_cidr;
+    let ipv6 = s.ipv6;
+    let block = store.update(
+        || rebuild(&client, &zone, &project),
+        |state| {
+            if ipv6 {
+                state.unblocked.insert(token.clone(), pending);
+                return Ok(None);
             }
+            let block = cidr.first_free(&state.taken()).ok_or_else(|| {
+                anyhow!(
+                    "PRIVATE_CIDR {cidr} is exhausted ({} ranges): give this range a larger or another PRIVATE_CIDR",
+                    cidr.capacity()
+                )
+            })?;
+            state.blocks.insert(block, pending);
+            Ok(Some(block))
+        },
+    )?;
+    let release_block = |log: &mut Log<'_>| {
+        let freed = store.update(
+            || Ok::<_, anyhow::Error>(State::default()),
+            |state| {
+                state.forget_pending(&token);
+                Ok(())
+            },
+        );
+        if let Err(e) = freed {
+            log.error(format_args!(
+                "could not free the reservation of this registration: {e:#}"
+            ));
         }
     };
 
@@ -278,21 +319,21 @@ pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result
         let mut t = Template::new();
         t.vector("AR", pairs);
         let text = t.render()?;
-        if let Some(b) = block {
-            store.update(
-                || Ok::<_, anyhow::Error>(State::default()),
-                |state| {
-                    let a = state
-                        .blocks
-                        .get_mut(&b)
-                        .ok_or_else(|| anyhow!("private block {b} vanished from the state file"))?;
-                    a.phase = Phase::Active;
-                    a.fip_id = Some(fip.id.clone());
-                    a.external_ip = Some(external.to_string());
-                    Ok(())
-                },
-            )?;
-        }
+        store.update(
+            || Ok::<_, anyhow::Error>(State::default()),
+            |state| {
+                let a = match block {
+                    Some(b) => state.blocks.get_mut(&b),
+                    None => state.unblocked.get_mut(&token),
+                }
+                .ok_or_else(|| anyhow!("the reservation of this registration vanished from the state file"))?;
+                a.phase = Phase::Active;
+                a.fip_id = Some(fip.id.clone());
+                a.external_ip = Some(external.to_string());
+                a.owner = None;
+                Ok(())
+            },
+        )?;
         Ok(text)
     })();
     let text = match answer {
@@ -314,15 +355,14 @@ pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result
         stdout: text,
         undo_if_undelivered: Some(Box::new(move |log| {
             undo(&client, log);
-            if let Some(b) = block {
-                Store::new(store_path).update(
-                    || Ok::<_, anyhow::Error>(State::default()),
-                    |state| {
-                        state.blocks.remove(&b);
-                        Ok(())
-                    },
-                )?;
-            }
+            Store::new(store_path).update(
+                || Ok::<_, anyhow::Error>(State::default()),
+                |state| {
+                    state.blocks.retain(|_, a| a.token != token);
+                    state.unblocked.remove(&token);
+                    Ok(())
+                },
+            )?;
             Ok(())
         })),
     })
@@ -366,22 +406,22 @@ pub fn unregister(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Resu
             }
         }
     }
-    if let Some(ip) = request.ar.ip {
-        let block = Block::containing(ip);
-        Store::new(state_path(d.env)).update(
-            || Ok::<_, anyhow::Error>(State::default()),
-            |state| {
-                if state
+    let block = request.ar.ip.map(Block::containing);
+    Store::new(state_path(d.env)).update(
+        || Ok::<_, anyhow::Error>(State::default()),
+        |state| {
+            if let Some(block) = block
+                && state
                     .blocks
                     .get(&block)
                     .is_some_and(|a| a.fip_id.as_deref().is_none_or(|id| id == fip_id))
-                {
-                    state.blocks.remove(&block);
-                }
-                Ok(())
-            },
-        )?;
-    }
+            {
+                state.blocks.remove(&block);
+            }
+            state.unblocked.retain(|_, a| a.fip_id.as_deref() != Some(fip_id));
+            Ok(())
+        },
+    )?;
     Ok(Output::empty())
 }
 
@@ -446,15 +486,17 @@ pub fn orphans(client: &Client, zone: &Zone, project: &str, state: &State) -> an
         ..FipFilter::default()
     };
     let referenced: std::collections::HashSet<&str> = state
-        .blocks
-        .values()
+        .all()
         .filter(|a| a.phase == Phase::Active)
         .filter_map(|a| a.fip_id.as_deref())
         .collect();
     let pending: std::collections::HashSet<&str> = state
-        .blocks
-        .values()
-        .filter(|a| a.phase == Phase::Pending && now().saturating_sub(a.since) < STALE_PENDING_SECS)
+        .all()
+        .filter(|a| {
+            a.phase == Phase::Pending
+                && a.owner.is_none_or(|o| o.is_alive())
+                && now().saturating_sub(a.since) < STALE_PENDING_SECS
+        })
         .map(|a| a.token.as_str())
         .collect();
     Ok(client

@@ -162,6 +162,41 @@ pub struct Allocation {
     pub external_ip: Option<String>,
     /// Seconds since the epoch when it was reserved.
     pub since: u64,
+    /// The process registering it, while `pending`: if it is gone, the
+    /// registration crashed and the next one repairs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// A process, by pid and start time (so a reused pid is not mistaken for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    /// Field 22 of `/proc/<pid>/stat`: start time, in clock ticks after boot.
+    pub started: u64,
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Owner {
+    /// This process.
+    pub fn me() -> Option<Self> {
+        let pid = std::process::id();
+        Some(Self {
+            pid,
+            started: start_time(pid)?,
+        })
+    }
+
+    /// Whether the process still runs.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.started)
+    }
 }
 
 /// The state file's content: every taken block.
@@ -169,6 +204,9 @@ pub struct Allocation {
 pub struct State {
     pub version: u32,
     pub blocks: BTreeMap<Block, Allocation>,
+    /// Ranges without a private block (IPv6), by registration token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unblocked: BTreeMap<String, Allocation>,
 }
 
 impl Serialize for Block {
@@ -187,6 +225,27 @@ impl<'de> Deserialize<'de> for Block {
 impl State {
     pub fn taken(&self) -> BTreeSet<Block> {
         self.blocks.keys().copied().collect()
+    }
+
+    /// Every registration, with or without a block.
+    pub fn all(&self) -> impl Iterator<Item = &Allocation> {
+        self.blocks.values().chain(self.unblocked.values())
+    }
+
+    /// The tokens of pending registrations whose process is gone: they
+    /// crashed between reserving and finishing.
+    pub fn crashed(&self) -> Vec<String> {
+        self.all()
+            .filter(|a| a.phase == Phase::Pending && a.owner.is_some_and(|o| !o.is_alive()))
+            .map(|a| a.token.clone())
+            .collect()
+    }
+
+    /// Forgets the pending registration `token` (block or not).
+    pub fn forget_pending(&mut self, token: &str) {
+        self.blocks
+            .retain(|_, a| !(a.phase == Phase::Pending && a.token == token));
+        self.unblocked.retain(|t, a| !(a.phase == Phase::Pending && t == token));
     }
 
     /// The block registered under `token`, if any.
@@ -359,6 +418,7 @@ mod tests {
             fip_id: None,
             external_ip: None,
             since: 0,
+            owner: None,
         }
     }
 
@@ -429,6 +489,24 @@ mod tests {
             .update::<(), String>(|| Ok(State::default()), |_| Ok(()))
             .unwrap_err();
         assert!(err.contains("is damaged") && err.contains("rebuild-state"), "{err}");
+    }
+
+    #[test]
+    fn owners_are_alive_until_they_are_not() {
+        let me = Owner::me().unwrap();
+        assert!(me.is_alive());
+        assert!(
+            !Owner {
+                started: me.started + 1,
+                ..me
+            }
+            .is_alive(),
+            "a reused pid is another process"
+        );
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!Owner { pid, started: 0 }.is_alive());
     }
 
     /// Many processes at once never share a block.

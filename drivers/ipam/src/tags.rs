@@ -5,7 +5,8 @@
 //!   rebuild look for);
 //! - `one-scaleway-token=<uuid>`: this registration, unique (how an
 //!   ambiguous create is reconciled instead of repeated);
-//! - `one-scaleway-block=<a.b.c.d/31>`: the private block it was given;
+//! - `one-scaleway-block=<a.b.c.d/31>`: the private block it was given (IPv4
+//!   ranges; IPv6 ranges have none);
 //! - `one-provision=<id>` when the range belongs to a provision.
 
 pub const OURS: &str = "one-scaleway-ipam";
@@ -16,12 +17,10 @@ pub const PROVISION: &str = "one-provision=";
 
 /// The tags of a new flexible IP.
 pub fn for_range(token: &str, block: &str, provision: Option<&str>) -> Vec<String> {
-    let mut tags = vec![
-        OPENNEBULA.to_owned(),
-        OURS.to_owned(),
-        format!("{TOKEN}{token}"),
-        format!("{BLOCK}{block}"),
-    ];
+    let mut tags = vec![OPENNEBULA.to_owned(), OURS.to_owned(), format!("{TOKEN}{token}")];
+    if !block.is_empty() {
+        tags.push(format!("{BLOCK}{block}"));
+    }
     if let Some(p) = provision {
         tags.push(format!("{PROVISION}{p}"));
     }

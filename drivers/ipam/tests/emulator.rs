@@ -435,3 +435,109 @@ fn leases_other_than_the_range_address_are_refused() {
     let busy = bed.run("get_address", &used);
     assert!(busy.error_lines()[0].contains("already leased"), "{}", busy.stderr);
 }
+
+/// Starts an action as oned does and SIGKILLs it after `after`.
+fn killed(bed: &Bed, action: &str, document: &str, after: std::time::Duration) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(bed.actions.join(action));
+    cmd.arg("1203").env("SCW_CONFIG_PATH", "/nonexistent/config.yaml");
+    for (k, v) in bed.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&encode(document)).unwrap();
+    std::thread::sleep(after);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+/// A registration killed while its create is in flight leaves a flexible IP
+/// and a pending reservation; the next registration repairs both.
+#[test]
+fn a_registration_killed_mid_way_is_repaired_by_the_next_one() {
+    let bed = Bed::new();
+    for (kind, document) in [
+        ("ipv4", request(NEW_RANGE)),
+        ("ipv6", {
+            let mut doc = NEW_RANGE.to_vec();
+            doc.push(("SCALEWAY_IP_TYPE", "ipv6"));
+            request(&doc)
+        }),
+    ] {
+        bed.emu
+            .add_fault(&json!({"kind": "delay", "seconds": 1.0, "method": "POST", "path": FIPS}))
+            .unwrap();
+        killed(
+            &bed,
+            "register_address_range",
+            &document,
+            std::time::Duration::from_millis(400),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(900)); // the create lands after all
+        assert_eq!(bed.fips().len(), 1, "{kind}: the killed registration's IP exists");
+        let ar = answered(&bed.run("register_address_range", &document));
+        let fips = bed.fips();
+        assert_eq!(
+            fips.len(),
+            1,
+            "{kind}: the crashed registration's IP was released: {fips:?}"
+        );
+        assert_eq!(fips[0]["id"].as_str(), Some(ar["SCALEWAY_IP_ID"].as_str()), "{kind}");
+        let state = bed.state_file();
+        let pending = state.to_string().matches("\"pending\"").count();
+        assert_eq!(pending, 0, "{kind}: no reservation is left pending: {state}");
+        assert_eq!(bed.run("unregister_address_range", &registered(&ar)).code, 0);
+        assert!(bed.fips().is_empty(), "{kind}");
+    }
+}
+
+/// An unregistration killed in flight is finished by running it again.
+#[test]
+fn an_unregistration_killed_mid_way_is_finished_by_the_next_one() {
+    let bed = Bed::new();
+    let ar = answered(&bed.run("register_address_range", &request(NEW_RANGE)));
+    bed.emu
+        .add_fault(&json!({"kind": "delay", "seconds": 1.0, "method": "GET", "path": format!("{FIPS}/*")}))
+        .unwrap();
+    killed(
+        &bed,
+        "unregister_address_range",
+        &registered(&ar),
+        std::time::Duration::from_millis(300),
+    );
+    let again = bed.run("unregister_address_range", &registered(&ar));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(bed.fips().is_empty());
+    assert_eq!(bed.state_file()["blocks"], json!({}));
+}
+
+/// gc leaves IPv6 ranges (which have no private block) alone.
+#[test]
+fn gc_keeps_ranges_without_a_block() {
+    let bed = Bed::new();
+    let mut doc = NEW_RANGE.to_vec();
+    doc.push(("SCALEWAY_IP_TYPE", "ipv6"));
+    let ar = answered(&bed.run("register_address_range", &request(&doc)));
+    let env = bed.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let gc = run_program_env(Path::new(BIN), &["gc", "--delete"], b"", &env);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    assert_eq!(
+        bed.fips().len(),
+        1,
+        "the IPv6 range's IP is not an orphan: {}",
+        gc.stdout
+    );
+    // and the state rebuilt from tags knows it too
+    std::fs::remove_file(bed.dir.path().join("state/ipam-blocks.json")).unwrap();
+    let gc = run_program_env(Path::new(BIN), &["gc", "--delete"], b"", &env);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    assert_eq!(bed.fips().len(), 1, "{}", gc.stdout);
+    assert_eq!(bed.run("unregister_address_range", &registered(&ar)).code, 0);
+    assert!(bed.fips().is_empty());
+}
