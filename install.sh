@@ -14,7 +14,8 @@
 #   /var/lib/one/remotes/vnm/scaleway/           scaleway-vnm and its action links (public)
 #   /var/lib/one/remotes/vnm/scaleway_evpn/      scaleway-vnm and its action links (private)
 #   /usr/bin/scaleway-provision, /usr/bin/scaleway-emulator
-#   /usr/share/one/scaleway/                     documentation
+#   /usr/share/one/scaleway/                     documentation, provider and provision templates,
+#                                                files for the hosts (host/)
 #   ~oneadmin/.config/scw/config.yaml            a credentials template (0600), if there is none
 # and registers the drivers in oned.conf and vmm_execrc (a backup is kept beside each file).
 # Every installed file is listed, with its checksum, in the manifest
@@ -137,7 +138,8 @@ link() { # link TARGET NAME
     echo "link - $2" >> "$new_manifest"
 }
 
-mkdirs "$state" "$remotes/ipam/scaleway" "$remotes/vnm/scaleway" "$remotes/vnm/scaleway_evpn" "$bin" "$share/doc"
+mkdirs "$state" "$remotes/ipam/scaleway" "$remotes/vnm/scaleway" "$remotes/vnm/scaleway_evpn" "$bin" "$share/doc" \
+    "$share/providers" "$share/provisions" "$share/host"
 
 put "$bindir/scaleway-ipam" "$remotes/ipam/scaleway/scaleway-ipam" 0755
 for a in register_address_range unregister_address_range get_address allocate_address free_address; do
@@ -154,6 +156,9 @@ put "$bindir/scaleway-provision" "$bin/scaleway-provision" 0755
 put "$bindir/scaleway-emulator" "$bin/scaleway-emulator" 0755
 put "$here/share/doc/protocol.md" "$share/doc/protocol.md" 0644
 put "$here/README.md" "$share/doc/README.md" 0644
+for f in "$here"/share/scaleway/providers/*.yaml; do put "$f" "$share/providers/$(basename "$f")" 0644 config; done
+for f in "$here"/share/scaleway/provisions/*.yaml; do put "$f" "$share/provisions/$(basename "$f")" 0644 config; done
+for f in "$here"/share/host/*; do put "$f" "$share/host/$(basename "$f")" 0644; done
 
 # The credentials file of the user the drivers run as: a template, 0600, never overwritten.
 scw="$home/.config/scw/config.yaml"

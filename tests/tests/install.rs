@@ -94,6 +94,9 @@ fn install_reinstall_and_uninstall_in_a_folder() {
     assert!(remotes.join("vnm/scaleway/clean_host").is_symlink());
     assert_eq!(mode(&dir.join("bin/scaleway-provision")), 0o755);
     assert!(dir.join("share/scaleway/doc/protocol.md").exists());
+    assert!(dir.join("share/scaleway/providers/fr-par-1.yaml").exists());
+    assert!(dir.join("share/scaleway/provisions/edge-cluster.yaml").exists());
+    assert!(dir.join("share/scaleway/host/sudoers-one-scaleway").exists());
     let scw = dir.join("var/.config/scw/config.yaml");
     assert_eq!(mode(&scw), 0o600, "the credentials file is private");
     let oned = std::fs::read_to_string(dir.join("etc/oned.conf")).unwrap();

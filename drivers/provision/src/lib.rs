@@ -2,10 +2,13 @@
 //! (VPC, private network, public gateway, SSH keys, Elastic Metal servers),
 //! and the OpenNebula objects to register for it.
 //!
-//! This version has one command, `opennebula-config`, which registers our
-//! drivers in OpenNebula's configuration (what `install.sh` runs); the
-//! cluster commands are not available yet.
+//! This version has `opennebula-config`, which registers our drivers in
+//! OpenNebula's configuration (what `install.sh` runs), and `validate`,
+//! which checks a provision description (syntax, values, then the offer,
+//! stock and OS at Scaleway); the cluster commands are not available yet.
 
+pub mod check;
+pub mod description;
 pub mod oneconf;
 
 use std::ffi::OsString;
@@ -13,14 +16,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use opennebula::cli::parse_args;
-use opennebula::driver::{EXIT_FAILURE, Io};
+use opennebula::driver::{EXIT_FAILURE, Env, Io};
 
 const PROGRAM: &str = "scaleway-provision";
 
 /// Creates, grows, shrinks and deletes OpenNebula edge clusters on Scaleway Elastic Metal.
 #[derive(Debug, Parser)]
 #[command(name = PROGRAM, version, after_help = "\
-Status: only opennebula-config is available in this version. The provision driver will create a \
+Status: opennebula-config and validate are available in this version. The provision driver will create a \
 cluster from a provision description (create, with --dry-run), add and remove hosts and public IPs, \
 show it, and delete it with everything it created.")]
 struct Cli {
@@ -30,6 +33,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a provision description: its syntax and values, then the offer, stock and OS at Scaleway.
+    Validate {
+        /// The provision description (YAML).
+        file: PathBuf,
+        /// Where provider files are (default: the installed ones).
+        #[arg(long)]
+        providers: Option<PathBuf>,
+    },
     /// Register the scaleway drivers in oned.conf and vmm_execrc (prints the changes; --write applies them).
     #[command(name = "opennebula-config")]
     OpennebulaConfig {
@@ -101,13 +112,72 @@ fn opennebula_config(oned: &Path, rc: &Path, write: bool, remove: bool, io: &mut
     Ok(())
 }
 
-/// Runs the program with the given argv and streams; returns the exit code.
-pub fn main_with(argv: Vec<OsString>, mut io: Io<'_>) -> u8 {
+/// Where the installed provider files are: `$ONE_LOCATION/share/scaleway/providers`,
+/// else `/usr/share/one/scaleway/providers`.
+fn default_providers(env: &Env) -> PathBuf {
+    match env.get("ONE_LOCATION") {
+        Some(one) => Path::new(one).join("share/scaleway/providers"),
+        None => PathBuf::from("/usr/share/one/scaleway/providers"),
+    }
+}
+
+fn validate(file: &Path, providers: &Path, env: &Env, io: &mut Io<'_>) -> Result<(), Vec<String>> {
+    let text = std::fs::read_to_string(file).map_err(|e| vec![format!("cannot read {}: {e}", file.display())])?;
+    let read_provider = |name: &str| {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.') {
+            return None;
+        }
+        std::fs::read_to_string(providers.join(format!("{name}.yaml"))).ok()
+    };
+    let d = description::parse(&text, &read_provider)?;
+    let from_env = |k: &str| env.get(k).map(str::to_owned);
+    let fetch = |_: u64| Err("no provision id".to_owned());
+    let mut credentials = scaleway::config::resolve_for(&from_env, d.profile.as_deref(), None, Box::new(fetch))
+        .map_err(|e| vec![e.to_string()])?;
+    credentials.zone = Some(d.zone.clone());
+    let tuning = scaleway::Tuning::from_env(&from_env).map_err(|e| vec![e.to_string()])?;
+    let client = scaleway::Client::new(credentials, tuning.options).map_err(|e| vec![e.to_string()])?;
+    let checked = check::check(&d, &client)?;
+    for w in &checked.warnings {
+        let _ = writeln!(io.stderr, "WARN: {PROGRAM} validate: {w}");
+    }
+    let _ = writeln!(
+        io.stdout,
+        "{}: {} {} host(s) {} ({}) with {} {}, {} public IP(s), private network {}, cluster {}: valid",
+        d.name,
+        d.hosts,
+        match d.hypervisor {
+            description::Hypervisor::Kvm => "KVM",
+            description::Hypervisor::Lxc => "LXC",
+        },
+        d.offer,
+        d.period.as_str(),
+        d.os.0,
+        d.os.1,
+        d.public_ips,
+        d.private_cidr,
+        d.cluster_name
+    );
+    Ok(())
+}
+
+/// Runs the program with the given argv, environment and streams; returns the exit code.
+pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
     let cli: Cli = match parse_args(argv, &mut io) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
     match cli.command {
+        Command::Validate { file, providers } => {
+            let providers = providers.unwrap_or_else(|| default_providers(env));
+            match validate(&file, &providers, env, &mut io) {
+                Ok(()) => 0,
+                Err(errors) => {
+                    let _ = writeln!(io.stderr, "{}: {}", file.display(), errors.join("; "));
+                    EXIT_FAILURE
+                }
+            }
+        }
         Command::OpennebulaConfig {
             oned_conf,
             vmm_execrc,

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use opennebula::driver::Io;
+use opennebula::driver::{Env, Io};
 
 fn main() -> ExitCode {
     let io = Io {
@@ -10,5 +10,9 @@ fn main() -> ExitCode {
         stdout: &mut std::io::stdout().lock(),
         stderr: &mut std::io::stderr().lock(),
     };
-    ExitCode::from(scaleway_provision::main_with(std::env::args_os().collect(), io))
+    ExitCode::from(scaleway_provision::main_with(
+        std::env::args_os().collect(),
+        &Env::from_process(),
+        io,
+    ))
 }

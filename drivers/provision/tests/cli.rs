@@ -15,7 +15,7 @@ fn help_and_version() {
     assert_eq!(help.code, 0, "{help:?}");
     assert!(help.stdout.contains("opennebula-config"), "{}", help.stdout);
     assert!(
-        help.stdout.contains("Status: only opennebula-config"),
+        help.stdout.contains("Status: opennebula-config and validate"),
         "{}",
         help.stdout
     );

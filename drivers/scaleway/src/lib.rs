@@ -28,7 +28,7 @@ pub mod tuning;
 pub mod vpc;
 pub mod vpcgw;
 pub mod wait;
-mod yaml;
+pub mod yaml;
 
 pub use client::{Client, Options, RetryPolicy};
 pub use config::{Credentials, Region, Zone, resolve};

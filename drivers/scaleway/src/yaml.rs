@@ -1,4 +1,6 @@
-//! The small part of YAML that the Scaleway CLI's `config.yaml` uses:
+//! The small part of YAML we read: the Scaleway CLI's `config.yaml` ([`parse`]),
+//! and provision descriptions ([`parse_tree`]: nested maps of scalars). For the
+//! config file:
 //! `key: value` scalars at the top level, and `profiles:` holding one map of
 //! scalars per profile. Anything else is refused with the line number, so a
 //! file we do not understand is never half-read.
@@ -141,6 +143,87 @@ pub fn parse(text: &str) -> Result<Document, String> {
     Ok(doc)
 }
 
+/// A YAML node of the subset we read: a scalar or a map (keys in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Scalar(String),
+    Map(Vec<(String, Node)>),
+}
+
+impl Node {
+    /// The child of a map, by key.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Node::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Node::Scalar(_) => None,
+        }
+    }
+
+    /// The scalar's text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Scalar(s) => Some(s),
+            Node::Map(_) => None,
+        }
+    }
+}
+
+/// Parses nested maps of scalars (`key: value`, `key:` followed by an
+/// indented map), with comments and quoted values. Lists, anchors, tags and
+/// multi-line values are refused with the line number.
+pub fn parse_tree(text: &str) -> Result<Node, String> {
+    // (indent, key, value or None for a map, line)
+    let mut lines = Vec::new();
+    for (i, raw_line) in text.lines().enumerate() {
+        let n = i + 1;
+        if raw_line.contains('\t') {
+            return Err(format!("line {n}: tabs are not allowed in YAML indentation"));
+        }
+        let line = strip_comment(raw_line).trim_end();
+        if line.trim().is_empty() || line.trim() == "---" {
+            continue;
+        }
+        if line.trim_start().starts_with("- ") || line.trim() == "-" {
+            return Err(format!("line {n}: lists are not supported here"));
+        }
+        let (key, value) = key_value(line.trim_start(), n)?;
+        lines.push((indent_of(line), key, value, n));
+    }
+    let mut pos = 0;
+    let root = parse_map(&lines, &mut pos, 0)?;
+    if let Some((_, _, _, n)) = lines.get(pos) {
+        return Err(format!("line {n}: unexpected indentation"));
+    }
+    Ok(root)
+}
+
+type Line = (usize, String, Option<String>, usize);
+
+fn parse_map(lines: &[Line], pos: &mut usize, indent: usize) -> Result<Node, String> {
+    let mut entries: Vec<(String, Node)> = Vec::new();
+    while let Some((line_indent, key, value, n)) = lines.get(*pos) {
+        if *line_indent < indent {
+            break;
+        }
+        if *line_indent > indent {
+            return Err(format!("line {n}: unexpected indentation"));
+        }
+        if entries.iter().any(|(k, _)| k == key) {
+            return Err(format!("line {n}: `{key}` is given twice"));
+        }
+        *pos += 1;
+        let node = match value {
+            Some(v) => Node::Scalar(v.clone()),
+            None => match lines.get(*pos) {
+                Some((child_indent, ..)) if *child_indent > indent => parse_map(lines, pos, *child_indent)?,
+                _ => Node::Map(Vec::new()),
+            },
+        };
+        entries.push((key.clone(), node));
+    }
+    Ok(Node::Map(entries))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +239,34 @@ mod tests {
         assert_eq!(doc.root["active_profile"], "edge");
         assert_eq!(doc.maps["profiles"]["edge"]["default_zone"], "nl-ams-1");
         assert_eq!(doc.maps["profiles"]["other"]["default_region"], "pl-waw");
+    }
+
+    #[test]
+    fn trees_of_maps() {
+        let text = "name: edge # the cluster\ninputs:\n  hosts: 2\n  os: 'Ubuntu 24.04'\nconnection:\n  zone: fr-par-1\n  nested:\n    deep: yes\nempty:\n";
+        let t = parse_tree(text).unwrap();
+        assert_eq!(t.get("name").and_then(Node::as_str), Some("edge"));
+        assert_eq!(
+            t.get("inputs").and_then(|i| i.get("os")).and_then(Node::as_str),
+            Some("Ubuntu 24.04")
+        );
+        assert_eq!(
+            t.get("connection")
+                .and_then(|c| c.get("nested"))
+                .and_then(|n| n.get("deep"))
+                .and_then(Node::as_str),
+            Some("yes")
+        );
+        assert_eq!(t.get("empty"), Some(&Node::Map(Vec::new())));
+        for (bad, expected) in [
+            ("a:\n  - x\n", "line 2: lists are not supported"),
+            ("a: 1\na: 2\n", "line 2: `a` is given twice"),
+            ("a:\n    b: 1\n  c: 2\n", "line 3: unexpected indentation"),
+            ("  a: 1\nb: 2\n", "line 1: unexpected indentation"),
+        ] {
+            let err = parse_tree(bad).unwrap_err();
+            assert!(err.contains(expected), "{bad:?}: {err}");
+        }
     }
 
     #[test]
