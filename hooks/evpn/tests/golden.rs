@@ -17,23 +17,7 @@ fn golden_dir() -> PathBuf {
 }
 
 fn assert_golden(name: &str, actual: &str) {
-    let path = golden_dir().join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} ({e}); run with UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
-    assert!(
-        expected == actual,
-        "{} differs (UPDATE_GOLDEN=1 accepts it):\n--- expected\n{expected}\n--- actual\n{actual}",
-        path.display()
-    );
+    test_support::assert_golden_in(&golden_dir(), name, actual);
 }
 
 /// A cluster of `hosts` hosts 10.0.0.2, .3, ... with `reflectors` reflectors.
