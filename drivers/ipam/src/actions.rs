@@ -42,6 +42,8 @@ struct RangeSettings {
     private_cidr: PrivateCidr,
     profile: Option<String>,
     provision_id: Option<String>,
+    /// A `scaleway-provision` provision's id (`SCALEWAY_PROVISION`).
+    scaleway_provision: Option<String>,
     zone: Option<Zone>,
 }
 
@@ -65,6 +67,7 @@ fn settings(request: &IpamRequest) -> anyhow::Result<RangeSettings> {
     let profile: Option<Token> = ar.parse("SCALEWAY_PROFILE")?;
     let provision: Option<u64> = ar.parse("PROVISION_ID")?;
     let zone: Option<Token> = ar.parse("SCALEWAY_ZONE")?;
+    let scaleway_provision: Option<Token> = ar.parse("SCALEWAY_PROVISION")?;
     let zone = zone.map(|z| Zone::new(z.as_str())).transpose()?;
     if let Some(size) = request.ar.size
         && size != 1
@@ -79,6 +82,7 @@ fn settings(request: &IpamRequest) -> anyhow::Result<RangeSettings> {
         private_cidr,
         profile: profile.map(|p| p.to_string()),
         provision_id: provision.map(|p| p.to_string()),
+        scaleway_provision: scaleway_provision.map(|p| p.to_string()),
         zone,
     })
 }
@@ -247,7 +251,12 @@ pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result
     let new = NewFlexibleIp {
         project_id: project.clone(),
         description: "OpenNebula address range (one-scaleway)".to_owned(),
-        tags: tags::for_range(&token, &block_text, s.provision_id.as_deref()),
+        tags: tags::for_range(
+            &token,
+            &block_text,
+            s.provision_id.as_deref(),
+            s.scaleway_provision.as_deref(),
+        ),
         server_id: None,
         is_ipv6: s.ipv6,
     };
@@ -315,6 +324,9 @@ pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result
         }
         if let Some(p) = &s.provision_id {
             push("PROVISION_ID", p.clone());
+        }
+        if let Some(p) = &s.scaleway_provision {
+            push("SCALEWAY_PROVISION", p.clone());
         }
         let mut t = Template::new();
         t.vector("AR", pairs);

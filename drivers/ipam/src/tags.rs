@@ -7,22 +7,28 @@
 //!   ambiguous create is reconciled instead of repeated);
 //! - `one-scaleway-block=<a.b.c.d/31>`: the private block it was given (IPv4
 //!   ranges; IPv6 ranges have none);
-//! - `one-provision=<id>` when the range belongs to a provision.
+//! - `one-provision=<id>` when the range belongs to a oneprovision provision
+//!   (`PROVISION_ID`), `one-scaleway-provision=<id>` when it belongs to a
+//!   `scaleway-provision` one (`SCALEWAY_PROVISION`).
 
 pub const OURS: &str = "one-scaleway-ipam";
 pub const OPENNEBULA: &str = "opennebula";
 pub const TOKEN: &str = "one-scaleway-token=";
 pub const BLOCK: &str = "one-scaleway-block=";
 pub const PROVISION: &str = "one-provision=";
+pub const SCALEWAY_PROVISION: &str = "one-scaleway-provision=";
 
 /// The tags of a new flexible IP.
-pub fn for_range(token: &str, block: &str, provision: Option<&str>) -> Vec<String> {
+pub fn for_range(token: &str, block: &str, provision: Option<&str>, scaleway_provision: Option<&str>) -> Vec<String> {
     let mut tags = vec![OPENNEBULA.to_owned(), OURS.to_owned(), format!("{TOKEN}{token}")];
     if !block.is_empty() {
         tags.push(format!("{BLOCK}{block}"));
     }
     if let Some(p) = provision {
         tags.push(format!("{PROVISION}{p}"));
+    }
+    if let Some(p) = scaleway_provision {
+        tags.push(format!("{SCALEWAY_PROVISION}{p}"));
     }
     tags
 }
@@ -61,11 +67,12 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        let tags = for_range("t-1", "172.30.0.2/31", Some("17"));
+        let tags = for_range("t-1", "172.30.0.2/31", Some("17"), Some("p0a"));
         assert!(is_ours(&tags));
         assert_eq!(value(&tags, TOKEN), Some("t-1"));
         assert_eq!(value(&tags, BLOCK), Some("172.30.0.2/31"));
         assert_eq!(value(&tags, PROVISION), Some("17"));
+        assert_eq!(value(&tags, SCALEWAY_PROVISION), Some("p0a"));
         assert!(!is_ours(&["opennebula".to_owned()]));
     }
 

@@ -131,6 +131,19 @@ impl Oned {
         parse_response(&bytes).map_err(fail)
     }
 
+    /// Calls a method whose answer body is an XML document (`*.info`, `*pool.info`).
+    pub fn call_xml(&self, method: &str, params: &[Param]) -> Result<Element, OnedError> {
+        parse_body(&self.call(method, params)?)
+    }
+
+    /// Calls a method whose answer is an object id (`*.allocate`, `*.add_ar`...).
+    pub fn call_id(&self, method: &str, params: &[Param]) -> Result<i64, OnedError> {
+        let body = self.call(method, params)?;
+        body.trim()
+            .parse()
+            .map_err(|_| OnedError(format!("oned {method} answered {body:?} where an id was expected")))
+    }
+
     /// `one.document.info`: a document (oneprovision's provisions and providers).
     pub fn document(&self, id: u64) -> Result<Element, OnedError> {
         let body = self.call("one.document.info", &[Param::Int(id as i64), Param::Bool(false)])?;

@@ -14,11 +14,9 @@ fn help_and_version() {
     let help = run_program(Path::new(BIN), &["--help"], b"");
     assert_eq!(help.code, 0, "{help:?}");
     assert!(help.stdout.contains("opennebula-config"), "{}", help.stdout);
-    assert!(
-        help.stdout.contains("Status: opennebula-config and validate"),
-        "{}",
-        help.stdout
-    );
+    for command in ["validate", "create", "show", "list", "host", "ip", "delete"] {
+        assert!(help.stdout.contains(command), "{command} in {}", help.stdout);
+    }
     let version = run_program(Path::new(BIN), &["--version"], b"");
     assert_eq!(
         version.stdout.trim(),
@@ -26,6 +24,8 @@ fn help_and_version() {
     );
     assert_eq!(run_program(Path::new(BIN), &[], b"").code, 2);
     assert_eq!(run_program(Path::new(BIN), &["create"], b"").code, 2);
+    assert_eq!(run_program(Path::new(BIN), &["host", "add", "edge"], b"").code, 2);
+    assert_eq!(run_program(Path::new(BIN), &["ip", "delete", "edge", "x"], b"").code, 2);
 }
 
 #[test]
@@ -97,4 +97,34 @@ fn opennebula_config_prints_writes_and_removes() {
         "{}",
         missing.stderr
     );
+}
+
+#[test]
+fn dry_run_prints_the_whole_plan_and_changes_nothing() {
+    let dir = TempDir::new("dry-run");
+    let share = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../share/scaleway");
+    let key = test_support::fixture_path("provision/oneadmin.pub");
+    let state = dir.path().join("state");
+    let ran = test_support::run_program_env(
+        Path::new(BIN),
+        &[
+            "create",
+            share.join("provisions/edge-cluster.yaml").to_str().unwrap(),
+            "--providers",
+            share.join("providers").to_str().unwrap(),
+            "--ssh-key",
+            key.to_str().unwrap(),
+            "--dry-run",
+        ],
+        b"",
+        &[
+            ("ONE_SCALEWAY_STATE_DIR", state.to_str().unwrap()),
+            // Nothing may be called: neither Scaleway nor oned.
+            ("SCW_API_URL", "http://127.0.0.1:9"),
+            ("ONE_XMLRPC", "http://127.0.0.1:9/RPC2"),
+        ],
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    test_support::assert_golden("provision/dry-run-edge-cluster.txt", &ran.stdout);
+    assert!(!state.exists(), "a dry run records nothing");
 }
