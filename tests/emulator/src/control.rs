@@ -35,6 +35,7 @@ pub fn handle(shared: &Shared, req: &Request) -> Response {
                 "GET|POST /_emulator/projects",
                 "PUT /_emulator/stock",
                 "POST /_emulator/reset",
+                "GET /_emulator/network",
             ]
         })),
         ("GET", ["state"]) => Reply::ok(state(&w)),
@@ -99,6 +100,9 @@ pub fn handle(shared: &Shared, req: &Request) -> Response {
         ("PUT", ["stock"]) => stock(&mut w, &body),
         ("POST", ["reset"]) => {
             w.reset();
+            if let Some(net) = &shared.network {
+                net.bump_epoch();
+            }
             Reply::no_content()
         }
         _ => crate::errors::bare(404, "Not Found"),

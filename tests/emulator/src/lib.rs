@@ -13,6 +13,10 @@
 //! ```text
 //! scaleway-emulator [--listen 127.0.0.1:PORT] [--secret-key UUID]... [--speed F]
 //!                   [--manual-clock] [--seed N] [--project-id UUID]...
+//!                   [--network PREFIX [--state-root DIR] [--mtu N]]
+//! scaleway-emulator exec [--prefix P] [--state-root DIR] TARGET -- PROGRAM ARGS...
+//! scaleway-emulator cleanup [--prefix P] [--state-root DIR]
+//! scaleway-emulator-ssh [SSH OPTIONS] [USER@]HOST COMMAND...   (a symlink)
 //! ```
 //!
 //! - `--listen` (default `127.0.0.1:0`): loopback only (`0.0.0.0` or a
@@ -30,8 +34,19 @@
 //! - `--project-id UUID` (repeatable): projects that exist from the start,
 //!   each with a default VPC in every region.
 //!
+//! - `--network PREFIX`: the network mode (root and iproute2 needed; see
+//!   [`network`]): servers, private networks and flexible IPs become network
+//!   namespaces named `PREFIX-…`; `--state-root DIR` (default
+//!   `/run/scaleway-emulator/PREFIX`) holds the per-server folders,
+//!   `--mtu N` (default 1500) is the private NICs' MTU. SIGTERM, SIGINT and
+//!   SIGHUP then stop it cleanly (exit 0) after deleting every namespace it
+//!   created.
+//! - `exec`, `cleanup` and the `scaleway-emulator-ssh` alias: run a program
+//!   on an emulated server (in place of SSH), remove what a killed emulator
+//!   left; see [`network::exec`].
+//!
 //! Exit codes: 2 for a bad command line or a refused address, 1 when the
-//! port cannot be bound.
+//! port cannot be bound or the network mode cannot be set up.
 //!
 //! # Library
 //!
@@ -43,9 +58,15 @@
 //! emu.stop(); // or drop it
 //! ```
 //!
+//! The network mode: `Options { network:
+//! Some(NetworkOptions::with_prefix("scw")), .. }` (fields `prefix`,
+//! `state_root`, `mtu`); [`Running::network`] gives the report of
+//! `GET /_emulator/network`, once the kernel matches the API.
+//!
 //! [`Running`] also has typed helpers for the control API: `advance`,
 //! `set_manual_clock`, `now`, `set_speed`, `add_fault`, `clear_faults`,
-//! `calls`, `clear_calls`, `state`, `register_project`, `reset`.
+//! `calls`, `clear_calls`, `state`, `register_project`, `reset`, `network`;
+//! [`Running::stopper`] stops it from another thread.
 //!
 //! # What is served
 //!
@@ -142,7 +163,8 @@
 //! | `GET /_emulator/speed` / `PUT /_emulator/speed` | `{"speed":F}` (F ≥ 0) | `{speed}` |
 //! | `GET /_emulator/projects` / `POST /_emulator/projects` | `{"project_id":UUID}` | `{projects:[…]}` / `{project_id, default_vpcs:[…]}` |
 //! | `PUT /_emulator/stock` | `{"offer_id"\|"offer_name", "zone"?, "stock":"empty"\|"low"\|"available"}` | `{stock:[{zone, offer_id, name, stock}]}` |
-//! | `POST /_emulator/reset` | | 204: forgets every resource, transition, fault, call and stock override (keeps clock, speed, projects) |
+//! | `POST /_emulator/reset` | | 204: forgets every resource, transition, fault, call and stock override (keeps clock, speed, projects); the network mode builds its namespaces again from scratch |
+//! | `GET /_emulator/network` | | the network mode's namespaces and routes (see [`network`]); 404 without it |
 //! | `GET /_emulator` | | `{endpoints:[…]}` |
 //!
 //! Bad control bodies answer `400 invalid_arguments`.
@@ -185,6 +207,7 @@
 
 pub mod baremetal;
 pub mod bmpn;
+mod cli;
 pub mod control;
 pub mod errors;
 pub mod faults;
@@ -193,6 +216,7 @@ pub mod http;
 pub mod iam;
 pub mod input;
 pub mod ipam;
+pub mod network;
 pub mod router;
 pub mod server;
 pub mod util;
@@ -200,22 +224,18 @@ pub mod vpc;
 pub mod vpcgw;
 pub mod world;
 
-use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use opennebula::cli::{EXIT_USAGE, parse_args};
-use opennebula::driver::{EXIT_FAILURE, Io};
 use serde_json::Value;
 
+pub use crate::cli::main_with;
+use crate::network::{Network, NetworkOptions};
 use crate::server::Shared;
 use crate::world::World;
-
-const PROGRAM: &str = "scaleway-emulator";
 
 /// The default speed factor: every simulated delay is multiplied by it
 /// (0.1 makes a 5 s FIP attach take 0.5 s and an OS install about 35 s).
@@ -236,6 +256,8 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Projects that exist from the start (each gets a default VPC per region).
     pub project_ids: Vec<String>,
+    /// The network mode (root needed): resources become network namespaces.
+    pub network: Option<NetworkOptions>,
 }
 
 impl Default for Options {
@@ -247,6 +269,7 @@ impl Default for Options {
             manual_clock: false,
             seed: None,
             project_ids: Vec::new(),
+            network: None,
         }
     }
 }
@@ -257,6 +280,8 @@ pub enum StartError {
     NotLoopback(SocketAddr),
     BadOption(String),
     Bind(std::io::Error),
+    /// The network mode could not be set up.
+    Network(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -265,6 +290,7 @@ impl std::fmt::Display for StartError {
             StartError::NotLoopback(a) => write!(f, "refusing to listen on {a}: only loopback addresses are allowed"),
             StartError::BadOption(m) => write!(f, "{m}"),
             StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+            StartError::Network(m) => write!(f, "network mode: {m}"),
         }
     }
 }
@@ -292,17 +318,28 @@ impl Emulator {
         if let Some(p) = options.project_ids.iter().find(|p| !util::is_uuid(p)) {
             return Err(StartError::BadOption(format!("project id {p:?} is not a UUID")));
         }
+        if let Some(n) = &options.network {
+            n.check().map_err(StartError::BadOption)?;
+        }
         let listener = TcpListener::bind(options.listen).map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let mut world = World::new(options.speed, options.manual_clock, options.seed, options.secret_keys);
         for p in options.project_ids {
             world.register_project(&p.to_ascii_lowercase());
         }
+        let network = match options.network {
+            Some(n) => Some(Arc::new(Network::create(n).map_err(StartError::Network)?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             world: Mutex::new(world),
             stop: AtomicBool::new(false),
             live: AtomicUsize::new(0),
+            network: network.clone(),
         });
+        if let Some(n) = &network {
+            n.spawn(Arc::clone(&shared));
+        }
         let acceptor = server::spawn_acceptor(listener, Arc::clone(&shared));
         Ok(Running {
             addr,
@@ -336,9 +373,25 @@ impl Running {
         }
     }
 
-    /// Stops serving and waits (up to 2 s) for open connections to close.
+    /// Stops serving and waits (up to 2 s) for open connections to close;
+    /// in the network mode, deletes every namespace it created.
     pub fn stop(mut self) {
         self.shutdown();
+    }
+
+    /// A handle that stops the emulator from another thread (`wait` then returns).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            shared: Arc::clone(&self.shared),
+            addr: self.addr,
+        }
+    }
+
+    /// The network mode's report (as `GET /_emulator/network`), once the
+    /// kernel matches the API; `None` without the network mode.
+    pub fn network(&self) -> Option<Value> {
+        network::sync(&self.shared);
+        self.shared.network.as_ref().map(|n| n.report())
     }
 
     fn shutdown(&mut self) {
@@ -351,14 +404,20 @@ impl Running {
         while self.shared.live.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
+        if let Some(n) = &self.shared.network {
+            n.shutdown();
+        }
     }
 
     /// Moves the clock forward (and applies what becomes due).
     pub fn advance(&self, seconds: f64) {
-        let mut w = self.shared.lock();
-        w.clock.advance(seconds);
-        let now = w.now();
-        w.settle(now);
+        {
+            let mut w = self.shared.lock();
+            w.clock.advance(seconds);
+            let now = w.now();
+            w.settle(now);
+        }
+        network::sync(&self.shared);
     }
 
     /// Freezes (`true`) or unfreezes the clock.
@@ -417,9 +476,29 @@ impl Running {
         self.shared.lock().register_project(&project_id.to_ascii_lowercase());
     }
 
-    /// Forgets every resource, fault and call.
+    /// Forgets every resource, fault and call (and, in the network mode,
+    /// builds the network again from scratch).
     pub fn reset(&self) {
         self.shared.lock().reset();
+        if let Some(n) = &self.shared.network {
+            n.bump_epoch();
+        }
+        network::sync(&self.shared);
+    }
+}
+
+/// Stops a running emulator from another thread.
+#[derive(Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl Stopper {
+    /// Makes the acceptor end: [`Running::wait`] returns.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        server::wake(self.addr);
     }
 }
 
@@ -429,68 +508,4 @@ impl Drop for Running {
             self.shutdown();
         }
     }
-}
-
-/// A local emulator of the Scaleway API (flexible IPs, Elastic Metal, VPC, public gateways, IPAM, IAM SSH keys).
-#[derive(Debug, Parser)]
-#[command(name = PROGRAM, version, after_help = "\
-Prints `listening on http://127.0.0.1:PORT` as its first line, then serves until killed.
-Point a client at it with SCW_API_URL=http://127.0.0.1:PORT and any UUID as secret key.
-Control endpoints live under /_emulator/ (state, calls, faults, clock, speed, projects, stock, reset);
-see the crate documentation (cargo doc -p scaleway-emulator) for their shapes.")]
-struct Cli {
-    /// Loopback address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
-    /// Accept only this secret key (X-Auth-Token); repeatable. Without it any UUID is accepted.
-    #[arg(long = "secret-key", value_name = "UUID")]
-    secret_keys: Vec<String>,
-    /// Multiply every simulated delay by F (1.0 = realistic: a FIP attach takes 5 s, an OS install about 6 min;
-    /// 0.01 suits tests).
-    #[arg(long, value_name = "F", default_value_t = DEFAULT_SPEED)]
-    speed: f64,
-    /// Start with a frozen clock that only POST /_emulator/clock moves.
-    #[arg(long)]
-    manual_clock: bool,
-    /// Seed for generated ids, addresses and fault probabilities (reproducible runs).
-    #[arg(long, value_name = "N")]
-    seed: Option<u64>,
-    /// A project that exists from the start (gets a default VPC in every region); repeatable.
-    #[arg(long = "project-id", value_name = "UUID")]
-    project_ids: Vec<String>,
-}
-
-/// Runs the program with the given argv and streams; returns the exit code.
-pub fn main_with(argv: Vec<OsString>, mut io: Io<'_>) -> u8 {
-    let cli = match parse_args::<Cli>(argv, &mut io) {
-        Ok(cli) => cli,
-        Err(code) => return code,
-    };
-    let options = Options {
-        listen: cli.listen,
-        secret_keys: cli.secret_keys,
-        speed: cli.speed,
-        manual_clock: cli.manual_clock,
-        seed: cli.seed,
-        project_ids: cli.project_ids,
-    };
-    let mut running = match Emulator::start(options) {
-        Ok(r) => r,
-        Err(e @ (StartError::NotLoopback(_) | StartError::BadOption(_))) => {
-            let _ = writeln!(io.stderr, "{PROGRAM}: {e}");
-            return EXIT_USAGE;
-        }
-        Err(e) => {
-            let _ = writeln!(io.stderr, "{PROGRAM}: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    if writeln!(io.stdout, "listening on {}", running.url())
-        .and_then(|()| io.stdout.flush())
-        .is_err()
-    {
-        return EXIT_FAILURE;
-    }
-    running.wait();
-    0
 }

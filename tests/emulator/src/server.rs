@@ -25,6 +25,8 @@ pub struct Shared {
     pub world: Mutex<World>,
     pub stop: AtomicBool,
     pub live: AtomicUsize,
+    /// The network mode, when on.
+    pub network: Option<Arc<crate::network::Network>>,
 }
 
 impl Shared {
@@ -140,9 +142,25 @@ fn authorized(w: &World, req: &Request) -> bool {
     }
 }
 
-/// Handles one request.
+/// Handles one request; in the network mode, the kernel matches what the
+/// answer shows before it is sent.
 pub fn handle(shared: &Shared, req: &Request) -> Delivery {
+    let delivery = handle_request(shared, req);
+    crate::network::sync(shared);
+    delivery
+}
+
+fn handle_request(shared: &Shared, req: &Request) -> Delivery {
     let path = req.path();
+    if path == "/_emulator/network" {
+        crate::network::sync(shared);
+        let reply = match (req.method.as_str(), shared.network.as_ref()) {
+            ("GET", Some(net)) => Reply::ok(net.report()),
+            (_, Some(_)) => crate::errors::bare(405, "Method Not Allowed"),
+            (_, None) => crate::errors::bare(404, "the network mode is off (--network PREFIX)"),
+        };
+        return Delivery::Normal(finish(shared, to_response(&reply)));
+    }
     if path == "/_emulator" || path.starts_with("/_emulator/") {
         return Delivery::Normal(finish(shared, crate::control::handle(shared, req)));
     }

@@ -1,619 +1,550 @@
-//! VPC v2, Public Gateway v2, IPAM v1 and IAM SSH keys through HTTP with a
-//! manual clock.
+//! The network mode on a real kernel (privileged: root and iproute2): the
+//! emulator builds namespaces for its servers, private networks and
+//! flexible IPs, and these tests send real packets between them (ICMP echo
+//! over datagram sockets and TCP, written here: no ping or nc needed).
+//!
+//! Each test runs its own emulator with its own prefix (`e<pid><letter>`)
+//! and state root; nothing is created outside the namespaces the emulator
+//! (or the test) makes, traffic only flows between their addresses, and the
+//! emulator deletes them when dropped, failed test or not.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
+#[path = "common/netns.rs"]
+mod netns;
 
-use common::{Api, PROJECT, SSH_KEY};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Api, OFFER_B220E, OPTION_PRIVATE_NETWORK, OS_UBUNTU_2204, PROJECT, ZONE};
+use netns::{ip, namespaces_with, ping, tcp_source};
+use scaleway_emulator::Options;
+use scaleway_emulator::network::{CLIENT_V4, CLIENT_V6, NetworkOptions};
 use serde_json::{Value, json};
+use test_support::{TempDir, require_root, run_ok};
 
-const VPC: &str = "/vpc/v2/regions/fr-par";
-const GW: &str = "/vpc-gw/v2/zones/fr-par-1";
-const IPAM: &str = "/ipam/v1/regions/fr-par";
+const BIN: &str = env!("CARGO_BIN_EXE_scaleway-emulator");
 
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_string()
+// ---------------------------------------------------------------- the lab
+
+/// An emulator in the network mode with its own prefix and state root.
+struct Lab {
+    api: Api,
+    prefix: String,
+    root: std::path::PathBuf,
+    _dir: TempDir,
 }
 
-#[test]
-fn default_vpc_per_project_and_region_and_vpc_shapes() {
-    let api = Api::new();
-    let r = api
-        .get(&format!("{VPC}/vpcs?is_default=true&project_id={PROJECT}"))
-        .body;
-    assert_eq!(r["total_count"], 1, "created on first use");
-    let default = &r["vpcs"][0];
-    assert_eq!(
-        (default["name"].as_str(), default["is_default"].as_bool()),
-        (Some("default"), Some(true))
-    );
-    assert!(
-        default.get("transitivity_enabled").is_none(),
-        "left out when false [rec]"
-    );
-    // The same call does not make a second one; another region has its own.
-    assert_eq!(
-        api.get(&format!("{VPC}/vpcs?is_default=true&project_id={PROJECT}"))
-            .body["total_count"],
-        1
-    );
-    let ams = api
-        .get(&format!(
-            "/vpc/v2/regions/nl-ams/vpcs?is_default=true&project_id={PROJECT}"
-        ))
-        .body;
-    assert_ne!(ams["vpcs"][0]["id"], default["id"]);
-    let r = api.post(
-        &format!("{VPC}/vpcs"),
-        json!({"name": "v", "project_id": PROJECT, "tags": [], "enable_routing": false, "enable_transitivity": true}),
-    );
-    assert_eq!(r.status, 200);
-    let vpc = r.body;
-    assert_eq!(vpc["routing_enabled"], true, "routing is always on [rec]");
-    assert_eq!(vpc["transitivity_enabled"], true);
-    assert_eq!(vpc["private_network_count"], 0);
-    let plain = api
-        .post(&format!("{VPC}/vpcs"), json!({"name": "w", "project_id": PROJECT}))
-        .body;
-    assert!(plain.get("transitivity_enabled").is_none());
-    let r = api.patch(
-        &format!("{VPC}/vpcs/{}", id(&vpc)),
-        json!({"name": "v2", "tags": ["x"]}),
-    );
-    assert_eq!(
-        (r.body["name"].as_str(), r.body["tags"].clone()),
-        (Some("v2"), json!(["x"]))
-    );
-    assert_eq!(api.get(&format!("{VPC}/vpcs?name=v2")).body["total_count"], 1);
-    assert_eq!(api.delete(&format!("{VPC}/vpcs/{}", id(&plain))).status, 204);
-    let r = api.get(&format!("{VPC}/vpcs/{}", id(&plain)));
-    assert_eq!(
-        (r.status, r.body),
+fn new_prefix() -> String {
+    static N: AtomicU8 = AtomicU8::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("e{}{}", std::process::id() % 1_000_000, char::from(b'a' + n % 26))
+}
+
+impl Lab {
+    fn new() -> Lab {
+        require_root();
+        let prefix = new_prefix();
+        let dir = TempDir::new("emu-net");
+        let root = dir.path().join("hosts");
+        let api = Api::with(Options {
+            speed: 1.0,
+            manual_clock: true,
+            seed: Some(11),
+            network: Some(NetworkOptions {
+                prefix: prefix.clone(),
+                state_root: root.clone(),
+                mtu: 1500,
+            }),
+            ..Options::default()
+        });
+        Lab {
+            api,
+            prefix,
+            root,
+            _dir: dir,
+        }
+    }
+
+    fn inet(&self) -> String {
+        format!("{}-inet", self.prefix)
+    }
+
+    fn ns(&self, server_id: &str) -> String {
+        format!("{}-{}", self.prefix, &server_id[..8])
+    }
+
+    fn report(&self) -> Value {
+        let r = self.api.control("GET", "network", None);
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["errors"], json!([]), "{:#}", r.body);
+        r.body
+    }
+
+    /// A server with an install and the Private Network option (not installed yet).
+    fn server(&self, name: &str) -> String {
+        let key = self.api.create_ssh_key();
+        let r = self.api.post(
+            &format!("{}/servers", self.api.em(ZONE)),
+            json!({"offer_id": OFFER_B220E, "project_id": PROJECT, "name": name, "description": "",
+                   "option_ids": [OPTION_PRIVATE_NETWORK],
+                   "install": {"os_id": OS_UBUNTU_2204, "hostname": name, "ssh_key_ids": [key]}}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    fn public_ip(&self, server_id: &str) -> Ipv4Addr {
+        let s = self.api.get(&format!("{}/servers/{server_id}", self.api.em(ZONE))).body;
+        s["ips"][0]["address"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Until every pending install is `completed`.
+    fn install(&self) {
+        self.api.advance(400.0);
+    }
+
+    fn fip(&self, v6: bool) -> (String, String) {
+        let f = self.api.create_fip(ZONE, json!({"is_ipv6": v6}));
         (
-            404,
-            json!({"message":"resource is not found","resource":"vpc","resource_id":id(&plain),"type":"not_found"})
+            f["id"].as_str().unwrap().to_string(),
+            f["ip_address"].as_str().unwrap().to_string(),
         )
-    );
-}
+    }
 
-#[test]
-fn private_networks_get_automatic_subnets_and_cannot_be_deleted_in_use() {
-    let api = Api::new();
-    let vpc = api
-        .post(&format!("{VPC}/vpcs"), json!({"name": "v", "project_id": PROJECT}))
-        .body;
-    let pn = api
-        .post(
-            &format!("{VPC}/private-networks"),
-            json!({"name": "a", "project_id": PROJECT, "tags": [], "subnets": null, "vpc_id": id(&vpc), "default_route_propagation_enabled": false}),
-        )
-        .body;
-    let subnets: Vec<&str> = pn["subnets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["subnet"].as_str().unwrap())
-        .collect();
-    assert_eq!(subnets.len(), 2, "{subnets:?}");
-    assert!(
-        subnets[0].ends_with("/22") && subnets[0].starts_with("172.16."),
-        "{subnets:?}"
-    );
-    assert!(
-        subnets[1].ends_with("::/64") && subnets[1].starts_with("fd"),
-        "{subnets:?}"
-    );
-    assert_eq!(pn["dhcp_enabled"], true);
-    assert_eq!(pn["subnets"][0]["vpc_id"], vpc["id"]);
-    assert_eq!(pn["subnets"][0]["private_network_id"], pn["id"]);
-    // An explicit subnet still gets an IPv6 /64; a second auto one does not overlap.
-    let b = api
-        .post(
-            &format!("{VPC}/private-networks"),
-            json!({"name": "b", "project_id": PROJECT, "subnets": ["172.16.64.0/22"], "vpc_id": id(&vpc)}),
-        )
-        .body;
-    assert_eq!(b["subnets"][0]["subnet"], "172.16.64.0/22");
-    assert_eq!(b["subnets"].as_array().unwrap().len(), 2);
-    let c = api
-        .post(
-            &format!("{VPC}/private-networks"),
-            json!({"name": "c", "project_id": PROJECT, "vpc_id": id(&vpc)}),
-        )
-        .body;
-    assert_ne!(c["subnets"][0]["subnet"], pn["subnets"][0]["subnet"]);
-    let overlap = api.post(
-        &format!("{VPC}/private-networks"),
-        json!({"name": "d", "project_id": PROJECT, "subnets": ["172.16.65.0/24"], "vpc_id": id(&vpc)}),
-    );
-    assert_eq!(overlap.status, 400);
-    let bad = api.post(
-        &format!("{VPC}/private-networks"),
-        json!({"name": "d", "project_id": PROJECT, "subnets": ["x"]}),
-    );
-    assert_eq!(bad.status, 400);
-    assert_eq!(
-        api.get(&format!("{VPC}/vpcs/{}", id(&vpc))).body["private_network_count"],
-        3
-    );
-    // Without vpc_id: the project's default VPC.
-    let d = api
-        .post(
-            &format!("{VPC}/private-networks"),
-            json!({"name": "e", "project_id": PROJECT}),
-        )
-        .body;
-    let default = api
-        .get(&format!("{VPC}/vpcs?is_default=true&project_id={PROJECT}"))
-        .body;
-    assert_eq!(d["vpc_id"], default["vpcs"][0]["id"]);
-    // Filters.
-    assert_eq!(
-        api.get(&format!("{VPC}/private-networks?vpc_id={}", id(&vpc))).body["total_count"],
-        3
-    );
-    let ids = format!("private_network_ids={}&private_network_ids={}", id(&pn), id(&b));
-    assert_eq!(api.get(&format!("{VPC}/private-networks?{ids}")).body["total_count"], 2);
-    // A VPC with PNs cannot go.
-    let r = api.delete(&format!("{VPC}/vpcs/{}", id(&vpc)));
-    assert_eq!((r.status, r.body["type"].as_str()), (412, Some("precondition_failed")));
-    // A gateway network keeps its PN.
-    let gw = api
-        .post(
-            &format!("{GW}/gateways"),
-            json!({"project_id": PROJECT, "name": "g", "type": "VPC-GW-S"}),
-        )
-        .body;
-    api.advance(7.0);
-    let gn = api.post(
-        &format!("{GW}/gateway-networks"),
-        json!({"gateway_id": id(&gw), "private_network_id": id(&b)}),
-    );
-    assert_eq!(gn.status, 200, "{:?}", gn.body);
-    let r = api.delete(&format!("{VPC}/private-networks/{}", id(&b)));
-    assert_eq!(r.status, 412);
-    assert_eq!(
-        r.body.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["help_message", "message", "precondition", "type"]
-    );
-    assert_eq!(r.body["message"], "precondition is not respected");
-    assert_eq!(r.body["precondition"], "resource_still_in_use");
-    // A free PN goes, then 404 not_found private_network.
-    assert_eq!(api.delete(&format!("{VPC}/private-networks/{}", id(&c))).status, 204);
-    let r = api.get(&format!("{VPC}/private-networks/{}", id(&c)));
-    assert_eq!((r.status, r.body["resource"].as_str()), (404, Some("private_network")));
-}
+    fn attach(&self, fip: &str, server: &str) {
+        let r = self.api.post(
+            &format!("{}/attach", self.api.fips(ZONE)),
+            json!({"fips_ids": [fip], "server_id": server}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["flexible_ips"][0]["status"], "updating");
+    }
 
-#[test]
-fn gateways_allocate_configure_and_run_and_gateway_networks_follow() {
-    let api = Api::new();
-    let pn = api
-        .post(
-            &format!("{VPC}/private-networks"),
-            json!({"name": "p", "project_id": PROJECT, "subnets": ["172.16.64.0/22"]}),
-        )
-        .body;
-    let r = api.post(
-        &format!("{GW}/gateways"),
-        json!({"project_id": PROJECT, "name": "g", "tags": [], "type": "VPC-GW-S", "enable_smtp": false, "enable_bastion": false}),
-    );
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let gw = r.body;
-    assert_eq!(gw["status"], "allocating");
-    assert!(gw.get("version").is_none(), "no version yet [rec]");
-    assert_eq!(gw["bastion_port"], 61000);
-    assert_eq!(gw["bastion_allowed_ips"], json!(["0.0.0.0/0"]));
-    assert_eq!(gw["ipv4"]["gateway_id"], gw["id"]);
-    let path = format!("{GW}/gateways/{}", id(&gw));
-    // A GN while the gateway is not running: 409 naming the gateway.
-    let gn_body = json!({"gateway_id": id(&gw), "private_network_id": id(&pn), "enable_masquerade": true, "push_default_route": true});
-    let r = api.post(&format!("{GW}/gateway-networks"), gn_body.clone());
-    assert_eq!(r.status, 409);
-    assert_eq!(
-        r.body,
-        json!({"current_state":"allocating","message":"resource is in a transient state","resource":"gateway","resource_id":id(&gw),"type":"transient_state"})
-    );
-    api.advance(5.0);
-    let g = api.get(&path).body;
-    assert_eq!(g["status"], "configuring");
-    assert_eq!(g["version"], "0.7.8");
-    api.advance(2.0);
-    assert_eq!(api.get(&path).body["status"], "running");
-    // GN create: GN created (no MAC yet), gateway configuring; 15 s later ready/running.
-    let r = api.post(&format!("{GW}/gateway-networks"), gn_body.clone());
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let gn = r.body;
-    assert_eq!(gn["status"], "created");
-    assert!(gn.get("mac_address").is_none(), "[rec]");
-    assert!(gn["ipam_ip_id"].is_string());
-    let g = api.get(&path).body;
-    assert_eq!(g["status"], "configuring");
-    assert_eq!(g["gateway_networks"][0]["id"], gn["id"]);
-    // A second GN while configuring: 409 naming the gateway (not the GN).
-    let pn2 = api
-        .post(
-            &format!("{VPC}/private-networks"),
-            json!({"name": "q", "project_id": PROJECT}),
-        )
-        .body;
-    let r = api.post(
-        &format!("{GW}/gateway-networks"),
-        json!({"gateway_id": id(&gw), "private_network_id": id(&pn2)}),
-    );
-    assert_eq!(
-        (r.status, r.body["resource"].as_str(), r.body["current_state"].as_str()),
-        (409, Some("gateway"), Some("configuring"))
-    );
-    assert_eq!(r.body["resource_id"], gw["id"]);
-    api.advance(15.0);
-    let gn_path = format!("{GW}/gateway-networks/{}", id(&gn));
-    let g = api.get(&gn_path).body;
-    assert_eq!(g["status"], "ready");
-    assert!(g["mac_address"].is_string());
-    assert_eq!(api.get(&path).body["status"], "running");
-    // The GN's IP in IPAM.
-    let ips = api
-        .get(&format!(
-            "{IPAM}/ips?resource_id={}&resource_type=vpc_gateway_network",
-            id(&gn)
-        ))
-        .body;
-    assert_eq!(ips["total_count"], 1);
-    assert_eq!(ips["ips"][0]["address"], "172.16.64.2/22");
-    assert_eq!(ips["ips"][0]["id"], gn["ipam_ip_id"]);
-    // Book a fixed IP and move the GN onto it: configuring → ready.
-    let booked = api
-        .post(&format!("{IPAM}/ips"), json!({"project_id": PROJECT, "source": {"private_network_id": id(&pn)}, "is_ipv6": false, "address": "172.16.64.7", "tags": []}))
-        .body;
-    assert_eq!(booked["address"], "172.16.64.7/22");
-    assert_eq!(booked["resource"], Value::Null);
-    assert_eq!(booked["zone"], Value::Null);
-    assert!(booked["source"]["subnet_id"].is_string());
-    let r = api.patch(&gn_path, json!({"push_default_route": true, "ipam_ip_id": id(&booked)}));
-    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("configuring")));
-    assert_eq!(api.patch(&gn_path, json!({})).status, 409);
-    api.advance(5.0);
-    assert_eq!(api.get(&gn_path).body["status"], "ready");
-    let b = api.get(&format!("{IPAM}/ips/{}", id(&booked))).body;
-    assert_eq!(b["resource"]["type"], "vpc_gateway_network");
-    assert_eq!(b["resource"]["mac_address"], Value::Null, "[rec]");
-    assert_eq!(
-        api.get(&format!("{IPAM}/ips/{}", gn["ipam_ip_id"].as_str().unwrap()))
-            .status,
-        404,
-        "the auto IP was released"
-    );
-    // The booked IP cannot be released while in use.
-    assert_eq!(api.delete(&format!("{IPAM}/ips/{}", id(&booked))).status, 412);
-    // The gateway cannot go while it has a GN.
-    assert_eq!(api.delete(&format!("{path}?delete_ip=false")).status, 412);
-    // GN delete: detaching, then 404 not_found gateway_network.
-    let r = api.delete(&gn_path);
-    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("detaching")));
-    api.advance(5.0);
-    let r = api.get(&gn_path);
-    assert_eq!((r.status, r.body["resource"].as_str()), (404, Some("gateway_network")));
-    assert_eq!(api.get(&path).body["gateway_networks"], json!([]));
-    assert_eq!(api.delete(&format!("{IPAM}/ips/{}", id(&booked))).status, 204);
-    // Gateway delete: deleting in the answer, then 404 at once; the IP stays without delete_ip.
-    let r = api.delete(&format!("{path}?delete_ip=false"));
-    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("deleting")));
-    let r = api.get(&path);
-    assert_eq!((r.status, r.body["resource"].as_str()), (404, Some("gateway")));
-    let ips = api.get(&format!("{GW}/ips?is_free=true")).body;
-    assert_eq!(ips["total_count"], 1);
-    assert_eq!(ips["ips"][0]["gateway_id"], Value::Null);
-    // A gateway on that free IP, deleted with its IP.
-    let ip_id = ips["ips"][0]["id"].as_str().unwrap().to_string();
-    let gw2 = api
-        .post(
-            &format!("{GW}/gateways"),
-            json!({"project_id": PROJECT, "name": "g2", "ip_id": ip_id}),
-        )
-        .body;
-    assert_eq!(gw2["ipv4"]["id"], ip_id.as_str());
-    api.advance(7.0);
-    assert_eq!(
-        api.delete(&format!("{GW}/gateways/{}?delete_ip=true", id(&gw2))).status,
-        200
-    );
-    assert_eq!(api.get(&format!("{GW}/ips")).body["total_count"], 0);
-}
+    fn detach(&self, fip: &str) {
+        let r = self
+            .api
+            .post(&format!("{}/detach", self.api.fips(ZONE)), json!({"fips_ids": [fip]}));
+        assert_eq!(r.body["flexible_ips"][0]["status"], "detaching", "{:?}", r.body);
+    }
 
-#[test]
-fn gateway_patch_bastion_and_types() {
-    let api = Api::new();
-    let gw = api
-        .post(
-            &format!("{GW}/gateways"),
-            json!({"project_id": PROJECT, "name": "b", "type": "VPC-GW-S", "enable_bastion": true}),
-        )
-        .body;
-    let path = format!("{GW}/gateways/{}", id(&gw));
-    assert_eq!(gw["bastion_enabled"], true);
-    api.advance(7.0);
-    // A name change keeps running; a bastion change goes through configuring
-    // (the answer still says running [rec]).
-    let r = api.patch(&path, json!({"name": "b2", "tags": ["t"]}));
-    assert_eq!(r.body["status"], "running");
-    assert_eq!(api.get(&path).body["status"], "running");
-    let r = api.patch(&path, json!({"enable_bastion": true, "bastion_port": 59999}));
-    assert_eq!(
-        (r.body["status"].as_str(), r.body["bastion_port"].as_u64()),
-        (Some("running"), Some(59999))
-    );
-    assert_eq!(api.get(&path).body["status"], "configuring");
-    assert_eq!(api.patch(&path, json!({"enable_smtp": true})).status, 409);
-    api.advance(5.0);
-    assert_eq!(api.get(&path).body["status"], "running");
-    assert_eq!(api.patch(&path, json!({"bastion_port": 60500})).status, 400);
-    // Bastion allowed IPs.
-    let r = api.put(
-        &format!("{path}/bastion-allowed-ips"),
-        json!({"ip_ranges": ["10.0.0.0/8"]}),
-    );
-    assert_eq!(r.body, json!({"ip_ranges": ["10.0.0.0/8"]}));
-    let r = api.post(
-        &format!("{path}/bastion-allowed-ips"),
-        json!({"ip_range": "192.0.2.0/24"}),
-    );
-    assert_eq!(r.body["ip_ranges"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        api.delete(&format!("{path}/bastion-allowed-ips/10.0.0.0%2F8")).status,
-        204
-    );
-    assert_eq!(api.get(&path).body["bastion_allowed_ips"], json!(["192.0.2.0/24"]));
-    assert_eq!(
-        api.put(&format!("{path}/bastion-allowed-ips"), json!({"ip_ranges": ["nope"]}))
-            .status,
-        400
-    );
-    assert_eq!(api.post(&format!("{path}/refresh-ssh-keys"), json!({})).status, 200);
-    let types = api.get(&format!("{GW}/gateway-types")).body;
-    assert!(
-        types["types"]
+    /// The internet's routes to the flexible IPs: (destination, via).
+    fn fip_routes(&self) -> Vec<(String, String)> {
+        self.report()["flexible_ips"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|t| t["name"] == "VPC-GW-S")
-    );
-    assert_eq!(api.get(&format!("{GW}/gateways?tags=t")).body["total_count"], 1);
+            .map(|r| {
+                (
+                    r["destination"].as_str().unwrap().into(),
+                    r["via"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+#[ignore = "privileged: needs root and iproute2; run by .ci/run"]
+fn an_installed_server_is_a_namespace_on_the_internet() {
+    let lab = Lab::new();
+    let r = lab.report();
+    assert_eq!(r["namespaces"], json!([lab.inet()]));
+    assert_eq!(r["internet"]["client_ipv4"], "192.0.2.1");
+    let id = lab.server("h1");
+    lab.api.advance(30.0);
     assert_eq!(
-        api.post(
-            &format!("{GW}/gateways"),
-            json!({"project_id": PROJECT, "type": "VPC-GW-XXL"})
-        )
-        .status,
-        400
+        lab.api.get(&format!("{}/servers/{id}", lab.api.em(ZONE))).body["install"]["status"],
+        "installing"
+    );
+    assert_eq!(
+        namespaces_with(&lab.prefix),
+        vec![lab.inet()],
+        "no namespace before the install completes"
+    );
+    lab.install();
+    let ns = lab.ns(&id);
+    assert_eq!(namespaces_with(&lab.prefix), vec![ns.clone(), lab.inet()]);
+    let public = lab.public_ip(&id);
+    let server = &lab.report()["servers"][0];
+    assert_eq!(
+        (server["server_id"].as_str(), server["namespace"].as_str()),
+        (Some(id.as_str()), Some(ns.as_str()))
+    );
+    assert_eq!(server["ipv4"], public.to_string());
+    assert!(ip(&ns, &["-o", "addr", "show", "dev", "eth0"]).contains(&format!("inet {public}/32")));
+    assert!(lab.root.join(&id).join("state").is_dir(), "the server's own folder");
+    // Out to the internet's client, from its public address; and back in.
+    assert!(ping(&ns, None, CLIENT_V4.into()), "server -> 192.0.2.1");
+    assert_eq!(
+        tcp_source(&ns, &lab.inet(), SocketAddr::new(CLIENT_V4.into(), 8080)),
+        Ok(IpAddr::V4(public))
+    );
+    assert!(
+        ping(&lab.inet(), Some(CLIENT_V4.into()), public.into()),
+        "client -> server"
+    );
+    assert_eq!(
+        tcp_source(&lab.inet(), &ns, SocketAddr::new(public.into(), 22)),
+        Ok(IpAddr::V4(CLIENT_V4)),
+        "the server sees the client's address"
+    );
+    let v6: IpAddr = server["ipv6"].as_str().unwrap().parse().unwrap();
+    assert!(ping(&ns, None, CLIENT_V6.into()), "server -> 2001:db8::1");
+    assert!(
+        ping(&lab.inet(), Some(CLIENT_V6.into()), v6),
+        "client -> server over IPv6"
     );
 }
 
 #[test]
-fn ipam_books_lists_and_releases() {
-    let api = Api::new();
-    let pn = api
-        .post(
-            &format!("{VPC}/private-networks"),
-            json!({"name": "p", "project_id": PROJECT}),
-        )
-        .body;
-    let src = json!({"private_network_id": id(&pn)});
-    let a = api
-        .post(
-            &format!("{IPAM}/ips"),
-            json!({"project_id": PROJECT, "source": src, "tags": ["x"]}),
-        )
-        .body;
-    assert_eq!(a["address"], "172.16.0.2/22");
-    let b = api
-        .post(&format!("{IPAM}/ips"), json!({"project_id": PROJECT, "source": src}))
-        .body;
-    assert_eq!(b["address"], "172.16.0.3/22");
-    let v6 = api
-        .post(
-            &format!("{IPAM}/ips"),
-            json!({"project_id": PROJECT, "source": src, "is_ipv6": true}),
-        )
-        .body;
-    assert!(v6["address"].as_str().unwrap().ends_with("/64"), "{v6:?}");
-    let dup = api.post(
-        &format!("{IPAM}/ips"),
-        json!({"project_id": PROJECT, "source": src, "address": "172.16.0.2"}),
-    );
-    assert_eq!((dup.status, dup.body["type"].as_str()), (409, Some("already_exists")));
-    let outside = api.post(
-        &format!("{IPAM}/ips"),
-        json!({"project_id": PROJECT, "source": src, "address": "10.0.0.9"}),
-    );
-    assert_eq!(outside.status, 400);
-    let by_subnet = api.post(
-        &format!("{IPAM}/ips"),
-        json!({"project_id": PROJECT, "source": {"subnet_id": pn["subnets"][0]["id"]}, "address": "172.16.1.1"}),
-    );
-    assert_eq!(by_subnet.status, 200, "{:?}", by_subnet.body);
-    let unknown = api.post(
-        &format!("{IPAM}/ips"),
-        json!({"project_id": PROJECT, "source": {"private_network_id": "6f9d3c2b-1a0e-4d5c-8b7a-9e8d7c6b5a49"}}),
-    );
-    assert_eq!(unknown.status, 404);
-    // Lists: newest first by default.
-    let list = api.get(&format!("{IPAM}/ips?private_network_id={}", id(&pn))).body;
-    assert_eq!(list["total_count"], 4);
-    assert_eq!(list["ips"][0]["id"], by_subnet.body["id"]);
-    assert_eq!(api.get(&format!("{IPAM}/ips?tags=x")).body["total_count"], 1);
-    assert_eq!(api.get(&format!("{IPAM}/ips?is_ipv6=true")).body["total_count"], 1);
-    assert_eq!(api.get(&format!("{IPAM}/ips?attached=false")).body["total_count"], 4);
-    let r = api.patch(&format!("{IPAM}/ips/{}", id(&a)), json!({"tags": ["y"]}));
-    assert_eq!(r.body["tags"], json!(["y"]));
-    let r = api.send(
-        "DELETE",
-        &format!("{IPAM}/ips/{}", id(&a)),
-        Some(&json!({})),
-        Some(common::TOKEN),
-    );
-    assert_eq!(r.status, 204);
-    let r = api.get(&format!("{IPAM}/ips/{}", id(&a)));
+#[ignore = "privileged: needs root and iproute2; run by .ci/run"]
+fn a_flexible_ip_is_routed_to_its_server_only_while_attached() {
+    let lab = Lab::new();
+    let (a, b) = (lab.server("a"), lab.server("b"));
+    lab.install();
+    let (ns_a, ns_b) = (lab.ns(&a), lab.ns(&b));
+    let (ip_a, ip_b) = (lab.public_ip(&a), lab.public_ip(&b));
+    let (fip_id, fip) = lab.fip(false);
+    let fip_addr: IpAddr = fip.parse().unwrap();
+    // The host side would DNAT the address; here server A simply owns it.
+    ip(&ns_a, &["addr", "add", &format!("{fip}/32"), "dev", "lo"]);
+    let client = Some(IpAddr::V4(CLIENT_V4));
+    assert!(!ping(&lab.inet(), client, fip_addr), "not attached: not routed");
+    lab.attach(&fip_id, &a);
+    assert_eq!(lab.fip_routes(), vec![], "updating: not routed yet");
+    assert!(!ping(&lab.inet(), client, fip_addr));
+    lab.api.advance(5.0);
     assert_eq!(
-        (r.status, r.body),
-        (
-            404,
-            json!({"message":"resource is not found","resource":"ip","resource_id":id(&a),"type":"not_found"})
-        )
+        lab.api.get(&format!("{}/{fip_id}", lab.api.fips(ZONE))).body["status"],
+        "attached"
     );
+    assert_eq!(lab.fip_routes(), vec![(format!("{fip}/32"), ip_a.to_string())]);
+    assert!(
+        ip(&lab.inet(), &["route", "show", &format!("{fip}/32")]).contains(&format!("via {ip_a} dev s-{}", &a[..8])),
+        "the next hop is the server's own address"
+    );
+    assert!(ping(&lab.inet(), client, fip_addr), "client -> flexible IP on A");
+    assert_eq!(
+        tcp_source(&lab.inet(), &ns_a, SocketAddr::new(fip_addr, 443)),
+        Ok(IpAddr::V4(CLIENT_V4))
+    );
+    // Detached: no longer routed, from the moment the API says `detaching`.
+    lab.detach(&fip_id);
+    assert_eq!(lab.fip_routes(), vec![]);
+    assert!(!ping(&lab.inet(), client, fip_addr), "detaching: no longer routed");
+    lab.api.advance(5.0);
+    assert!(
+        ip(&lab.inet(), &["route", "show", &format!("{fip}/32")])
+            .trim()
+            .is_empty()
+    );
+    // Moved: follows B once `attached` there.
+    lab.attach(&fip_id, &a);
+    lab.api.advance(5.0);
+    assert!(ping(&lab.inet(), client, fip_addr));
+    ip(&ns_a, &["addr", "del", &format!("{fip}/32"), "dev", "lo"]);
+    ip(&ns_b, &["addr", "add", &format!("{fip}/32"), "dev", "lo"]);
+    lab.attach(&fip_id, &b);
+    assert_eq!(lab.fip_routes(), vec![], "updating on the way to B");
+    lab.api.advance(5.0);
+    assert_eq!(lab.fip_routes(), vec![(format!("{fip}/32"), ip_b.to_string())]);
+    assert!(ping(&lab.inet(), client, fip_addr), "client -> flexible IP on B");
+    // IPv6: the /64 goes to the server's IPv6 address.
+    let (v6_id, v6) = lab.fip(true);
+    let v6_host: IpAddr = format!("{}1", v6.trim_end_matches("/64")).parse().unwrap();
+    ip(&ns_b, &["addr", "add", &format!("{v6_host}/128"), "dev", "lo"]);
+    lab.attach(&v6_id, &b);
+    lab.api.advance(5.0);
+    let b6 = lab.report()["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server_id"] == b.as_str())
+        .unwrap()["ipv6"]
+        .clone();
+    assert!(
+        lab.fip_routes()
+            .contains(&(v6.clone(), b6.as_str().unwrap().to_string()))
+    );
+    assert!(
+        ping(&lab.inet(), Some(CLIENT_V6.into()), v6_host),
+        "client -> {v6_host} on B"
+    );
+    // Deleted: detaching at once, then gone.
+    assert_eq!(lab.api.delete(&format!("{}/{fip_id}", lab.api.fips(ZONE))).status, 204);
+    assert_eq!(lab.fip_routes(), vec![(v6.clone(), b6.as_str().unwrap().to_string())]);
+    assert!(!ping(&lab.inet(), client, fip_addr));
+}
+
+/// Attaches `server` to `pn` and returns the mapping's IPv4 address (CIDR).
+fn join_private_network(lab: &Lab, server: &str, pn: &str) -> String {
+    let path = format!("/baremetal/v3/zones/{ZONE}/servers/{server}/private-networks");
+    let r = lab.api.post(&path, json!({"private_network_id": pn}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let ips = r.body["ipam_ip_ids"].as_array().unwrap().clone();
+    ips.iter()
+        .map(|id| {
+            lab.api
+                .get(&format!("/ipam/v1/regions/fr-par/ips/{}", id.as_str().unwrap()))
+                .body
+        })
+        .find(|ip| ip["is_ipv6"] == false)
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
-fn iam_ssh_keys() {
-    let api = Api::new();
-    let r = api.post(
-        "/iam/v1alpha1/ssh-keys",
-        json!({"name": "k", "public_key": SSH_KEY, "project_id": PROJECT}),
+#[ignore = "privileged: needs root and iproute2; run by .ci/run"]
+fn servers_on_one_private_network_reach_each_other() {
+    let lab = Lab::new();
+    let (a, b) = (lab.server("a"), lab.server("b"));
+    lab.install();
+    let pn = lab.api.post(
+        "/vpc/v2/regions/fr-par/private-networks",
+        json!({"name": "cluster", "project_id": PROJECT}),
+    );
+    let pn_id = pn.body["id"].as_str().unwrap().to_string();
+    let pn_ns = format!("{}-pn-{}", lab.prefix, &pn_id[..8]);
+    assert!(namespaces_with(&lab.prefix).contains(&pn_ns));
+    let addr_a = join_private_network(&lab, &a, &pn_id);
+    let addr_b = join_private_network(&lab, &b, &pn_id);
+    assert!(
+        !ip(&lab.ns(&a), &["-o", "link"]).contains("scwpriv0"),
+        "attaching: no NIC yet"
+    );
+    lab.api.advance(15.0);
+    let nic = &lab.report()["servers"][0]["private_nics"][0];
+    assert_eq!(
+        (nic["ifname"].as_str(), nic["mtu"].as_u64()),
+        (Some("scwpriv0"), Some(1500))
+    );
+    let link = ip(&lab.ns(&a), &["-o", "link", "show", "dev", "scwpriv0"]);
+    assert!(link.contains("mtu 1500"), "{link}");
+    assert!(ip(&lab.ns(&a), &["-o", "addr", "show", "dev", "scwpriv0"]).contains(&format!("inet {addr_a}")));
+    let b_private: IpAddr = addr_b.split('/').next().unwrap().parse().unwrap();
+    let a_private: IpAddr = addr_a.split('/').next().unwrap().parse().unwrap();
+    assert!(ping(&lab.ns(&a), None, b_private), "a -> b over the private network");
+    assert_eq!(
+        tcp_source(&lab.ns(&b), &lab.ns(&a), SocketAddr::new(a_private, 179)),
+        Ok(b_private)
+    );
+    // Detached: the NIC goes.
+    let r = lab.api.delete(&format!(
+        "/baremetal/v3/zones/{ZONE}/servers/{b}/private-networks/{pn_id}"
+    ));
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert!(!ip(&lab.ns(&b), &["-o", "link"]).contains("scwpriv0"));
+    assert!(!ping(&lab.ns(&a), None, b_private));
+}
+
+#[test]
+#[ignore = "privileged: needs root and iproute2; run by .ci/run"]
+fn deleted_reinstalled_reset_and_dropped_leave_nothing() {
+    let lab = Lab::new();
+    let (a, b) = (lab.server("a"), lab.server("b"));
+    lab.install();
+    assert_eq!(namespaces_with(&lab.prefix).len(), 3);
+    // Deleted: gone with its folder as soon as it is `deleting`.
+    let r = lab.api.delete(&format!("{}/servers/{a}", lab.api.em(ZONE)));
+    assert_eq!(r.body["status"], "deleting");
+    assert!(!namespaces_with(&lab.prefix).contains(&lab.ns(&a)));
+    assert!(!lab.root.join(&a).exists());
+    // Reinstalled: gone, then back once installed.
+    let key = lab.api.create_ssh_key();
+    let r = lab.api.post(
+        &format!("{}/servers/{b}/install", lab.api.em(ZONE)),
+        json!({"os_id": OS_UBUNTU_2204, "hostname": "b", "ssh_key_ids": [key]}),
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let key = r.body;
-    assert_eq!(
-        key["public_key"], "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICJEoOOgQBLJPs4g/XcPTKT82NywNPpxeuA20FlOPlpO",
-        "the comment is stripped [rec]"
+    assert_eq!(namespaces_with(&lab.prefix), vec![lab.inet()]);
+    lab.install();
+    assert_eq!(namespaces_with(&lab.prefix), vec![lab.ns(&b), lab.inet()]);
+    // Reset: everything is built again (an empty internet).
+    ip(&lab.inet(), &["route", "add", "203.0.113.0/24", "dev", "lo"]);
+    assert_eq!(lab.api.control("POST", "reset", None).status, 204);
+    assert_eq!(namespaces_with(&lab.prefix), vec![lab.inet()]);
+    assert!(
+        !ip(&lab.inet(), &["route"]).contains("203.0.113.0/24"),
+        "a fresh internet"
     );
-    assert_eq!(
-        key["fingerprint"],
-        "256 MD5:6b:cd:72:8a:ae:45:24:4b:2b:72:f6:d0:6a:8d:16:06 (ssh-ed25519)"
-    );
-    assert_eq!(key["disabled"], false);
-    let dup = api.post(
-        "/iam/v1alpha1/ssh-keys",
-        json!({"name": "k2", "public_key": SSH_KEY, "project_id": PROJECT}),
-    );
-    assert_eq!((dup.status, dup.body["type"].as_str()), (409, Some("already_exists")));
-    let bad = api.post(
-        "/iam/v1alpha1/ssh-keys",
-        json!({"name": "k", "public_key": "ssh-ed25519 nope", "project_id": PROJECT}),
-    );
-    assert_eq!(
-        (bad.status, bad.body["details"][0]["argument_name"].as_str()),
-        (400, Some("public_key"))
-    );
-    let path = format!("/iam/v1alpha1/ssh-keys/{}", id(&key));
-    let r = api.patch(&path, json!({"name": "renamed", "disabled": true}));
-    assert_eq!(
-        (r.body["name"].as_str(), r.body["disabled"].as_bool()),
-        (Some("renamed"), Some(true))
-    );
-    assert_eq!(
-        api.get(&format!("/iam/v1alpha1/ssh-keys?project_id={PROJECT}&name=ren"))
-            .body["total_count"],
-        1
-    );
-    assert_eq!(api.get("/iam/v1alpha1/ssh-keys?disabled=false").body["total_count"], 0);
-    assert_eq!(api.delete(&path).status, 204);
-    let r = api.get(&path);
-    assert_eq!(
-        (r.status, r.body),
-        (
-            404,
-            json!({"message":"resource is not found","resource":"ssh_key","resource_id":id(&key),"type":"not_found"})
-        )
-    );
+    let c = lab.server("c");
+    lab.install();
+    assert_eq!(namespaces_with(&lab.prefix), vec![lab.ns(&c), lab.inet()]);
+    // Dropped: nothing is left.
+    let (prefix, root) = (lab.prefix.clone(), lab.root.clone());
+    drop(lab);
+    assert_eq!(namespaces_with(&prefix), Vec::<String>::new());
+    assert!(!root.exists(), "the state root is removed");
 }
 
 #[test]
-fn an_edge_cluster_lifecycle_leaves_nothing_behind() {
-    let api = Api::new();
-    let key = api.create_ssh_key();
-    let vpc = api
-        .post(&format!("{VPC}/vpcs"), json!({"name": "edge", "project_id": PROJECT}))
-        .body;
-    let pn = api
-        .post(
-            &format!("{VPC}/private-networks"),
-            json!({"name": "edge", "project_id": PROJECT, "vpc_id": id(&vpc), "subnets": ["172.16.0.0/22"]}),
-        )
-        .body;
-    let gw = api
-        .post(
-            &format!("{GW}/gateways"),
-            json!({"project_id": PROJECT, "name": "edge", "enable_bastion": true}),
-        )
-        .body;
-    api.advance(7.0);
-    let gn = api
-        .post(
-            &format!("{GW}/gateway-networks"),
-            json!({"gateway_id": id(&gw), "private_network_id": id(&pn), "push_default_route": true}),
-        )
-        .body;
-    api.advance(15.0);
-    let em = api.em("fr-par-1");
-    let mut servers = Vec::new();
-    for i in 0..2 {
-        let s = api
-            .post(
-                &format!("{em}/servers"),
-                json!({"offer_id": common::OFFER_B220E, "project_id": PROJECT, "name": format!("host{i}"), "tags": ["edge"],
-                       "install": {"os_id": common::OS_UBUNTU_2204, "hostname": format!("host{i}"), "ssh_key_ids": [key]}}),
-            )
-            .body;
-        servers.push(id(&s));
-    }
-    api.advance(355.0);
-    for s in &servers {
-        assert_eq!(
-            api.get(&format!("{em}/servers/{s}")).body["install"]["status"],
-            "completed"
-        );
-        let r = api.post(
-            &format!("{em}/servers/{s}/options/{}", common::OPTION_PRIVATE_NETWORK),
-            json!({}),
-        );
-        assert_eq!(r.status, 200);
-        let r = api.put(
-            &format!("/baremetal/v3/zones/fr-par-1/servers/{s}/private-networks"),
-            json!({"per_private_network_ipam_ip_ids": {id(&pn): []}}),
-        );
-        assert_eq!(r.status, 200, "{:?}", r.body);
-    }
-    api.advance(15.0);
-    let fip = api.create_fip("fr-par-1", json!({"tags": ["edge"], "server_id": servers[0]}));
-    api.advance(5.0);
-    let ips = api.get(&format!(
-        "{IPAM}/ips?private_network_id={}&resource_type=baremetal_private_nic&is_ipv6=false",
-        id(&pn)
-    ));
-    assert_eq!(ips.body["total_count"], 2);
-    let state = api.state();
+#[ignore = "privileged: needs root and iproute2; run by .ci/run"]
+fn the_same_prefix_twice_is_refused() {
+    let lab = Lab::new();
+    let again = scaleway_emulator::Emulator::start(Options {
+        network: Some(NetworkOptions::with_prefix(&lab.prefix)),
+        ..Options::default()
+    });
+    let err = again.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("exists"), "{err}");
     assert_eq!(
-        state["counts"]["ipam_ips"], 5,
-        "2 × (v4 + v6) for the hosts, 1 for the gateway network"
+        namespaces_with(&lab.prefix),
+        vec![lab.inet()],
+        "the first one is untouched"
     );
-    // Teardown in the documented order.
-    let fip_path = format!("{}/{}", api.fips("fr-par-1"), id(&fip));
-    api.post(
-        &format!("{}/detach", api.fips("fr-par-1")),
-        json!({"fips_ids": [id(&fip)]}),
-    );
-    api.advance(5.0);
-    assert_eq!(api.delete(&fip_path).status, 204);
-    for s in &servers {
-        api.put(
-            &format!("/baremetal/v3/zones/fr-par-1/servers/{s}/private-networks"),
-            json!({"per_private_network_ipam_ip_ids": {}}),
-        );
+}
+
+/// Runs the binary (or a link to it) and returns (exit code, stdout, stderr).
+fn run_bin(program: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+#[ignore = "privileged: needs root and iproute2; run by .ci/run"]
+fn exec_and_the_ssh_alias_run_on_a_server() {
+    let lab = Lab::new();
+    let id = lab.server("h1");
+    lab.install();
+    let public = lab.public_ip(&id).to_string();
+    let root = lab.root.to_str().unwrap().to_string();
+    let bin = Path::new(BIN);
+    let exec = |target: &str, command: &[&str]| {
+        let mut args = vec!["exec", "--prefix", &lab.prefix, "--state-root", &root, target, "--"];
+        args.extend_from_slice(command);
+        run_bin(bin, &args, &[])
+    };
+    let (code, out, err) = exec(&public, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("inet {public}/32")), "{out}");
+    for target in [id.as_str(), "h1"] {
+        let (code, out, _) = exec(target, &["printenv", "ONE_SCALEWAY_STATE_DIR"]);
+        assert_eq!((code, out.trim()), (0, format!("{root}/{id}/state").as_str()));
     }
-    api.advance(10.0);
-    for s in &servers {
-        assert_eq!(api.delete(&format!("{em}/servers/{s}")).status, 200);
-    }
-    assert_eq!(api.delete(&format!("{GW}/gateway-networks/{}", id(&gn))).status, 200);
-    api.advance(5.0);
+    assert_eq!(exec(&public, &["sh", "-c", "exit 7"]).0, 7, "the exit code passes");
+    let (code, _, err) = exec("62.210.1.1", &["true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no server"), "{err}");
+    let (code, out, _) = exec("internet", &["ip", "-o", "addr", "show", "dev", "lo"]);
+    assert!(code == 0 && out.contains("192.0.2.1/32"), "{out}");
+    // The ssh alias: options ignored, user@host, the command as a vector,
+    // stdin passed, a fresh environment.
+    let dir = TempDir::new("emu-ssh");
+    let ssh = dir.path().join("scaleway-emulator-ssh");
+    std::os::unix::fs::symlink(bin, &ssh).unwrap();
+    let mut child = Command::new(&ssh)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-T",
+            "-p",
+            "22",
+            &format!("oneadmin@{public}"),
+            "sh",
+            "-c",
+            "cat; printenv SCW_SECRET_KEY ONE_SCALEWAY_HOST_LOCK",
+        ])
+        .env("SCALEWAY_EMULATOR_PREFIX", &lab.prefix)
+        .env("SCALEWAY_EMULATOR_STATE_ROOT", &root)
+        .env("SCW_SECRET_KEY", "not for hosts")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"from stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
     assert_eq!(
-        api.delete(&format!("{GW}/gateways/{}?delete_ip=true", id(&gw))).status,
-        200
+        String::from_utf8_lossy(&out.stdout),
+        format!("from stdin\n{root}/{id}/host.lock\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(api.delete(&format!("{VPC}/private-networks/{}", id(&pn))).status, 204);
-    assert_eq!(api.delete(&format!("{VPC}/vpcs/{}", id(&vpc))).status, 204);
-    assert_eq!(api.delete(&format!("/iam/v1alpha1/ssh-keys/{key}")).status, 204);
-    let state = api.state();
-    assert_eq!(state["empty"], true, "{:#}", state["counts"]);
-    assert_eq!(state["pending_transitions"], json!([]));
+    let (code, _, err) = run_bin(&ssh, &["-Z", "host", "true"], &[]);
+    assert!(code == 255 && err.contains("-Z"), "{err}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and iproute2; run by .ci/run"]
+fn the_binary_cleans_up_on_sigterm_and_cleanup_removes_leftovers() {
+    require_root();
+    let prefix = new_prefix();
+    let dir = TempDir::new("emu-bin");
+    let root = dir.path().join("hosts");
+    let mut child = Command::new(BIN)
+        .args([
+            "--network",
+            &prefix,
+            "--state-root",
+            root.to_str().unwrap(),
+            "--manual-clock",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
+    assert_eq!(namespaces_with(&prefix), vec![format!("{prefix}-inet")]);
+    let url = line.trim().trim_start_matches("listening on http://").to_string();
+    let mut s = TcpStream::connect(&url).unwrap();
+    write!(
+        s,
+        "GET /_emulator/network HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains(&format!("\"{prefix}-inet\"")),
+        "{answer}"
+    );
+    run_ok(&["kill", "-TERM", &child.id().to_string()], b"");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(namespaces_with(&prefix), Vec::<String>::new());
+    assert!(!root.exists());
+    // Leftovers of a killed emulator (made by hand here), and one that is not its.
+    for n in ["inet", "0123abcd", "pn-0123abcd", "other"] {
+        run_ok(&["ip", "netns", "add", &format!("{prefix}-{n}")], b"");
+    }
+    let (code, out, err) = run_bin(
+        Path::new(BIN),
+        &["cleanup", "--prefix", &prefix, "--state-root", root.to_str().unwrap()],
+        &[],
+    );
+    let other = format!("{prefix}-other");
+    let left = namespaces_with(&prefix);
+    let _ = Command::new("ip").args(["netns", "del", &other]).status();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(left, vec![other], "only the emulator's names");
 }

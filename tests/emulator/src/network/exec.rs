@@ -1,0 +1,413 @@
+//! Running programs "on a server" of the network mode, in place of SSH, and
+//! cleaning up after a killed emulator.
+//!
+//! - `scaleway-emulator exec [--prefix P] [--state-root DIR] TARGET -- PROGRAM ARGS...`
+//!   runs `ip netns exec <namespace> PROGRAM ARGS...` (an argument vector,
+//!   never a shell) with the standard streams of the process, and exits
+//!   with the program's code (128 + N when killed by signal N). TARGET is a
+//!   server's public IPv4 or IPv6 address, id, or name (as in
+//!   `<state root>/hosts.json`), or `internet` for the internet namespace.
+//!   The environment passes through, plus, for a server:
+//!   `ONE_SCALEWAY_STATE_DIR=<state root>/<id>/state`,
+//!   `ONE_SCALEWAY_HOST_LOCK=<state root>/<id>/host.lock`,
+//!   `SCALEWAY_EMULATOR_SERVER_ID`, `SCALEWAY_EMULATOR_NAMESPACE`, then the
+//!   `KEY=VALUE` lines of `<state root>/env` and `<state root>/<id>/env`
+//!   when they exist (per-host settings a sandbox writes). Exit codes of its
+//!   own: 2 for a bad command line, 1 for an unknown target.
+//! - Called through a file named `scaleway-emulator-ssh` (a symlink), it
+//!   behaves as `ssh [OPTIONS] [USER@]HOST COMMAND...` for
+//!   `ONE_SCALEWAY_SSH`: options `-o X`, `-F f`, `-i f`, `-p N`, `-l U`,
+//!   `-E f`, `-J h`, `-c x`, `-m x`, `-b a` (value attached or next) and
+//!   flags `-T -t -n -q -x -4 -6 -v -A -a -C` (combinable) are accepted and
+//!   ignored (`-n` gives the program an empty stdin); `--` ends them. The
+//!   prefix and state root come from `SCALEWAY_EMULATOR_PREFIX` (default
+//!   `scw`) and `SCALEWAY_EMULATOR_STATE_ROOT`. Unlike ssh, the command
+//!   words are run as an argument vector, not joined with spaces for a
+//!   remote shell (so no quoting, globbing, `;` or `$VAR`), and no command
+//!   (an interactive login) is refused. As with ssh, the environment is a
+//!   fresh one: only `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_*`,
+//!   `TERM` and `TZ` pass, plus the per-server variables above. Its own
+//!   errors exit 255, as ssh's do.
+//! - `scaleway-emulator cleanup [--prefix P] [--state-root DIR]` deletes the
+//!   namespaces `P-inet`, `P-<8 hex>` and `P-pn-<8 hex>` and the folders a
+//!   killed emulator left (prints what it deleted).
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use clap::Args;
+use opennebula::driver::Io;
+use serde_json::Value;
+
+use super::{DEFAULT_PREFIX, DEFAULT_STATE_PARENT, INDEX_FILE, check_prefix, default_state_root, kernel};
+
+/// `exec` arguments.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Namespace prefix of the emulator (its --network).
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    prefix: String,
+    /// Its state root (default /run/scaleway-emulator/PREFIX).
+    #[arg(long, value_name = "DIR")]
+    state_root: Option<PathBuf>,
+    /// A server's public IPv4 or IPv6 address, id or name; or `internet`.
+    target: String,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    command: Vec<OsString>,
+}
+
+/// `cleanup` arguments.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Namespace prefix of the emulator that was killed.
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    prefix: String,
+    /// Its state root (default /run/scaleway-emulator/PREFIX).
+    #[arg(long, value_name = "DIR")]
+    state_root: Option<PathBuf>,
+}
+
+/// Where a command runs.
+#[derive(Debug, PartialEq)]
+struct Place {
+    namespace: String,
+    env: Vec<(String, String)>,
+}
+
+/// Finds TARGET in the index of `state_root`.
+fn resolve(prefix: &str, state_root: &Path, target: &str) -> Result<Place, String> {
+    check_prefix(prefix)?;
+    let index_path = state_root.join(INDEX_FILE);
+    let text = std::fs::read_to_string(&index_path).map_err(|e| {
+        format!(
+            "cannot read {} ({e}): is an emulator running with --network {prefix}?",
+            index_path.display()
+        )
+    })?;
+    let index: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", index_path.display()))?;
+    if target == "internet" {
+        return Ok(Place {
+            namespace: format!("{prefix}-inet"),
+            env: Vec::new(),
+        });
+    }
+    let servers = index
+        .get("servers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let field = |s: &Value, k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let mut found: Vec<&Value> = servers
+        .iter()
+        .filter(|s| {
+            field(s, "server_id").eq_ignore_ascii_case(target)
+                || field(s, "ipv4") == target
+                || field(s, "ipv6") == target
+        })
+        .collect();
+    if found.is_empty() {
+        found = servers.iter().filter(|s| field(s, "name") == target).collect();
+    }
+    let server = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(format!(
+                "no server {target:?} has a namespace (in {}): unknown, or not installed yet",
+                index_path.display()
+            ));
+        }
+        _ => return Err(format!("{target:?} names several servers: use an id or an address")),
+    };
+    let id = field(server, "server_id");
+    if !crate::util::is_uuid(&id) {
+        return Err(format!("bad server id {id:?} in {}", index_path.display()));
+    }
+    let dir = state_root.join(&id);
+    let mut env = vec![
+        (
+            "ONE_SCALEWAY_STATE_DIR".to_string(),
+            dir.join("state").display().to_string(),
+        ),
+        (
+            "ONE_SCALEWAY_HOST_LOCK".to_string(),
+            dir.join("host.lock").display().to_string(),
+        ),
+        ("SCALEWAY_EMULATOR_SERVER_ID".to_string(), id.clone()),
+        ("SCALEWAY_EMULATOR_NAMESPACE".to_string(), field(server, "namespace")),
+    ];
+    for file in [state_root.join("env"), dir.join("env")] {
+        env.extend(read_env_file(&file));
+    }
+    Ok(Place {
+        namespace: field(server, "namespace"),
+        env,
+    })
+}
+
+/// `KEY=VALUE` lines (blank lines and `#` comments skipped).
+fn read_env_file(path: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Runs the command in the place; returns its exit code.
+fn run(place: &Place, command: &[OsString], fresh_env: bool, null_stdin: bool) -> Result<u8, String> {
+    let mut cmd = Command::new("ip");
+    if fresh_env {
+        let kept: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| {
+                let k = k.to_string_lossy();
+                ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TERM", "TZ"].contains(&k.as_ref()) || k.starts_with("LC_")
+            })
+            .collect();
+        cmd.env_clear().envs(kept);
+        if std::env::var_os("PATH").is_none() {
+            cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        }
+    }
+    cmd.args(["netns", "exec", &place.namespace])
+        .args(command)
+        .envs(place.env.iter().cloned());
+    if null_stdin {
+        cmd.stdin(Stdio::null());
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run ip netns exec: {e}"))?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(c), _) => u8::try_from(c).unwrap_or(255),
+        (None, Some(s)) => u8::try_from(128 + s).unwrap_or(255),
+        (None, None) => 255,
+    })
+}
+
+/// `scaleway-emulator exec`.
+pub fn exec_main(args: ExecArgs, io: &mut Io<'_>) -> u8 {
+    let root = args.state_root.unwrap_or_else(|| default_state_root(&args.prefix));
+    match resolve(&args.prefix, &root, &args.target).and_then(|p| run(&p, &args.command, false, false)) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "scaleway-emulator exec: {e}");
+            1
+        }
+    }
+}
+
+/// What an ssh command line asks for.
+#[derive(Debug, PartialEq)]
+struct SshLine {
+    host: String,
+    command: Vec<OsString>,
+    null_stdin: bool,
+}
+
+fn parse_ssh(args: &[OsString]) -> Result<SshLine, String> {
+    const WITH_VALUE: &str = "oFiplEJcmb";
+    const FLAGS: &str = "Ttnqx46vAaC";
+    let mut null_stdin = false;
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        let s = a.to_string_lossy();
+        if s == "--" {
+            i += 1;
+            break;
+        }
+        if !s.starts_with('-') || s.len() < 2 {
+            break;
+        }
+        let letters: Vec<char> = s.chars().skip(1).collect();
+        let mut j = 0;
+        while let Some(&c) = letters.get(j) {
+            if WITH_VALUE.contains(c) {
+                if j + 1 == letters.len() {
+                    i += 1;
+                    if i >= args.len() {
+                        return Err(format!("option -{c} needs a value"));
+                    }
+                }
+                break;
+            } else if FLAGS.contains(c) {
+                null_stdin |= c == 'n';
+                j += 1;
+            } else {
+                return Err(format!("unsupported option -{c}"));
+            }
+        }
+        i += 1;
+    }
+    let host = args.get(i).ok_or("no host given")?.to_string_lossy();
+    let host = host.rsplit_once('@').map_or(host.as_ref(), |(_, h)| h).to_string();
+    let command = args[i + 1..].to_vec();
+    if command.is_empty() {
+        return Err("no command given: an interactive login is not emulated".to_string());
+    }
+    Ok(SshLine {
+        host,
+        command,
+        null_stdin,
+    })
+}
+
+/// `scaleway-emulator-ssh [OPTIONS] [USER@]HOST COMMAND...`.
+pub fn ssh_main(args: &[OsString], io: &mut Io<'_>) -> u8 {
+    let prefix = std::env::var("SCALEWAY_EMULATOR_PREFIX").unwrap_or_else(|_| DEFAULT_PREFIX.to_string());
+    let root = std::env::var_os("SCALEWAY_EMULATOR_STATE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_state_root(&prefix));
+    let ran = parse_ssh(args).and_then(|line| {
+        let place = resolve(&prefix, &root, &line.host)?;
+        run(&place, &line.command, true, line.null_stdin)
+    });
+    match ran {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "scaleway-emulator-ssh: {e}");
+            255
+        }
+    }
+}
+
+/// Whether `name` is one of the network mode's namespaces for `prefix`.
+pub fn is_ours(prefix: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let hex8 = |s: &str| s.len() == 8 && s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+    rest == "inet" || hex8(rest) || rest.strip_prefix("pn-").is_some_and(hex8)
+}
+
+/// `scaleway-emulator cleanup`.
+pub fn cleanup_main(args: CleanupArgs, io: &mut Io<'_>) -> u8 {
+    if let Err(e) = check_prefix(&args.prefix) {
+        let _ = writeln!(io.stderr, "scaleway-emulator cleanup: {e}");
+        return 2;
+    }
+    let root = args.state_root.unwrap_or_else(|| default_state_root(&args.prefix));
+    let mut code = 0;
+    for name in kernel::existing_namespaces() {
+        if is_ours(&args.prefix, &name) {
+            match kernel::ip(&["netns", "del", &name]) {
+                Ok(()) => {
+                    let _ = writeln!(io.stdout, "deleted namespace {name}");
+                }
+                Err(e) => {
+                    let _ = writeln!(io.stderr, "scaleway-emulator cleanup: {e}");
+                    code = 1;
+                }
+            }
+        }
+    }
+    let entries: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for p in entries {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let removed = if crate::util::is_uuid(&name) && p.is_dir() {
+            std::fs::remove_dir_all(&p).is_ok()
+        } else if name == INDEX_FILE || name == format!("{INDEX_FILE}.tmp") {
+            std::fs::remove_file(&p).is_ok()
+        } else {
+            false
+        };
+        if removed {
+            let _ = writeln!(io.stdout, "deleted {}", p.display());
+        }
+    }
+    let _ = std::fs::remove_dir(&root);
+    if root.parent() == Some(Path::new(DEFAULT_STATE_PARENT)) {
+        let _ = std::fs::remove_dir(Path::new(DEFAULT_STATE_PARENT));
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn ssh_lines() {
+        let l = parse_ssh(&os(&[
+            "-o",
+            "BatchMode=yes",
+            "-oConnectTimeout=15",
+            "-qT",
+            "-p",
+            "22",
+            "oneadmin@62.210.158.2",
+            "/var/tmp/one/x",
+            "a b",
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.host, "62.210.158.2");
+        assert_eq!(l.command, os(&["/var/tmp/one/x", "a b"]));
+        assert!(!l.null_stdin);
+        let l = parse_ssh(&os(&["-n", "--", "h", "ls"])).unwrap_or_else(|e| panic!("{e}"));
+        assert!(l.null_stdin && l.host == "h");
+        assert!(parse_ssh(&os(&["-Z", "h", "ls"])).is_err());
+        assert!(parse_ssh(&os(&["h"])).is_err(), "no command");
+        assert!(parse_ssh(&os(&["-o"])).is_err());
+        assert!(parse_ssh(&os(&[])).is_err());
+    }
+
+    #[test]
+    fn our_names() {
+        assert!(is_ours("scw", "scw-inet") && is_ours("scw", "scw-0a1b2c3d") && is_ours("scw", "scw-pn-0a1b2c3d"));
+        for other in [
+            "scw-gw-0a1b2c3d",
+            "scw-0a1b2c3",
+            "scwx-inet",
+            "scw1-inet",
+            "scw-0A1B2C3D",
+            "oscw-inet",
+            "scw-pn-x",
+        ] {
+            assert!(!is_ours("scw", other), "{other}");
+        }
+    }
+
+    #[test]
+    fn resolving_targets() {
+        let dir = std::env::temp_dir().join(format!("scw-emu-exec-{}", std::process::id()));
+        let id = "0a1b2c3d-0000-4000-8000-000000000001";
+        std::fs::create_dir_all(dir.join(id)).unwrap_or_else(|e| panic!("{e}"));
+        let index = serde_json::json!({"servers": [{"server_id": id, "name": "h1", "namespace": "t-0a1b2c3d", "ipv4": "62.210.158.2", "ipv6": "2001:bc8::2"}]});
+        std::fs::write(dir.join(INDEX_FILE), index.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.join(id).join("env"),
+            "# settings\nONE_SCALEWAY_SUDO=never\nbad line\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for target in ["62.210.158.2", id, "h1", "2001:bc8::2"] {
+            let p = resolve("t", &dir, target).unwrap_or_else(|e| panic!("{target}: {e}"));
+            assert_eq!(p.namespace, "t-0a1b2c3d");
+            assert!(p.env.contains(&(
+                "ONE_SCALEWAY_STATE_DIR".to_string(),
+                dir.join(id).join("state").display().to_string()
+            )));
+            assert!(p.env.contains(&("ONE_SCALEWAY_SUDO".to_string(), "never".to_string())));
+        }
+        assert_eq!(
+            resolve("t", &dir, "internet").map(|p| p.namespace),
+            Ok("t-inet".to_string())
+        );
+        assert!(resolve("t", &dir, "62.210.158.3").is_err());
+        assert!(resolve("t", &dir.join("nope"), "h1").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
