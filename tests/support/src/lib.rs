@@ -2,6 +2,8 @@
 //! message, which is how a test reports them.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod onedsim;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
