@@ -295,10 +295,17 @@ pub fn delete_server(client: &Client, zone: &Zone, id: &str, w: &Waits) -> R<()>
     if client.find_server(zone, id).map_err(e(&what))?.is_none() {
         return Ok(());
     }
-    match client.set_server_private_networks(zone, id, &[]) {
-        Ok(_) => {}
+    let attached = match client.list_server_private_networks(zone, id) {
+        Ok(list) => !list.is_empty(),
         Err(err) if err.is_not_found() => return Ok(()),
-        Err(err) => return Err(format!("{what}: detaching it from the private network: {err}")),
+        Err(err) => return Err(format!("{what}: {err}")),
+    };
+    if attached {
+        match client.set_server_private_networks(zone, id, &[]) {
+            Ok(_) => {}
+            Err(err) if err.is_not_found() => return Ok(()),
+            Err(err) => return Err(format!("{what}: detaching it from the private network: {err}")),
+        }
     }
     client.delete_server(zone, id).map_err(e(&what))?;
     client.wait_server_gone(zone, id, w.install).map_err(e(&what))

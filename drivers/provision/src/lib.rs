@@ -426,6 +426,7 @@ fn create(
     access: &HostAccess,
     env: &Env,
     io: &mut Io<'_>,
+    remote: Option<&dyn bootstrap::Remote>,
 ) -> Result<(), String> {
     let (d, text) = read_description(file, providers).map_err(|e| format!("{}: {}", file.display(), e.join("; ")))?;
     let boot = boot_options(access, env, true)?;
@@ -475,13 +476,13 @@ fn create(
     }
     let c = checked(&session.d, &session.client, io)?;
     file_lock.save(&s)?;
-    let remote = remote::Ssh::from_env(env, &boot.ssh_user)?;
+    let ssh = remote::Ssh::from_env(env, &boot.ssh_user)?;
     let sink = progress_sink();
     let ctx = Ctx {
         d: session.d,
         client: session.client,
         oned: session.oned,
-        remote: &remote,
+        remote: remote.unwrap_or(&ssh),
         waits: session.waits,
         progress: sink.as_ref(),
         boot,
@@ -507,7 +508,13 @@ enum Op<'a> {
     Delete(bool),
 }
 
-fn operate(name: &str, op: &Op<'_>, env: &Env, io: &mut Io<'_>) -> Result<(), String> {
+fn operate(
+    name: &str,
+    op: &Op<'_>,
+    env: &Env,
+    io: &mut Io<'_>,
+    remote: Option<&dyn bootstrap::Remote>,
+) -> Result<(), String> {
     let store = Store::new(&state::state_dir(env));
     let file_lock = store.lock(name)?;
     let Some(mut s) = file_lock.load()? else {
@@ -540,13 +547,13 @@ fn operate(name: &str, op: &Op<'_>, env: &Env, io: &mut Io<'_>) -> Result<(), St
         Op::HostAdd(..) => Some(checked(&session.d, &session.client, io)?),
         _ => None,
     };
-    let remote = remote::Ssh::from_env(env, &boot.ssh_user)?;
+    let ssh = remote::Ssh::from_env(env, &boot.ssh_user)?;
     let sink = progress_sink();
     let ctx = Ctx {
         d: session.d,
         client: session.client,
         oned: session.oned,
-        remote: &remote,
+        remote: remote.unwrap_or(&ssh),
         waits: session.waits,
         progress: sink.as_ref(),
         boot,
@@ -650,7 +657,12 @@ fn fail(io: &mut Io<'_>, command: &str, error: &str) -> u8 {
 }
 
 /// Runs the program with the given argv, environment and streams; returns the exit code.
-pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
+pub fn main_with(argv: Vec<OsString>, env: &Env, io: Io<'_>) -> u8 {
+    main_with_remote(argv, env, io, None)
+}
+
+/// [`main_with`] with the hosts reached through `remote` instead of SSH (tests).
+pub fn main_with_remote(argv: Vec<OsString>, env: &Env, mut io: Io<'_>, remote: Option<&dyn bootstrap::Remote>) -> u8 {
     let cli: Cli = match parse_args(argv, &mut io) {
         Ok(cli) => cli,
         Err(code) => return code,
@@ -673,14 +685,18 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
             access,
         } => {
             let providers = providers.unwrap_or_else(|| default_providers(env));
-            ("create", create(&file, &providers, dry_run, &access, env, &mut io))
+            (
+                "create",
+                create(&file, &providers, dry_run, &access, env, &mut io, remote),
+            )
         }
         Command::Show { name } => ("show", show(&name, env, &mut io)),
         Command::List => ("list", list(env, &mut io)),
         Command::Host { command } => match command {
-            HostCommand::Add { name, count, access } => {
-                ("host add", operate(&name, &Op::HostAdd(count, &access), env, &mut io))
-            }
+            HostCommand::Add { name, count, access } => (
+                "host add",
+                operate(&name, &Op::HostAdd(count, &access), env, &mut io, remote),
+            ),
             HostCommand::Delete {
                 name,
                 hosts,
@@ -688,14 +704,17 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
                 access,
             } => (
                 "host delete",
-                operate(&name, &Op::HostDelete(&hosts, force, &access), env, &mut io),
+                operate(&name, &Op::HostDelete(&hosts, force, &access), env, &mut io, remote),
             ),
         },
         Command::Ip { command } => match command {
-            IpCommand::Add { name, count } => ("ip add", operate(&name, &Op::IpAdd(count), env, &mut io)),
-            IpCommand::Delete { name, ranges } => ("ip delete", operate(&name, &Op::IpDelete(&ranges), env, &mut io)),
+            IpCommand::Add { name, count } => ("ip add", operate(&name, &Op::IpAdd(count), env, &mut io, remote)),
+            IpCommand::Delete { name, ranges } => (
+                "ip delete",
+                operate(&name, &Op::IpDelete(&ranges), env, &mut io, remote),
+            ),
         },
-        Command::Delete { name, force } => ("delete", operate(&name, &Op::Delete(force), env, &mut io)),
+        Command::Delete { name, force } => ("delete", operate(&name, &Op::Delete(force), env, &mut io, remote)),
         Command::OpennebulaConfig {
             oned_conf,
             vmm_execrc,

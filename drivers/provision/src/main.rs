@@ -8,7 +8,8 @@ fn main() -> ExitCode {
     let io = Io {
         stdin: &mut std::io::stdin().lock(),
         stdout: &mut std::io::stdout().lock(),
-        stderr: &mut std::io::stderr().lock(),
+        // Not locked: the progress of the worker threads goes to stderr too.
+        stderr: &mut std::io::stderr(),
     };
     ExitCode::from(scaleway_provision::main_with(
         std::env::args_os().collect(),

@@ -398,6 +398,19 @@ impl One<'_> {
             .collect())
     }
 
+    /// Points the system datastore's replica at `host` (the first host).
+    pub fn set_replica_host(&self, datastore: i64, host: &str) -> Result<(), String> {
+        let mut t = Template::new();
+        t.single("REPLICA_HOST", host);
+        self.oned
+            .call(
+                "one.datastore.update",
+                &[Param::Int(datastore), Param::Str(text(&t)?), Param::Int(1)],
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     pub fn add_range(&self, vnet: i64, t: &Template) -> Result<(), String> {
         self.oned
             .call("one.vn.add_ar", &[Param::Int(vnet), Param::Str(text(t)?)])
@@ -426,7 +439,8 @@ impl One<'_> {
                         .collect()
                 })
                 .unwrap_or_default()),
-            Err(e) if e.0.contains("NO_EXISTS") || e.0.to_ascii_lowercase().contains("not exist") => Ok(Vec::new()),
+            // oned: "[one.host.info] Error getting host [N]." (NO_EXISTS, 1024): gone, so no VMs.
+            Err(e) if e.0.contains("Error getting host") => Ok(Vec::new()),
             Err(e) => Err(e.to_string()),
         }
     }

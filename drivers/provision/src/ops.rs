@@ -640,6 +640,10 @@ pub fn host_delete(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String], force
         delete_servers(ctx, s, &indexes)?;
         s.hosts.retain(|h| !indexes.contains(&h.index));
         ctx.save(s)?;
+        // The first host keeps the system datastore's replica.
+        if let (Some(ds), Some(first)) = (s.one.system_datastore, s.hosts.iter().find_map(|h| h.public_ip)) {
+            ctx.one().set_replica_host(ds, &first.to_string())?;
+        }
         let rest: Vec<u32> = s.hosts.iter().map(|h| h.index).collect();
         bootstrap_hosts(ctx, s, &[], &rest)
     };

@@ -386,7 +386,8 @@ impl Client {
                 Err(e) => e,
             };
             let ambiguous = match &error {
-                Error::Api(api) => api.status >= 500,
+                // 503 out_of_stock is an answer, not an accident: no retry.
+                Error::Api(api) => api.status >= 500 && !api.is_capacity(),
                 Error::Transport { maybe_applied, .. } => *maybe_applied,
                 _ => false,
             };
