@@ -188,7 +188,7 @@ impl Client {
         self.calls.load(Ordering::Relaxed)
     }
 
-    fn notify(&self, line: &str) {
+    pub(crate) fn notify(&self, line: &str) {
         if let Some(n) = &self.notifier {
             n(line);
         }
@@ -205,7 +205,7 @@ impl Client {
     }
 
     /// Full-jitter backoff before attempt `attempt + 1`.
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let p = &self.options.retry;
         let ceiling = p.base_delay.saturating_mul(1u32 << attempt.min(16)).min(p.max_delay);
         Duration::from_millis(self.random_below(ceiling.as_millis() as u64 + 1))

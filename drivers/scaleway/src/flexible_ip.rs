@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::client::{Client, Retry};
 use crate::config::Zone;
-use crate::error::{Error, Result};
+use crate::error::{ApiErrorKind, Error, Result};
 use crate::status::status_enum;
 use crate::wait::{Progress, WaitPolicy, wait_until};
 
@@ -149,7 +149,7 @@ impl Client {
     /// Gets a flexible IP, or `None` if it is gone. Scaleway answers a
     /// deleted flexible IP with 403 `permissions_denied`, which is also what
     /// a real permission problem looks like: after a 403 the project's list
-    /// is checked, and only an IP absent from it counts as gone.
+    /// is read: an IP absent from it is gone, one present is taken from it.
     pub fn find_fip(&self, zone: &Zone, id: &str, project_id: &str) -> Result<Option<FlexibleIp>> {
         match self.get_fip(zone, id) {
             Ok(fip) => Ok(Some(fip)),
@@ -159,11 +159,10 @@ impl Client {
                     project_id: Some(project_id.to_owned()),
                     ..FipFilter::default()
                 };
-                if self.list_fips(zone, &filter)?.iter().any(|f| f.id == id) {
-                    Err(Error::Api(api))
-                } else {
-                    Ok(None)
-                }
+                // Listed: the GET's 403 was the API's eventual consistency (a
+                // fresh IP, or one just changed); the list's entry is current.
+                // A real permission problem fails the list as well.
+                Ok(self.list_fips(zone, &filter)?.into_iter().find(|f| f.id == id))
             }
             Err(e) => Err(e),
         }
@@ -183,30 +182,49 @@ impl Client {
     }
 
     /// Attaches flexible IPs to a server (asynchronous: they go `updating`).
+    /// A 409 `transient_state` (an IP still moving) waits for the IPs to
+    /// settle, then tries again.
     pub fn attach_fips(&self, zone: &Zone, fip_ids: &[&str], server_id: &str) -> Result<Vec<FlexibleIp>> {
         let body = json!({ "fips_ids": fip_ids, "server_id": server_id });
-        let list: FipList = self.call_json(
-            &Method::POST,
-            &format!("{}/fips/attach", base(zone)),
-            &[],
-            Some(&body),
-            Retry::Idempotent,
-        )?;
-        Ok(list.flexible_ips)
+        self.fips_action(zone, "attach", fip_ids, &body)
+    }
+
+    fn fips_action(
+        &self,
+        zone: &Zone,
+        action: &str,
+        fip_ids: &[&str],
+        body: &serde_json::Value,
+    ) -> Result<Vec<FlexibleIp>> {
+        let path = format!("{}/fips/{action}", base(zone));
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.call_json::<FipList>(&Method::POST, &path, &[], Some(body), Retry::Idempotent) {
+                Ok(list) => return Ok(list.flexible_ips),
+                Err(Error::Api(api)) if matches!(api.kind, ApiErrorKind::TransientState { .. }) && tries < 5 => {
+                    self.notify(&format!(
+                        "{action} of flexible IP(s) {}: {api}; waiting for them to settle",
+                        fip_ids.join(", ")
+                    ));
+                    for id in fip_ids {
+                        self.wait_fip_settled(
+                            zone,
+                            id,
+                            WaitPolicy::new(self.backoff(1), std::time::Duration::from_secs(60)),
+                        )?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Detaches flexible IPs (asynchronous: they go `detaching`; a `ready`
     /// one stays `ready`).
     pub fn detach_fips(&self, zone: &Zone, fip_ids: &[&str]) -> Result<Vec<FlexibleIp>> {
         let body = json!({ "fips_ids": fip_ids });
-        let list: FipList = self.call_json(
-            &Method::POST,
-            &format!("{}/fips/detach", base(zone)),
-            &[],
-            Some(&body),
-            Retry::Idempotent,
-        )?;
-        Ok(list.flexible_ips)
+        self.fips_action(zone, "detach", fip_ids, &body)
     }
 
     /// Replaces a flexible IP's tags.

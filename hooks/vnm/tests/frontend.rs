@@ -64,6 +64,7 @@ fn bed() -> Bed {
             ("SCW_CONFIG_PATH".to_owned(), "/nonexistent/config.yaml".to_owned()),
             ("ONE_SCALEWAY_POLL_MS".to_owned(), "10".to_owned()),
             ("ONE_SCALEWAY_RETRY_BASE_MS".to_owned(), "5".to_owned()),
+            ("ONE_SCALEWAY_WAIT".to_owned(), "5".to_owned()),
         ]
     };
     let pairs = env_pairs(emu.url());
@@ -201,6 +202,12 @@ fn with_log<T>(f: impl FnOnce(&mut Log<'_>) -> T) -> (T, String) {
 }
 
 fn server_of_fip(bed: &Bed, i: usize) -> Option<String> {
+    // An eventual_consistency fault hides the IP from the next few reads.
+    for _ in 0..5 {
+        if let Ok(f) = bed.client.get_fip(&zone(), &bed.fips[i].id) {
+            return f.server_id;
+        }
+    }
     bed.client.get_fip(&zone(), &bed.fips[i].id).unwrap().server_id
 }
 
@@ -397,5 +404,197 @@ fn update_sg_and_update_nic_change_nothing() {
             warned,
             "{err}"
         );
+    }
+}
+
+/// Every fault kind of the emulator on the flexible IP calls of `post` and
+/// of `clean`: each run either succeeds or fails with one clear line; a
+/// run without the fault afterwards converges (both IPs on the host's
+/// server after post, none attached after clean), and no IP is ever
+/// attached anywhere else.
+#[test]
+fn fault_matrix_of_post_and_clean() {
+    let kinds = [
+        json!({"kind": "rate_limit"}),
+        json!({"kind": "rate_limit_retry_after", "retry_after": 0}),
+        json!({"kind": "internal_error"}),
+        json!({"kind": "upstream_error"}),
+        json!({"kind": "unavailable", "message": "maintenance"}),
+        json!({"kind": "delay", "seconds": 1}),
+        json!({"kind": "drop"}),
+        json!({"kind": "reset_mid_body"}),
+        // Scaleway answers these to changes only (an IP busy moving, a resource just changed).
+        json!({"kind": "transient_state", "method": "POST"}),
+        json!({"kind": "quotas_exceeded"}),
+        json!({"kind": "commit_then_error"}),
+        json!({"kind": "commit_then_drop"}),
+        json!({"kind": "eventual_consistency", "method": "POST"}),
+        json!({"kind": "total_count_delta"}),
+    ];
+    let bed = bed();
+    let (vm, doc) = vm(&bed, &[0, 1], 3, None, None);
+    let recorder = Recorder(Mutex::new(Vec::new()));
+    let mut outcomes = Vec::new();
+    for kind in &kinds {
+        for times in [1, 3] {
+            let mut rule = kind.clone();
+            rule["path_prefix"] = json!("/flexible-ip/");
+            rule["times"] = json!(times);
+            // post under the fault, then without it
+            bed.emu.add_fault(&rule).unwrap();
+            let (faulty, log) = with_log(|log| frontend::post(&vm, log, &bed.env));
+            bed.emu.clear_faults();
+            if let Err(e) = &faulty {
+                let text = format!("{e:#}");
+                assert!(!text.is_empty() && !text.contains('\n'), "{rule}: {text:?}");
+            }
+            for i in [0, 1] {
+                let on = server_of_fip(&bed, i);
+                assert!(
+                    on.is_none() || on.as_deref() == Some(bed.servers[0].as_str()),
+                    "{rule}: IP {i} on {on:?}\n{log}"
+                );
+            }
+            let (ok, log) = with_log(|log| frontend::post(&vm, log, &bed.env));
+            ok.unwrap_or_else(|e| panic!("{rule}: post after the fault: {e:#}\n{log}"));
+            for i in [0, 1] {
+                assert_eq!(
+                    server_of_fip(&bed, i).as_deref(),
+                    Some(bed.servers[0].as_str()),
+                    "{rule}"
+                );
+            }
+            // clean under the fault, then without it
+            bed.emu.add_fault(&rule).unwrap();
+            let (faulty_clean, _) =
+                with_log(|log| frontend::clean(&vm, &doc, &["edge-host1".into()], log, &bed.env, &recorder));
+            bed.emu.clear_faults();
+            let (ok, log) =
+                with_log(|log| frontend::clean(&vm, &doc, &["edge-host1".into()], log, &bed.env, &recorder));
+            ok.unwrap_or_else(|e| panic!("{rule}: clean after the fault: {e:#}\n{log}"));
+            for i in [0, 1] {
+                assert_eq!(server_of_fip(&bed, i), None, "{rule}: IP {i} left attached");
+            }
+            outcomes.push(format!(
+                "{} x{times}: post {}, clean {}",
+                kind["kind"].as_str().unwrap(),
+                if faulty.is_ok() { "ok" } else { "failed cleanly" },
+                if faulty_clean.is_ok() { "ok" } else { "failed cleanly" }
+            ));
+        }
+    }
+    eprintln!("{}", outcomes.join("\n"));
+    assert_eq!(server_of_fip(&bed, 2), None, "the third range's IP was never touched");
+}
+
+/// `post` and `clean` SIGKILLed while their attach or detach is in flight,
+/// then run again by oned (a retry, or the next action): they converge.
+#[test]
+fn post_and_clean_killed_mid_way_converge_when_run_again() {
+    use std::process::{Command, Stdio};
+    let bed = bed();
+    let (_, doc) = vm(&bed, &[0, 1], 3, None, None);
+    let encoded = opennebula::base64::encode(doc.to_xml().as_bytes());
+    let dir = TempDir::new("vnm-killed");
+    let bin = env!("CARGO_BIN_EXE_scaleway-vnm");
+    let post = test_support::link_as(std::path::Path::new(bin), dir.path(), "vnm/scaleway/post");
+    let clean = test_support::link_as(std::path::Path::new(bin), dir.path(), "vnm/scaleway/clean");
+    let run = |program: &std::path::Path, kill_after: Option<Duration>| {
+        let mut c = Command::new(program);
+        // oned: post <deploy id> <host>, clean <host>
+        if program.ends_with("post") {
+            c.args(["one-42", "edge-host1"]);
+        } else {
+            c.arg("edge-host1");
+        }
+        c.env_clear();
+        for k in [
+            "SCW_SECRET_KEY",
+            "SCW_DEFAULT_PROJECT_ID",
+            "SCW_DEFAULT_ZONE",
+            "SCW_API_URL",
+            "SCW_CONFIG_PATH",
+            "ONE_SCALEWAY_POLL_MS",
+            "ONE_SCALEWAY_RETRY_BASE_MS",
+            "ONE_SCALEWAY_WAIT",
+            "ONE_XMLRPC",
+            "ONE_AUTH",
+        ] {
+            c.env(k, bed.env.get(k).unwrap());
+        }
+        c.env("ONE_SCALEWAY_SSH", "/bin/true");
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(encoded.as_bytes()).unwrap();
+        }
+        match kill_after {
+            Some(d) => {
+                std::thread::sleep(d);
+                let _ = child.kill();
+                child.wait().unwrap();
+                None
+            }
+            None => Some(child.wait_with_output().unwrap()),
+        }
+    };
+    for delay_ms in [50u64, 150, 300] {
+        // The attach hangs (a slow answer) and the process is killed meanwhile.
+        bed.emu
+            .add_fault(&json!({"kind": "delay", "seconds": 1, "method": "POST", "path_prefix": "/flexible-ip/"}))
+            .unwrap();
+        run(&post, Some(Duration::from_millis(delay_ms)));
+        bed.emu.clear_faults();
+        let out = run(&post, None).unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for i in [0, 1] {
+            assert_eq!(server_of_fip(&bed, i).as_deref(), Some(bed.servers[0].as_str()));
+        }
+        bed.emu
+            .add_fault(&json!({"kind": "delay", "seconds": 1, "method": "POST", "path_prefix": "/flexible-ip/"}))
+            .unwrap();
+        run(&clean, Some(Duration::from_millis(delay_ms)));
+        bed.emu.clear_faults();
+        let out = run(&clean, None).unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for i in [0, 1] {
+            assert_eq!(server_of_fip(&bed, i), None);
+        }
+    }
+}
+
+/// Faults that break the flexible IP itself at Scaleway (a transition stuck
+/// for ever, or ending in `error` or `locked`): post fails with a clear
+/// error naming the IP and what it waited for, never attaches elsewhere,
+/// and clean still succeeds (a VM must always be removable).
+#[test]
+fn a_flexible_ip_broken_at_scaleway_fails_post_clearly() {
+    for kind in ["stuck", "transition_error", "transition_locked"] {
+        let bed = bed();
+        let (vm, doc) = vm(&bed, &[0], 3, None, None);
+        bed.emu
+            .add_fault(&json!({"kind": kind, "method": "POST", "path_prefix": "/flexible-ip/", "times": 5}))
+            .unwrap();
+        let (faulty, log) = with_log(|log| frontend::post(&vm, log, &bed.env));
+        let e = format!("{:#}", faulty.expect_err(kind));
+        assert!(e.contains("flexible IP") && !e.contains('\n'), "{kind}: {e}\n{log}");
+        let on = server_of_fip(&bed, 0);
+        assert!(
+            on.is_none() || on.as_deref() == Some(bed.servers[0].as_str()),
+            "{kind}: {on:?}"
+        );
+        bed.emu.clear_faults();
+        let recorder = Recorder(Mutex::new(Vec::new()));
+        let (clean, log) = with_log(|log| frontend::clean(&vm, &doc, &["edge-host1".into()], log, &bed.env, &recorder));
+        if let Err(e) = clean {
+            let e = format!("{e:#}");
+            assert!(!e.contains('\n'), "{kind}: clean: {e}\n{log}");
+        }
+        eprintln!("{kind}: post: {e}");
     }
 }

@@ -185,8 +185,16 @@ fn ensure_attached(
     log: &mut Log<'_>,
 ) -> anyhow::Result<bool> {
     let mut fip = client
-        .get_fip(&n.zone, &n.fip_id)
-        .with_context(|| format!("flexible IP {} ({}) of NIC {}", n.fip_id, n.external, n.nic_id))?;
+        .find_fip(&n.zone, &n.fip_id, n.credentials.require_project()?)
+        .with_context(|| format!("flexible IP {} ({}) of NIC {}", n.fip_id, n.external, n.nic_id))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "flexible IP {} ({}) of NIC {} does not exist at Scaleway (any more): its address range is stale",
+                n.fip_id,
+                n.external,
+                n.nic_id
+            )
+        })?;
     if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
         fip = client.wait_fip_settled(&n.zone, &n.fip_id, wait)?;
     }
