@@ -265,17 +265,35 @@ impl ApiError {
     }
 }
 
+/// An error as one line: control characters from the answer's body (its
+/// message, resource names...) are escaped, so a log line stays one line.
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Scaleway API {} {} answered {}", self.method, self.path, self.status)?;
-        let type_name = self.type_name();
+        let raw = RawApiError(self).to_string();
+        for c in raw.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct RawApiError<'a>(&'a ApiError);
+
+impl fmt::Display for RawApiError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scaleway API {} {} answered {}", self.0.method, self.0.path, self.0.status)?;
+        let type_name = self.0.type_name();
         if !type_name.is_empty() {
             write!(f, " {type_name}")?;
         }
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
+        if !self.0.message.is_empty() {
+            write!(f, ": {}", self.0.message)?;
         }
-        match &self.kind {
+        match &self.0.kind {
             ApiErrorKind::InvalidArguments { details } if !details.is_empty() => {
                 let args: Vec<String> = details
                     .iter()
@@ -315,10 +333,10 @@ impl fmt::Display for ApiError {
             }
             _ => {}
         }
-        if let Some(advice) = self.advice() {
+        if let Some(advice) = self.0.advice() {
             write!(f, "; {advice}")?;
         }
-        if let Some(id) = &self.request_id {
+        if let Some(id) = &self.0.request_id {
             write!(f, " (request id {id})")?;
         }
         Ok(())
