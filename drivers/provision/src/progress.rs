@@ -103,3 +103,49 @@ impl Progress for Collect {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_timestamped_and_terminal_rows_are_redrawn_in_place() {
+        let out = Shared::default();
+        let lines = Lines::new(Box::new(out.clone()));
+        lines.report("server edge-host1", "installing");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let (stamp, rest) = text.split_once(' ').unwrap();
+        assert!(stamp.ends_with('Z') && stamp.len() == 20, "{text}");
+        assert!(rest.ends_with("server edge-host1: installing\n"), "{text}");
+
+        let out = Shared::default();
+        let term = Terminal::new(Box::new(out.clone()));
+        term.report("VPC", "creating");
+        term.report("server edge-host1", "ordering");
+        term.report("VPC", "done");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        // The third report moves up over the two rows and redraws both.
+        let last = text.rsplit("\x1b[2A").next().unwrap();
+        assert_eq!(last.matches("\x1b[2K").count(), 2, "{text:?}");
+        assert!(last.contains("VPC                done"), "{last:?}");
+        assert!(last.contains("server edge-host1  ordering"), "{last:?}");
+    }
+}
