@@ -285,7 +285,11 @@ struct RawApiError<'a>(&'a ApiError);
 
 impl fmt::Display for RawApiError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Scaleway API {} {} answered {}", self.0.method, self.0.path, self.0.status)?;
+        write!(
+            f,
+            "Scaleway API {} {} answered {}",
+            self.0.method, self.0.path, self.0.status
+        )?;
         let type_name = self.0.type_name();
         if !type_name.is_empty() {
             write!(f, " {type_name}")?;
