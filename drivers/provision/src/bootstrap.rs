@@ -475,26 +475,25 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
         }
     }
     if wanted(Phase::Evpn) {
+        // Always: `install FILE` does not create the folder (a host whose
+        // access phase is skipped has no oneadmin, but needs it all the same).
+        let mut folder = argv(&["install", "-d"]);
         if let Some(owner) = &owner {
-            step(
-                Phase::Evpn,
-                "driver folder",
-                Action::Run {
-                    argv: argv(&[
-                        "install",
-                        "-d",
-                        "-o",
-                        owner,
-                        "-g",
-                        owner,
-                        "/var/tmp/one",
-                        "/var/tmp/one/vnm",
-                        "/var/tmp/one/vnm/scaleway_evpn",
-                    ]),
-                    stdin: None,
-                },
-            );
+            folder.extend(argv(&["-o", owner, "-g", owner]));
         }
+        folder.extend(argv(&[
+            "/var/tmp/one",
+            "/var/tmp/one/vnm",
+            "/var/tmp/one/vnm/scaleway_evpn",
+        ]));
+        step(
+            Phase::Evpn,
+            "driver folder",
+            Action::Run {
+                argv: folder,
+                stdin: None,
+            },
+        );
         step(
             Phase::Evpn,
             "scaleway-vnm",
@@ -842,6 +841,45 @@ mod tests {
                 assert!(words.iter().all(|w| safe_word(w)), "{words:?}");
             }
         }
+    }
+
+    #[test]
+    fn without_the_access_phase_the_driver_folder_is_still_made() {
+        let host = HostFacts {
+            name: "edge-host1".into(),
+            public_ip: Ipv4Addr::new(192, 0, 2, 1),
+            private_ip: Ipv4Addr::new(172, 18, 0, 2),
+            vlan: Some(7),
+            uplink: None,
+        };
+        let cluster = ClusterFacts {
+            provision: "edge".into(),
+            hypervisor_package: "opennebula-node-kvm".into(),
+            ubuntu: "24.04".into(),
+            opennebula_version: "7.0".into(),
+            private_cidr: "172.18.0.0/24".parse().unwrap(),
+            hosts: vec![host.clone()],
+            authorized_keys: String::new(),
+            frontend: None,
+            skip: vec![Phase::Packages, Phase::Access, Phase::Services],
+            ssh_user: "root".into(),
+        };
+        let steps = plan(&cluster, &host, true);
+        let at = |title: &str| steps.iter().position(|s| s.title == title).unwrap();
+        assert!(at("driver folder") < at("scaleway-vnm"));
+        assert_eq!(
+            steps[at("driver folder")].action,
+            Action::Run {
+                argv: argv(&[
+                    "install",
+                    "-d",
+                    "/var/tmp/one",
+                    "/var/tmp/one/vnm",
+                    "/var/tmp/one/vnm/scaleway_evpn"
+                ]),
+                stdin: None
+            }
+        );
     }
 
     #[test]

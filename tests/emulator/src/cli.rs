@@ -61,6 +61,14 @@ struct Cli {
     /// Network mode: MTU of the servers' private NICs.
     #[arg(long, value_name = "N", default_value_t = 1500, requires = "network")]
     mtu: u32,
+    /// Network mode: start FRR (zebra and bgpd, /usr/lib/frr) in every server's namespace, with its own
+    /// folder STATE_ROOT/<server id>/frr, named by ONE_SCALEWAY_FRR_DIR in the server's env file.
+    #[arg(long, requires = "network")]
+    frr: bool,
+    /// Network mode: every server gets its own /etc (an overlay of this machine's) and /var/tmp for what
+    /// `exec` and the ssh alias run there, kept in STATE_ROOT/<server id>/fs.
+    #[arg(long, requires = "network")]
+    host_fs: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +79,9 @@ enum Sub {
     Exec(network::exec::ExecArgs),
     /// Deletes the namespaces (PREFIX-inet, PREFIX-<8 hex>, PREFIX-pn-<8 hex>) and folders a killed emulator left.
     Cleanup(network::exec::CleanupArgs),
+    /// Internal (what `exec` runs with --host-fs): a server's /etc and /var/tmp mounted, then PROGRAM.
+    #[command(name = "enter-host-fs", hide = true)]
+    EnterHostFs(network::exec::EnterArgs),
 }
 
 /// The signals that stop the binary cleanly in the network mode.
@@ -99,11 +110,14 @@ pub fn main_with(argv: Vec<OsString>, mut io: Io<'_>) -> u8 {
     match cli.command {
         Some(Sub::Exec(args)) => return network::exec::exec_main(args, &mut io),
         Some(Sub::Cleanup(args)) => return network::exec::cleanup_main(args, &mut io),
+        Some(Sub::EnterHostFs(args)) => return network::exec::enter_main(&args, &mut io),
         None => {}
     }
     let network = cli.network.map(|prefix| NetworkOptions {
         state_root: cli.state_root.unwrap_or_else(|| network::default_state_root(&prefix)),
         mtu: cli.mtu,
+        frr: cli.frr,
+        host_fs: cli.host_fs,
         prefix,
     });
     // In the network mode, SIGTERM/SIGINT/SIGHUP are taken by a thread (blocked

@@ -13,7 +13,7 @@
 //! ```text
 //! scaleway-emulator [--listen 127.0.0.1:PORT] [--secret-key UUID]... [--speed F]
 //!                   [--manual-clock] [--seed N] [--project-id UUID]...
-//!                   [--network PREFIX [--state-root DIR] [--mtu N]]
+//!                   [--network PREFIX [--state-root DIR] [--mtu N] [--frr] [--host-fs]]
 //! scaleway-emulator exec [--prefix P] [--state-root DIR] TARGET -- PROGRAM ARGS...
 //! scaleway-emulator cleanup [--prefix P] [--state-root DIR]
 //! scaleway-emulator-ssh [SSH OPTIONS] [USER@]HOST COMMAND...   (a symlink)
@@ -38,7 +38,10 @@
 //!   [`network`]): servers, private networks and flexible IPs become network
 //!   namespaces named `PREFIX-…`; `--state-root DIR` (default
 //!   `/run/scaleway-emulator/PREFIX`) holds the per-server folders,
-//!   `--mtu N` (default 1500) is the private NICs' MTU. SIGTERM, SIGINT and
+//!   `--mtu N` (default 1500) is the private NICs' MTU, `--frr` starts FRR
+//!   (zebra, bgpd) in every server's namespace ([`network::frr`]),
+//!   `--host-fs` gives every server its own `/etc` and `/var/tmp`
+//!   ([`network::hostfs`]). SIGTERM, SIGINT and
 //!   SIGHUP then stop it cleanly (exit 0) after deleting every namespace it
 //!   created.
 //! - `exec`, `cleanup` and the `scaleway-emulator-ssh` alias: run a program
@@ -60,7 +63,7 @@
 //!
 //! The network mode: `Options { network:
 //! Some(NetworkOptions::with_prefix("scw")), .. }` (fields `prefix`,
-//! `state_root`, `mtu`); [`Running::network`] gives the report of
+//! `state_root`, `mtu`, `frr`, `host_fs`); [`Running::network`] gives the report of
 //! `GET /_emulator/network`, once the kernel matches the API.
 //!
 //! [`Running`] also has typed helpers for the control API: `advance`,

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::{Api, OFFER_B220E, OPTION_PRIVATE_NETWORK, OS_UBUNTU_2204, PROJECT, ZONE};
 use netns::{ip, namespaces_with, ping, tcp_source};
+use nix::sys::signal::Signal;
 use scaleway_emulator::Options;
 use scaleway_emulator::network::{CLIENT_V4, CLIENT_V6, NetworkOptions};
 use serde_json::{Value, json};
@@ -48,6 +49,11 @@ fn new_prefix() -> String {
 
 impl Lab {
     fn new() -> Lab {
+        Lab::with(false, false)
+    }
+
+    /// With FRR on the servers and/or their own files.
+    fn with(frr: bool, host_fs: bool) -> Lab {
         require_root();
         let prefix = new_prefix();
         let dir = TempDir::new("emu-net");
@@ -60,6 +66,8 @@ impl Lab {
                 prefix: prefix.clone(),
                 state_root: root.clone(),
                 mtu: 1500,
+                frr,
+                host_fs,
             }),
             ..Options::default()
         });
@@ -547,4 +555,104 @@ fn the_binary_cleans_up_on_sigterm_and_cleanup_removes_leftovers() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 3, "{out}");
     assert_eq!(left, vec![other], "only the emulator's names");
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and frr; run by .ci/run"]
+fn servers_run_their_own_frr_and_files() {
+    // As in the binary and the sandbox, the stop signals are blocked in the
+    // threads that start FRR: the daemons must not inherit that.
+    let mut stop = nix::sys::signal::SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        stop.add(sig);
+    }
+    stop.thread_block().unwrap();
+    let lab = Lab::with(true, true);
+    let id = lab.server("h1");
+    lab.install();
+    let public = lab.public_ip(&id).to_string();
+    let root = lab.root.to_str().unwrap().to_string();
+    let exec = |command: &[&str]| {
+        let mut args = vec!["exec", "--prefix", &lab.prefix, "--state-root", &root, &public, "--"];
+        args.extend_from_slice(command);
+        run_bin(Path::new(BIN), &args, &[])
+    };
+    // FRR: zebra and bgpd in the server's namespace, named by the env file.
+    let frr = lab.report()["servers"][0]["frr"].clone();
+    let dir = frr["dir"].as_str().unwrap().to_string();
+    assert_eq!(dir, format!("{root}/{id}/frr"));
+    let pids: Vec<u64> = frr["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    for pid in &pids {
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+        let server_ns = std::fs::metadata(format!("/run/netns/{}", lab.ns(&id))).unwrap();
+        assert!(
+            ns.to_string_lossy()
+                .contains(&std::os::unix::fs::MetadataExt::ino(&server_ns).to_string())
+        );
+    }
+    for pid in &pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            status.contains("SigBlk:\t0000000000000000"),
+            "FRR daemon {pid} blocks signals:\n{status}"
+        );
+    }
+    let (code, out, err) = exec(&["printenv", "ONE_SCALEWAY_FRR_DIR"]);
+    assert_eq!((code, out.trim()), (0, dir.as_str()), "{err}");
+    let (code, out, err) = exec(&["vtysh", "--vty_socket", &dir, "-c", "show daemons"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("zebra") && out.contains("bgpd"), "{out}");
+    // Its own /etc (an overlay) and /var/tmp: the machine's are untouched.
+    let name = format!("one-scaleway-emulator-test-{}", std::process::id());
+    let (code, out, err) = exec(&[
+        "sh",
+        "-c",
+        &format!(
+            "echo on-the-server > /etc/{name} && cat /etc/{name} /etc/hostname >/dev/null && echo tmp > /var/tmp/{name} && grep -c . /etc/passwd"
+        ),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.trim().parse::<u32>().unwrap() > 0,
+        "the machine's /etc shows through: {out}"
+    );
+    assert!(
+        !Path::new(&format!("/etc/{name}")).exists(),
+        "the machine's /etc is untouched"
+    );
+    assert!(
+        !Path::new(&format!("/var/tmp/{name}")).exists(),
+        "the machine's /var/tmp is untouched"
+    );
+    let fs = lab.root.join(&id).join("fs");
+    assert_eq!(
+        std::fs::read_to_string(fs.join("etc").join(&name)).unwrap(),
+        "on-the-server\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fs.join("var-tmp").join(&name)).unwrap(),
+        "tmp\n"
+    );
+    // Deleted: the daemons are stopped (SIGTERM suffices) and the folder goes.
+    let started = Instant::now();
+    let r = lab.api.delete(&format!("{}/servers/{id}", lab.api.em(ZONE)));
+    assert_eq!(r.body["status"], "deleting");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "FRR took {:?} to stop",
+        started.elapsed()
+    );
+    for pid in &pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "FRR daemon {pid} still runs"
+        );
+    }
+    assert!(!lab.root.join(&id).exists());
 }

@@ -12,8 +12,11 @@
 //!   `ONE_SCALEWAY_HOST_LOCK=<state root>/<id>/host.lock`,
 //!   `SCALEWAY_EMULATOR_SERVER_ID`, `SCALEWAY_EMULATOR_NAMESPACE`, then the
 //!   `KEY=VALUE` lines of `<state root>/env` and `<state root>/<id>/env`
-//!   when they exist (per-host settings a sandbox writes). Exit codes of its
-//!   own: 2 for a bad command line, 1 for an unknown target.
+//!   when they exist (per-host settings a sandbox writes; with `--frr` the
+//!   emulator writes `ONE_SCALEWAY_FRR_DIR` there). With `--host-fs` the
+//!   program sees the server's own `/etc` and `/var/tmp` (see
+//!   [`super::hostfs`]). Exit codes of its own: 2 for a bad command line, 1
+//!   for an unknown target.
 //! - Called through a file named `scaleway-emulator-ssh` (a symlink), it
 //!   behaves as `ssh [OPTIONS] [USER@]HOST COMMAND...` for
 //!   `ONE_SCALEWAY_SSH`: options `-o X`, `-F f`, `-i f`, `-p N`, `-l U`,
@@ -30,7 +33,8 @@
 //!   errors exit 255, as ssh's do.
 //! - `scaleway-emulator cleanup [--prefix P] [--state-root DIR]` deletes the
 //!   namespaces `P-inet`, `P-<8 hex>` and `P-pn-<8 hex>` and the folders a
-//!   killed emulator left (prints what it deleted).
+//!   killed emulator left, after stopping the FRR daemons of those folders
+//!   (prints what it deleted).
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -70,11 +74,24 @@ pub struct CleanupArgs {
     state_root: Option<PathBuf>,
 }
 
+/// `enter-host-fs` arguments (internal: what `exec` runs with `--host-fs`).
+#[derive(Debug, Args)]
+pub struct EnterArgs {
+    /// The server's folder (`<state root>/<server id>/fs`).
+    #[arg(long, value_name = "DIR")]
+    fs: PathBuf,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    command: Vec<OsString>,
+}
+
 /// Where a command runs.
 #[derive(Debug, PartialEq)]
 struct Place {
     namespace: String,
     env: Vec<(String, String)>,
+    /// The server's own files (`--host-fs`).
+    fs: Option<PathBuf>,
 }
 
 /// Finds TARGET in the index of `state_root`.
@@ -92,6 +109,7 @@ fn resolve(prefix: &str, state_root: &Path, target: &str) -> Result<Place, Strin
         return Ok(Place {
             namespace: format!("{prefix}-inet"),
             env: Vec::new(),
+            fs: None,
         });
     }
     let servers = index
@@ -141,9 +159,12 @@ fn resolve(prefix: &str, state_root: &Path, target: &str) -> Result<Place, Strin
     for file in [state_root.join("env"), dir.join("env")] {
         env.extend(read_env_file(&file));
     }
+    // Only the server's own folder: never a path the index could point elsewhere.
+    let fs = server.get("fs").and_then(Value::as_str).map(|_| dir.join("fs"));
     Ok(Place {
         namespace: field(server, "namespace"),
         env,
+        fs,
     })
 }
 
@@ -176,6 +197,10 @@ fn run(place: &Place, command: &[OsString], fresh_env: bool, null_stdin: bool) -
             cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
         }
     }
+    let command = match &place.fs {
+        Some(fs) => super::hostfs::wrap(fs, command)?,
+        None => command.to_vec(),
+    };
     cmd.args(["netns", "exec", &place.namespace])
         .args(command)
         .envs(place.env.iter().cloned());
@@ -202,6 +227,14 @@ pub fn exec_main(args: ExecArgs, io: &mut Io<'_>) -> u8 {
     }
 }
 
+/// `scaleway-emulator enter-host-fs --fs DIR -- PROGRAM ARGS...`: returns
+/// only when PROGRAM could not be run (127, as a shell would).
+pub fn enter_main(args: &EnterArgs, io: &mut Io<'_>) -> u8 {
+    let e = super::hostfs::enter(&args.fs, &args.command);
+    let _ = writeln!(io.stderr, "scaleway-emulator enter-host-fs: {e}");
+    127
+}
+
 /// What an ssh command line asks for.
 #[derive(Debug, PartialEq)]
 struct SshLine {
@@ -210,43 +243,57 @@ struct SshLine {
     null_stdin: bool,
 }
 
-fn parse_ssh(args: &[OsString]) -> Result<SshLine, String> {
+/// Options from `args[*i]` on, as ssh's getopt reads them: up to the first
+/// word that is not an option (left at `*i`), or `--` (consumed; then
+/// `Ok(true)`).
+fn ssh_options(args: &[OsString], i: &mut usize, null_stdin: &mut bool) -> Result<bool, String> {
     const WITH_VALUE: &str = "oFiplEJcmb";
     const FLAGS: &str = "Ttnqx46vAaC";
-    let mut null_stdin = false;
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
+    while let Some(a) = args.get(*i) {
         let s = a.to_string_lossy();
         if s == "--" {
-            i += 1;
-            break;
+            *i += 1;
+            return Ok(true);
         }
         if !s.starts_with('-') || s.len() < 2 {
-            break;
+            return Ok(false);
         }
         let letters: Vec<char> = s.chars().skip(1).collect();
         let mut j = 0;
         while let Some(&c) = letters.get(j) {
             if WITH_VALUE.contains(c) {
                 if j + 1 == letters.len() {
-                    i += 1;
-                    if i >= args.len() {
+                    *i += 1;
+                    if *i >= args.len() {
                         return Err(format!("option -{c} needs a value"));
                     }
                 }
                 break;
             } else if FLAGS.contains(c) {
-                null_stdin |= c == 'n';
+                *null_stdin |= c == 'n';
                 j += 1;
             } else {
                 return Err(format!("unsupported option -{c}"));
             }
         }
-        i += 1;
+        *i += 1;
     }
+    Ok(false)
+}
+
+fn parse_ssh(args: &[OsString]) -> Result<SshLine, String> {
+    let mut null_stdin = false;
+    let mut i = 0;
+    let terminated = ssh_options(args, &mut i, &mut null_stdin)?;
     let host = args.get(i).ok_or("no host given")?.to_string_lossy();
     let host = host.rsplit_once('@').map_or(host.as_ref(), |(_, h)| h).to_string();
-    let command = args[i + 1..].to_vec();
+    i += 1;
+    // Like OpenSSH, options may follow the host too (`ssh HOST -- COMMAND`),
+    // unless `--` came before it.
+    if !terminated {
+        ssh_options(args, &mut i, &mut null_stdin)?;
+    }
+    let command = args[i.min(args.len())..].to_vec();
     if command.is_empty() {
         return Err("no command given: an interactive login is not emulated".to_string());
     }
@@ -315,6 +362,9 @@ pub fn cleanup_main(args: CleanupArgs, io: &mut Io<'_>) -> u8 {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let removed = if crate::util::is_uuid(&name) && p.is_dir() {
+            for pid in super::frr::stop_leftovers(&p.join("frr")) {
+                let _ = writeln!(io.stdout, "stopped FRR daemon {pid}");
+            }
             std::fs::remove_dir_all(&p).is_ok()
         } else if name == INDEX_FILE || name == format!("{INDEX_FILE}.tmp") {
             std::fs::remove_file(&p).is_ok()
@@ -359,6 +409,15 @@ mod tests {
         assert!(!l.null_stdin);
         let l = parse_ssh(&os(&["-n", "--", "h", "ls"])).unwrap_or_else(|e| panic!("{e}"));
         assert!(l.null_stdin && l.host == "h");
+        // As OpenSSH: options and `--` after the host too (scaleway-provision
+        // runs `ssh ... root@HOST -- COMMAND`); after `--`, words are the command.
+        let l = parse_ssh(&os(&["-o", "BatchMode=yes", "root@h", "--", "true"])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((l.host.as_str(), l.command), ("h", os(&["true"])));
+        let l = parse_ssh(&os(&["h", "-p", "22", "-n", "ls", "-l"])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((l.null_stdin, l.command), (true, os(&["ls", "-l"])));
+        let l = parse_ssh(&os(&["--", "h", "--", "x"])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.command, os(&["--", "x"]));
+        assert!(parse_ssh(&os(&["h", "--"])).is_err(), "no command");
         assert!(parse_ssh(&os(&["-Z", "h", "ls"])).is_err());
         assert!(parse_ssh(&os(&["h"])).is_err(), "no command");
         assert!(parse_ssh(&os(&["-o"])).is_err());

@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 use nix::sched::CloneFlags;
 use serde_json::{Value, json};
 
+use super::frr;
+use super::hostfs;
 use super::topology::{FipRoute, Host, Naming, PrivateNic, Segment, Topology};
 use super::{CLIENT_V4, CLIENT_V6, LINK_V4, LINK_V6};
 
@@ -36,6 +38,12 @@ pub struct Kernel {
     pub naming: Naming,
     pub state_root: PathBuf,
     pub applied: Applied,
+    /// Start FRR in every server's namespace.
+    pub frr: bool,
+    /// Give every server its own `/etc` and `/var/tmp` (see `hostfs`).
+    pub host_fs: bool,
+    /// The running FRR instances, by server id.
+    pub daemons: BTreeMap<String, frr::Instance>,
 }
 
 type Res = Result<(), String>;
@@ -136,6 +144,9 @@ impl Kernel {
             naming,
             state_root,
             applied: Applied::default(),
+            frr: false,
+            host_fs: false,
+            daemons: BTreeMap::new(),
         }
     }
 
@@ -339,7 +350,17 @@ impl Kernel {
             ip_batch(&inet, &outside)?;
             ip_batch(ns, &inside)?;
             let dir = self.host_dir(&h.server_id);
-            std::fs::create_dir_all(dir.join("state")).map_err(|e| format!("{}: {e}", dir.display()))
+            std::fs::create_dir_all(dir.join("state")).map_err(|e| format!("{}: {e}", dir.display()))?;
+            if self.host_fs {
+                hostfs::prepare(&dir.join("fs"))?;
+            }
+            if self.frr {
+                let instance = frr::Instance::start(ns, &dir.join("frr"))?;
+                let folder = instance.dir.display().to_string();
+                self.daemons.insert(h.server_id.clone(), instance);
+                frr::append_env(&dir.join("env"), frr::FRR_DIR_ENV, &folder)?;
+            }
+            Ok(())
         })();
         match built {
             Ok(()) => {
@@ -347,8 +368,10 @@ impl Kernel {
                 Ok(())
             }
             Err(e) => {
+                self.daemons.remove(&h.server_id);
                 let _ = ip(&["-n", &inet, "link", "del", &h.uplink]);
                 let _ = self.del_ns(ns);
+                let _ = std::fs::remove_dir_all(self.host_dir(&h.server_id));
                 Err(e)
             }
         }
@@ -358,6 +381,8 @@ impl Kernel {
         let Some(h) = self.applied.hosts.remove(server_id) else {
             return Ok(());
         };
+        // Its FRR first (stopped by PID), while its namespace still exists.
+        self.daemons.remove(server_id);
         let nics: Vec<String> = self
             .applied
             .nics
@@ -501,6 +526,13 @@ impl Kernel {
     /// Deletes every namespace of ours and the hosts' folders; with
     /// `everything`, also the index.
     pub fn teardown(&mut self, everything: bool) {
+        for d in self.daemons.values_mut() {
+            d.signal();
+        }
+        for d in self.daemons.values_mut() {
+            d.wait();
+        }
+        self.daemons.clear();
         let hosts: Vec<String> = self.applied.hosts.keys().cloned().collect();
         for h in hosts {
             let dir = self.host_dir(&h);
@@ -574,6 +606,8 @@ impl Kernel {
             "ipv6": h.ipv6,
             "dir": dir,
             "state_dir": dir.join("state"),
+            "fs": self.host_fs.then(|| dir.join("fs")),
+            "frr": self.daemons.get(&h.server_id).map(|d| json!({"dir": d.dir, "pids": d.pids()})),
             "private_nics": nics,
         })
     }

@@ -70,21 +70,25 @@
 //! "hosts" never share a record or a lock. `<state root>/hosts.json` lists
 //! the servers (id, name, namespace, addresses, folders) for `exec`. The
 //! state root defaults to `/run/scaleway-emulator/<prefix>`. `/etc/netns`
-//! is not used.
+//! is not used. With `frr`, the folder also holds `frr/` (the server's FRR
+//! instance, [`frr`]) and `env` names it; with `host_fs`, `fs/` (the
+//! server's own `/etc` changes and `/var/tmp`, [`hostfs`]).
 //!
 //! # `GET /_emulator/network`
 //!
 //! `{prefix, state_root, internet:{namespace, client_ipv4, client_ipv6,
 //! next_hop_ipv4, next_hop_ipv6}, servers:[{server_id, name, zone,
-//! namespace, uplink, ipv4, ipv6, dir, state_dir, private_nics:[{ifname,
-//! private_network_id, mapping_id, vlan, mac, mtu, addresses, port,
-//! port_namespace}]}], private_networks:[{private_network_id, name,
+//! namespace, uplink, ipv4, ipv6, dir, state_dir, fs, frr:{dir, pids},
+//! private_nics:[{ifname, private_network_id, mapping_id, vlan, mac, mtu,
+//! addresses, port, port_namespace}]}], private_networks:[{private_network_id, name,
 //! namespace, bridge, subnets}], flexible_ips:[{flexible_ip_id,
 //! destination, server_id, via, dev}], namespaces:[…], errors:[…],
 //! generation, applied_generation}`: what the kernel has (after waiting for
 //! it to match the API). Without the network mode: 404.
 
 pub mod exec;
+pub mod frr;
+pub mod hostfs;
 pub mod kernel;
 pub mod topology;
 
@@ -128,6 +132,11 @@ pub struct NetworkOptions {
     pub state_root: PathBuf,
     /// MTU of the private NICs.
     pub mtu: u32,
+    /// Start FRR (zebra and bgpd) in every server's namespace (see [`frr`]).
+    pub frr: bool,
+    /// Give every server its own `/etc` and `/var/tmp` for what `exec` and
+    /// the ssh alias run there (see [`hostfs`]).
+    pub host_fs: bool,
 }
 
 impl NetworkOptions {
@@ -137,6 +146,8 @@ impl NetworkOptions {
             prefix: prefix.to_string(),
             state_root: default_state_root(prefix),
             mtu: 1500,
+            frr: false,
+            host_fs: false,
         }
     }
 
@@ -216,9 +227,18 @@ impl Network {
                 p = options.prefix
             ));
         }
+        let zebra = std::path::Path::new(frr::DAEMONS).join("zebra");
+        if options.frr && !zebra.exists() {
+            return Err(format!(
+                "--frr: {} is missing (apt-get install frr frr-pythontools)",
+                zebra.display()
+            ));
+        }
         std::fs::create_dir_all(&options.state_root)
             .map_err(|e| format!("cannot create {}: {e}", options.state_root.display()))?;
         let mut k = Kernel::new(naming.clone(), options.state_root.clone());
+        k.frr = options.frr;
+        k.host_fs = options.host_fs;
         if let Err(e) = k.build_inet() {
             k.teardown(true);
             return Err(format!("cannot build the network (root and iproute2 are needed): {e}"));

@@ -122,6 +122,7 @@ fn schema_for(scratch: &mut Scratch, root: &str) -> Result<PathBuf, String> {
             "DATASTORE" => vendored("datastore.xsd"),
             "VNET" => vendored("vnet.xsd"),
             "DOCUMENT" => vendored("document.xsd"),
+            "VM" => vendored("vm.xsd"),
             "VNTEMPLATE" => scratch.write("vntemplate.xsd", &wrapper(&vendored("shared.xsd"), VNTEMPLATE))?,
             other => return Err(format!("no OpenNebula schema for <{other}>")),
         })
@@ -141,7 +142,7 @@ fn schema_for(scratch: &mut Scratch, root: &str) -> Result<PathBuf, String> {
 }
 
 /// Validates an oned body (`CLUSTER`, `HOST`, `DATASTORE`, `VNET`,
-/// `VNTEMPLATE`, `DOCUMENT` or one of their pools) against its schema.
+/// `VNTEMPLATE`, `DOCUMENT`, `VM` or one of their pools) against its schema.
 pub fn validate(body: &str) -> Result<(), String> {
     let root = root_name(body)?;
     let mut scratch = Scratch::default();
