@@ -2,10 +2,71 @@
 # sudo ./sandbox.sh: rehearse a whole edge cluster on this machine (emulated Scaleway, hosts and
 # VMs as network namespaces, real nftables and FRR), print what happened and a pass/fail summary.
 #
-# Not available yet in this version: the emulator, the drivers' actions and the provisioning it
-# plays are still being built (see README.md, "Status"). It says so and exits non-zero, so that
-# nobody mistakes it for a passing rehearsal.
+#   sudo ./sandbox.sh [--keep] [--speed F] [--prefix P] [--no-build] [--cleanup]
+#
+# It installs the Debian packages it needs, builds (cargo build --release --locked), installs the
+# build into a temporary folder (install.sh -d, OpenNebula's ONE_LOCATION layout), and runs the
+# orchestrator (tests/sandbox) with that install: provision, networks, VMs, real packets, a live
+# migration, teardown, and the check that nothing is left. Exit 0 only if every check passed.
+#   --keep      leave the sandbox up after the checks, with commands to look around; Ctrl-C ends it
+#   --speed F   emulator speed (1.0 = Scaleway's real delays; default 0.1)
+#   --prefix P  namespace prefix (default sbx)
+#   --no-build  use the binaries already in target/release
+#   --cleanup   remove what a killed sandbox left, and exit
+# Everything it creates (namespaces, processes, the temporary install) is removed when it ends,
+# also on failure and on Ctrl-C.
 set -euo pipefail
-echo "sandbox.sh: not available yet in this version of one-scaleway (see README.md, \"Status\")." >&2
-echo "Nothing was installed, started or changed." >&2
-exit 1
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "sandbox.sh needs root (network namespaces, nftables, FRR). Run: sudo ./sandbox.sh" >&2
+    exit 1
+fi
+
+build=yes
+args=()
+for a in "$@"; do
+    case "$a" in
+        --no-build) build=no ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) args+=("$a") ;;
+    esac
+done
+
+# iproute2, nftables: the namespaces and the drivers' tables; frr, frr-pythontools: FRR on every
+# emulated host (zebra, bgpd, frr-reload.py); libxml2-utils: xmllint checks every VM document
+# against OpenNebula's schema; the rest: the build.
+packages=(build-essential pkg-config ca-certificates libxml2-utils iproute2 nftables frr frr-pythontools)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+export HOME="${HOME:-/root}"
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+target="${CARGO_TARGET_DIR:-target}/release"
+if [ "$build" = yes ]; then
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "cargo not found: install a Rust toolchain >= $(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml) (rustup)" >&2
+        exit 1
+    fi
+    echo "==> cargo build --release --locked"
+    cargo build --release --locked
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/one-scaleway-sandbox-install.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+echo "==> ./install.sh -d $tmp (a temporary install, removed at the end)"
+./install.sh -d "$tmp" -b "$target" -u root -g root --no-config >/dev/null
+
+"$target/one-scaleway-sandbox" --one-location "$tmp" "${args[@]}"

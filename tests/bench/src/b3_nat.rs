@@ -1,0 +1,235 @@
+//! Benchmark 3: the host's cost of one more public NIC when N are already
+//! there, on a real kernel, inside namespaces the bench makes (one for our
+//! driver, one for the baseline, per N). Ours: the release `scaleway-vnm`
+//! through its action files (`pre`, `clean_host`; the N recorded NICs put
+//! in place by `reconcile`: one nft transaction, one ip batch). Baseline:
+//! the existing implementation's approach, one `iptables` (iptables-nft)
+//! process per rule, 2 rules per IP, as `shared/lab/03-nat-bench.sh` (the N
+//! existing rules loaded with one `iptables-restore`).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use netapply::record::{Record, RecordFile};
+use netplan::endpoint::BridgeName;
+use netplan::{Endpoint, Owner, Public};
+
+use crate::cloud::{PublicNic, b64, vm_document};
+use crate::measure::SYSTEM_PATH;
+use crate::table::{Row, fmt_ms};
+use crate::util::{self, Bins, NetNs, TempDir};
+
+const B: &str = "3 host apply";
+
+/// Address i: private 172.20.0.0 + 2i (gateway + 1), flexible IP 198.18.0.0 + i.
+fn addresses(i: u32) -> (Ipv4Addr, Ipv4Addr, Ipv4Addr) {
+    let private = u32::from(Ipv4Addr::new(172, 20, 0, 0)) + 2 * i;
+    (
+        Ipv4Addr::from(private),
+        Ipv4Addr::from(private + 1),
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i),
+    )
+}
+
+pub fn legend() -> Vec<String> {
+    vec![
+        "3: real kernel in namespaces made for the run; ours = the release scaleway-vnm `pre` (add) / `clean_host` \
+         (remove) of one VM with one public NIC with N already on the host (bridge, /32 route, proxy ARP, 2 nft map \
+         elements, record), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
+         = the existing implementation's NAT only: 2 `iptables -w -t nat -A/-D` processes per IP (iptables-nft), \
+         the N existing rules loaded by one `iptables-restore --noflush` (timed as the `all N` baseline); it does \
+         no route, proxy ARP or record, so it is a lower bound of that implementation"
+            .into(),
+    ]
+}
+
+pub fn run(bins: &Bins, sizes: &[u32], reps: usize) -> Vec<Row> {
+    if !util::have("iptables") || !util::have("iptables-restore") {
+        return vec![Row::skipped(
+            B,
+            "baseline not measured: iptables is not installed (Debian: apt-get install iptables, the nft backend)",
+        )]
+        .into_iter()
+        .chain(sizes.iter().flat_map(|&n| ours_only(bins, n, reps)))
+        .collect();
+    }
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let ours = measure_ours(bins, n, reps);
+        let base = measure_iptables(n, reps);
+        match (ours, base) {
+            (Ok(o), Ok(b)) => rows.extend(rows_of(n, &o, Some(&b))),
+            (Err(e), _) => rows.push(Row::failed(B, &format!("N={n}"), &format!("ours: {e:#}"))),
+            (_, Err(e)) => rows.push(Row::failed(B, &format!("N={n}"), &format!("iptables: {e:#}"))),
+        }
+    }
+    rows
+}
+
+fn ours_only(bins: &Bins, n: u32, reps: usize) -> Vec<Row> {
+    match measure_ours(bins, n, reps) {
+        Ok(o) => rows_of(n, &o, None),
+        Err(e) => vec![Row::failed(B, &format!("N={n}"), &format!("{e:#}"))],
+    }
+}
+
+/// Medians in ms: (add one, remove one, all N at once).
+type Figures = (f64, f64, f64);
+
+fn rows_of(n: u32, ours: &Figures, base: Option<&Figures>) -> Vec<Row> {
+    let labels = [
+        ("add one NIC", "pre", "2× iptables -A"),
+        ("remove one NIC", "clean_host", "2× iptables -D"),
+        ("all N at once", "reconcile", "iptables-restore"),
+    ];
+    let o = [ours.0, ours.1, ours.2];
+    let b = base.map(|b| [b.0, b.1, b.2]);
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, (what, ours_how, base_how))| {
+            let base_text = b.map_or("-".to_owned(), |b| format!("{base_how} {}", fmt_ms(b[i])));
+            Row::new(
+                B,
+                format!("N={n}: {what}"),
+                format!("{ours_how} {}", fmt_ms(o[i])),
+                base_text,
+            )
+            .ratio(o[i], b.map_or(f64::NAN, |b| b[i]))
+        })
+        .collect()
+}
+
+fn measure_ours(bins: &Bins, n: u32, reps: usize) -> anyhow::Result<Figures> {
+    let ns = NetNs::new("nat")?;
+    let dir = TempDir::new("nat")?;
+    let links = dir.join("remotes");
+    crate::cloud::link_actions(bins, &links)?;
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state)?;
+    let endpoints: Vec<Endpoint> = (0..n)
+        .map(|i| {
+            let (ip, gateway, external) = addresses(i);
+            Ok(Endpoint {
+                owner: Owner {
+                    vm: u64::from(i),
+                    nic_id: 0,
+                    alias: None,
+                },
+                bridge: BridgeName::parse("scwpub0").map_err(anyhow::Error::msg)?,
+                public: Public::V4 { ip, gateway, external },
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    RecordFile::new(state.join("vnm-public.json"))
+        .save(&Record {
+            endpoints,
+            ..Record::default()
+        })
+        .context("writing the record")?;
+    let (ip, gateway, external) = addresses(n);
+    let nic = PublicNic {
+        nic_id: 0,
+        vnet: 5,
+        ar_id: 0,
+        ip: ip.to_string(),
+        gateway: gateway.to_string(),
+        external: external.to_string(),
+    };
+    let doc = b64(&vm_document(u64::from(n) + 1, &[nic], None, "edge-host1", 3)?);
+    let env = [
+        ("PATH".to_owned(), SYSTEM_PATH.to_owned()),
+        ("ONE_SCALEWAY_STATE_DIR".into(), state.display().to_string()),
+        (
+            "ONE_SCALEWAY_HOST_LOCK".into(),
+            dir.join("host.lock").display().to_string(),
+        ),
+        ("ONE_SCALEWAY_SUDO".into(), "never".into()),
+    ];
+    let (vnm, pre, clean) = (
+        bins.vnm.clone(),
+        links.join("vnm/scaleway/pre"),
+        links.join("vnm/scaleway/clean_host"),
+    );
+    util::in_ns(ns.name(), move || -> anyhow::Result<Figures> {
+        let once = |program: &Path, args: &[&str], stdin: &str| -> anyhow::Result<f64> {
+            let mut cmd = Command::new(program);
+            cmd.env_clear().envs(env.iter().cloned()).args(args);
+            let ran = util::run(&mut cmd, stdin.as_bytes(), Duration::from_secs(300))?;
+            Ok(util::ms(ran.check(&program.display().to_string())?.elapsed))
+        };
+        let fill = once(&vnm, &["--driver", "scaleway", "reconcile"], "")?;
+        let (mut adds, mut dels) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            adds.push(once(&pre, &[], &doc)?);
+            dels.push(once(&clean, &[], &doc)?);
+        }
+        Ok((util::median_ms(&adds), util::median_ms(&dels), fill))
+    })?
+}
+
+fn iptables(args: &[&str]) -> anyhow::Result<f64> {
+    let mut cmd = Command::new("iptables");
+    cmd.args(["-w", "-t", "nat"]).args(args);
+    let ran = util::run(&mut cmd, b"", Duration::from_secs(120))?;
+    Ok(util::ms(ran.check(&format!("iptables {}", args.join(" ")))?.elapsed))
+}
+
+/// The two rules of IP `i`: (chain, match, address, target, to).
+fn rules(i: u32) -> [[String; 6]; 2] {
+    let (private, _, public) = addresses(i);
+    [
+        [
+            "POSTROUTING".into(),
+            "-s".into(),
+            private.to_string(),
+            "SNAT".into(),
+            "--to-source".into(),
+            public.to_string(),
+        ],
+        [
+            "PREROUTING".into(),
+            "-d".into(),
+            public.to_string(),
+            "DNAT".into(),
+            "--to-destination".into(),
+            private.to_string(),
+        ],
+    ]
+}
+
+fn measure_iptables(n: u32, reps: usize) -> anyhow::Result<Figures> {
+    let ns = NetNs::new("ipt")?;
+    util::in_ns(ns.name(), move || -> anyhow::Result<Figures> {
+        let mut script = String::from("*nat\n");
+        for i in 0..n {
+            for [chain, m, a, target, to, b] in rules(i) {
+                script.push_str(&format!("-A {chain} {m} {a} -j {target} {to} {b}\n"));
+            }
+        }
+        script.push_str("COMMIT\n");
+        let mut cmd = Command::new("iptables-restore");
+        cmd.args(["-w", "--noflush"]);
+        let fill = util::ms(
+            util::run(&mut cmd, script.as_bytes(), Duration::from_secs(300))?
+                .check("iptables-restore")?
+                .elapsed,
+        );
+        let one = |op: &str| -> anyhow::Result<f64> {
+            let mut total = 0.0;
+            for [chain, m, a, target, to, b] in rules(n) {
+                total += iptables(&[op, &chain, &m, &a, "-j", &target, &to, &b])?;
+            }
+            Ok(total)
+        };
+        let (mut adds, mut dels) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            adds.push(one("-A")?);
+            dels.push(one("-D")?);
+        }
+        Ok((util::median_ms(&adds), util::median_ms(&dels), fill))
+    })?
+}

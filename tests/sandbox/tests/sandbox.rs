@@ -1,0 +1,92 @@
+//! The sandbox end to end, as `sudo ./sandbox.sh` runs it, in CI: the
+//! workspace's binaries installed by `install.sh -d` into a temporary
+//! folder, then the orchestrator with that install (privileged: root,
+//! iproute2, nftables, frr, frr-pythontools, libxml2-utils; `.ci/run`
+//! installs them). It uses its own namespace prefix (`sbxt`), so it never
+//! meets a sandbox someone runs by hand.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use test_support::{TempDir, require_root};
+
+const SANDBOX: &str = env!("CARGO_BIN_EXE_one-scaleway-sandbox");
+
+/// The folder of the workspace's binaries (where `cargo test --workspace` builds them all).
+fn bin_dir() -> PathBuf {
+    let dir = Path::new(SANDBOX).parent().unwrap().to_path_buf();
+    for b in [
+        "scaleway-ipam",
+        "scaleway-vnm",
+        "scaleway-provision",
+        "scaleway-emulator",
+    ] {
+        assert!(
+            dir.join(b).exists(),
+            "{} is missing: build the workspace first (cargo build --workspace, or cargo test --workspace)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2, nftables, frr; run by .ci/run"]
+fn the_sandbox_plays_the_whole_story_and_leaves_nothing() {
+    require_root();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let install = TempDir::new("sandbox-install");
+    let out = Command::new(repo.join("install.sh"))
+        .arg("-d")
+        .arg(install.path())
+        .arg("-b")
+        .arg(bin_dir())
+        .args(["-u", "root", "-g", "root", "--no-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "install.sh failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    let out = Command::new(SANDBOX)
+        .arg("--one-location")
+        .arg(install.path())
+        .args(["--prefix", "sbxt", "--speed", "0.05"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the sandbox failed after {:.0}s:\n{stdout}\n{stderr}",
+        started.elapsed().as_secs_f64()
+    );
+    for proof in [
+        "check: the internet reaches vm1 on its flexible IP ... ok",
+        "check: vm2 reaches the internet from its flexible IP ... ok",
+        "check: vm1 -> vm2 on the private network (VXLAN/EVPN) ... ok",
+        "check: the internet reaches vm1 on its flexible IP, on its new host ... ok",
+        "check: nothing left at Scaleway (the emulator is empty) ... ok",
+        "check: nothing left in the kernel, in FRR, on this machine ... ok",
+        ": PASSED",
+    ] {
+        assert!(stdout.contains(proof), "no {proof:?} in:\n{stdout}");
+    }
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with("sbxt-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+}
