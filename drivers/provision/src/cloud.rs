@@ -125,8 +125,8 @@ pub fn ensure_private_network(client: &Client, d: &Description, s: &ProvisionSta
         .map_err(e("creating the private network"))
 }
 
-/// The public gateway, running.
-pub fn ensure_gateway(client: &Client, d: &Description, s: &ProvisionState, w: &Waits) -> R<String> {
+/// The public gateway (found by tag, or ordered); see [`wait_gateway`].
+pub fn ensure_gateway(client: &Client, d: &Description, s: &ProvisionState) -> R<String> {
     let t = token(&s.id, "gw");
     let id = match client
         .list_gateways(&d.zone, &s.project_id, Some(&t))
@@ -142,10 +142,14 @@ pub fn ensure_gateway(client: &Client, d: &Description, s: &ProvisionState, w: &
                 .id
         }
     };
-    client
-        .wait_gateway_running(&d.zone, &id, w.short)
-        .map_err(e("waiting for the public gateway"))?;
     Ok(id)
+}
+
+/// Waits until the gateway is running (a new one may read as missing for a moment).
+pub fn wait_gateway(client: &Client, d: &Description, id: &str, w: &Waits) -> R<()> {
+    patiently(|| client.wait_gateway_running(&d.zone, id, w.short), w)
+        .map(drop)
+        .map_err(e("waiting for the public gateway"))
 }
 
 /// The gateway's leg in the private network (default route pushed), ready.
@@ -162,8 +166,7 @@ pub fn ensure_gateway_network(client: &Client, d: &Description, gw: &str, pn: &s
                 .id
         }
     };
-    client
-        .wait_gateway_network_ready(&d.zone, &id, w.short)
+    patiently(|| client.wait_gateway_network_ready(&d.zone, &id, w.short), w)
         .map_err(e("waiting for the gateway network"))?;
     Ok(id)
 }
@@ -189,11 +192,14 @@ pub fn ensure_server(
     pn: &str,
     w: &Waits,
     step: &dyn Fn(&str),
+    record: &dyn Fn(&str),
 ) -> R<ServerUp> {
     let t = token(&s.id, &format!("host{}", h.index));
     let what = format!("server {}", h.name);
     let existing = match &h.server_id {
-        Some(id) => client.find_server(&d.zone, id).map_err(e(&what))?,
+        // Recorded: a new server can be invisible for a moment (eventual
+        // consistency); only one still missing after a few reads is gone.
+        Some(id) => find_patiently(|| client.find_server(&d.zone, id), w).map_err(e(&what))?,
         None => None,
     };
     let existing = match existing {
@@ -238,9 +244,10 @@ pub fn ensure_server(
                 .map_err(e(&format!("ordering {what}")))?
         }
     };
+    // Recorded at once: a rerun finds it by id even while lists omit it.
+    record(&server.id);
     step("installing");
-    let server = client
-        .wait_server_installed(&d.zone, &server.id, w.install)
+    let server = patiently(|| client.wait_server_installed(&d.zone, &server.id, w.install), w)
         .map_err(e(&format!("installing {what}")))?;
     let public_ip: Ipv4Addr = server
         .public_ipv4()
@@ -289,10 +296,43 @@ pub fn ensure_server(
     })
 }
 
+/// How many times a resource that was just created or recorded may read as
+/// missing before it counts as gone (Scaleway's eventual consistency).
+const INVISIBLE_READS: u32 = 5;
+
+fn pause(w: &Waits) {
+    std::thread::sleep(w.short.interval.max(Duration::from_millis(50)));
+}
+
+/// `find` until it finds something, a few times.
+fn find_patiently<T>(find: impl Fn() -> scaleway::Result<Option<T>>, w: &Waits) -> scaleway::Result<Option<T>> {
+    for _ in 1..INVISIBLE_READS {
+        if let Some(x) = find()? {
+            return Ok(Some(x));
+        }
+        pause(w);
+    }
+    find()
+}
+
+/// `op` again while it fails because its resource reads as missing.
+fn patiently<T>(op: impl Fn() -> scaleway::Result<T>, w: &Waits) -> scaleway::Result<T> {
+    for _ in 1..INVISIBLE_READS {
+        match op() {
+            Err(err) if err.is_not_found() => pause(w),
+            other => return other,
+        }
+    }
+    op()
+}
+
 /// Deletes a server (detached from private networks first) and waits until it is gone.
 pub fn delete_server(client: &Client, zone: &Zone, id: &str, w: &Waits) -> R<()> {
     let what = format!("deleting server {id}");
-    if client.find_server(zone, id).map_err(e(&what))?.is_none() {
+    if find_patiently(|| client.find_server(zone, id), w)
+        .map_err(e(&what))?
+        .is_none()
+    {
         return Ok(());
     }
     let attached = match client.list_server_private_networks(zone, id) {
@@ -334,7 +374,7 @@ pub fn delete_gateway_network(client: &Client, zone: &Zone, id: &str, w: &Waits)
 /// Deletes the gateway (and its IP) once it is not busy.
 pub fn delete_gateway(client: &Client, zone: &Zone, id: &str, w: &Waits) -> R<()> {
     let what = format!("deleting public gateway {id}");
-    match client.wait_gateway_running(zone, id, w.short) {
+    match patiently(|| client.wait_gateway_running(zone, id, w.short), w) {
         Ok(_) => {}
         Err(err) if err.is_not_found() => return Ok(()),
         Err(err) => return Err(format!("{what}: {err}")),

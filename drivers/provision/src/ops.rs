@@ -154,15 +154,15 @@ fn gateway_steps(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>) -> R<()> {
     let pn = snapshot.private_network.clone().unwrap_or_default();
     ctx.say("public gateway", "creating");
     let gw = match snapshot.gateway.clone() {
-        Some(g) => {
-            ctx.client
-                .wait_gateway_running(&d.zone, &g, ctx.waits.short)
-                .map_err(|e| format!("waiting for the public gateway: {e}"))?;
+        Some(g) => g,
+        None => {
+            let g = cloud::ensure_gateway(&ctx.client, d, &snapshot)?;
+            // Recorded before waiting: a rerun finds it by id even while lists omit it.
+            record(ctx, shared, |s| s.gateway = Some(g.clone()))?;
             g
         }
-        None => cloud::ensure_gateway(&ctx.client, d, &snapshot, &ctx.waits)?,
     };
-    record(ctx, shared, |s| s.gateway = Some(gw.clone()))?;
+    cloud::wait_gateway(&ctx.client, d, &gw, &ctx.waits)?;
     ctx.say("public gateway", &format!("{gw} running"));
     if snapshot.gateway_network.is_none() {
         ctx.say("gateway network", "connecting");
@@ -224,6 +224,13 @@ fn server_up(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, index: u32, checked:
         &pn,
         &ctx.waits,
         &|status| ctx.say(&label, status),
+        &|id| {
+            let _ = record(ctx, shared, |s| {
+                if let Some(h) = s.host_mut(index) {
+                    h.server_id = Some(id.to_owned());
+                }
+            });
+        },
     );
     let up = match up {
         Ok(up) => up,
@@ -861,7 +868,20 @@ fn delete_steps(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
 fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
     let d = &ctx.d;
     let left = cloud::leftovers(&ctx.client, d, s)?;
-    let of = |kind: &str| -> Vec<String> { left.iter().filter(|l| l.kind == kind).map(|l| l.id.clone()).collect() };
+    // What the tags show, and what the record holds (a resource just created
+    // can be missing from lists for a moment).
+    let (vpc, pn, gw) = (s.vpc.clone(), s.private_network.clone(), s.gateway.clone());
+    let of = |kind: &str| -> Vec<String> {
+        let recorded = match kind {
+            "VPC" => vpc.clone(),
+            "private network" => pn.clone(),
+            "public gateway" => gw.clone(),
+            _ => None,
+        };
+        let mut ids: Vec<String> = left.iter().filter(|l| l.kind == kind).map(|l| l.id.clone()).collect();
+        ids.extend(recorded.filter(|r| !ids.contains(r)));
+        ids
+    };
     for fip in of("flexible IP") {
         // The IPAM driver releases the flexible IPs of removed ranges; one
         // left here belonged to a range oned no longer has.
@@ -873,11 +893,18 @@ fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
             .delete_fip(&d.zone, &fip, &s.project_id)
             .map_err(|e| format!("deleting flexible IP {fip}: {e}"))?;
     }
-    let servers: Vec<(String, String)> = left
+    let mut servers: Vec<(String, String)> = left
         .iter()
         .filter(|l| l.kind == "server")
         .map(|l| (l.name.clone(), l.id.clone()))
         .collect();
+    for h in &s.hosts {
+        if let Some(id) = &h.server_id
+            && !servers.iter().any(|(_, x)| x == id)
+        {
+            servers.push((h.name.clone(), id.clone()));
+        }
+    }
     delete_server_ids(ctx, &servers)?;
     for h in &mut s.hosts {
         h.server_id = None;
@@ -889,6 +916,8 @@ fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
             for gn in g.gateway_networks {
                 cloud::delete_gateway_network(&ctx.client, &d.zone, &gn.id, &ctx.waits)?;
             }
+        } else if let Some(gn) = &s.gateway_network {
+            cloud::delete_gateway_network(&ctx.client, &d.zone, gn, &ctx.waits)?;
         }
         cloud::delete_gateway(&ctx.client, &d.zone, &gw, &ctx.waits)?;
     }
@@ -907,7 +936,13 @@ fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
     }
     s.vpc = None;
     ctx.save(s)?;
-    for key in of("SSH key") {
+    let mut keys = of("SSH key");
+    for k in s.ssh_keys.iter().filter(|k| k.ours) {
+        if !keys.contains(&k.id) {
+            keys.push(k.id.clone());
+        }
+    }
+    for key in keys {
         ctx.client
             .delete_ssh_key(&key)
             .map_err(|e| format!("deleting SSH key {key}: {e}"))?;
