@@ -8,13 +8,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
-use nix::unistd::Pid;
 
 use crate::measure::SYSTEM_PATH;
 use crate::util::{self, NetNs, TempDir};
@@ -27,92 +24,25 @@ pub fn frr_installed() -> bool {
         && util::have("vtysh")
 }
 
-/// One FRR instance inside a namespace.
+/// One FRR instance inside a namespace (the emulator's, which starts the
+/// daemons with a clean signal state and stops them by PID).
 pub struct Frr {
-    children: Vec<Child>,
+    /// Stops the daemons (by PID) when dropped.
+    _daemons: scaleway_emulator::network::frr::Instance,
     pub dir: TempDir,
 }
 
 impl Frr {
     pub fn start(ns: &str) -> anyhow::Result<Self> {
         let dir = TempDir::new("frr")?;
-        let d = dir.path().display().to_string();
-        std::fs::write(dir.join("vtysh.conf"), "service integrated-vtysh-config\n")?;
-        util::run_ok(&["chown", "-R", "frr:frr", &d], b"")?;
-        let mut frr = Self {
-            children: Vec::new(),
-            dir,
-        };
-        for (daemon, ready) in [("zebra", "zserv.api"), ("bgpd", "bgpd.vty")] {
-            let log = std::fs::File::create(frr.dir.join(&format!("{daemon}.out")))?;
-            let mut args: Vec<String> = vec![
-                "netns".into(),
-                "exec".into(),
-                ns.into(),
-                format!("/usr/lib/frr/{daemon}"),
-                "-f".into(),
-                "/dev/null".into(),
-                "--vty_socket".into(),
-                d.clone(),
-                "-i".into(),
-                format!("{d}/{daemon}.pid"),
-                "-z".into(),
-                format!("{d}/zserv.api"),
-                "-P".into(),
-                "0".into(),
-                "--log".into(),
-                format!("file:{d}/{daemon}.log"),
-            ];
-            if daemon == "zebra" {
-                args.extend(["-s".into(), "90000000".into()]);
-            }
-            // `ip netns exec` execs the daemon: the child's PID is the daemon's.
-            let child = Command::new("ip")
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .context("cannot start FRR")?;
-            frr.children.push(child);
-            let path = frr.dir.join(ready);
-            if util::wait_for(Duration::from_secs(10), || path.exists()).is_none() {
-                bail!("{daemon} did not start in {ns}");
-            }
-        }
-        Ok(frr)
+        let daemons = scaleway_emulator::network::frr::Instance::start(ns, dir.path())
+            .map_err(|e| anyhow::anyhow!("cannot start FRR in {ns}: {e}"))?;
+        Ok(Self { _daemons: daemons, dir })
     }
 
     pub fn vtysh(&self, command: &str) -> anyhow::Result<String> {
         let d = self.dir.path().display().to_string();
         util::run_ok(&["vtysh", "--vty_socket", &d, "-c", command], b"")
-    }
-
-    /// SIGTERM to every daemon, SIGKILL to those still there after 5 s.
-    pub fn stop(&mut self) {
-        for c in &self.children {
-            let _ = kill(
-                Pid::from_raw(i32::try_from(c.id()).unwrap_or(i32::MAX)),
-                Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for c in &mut self.children {
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        self.children.clear();
-    }
-}
-
-impl Drop for Frr {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
