@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -166,67 +166,20 @@ fn tcp_answers(ns: &str, to: SocketAddr) -> bool {
 // ---------------------------------------------------------------- FRR
 
 /// One FRR instance (zebra + bgpd) inside a host namespace, with its own
-/// folder (sockets, pid files, logs, the configuration frr-reload writes).
-/// Stopped by PID when dropped.
+/// folder (sockets, pid files, logs, the configuration frr-reload writes):
+/// the emulator's starter, which spawns the daemons with a clean signal
+/// state and stops them by PID when dropped.
 struct Frr {
-    children: Vec<(&'static str, Child)>,
+    daemons: scaleway_emulator::network::frr::Instance,
     dir: TempDir,
 }
 
 impl Frr {
     fn start(ns: &str) -> Self {
         let dir = TempDir::new("evpn-frr");
-        let d = dir.path().display().to_string();
-        std::fs::write(dir.path().join("vtysh.conf"), "service integrated-vtysh-config\n").unwrap();
-        run_ok(&["chown", "-R", "frr:frr", &d], b"");
-        let mut frr = Self {
-            children: Vec::new(),
-            dir,
-        };
-        for (daemon, ready) in [("zebra", "zserv.api"), ("bgpd", "bgpd.vty")] {
-            let log = std::fs::File::create(frr.dir.path().join(format!("{daemon}.out"))).unwrap();
-            let mut args = vec![
-                "netns".to_owned(),
-                "exec".into(),
-                ns.into(),
-                format!("/usr/lib/frr/{daemon}"),
-                "-f".into(),
-                "/dev/null".into(),
-                "--vty_socket".into(),
-                d.clone(),
-                "-i".into(),
-                format!("{d}/{daemon}.pid"),
-                "-z".into(),
-                format!("{d}/zserv.api"),
-                "-P".into(),
-                "0".into(),
-                "--log".into(),
-                format!("file:{d}/{daemon}.log"),
-            ];
-            if daemon == "zebra" {
-                args.extend(["-s".into(), "90000000".into()]);
-            }
-            // `ip netns exec` execs the daemon: the child's PID is the daemon's.
-            let child = Command::new("ip")
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            frr.children.push((daemon, child));
-            let path = frr.dir.path().join(ready);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !path.exists() {
-                assert!(
-                    Instant::now() < deadline,
-                    "{daemon} did not start in {ns}: {}",
-                    frr.logs()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        frr
+        let daemons = scaleway_emulator::network::frr::Instance::start(ns, dir.path())
+            .unwrap_or_else(|e| panic!("FRR in {ns}: {e}"));
+        Self { daemons, dir }
     }
 
     fn path(&self) -> &Path {
@@ -253,36 +206,13 @@ impl Frr {
 
     /// SIGTERM to every daemon: they withdraw their routes and close their
     /// sessions.
-    fn signal(&self) {
-        for (_, c) in &self.children {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        }
+    fn signal(&mut self) {
+        self.daemons.signal();
     }
 
-    /// Waits for the daemons to exit; SIGKILL for one still there after 5 s.
+    /// Waits for the daemons to exit (SIGKILL for one that does not).
     fn wait(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for (_, c) in &mut self.children {
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        self.children.clear();
-    }
-
-    fn stop(&mut self) {
-        self.signal();
-        self.wait();
-    }
-}
-
-impl Drop for Frr {
-    fn drop(&mut self) {
-        self.stop();
+        self.daemons.wait();
     }
 }
 
@@ -424,7 +354,7 @@ fn attach(fabric: &str, ns: &str, dev: &str, port: &str) {
 impl Drop for Lab {
     /// Every host's FRR signalled at once, then waited for.
     fn drop(&mut self) {
-        for h in &self.hosts {
+        for h in &mut self.hosts {
             h.frr.signal();
         }
         for h in &mut self.hosts {
