@@ -391,6 +391,28 @@ struct Session {
     waits: cloud::Waits,
 }
 
+impl Session {
+    /// What the commands of `ops` work with.
+    fn context<'a>(
+        self,
+        remote: &'a dyn bootstrap::Remote,
+        progress: &'a dyn progress::Progress,
+        boot: BootstrapOptions,
+        file: state::Locked,
+    ) -> Ctx<'a> {
+        Ctx {
+            d: self.d,
+            client: self.client,
+            oned: self.oned,
+            remote,
+            waits: self.waits,
+            progress,
+            boot,
+            file,
+        }
+    }
+}
+
 fn session(d: description::Description, env: &Env) -> Result<Session, String> {
     let (client, tuning) = client_for(&d, env)?;
     let oned = opennebula::oned::Oned::from_env(env).map_err(|e| e.to_string())?;
@@ -478,16 +500,7 @@ fn create(
     file_lock.save(&s)?;
     let ssh = remote::Ssh::from_env(env, &boot.ssh_user)?;
     let sink = progress_sink();
-    let ctx = Ctx {
-        d: session.d,
-        client: session.client,
-        oned: session.oned,
-        remote: remote.unwrap_or(&ssh),
-        waits: session.waits,
-        progress: sink.as_ref(),
-        boot,
-        file: file_lock,
-    };
+    let ctx = session.context(remote.unwrap_or(&ssh), sink.as_ref(), boot, file_lock);
     let started = std::time::Instant::now();
     ops::create(&ctx, &mut s, &c)?;
     let ranges = s.one.public_network.and_then(|v| ctx_ranges(&ctx, v, &s.id));
@@ -549,16 +562,7 @@ fn operate(
     };
     let ssh = remote::Ssh::from_env(env, &boot.ssh_user)?;
     let sink = progress_sink();
-    let ctx = Ctx {
-        d: session.d,
-        client: session.client,
-        oned: session.oned,
-        remote: remote.unwrap_or(&ssh),
-        waits: session.waits,
-        progress: sink.as_ref(),
-        boot,
-        file: file_lock,
-    };
+    let ctx = session.context(remote.unwrap_or(&ssh), sink.as_ref(), boot, file_lock);
     match op {
         Op::HostAdd(n, _) => {
             let c = c.ok_or("no check")?;

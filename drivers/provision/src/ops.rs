@@ -416,50 +416,45 @@ fn register(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
     ctx.save(s)?;
     ctx.say("OpenNebula cluster", &format!("{} ({cluster})", d.cluster_name));
     register_hosts(ctx, s)?;
-    if s.one.image_datastore.is_none() {
-        let id = one.ensure_object(
+    type Slot = fn(&mut ProvisionState) -> &mut Option<i64>;
+    type Render = fn(&Description, &ProvisionState) -> opennebula::template::Template;
+    let objects: [(Pool, String, Render, Option<i64>, Slot); 4] = [
+        (
             Pool::Datastore,
-            &one::image_datastore_name(d),
-            &one::image_datastore(d, s),
+            one::image_datastore_name(d),
+            one::image_datastore,
             Some(cluster),
-            s,
-        )?;
-        s.one.image_datastore = Some(id);
-        ctx.save(s)?;
-    }
-    if s.one.system_datastore.is_none() {
-        let id = one.ensure_object(
+            |s| &mut s.one.image_datastore,
+        ),
+        (
             Pool::Datastore,
-            &one::system_datastore_name(d),
-            &one::system_datastore(d, s),
+            one::system_datastore_name(d),
+            one::system_datastore,
             Some(cluster),
-            s,
-        )?;
-        s.one.system_datastore = Some(id);
-        ctx.save(s)?;
-    }
-    ctx.say("OpenNebula datastores", "registered");
-    if s.one.public_network.is_none() {
-        let id = one.ensure_object(
+            |s| &mut s.one.system_datastore,
+        ),
+        (
             Pool::Vnet,
-            &one::public_network_name(d),
-            &one::public_network(d, s),
+            one::public_network_name(d),
+            one::public_network,
             Some(cluster),
-            s,
-        )?;
-        s.one.public_network = Some(id);
-        ctx.save(s)?;
-    }
-    if s.one.private_template.is_none() {
-        let id = one.ensure_object(
+            |s| &mut s.one.public_network,
+        ),
+        (
             Pool::VnTemplate,
-            &one::private_template_name(d),
-            &one::private_template(d, s),
+            one::private_template_name(d),
+            one::private_template,
             None,
-            s,
-        )?;
-        s.one.private_template = Some(id);
-        ctx.save(s)?;
+            |s| &mut s.one.private_template,
+        ),
+    ];
+    for (pool, name, render, in_cluster, slot) in objects {
+        if slot(s).is_none() {
+            let id = one.ensure_object(pool, &name, &render(d, s), in_cluster, s)?;
+            *slot(s) = Some(id);
+            ctx.save(s)?;
+            ctx.say(&format!("OpenNebula {}", pool.what()), &format!("{name} ({id})"));
+        }
     }
     ctx.say("OpenNebula networks", "registered");
     Ok(())
