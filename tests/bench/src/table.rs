@@ -1,8 +1,6 @@
 //! The one table: rows (benchmark, parameter, our figure, baseline figure,
 //! ratio), the machine header and the legend, as text or Markdown.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::util;
 
 /// One line of the table.
@@ -135,27 +133,11 @@ pub fn machine() -> Vec<(String, String)> {
     ]
 }
 
-/// The current UTC time as `YYYY-MM-DD HH:MM:SS UTC`.
+/// The current UTC time as `YYYY-MM-DD HH:MM:SS UTC` (the provision driver's formatter).
 pub fn now_utc() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rest = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    scaleway_provision::state::now_utc()
+        .replacen('T', " ", 1)
+        .replace('Z', " UTC")
 }
 
 const HEADERS: [&str; 5] = ["benchmark", "parameter", "ours", "baseline", "ratio"];
