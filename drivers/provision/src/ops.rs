@@ -295,7 +295,9 @@ pub fn cluster_facts(d: &Description, s: &ProvisionState, boot: &BootstrapOption
 fn observe(ctx: &Ctx<'_>, host: &mut HostFacts, frontend: &mut Option<std::net::IpAddr>) -> R<()> {
     let label = format!("host {}", host.name);
     let started = Instant::now();
-    let deadline = ctx.waits.install.timeout;
+    // An installed server answers SSH within moments; a failure that lasts
+    // is a configuration problem the message below names.
+    let deadline = ctx.waits.short.timeout;
     loop {
         match ctx.remote.run(host.public_ip, &["true".to_owned()], &[]) {
             Ok(out) if out.success => break,

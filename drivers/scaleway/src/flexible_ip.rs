@@ -211,7 +211,7 @@ impl Client {
                         self.wait_fip_settled(
                             zone,
                             id,
-                            WaitPolicy::new(self.backoff(1), std::time::Duration::from_secs(60)),
+                            WaitPolicy::new(self.backoff(1), std::time::Duration::from_secs(20)),
                         )?;
                     }
                 }
@@ -275,6 +275,85 @@ impl Client {
             },
             describe_fip,
         )
+    }
+
+    /// Waits until every one of `ids` is attached to `server_id`, reading
+    /// the project's list once per poll (one page per 100 IPs) instead of
+    /// each IP.
+    pub fn wait_fips_attached(
+        &self,
+        zone: &Zone,
+        project_id: &str,
+        ids: &[&str],
+        server_id: &str,
+        policy: WaitPolicy,
+    ) -> Result<()> {
+        self.wait_fips(
+            zone,
+            project_id,
+            ids,
+            &format!("attached to server {server_id}"),
+            policy,
+            |f| match &f.status {
+                FipStatus::Attached if f.server_id.as_deref() == Some(server_id) => Progress::Done,
+                FipStatus::Updating | FipStatus::Detaching => Progress::Pending,
+                _ => Progress::Failed,
+            },
+        )
+    }
+
+    /// Waits until every one of `ids` is `ready` (detached), one list per poll.
+    pub fn wait_fips_ready(&self, zone: &Zone, project_id: &str, ids: &[&str], policy: WaitPolicy) -> Result<()> {
+        self.wait_fips(zone, project_id, ids, "ready (detached)", policy, |f| match f.status {
+            FipStatus::Ready => Progress::Done,
+            FipStatus::Updating | FipStatus::Detaching | FipStatus::Attached => Progress::Pending,
+            _ => Progress::Failed,
+        })
+    }
+
+    fn wait_fips(
+        &self,
+        zone: &Zone,
+        project_id: &str,
+        ids: &[&str],
+        wanted: &str,
+        policy: WaitPolicy,
+        judge: impl Fn(&FlexibleIp) -> Progress,
+    ) -> Result<()> {
+        let filter = FipFilter {
+            project_id: Some(project_id.to_owned()),
+            ..FipFilter::default()
+        };
+        wait_until(
+            "flexible IPs",
+            &ids.join(", "),
+            wanted,
+            policy,
+            || self.list_fips(zone, &filter),
+            |list| {
+                let mut progress = Progress::Done;
+                for id in ids {
+                    // Missing from the list: not there yet (eventual consistency).
+                    match list.iter().find(|f| f.id == *id).map_or(Progress::Pending, &judge) {
+                        Progress::Failed => return Progress::Failed,
+                        Progress::Pending => progress = Progress::Pending,
+                        Progress::Done => {}
+                    }
+                }
+                progress
+            },
+            |list| {
+                ids.iter()
+                    .map(|id| {
+                        list.iter()
+                            .find(|f| f.id == *id)
+                            .map_or(format!("{id} not listed"), |f| format!("{id} {}", describe_fip(f)))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        )
+        .map(drop)
     }
 
     /// Waits until the flexible IP is out of its transient states

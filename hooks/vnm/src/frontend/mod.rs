@@ -216,8 +216,55 @@ fn ensure_attached(
         ),
     }
     client.attach_fips(&n.zone, &[&n.fip_id], server)?;
-    client.wait_fip_attached(&n.zone, &n.fip_id, server, wait)?;
     Ok(true)
+}
+
+/// The IPs a run attached or detached, by client (zone and credentials),
+/// so that one list per poll waits for all of them.
+fn by_client<'a>(items: &'a [(Client, &'a PublicNic, String)]) -> Vec<Vec<&'a (Client, &'a PublicNic, String)>> {
+    let mut groups: Vec<Vec<&(Client, &PublicNic, String)>> = Vec::new();
+    for item in items {
+        let same = |g: &Vec<&(Client, &PublicNic, String)>| {
+            g.first().is_some_and(|(_, f, server)| {
+                f.zone == item.1.zone
+                    && *server == item.2
+                    && f.credentials.project_id == item.1.credentials.project_id
+                    && f.credentials.api_url == item.1.credentials.api_url
+                    && f.credentials.secret_source == item.1.credentials.secret_source
+            })
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(g) => g.push(item),
+            None => groups.push(vec![item]),
+        }
+    }
+    groups
+}
+
+/// Waits until the IPs are attached to their server (`attach`) or ready:
+/// one IP is read by itself, several through one list per poll.
+fn wait_settled(items: &[(Client, &PublicNic, String)], attach: bool, wait: WaitPolicy) -> anyhow::Result<()> {
+    for group in by_client(items) {
+        let Some((client, first, server)) = group.first().map(|x| (&x.0, x.1, x.2.as_str())) else {
+            continue;
+        };
+        if let [(_, n, _)] = group.as_slice() {
+            if attach {
+                client.wait_fip_attached(&n.zone, &n.fip_id, server, wait)?;
+            } else {
+                client.wait_fip_ready(&n.zone, &n.fip_id, wait)?;
+            }
+            continue;
+        }
+        let ids: Vec<&str> = group.iter().map(|x| x.1.fip_id.as_str()).collect();
+        let project = first.credentials.require_project()?;
+        if attach {
+            client.wait_fips_attached(&first.zone, project, &ids, server, wait)?;
+        } else {
+            client.wait_fips_ready(&first.zone, project, &ids, wait)?;
+        }
+    }
+    Ok(())
 }
 
 /// `post`: every public NIC's flexible IP attached to the VM's host's server.
@@ -233,37 +280,52 @@ pub fn post(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
     let host = oned
         .host(u64::from(history.hid))
         .with_context(|| format!("reading host {} ({})", history.hid, history.hostname))?;
-    let mut done: Vec<(Client, &PublicNic)> = Vec::new();
+    // Each IP is attached (one call per IP: Scaleway moves several IPs in
+    // one call only when they share a MAC address), then all are waited
+    // for together.
+    let mut done: Vec<(Client, &PublicNic, String)> = Vec::new();
+    let rollback = |done: &[(Client, &PublicNic, String)], log: &mut Log<'_>| {
+        for (client, undo, _) in done {
+            match client.detach_fips(&undo.zone, &[&undo.fip_id]) {
+                Ok(_) => log.info(format_args!("detached flexible IP {} again (rollback)", undo.external)),
+                Err(u) => log.error(format_args!(
+                    "rollback: cannot detach flexible IP {}: {u}",
+                    undo.external
+                )),
+            }
+        }
+    };
     for n in &verified {
         let client = Client::new(n.credentials.clone(), tuning.options.clone())?;
         let step = server_of(&host, &client, &n.zone)
             .and_then(|server| ensure_attached(&client, n, &server, tuning.wait, log).map(|changed| (server, changed)));
         match step {
-            Ok((server, changed)) => {
-                if changed {
-                    log.info(format_args!(
-                        "flexible IP {} of NIC {} attached to server {server}",
-                        n.external, n.nic_id
-                    ));
-                    done.push((client, n));
-                }
-            }
+            Ok((server, true)) => done.push((client, n, server)),
+            Ok((_, false)) => {}
             Err(e) => {
-                for (client, undo) in &done {
-                    match client.detach_fips(&undo.zone, &[&undo.fip_id]) {
-                        Ok(_) => log.info(format_args!("detached flexible IP {} again (rollback)", undo.external)),
-                        Err(u) => log.error(format_args!(
-                            "rollback: cannot detach flexible IP {}: {u}",
-                            undo.external
-                        )),
-                    }
-                }
+                rollback(&done, log);
                 return Err(e.context(format!(
                     "VM {}: cannot attach the flexible IP of NIC {} on host {}",
                     vm.id, n.nic_id, history.hostname
                 )));
             }
         }
+    }
+    if let Err(e) = wait_settled(&done, true, tuning.wait) {
+        rollback(&done, log);
+        let nics: Vec<String> = done.iter().map(|(_, n, _)| n.nic_id.to_string()).collect();
+        return Err(e.context(format!(
+            "VM {}: cannot attach the flexible IP of NIC {} on host {}",
+            vm.id,
+            nics.join(", "),
+            history.hostname
+        )));
+    }
+    for (_, n, server) in &done {
+        log.info(format_args!(
+            "flexible IP {} of NIC {} attached to server {server}",
+            n.external, n.nic_id
+        ));
     }
     Ok(Output::empty())
 }
@@ -299,38 +361,48 @@ pub fn clean(
             "oned knows no host named {host_name}: flexible IPs left as they are"
         )),
         Some(host) => {
+            // Each IP on this host's server is detached, then all are waited for together.
+            let mut detached: Vec<(Client, &PublicNic, String)> = Vec::new();
             for n in &verified {
                 let client = Client::new(n.credentials.clone(), tuning.options.clone())?;
-                let mut step = || -> anyhow::Result<()> {
+                let mut step = || -> anyhow::Result<Option<String>> {
                     let server = server_of(&host, &client, &n.zone)?;
                     let Some(mut fip) = client.find_fip(&n.zone, &n.fip_id, n.credentials.require_project()?)? else {
                         log.warn(format_args!(
                             "flexible IP {} of NIC {} no longer exists",
                             n.fip_id, n.nic_id
                         ));
-                        return Ok(());
+                        return Ok(None);
                     };
                     if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
                         fip = client.wait_fip_settled(&n.zone, &n.fip_id, tuning.wait)?;
                     }
                     if fip.status == FipStatus::Attached && fip.server_id.as_deref() == Some(server.as_str()) {
                         client.detach_fips(&n.zone, &[&n.fip_id])?;
-                        client.wait_fip_ready(&n.zone, &n.fip_id, tuning.wait)?;
+                        return Ok(Some(server));
+                    }
+                    log.debug(format_args!(
+                        "flexible IP {} is not on server {server}: left as it is",
+                        n.external
+                    ));
+                    Ok(None)
+                };
+                match step() {
+                    Ok(Some(server)) => detached.push((client, n, server)),
+                    Ok(None) => {}
+                    Err(e) => errors.push(format!("NIC {} flexible IP {}: {e:#}", n.nic_id, n.external)),
+                }
+            }
+            match wait_settled(&detached, false, tuning.wait) {
+                Ok(()) => {
+                    for (_, n, server) in &detached {
                         log.info(format_args!(
                             "flexible IP {} of NIC {} detached from server {server}",
                             n.external, n.nic_id
                         ));
-                    } else {
-                        log.debug(format_args!(
-                            "flexible IP {} is not on server {server}: left as it is",
-                            n.external
-                        ));
                     }
-                    Ok(())
-                };
-                if let Err(e) = step() {
-                    errors.push(format!("NIC {} flexible IP {}: {e:#}", n.nic_id, n.external));
                 }
+                Err(e) => errors.push(format!("waiting for the detached flexible IPs: {e:#}")),
             }
         }
     }
