@@ -8,10 +8,15 @@ use opennebula::xml::{self, Element};
 pub use test_support::{Ran, assert_golden, encode, fixture, fixture_path, fixtures_in};
 
 /// The reduced VM document oned sends to network drivers (`pre`, `post`,
-/// `clean`, `update_sg`), built from a full VM document the way
-/// `one_vmm_exec.rb` builds it: `ID`, `DEPLOY_ID`, the NICs, NIC aliases
-/// and PCI devices that have a `VN_MAD`, `CONTEXT`, `SECURITY_GROUP_RULE`,
-/// `USER_TEMPLATE`, and the last history record's host fields.
+/// `clean`, `update_sg`), built from a full VM document exactly as
+/// `one_vmm_exec.rb` builds it (`get_vnm_drivers`, `add_element_to_path`):
+/// every element matched by its XPath list (`ID`, `DEPLOY_ID`,
+/// `TEMPLATE/CONTEXT`, `USER_TEMPLATE`, `TEMPLATE/SECURITY_GROUP_RULE`, the
+/// history's `HOSTNAME`, `HID`, `DS_ID`, `VM_MAD`), then every NIC, NIC alias
+/// and PCI device with a `VN_MAD`, is copied under a wrapper of its own: one
+/// `<TEMPLATE>` per NIC, one `<HISTORY_RECORDS><HISTORY>` per history field.
+/// The documents captured from a real oned (`tests/fixtures/vm/*-vnm.xml`)
+/// have this shape; this function makes the same shape from other fixtures.
 ///
 /// # Panics
 /// If `full` is not a VM document (a test bug).
@@ -22,49 +27,43 @@ pub fn reduce_for_vnm(full: &str) -> String {
         name: "VM".into(),
         ..Element::default()
     };
-    for name in ["ID", "DEPLOY_ID"] {
-        if let Some(e) = vm.child(name) {
-            reduced.children.push(e.clone());
-        }
-    }
-    let mut template = Element {
-        name: "TEMPLATE".into(),
-        ..Element::default()
-    };
-    if let Some(t) = vm.child("TEMPLATE") {
-        for e in &t.children {
-            let keep = match e.name.as_str() {
-                "NIC" | "NIC_ALIAS" | "PCI" => e.child("VN_MAD").is_some(),
-                "CONTEXT" | "SECURITY_GROUP_RULE" => true,
-                _ => false,
-            };
-            if keep {
-                template.children.push(e.clone());
-            }
-        }
-    }
-    reduced.children.push(template);
-    if let Some(u) = vm.child("USER_TEMPLATE") {
-        reduced.children.push(u.clone());
-    }
-    if let Some(last) = vm
-        .child("HISTORY_RECORDS")
-        .and_then(|h| h.children_named("HISTORY").last())
-    {
-        let mut history = Element {
-            name: "HISTORY".into(),
-            ..Element::default()
-        };
-        for name in ["HOSTNAME", "HID", "DS_ID", "VM_MAD"] {
-            if let Some(e) = last.child(name) {
-                history.children.push(e.clone());
-            }
-        }
-        reduced.children.push(Element {
-            name: "HISTORY_RECORDS".into(),
+    // `add_element_to_path`: the path's parents are created anew every time.
+    let wrap = |path: &[&str], e: &Element| -> Element {
+        path.iter().rev().fold(e.clone(), |inner, name| Element {
+            name: (*name).into(),
             text: String::new(),
-            children: vec![history],
-        });
+            children: vec![inner],
+        })
+    };
+    let at = |path: &[&str]| -> Vec<Element> {
+        let mut found = vec![&vm];
+        for name in path {
+            found = found.iter().flat_map(|e| e.children_named(name)).collect();
+        }
+        found.into_iter().cloned().collect()
+    };
+    let xpaths: [&[&str]; 9] = [
+        &["ID"],
+        &["DEPLOY_ID"],
+        &["TEMPLATE", "CONTEXT"],
+        &["USER_TEMPLATE"],
+        &["TEMPLATE", "SECURITY_GROUP_RULE"],
+        &["HISTORY_RECORDS", "HISTORY", "HOSTNAME"],
+        &["HISTORY_RECORDS", "HISTORY", "HID"],
+        &["HISTORY_RECORDS", "HISTORY", "DS_ID"],
+        &["HISTORY_RECORDS", "HISTORY", "VM_MAD"],
+    ];
+    for path in xpaths {
+        for e in at(path) {
+            reduced.children.push(wrap(&path[..path.len() - 1], &e));
+        }
+    }
+    for kind in ["NIC", "NIC_ALIAS", "PCI"] {
+        for e in at(&["TEMPLATE", kind]) {
+            if e.child("VN_MAD").is_some_and(|v| !v.text.is_empty()) {
+                reduced.children.push(wrap(&["TEMPLATE"], &e));
+            }
+        }
     }
     reduced.to_xml()
 }
@@ -89,7 +88,7 @@ fn drive(main: MainWith, argv: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> R
 
 /// Runs `scaleway-ipam` in-process as oned does: argv[0] is the action file.
 pub fn run_ipam(action: &str, env: &[(&str, &str)], stdin: &[u8]) -> Ran {
-    let argv0 = format!("/var/lib/one/remotes/ipam/scaleway/{action}");
+    let argv0 = format!("/var/lib/one/remotes/ipam/scaleway_fip/{action}");
     drive(scaleway_ipam::main_with, &[&argv0, "1203"], env, stdin)
 }
 

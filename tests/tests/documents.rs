@@ -140,11 +140,9 @@ fn vm_documents_decode_to_golden_values_whole_and_reduced() {
 #[test]
 fn migration_targets_the_destination() {
     let full = read_vm(&mut encode(&fixture("vm/migrate.xml")).as_slice()).unwrap();
-    assert_eq!(full.history.len(), 2);
-    assert_eq!(full.history[0].hostname.as_str(), "edge-host1");
     assert_eq!(full.current_host().unwrap().hostname.as_str(), "edge-host2");
     let reduced = read_vm(&mut encode(&reduce_for_vnm(&fixture("vm/migrate.xml"))).as_slice()).unwrap();
-    assert_eq!(reduced.history.len(), 1);
+    assert_eq!(reduced.current_host().unwrap().hostname.as_str(), "edge-host2");
     assert_eq!(reduced.current_host().unwrap().hid, 4);
 }
 

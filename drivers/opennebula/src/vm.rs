@@ -1,10 +1,13 @@
 //! The VM document network drivers receive.
 //!
-//! For `pre`, `post`, `clean` and `update_sg` oned sends a reduced VM:
-//! `ID`, `DEPLOY_ID`, `TEMPLATE/{NIC,NIC_ALIAS,PCI}` (those with a `VN_MAD`),
-//! `TEMPLATE/CONTEXT`, `TEMPLATE/SECURITY_GROUP_RULE`, `USER_TEMPLATE` and the
-//! last `HISTORY_RECORDS/HISTORY` (during a migration: the destination).
-//! `update_nic` gets the whole VM. [`Vm::from_element`] reads both.
+//! For `pre`, `post`, `clean` and `update_sg` oned's VM driver sends a
+//! reduced VM: `ID`, `DEPLOY_ID`, `TEMPLATE/{NIC,NIC_ALIAS,PCI}` (those with
+//! a `VN_MAD`), `TEMPLATE/CONTEXT`, `TEMPLATE/SECURITY_GROUP_RULE`,
+//! `USER_TEMPLATE` and the `HOSTNAME`, `HID`, `DS_ID`, `VM_MAD` of the last
+//! history record (during a migration: the destination), **each element under
+//! a wrapper of its own** (several `<TEMPLATE>` and `<HISTORY_RECORDS>`).
+//! `update_nic` gets the whole VM. [`Vm::from_element`] reads both, over the
+//! whole document as OpenNebula's own drivers do.
 //!
 //! NICs are kept as raw attributes; [`Vm::nics_of`] turns the NICs of one
 //! driver into typed [`Nic`]s, validating every attribute a driver may use,
@@ -33,15 +36,36 @@ pub struct History {
 }
 
 impl History {
-    fn from_element(e: &Element, path: &str) -> Result<Self, DocError> {
+    /// The current host's record from every `HISTORY_RECORDS/HISTORY` of the
+    /// document: in the reduced document each field comes in a `HISTORY` of
+    /// its own; in a whole VM document the records come oldest first. Either
+    /// way the last value of each field is the current host's (XPath's first
+    /// match would be the oldest record of a whole document).
+    fn from_records(root: &Element) -> Result<Option<Self>, DocError> {
+        let mut fields: Vec<Element> = Vec::new();
+        let mut records = 0;
+        for h in root
+            .children_named("HISTORY_RECORDS")
+            .flat_map(|r| r.children_named("HISTORY"))
+        {
+            records += 1;
+            for leaf in h.children.iter().filter(|c| c.is_leaf()) {
+                fields.retain(|f| f.name != leaf.name);
+                fields.push(leaf.clone());
+            }
+        }
+        if records == 0 {
+            return Ok(None);
+        }
         // HISTORY holds only simple values, but we read just what we use so
         // that future additions to the record never break us.
         let leaves = Element {
-            children: e.children.iter().filter(|c| c.is_leaf()).cloned().collect(),
-            ..e.clone()
+            name: "HISTORY".into(),
+            text: String::new(),
+            children: fields,
         };
-        let a = Attributes::from_element(&leaves, path)?;
-        Ok(Self {
+        let a = Attributes::from_element(&leaves, "VM/HISTORY_RECORDS/HISTORY")?;
+        Ok(Some(Self {
             seq: a.parse("SEQ")?,
             hostname: a.require("HOSTNAME")?,
             hid: a.require("HID")?,
@@ -50,7 +74,7 @@ impl History {
             vm_mad: a.parse("VM_MAD")?,
             tm_mad: a.parse("TM_MAD")?,
             action: a.parse("ACTION")?,
-        })
+        }))
     }
 }
 
@@ -172,8 +196,9 @@ pub struct Vm {
     pub security_group_rules: Vec<Attributes>,
     /// Kept as a tree: user templates may hold vector attributes.
     pub user_template: Option<Element>,
-    /// History records in document order; the last one is the current host.
-    pub history: Vec<History>,
+    /// The current host: the last history record (during a migration, the
+    /// destination). oned sends network drivers only that record.
+    pub host: Option<History>,
 }
 
 impl Vm {
@@ -194,49 +219,47 @@ impl Vm {
             None | Some("") => None,
             Some(text) => Some(parse_value("VM/DEPLOY_ID", text)?),
         };
+        // oned's VM driver (`one_vmm_exec.rb`, `add_element_to_path`) gives
+        // every copied element a wrapper of its own: one `<TEMPLATE>` per NIC,
+        // one `<HISTORY_RECORDS><HISTORY>` per history field. OpenNebula's
+        // drivers read it with XPath over the whole document; so do we.
+        let template: Vec<&Element> = root
+            .children_named("TEMPLATE")
+            .flat_map(|t| t.children.iter())
+            .collect();
         let mut nics = Vec::new();
-        let mut context = None;
+        let mut position = 0;
+        for e in &template {
+            let alias = match e.name.as_str() {
+                "NIC" => false,
+                "NIC_ALIAS" => true,
+                _ => continue,
+            };
+            position += 1;
+            let path = format!("VM/TEMPLATE/{}#{position}", e.name);
+            let mut attrs = Attributes::from_element(e, &path)?;
+            let nic_id: u32 = attrs.require("NIC_ID")?;
+            attrs.set_path(format!("VM/TEMPLATE/{}[NIC_ID={nic_id}]", e.name));
+            if nics.iter().any(|n: &RawNic| n.nic_id == nic_id) {
+                return Err(DocError::new(
+                    attrs.path(),
+                    "uses a NIC_ID that another NIC already has",
+                ));
+            }
+            nics.push(RawNic { alias, nic_id, attrs });
+        }
+        let context = match template.iter().find(|e| e.name == "CONTEXT") {
+            Some(c) => Some(Attributes::from_element(c, "VM/TEMPLATE/CONTEXT")?),
+            None => None,
+        };
         let mut security_group_rules = Vec::new();
-        if let Some(template) = root.child("TEMPLATE") {
-            let mut position = 0;
-            for e in &template.children {
-                let alias = match e.name.as_str() {
-                    "NIC" => false,
-                    "NIC_ALIAS" => true,
-                    _ => continue,
-                };
-                position += 1;
-                let path = format!("VM/TEMPLATE/{}#{position}", e.name);
-                let mut attrs = Attributes::from_element(e, &path)?;
-                let nic_id: u32 = attrs.require("NIC_ID")?;
-                attrs.set_path(format!("VM/TEMPLATE/{}[NIC_ID={nic_id}]", e.name));
-                if nics.iter().any(|n: &RawNic| n.nic_id == nic_id) {
-                    return Err(DocError::new(
-                        attrs.path(),
-                        "uses a NIC_ID that another NIC already has",
-                    ));
-                }
-                nics.push(RawNic { alias, nic_id, attrs });
-            }
-            if let Some(c) = template.child("CONTEXT") {
-                context = Some(Attributes::from_element(c, "VM/TEMPLATE/CONTEXT")?);
-            }
-            for (i, rule) in template.children_named("SECURITY_GROUP_RULE").enumerate() {
-                security_group_rules.push(Attributes::from_element(
-                    rule,
-                    &format!("VM/TEMPLATE/SECURITY_GROUP_RULE#{}", i + 1),
-                )?);
-            }
+        for (i, rule) in template.iter().filter(|e| e.name == "SECURITY_GROUP_RULE").enumerate() {
+            security_group_rules.push(Attributes::from_element(
+                rule,
+                &format!("VM/TEMPLATE/SECURITY_GROUP_RULE#{}", i + 1),
+            )?);
         }
-        let mut history = Vec::new();
-        if let Some(records) = root.child("HISTORY_RECORDS") {
-            for (i, h) in records.children_named("HISTORY").enumerate() {
-                history.push(History::from_element(
-                    h,
-                    &format!("VM/HISTORY_RECORDS/HISTORY#{}", i + 1),
-                )?);
-            }
-        }
+        let host = History::from_records(root)?;
         Ok(Self {
             id,
             deploy_id,
@@ -244,14 +267,14 @@ impl Vm {
             context,
             security_group_rules,
             user_template: root.child("USER_TEMPLATE").cloned(),
-            history,
+            host,
         })
     }
 
     /// The current host's record (the last one; during a migration, the
     /// destination).
     pub fn current_host(&self) -> Option<&History> {
-        self.history.last()
+        self.host.as_ref()
     }
 
     /// The current host's record, as an error if there is none.
@@ -344,6 +367,39 @@ mod tests {
         assert_eq!(vm.user_attribute("SCALEWAY_PROFILE"), Some("edge"));
     }
 
+    /// The shape oned's VM driver really sends (`one_vmm_exec.rb`): one
+    /// wrapper per copied element.
+    #[test]
+    fn reads_the_reduced_document_with_a_wrapper_per_element() {
+        let doc = "<VM><ID>7</ID><DEPLOY_ID>one-7</DEPLOY_ID>\
+             <TEMPLATE><CONTEXT><NETWORK>YES</NETWORK></CONTEXT></TEMPLATE>\
+             <USER_TEMPLATE><X>1</X></USER_TEMPLATE>\
+             <TEMPLATE><SECURITY_GROUP_RULE><PROTOCOL>ALL</PROTOCOL></SECURITY_GROUP_RULE></TEMPLATE>\
+             <HISTORY_RECORDS><HISTORY><HOSTNAME>node2</HOSTNAME></HISTORY></HISTORY_RECORDS>\
+             <HISTORY_RECORDS><HISTORY><HID>3</HID></HISTORY></HISTORY_RECORDS>\
+             <HISTORY_RECORDS><HISTORY><DS_ID>0</DS_ID></HISTORY></HISTORY_RECORDS>\
+             <HISTORY_RECORDS><HISTORY><VM_MAD>kvm</VM_MAD></HISTORY></HISTORY_RECORDS>\
+             <TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD></NIC></TEMPLATE>\
+             <TEMPLATE><NIC><NIC_ID>1</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD></NIC></TEMPLATE>\
+             <TEMPLATE><NIC_ALIAS><NIC_ID>2</NIC_ID><ALIAS_ID>0</ALIAS_ID><PARENT_ID>0</PARENT_ID><VN_MAD>scaleway</VN_MAD></NIC_ALIAS></TEMPLATE></VM>";
+        let vm = vm(doc).unwrap();
+        let host = vm.require_current_host().unwrap();
+        assert_eq!((host.hostname.as_str(), host.hid, host.ds_id), ("node2", 3, Some(0)));
+        assert_eq!(host.vm_mad.as_ref().map(Token::as_str), Some("kvm"));
+        assert_eq!(vm.nics_of("scaleway").unwrap().len(), 2);
+        assert_eq!(vm.nics_of("scaleway_evpn").unwrap().len(), 1);
+        assert_eq!(vm.security_group_rules.len(), 1);
+        assert_eq!(vm.context.as_ref().unwrap().get("NETWORK"), Some("YES"));
+        // NIC ids stay unique across wrappers.
+        let twice = "<VM><ID>1</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID></NIC></TEMPLATE>\
+                     <TEMPLATE><NIC><NIC_ID>0</NIC_ID></NIC></TEMPLATE></VM>";
+        assert!(vm_err(twice).contains("uses a NIC_ID that another NIC already has"));
+    }
+
+    fn vm_err(doc: &str) -> String {
+        vm(doc).unwrap_err().to_string()
+    }
+
     #[test]
     fn other_drivers_nics_do_not_matter() {
         let doc = "<VM><ID>1</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>bridge</VN_MAD><BRIDGE>not valid!</BRIDGE></NIC></TEMPLATE></VM>";
@@ -375,7 +431,7 @@ mod tests {
             ),
             (
                 "<VM><ID>1</ID><HISTORY_RECORDS><HISTORY><HOSTNAME>-oProxyCommand=id</HOSTNAME><HID>0</HID></HISTORY></HISTORY_RECORDS></VM>".to_owned(),
-                "VM/HISTORY_RECORDS/HISTORY#1/HOSTNAME",
+                "VM/HISTORY_RECORDS/HISTORY/HOSTNAME",
             ),
         ];
         for (doc, expected) in cases {
