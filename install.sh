@@ -10,7 +10,7 @@
 # changes instead of making them), -h.
 #
 # What it installs (system-wide paths; with -d DIR: DIR/var/remotes, DIR/bin, DIR/etc, DIR/share):
-#   /var/lib/one/remotes/ipam/scaleway/          scaleway-ipam and its action links
+#   /var/lib/one/remotes/ipam/scaleway_fip/      scaleway-ipam and its action links
 #   /var/lib/one/remotes/vnm/scaleway/           scaleway-vnm and its action links (public)
 #   /var/lib/one/remotes/vnm/scaleway_evpn/      scaleway-vnm and its action links (private)
 #   /usr/bin/scaleway-provision, /usr/bin/scaleway-emulator
@@ -138,12 +138,12 @@ link() { # link TARGET NAME
     echo "link - $2" >> "$new_manifest"
 }
 
-mkdirs "$state" "$remotes/ipam/scaleway" "$remotes/vnm/scaleway" "$remotes/vnm/scaleway_evpn" "$bin" "$share/doc" \
+mkdirs "$state" "$remotes/ipam/scaleway_fip" "$remotes/vnm/scaleway" "$remotes/vnm/scaleway_evpn" "$bin" "$share/doc" \
     "$share/providers" "$share/provisions" "$share/host"
 
-put "$bindir/scaleway-ipam" "$remotes/ipam/scaleway/scaleway-ipam" 0755
+put "$bindir/scaleway-ipam" "$remotes/ipam/scaleway_fip/scaleway-ipam" 0755
 for a in register_address_range unregister_address_range get_address allocate_address free_address; do
-    link scaleway-ipam "$remotes/ipam/scaleway/$a"
+    link scaleway-ipam "$remotes/ipam/scaleway_fip/$a"
 done
 for driver in scaleway scaleway_evpn; do
     put "$bindir/scaleway-vnm" "$remotes/vnm/$driver/scaleway-vnm" 0755

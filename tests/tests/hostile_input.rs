@@ -159,8 +159,8 @@ fn ipam_requests_with_bad_attributes_are_refused() {
         ),
         (
             "shell metacharacters",
-            good.replace("<![CDATA[scaleway]]>", "<![CDATA[scaleway;reboot]]>"),
-            "AR/IPAM_MAD = \"scaleway;reboot\" is not a name",
+            good.replace("<![CDATA[scaleway_fip]]>", "<![CDATA[scaleway_fip;reboot]]>"),
+            "AR/IPAM_MAD = \"scaleway_fip;reboot\" is not a name",
         ),
         (
             "control characters in CDATA",
@@ -169,13 +169,13 @@ fn ipam_requests_with_bad_attributes_are_refused() {
         ),
         (
             "newline in a name",
-            good.replace("<![CDATA[scaleway]]>", "<![CDATA[scale\nway]]>"),
-            "AR/IPAM_MAD = \"scale\\nway\" is not a name",
+            good.replace("<![CDATA[scaleway_fip]]>", "<![CDATA[scale\nway_fip]]>"),
+            "AR/IPAM_MAD = \"scale\\nway_fip\" is not a name",
         ),
         (
             "other driver's range",
-            good.replace("<![CDATA[scaleway]]>", "<![CDATA[aws]]>"),
-            "IPAM_MAD=\"aws\", not \"scaleway\"",
+            good.replace("<![CDATA[scaleway_fip]]>", "<![CDATA[aws]]>"),
+            "IPAM_MAD=\"aws\", not \"scaleway_fip\"",
         ),
         (
             "duplicated attribute",
@@ -210,7 +210,7 @@ fn vm_documents_with_bad_attributes_are_refused() {
         (
             "missing HOSTNAME",
             vm.replace("<HOSTNAME>edge-host1</HOSTNAME>", ""),
-            "VM/HISTORY_RECORDS/HISTORY#1/HOSTNAME is missing",
+            "VM/HISTORY_RECORDS/HISTORY/HOSTNAME is missing",
         ),
         (
             "option-like host name",

@@ -74,7 +74,7 @@ fn install_reinstall_and_uninstall_in_a_folder() {
         "allocate_address",
         "free_address",
     ] {
-        let link = remotes.join("ipam/scaleway").join(a);
+        let link = remotes.join("ipam/scaleway_fip").join(a);
         assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("scaleway-ipam"), "{a}");
     }
     for driver in ["scaleway", "scaleway_evpn"] {
@@ -110,7 +110,7 @@ fn install_reinstall_and_uninstall_in_a_folder() {
 
     // The installed action files run the drivers, as oned runs them.
     let get = run_program_env(
-        &remotes.join("ipam/scaleway/get_address"),
+        &remotes.join("ipam/scaleway_fip/get_address"),
         &["7"],
         &encode(&fixture("ipam/get_address.xml")),
         &[],

@@ -15,7 +15,7 @@ fn address_range_answer_is_golden_and_round_trips() {
             ("TYPE", "IP4"),
             ("IP", "172.30.12.4"),
             ("SIZE", "1"),
-            ("IPAM_MAD", "scaleway"),
+            ("IPAM_MAD", "scaleway_fip"),
             ("EXTERNAL_IP", "51.15.220.7"),
             ("GATEWAY", "172.30.12.5"),
             ("NETWORK_MASK", "255.255.255.254"),

@@ -328,6 +328,10 @@ pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result
         if let Some(p) = &s.scaleway_provision {
             push("SCALEWAY_PROVISION", p.clone());
         }
+        // oned replaces the whole range with the answer: everything else the
+        // user wrote (DNS, SECURITY_GROUPS, custom attributes) is echoed.
+        let owned: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+        pairs.extend(echoed(&request.ar.attrs, &owned));
         let mut t = Template::new();
         t.vector("AR", pairs);
         let text = t.render()?;
@@ -378,6 +382,31 @@ pub fn register(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Result
             Ok(())
         })),
     })
+}
+
+/// The attributes of the user's range that an answer must carry on: oned
+/// replaces the range with the driver's answer, so what is not echoed is lost.
+/// What the driver answers itself (`owned`) and what describes the addresses
+/// (which the answer defines) are not echoed.
+fn echoed(request: &opennebula::attr::Attributes, owned: &[String]) -> Vec<(String, String)> {
+    const ADDRESSES: [&str; 11] = [
+        "TYPE",
+        "IP",
+        "IP6",
+        "SIZE",
+        "GATEWAY",
+        "GATEWAY6",
+        "NETWORK_MASK",
+        "PREFIX_LENGTH",
+        "GLOBAL_PREFIX",
+        "ULA_PREFIX",
+        "ADDRESS",
+    ];
+    request
+        .iter()
+        .filter(|(k, _)| !ADDRESSES.contains(k) && !owned.iter().any(|o| o == k))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// `unregister_address_range`: the flexible IP detached and deleted, the block freed.

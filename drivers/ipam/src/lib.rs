@@ -1,6 +1,6 @@
-//! The OpenNebula IPAM driver `scaleway`.
+//! The OpenNebula IPAM driver `scaleway_fip`.
 //!
-//! oned runs `remotes/ipam/scaleway/<action> <request id>` on the frontend,
+//! oned runs `remotes/ipam/scaleway_fip/<action> <request id>` on the frontend,
 //! with the base64 `IPAM_DRIVER_ACTION_DATA` document on stdin (see
 //! [`opennebula::ipam`]). The action files are links to this binary, which
 //! takes the action from its own file name, or from its first argument:
@@ -30,7 +30,7 @@ use opennebula::cli::parse_args;
 use opennebula::driver::{Env, Io, dispatch_argv0, run};
 
 /// The name OpenNebula knows this driver by (`IPAM_MAD`).
-pub const IPAM_MAD: &str = "scaleway";
+pub const IPAM_MAD: &str = "scaleway_fip";
 const PROGRAM: &str = "scaleway-ipam";
 
 /// The five IPAM actions, named as OpenNebula names them.
@@ -64,10 +64,10 @@ impl Action {
     }
 }
 
-/// OpenNebula IPAM driver `scaleway`: address ranges backed by Scaleway flexible IPs.
+/// OpenNebula IPAM driver `scaleway_fip`: address ranges backed by Scaleway flexible IPs.
 #[derive(Debug, Parser)]
 #[command(name = PROGRAM, version, after_help = "\
-OpenNebula runs the action files under remotes/ipam/scaleway/, which are links to this program, \
+OpenNebula runs the action files under remotes/ipam/scaleway_fip/, which are links to this program, \
 with the base64-encoded IPAM_DRIVER_ACTION_DATA document on stdin. \
 Scaleway credentials: SCW_* environment variables, then ~/.config/scw/config.yaml (profile from \
 the range's SCALEWAY_PROFILE). Log level: ONE_SCALEWAY_LOG=error|warn|info|debug.")]

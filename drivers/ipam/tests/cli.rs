@@ -55,12 +55,16 @@ fn usage_errors_exit_2() {
     }
 }
 
-/// oned runs `remotes/ipam/scaleway/<action> <request id>`: a link to us.
+/// oned runs `remotes/ipam/scaleway_fip/<action> <request id>`: a link to us.
 #[test]
 fn action_files_dispatch_on_their_name() {
     let dir = TempDir::new("ipam-cli");
     for action in ACTIONS {
-        let link = link_as(Path::new(BIN), dir.path(), &format!("remotes/ipam/scaleway/{action}"));
+        let link = link_as(
+            Path::new(BIN),
+            dir.path(),
+            &format!("remotes/ipam/scaleway_fip/{action}"),
+        );
         let bad = run_program(&link, &["7"], b"not base64!");
         assert_eq!(bad.code, 1, "{action}: {bad:?}");
         assert_eq!(bad.stdout, "");

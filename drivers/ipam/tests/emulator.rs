@@ -32,7 +32,7 @@ impl Bed {
         };
         let emu = Emulator::start(options).unwrap();
         let dir = TempDir::new("ipam-e2e");
-        let actions = dir.path().join("remotes/ipam/scaleway");
+        let actions = dir.path().join("remotes/ipam/scaleway_fip");
         for a in [
             "register_address_range",
             "unregister_address_range",
@@ -40,7 +40,7 @@ impl Bed {
             "allocate_address",
             "free_address",
         ] {
-            link_as(Path::new(BIN), dir.path(), &format!("remotes/ipam/scaleway/{a}"));
+            link_as(Path::new(BIN), dir.path(), &format!("remotes/ipam/scaleway_fip/{a}"));
         }
         Bed { emu, dir, actions }
     }
@@ -81,7 +81,7 @@ fn request(ar: &[(&str, &str)]) -> String {
     format!("<IPAM_DRIVER_ACTION_DATA><AR>{attrs}</AR><ADDRESS><MAC/><IP/><SIZE/></ADDRESS></IPAM_DRIVER_ACTION_DATA>")
 }
 
-const NEW_RANGE: &[(&str, &str)] = &[("IPAM_MAD", "scaleway"), ("SIZE", "1"), ("TYPE", "IP4")];
+const NEW_RANGE: &[(&str, &str)] = &[("IPAM_MAD", "scaleway_fip"), ("SIZE", "1"), ("TYPE", "IP4")];
 
 /// The AR answered by register, as a map.
 fn answered(ran: &Ran) -> HashMap<String, String> {
@@ -124,7 +124,7 @@ fn a_thousand_ranges_get_distinct_blocks_and_leave_nothing_behind() {
         assert!(blocks.insert(ip), "{ip} given twice");
         assert_eq!(
             (ar["TYPE"].as_str(), ar["SIZE"].as_str(), ar["IPAM_MAD"].as_str()),
-            ("IP4", "1", "scaleway")
+            ("IP4", "1", "scaleway_fip")
         );
         assert_eq!(ar["NETWORK_MASK"], "255.255.255.254");
         assert_eq!(ar["SCALEWAY_ZONE"], "fr-par-1");
@@ -154,6 +154,47 @@ fn a_thousand_ranges_get_distinct_blocks_and_leave_nothing_behind() {
     eprintln!("1000 unregistrations: {:?}", started.elapsed());
     assert_eq!(bed.fips().len(), 0, "no flexible IP of ours is left");
     assert_eq!(bed.state_file()["blocks"], json!({}), "every block is free");
+}
+
+/// oned replaces the user's range with the answer: what the user wrote and
+/// the driver does not own (DNS, security groups, custom attributes) must
+/// come back, while what the driver owns is the driver's, whatever the user
+/// wrote there.
+#[test]
+fn the_answer_keeps_what_the_user_wrote() {
+    let bed = Bed::new();
+    let mut doc = NEW_RANGE.to_vec();
+    doc.extend([
+        ("DNS", "1.1.1.1 9.9.9.9"),
+        ("SECURITY_GROUPS", "0,101"),
+        ("DESCRIPTION", "web front"),
+        ("MY_LABEL", "blue"),
+        ("EXTERNAL_IP", "203.0.113.9"),
+        ("SCALEWAY_IP_ID", "00000000-0000-4000-8000-000000000000"),
+    ]);
+    let ar = answered(&bed.run("register_address_range", &request(&doc)));
+    assert_eq!(ar["DNS"], "1.1.1.1 9.9.9.9");
+    assert_eq!(ar["SECURITY_GROUPS"], "0,101");
+    assert_eq!(ar["DESCRIPTION"], "web front");
+    assert_eq!(ar["MY_LABEL"], "blue");
+    assert_eq!(ar["IPAM_MAD"], "scaleway_fip");
+    let fip = &bed.fips()[0];
+    assert_eq!(
+        ar["EXTERNAL_IP"],
+        fip["ip_address"].as_str().unwrap(),
+        "ours, not the user's"
+    );
+    assert_eq!(
+        ar["SCALEWAY_IP_ID"],
+        fip["id"].as_str().unwrap(),
+        "ours, not the user's"
+    );
+    let t = Template::parse(&bed.run("register_address_range", &request(&doc)).stdout).unwrap();
+    let keys: Vec<&str> = t.vector_named("AR").unwrap().iter().map(|(k, _)| k.as_str()).collect();
+    let mut unique = keys.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), keys.len(), "no attribute twice: {keys:?}");
 }
 
 #[test]
@@ -289,7 +330,7 @@ fn an_undeliverable_answer_releases_everything() {
         stderr: &mut err,
     };
     let argv = vec![
-        "/var/lib/one/remotes/ipam/scaleway/register_address_range".into(),
+        "/var/lib/one/remotes/ipam/scaleway_fip/register_address_range".into(),
         "7".into(),
     ];
     let code = scaleway_ipam::main_with(argv, &env, io);

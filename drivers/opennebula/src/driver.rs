@@ -287,7 +287,7 @@ where
 }
 
 /// Busybox-style dispatch. OpenNebula runs action-named files
-/// (`.../remotes/ipam/scaleway/register_address_range 42`); when those are
+/// (`.../remotes/ipam/scaleway_fip/register_address_range 42`); when those are
 /// links to (or copies of) our binary, argv[0]'s file name is the action.
 /// Returns argv with the action inserted as the first argument (so clap sees
 /// `scaleway-ipam register_address_range 42`), and the name of the folder

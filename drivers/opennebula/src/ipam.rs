@@ -2,7 +2,7 @@
 //!
 //! ```xml
 //! <IPAM_DRIVER_ACTION_DATA>
-//!   <AR><TYPE>IP4</TYPE><IP>..</IP><SIZE>1</SIZE><IPAM_MAD>scaleway</IPAM_MAD>...custom...</AR>
+//!   <AR><TYPE>IP4</TYPE><IP>..</IP><SIZE>1</SIZE><IPAM_MAD>scaleway_fip</IPAM_MAD>...custom...</AR>
 //!   <ADDRESS><IP>..</IP><MAC>..</MAC><SIZE>1</SIZE></ADDRESS>
 //! </IPAM_DRIVER_ACTION_DATA>
 //! ```
@@ -185,13 +185,13 @@ mod tests {
     fn reads_ar_with_custom_attributes() {
         let r = request(
             "<IPAM_DRIVER_ACTION_DATA><AR><TYPE>IP4</TYPE><IP>172.16.0.2</IP><SIZE>1</SIZE>\
-             <IPAM_MAD>scaleway</IPAM_MAD><PRIVATE_CIDR>172.16.0.0/16</PRIVATE_CIDR></AR>\
+             <IPAM_MAD>scaleway_fip</IPAM_MAD><PRIVATE_CIDR>172.16.0.0/16</PRIVATE_CIDR></AR>\
              <ADDRESS><MAC/><IP/><SIZE/></ADDRESS></IPAM_DRIVER_ACTION_DATA>",
         )
         .unwrap();
         assert_eq!(r.ar.ar_type, Some(ArType::Ip4));
         assert_eq!(r.ar.size, Some(1));
-        assert_eq!(r.ar.ipam_mad.as_ref().map(Token::as_str), Some("scaleway"));
+        assert_eq!(r.ar.ipam_mad.as_ref().map(Token::as_str), Some("scaleway_fip"));
         assert_eq!(r.ar.attrs.get("PRIVATE_CIDR"), Some("172.16.0.0/16"));
         assert!(r.address.unwrap().is_empty());
     }

@@ -111,10 +111,10 @@ pub fn public_network(d: &Description, s: &ProvisionState) -> Template {
     t
 }
 
-/// One public range: one flexible IP, registered by the `scaleway` IPAM driver.
+/// One public range: one flexible IP, registered by the `scaleway_fip` IPAM driver.
 pub fn public_range(d: &Description, s: &ProvisionState) -> Template {
     let mut pairs = vec![
-        ("IPAM_MAD", "scaleway".to_owned()),
+        ("IPAM_MAD", crate::oneconf::IPAM_DRIVER.to_owned()),
         ("SIZE", "1".to_owned()),
         ("PRIVATE_CIDR", d.public_ip_cidr.to_string()),
         ("SCALEWAY_ZONE", d.zone.to_string()),

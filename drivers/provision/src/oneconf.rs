@@ -4,7 +4,8 @@
 //! reversible: what we add carries a marker comment, or is a token we can
 //! take out again.
 //!
-//! - `IPAM_MAD`: `scaleway` in the `-i` list of `ARGUMENTS`;
+//! - `IPAM_MAD`: `scaleway_fip` in the `-i` list of `ARGUMENTS` (a stock
+//!   `scaleway` entry is left alone);
 //! - `VN_MAD_CONF` for `scaleway` and `scaleway_evpn` (`BRIDGE_TYPE = "linux"`);
 //! - `INHERIT_VNET_ATTR`: `EXTERNAL_IP` and `GATEWAY` (the public NICs need them
 //!   from their range);
@@ -41,20 +42,25 @@ fn has_vn_mad(t: &Template, driver: &str) -> bool {
     })
 }
 
-/// The `-i` list in an `ARGUMENTS` value, with `scaleway` added or removed.
+/// Our IPAM driver's name. Not `scaleway`: OpenNebula 7.0's packages own
+/// `remotes/ipam/scaleway_fip/` and list `scaleway` in the stock `-i` list, which
+/// an uninstall must leave in place.
+pub const IPAM_DRIVER: &str = "scaleway_fip";
+
+/// The `-i` list in an `ARGUMENTS` value, with [`IPAM_DRIVER`] added or removed.
 fn edit_ipam_arguments(arguments: &str, add: bool) -> Option<String> {
     let tokens: Vec<&str> = arguments.split_whitespace().collect();
     let i = tokens.iter().position(|t| *t == "-i")?;
     let list = tokens.get(i + 1)?;
     let mut names: Vec<&str> = list.split(',').filter(|n| !n.is_empty()).collect();
-    let present = names.contains(&"scaleway");
+    let present = names.contains(&IPAM_DRIVER);
     if add == present {
         return None;
     }
     if add {
-        names.push("scaleway");
+        names.push(IPAM_DRIVER);
     } else {
-        names.retain(|n| *n != "scaleway");
+        names.retain(|n| *n != IPAM_DRIVER);
     }
     let joined = names.join(",");
     let mut out: Vec<String> = tokens.iter().map(|t| (*t).to_owned()).collect();
@@ -197,13 +203,31 @@ mod tests {
         INHERIT_VNET_ATTR       = \"VLAN_TAGGED_ID\"\nINHERIT_VNET_ATTR       = \"GATEWAY\"\n\
         VM_RESTRICTED_ATTR = \"NIC/MAC\"\n";
 
+    /// OpenNebula 7.0's stock list already names `scaleway` (its packaged
+    /// Ruby driver): ours is added beside it and the stock entry outlives
+    /// an uninstall.
+    #[test]
+    fn a_stock_scaleway_entry_is_left_in_place() {
+        let stock = ONED.replace("-i dummy,aws,equinix,vultr", "-i dummy,aws,equinix,vultr,scaleway");
+        let added = edit_oned_conf(&stock, true).unwrap();
+        assert!(
+            added
+                .text
+                .contains("-i dummy,aws,equinix,vultr,scaleway,scaleway_fip\""),
+            "{}",
+            added.text
+        );
+        let removed = edit_oned_conf(&added.text, false).unwrap();
+        assert_eq!(removed.text, stock);
+    }
+
     #[test]
     fn registration_is_added_once_and_removed_exactly() {
         let added = edit_oned_conf(ONED, true).unwrap();
         assert!(
             added
                 .text
-                .contains("ARGUMENTS  = \"-t 1 -i dummy,aws,equinix,vultr,scaleway\""),
+                .contains("ARGUMENTS  = \"-t 1 -i dummy,aws,equinix,vultr,scaleway_fip\""),
             "{}",
             added.text
         );

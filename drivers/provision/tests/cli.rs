@@ -65,7 +65,7 @@ fn opennebula_config_prints_writes_and_removes() {
     let written = run(&["--write"]);
     assert_eq!(written.code, 0, "{written:?}");
     let edited = std::fs::read_to_string(&oned).unwrap();
-    assert!(edited.contains(",scaleway\""), "{edited}");
+    assert!(edited.contains(",scaleway_fip\""), "{edited}");
     assert!(
         std::fs::read_to_string(&rc)
             .unwrap()

@@ -112,7 +112,7 @@ fn bed() -> Bed {
         .map(|(i, f)| {
             format!(
                 "<AR><AR_ID>{i}</AR_ID><IP>172.30.0.{}</IP><MAC>02:00:ac:1e:00:0{i}</MAC><SIZE>1</SIZE><TYPE>IP4</TYPE>\
-                 <USED_LEASES>1</USED_LEASES><IPAM_MAD>scaleway</IPAM_MAD><EXTERNAL_IP>{}</EXTERNAL_IP>\
+                 <USED_LEASES>1</USED_LEASES><IPAM_MAD>scaleway_fip</IPAM_MAD><EXTERNAL_IP>{}</EXTERNAL_IP>\
                  <SCALEWAY_IP_ID>{}</SCALEWAY_IP_ID><SCALEWAY_ZONE>fr-par-1</SCALEWAY_ZONE>\
                  <LEASES><LEASE><IP>172.30.0.{}</IP><MAC>02:00:ac:1e:00:0{i}</MAC><VM>42</VM></LEASE></LEASES></AR>",
                 2 + 2 * i,

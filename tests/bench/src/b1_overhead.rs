@@ -110,7 +110,7 @@ fn frontend(bins: &Bins, runs: usize) -> anyhow::Result<Vec<(String, Measured)>>
     };
     // register_address_range: a new flexible IP each run.
     let new_range: Vec<(String, String)> = [
-        ("IPAM_MAD", "scaleway"),
+        ("IPAM_MAD", "scaleway_fip"),
         ("TYPE", "IP4"),
         ("SIZE", "1"),
         ("PRIVATE_CIDR", "10.77.0.0/16"),
@@ -120,7 +120,7 @@ fn frontend(bins: &Bins, runs: usize) -> anyhow::Result<Vec<(String, Measured)>>
     .collect();
     let doc = b64(&ipam_request(&new_range, "<ADDRESS><MAC/><IP/><SIZE/></ADDRESS>"));
     let reg = Run::new(
-        &action("ipam/scaleway/register_address_range"),
+        &action("ipam/scaleway_fip/register_address_range"),
         &["1203"],
         doc,
         &ipam_env,
@@ -162,7 +162,7 @@ fn frontend(bins: &Bins, runs: usize) -> anyhow::Result<Vec<(String, Measured)>>
         ("free_address", address.as_str()),
     ] {
         let doc = b64(&ipam_request(&first, addr));
-        let r = Run::new(&action(&format!("ipam/scaleway/{a}")), &["1203"], doc, &ipam_env);
+        let r = Run::new(&action(&format!("ipam/scaleway_fip/{a}")), &["1203"], doc, &ipam_env);
         measure_all(&format!("scaleway-ipam {a}"), vec![r; runs], false)?;
     }
     // post then clean: VM i's NIC is range i (attached by its post, detached by its clean).
@@ -194,7 +194,7 @@ fn frontend(bins: &Bins, runs: usize) -> anyhow::Result<Vec<(String, Measured)>>
             let mut ar = ar.clone();
             ar.push(("AR_ID".into(), i.to_string()));
             Run::new(
-                &action("ipam/scaleway/unregister_address_range"),
+                &action("ipam/scaleway_fip/unregister_address_range"),
                 &["1203"],
                 b64(&ipam_request(&ar, "")),
                 &ipam_env,

@@ -104,7 +104,7 @@ fn lifecycle(bins: &Bins) -> anyhow::Result<Vec<Row>> {
     let world = World::start(bins, 0.0, 2)?;
     let hosts = world.hosts.clone();
     let [(hid1, host1, _), (hid2, host2, _)] = <[_; 2]>::try_from(hosts).map_err(|_| anyhow!("two hosts"))?;
-    let range = "AR = [ IPAM_MAD = \"scaleway\", TYPE = \"IP4\", SIZE = \"1\", PRIVATE_CIDR = \"10.77.0.0/16\" ]\n";
+    let range = "AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP4\", SIZE = \"1\", PRIVATE_CIDR = \"10.77.0.0/16\" ]\n";
     let template = format!(
         "NAME = \"edge-public\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\n{}",
         range.repeat(4)

@@ -35,7 +35,7 @@ pub struct World {
     pub emu: Running,
     pub oned: OnedSim,
     pub dir: TempDir,
-    /// `remotes/`: `ipam/scaleway/<action>`, `vnm/scaleway/<action>`, `vnm/scaleway_evpn/<action>`.
+    /// `remotes/`: `ipam/scaleway_fip/<action>`, `vnm/scaleway/<action>`, `vnm/scaleway_evpn/<action>`.
     pub remotes: PathBuf,
     /// (OpenNebula host id, name, server id).
     pub hosts: Vec<(i64, String, String)>,
@@ -58,7 +58,7 @@ pub fn scaleway_env(url: &str) -> Vec<(String, String)> {
 /// Links every action file of the drivers under `remotes`.
 pub fn link_actions(bins: &Bins, remotes: &Path) -> anyhow::Result<()> {
     for a in IPAM_ACTIONS {
-        link_as(&bins.ipam, remotes, &format!("ipam/scaleway/{a}"))?;
+        link_as(&bins.ipam, remotes, &format!("ipam/scaleway_fip/{a}"))?;
     }
     for a in [
         "pre",

@@ -73,7 +73,7 @@ impl Paths {
         for needed in [
             paths.provision.clone(),
             paths.emulator.clone(),
-            paths.remotes.join("ipam/scaleway/register_address_range"),
+            paths.remotes.join("ipam/scaleway_fip/register_address_range"),
             paths.remotes.join("vnm/scaleway/pre"),
             paths.remotes.join("vnm/scaleway/clean_host"),
             paths.remotes.join("vnm/scaleway_evpn/scaleway-vnm"),

@@ -144,7 +144,7 @@ impl Bed {
             "get_address",
             "free_address",
         ] {
-            test_support::link_as(&bin, &ipam, &format!("scaleway/{action}"));
+            test_support::link_as(&bin, &ipam, &format!("scaleway_fip/{action}"));
         }
         let oned = OnedSim::start(Config {
             ipam_dir: Some(ipam),

@@ -4,7 +4,7 @@
 //!
 //! This test has its own `main` (`harness = false` in Cargo.toml): the
 //! stand-in runs drivers as oned does, as programs, and this binary is
-//! those programs too. Linked as `.../ipam/scaleway/<action>` it is
+//! those programs too. Linked as `.../ipam/scaleway_fip/<action>` it is
 //! `scaleway-ipam` (its library's `main_with`), as `.../ipam/fake/<action>`
 //! or `.../vnm/fakevnm/<action>` a fake driver (`fake.rs`). Under any other
 //! name it runs the tests below one after the other (`runner.rs`).
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     };
     let (action, driver) = (name(Some(&exe)), name(exe.parent()));
     if IPAM_ACTIONS.contains(&action.as_str()) || VNM_ACTIONS.contains(&action.as_str()) {
-        return if driver == "scaleway" {
+        return if driver == "scaleway_fip" {
             let io = Io {
                 stdin: &mut std::io::stdin().lock(),
                 stdout: &mut std::io::stdout().lock(),
@@ -79,7 +79,7 @@ struct Bed {
 fn drivers() -> TempDir {
     let dir = TempDir::new("onedsim-ipam");
     let exe = std::env::current_exe().unwrap();
-    for driver in ["scaleway", "fake"] {
+    for driver in ["scaleway_fip", "fake"] {
         for action in IPAM_ACTIONS {
             link_as(&exe, dir.path(), &format!("ipam/{driver}/{action}"));
         }
@@ -232,7 +232,8 @@ fn check_vnet_schema(body: &str) {
 // ----------------------------------------------------------------------------
 
 const PUBLIC: &str = "NAME = \"edge-public\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\n";
-const RANGE: &str = "AR = [ IPAM_MAD = \"scaleway\", TYPE = \"IP4\", SIZE = \"1\", PRIVATE_CIDR = \"10.77.0.0/20\" ]";
+const RANGE: &str =
+    "AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP4\", SIZE = \"1\", PRIVATE_CIDR = \"10.77.0.0/20\" ]";
 
 fn the_real_driver_registers_leases_and_unregisters() {
     let emu = emulator();
@@ -246,7 +247,7 @@ fn the_real_driver_registers_leases_and_unregisters() {
     assert_eq!(text(ar, "SCALEWAY_IP_ID"), fip["id"].as_str().unwrap());
     assert_eq!(
         (text(ar, "AR_ID"), text(ar, "PRIVATE_CIDR"), text(ar, "IPAM_MAD")),
-        ("0", "10.77.0.0/20", "scaleway")
+        ("0", "10.77.0.0/20", "scaleway_fip")
     );
     let ip: std::net::Ipv4Addr = text(ar, "IP").parse().unwrap();
     let o = ip.octets();
@@ -275,11 +276,11 @@ fn the_real_driver_registers_leases_and_unregisters() {
     assert_eq!(
         bed.actions(),
         [
-            "scaleway/register_address_range",
-            "scaleway/get_address",
-            "scaleway/get_address",
-            "scaleway/free_address",
-            "scaleway/unregister_address_range"
+            "scaleway_fip/register_address_range",
+            "scaleway_fip/get_address",
+            "scaleway_fip/get_address",
+            "scaleway_fip/free_address",
+            "scaleway_fip/unregister_address_range"
         ]
     );
     bed.check_messages();
@@ -288,7 +289,7 @@ fn the_real_driver_registers_leases_and_unregisters() {
 fn a_new_network_s_ranges_are_registered_and_its_deletion_unregisters_them() {
     let emu = emulator();
     let bed = bed(|c, dir| c.driver_env = scaleway_env(&emu, dir, true));
-    let template = "NAME = \"edge-public\"\nVN_MAD = \"scaleway\"\nIPAM_MAD = \"scaleway\"\n\
+    let template = "NAME = \"edge-public\"\nVN_MAD = \"scaleway\"\nIPAM_MAD = \"scaleway_fip\"\n\
         AR = [ TYPE = \"IP4\", SIZE = \"1\", PRIVATE_CIDR = \"10.77.0.0/20\" ]\n\
         AR = [ TYPE = \"IP4\", SIZE = \"1\", PRIVATE_CIDR = \"10.77.0.0/20\" ]\n";
     let vnet = bed.id("one.vn.allocate", &[s(template), i(-1)]);
@@ -297,7 +298,7 @@ fn a_new_network_s_ranges_are_registered_and_its_deletion_unregisters_them() {
     let ars: Vec<&Element> = v.at("AR_POOL").unwrap().children_named("AR").collect();
     assert_eq!(ars.len(), 2);
     assert!(
-        ars.iter().all(|a| text(a, "IPAM_MAD") == "scaleway"),
+        ars.iter().all(|a| text(a, "IPAM_MAD") == "scaleway_fip"),
         "inherited from the network"
     );
     assert_eq!(fips(&emu).len(), 2);
@@ -307,10 +308,10 @@ fn a_new_network_s_ranges_are_registered_and_its_deletion_unregisters_them() {
     assert_eq!(
         bed.actions(),
         [
-            "scaleway/register_address_range",
-            "scaleway/register_address_range",
-            "scaleway/unregister_address_range",
-            "scaleway/unregister_address_range"
+            "scaleway_fip/register_address_range",
+            "scaleway_fip/register_address_range",
+            "scaleway_fip/unregister_address_range",
+            "scaleway_fip/unregister_address_range"
         ]
     );
     bed.check_messages();
@@ -333,7 +334,7 @@ fn a_provision_range_reads_its_credentials_back_during_the_call() {
         "one.vn.add_ar",
         &[
             i(vnet),
-            s("AR = [ IPAM_MAD = scaleway, TYPE = IP4, SIZE = 1, PROVISION_ID = 17 ]"),
+            s("AR = [ IPAM_MAD = scaleway_fip, TYPE = IP4, SIZE = 1, PROVISION_ID = 17 ]"),
         ],
     );
     assert!(started.elapsed() < Duration::from_secs(20));
