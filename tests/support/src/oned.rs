@@ -1,0 +1,497 @@
+//! A real oned for the end-to-end tests: OpenNebula built from source by
+//! `tests/oned/build.sh` (cached outside the checkout), started per test run
+//! from a temporary `ONE_LOCATION` as `oneadmin`, with OpenNebula's stock
+//! configuration **as edited by our own `install.sh -d`** (so the install is
+//! tested against the real stock files), and stopped with everything it
+//! started, by PID.
+//!
+//! What the harness changes in the stock files, and why: the XML-RPC, hook
+//! manager and monitord ports (free ports on 127.0.0.1, so runs never meet),
+//! `LISTEN_ADDRESS` (loopback only), and what a test appends (`conf_extra`,
+//! e.g. a VM driver). Everything else is OpenNebula's.
+//!
+//! Environment of oned (and so of every driver it runs): `ONE_LOCATION`,
+//! `ONE_AUTH`, `ONE_XMLRPC`, `RUBYLIB`, `PATH` (a test's folders first, e.g.
+//! an `ssh` stand-in), `HOME` (`ONE_LOCATION/var`, as oneadmin's home is
+//! `/var/lib/one` in production), plus the test's own variables.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::{Ran, TempDir, require_root};
+
+/// The user OpenNebula runs as.
+pub const ONEADMIN: &str = "oneadmin";
+/// oneadmin's password in every test oned.
+const PASSWORD: &str = "one-scaleway-test";
+
+/// The OpenNebula installation the tests use: `ONE_SCALEWAY_ONED` (an
+/// installation such as `tests/oned/build.sh` prints), else what
+/// `tests/oned/build.sh` prints (it builds once, then answers from its cache).
+pub fn installation() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ONE_SCALEWAY_ONED") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.join("bin/oned").is_file(),
+            "ONE_SCALEWAY_ONED={} has no bin/oned: point it at the folder tests/oned/build.sh prints",
+            dir.display()
+        );
+        return dir;
+    }
+    let script = crate::tests_dir().join("oned/build.sh");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed: {}", script.display(), out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
+    assert!(
+        dir.join("bin/oned").is_file(),
+        "{} printed {text:?}, not an installation",
+        script.display()
+    );
+    dir
+}
+
+/// How to start a test oned.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Our built binaries (`scaleway-ipam`, ...), installed with `install.sh -d -b`.
+    pub bindir: PathBuf,
+    /// Extra environment for oned and its drivers.
+    pub env: Vec<(String, String)>,
+    /// Folders put first on oned's `PATH`.
+    pub path_first: Vec<PathBuf>,
+    /// Text appended to `oned.conf` after our install edited it.
+    pub conf_extra: String,
+    /// Run oned inside this network namespace (when its drivers change networking).
+    pub netns: Option<String>,
+    /// `one-scaleway-recorder`: when set, every action file of ours records
+    /// what oned sends it ([`RealOned::records`]) before running the action.
+    pub recorder: Option<PathBuf>,
+}
+
+/// One action call oned made, as recorded.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// `<kind>-<driver>-<action>`, e.g. `ipam-scaleway_fip-register_address_range`.
+    pub call: String,
+    pub args: Vec<String>,
+    pub stdin: Vec<u8>,
+}
+
+/// Our action files in an installation: `(folder, program)`.
+const OUR_ACTIONS: [&str; 3] = [
+    "var/remotes/ipam/scaleway_fip",
+    "var/remotes/vnm/scaleway",
+    "var/remotes/vnm/scaleway_evpn",
+];
+
+/// Links every action file of ours in `location` to `recorder`.
+fn install_recorder(location: &Path, recorder: &Path) {
+    for folder in OUR_ACTIONS {
+        let dir = location.join(folder);
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())) {
+            let path = entry.expect("a folder entry").path();
+            if path.is_symlink() {
+                std::fs::remove_file(&path).expect("remove an action link");
+                std::os::unix::fs::symlink(recorder, &path).expect("link the recorder");
+            }
+        }
+    }
+}
+
+/// A running oned. Dropping it stops oned and every process it started.
+pub struct RealOned {
+    pub location: PathBuf,
+    pub xmlrpc: String,
+    home: PathBuf,
+    env: Vec<(String, String)>,
+    netns: Option<String>,
+    child: Option<Child>,
+    // Last: removed after oned is stopped.
+    dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Replaces `from` by `to` in `text`, which must hold `from` exactly once.
+fn replace_once(text: &str, from: &str, to: &str, file: &Path) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{} does not hold {from:?} exactly once: OpenNebula's stock file changed, adapt tests/support/src/oned.rs",
+        file.display()
+    );
+    text.replacen(from, to, 1)
+}
+
+fn edit(file: &Path, edits: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    for (from, to) in edits {
+        text = replace_once(&text, from, to, file);
+    }
+    std::fs::write(file, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+}
+
+fn run_checked(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The repository's root.
+fn repo() -> PathBuf {
+    crate::tests_dir().parent().expect("tests/ has a parent").to_path_buf()
+}
+
+impl RealOned {
+    /// Lays out a fresh `ONE_LOCATION`, installs our drivers into it with
+    /// `install.sh -d`, and starts oned; returns once it answers XML-RPC.
+    pub fn start(options: &Options) -> RealOned {
+        require_root();
+        let install = installation();
+        let dir = TempDir::new("oned");
+        let location = dir.path().join("one");
+        // oneadmin's home, as in production (/var/lib/one): where install.sh
+        // puts the credentials file, ~/.config/scw/config.yaml.
+        let home = location.join("var");
+        std::fs::create_dir_all(&location).expect("create ONE_LOCATION");
+        // The programs and libraries are read only: linked. What oned and the
+        // install change (etc, var, share) is copied.
+        for d in ["bin", "lib", "sbin", "include"] {
+            std::os::unix::fs::symlink(install.join(d), location.join(d)).expect("link the installation");
+        }
+        let copied: Vec<String> = ["etc", "share", "var"]
+            .iter()
+            .map(|d| install.join(d).display().to_string())
+            .collect();
+        let mut args: Vec<&str> = vec!["-a"];
+        args.extend(copied.iter().map(String::as_str));
+        let target = location.display().to_string();
+        args.push(&target);
+        run_checked("cp", &args);
+        std::fs::create_dir_all(home.join(".one")).expect("create HOME/.one");
+        std::fs::write(home.join(".one/one_auth"), format!("{ONEADMIN}:{PASSWORD}\n")).expect("write one_auth");
+
+        // Our install, on OpenNebula's stock files, exactly as an administrator runs it.
+        let installer = repo().join("install.sh");
+        let bindir = options.bindir.display().to_string();
+        let out = Command::new(&installer)
+            .args(["-d", &target, "-b", &bindir, "-u", ONEADMIN, "-g", ONEADMIN])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", installer.display()));
+        assert!(
+            out.status.success(),
+            "install.sh -d failed on the stock configuration:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let mut env_extra: Vec<(String, String)> = Vec::new();
+        if let Some(recorder) = &options.recorder {
+            let copy = dir.path().join("bin/one-scaleway-recorder");
+            std::fs::create_dir_all(dir.path().join("bin")).expect("create bin");
+            std::fs::create_dir_all(dir.path().join("records")).expect("create records");
+            std::fs::copy(recorder, &copy).unwrap_or_else(|e| panic!("cannot copy {}: {e}", recorder.display()));
+            install_recorder(&location, &copy);
+            env_extra.push((
+                "ONE_SCALEWAY_RECORD_DIR".into(),
+                dir.path().join("records").display().to_string(),
+            ));
+        }
+
+        let (port, hm_port, hm_listen, monitor_port) = (free_port(), free_port(), free_port(), free_port());
+        let oned_conf = location.join("etc/oned.conf");
+        edit(
+            &oned_conf,
+            &[
+                ("\nPORT = 2633\n", &format!("\nPORT = {port}\n")),
+                ("\nLISTEN_ADDRESS = \"0.0.0.0\"\n", "\nLISTEN_ADDRESS = \"127.0.0.1\"\n"),
+                (
+                    "\"-p 2101 -l 2102 -b 127.0.0.1\"",
+                    &format!("\"-p {hm_port} -l {hm_listen} -b 127.0.0.1\""),
+                ),
+            ],
+        );
+        if !options.conf_extra.is_empty() {
+            let mut text = std::fs::read_to_string(&oned_conf).expect("read oned.conf");
+            text.push_str("\n# added by the test harness\n");
+            text.push_str(&options.conf_extra);
+            text.push('\n');
+            std::fs::write(&oned_conf, text).expect("write oned.conf");
+        }
+        edit(
+            &location.join("etc/monitord.conf"),
+            &[
+                ("PORT    = 4124,", &format!("PORT    = {monitor_port},")),
+                ("ADDRESS         = \"::\",", "ADDRESS         = \"127.0.0.1\","),
+            ],
+        );
+        let dir_text = dir.path().display().to_string();
+        run_checked("chown", &["-R", &format!("{ONEADMIN}:{ONEADMIN}"), &dir_text]);
+        run_checked("chmod", &["0700", &home.join(".one").display().to_string()]);
+
+        let xmlrpc = format!("http://127.0.0.1:{port}/RPC2");
+        let mut path: Vec<String> = options.path_first.iter().map(|p| p.display().to_string()).collect();
+        path.push(location.join("bin").display().to_string());
+        path.extend(["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(String::from));
+        let mut env: Vec<(String, String)> = vec![
+            ("ONE_LOCATION".into(), target.clone()),
+            ("ONE_AUTH".into(), home.join(".one/one_auth").display().to_string()),
+            ("ONE_XMLRPC".into(), xmlrpc.clone()),
+            ("RUBYLIB".into(), location.join("lib/ruby").display().to_string()),
+            ("PATH".into(), path.join(":")),
+            ("HOME".into(), home.display().to_string()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ];
+        env.extend(env_extra);
+        env.extend(options.env.iter().cloned());
+        let mut oned = RealOned {
+            location,
+            xmlrpc,
+            home,
+            env,
+            netns: options.netns.clone(),
+            child: None,
+            dir,
+        };
+        let log = std::fs::File::create(oned.dir.path().join("oned.stdout")).expect("create oned.stdout");
+        let program = oned.location.join("bin/oned").display().to_string();
+        let mut command = oned.as_oneadmin(&program, &["-f"]);
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log"))
+            .stderr(log);
+        oned.child = Some(command.spawn().expect("start oned"));
+        oned.wait_ready();
+        oned
+    }
+
+    /// A command that runs `program args` as oneadmin with oned's
+    /// environment (inside oned's namespace, if it has one).
+    pub fn as_oneadmin(&self, program: &str, args: &[&str]) -> Command {
+        let mut words: Vec<String> = Vec::new();
+        if let Some(ns) = &self.netns {
+            words.extend(["ip", "netns", "exec", ns].map(String::from));
+        }
+        words.extend(
+            [
+                "setpriv",
+                "--reuid",
+                ONEADMIN,
+                "--regid",
+                ONEADMIN,
+                "--init-groups",
+                "--",
+            ]
+            .map(String::from),
+        );
+        words.push(program.to_owned());
+        words.extend(args.iter().map(|a| (*a).to_owned()));
+        let mut command = Command::new(&words[0]);
+        command
+            .args(&words[1..])
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&self.home)
+            .process_group(0);
+        command
+    }
+
+    /// Runs one of OpenNebula's CLI commands (`onevnet`, `onevm`, ...) as
+    /// oneadmin, as an administrator would.
+    pub fn cli(&self, program: &str, args: &[&str]) -> Ran {
+        let path = self.location.join("bin").join(program).display().to_string();
+        let out = self
+            .as_oneadmin(&path, args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// [`RealOned::cli`] that must succeed; returns its stdout.
+    pub fn cli_ok(&self, program: &str, args: &[&str]) -> String {
+        let ran = self.cli(program, args);
+        assert_eq!(
+            ran.code,
+            0,
+            "{program} {args:?} failed:\n{}{}\n--- oned.log (end)\n{}",
+            ran.stdout,
+            ran.stderr,
+            self.log_tail(40)
+        );
+        ran.stdout
+    }
+
+    /// The last `n` lines of `oned.log`.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.location.join("var/oned.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// What the recorder saw so far, oldest first (see [`Options::recorder`]).
+    pub fn records(&self) -> Vec<Record> {
+        let dir = self.dir.path().join("records");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        names.retain(|n| n.ends_with(".stdin"));
+        names.sort_by_key(|n| {
+            n.split('-')
+                .next()
+                .and_then(|t| t.parse::<u128>().ok())
+                .unwrap_or_default()
+        });
+        names
+            .iter()
+            .map(|n| {
+                let base = n.trim_end_matches(".stdin");
+                let call = base.splitn(3, '-').nth(2).unwrap_or_default().to_owned();
+                let args = std::fs::read_to_string(dir.join(format!("{base}.args"))).unwrap_or_default();
+                Record {
+                    call,
+                    args: args.lines().map(str::to_owned).collect(),
+                    stdin: std::fs::read(dir.join(n)).expect("read a record"),
+                }
+            })
+            .collect()
+    }
+
+    /// oneadmin's home (`ONE_LOCATION/var`).
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// Writes `text` as oneadmin's `~/.config/scw/config.yaml` (0600, owned by
+    /// oneadmin), replacing the template `install.sh` put there.
+    pub fn write_scaleway_config(&self, text: &str) {
+        let path = self.home.join(".config/scw/config.yaml");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        run_checked(
+            "chown",
+            &[&format!("{ONEADMIN}:{ONEADMIN}"), &path.display().to_string()],
+        );
+        run_checked("chmod", &["0600", &path.display().to_string()]);
+    }
+
+    /// oned's environment (what its drivers inherit).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let out = std::fs::read_to_string(self.dir.path().join("oned.stdout")).unwrap_or_default();
+                panic!(
+                    "oned exited at start ({status}):\n{out}\n--- oned.log\n{}",
+                    self.log_tail(60)
+                );
+            }
+            let ran = self.cli("oneuser", &["show", "0", "--xml"]);
+            if ran.code == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "oned did not answer within 2 minutes:\n{}\n--- oned.log\n{}",
+                ran.stderr,
+                self.log_tail(60)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Every process whose environment has this oned's `ONE_LOCATION`: oned,
+    /// its drivers and what they started (the ssh streams make process
+    /// groups of their own, so a group kill would miss them).
+    fn our_processes(&self) -> Vec<i32> {
+        let marker = format!("ONE_LOCATION={}", self.location.display());
+        let mut pids = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return pids;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == std::process::id() as i32 {
+                continue;
+            }
+            if let Ok(environ) = std::fs::read(entry.path().join("environ"))
+                && environ.split(|b| *b == 0).any(|v| v == marker.as_bytes())
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn signal_all(&self, signal: Signal) -> usize {
+        let pids = self.our_processes();
+        for pid in &pids {
+            let _ = kill(Pid::from_raw(*pid), signal);
+        }
+        pids.len()
+    }
+
+    /// Stops oned (SIGTERM, as `one stop` does) and then everything it
+    /// started that is still there.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for signal in [Signal::SIGTERM, Signal::SIGTERM, Signal::SIGKILL] {
+            if self.signal_all(signal) == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for RealOned {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

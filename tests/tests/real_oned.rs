@@ -1,0 +1,238 @@
+//! OpenNebula itself in the loop: a real oned, built from OpenNebula's source
+//! (`tests/oned/build.sh`), with our drivers installed by `install.sh -d` on
+//! its stock configuration, runs our IPAM driver through its own `one_ipam`,
+//! as oneadmin, driven through OpenNebula's CLI as an administrator would.
+//! Every document oned sends is recorded; `UPDATE_FIXTURES=1` keeps them as
+//! the fixtures of `tests/fixtures/ipam/` (the unit and golden tests read them).
+//!
+//! Privileged (oneadmin, the build): run by `sudo .ci/run`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use opennebula::xml::{self, Element};
+use scaleway_emulator::{Emulator, Options as EmulatorOptions, Running};
+use test_support::oned::{Options, RealOned, Record};
+use test_support::{fixture_path, require_root};
+
+const PROJECT: &str = "5a4db0c5-0000-4000-8000-0000000000e2";
+const SECRET: &str = "5a4db0c5-0000-4000-8000-5ec7e75ec7e2";
+
+/// Where cargo put this build's binaries.
+fn bindir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn emulator() -> Running {
+    Emulator::start(EmulatorOptions {
+        speed: 0.01,
+        project_ids: vec![PROJECT.into()],
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn start_oned(emu: &Running) -> RealOned {
+    let oned = RealOned::start(&Options {
+        bindir: bindir(),
+        recorder: Some(bindir().join("one-scaleway-recorder")),
+        env: vec![
+            ("ONE_SCALEWAY_POLL_MS".into(), "20".into()),
+            ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "20".into()),
+        ],
+        ..Options::default()
+    });
+    // Credentials where production keeps them: oneadmin's Scaleway config file.
+    // The root profile and one named as a provision's ranges name theirs.
+    let url = emu.url();
+    oned.write_scaleway_config(&format!(
+        "secret_key: {SECRET}\ndefault_project_id: {PROJECT}\ndefault_zone: fr-par-1\napi_url: {url}\n\
+         profiles:\n  edge-paris:\n    secret_key: {SECRET}\n    default_project_id: {PROJECT}\n    \
+         default_zone: fr-par-2\n    api_url: {url}\n"
+    ));
+    oned
+}
+
+/// Writes a template file oneadmin can read; returns its path.
+fn template_file(oned: &RealOned, name: &str, text: &str) -> String {
+    let path = oned.home().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn vnet(oned: &RealOned, id: u32) -> Element {
+    xml::parse(oned.cli_ok("onevnet", &["show", &id.to_string(), "--xml"]).as_bytes()).unwrap()
+}
+
+fn text<'a>(e: &'a Element, path: &str) -> &'a str {
+    e.at(path).map_or("", |c| c.text.as_str())
+}
+
+fn ars(v: &Element) -> Vec<BTreeMap<String, String>> {
+    v.at("AR_POOL")
+        .map(|p| {
+            p.children_named("AR")
+                .map(|ar| {
+                    ar.children
+                        .iter()
+                        .filter(|c| c.is_leaf())
+                        .map(|c| (c.name.clone(), c.text.clone()))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn fips(emu: &Running) -> Vec<serde_json::Value> {
+    emu.state()["flexible_ips"].as_array().cloned().unwrap_or_default()
+}
+
+/// `onevnet create` returns at once in 7.0: the ranges are registered after.
+fn wait_ready(oned: &RealOned, id: u32) -> Element {
+    let started = Instant::now();
+    loop {
+        let v = vnet(oned, id);
+        match text(&v, "STATE") {
+            "1" => return v,
+            "0" | "5" if started.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            state => panic!(
+                "network {id} is in state {state}, not READY:\n{}\n--- oned.log\n{}",
+                v.to_xml(),
+                oned.log_tail(30)
+            ),
+        }
+    }
+}
+
+fn id_of(printed: &str) -> u32 {
+    printed
+        .trim()
+        .trim_start_matches("ID:")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no ID in {printed:?}"))
+}
+
+/// The decoded document of a recorded IPAM call.
+fn document(r: &Record) -> String {
+    let text = String::from_utf8(r.stdin.clone()).unwrap();
+    let bytes =
+        opennebula::base64::decode(text.trim().as_bytes()).unwrap_or_else(|e| panic!("{}: not base64: {e}", r.call));
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+#[ignore = "privileged: runs a real oned as oneadmin (sudo .ci/run)"]
+fn ipam_driver_under_a_real_oned() {
+    require_root();
+    let emu = emulator();
+    let oned = start_oned(&emu);
+
+    // A public network as an administrator writes it, with the user's own
+    // attributes on the range: oned replaces the range with our answer.
+    let net = template_file(
+        &oned,
+        "public.tmpl",
+        "NAME = \"edge-public\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\n\
+         AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP4\", SIZE = \"1\", SCALEWAY_PROFILE = \"edge-paris\",\n\
+                SCALEWAY_ZONE = \"fr-par-2\", SCALEWAY_IP_TYPE = \"ipv4\", PRIVATE_CIDR = \"172.30.12.0/22\",\n\
+                DNS = \"1.1.1.1\", MY_LABEL = \"blue\" ]\n",
+    );
+    let id = id_of(&oned.cli_ok("onevnet", &["create", &net]));
+    let v = wait_ready(&oned, id);
+    let ranges = ars(&v);
+    assert_eq!(ranges.len(), 1, "{}", v.to_xml());
+    let ar = &ranges[0];
+    assert_eq!(ar["IPAM_MAD"], "scaleway_fip", "still driver-managed");
+    assert_eq!(ar["DNS"], "1.1.1.1", "the user's DNS survives the answer");
+    assert_eq!(ar["MY_LABEL"], "blue", "custom attributes survive the answer");
+    let live = fips(&emu);
+    assert_eq!(live.len(), 1);
+    assert_eq!(ar["EXTERNAL_IP"], live[0]["ip_address"].as_str().unwrap());
+    assert_eq!(ar["SCALEWAY_IP_ID"], live[0]["id"].as_str().unwrap());
+
+    // addar is synchronous.
+    let more = template_file(
+        &oned,
+        "ar.tmpl",
+        "AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP4\", SIZE = \"1\", SCALEWAY_PROFILE = \"edge-paris\",\n\
+                PRIVATE_CIDR = \"172.30.12.0/22\" ]\n",
+    );
+    oned.cli_ok("onevnet", &["addar", &id.to_string(), &more]);
+    assert_eq!(ars(&vnet(&oned, id)).len(), 2);
+    assert_eq!(fips(&emu).len(), 2);
+
+    // Leases: a VM asking for any address (get_address), an address put on
+    // hold (allocate_address) and released (free_address).
+    let second = &ars(&vnet(&oned, id))[1];
+    let vm = template_file(
+        &oned,
+        "vm.tmpl",
+        &format!("NAME = \"lease\"\nCPU = \"0.1\"\nMEMORY = \"64\"\nNIC = [ NETWORK_ID = \"{id}\" ]\n"),
+    );
+    let vm_id = id_of(&oned.cli_ok("onevm", &["create", "--hold", &vm]));
+    let shown = xml::parse(oned.cli_ok("onevm", &["show", &vm_id.to_string(), "--xml"]).as_bytes()).unwrap();
+    assert_eq!(
+        text(&shown, "TEMPLATE/NIC/IP"),
+        ranges[0]["IP"],
+        "the first range's address"
+    );
+    oned.cli_ok("onevnet", &["hold", &id.to_string(), &second["IP"]]);
+    oned.cli_ok("onevnet", &["release", &id.to_string(), &second["IP"]]);
+    oned.cli_ok("onevm", &["recover", "--delete", &vm_id.to_string()]);
+
+    // rmar releases that range's flexible IP; deleting the network the rest.
+    oned.cli_ok("onevnet", &["rmar", &id.to_string(), &second["AR_ID"]]);
+    assert_eq!(fips(&emu).len(), 1);
+    oned.cli_ok("onevnet", &["delete", &id.to_string()]);
+    let started = Instant::now();
+    while !fips(&emu).is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        fips(&emu).is_empty(),
+        "nothing left at Scaleway: {:?}\n{}",
+        fips(&emu),
+        oned.log_tail(30)
+    );
+
+    // Every IPAM action ran, and every document oned sent reads.
+    let records = oned.records();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for r in &records {
+        let Some(action) = r.call.strip_prefix("ipam-scaleway_fip-") else {
+            continue;
+        };
+        let doc = document(r);
+        opennebula::ipam::IpamRequest::from_element(&xml::parse(doc.as_bytes()).unwrap())
+            .unwrap_or_else(|e| panic!("{action}: {e}\n{doc}"));
+        // The first call of each action is the fixture (the register of a
+        // network created with its range; unregister after rmar).
+        seen.entry(action.to_owned()).or_insert(doc);
+    }
+    let actions: Vec<&str> = seen.keys().map(String::as_str).collect();
+    assert_eq!(
+        actions,
+        [
+            "allocate_address",
+            "free_address",
+            "get_address",
+            "register_address_range",
+            "unregister_address_range"
+        ],
+        "{:?}",
+        records.iter().map(|r| &r.call).collect::<Vec<_>>()
+    );
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        for (action, doc) in &seen {
+            std::fs::write(fixture_path(&format!("ipam/{action}.xml")), doc).unwrap();
+        }
+    }
+}
