@@ -115,6 +115,12 @@ fn ipam_attributes() {
     let sb = Sandbox::new();
     let env = sb.env();
     let register = fixture("ipam/register_address_range.xml");
+    // A range made by oneprovision carries PROVISION_ID.
+    let provisioned = register.replacen(
+        "<SIZE><![CDATA[1]]></SIZE>",
+        "<PROVISION_ID><![CDATA[17]]></PROVISION_ID><SIZE><![CDATA[1]]></SIZE>",
+        1,
+    );
     let get = fixture("ipam/get_address.xml");
     let unregister = fixture("ipam/unregister_address_range.xml");
     let ar = |e: &Element| e.name == "AR";
@@ -125,7 +131,7 @@ fn ipam_attributes() {
         ("register_address_range", register.as_str(), &ar, "SIZE"),
         ("register_address_range", register.as_str(), &ar, "SCALEWAY_IP_TYPE"),
         ("register_address_range", register.as_str(), &ar, "SCALEWAY_PROFILE"),
-        ("register_address_range", register.as_str(), &ar, "PROVISION_ID"),
+        ("register_address_range", provisioned.as_str(), &ar, "PROVISION_ID"),
         ("get_address", get.as_str(), &address, "SIZE"),
         ("unregister_address_range", unregister.as_str(), &ar, "SCALEWAY_IP_ID"),
         ("unregister_address_range", unregister.as_str(), &ar, "SCALEWAY_ZONE"),

@@ -141,15 +141,12 @@ fn ipam_requests_with_bad_attributes_are_refused() {
         ),
         (
             "wrong type",
-            good.replace("<SIZE><![CDATA[1]]></SIZE>\n  </ADDRESS>", "<SIZE>-1</SIZE></ADDRESS>"),
+            good.replace("<SIZE>1</SIZE></ADDRESS>", "<SIZE>-1</SIZE></ADDRESS>"),
             "ADDRESS/SIZE = \"-1\" is not a non-negative whole number",
         ),
         (
             "bad address",
-            good.replace(
-                "<IP><![CDATA[172.30.12.4]]></IP>\n    <SIZE>",
-                "<IP>172.30.12.400</IP><SIZE>",
-            ),
+            good.replace("<IP>172.30.12.4</IP><SIZE>", "<IP>172.30.12.400</IP><SIZE>"),
             "ADDRESS/IP = \"172.30.12.400\" is not an IPv4 address",
         ),
         (
@@ -337,7 +334,7 @@ fn valid_documents_are_accepted() {
     let ran = run_ipam("get_address", &[], &encode(&fixture("ipam/get_address.xml")));
     assert_eq!(
         (ran.code, ran.stdout.as_str()),
-        (0, "ADDRESS = [\n  IP = \"172.30.12.4\",\n  SIZE = \"1\"\n]\n"),
+        (0, "ADDRESS = [\n  IP = \"172.30.12.2\",\n  SIZE = \"1\"\n]\n"),
         "{ran:?}"
     );
     for action in ["allocate_address", "free_address"] {
