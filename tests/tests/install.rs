@@ -100,7 +100,10 @@ fn install_reinstall_and_uninstall_in_a_folder() {
     let scw = dir.join("var/.config/scw/config.yaml");
     assert_eq!(mode(&scw), 0o600, "the credentials file is private");
     let oned = std::fs::read_to_string(dir.join("etc/oned.conf")).unwrap();
-    assert!(oned.contains("-i dummy,aws,equinix,vultr,scaleway,scaleway_fip\""), "{oned}");
+    assert!(
+        oned.contains("-i dummy,aws,equinix,vultr,scaleway,scaleway_fip\""),
+        "{oned}"
+    );
     assert!(
         std::fs::read_to_string(dir.join("etc/vmm_exec/vmm_execrc"))
             .unwrap()
