@@ -137,6 +137,30 @@ fn vm_documents_decode_to_golden_values_whole_and_reduced() {
 
 /// Migration: the reduced document carries only the last history record,
 /// the destination, which is the host the network must be set up on.
+/// The documents a real oned's VM driver sent our network drivers
+/// (`tests/fixtures/vnm/`, captured by `real_oned_vm.rs`): every one reads,
+/// to the values kept in `tests/golden/documents/vnm-*.txt`.
+#[test]
+fn documents_captured_from_a_real_oned_decode_to_golden_values() {
+    let names = fixtures_in("vnm");
+    assert!(names.len() >= 18, "{names:?}");
+    for name in names.iter().filter(|n| !n.contains("vnet_")) {
+        let vm = read_vm(&mut encode(&fixture(name)).as_slice()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_golden(&format!("documents/{}.txt", name.replace('/', "-")), &summarize_vm(&vm));
+    }
+    // During a live migration every action's document names the
+    // destination (the last history record), clean's included: the host
+    // being cleaned (the source) comes only as clean's argument.
+    for action in ["pre", "post", "clean"] {
+        let vm = read_vm(&mut encode(&fixture(&format!("vnm/migrate-scaleway-{action}.xml"))).as_slice()).unwrap();
+        assert_eq!(
+            vm.require_current_host().unwrap().hostname.as_str(),
+            "host-b",
+            "{action}"
+        );
+    }
+}
+
 #[test]
 fn migration_targets_the_destination() {
     let full = read_vm(&mut encode(&fixture("vm/migrate.xml")).as_slice()).unwrap();

@@ -92,14 +92,15 @@ fn fips(emu: &Running) -> Vec<serde_json::Value> {
     emu.state()["flexible_ips"].as_array().cloned().unwrap_or_default()
 }
 
-/// `onevnet create` returns at once in 7.0: the ranges are registered after.
+/// `onevnet create` returns at once in 7.0: the ranges are registered after
+/// (INIT 0, LOCK_CREATE 2, then READY 1 or ERROR 5).
 fn wait_ready(oned: &RealOned, id: u32) -> Element {
     let started = Instant::now();
     loop {
         let v = vnet(oned, id);
         match text(&v, "STATE") {
             "1" => return v,
-            "0" | "5" if started.elapsed() < Duration::from_secs(60) => {
+            "0" | "2" if started.elapsed() < Duration::from_secs(60) => {
                 std::thread::sleep(Duration::from_millis(300));
             }
             state => panic!(

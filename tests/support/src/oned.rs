@@ -76,7 +76,44 @@ pub struct Options {
     /// `one-scaleway-recorder`: when set, every action file of ours records
     /// what oned sends it ([`RealOned::records`]) before running the action.
     pub recorder: Option<PathBuf>,
+    /// With the recorder: the kinds of action (`vnm`, `ipam`) only recorded,
+    /// not run (their call succeeds and changes nothing).
+    pub record_only: Vec<String>,
+    /// Hosts are this machine: `one-scaleway-local-ssh` is oned's `ssh`, and
+    /// `SCRIPTS_REMOTE_DIR` is a folder of the run holding a copy of the
+    /// remotes (as `onehost sync` leaves them). Only with `record_only` for
+    /// anything that would change the machine.
+    pub local_hosts: Option<PathBuf>,
+    /// `one-scaleway-test-vmm`: declares the hypervisor `sbx` (OpenNebula's
+    /// `one_vmm_exec` with our actions, run on the frontend), so that oned
+    /// runs the network drivers around its actions as in production.
+    pub test_vmm: Option<PathBuf>,
 }
+
+/// The test hypervisor's name (`VM_MAD`).
+pub const TEST_VMM: &str = "sbx";
+
+/// The VM driver actions `one_vmm_exec` runs for the test hypervisor.
+const VMM_ACTIONS: [&str; 18] = [
+    "deploy",
+    "shutdown",
+    "cancel",
+    "save",
+    "restore",
+    "migrate",
+    "migrate_local",
+    "poll",
+    "attach_nic",
+    "detach_nic",
+    "reboot",
+    "reset",
+    "attach_disk",
+    "detach_disk",
+    "resize",
+    "update_conf",
+    "prereconfigure",
+    "reconfigure",
+];
 
 /// One action call oned made, as recorded.
 #[derive(Debug, Clone)]
@@ -220,6 +257,44 @@ impl RealOned {
             ));
         }
 
+        let mut conf_extra = options.conf_extra.clone();
+        let mut scripts_remote_dir: Option<PathBuf> = None;
+        let mut path_first = options.path_first.clone();
+        if let Some(vmm) = &options.test_vmm {
+            let dir_vmm = location.join("var/remotes/vmm").join(TEST_VMM);
+            std::fs::create_dir_all(&dir_vmm).expect("create the test hypervisor's folder");
+            let copy = dir_vmm.join("one-scaleway-test-vmm");
+            std::fs::copy(vmm, &copy).unwrap_or_else(|e| panic!("cannot copy {}: {e}", vmm.display()));
+            for action in VMM_ACTIONS {
+                std::os::unix::fs::symlink("one-scaleway-test-vmm", dir_vmm.join(action)).expect("link a VM action");
+            }
+            conf_extra.push_str(&format!(
+                "VM_MAD = [ NAME = \"{TEST_VMM}\", SUNSTONE_NAME = \"Test\", EXECUTABLE = \"one_vmm_exec\",\n  \
+                 ARGUMENTS = \"-t 15 -r 0 {TEST_VMM} -l {}\", TYPE = \"xml\", KEEP_SNAPSHOTS = \"no\" ]\n",
+                VMM_ACTIONS.join(",")
+            ));
+        }
+        if let Some(ssh) = &options.local_hosts {
+            let bin = dir.path().join("path");
+            std::fs::create_dir_all(&bin).expect("create the PATH folder");
+            std::fs::copy(ssh, bin.join("ssh")).unwrap_or_else(|e| panic!("cannot copy {}: {e}", ssh.display()));
+            path_first.insert(0, bin);
+            // What `onehost sync` leaves on a host: the remotes, links resolved.
+            let remote = dir.path().join("remote");
+            run_checked(
+                "cp",
+                &[
+                    "-rL",
+                    &location.join("var/remotes").display().to_string(),
+                    &remote.display().to_string(),
+                ],
+            );
+            scripts_remote_dir = Some(remote);
+        }
+        if !options.record_only.is_empty() {
+            env_extra.push(("ONE_SCALEWAY_RECORD_ONLY".into(), options.record_only.join(",")));
+        }
+
         let (port, hm_port, hm_listen, monitor_port) = (free_port(), free_port(), free_port(), free_port());
         let oned_conf = location.join("etc/oned.conf");
         edit(
@@ -233,10 +308,20 @@ impl RealOned {
                 ),
             ],
         );
-        if !options.conf_extra.is_empty() {
+        if let Some(remote) = &scripts_remote_dir {
+            // Replaced, not added: OpenNebula's Ruby drivers join repeated values.
+            edit(
+                &oned_conf,
+                &[(
+                    "\nSCRIPTS_REMOTE_DIR=/var/tmp/one\n",
+                    &format!("\nSCRIPTS_REMOTE_DIR={}\n", remote.display()),
+                )],
+            );
+        }
+        if !conf_extra.is_empty() {
             let mut text = std::fs::read_to_string(&oned_conf).expect("read oned.conf");
             text.push_str("\n# added by the test harness\n");
-            text.push_str(&options.conf_extra);
+            text.push_str(&conf_extra);
             text.push('\n');
             std::fs::write(&oned_conf, text).expect("write oned.conf");
         }
@@ -252,7 +337,7 @@ impl RealOned {
         run_checked("chmod", &["0700", &home.join(".one").display().to_string()]);
 
         let xmlrpc = format!("http://127.0.0.1:{port}/RPC2");
-        let mut path: Vec<String> = options.path_first.iter().map(|p| p.display().to_string()).collect();
+        let mut path: Vec<String> = path_first.iter().map(|p| p.display().to_string()).collect();
         path.push(location.join("bin").display().to_string());
         path.extend(["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(String::from));
         let mut env: Vec<(String, String)> = vec![
@@ -346,6 +431,33 @@ impl RealOned {
             self.log_tail(40)
         );
         ran.stdout
+    }
+
+    /// Writes a template file oneadmin can read (in its home); returns its path.
+    pub fn template_file(&self, name: &str, text: &str) -> String {
+        let path = self.home.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path.display().to_string()
+    }
+
+    /// `<program> create FILE` with a template; the new object's id.
+    pub fn create(&self, program: &str, args: &[&str], template: &str) -> u32 {
+        let file = self.template_file(&format!("{program}-{}.tmpl", std::process::id()), template);
+        let mut all = vec!["create"];
+        all.extend_from_slice(args);
+        all.push(&file);
+        id_of(&self.cli_ok(program, &all))
+    }
+
+    /// A host of the test hypervisor (monitored by the `dummy` probes).
+    pub fn create_host(&self, name: &str) -> u32 {
+        id_of(&self.cli_ok("onehost", &["create", name, "--im", "dummy", "--vm", TEST_VMM]))
+    }
+
+    /// `<program> show ID --xml`, parsed.
+    pub fn show(&self, program: &str, id: u32) -> opennebula::xml::Element {
+        let text = self.cli_ok(program, &["show", &id.to_string(), "--xml"]);
+        opennebula::xml::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{program} show {id}: {e}\n{text}"))
     }
 
     /// The last `n` lines of `oned.log`.
@@ -488,6 +600,16 @@ impl RealOned {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
+}
+
+/// The id an OpenNebula `create` prints (`ID: 7`).
+pub fn id_of(printed: &str) -> u32 {
+    printed
+        .trim()
+        .trim_start_matches("ID:")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no ID in {printed:?}"))
 }
 
 impl Drop for RealOned {

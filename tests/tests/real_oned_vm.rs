@@ -1,0 +1,217 @@
+//! What a real oned's VM driver (`one_vmm_exec`) sends our network drivers:
+//! a VM with a public (`scaleway`) and a private (`scaleway_evpn`) NIC is
+//! deployed, gets a NIC hot-attached and detached, is live-migrated and
+//! terminated, through OpenNebula's CLI. The hosts are this machine and the
+//! network actions are only recorded (this test changes no networking: the
+//! sandbox runs them for real); every recorded document must read with our
+//! parser, and `UPDATE_FIXTURES=1` keeps them as `tests/fixtures/vnm/`.
+//!
+//! Privileged (oneadmin, the build): run by `sudo .ci/run`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use opennebula::vm::Vm;
+use opennebula::xml::{self, Element};
+use test_support::oned::{Options, RealOned, Record};
+use test_support::{fixture_path, require_root};
+
+fn bindir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn start() -> RealOned {
+    let bin = bindir();
+    RealOned::start(&Options {
+        bindir: bin.clone(),
+        recorder: Some(bin.join("one-scaleway-recorder")),
+        record_only: vec!["vnm".into()],
+        local_hosts: Some(bin.join("one-scaleway-local-ssh")),
+        test_vmm: Some(bin.join("one-scaleway-test-vmm")),
+        ..Options::default()
+    })
+}
+
+/// Waits until the VM satisfies `done` (the CLI returns before oned acts).
+fn wait_vm(oned: &RealOned, id: u32, what: &str, done: impl Fn(&Element) -> bool) {
+    let started = Instant::now();
+    loop {
+        let vm = oned.show("onevm", id);
+        if done(&vm) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "VM {id}: waited 90 s for {what}:\n{}\n--- vm.log\n{}",
+            vm.to_xml(),
+            std::fs::read_to_string(oned.location.join(format!("var/vms/{id}/vm.log"))).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn value<'a>(vm: &'a Element, path: &str) -> &'a str {
+    vm.at(path).map_or("", |e| e.text.as_str())
+}
+
+/// RUNNING (ACTIVE/RUNNING) with `nics` NICs on `host`.
+fn running(nics: usize, host: &'static str) -> impl Fn(&Element) -> bool {
+    move |vm| {
+        value(vm, "STATE") == "3"
+            && value(vm, "LCM_STATE") == "3"
+            && vm
+                .at("TEMPLATE")
+                .is_some_and(|t| t.children_named("NIC").count() == nics)
+            && vm
+                .at("HISTORY_RECORDS")
+                .and_then(|h| h.children_named("HISTORY").last())
+                .is_some_and(|h| h.child("HOSTNAME").is_some_and(|n| n.text == host))
+    }
+}
+
+/// The decoded VM document of a recorded network action (its stdin is the
+/// base64 document, or for `update_nic` a plain one).
+fn document(r: &Record) -> String {
+    let text = String::from_utf8(r.stdin.clone()).unwrap();
+    let trimmed = text.trim();
+    if trimmed.starts_with('<') {
+        return trimmed.to_owned();
+    }
+    String::from_utf8(opennebula::base64::decode(trimmed.as_bytes()).unwrap()).unwrap()
+}
+
+#[test]
+#[ignore = "privileged: runs a real oned as oneadmin (sudo .ci/run)"]
+fn network_drivers_under_a_real_vm_driver() {
+    require_root();
+    let oned = start();
+    let h1 = oned.create_host("host-a");
+    let h2 = oned.create_host("host-b");
+    // A system datastore without transfers (no ssh/scp for prolog/epilog).
+    let ds = oned.create(
+        "onedatastore",
+        &[],
+        "NAME = \"sys\"\nTYPE = \"SYSTEM_DS\"\nTM_MAD = \"dummy\"\n",
+    );
+    let public = oned.create(
+        "onevnet",
+        &[],
+        "NAME = \"public\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\n\
+         AR = [ TYPE = \"IP4\", IP = \"172.30.0.2\", SIZE = \"1\", EXTERNAL_IP = \"51.15.0.9\",\n\
+                GATEWAY = \"172.30.0.3\", NETWORK_MASK = \"255.255.255.254\",\n\
+                SCALEWAY_IP_ID = \"0b0d7a9e-6a7b-4c3e-9d8e-1f2a3b4c5d6e\", SCALEWAY_ZONE = \"fr-par-1\" ]\n",
+    );
+    let private = oned.create(
+        "onevnet",
+        &[],
+        "NAME = \"private\"\nVN_MAD = \"scaleway_evpn\"\nBRIDGE = \"scwevpn100\"\nPHYDEV = \"scwpriv0\"\n\
+         VLAN_ID = \"100\"\nGUEST_MTU = \"1450\"\nAR = [ TYPE = \"IP4\", IP = \"10.10.0.10\", SIZE = \"20\" ]\n",
+    );
+    let vm = oned.create(
+        "onevm",
+        &["--hold"],
+        &format!(
+            "NAME = \"web\"\nCPU = \"0.1\"\nMEMORY = \"64\"\n\
+             NIC = [ NETWORK_ID = \"{public}\" ]\nNIC = [ NETWORK_ID = \"{private}\" ]\n"
+        ),
+    );
+    let (vm_s, h1_s, h2_s, ds_s) = (vm.to_string(), h1.to_string(), h2.to_string(), ds.to_string());
+    let mut marks: Vec<(usize, &str)> = Vec::new();
+    let mut mark = |oned: &RealOned, event: &'static str| marks.push((oned.records().len(), event));
+
+    oned.cli_ok("onevm", &["deploy", &vm_s, &h1_s, &ds_s]);
+    wait_vm(&oned, vm, "deploy", running(2, "host-a"));
+    mark(&oned, "deploy");
+    oned.cli_ok("onevm", &["nic-attach", &vm_s, "--network", &private.to_string()]);
+    wait_vm(&oned, vm, "nic-attach", running(3, "host-a"));
+    mark(&oned, "nic_attach");
+    let shown = oned.show("onevm", vm);
+    let nics: Vec<&str> = shown
+        .at("TEMPLATE")
+        .unwrap()
+        .children_named("NIC")
+        .map(|n| n.child("NIC_ID").map_or("", |i| i.text.as_str()))
+        .collect();
+    oned.cli_ok("onevm", &["nic-detach", &vm_s, nics[2]]);
+    wait_vm(&oned, vm, "nic-detach", running(2, "host-a"));
+    mark(&oned, "nic_detach");
+    oned.cli_ok("onevm", &["migrate", "--live", &vm_s, &h2_s]);
+    wait_vm(&oned, vm, "live migration", running(2, "host-b"));
+    mark(&oned, "migrate");
+    oned.cli_ok("onevm", &["terminate", "--hard", &vm_s]);
+    wait_vm(&oned, vm, "terminate", |vm| value(vm, "STATE") == "6");
+    mark(&oned, "terminate");
+
+    // Every network action oned ran, by event, with the documents it sent.
+    let records = oned.records();
+    let mut calls: Vec<String> = Vec::new();
+    let mut fixtures: BTreeMap<String, String> = BTreeMap::new();
+    let mut from = 0;
+    for (to, event) in &marks {
+        for r in &records[from..*to] {
+            let Some(call) = r.call.strip_prefix("vnm-") else {
+                continue;
+            };
+            let doc = document(r);
+            if call.ends_with("vnet_create") || call.ends_with("vnet_delete") {
+                // A VNET document (the network being created or deleted).
+                let parsed = xml::parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{call}: {e}\n{doc}"));
+                assert_eq!(parsed.name, "VNET", "{call}");
+                fixtures.entry(call.to_owned()).or_insert(doc);
+                continue;
+            }
+            calls.push(format!("{event}: {call} {}", r.args.join(" ")));
+            let parsed = xml::parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{call}: {e}\n{doc}"));
+            let read = Vm::from_element(&parsed).unwrap_or_else(|e| panic!("{event} {call}: {e}\n{doc}"));
+            let host = read
+                .require_current_host()
+                .unwrap_or_else(|e| panic!("{event} {call}: {e}\n{doc}"));
+            assert!(
+                ["host-a", "host-b"].contains(&host.hostname.as_str()),
+                "{event} {call}: {host:?}"
+            );
+            for driver in ["scaleway", "scaleway_evpn"] {
+                read.nics_of(driver)
+                    .unwrap_or_else(|e| panic!("{event} {call}: {e}\n{doc}"));
+            }
+            fixtures.entry(format!("{event}-{call}")).or_insert(doc);
+        }
+        from = *to;
+    }
+    // What oned ran, in order (frontend or host as vmm_execrc says; the
+    // arguments are the deploy id and the host).
+    let expected = [
+        "deploy: scaleway-pre ",
+        "deploy: scaleway_evpn-pre ",
+        "deploy: scaleway-post one-VM host-a",
+        "deploy: scaleway_evpn-post one-VM host-a",
+    ];
+    let shown: Vec<String> = calls
+        .iter()
+        .map(|c| c.replace(&format!("one-{vm}"), "one-VM"))
+        .collect();
+    for e in expected {
+        assert!(
+            shown.iter().any(|c| c.starts_with(e.trim_end())),
+            "{e:?} not in {shown:#?}"
+        );
+    }
+    for event in ["nic_attach", "nic_detach", "migrate", "terminate"] {
+        assert!(
+            shown.iter().any(|c| c.starts_with(event)),
+            "no network action at {event}: {shown:#?}"
+        );
+    }
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        let dir = fixture_path("vnm");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, doc) in &fixtures {
+            std::fs::write(dir.join(format!("{name}.xml")), doc).unwrap();
+        }
+        std::fs::write(dir.join("calls.txt"), shown.join("\n") + "\n").unwrap();
+    }
+}
