@@ -161,6 +161,18 @@ fn documents_captured_from_a_real_oned_decode_to_golden_values() {
     }
 }
 
+/// oned gives a network of a custom VN_MAD no VLAN_ID (captured: the
+/// private network instantiated from a template without one): the EVPN
+/// driver's VNI is 1000000 + the network id.
+#[test]
+fn a_private_network_without_vlan_id_gets_its_vni_from_its_id() {
+    let vm = read_vm(&mut encode(&fixture("vnm/deploy-scaleway_evpn-pre.xml")).as_slice()).unwrap();
+    let nic = &vm.nics_of("scaleway_evpn").unwrap()[0];
+    assert_eq!(nic.vlan_id, None, "oned sent no VLAN_ID");
+    let selected = evpn::segment::select(&vm).unwrap();
+    assert_eq!(selected.requests[0].vni.get(), 1_000_000 + nic.network_id.unwrap());
+}
+
 #[test]
 fn migration_targets_the_destination() {
     let full = read_vm(&mut encode(&fixture("vm/migrate.xml")).as_slice()).unwrap();

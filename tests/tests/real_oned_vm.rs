@@ -105,12 +105,20 @@ fn network_drivers_under_a_real_vm_driver() {
                 GATEWAY = \"172.30.0.3\", NETWORK_MASK = \"255.255.255.254\",\n\
                 SCALEWAY_IP_ID = \"0b0d7a9e-6a7b-4c3e-9d8e-1f2a3b4c5d6e\", SCALEWAY_ZONE = \"fr-par-1\" ]\n",
     );
-    let private = oned.create(
-        "onevnet",
+    // The private network as the provision's template makes it (no
+    // VLAN_ID: oned gives a custom VN_MAD none), instantiated by a user.
+    let template = oned.create(
+        "onevntemplate",
         &[],
-        "NAME = \"private\"\nVN_MAD = \"scaleway_evpn\"\nBRIDGE = \"scwevpn100\"\nPHYDEV = \"scwpriv0\"\n\
-         VLAN_ID = \"100\"\nGUEST_MTU = \"1450\"\nAR = [ TYPE = \"IP4\", IP = \"10.10.0.10\", SIZE = \"20\" ]\n",
+        "NAME = \"edge-private\"\nVN_MAD = \"scaleway_evpn\"\nPHYDEV = \"scwpriv0\"\nGUEST_MTU = \"1450\"\n\
+         NETWORK_ADDRESS = \"10.200.0.0\"\nNETWORK_MASK = \"255.255.255.0\"\n\
+         AR = [ TYPE = \"IP4\", IP = \"10.200.0.10\", SIZE = \"200\" ]\n",
     );
+    let printed = oned.cli_ok(
+        "onevntemplate",
+        &["instantiate", &template.to_string(), "--name", "private"],
+    );
+    let private = test_support::oned::id_of(printed.trim().trim_start_matches("VN"));
     let vm = oned.create(
         "onevm",
         &["--hold"],
@@ -206,6 +214,15 @@ fn network_drivers_under_a_real_vm_driver() {
             "no network action at {event}: {shown:#?}"
         );
     }
+    // The private NIC's VNI: the network got no VLAN_ID from oned, so the
+    // driver's VNI is 1000000 + its id, and it has a bridge.
+    let pre = fixtures
+        .get("deploy-scaleway_evpn-pre")
+        .expect("scaleway_evpn pre at deploy");
+    let read = Vm::from_element(&xml::parse(pre.as_bytes()).unwrap()).unwrap();
+    let selected = evpn::segment::select(&read).unwrap_or_else(|e| panic!("{e}\n{pre}"));
+    assert_eq!(selected.requests.len(), 1);
+    assert_eq!(selected.requests[0].vni.get(), 1_000_000 + private, "{pre}");
     if std::env::var_os("UPDATE_FIXTURES").is_some() {
         let dir = fixture_path("vnm");
         std::fs::create_dir_all(&dir).unwrap();

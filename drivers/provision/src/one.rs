@@ -138,7 +138,6 @@ pub fn private_template(d: &Description, s: &ProvisionState) -> Template {
             &format!("Private network between the VMs of provision {}", d.name),
         )
         .single("VN_MAD", "scaleway_evpn")
-        .single("AUTOMATIC_VLAN_ID", "YES")
         .single("PHYDEV", crate::bootstrap::PRIVATE_DEVICE)
         .single("GUEST_MTU", "1450")
         .single("DNS", &dns.join(" "))

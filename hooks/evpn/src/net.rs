@@ -76,7 +76,31 @@ pub const VNI_MAX: u32 = 16_777_215;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Vni(u32);
 
+/// Where the VNIs of networks without a `VLAN_ID` start: oned gives a
+/// custom `VN_MAD` no automatic `VLAN_ID` (`VirtualNetworkPool::set_vlan_id`
+/// does only for its own drivers), so such a network's VNI is this base plus
+/// its network id: unique among the networks of one oned, the same on every
+/// host, and known without asking oned. A `VLAN_ID` given by hand must stay
+/// below it.
+pub const AUTO_VNI_BASE: u32 = 1_000_000;
+
 impl Vni {
+    /// The VNI of a network: its `VLAN_ID` when it has one (below
+    /// [`AUTO_VNI_BASE`]), else [`AUTO_VNI_BASE`] + its network id.
+    pub fn of_network(vlan_id: Option<u32>, network_id: u32) -> Result<Self, String> {
+        match vlan_id {
+            Some(v) if v >= AUTO_VNI_BASE => Err(format!(
+                "{v} is reserved for networks without a VLAN_ID (VNIs from {AUTO_VNI_BASE} are {AUTO_VNI_BASE} + \
+                 the network's id): choose a VLAN_ID below {AUTO_VNI_BASE}, or none"
+            )),
+            Some(v) => Self::new(v),
+            None => AUTO_VNI_BASE
+                .checked_add(network_id)
+                .ok_or_else(|| format!("network id {network_id} is too large for an automatic VNI"))
+                .and_then(Self::new),
+        }
+    }
+
     pub fn new(n: u32) -> Result<Self, String> {
         if (1..=VNI_MAX).contains(&n) {
             Ok(Self(n))

@@ -1,7 +1,8 @@
 //! What the VM's NICs of driver `scaleway_evpn` ask for, and the VXLAN
 //! segment each one needs on this host.
 //!
-//! A NIC names its network's VNI (`VLAN_ID`), bridge (`BRIDGE`), and
+//! A NIC names its network's VNI (`VLAN_ID`, or without one
+//! [`crate::net::AUTO_VNI_BASE`] + `NETWORK_ID`), bridge (`BRIDGE`), and
 //! optionally the underlay device (`PHYDEV`), the MTU of the host's devices
 //! (`MTU`) and the guest's MTU (`GUEST_MTU`). [`select`] reads them from the
 //! document (every NIC validated before anything is touched);
@@ -15,7 +16,7 @@ use std::net::Ipv4Addr;
 use opennebula::attr::IfName;
 use opennebula::vm::{Nic, Vm};
 
-use crate::net::Vni;
+use crate::net::{AUTO_VNI_BASE, Vni};
 use crate::observed::Observed;
 use crate::{VN_MAD, VXLAN_OVERHEAD};
 
@@ -71,13 +72,17 @@ pub struct Selection {
 
 fn request(vm: u64, nic: &Nic) -> Result<NicRequest, SegmentError> {
     let path = nic.attrs.path();
-    let vlan = nic.vlan_id.ok_or_else(|| {
-        SegmentError(format!(
-            "{path}/VLAN_ID is missing: a {VN_MAD} network needs a VLAN_ID, its VXLAN network identifier \
-             (AUTOMATIC_VLAN_ID = \"YES\" on the network lets OpenNebula choose one)"
-        ))
-    })?;
-    let vni = Vni::new(vlan).map_err(|e| SegmentError(format!("{path}/VLAN_ID: {e}")))?;
+    // A network made without VLAN_ID (oned gives a custom VN_MAD none) gets
+    // its VNI from its network id.
+    let network_id = match (nic.vlan_id, nic.network_id) {
+        (None, None) => {
+            return Err(SegmentError(format!(
+                "{path}/VLAN_ID is missing, and so is NETWORK_ID (a network without VLAN_ID gets VNI {AUTO_VNI_BASE} + its id)"
+            )));
+        }
+        (_, id) => id.unwrap_or_default(),
+    };
+    let vni = Vni::of_network(nic.vlan_id, network_id).map_err(|e| SegmentError(format!("{path}/VLAN_ID: {e}")))?;
     let bridge = nic
         .bridge
         .clone()
@@ -323,6 +328,20 @@ mod tests {
         assert_eq!(s.requests.iter().map(|r| r.user.nic_id).collect::<Vec<_>>(), [1]);
     }
 
+    /// oned gives a custom VN_MAD no automatic VLAN_ID: the VNI comes from
+    /// the network id, the same on every host, distinct per network.
+    #[test]
+    fn a_network_without_vlan_id_gets_a_vni_from_its_id() {
+        let doc = format!(
+            "<VM><ID>7</ID><TEMPLATE>{}{}</TEMPLATE></VM>",
+            nic(0, "<NETWORK_ID>3</NETWORK_ID><BRIDGE>onebr3</BRIDGE>"),
+            nic(1, "<NETWORK_ID>4</NETWORK_ID><BRIDGE>onebr4</BRIDGE>")
+        );
+        let vm = Vm::from_element(&opennebula::xml::parse(doc.as_bytes()).unwrap()).unwrap();
+        let vnis: Vec<u32> = select(&vm).unwrap().requests.iter().map(|r| r.vni.get()).collect();
+        assert_eq!(vnis, [1_000_003, 1_000_004]);
+    }
+
     #[test]
     fn refuses_bad_nics_naming_the_attribute() {
         let cases = [
@@ -336,6 +355,10 @@ mod tests {
                 "VLAN_ID: 16777216",
             ),
             (nic(0, "<VLAN_ID>5</VLAN_ID>"), "BRIDGE is missing"),
+            (
+                nic(0, "<VLAN_ID>1000000</VLAN_ID><BRIDGE>b</BRIDGE>"),
+                "1000000 is reserved for networks without a VLAN_ID",
+            ),
             (
                 nic(0, "<VLAN_ID>5</VLAN_ID><BRIDGE>vxlan5</BRIDGE>"),
                 "driver's VXLAN devices",
