@@ -10,9 +10,9 @@
 # changes instead of making them), -h.
 #
 # What it installs (system-wide paths; with -d DIR: DIR/var/remotes, DIR/bin, DIR/etc, DIR/share):
-#   /var/lib/one/remotes/ipam/scaleway_fip/      scaleway-ipam and its action links
-#   /var/lib/one/remotes/vnm/scaleway/           scaleway-vnm and its action links (public)
-#   /var/lib/one/remotes/vnm/scaleway_evpn/      scaleway-vnm and its action links (private)
+#   /var/lib/one/remotes/ipam/scaleway_fip/      scaleway-ipam and its action files
+#   /var/lib/one/remotes/vnm/scaleway/           scaleway-vnm and its action files (public)
+#   /var/lib/one/remotes/vnm/scaleway_evpn/      scaleway-vnm and its action files (private)
 #   /usr/bin/scaleway-provision, /usr/bin/scaleway-emulator
 #   /usr/share/one/scaleway/                     documentation, provider and provision templates,
 #                                                files for the hosts (host/)
@@ -132,26 +132,32 @@ put() {
     echo "file $sum $dest" >> "$new_manifest"
 }
 
-link() { # link TARGET NAME
-    ln -sfn "$1" "$2"
-    chown -h "$owner:$group" "$2"
-    echo "link - $2" >> "$new_manifest"
-}
-
 mkdirs "$state" "$remotes/ipam/scaleway_fip" "$remotes/vnm/scaleway" "$remotes/vnm/scaleway_evpn" "$bin" "$share/doc" \
     "$share/providers" "$share/provisions" "$share/host"
 
+# Action files are two-line wrappers, not links: `onehost sync` copies the remotes with rsync -L,
+# which would turn every link into a full copy of the binary on every host.
+# action FILE PROGRAM WORDS...: FILE runs PROGRAM (beside it) with WORDS, then OpenNebula's arguments.
+action() {
+    local file=$1 program=$2; shift 2
+    local tmp; tmp=$(mktemp)
+    printf '#!/bin/sh\n# one-scaleway: an action file OpenNebula runs; the driver is the binary beside it.\nexec "${0%%/*}/%s" %s -- "$@"\n' \
+        "$program" "$*" > "$tmp"
+    put "$tmp" "$file" 0755
+    rm -f "$tmp"
+}
+
 put "$bindir/scaleway-ipam" "$remotes/ipam/scaleway_fip/scaleway-ipam" 0755
 for a in register_address_range unregister_address_range get_address allocate_address free_address; do
-    link scaleway-ipam "$remotes/ipam/scaleway_fip/$a"
+    action "$remotes/ipam/scaleway_fip/$a" scaleway-ipam "$a"
 done
 for driver in scaleway scaleway_evpn; do
     put "$bindir/scaleway-vnm" "$remotes/vnm/$driver/scaleway-vnm" 0755
     for a in pre post clean update_sg update_nic vnet_create vnet_delete; do
-        link scaleway-vnm "$remotes/vnm/$driver/$a"
+        action "$remotes/vnm/$driver/$a" scaleway-vnm --driver "$driver" "$a"
     done
 done
-link scaleway-vnm "$remotes/vnm/scaleway/clean_host"
+action "$remotes/vnm/scaleway/clean_host" scaleway-vnm --driver scaleway clean_host
 put "$bindir/scaleway-provision" "$bin/scaleway-provision" 0755
 put "$bindir/scaleway-emulator" "$bin/scaleway-emulator" 0755
 put "$here/share/doc/protocol.md" "$share/doc/protocol.md" 0644

@@ -29,6 +29,21 @@ fn bindir() -> PathBuf {
     dir
 }
 
+/// An action file is a small wrapper (`onehost sync` copies links as whole
+/// binaries): executable, a few hundred bytes, running the binary beside it.
+fn assert_action_file(path: &Path, runs: &str) {
+    assert!(!path.is_symlink(), "{} is a link", path.display());
+    assert_eq!(mode(path), 0o755, "{}", path.display());
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.len() < 300, "{}: {} bytes", path.display(), text.len());
+    let (program, words) = runs.split_once(' ').unwrap();
+    assert!(
+        text.contains(&format!("exec \"${{0%/*}}/{program}\" {words} -- \"$@\"")),
+        "{}:\n{text}",
+        path.display()
+    );
+}
+
 fn install_sh() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -74,8 +89,10 @@ fn install_reinstall_and_uninstall_in_a_folder() {
         "allocate_address",
         "free_address",
     ] {
-        let link = remotes.join("ipam/scaleway_fip").join(a);
-        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("scaleway-ipam"), "{a}");
+        assert_action_file(
+            &remotes.join("ipam/scaleway_fip").join(a),
+            &format!("scaleway-ipam {a}"),
+        );
     }
     for driver in ["scaleway", "scaleway_evpn"] {
         assert_eq!(mode(&remotes.join(format!("vnm/{driver}/scaleway-vnm"))), 0o755);
@@ -88,10 +105,16 @@ fn install_reinstall_and_uninstall_in_a_folder() {
             "vnet_create",
             "vnet_delete",
         ] {
-            assert!(remotes.join(format!("vnm/{driver}/{a}")).is_symlink(), "{driver}/{a}");
+            assert_action_file(
+                &remotes.join(format!("vnm/{driver}/{a}")),
+                &format!("scaleway-vnm --driver {driver} {a}"),
+            );
         }
     }
-    assert!(remotes.join("vnm/scaleway/clean_host").is_symlink());
+    assert_action_file(
+        &remotes.join("vnm/scaleway/clean_host"),
+        "scaleway-vnm --driver scaleway clean_host",
+    );
     assert_eq!(mode(&dir.join("bin/scaleway-provision")), 0o755);
     assert!(dir.join("share/scaleway/doc/protocol.md").exists());
     assert!(dir.join("share/scaleway/providers/fr-par-1.yaml").exists());

@@ -124,24 +124,23 @@ pub struct Record {
     pub stdin: Vec<u8>,
 }
 
-/// Our action files in an installation: `(folder, program)`.
-const OUR_ACTIONS: [&str; 3] = [
-    "var/remotes/ipam/scaleway_fip",
-    "var/remotes/vnm/scaleway",
-    "var/remotes/vnm/scaleway_evpn",
+/// Our driver binaries in an installation: `(folder, binary)`.
+const OUR_BINARIES: [(&str, &str); 3] = [
+    ("var/remotes/ipam/scaleway_fip", "scaleway-ipam"),
+    ("var/remotes/vnm/scaleway", "scaleway-vnm"),
+    ("var/remotes/vnm/scaleway_evpn", "scaleway-vnm"),
 ];
 
-/// Links every action file of ours in `location` to `recorder`.
+/// Puts `recorder` in place of each driver binary of ours in `location`
+/// (the binary becomes `<binary>.real`): the installed action files then
+/// run the recorder exactly as they run the driver.
 fn install_recorder(location: &Path, recorder: &Path) {
-    for folder in OUR_ACTIONS {
-        let dir = location.join(folder);
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())) {
-            let path = entry.expect("a folder entry").path();
-            if path.is_symlink() {
-                std::fs::remove_file(&path).expect("remove an action link");
-                std::os::unix::fs::symlink(recorder, &path).expect("link the recorder");
-            }
-        }
+    for (folder, binary) in OUR_BINARIES {
+        let path = location.join(folder).join(binary);
+        let real = location.join(folder).join(format!("{binary}.real"));
+        std::fs::rename(&path, &real).unwrap_or_else(|e| panic!("cannot move {}: {e}", path.display()));
+        std::fs::copy(recorder, &path)
+            .unwrap_or_else(|e| panic!("cannot copy the recorder to {}: {e}", path.display()));
     }
 }
 

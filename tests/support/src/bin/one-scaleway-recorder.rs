@@ -1,14 +1,15 @@
-//! `one-scaleway-recorder`: stands in for one of our action files (the test
-//! harness links `remotes/<kind>/<driver>/<action>` to it) and records what
-//! OpenNebula really sends, then runs the real action unchanged.
+//! `one-scaleway-recorder`: stands in for one of our driver binaries (the
+//! test harness moves `remotes/<kind>/<driver>/scaleway-{ipam,vnm}` to
+//! `<binary>.real` and puts this program in its place, so the installed
+//! action files run it exactly as they run the driver) and records what
+//! OpenNebula really sends, then runs the real binary unchanged.
 //!
 //! It writes `<ONE_SCALEWAY_RECORD_DIR>/<ns>-<pid>-<kind>-<driver>-<action>.stdin`
-//! (stdin as received) and `.args` (one argument a line), then runs the
-//! driver binary of the same folder (`scaleway-ipam` or `scaleway-vnm`) with
-//! the action file as argv[0], the same arguments and stdin, and exits with
-//! its code. The recordings become the test fixtures (`tests/fixtures/`).
-//! With `ONE_SCALEWAY_RECORD_ONLY` listing the action's kind (`vnm`, `ipam`),
-//! it only records and succeeds.
+//! (stdin as received) and `.args` (OpenNebula's arguments, one a line: the
+//! words after `--`), then runs `<binary>.real` with the same arguments and
+//! stdin, and exits with its code. The recordings become the test fixtures
+//! (`tests/fixtures/`). With `ONE_SCALEWAY_RECORD_ONLY` listing the action's
+//! kind (`vnm`, `ipam`), it only records and succeeds.
 #![allow(clippy::expect_used)]
 
 use std::io::{Read, Write};
@@ -28,29 +29,30 @@ fn main() -> ExitCode {
         return fail("no argv[0]");
     };
     let args: Vec<_> = argv.collect();
-    let action_file = PathBuf::from(&argv0);
+    let binary = PathBuf::from(&argv0);
     let name = |p: Option<&Path>| {
         p.and_then(Path::file_name)
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let action = name(Some(&action_file));
-    let folder = action_file.parent();
+    let folder = binary.parent();
     let driver = name(folder);
     let kind = name(folder.and_then(Path::parent));
-    let Some(folder) = folder else {
-        return fail("argv[0] has no folder");
-    };
-    let Some(program) = ["scaleway-ipam", "scaleway-vnm"]
+    // The action file's words: [--driver D] ACTION -- OpenNebula's arguments.
+    let words: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let split = words.iter().position(|w| w == "--").unwrap_or(words.len());
+    let (own, given) = words.split_at(split);
+    let action = own
         .iter()
-        .map(|p| folder.join(p))
-        .find(|p| p.is_file())
-    else {
-        return fail(&format!(
-            "no scaleway-ipam or scaleway-vnm beside {}",
-            action_file.display()
-        ));
-    };
+        .enumerate()
+        .filter(|(i, w)| !w.starts_with("--") && !(*i > 0 && own[i - 1] == "--driver"))
+        .map(|(_, w)| w.clone())
+        .next()
+        .unwrap_or_default();
+    let given: Vec<&String> = given.iter().skip(1).collect();
+    let mut program = binary.clone().into_os_string();
+    program.push(".real");
+    let program = PathBuf::from(program);
     let mut stdin = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut stdin) {
         return fail(&format!("cannot read stdin: {e}"));
@@ -61,7 +63,7 @@ fn main() -> ExitCode {
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         let base = PathBuf::from(dir).join(format!("{ns}-{}-{kind}-{driver}-{action}", std::process::id()));
-        let args_text: String = args.iter().map(|a| format!("{}\n", a.to_string_lossy())).collect();
+        let args_text: String = given.iter().map(|a| format!("{a}\n")).collect();
         let written = std::fs::write(base.with_extension("stdin"), &stdin)
             .and_then(|()| std::fs::write(base.with_extension("args"), args_text));
         if let Err(e) = written {
