@@ -84,6 +84,74 @@ fn document(r: &Record) -> String {
     String::from_utf8(opennebula::base64::decode(trimmed.as_bytes()).unwrap()).unwrap()
 }
 
+/// `onevm recover --delete` while a live migration runs: oned's cleanup
+/// runs `clean` twice, on both hosts' streams, with the same argument and
+/// document; a frontend action cannot tell the source host from them.
+#[test]
+#[ignore = "privileged: runs a real oned as oneadmin (sudo .ci/run)"]
+fn a_delete_during_a_migration() {
+    require_root();
+    let oned = start();
+    let h1 = oned.create_host("host-a");
+    let h2 = oned.create_host("host-b");
+    let ds = oned.create(
+        "onedatastore",
+        &[],
+        "NAME = \"sys\"\nTYPE = \"SYSTEM_DS\"\nTM_MAD = \"dummy\"\n",
+    );
+    let net = oned.create(
+        "onevnet",
+        &[],
+        "NAME = \"private\"\nVN_MAD = \"scaleway_evpn\"\nPHYDEV = \"scwpriv0\"\n\
+         AR = [ TYPE = \"IP4\", IP = \"10.200.0.10\", SIZE = \"20\" ]\n",
+    );
+    let vm = oned.create(
+        "onevm",
+        &["--hold"],
+        &format!("NAME = \"web\"\nCPU = \"0.1\"\nMEMORY = \"64\"\nNIC = [ NETWORK_ID = \"{net}\" ]\n"),
+    );
+    let vm_s = vm.to_string();
+    oned.cli_ok("onevm", &["deploy", &vm_s, &h1.to_string(), &ds.to_string()]);
+    wait_vm(&oned, vm, "deploy", running(1, "host-a"));
+    let hold = oned.location.join("var/hold-migrate");
+    std::fs::write(&hold, "").unwrap();
+    oned.cli_ok("onevm", &["migrate", "--live", &vm_s, &h2.to_string()]);
+    wait_vm(&oned, vm, "the migration to start", |vm| value(vm, "LCM_STATE") == "4");
+    let before = oned.records().len();
+    oned.cli_ok("onevm", &["recover", "--delete", &vm_s]);
+    std::fs::remove_file(&hold).unwrap();
+    wait_vm(&oned, vm, "the delete", |vm| value(vm, "STATE") == "6");
+    let cleans: Vec<(String, Vec<String>, String)> = oned.records()[before..]
+        .iter()
+        .filter(|r| r.call.ends_with("-clean"))
+        .map(|r| {
+            let doc = document(r);
+            let read = Vm::from_element(&xml::parse(doc.as_bytes()).unwrap()).unwrap();
+            (
+                r.call.clone(),
+                r.args.clone(),
+                read.require_current_host().unwrap().hostname.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cleans,
+        [
+            (
+                "vnm-scaleway_evpn-clean".to_owned(),
+                vec!["host-b".to_owned()],
+                "host-b".to_owned()
+            ),
+            (
+                "vnm-scaleway_evpn-clean".to_owned(),
+                vec!["host-b".to_owned()],
+                "host-b".to_owned()
+            ),
+        ],
+        "what oned's cleanup sends during a migration"
+    );
+}
+
 #[test]
 #[ignore = "privileged: runs a real oned as oneadmin (sudo .ci/run)"]
 fn network_drivers_under_a_real_vm_driver() {

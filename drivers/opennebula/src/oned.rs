@@ -178,6 +178,12 @@ impl Oned {
             .find(|h| h.name == "HOST" && h.child("NAME").is_some_and(|n| n.text == name)))
     }
 
+    /// `one.vm.info`: a VM, with every history record.
+    pub fn vm(&self, id: u64) -> Result<Element, OnedError> {
+        let body = self.call("one.vm.info", &[Param::Int(id as i64), Param::Bool(false)])?;
+        parse_body(&body)
+    }
+
     /// `one.host.info`: a host.
     pub fn host(&self, id: u64) -> Result<Element, OnedError> {
         let body = self.call("one.host.info", &[Param::Int(id as i64), Param::Bool(false)])?;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opennebula::attr::HostName;
@@ -37,6 +37,8 @@ struct Bed {
     _oned: StubOned,
     _dir: TempDir,
     env: Env,
+    /// What the stub oned answers for `one.vm.info 42` (no history at first).
+    vm_info: Arc<Mutex<String>>,
 }
 
 fn zone() -> Zone {
@@ -133,8 +135,11 @@ fn bed() -> Bed {
             )
     };
     let hosts = [host(3, "edge-host1", &servers[0]), host(4, "edge-host2", &servers[1])];
+    let vm_info = Arc::new(Mutex::new("<VM><ID>42</ID></VM>".to_owned()));
+    let vm_answer = Arc::clone(&vm_info);
     let oned = StubOned::start(
         move |method, params| match (method, params.first().map(String::as_str)) {
+            ("one.vm.info", Some("42")) => Ok(vm_answer.lock().unwrap().clone()),
             ("one.vn.info", Some("5")) => Ok(vnet.clone()),
             ("one.host.info", Some("3")) => Ok(hosts[0].clone()),
             ("one.host.info", Some("4")) => Ok(hosts[1].clone()),
@@ -156,6 +161,7 @@ fn bed() -> Bed {
         _oned: oned,
         _dir: dir,
         env: Env::from_pairs(all),
+        vm_info,
     }
 }
 
@@ -268,6 +274,39 @@ fn migration_moves_the_ip_to_the_destination() {
         Some(bed.servers[1].as_str()),
         "{log}"
     );
+}
+
+/// `onevm recover --delete` during a live migration: oned runs clean twice
+/// with the destination as argument and in the document (seen on a real
+/// oned, tests/tests/real_oned_vm.rs). The source host, which still has the
+/// VM's NAT and its flexible IP, is cleaned too, found in oned's history.
+#[test]
+fn a_delete_during_a_migration_cleans_the_source_too() {
+    let bed = bed();
+    let (on_a, _) = vm(&bed, &[0], 3, None, None);
+    with_log(|log| frontend::post(&on_a, log, &bed.env)).0.unwrap();
+    assert_eq!(server_of_fip(&bed, 0).as_deref(), Some(bed.servers[0].as_str()));
+    *bed.vm_info.lock().unwrap() = "<VM><ID>42</ID><HISTORY_RECORDS>\
+        <HISTORY><SEQ>0</SEQ><HOSTNAME>edge-host1</HOSTNAME><HID>3</HID></HISTORY>\
+        <HISTORY><SEQ>1</SEQ><HOSTNAME>edge-host2</HOSTNAME><HID>4</HID></HISTORY></HISTORY_RECORDS></VM>"
+        .to_owned();
+    let (on_b, doc_b) = vm(&bed, &[0], 4, None, None);
+    let recorder = Recorder(Mutex::new(Vec::new()));
+    let (clean, log) = with_log(|log| frontend::clean(&on_b, &doc_b, &["edge-host2".into()], log, &bed.env, &recorder));
+    clean.unwrap();
+    assert_eq!(
+        recorder.0.lock().unwrap().as_slice(),
+        &[
+            ("edge-host2".to_owned(), "clean_host".to_owned()),
+            ("edge-host1".to_owned(), "clean_host".to_owned())
+        ],
+        "{log}"
+    );
+    assert_eq!(server_of_fip(&bed, 0), None, "detached from the source's server: {log}");
+    // After a finished migration the same clean finds nothing on the source.
+    let (again, log) = with_log(|log| frontend::clean(&on_b, &doc_b, &["edge-host2".into()], log, &bed.env, &recorder));
+    again.unwrap();
+    assert!(!log.contains("WARN"), "{log}");
 }
 
 /// A flexible IP found on another server (a crash, an interrupted

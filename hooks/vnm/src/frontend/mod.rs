@@ -351,9 +351,51 @@ pub fn clean(
     let oned = Oned::from_env(env)?;
     let tuning = tuning(env)?;
     let verified = verify(&oned, env, &nics)?;
-    let mut errors: Vec<String> = Vec::new();
     let encoded = opennebula::base64::encode(document.to_xml().as_bytes());
-    if let Err(e) = runner.run(&host_name, "clean_host", encoded.as_bytes()) {
+    let errors = clean_on(&host_name, &encoded, &verified, &oned, &tuning, log, runner)?;
+    // A recover --delete during a migration runs clean twice with the same
+    // host (the destination) and document: the source host, which still
+    // holds the VM's NAT and maybe its flexible IPs, is named nowhere. When
+    // clean is for the current host, the host of the record before it is
+    // cleaned as well; that is idempotent (after a finished migration there
+    // is nothing left there) and its failures are warnings (it may be gone).
+    if vm.current_host().is_some_and(|h| h.hostname == host_name) {
+        match previous_host(&oned, vm.id, &host_name) {
+            Ok(Some(previous)) => match clean_on(&previous, &encoded, &verified, &oned, &tuning, log, runner) {
+                Ok(problems) => {
+                    for e in problems {
+                        log.warn(format_args!("VM {}: previous host {previous}: {e}", vm.id));
+                    }
+                }
+                Err(e) => log.warn(format_args!("VM {}: previous host {previous}: {e:#}", vm.id)),
+            },
+            Ok(None) => {}
+            Err(e) => log.warn(format_args!(
+                "VM {}: cannot read its history from oned ({e:#}): a previous host was not checked",
+                vm.id
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Output::empty())
+    } else {
+        bail!("VM {}: clean on {host_name} failed: {}", vm.id, errors.join("; "))
+    }
+}
+
+/// The host part of `clean` on one host (`clean_host` over SSH), then the
+/// NICs' flexible IPs on that host's server detached; the errors, if any.
+fn clean_on(
+    host_name: &HostName,
+    encoded: &str,
+    verified: &[PublicNic],
+    oned: &Oned,
+    tuning: &Tuning,
+    log: &mut Log<'_>,
+    runner: &dyn HostRunner,
+) -> anyhow::Result<Vec<String>> {
+    let mut errors: Vec<String> = Vec::new();
+    if let Err(e) = runner.run(host_name, "clean_host", encoded.as_bytes()) {
         errors.push(format!("host part on {host_name}: {e:#}"));
     }
     match oned.host_by_name(host_name.as_str())? {
@@ -363,7 +405,7 @@ pub fn clean(
         Some(host) => {
             // Each IP on this host's server is detached, then all are waited for together.
             let mut detached: Vec<(Client, &PublicNic, String)> = Vec::new();
-            for n in &verified {
+            for n in verified {
                 let client = Client::new(n.credentials.clone(), tuning.options.clone())?;
                 let mut step = || -> anyhow::Result<Option<String>> {
                     let server = server_of(&host, &client, &n.zone)?;
@@ -406,9 +448,25 @@ pub fn clean(
             }
         }
     }
-    if errors.is_empty() {
-        Ok(Output::empty())
-    } else {
-        bail!("VM {}: clean on {host_name} failed: {}", vm.id, errors.join("; "))
+    Ok(errors)
+}
+
+/// The host of the VM's history record before the one on `current`, if it
+/// is another host.
+fn previous_host(oned: &Oned, vm: u64, current: &HostName) -> anyhow::Result<Option<HostName>> {
+    let doc = oned.vm(vm)?;
+    let names: Vec<&str> = doc
+        .at("HISTORY_RECORDS")
+        .map(|h| {
+            h.children_named("HISTORY")
+                .filter_map(|r| r.child("HOSTNAME").map(|n| n.text.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    match names.as_slice() {
+        [.., previous, last] if *last == current.as_str() && previous != last => {
+            Ok(Some(parse_value("the VM's previous host", previous)?))
+        }
+        _ => Ok(None),
     }
 }

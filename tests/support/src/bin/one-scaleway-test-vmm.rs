@@ -1,8 +1,9 @@
 //! `one-scaleway-test-vmm`: the hypervisor of a test oned (`VM_MAD` run by
 //! OpenNebula's own `one_vmm_exec`, so that oned runs the network drivers as
 //! in production). Linked as `remotes/vmm/<name>/<action>`: `deploy` prints a
-//! deploy id (`one-<VM id>`), `poll` reports the VM running, every other
-//! action succeeds without doing anything. The VMs are not real: what the
+//! deploy id (`one-<VM id>`), `poll` reports the VM running, `migrate` lasts
+//! while `$ONE_LOCATION/var/hold-migrate` exists, every other action succeeds
+//! without doing anything. The VMs are not real: what the
 //! tests check is what oned sends the network drivers around these actions.
 
 use std::process::ExitCode;
@@ -27,6 +28,17 @@ fn main() -> ExitCode {
             }
         }
         "poll" => println!("STATE=a"),
+        // A migration in progress, for as long as $ONE_LOCATION/var/hold-migrate
+        // exists (at most two minutes): lets a test act during a migration.
+        "migrate" => {
+            if let Some(location) = std::env::var_os("ONE_LOCATION") {
+                let hold = std::path::Path::new(&location).join("var/hold-migrate");
+                let started = std::time::Instant::now();
+                while hold.exists() && started.elapsed() < std::time::Duration::from_secs(120) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        }
         _ => {}
     }
     ExitCode::SUCCESS
