@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let action = own
         .iter()
         .enumerate()
-        .filter(|(i, w)| !w.starts_with("--") && !(*i > 0 && own[i - 1] == "--driver"))
+        .filter(|(i, w)| !(w.starts_with("--") || (*i > 0 && own[i - 1] == "--driver")))
         .map(|(_, w)| w.clone())
         .next()
         .unwrap_or_default();
