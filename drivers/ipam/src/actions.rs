@@ -520,17 +520,40 @@ pub const STALE_PENDING_SECS: u64 = 3600;
 
 /// `gc`: our flexible IPs that no range references any more (and whose
 /// registration is not in progress).
-pub fn orphans(client: &Client, zone: &Zone, project: &str, state: &State) -> anyhow::Result<Vec<FlexibleIp>> {
+pub fn orphans(
+    client: &Client,
+    zone: &Zone,
+    project: &str,
+    state: &State,
+    known: Option<&std::collections::HashSet<String>>,
+    grace_secs: u64,
+) -> anyhow::Result<Vec<FlexibleIp>> {
     let filter = FipFilter {
         project_id: Some(project.to_owned()),
         tags: vec![tags::OURS.to_owned()],
         ..FipFilter::default()
     };
-    let referenced: std::collections::HashSet<&str> = state
-        .all()
-        .filter(|a| a.phase == Phase::Active)
-        .filter_map(|a| a.fip_id.as_deref())
-        .collect();
+    // What references an IP: oned's address ranges when we could ask oned
+    // (an answer oned dropped, after 90 s, left an IP our state calls
+    // active), plus registrations younger than the grace period (oned may
+    // not have stored the answer yet); else our state file.
+    let referenced: std::collections::HashSet<&str> = match known {
+        Some(ids) => ids
+            .iter()
+            .map(String::as_str)
+            .chain(
+                state
+                    .all()
+                    .filter(|a| a.phase == Phase::Active && now().saturating_sub(a.since) < grace_secs)
+                    .filter_map(|a| a.fip_id.as_deref()),
+            )
+            .collect(),
+        None => state
+            .all()
+            .filter(|a| a.phase == Phase::Active)
+            .filter_map(|a| a.fip_id.as_deref())
+            .collect(),
+    };
     let pending: std::collections::HashSet<&str> = state
         .all()
         .filter(|a| {

@@ -1,7 +1,10 @@
 //! `gc` and `rebuild-state`.
 
+use std::collections::HashSet;
+
 use anyhow::Context;
 use opennebula::driver::{Driver, Output};
+use opennebula::oned::Oned;
 use scaleway::{Client, Zone};
 
 use crate::actions::{STALE_PENDING_SECS, orphans, rebuild, state_path};
@@ -19,7 +22,44 @@ fn connect(d: &Driver<'_, '_>, zone: Option<&str>, profile: Option<&str>) -> any
     Ok((client, zone, project))
 }
 
-/// Lists (and with `delete`, deletes) our flexible IPs no range references.
+/// How old a registration must be before `gc` trusts oned's word that no
+/// range holds it (oned stores an answer a moment after the driver gives it).
+pub const DEFAULT_GC_GRACE_SECS: u64 = 300;
+
+/// The flexible IP ids of every address range in oned (`SCALEWAY_IP_ID`),
+/// or `None` (with a warning) when oned cannot be asked: then our state file
+/// alone says what is referenced.
+fn ranges_in_oned(d: &mut Driver<'_, '_>) -> Option<HashSet<String>> {
+    let asked = (|| -> anyhow::Result<HashSet<String>> {
+        let oned = Oned::from_env(d.env)?;
+        let mut ids = HashSet::new();
+        for vnet in oned.vnet_ids()? {
+            let doc = oned.vnet(vnet)?;
+            if let Some(pool) = doc.at("AR_POOL") {
+                for ar in pool.children_named("AR") {
+                    if let Some(id) = ar.child("SCALEWAY_IP_ID").filter(|e| !e.text.is_empty()) {
+                        ids.insert(id.text.clone());
+                    }
+                }
+            }
+        }
+        Ok(ids)
+    })();
+    match asked {
+        Ok(ids) => Some(ids),
+        Err(e) => {
+            d.log.warn(format_args!(
+                "cannot ask oned which ranges exist ({e:#}): only the state file says what is referenced \
+                 (set ONE_XMLRPC and ONE_AUTH as for OpenNebula's CLI)"
+            ));
+            None
+        }
+    }
+}
+
+/// Lists (and with `delete`, deletes) our flexible IPs no range references:
+/// no address range in oned holds them (or, when oned cannot be asked, our
+/// state file does not).
 pub fn gc(d: &mut Driver<'_, '_>, delete: bool, zone: Option<&str>, profile: Option<&str>) -> anyhow::Result<Output> {
     let (client, zone, project) = connect(d, zone, profile)?;
     let store = Store::new(state_path(d.env));
@@ -27,7 +67,14 @@ pub fn gc(d: &mut Driver<'_, '_>, delete: bool, zone: Option<&str>, profile: Opt
         || rebuild(&client, &zone, &project),
         |s| Ok::<State, anyhow::Error>(s.clone()),
     )?;
-    let found = orphans(&client, &zone, &project, &state)?;
+    let known = ranges_in_oned(d);
+    let grace = match d.env.get("ONE_SCALEWAY_GC_GRACE") {
+        Some(v) => v
+            .parse()
+            .with_context(|| format!("ONE_SCALEWAY_GC_GRACE={v:?} is not a number of seconds"))?,
+        None => DEFAULT_GC_GRACE_SECS,
+    };
+    let found = orphans(&client, &zone, &project, &state, known.as_ref(), grace)?;
     let mut out = String::new();
     for fip in &found {
         if delete {

@@ -169,6 +169,21 @@ impl Oned {
         parse_body(&body)
     }
 
+    /// The ids of every virtual network the session can see (`one.vnpool.info`).
+    pub fn vnet_ids(&self) -> Result<Vec<u64>, OnedError> {
+        let body = self.call("one.vnpool.info", &[Param::Int(-2), Param::Int(-1), Param::Int(-1)])?;
+        parse_body(&body)?
+            .children
+            .iter()
+            .filter(|v| v.name == "VNET")
+            .map(|v| {
+                let id = v.child("ID").map_or("", |i| i.text.as_str());
+                id.parse()
+                    .map_err(|_| OnedError(format!("oned one.vnpool.info: a network with id {id:?}")))
+            })
+            .collect()
+    }
+
     /// A host by name (`one.hostpool.info`), if there is one.
     pub fn host_by_name(&self, name: &str) -> Result<Option<Element>, OnedError> {
         let body = self.call("one.hostpool.info", &[])?;
