@@ -121,6 +121,18 @@ fn a_delete_during_a_migration() {
     oned.cli_ok("onevm", &["recover", "--delete", &vm_s]);
     std::fs::remove_file(&hold).unwrap();
     wait_vm(&oned, vm, "the delete", |vm| value(vm, "STATE") == "6");
+    // The VM is DONE before oned's cleanup has run: wait for both cleans.
+    let started = Instant::now();
+    while oned.records()[before..]
+        .iter()
+        .filter(|r| r.call.ends_with("-clean"))
+        .count()
+        < 2
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
     let cleans: Vec<(String, Vec<String>, String)> = oned.records()[before..]
         .iter()
         .filter(|r| r.call.ends_with("-clean"))
@@ -218,8 +230,20 @@ fn network_drivers_under_a_real_vm_driver() {
     oned.cli_ok("onevm", &["migrate", "--live", &vm_s, &h2_s]);
     wait_vm(&oned, vm, "live migration", running(2, "host-b"));
     mark(&oned, "migrate");
+    let after_migrate = oned.records().len();
     oned.cli_ok("onevm", &["terminate", "--hard", &vm_s]);
     wait_vm(&oned, vm, "terminate", |vm| value(vm, "STATE") == "6");
+    // Both drivers' clean, however oned orders DONE and its cleanup.
+    let started = Instant::now();
+    while oned.records()[after_migrate..]
+        .iter()
+        .filter(|r| r.call.ends_with("-clean"))
+        .count()
+        < 2
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     mark(&oned, "terminate");
 
     // Every network action oned ran, by event, with the documents it sent.
