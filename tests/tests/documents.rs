@@ -161,6 +161,27 @@ fn documents_captured_from_a_real_oned_decode_to_golden_values() {
     }
 }
 
+/// What the public driver's host side reads from a NIC (BRIDGE, IP,
+/// GATEWAY, EXTERNAL_IP) reaches it from a real oned: GATEWAY and
+/// EXTERNAL_IP through the stock INHERIT_VNET_ATTR (NETWORK_MASK and the
+/// SCALEWAY_* attributes do not, and the driver does not need them).
+#[test]
+fn the_public_nic_of_a_real_document_plans() {
+    for name in ["vnm/deploy-scaleway-pre.xml", "vnm/migrate-scaleway-pre.xml"] {
+        let vm = read_vm(&mut encode(&fixture(name)).as_slice()).unwrap();
+        let selected = netplan::endpoint::select(&vm).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let shown: Vec<String> = selected.endpoints.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["VM 0 NIC 0: 51.15.0.9 <-> 172.30.0.2 (gateway 172.30.0.3) on scwpub0"],
+            "{name}"
+        );
+    }
+    // A hot-attach of a private NIC touches no public NIC.
+    let vm = read_vm(&mut encode(&fixture("vnm/nic_attach-scaleway-pre.xml")).as_slice()).unwrap();
+    assert!(netplan::endpoint::select(&vm).unwrap().endpoints.is_empty());
+}
+
 /// oned gives a network of a custom VN_MAD no VLAN_ID (captured: the
 /// private network instantiated from a template without one): the EVPN
 /// driver's VNI is 1000000 + the network id.
