@@ -92,26 +92,6 @@ fn fips(emu: &Running) -> Vec<serde_json::Value> {
     emu.state()["flexible_ips"].as_array().cloned().unwrap_or_default()
 }
 
-/// `onevnet create` returns at once in 7.0: the ranges are registered after
-/// (INIT 0, LOCK_CREATE 2, then READY 1 or ERROR 5).
-fn wait_ready(oned: &RealOned, id: u32) -> Element {
-    let started = Instant::now();
-    loop {
-        let v = vnet(oned, id);
-        match text(&v, "STATE") {
-            "1" => return v,
-            "0" | "2" if started.elapsed() < Duration::from_secs(60) => {
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            state => panic!(
-                "network {id} is in state {state}, not READY:\n{}\n--- oned.log\n{}",
-                v.to_xml(),
-                oned.log_tail(30)
-            ),
-        }
-    }
-}
-
 fn id_of(printed: &str) -> u32 {
     printed
         .trim()
@@ -147,7 +127,7 @@ fn ipam_driver_under_a_real_oned() {
                 DNS = \"1.1.1.1\", MY_LABEL = \"blue\" ]\n",
     );
     let id = id_of(&oned.cli_ok("onevnet", &["create", &net]));
-    let v = wait_ready(&oned, id);
+    let v = oned.wait_vnet_ready(id);
     let ranges = ars(&v);
     assert_eq!(ranges.len(), 1, "{}", v.to_xml());
     let ar = &ranges[0];

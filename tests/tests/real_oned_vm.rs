@@ -105,6 +105,7 @@ fn a_delete_during_a_migration() {
         "NAME = \"private\"\nVN_MAD = \"scaleway_evpn\"\nPHYDEV = \"scwpriv0\"\n\
          AR = [ TYPE = \"IP4\", IP = \"10.200.0.10\", SIZE = \"20\" ]\n",
     );
+    oned.wait_vnet_ready(net);
     let vm = oned.create(
         "onevm",
         &["--hold"],
@@ -199,6 +200,8 @@ fn network_drivers_under_a_real_vm_driver() {
         &["instantiate", &template.to_string(), "--name", "private"],
     );
     let private = test_support::oned::id_of(printed.trim().trim_start_matches("VN"));
+    oned.wait_vnet_ready(public);
+    oned.wait_vnet_ready(private);
     let vm = oned.create(
         "onevm",
         &["--hold"],

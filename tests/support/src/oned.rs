@@ -212,10 +212,17 @@ impl RealOned {
         // puts the credentials file, ~/.config/scw/config.yaml.
         let home = location.join("var");
         std::fs::create_dir_all(&location).expect("create ONE_LOCATION");
-        // The programs and libraries are read only: linked. What oned and the
-        // install change (etc, var, share) is copied.
-        for d in ["bin", "lib", "sbin", "include"] {
+        // The programs and libraries are read only: linked, file by file in
+        // bin/ (where install.sh -d adds ours: never into the shared cache).
+        // What oned and the install change (etc, var, share) is copied.
+        for d in ["lib", "sbin", "include"] {
             std::os::unix::fs::symlink(install.join(d), location.join(d)).expect("link the installation");
+        }
+        std::fs::create_dir(location.join("bin")).expect("create bin");
+        for entry in std::fs::read_dir(install.join("bin")).expect("list the installation's bin") {
+            let entry = entry.expect("a bin entry");
+            std::os::unix::fs::symlink(entry.path(), location.join("bin").join(entry.file_name()))
+                .expect("link a program");
         }
         let copied: Vec<String> = ["etc", "share", "var"]
             .iter()
@@ -446,6 +453,28 @@ impl RealOned {
         all.extend_from_slice(args);
         all.push(&file);
         id_of(&self.cli_ok(program, &all))
+    }
+
+    /// Waits until network `id` is READY (`onevnet create` and `onevntemplate
+    /// instantiate` return at once in 7.0; the network goes INIT 0, LOCK_CREATE
+    /// 2, then READY 1 or ERROR 5). Returns the network.
+    pub fn wait_vnet_ready(&self, id: u32) -> opennebula::xml::Element {
+        let started = Instant::now();
+        loop {
+            let v = self.show("onevnet", id);
+            let state = v.at("STATE").map_or("", |e| e.text.as_str()).to_owned();
+            match state.as_str() {
+                "1" => return v,
+                "0" | "2" if started.elapsed() < Duration::from_secs(60) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                _ => panic!(
+                    "network {id} is in state {state}, not READY:\n{}\n--- oned.log\n{}",
+                    v.to_xml(),
+                    self.log_tail(30)
+                ),
+            }
+        }
     }
 
     /// A host of the test hypervisor (monitored by the `dummy` probes).
