@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use opennebula::oned::{ONEFORM_PROVIDER, ONEFORM_PROVISION, ONEPROVISION_PROVIDER, ONEPROVISION_PROVISION, Param};
 use opennebula::xml::{self, Element};
 use scaleway_emulator::{Emulator, Options as EmulatorOptions, Running};
-use test_support::oned::{Options, RealOned, Record};
+use test_support::oned::{Options, RealOned, Record, id_of};
 use test_support::{fixture_path, require_root};
 
 const PROJECT: &str = "5a4db0c5-0000-4000-8000-0000000000e2";
@@ -90,15 +91,6 @@ fn ars(v: &Element) -> Vec<BTreeMap<String, String>> {
 
 fn fips(emu: &Running) -> Vec<serde_json::Value> {
     emu.state()["flexible_ips"].as_array().cloned().unwrap_or_default()
-}
-
-fn id_of(printed: &str) -> u32 {
-    printed
-        .trim()
-        .trim_start_matches("ID:")
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no ID in {printed:?}"))
 }
 
 /// The decoded document of a recorded IPAM call.
@@ -260,6 +252,112 @@ fn ipam_driver_under_a_real_oned() {
     if std::env::var_os("UPDATE_FIXTURES").is_some() {
         for (action, doc) in &seen {
             std::fs::write(fixture_path(&format!("ipam/{action}.xml")), doc).unwrap();
+        }
+    }
+}
+
+/// A document as OpenNebula's provisioning tools make it: `one.document.allocate`
+/// of a template holding the tool's JSON; returns its id.
+fn allocate_document(oned: &RealOned, doc_type: i64, name: &str, attribute: &str, json: &str) -> u64 {
+    let mut t = opennebula::template::Template::new();
+    t.single("NAME", name).single(attribute, json);
+    let id = oned
+        .api()
+        .call_id(
+            "one.document.allocate",
+            &[Param::Str(t.render().unwrap()), Param::Int(doc_type)],
+        )
+        .unwrap();
+    u64::try_from(id).unwrap()
+}
+
+/// Ranges made by oneprovision (6.x) or OneForm (7.2+) carry only
+/// PROVISION_ID: the driver reads the provider's connection from oned, in
+/// both tools' document shapes. The documents oned returns are kept as
+/// `tests/fixtures/document/` (`UPDATE_FIXTURES=1`).
+#[test]
+#[ignore = "privileged: runs a real oned as oneadmin (sudo .ci/run)"]
+fn provision_credentials_under_a_real_oned() {
+    require_root();
+    let emu = emulator();
+    let oned = RealOned::start(&Options {
+        bindir: bindir(),
+        // The connection names no endpoint: the emulator's comes from the environment.
+        env: vec![("SCW_API_URL".into(), emu.url())],
+        ..Options::default()
+    });
+    let connection =
+        |zone: &str| format!("{{\"secret_key\":\"{SECRET}\",\"project_id\":\"{PROJECT}\",\"zone\":\"{zone}\"}}");
+    let form_provider = allocate_document(
+        &oned,
+        ONEFORM_PROVIDER,
+        "scaleway-paris",
+        "PROVIDER_BODY",
+        &format!(
+            "{{\"connection\":{},\"registration_time\":1796500000}}",
+            connection("fr-par-1")
+        ),
+    );
+    let form_provision = allocate_document(
+        &oned,
+        ONEFORM_PROVISION,
+        "edge-form",
+        "PROVISION_BODY",
+        &format!("{{\"provider_id\":{form_provider},\"name\":\"edge-form\"}}"),
+    );
+    let old_provider = allocate_document(
+        &oned,
+        ONEPROVISION_PROVIDER,
+        "scaleway-fr-par-2",
+        "PROVISION_BODY",
+        &format!(
+            "{{\"connection\":{},\"registration_time\":1796500000}}",
+            connection("fr-par-2")
+        ),
+    );
+    let old_provision = allocate_document(
+        &oned,
+        ONEPROVISION_PROVISION,
+        "edge-paris",
+        "BODY",
+        "{\"name\":\"edge-paris\",\"provider\":\"scaleway-fr-par-2\",\"state\":3}",
+    );
+    let net = oned.template_file(
+        "public.tmpl",
+        &format!(
+            "NAME = \"edge-public\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\n\
+             AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP4\", SIZE = \"1\", PROVISION_ID = \"{form_provision}\" ]\n\
+             AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP4\", SIZE = \"1\", PROVISION_ID = \"{old_provision}\" ]\n"
+        ),
+    );
+    let id = id_of(&oned.cli_ok("onevnet", &["create", &net]));
+    let v = oned.wait_vnet_ready(id);
+    let zones: Vec<String> = ars(&v).iter().map(|a| a["SCALEWAY_ZONE"].clone()).collect();
+    assert_eq!(zones, ["fr-par-1", "fr-par-2"], "each provider's zone");
+    let mut live: Vec<String> = fips(&emu)
+        .iter()
+        .map(|f| f["zone"].as_str().unwrap().to_owned())
+        .collect();
+    live.sort();
+    assert_eq!(live, ["fr-par-1", "fr-par-2"]);
+    oned.cli_ok("onevnet", &["delete", &id.to_string()]);
+    let started = Instant::now();
+    while !fips(&emu).is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(fips(&emu).is_empty(), "{:?}", fips(&emu));
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        for (name, doc) in [
+            ("oneform-provider", form_provider),
+            ("oneform-provision", form_provision),
+            ("oneprovision-provider", old_provider),
+            ("oneprovision-provision", old_provision),
+        ] {
+            let text = oned
+                .api()
+                .call("one.document.info", &[Param::Int(doc as i64), Param::Bool(true)])
+                .unwrap();
+            std::fs::write(fixture_path(&format!("document/{name}.xml")), text).unwrap();
         }
     }
 }

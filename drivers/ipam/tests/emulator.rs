@@ -376,13 +376,16 @@ fn gc_finds_and_deletes_orphans_and_the_state_rebuilds_from_tags() {
 #[test]
 fn a_provision_range_takes_its_credentials_from_oned() {
     let bed = Bed::new();
-    let provider = test_support::fixture("document/provider-5.xml")
-        .replace("7a1c3e5f-0b2d-4c6e-8f9a-1b3c5d7e9f0a", SECRET)
+    // Documents captured from a real oned (oneprovision 6.x shapes).
+    let provider = test_support::fixture("document/oneprovision-provider.xml")
+        .replace("5a4db0c5-0000-4000-8000-5ec7e75ec7e2", SECRET)
+        .replace("5a4db0c5-0000-4000-8000-0000000000e2", PROJECT)
         .replace("\"zone\":\"fr-par-2\"", "\"zone\":\"fr-par-1\"");
     let oned =
         test_support::StubOned::start(
             move |method, params| match (method, params.first().map(String::as_str)) {
-                ("one.document.info", Some("17")) => Ok(test_support::fixture("document/provision-17.xml")),
+                ("one.document.info", Some("3")) => Ok(test_support::fixture("document/oneprovision-provision.xml")),
+                ("one.document.info", Some("2")) => Ok(provider.clone()),
                 ("one.documentpool.info", _) => Ok(format!("<DOCUMENT_POOL>{provider}</DOCUMENT_POOL>")),
                 _ => Err(("not in the stub".into(), 1)),
             },
@@ -400,7 +403,7 @@ fn a_provision_range_takes_its_credentials_from_oned() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut doc = NEW_RANGE.to_vec();
-    doc.push(("PROVISION_ID", "17"));
+    doc.push(("PROVISION_ID", "3"));
     let ran = run_program_env(
         &bed.actions.join("register_address_range"),
         &["1"],
@@ -408,10 +411,10 @@ fn a_provision_range_takes_its_credentials_from_oned() {
         &env,
     );
     let ar = answered(&ran);
-    assert_eq!(ar["PROVISION_ID"], "17");
+    assert_eq!(ar["PROVISION_ID"], "3");
     let fip = &bed.fips()[0];
     assert_eq!(fip["project_id"], PROJECT);
-    assert!(fip["tags"].as_array().unwrap().contains(&json!("one-provision=17")));
+    assert!(fip["tags"].as_array().unwrap().contains(&json!("one-provision=3")));
 }
 
 #[test]

@@ -144,9 +144,13 @@ impl Oned {
             .map_err(|_| OnedError(format!("oned {method} answered {body:?} where an id was expected")))
     }
 
-    /// `one.document.info`: a document (oneprovision's provisions and providers).
+    /// `one.document.info`, decrypted: a document (the provisioning tools'
+    /// providers and provisions). oned encrypts the attributes named in
+    /// `DOCUMENT_ENCRYPTED_ATTR` (stock: `PROVISION_BODY`, where oneprovision
+    /// keeps a provider's connection) unless asked to decrypt, which only
+    /// the owner and administrators may.
     pub fn document(&self, id: u64) -> Result<Element, OnedError> {
-        let body = self.call("one.document.info", &[Param::Int(id as i64), Param::Bool(false)])?;
+        let body = self.call("one.document.info", &[Param::Int(id as i64), Param::Bool(true)])?;
         parse_body(&body)
     }
 
@@ -206,62 +210,100 @@ impl Oned {
     }
 }
 
-/// oneprovision's document types.
-pub const PROVIDER_DOCUMENT: i64 = 102;
-pub const PROVISION_DOCUMENT: i64 = 103;
+/// Document types of OpenNebula's provisioning tools. oneprovision (6.x):
+/// provider 102 (its JSON in `TEMPLATE/PROVISION_BODY`), provision 103
+/// (`TEMPLATE/BODY`, naming its provider in `provider`). OneForm (7.2+):
+/// provider 103 (`TEMPLATE/PROVIDER_BODY`), provision 104
+/// (`TEMPLATE/PROVISION_BODY`, with `provider_id`). Both keep the
+/// credentials in the provider's `connection`.
+pub const ONEPROVISION_PROVIDER: i64 = 102;
+pub const ONEPROVISION_PROVISION: i64 = 103;
+pub const ONEFORM_PROVIDER: i64 = 103;
+pub const ONEFORM_PROVISION: i64 = 104;
 
-/// The JSON body oneprovision keeps in `TEMPLATE/PROVISION_BODY`.
-fn provision_body(doc: &Element) -> Result<serde_json::Value, OnedError> {
+/// The JSON a document keeps in `TEMPLATE/<attribute>`.
+fn json_body(doc: &Element, attribute: &str) -> Result<serde_json::Value, OnedError> {
     let id = doc.child("ID").map_or("?", |e| e.text.as_str());
     let text = doc
-        .at("TEMPLATE/PROVISION_BODY")
+        .at(&format!("TEMPLATE/{attribute}"))
         .map(|e| e.text.as_str())
-        .ok_or_else(|| {
-            OnedError(format!(
-                "document {id} has no TEMPLATE/PROVISION_BODY: not a oneprovision document"
-            ))
-        })?;
-    serde_json::from_str(text).map_err(|e| OnedError(format!("document {id}: PROVISION_BODY is not JSON ({e})")))
+        .ok_or_else(|| OnedError(format!("document {id} has no TEMPLATE/{attribute}")))?;
+    serde_json::from_str(text).map_err(|e| OnedError(format!("document {id}: {attribute} is not JSON ({e})")))
+}
+
+fn doc_type(doc: &Element) -> i64 {
+    doc.child("TYPE").and_then(|e| e.text.parse().ok()).unwrap_or(-1)
 }
 
 impl Oned {
     /// The provider connection (`secret_key`, `project_id`, `zone`, ...) of
-    /// a oneprovision provision: provision document -> its provider (by name
-    /// or id) -> the provider's `connection`.
+    /// a provision made by oneprovision (6.x: provision 103 -> provider 102,
+    /// by name or id) or OneForm (7.2+: provision 104 -> provider 103 by
+    /// `provider_id`).
     pub fn provider_connection(
         &self,
         provision_id: u64,
     ) -> Result<std::collections::BTreeMap<String, String>, OnedError> {
         let provision = self.document(provision_id)?;
-        let kind = provision.child("TYPE").map_or("", |e| e.text.as_str());
-        if kind != PROVISION_DOCUMENT.to_string() {
-            return Err(OnedError(format!(
-                "document {provision_id} is not a provision (TYPE {kind}, expected {PROVISION_DOCUMENT})"
-            )));
-        }
-        let body = provision_body(&provision)?;
-        let provider = match body.get("provider") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            _ => return Err(OnedError(format!("provision {provision_id} names no provider"))),
+        let (provider_doc, provider_attribute) = match doc_type(&provision) {
+            ONEFORM_PROVISION => {
+                let body = json_body(&provision, "PROVISION_BODY")?;
+                let id = body
+                    .get("provider_id")
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+                    .ok_or_else(|| OnedError(format!("OneForm provision {provision_id} has no provider_id")))?;
+                let doc = self.document(id)?;
+                if doc_type(&doc) != ONEFORM_PROVIDER {
+                    return Err(OnedError(format!(
+                        "provision {provision_id}'s provider {id} is not a OneForm provider (TYPE {})",
+                        doc_type(&doc)
+                    )));
+                }
+                (doc, "PROVIDER_BODY")
+            }
+            ONEPROVISION_PROVISION => {
+                let body = json_body(&provision, "BODY")?;
+                let provider = match body.get("provider") {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    _ => return Err(OnedError(format!("provision {provision_id} names no provider"))),
+                };
+                // The pool's copies stay encrypted: found by name, read by id.
+                let id = match provider.parse::<u64>() {
+                    Ok(id) => id,
+                    Err(_) => self
+                        .documents(ONEPROVISION_PROVIDER)?
+                        .iter()
+                        .find(|d| d.child("NAME").is_some_and(|n| n.text == provider))
+                        .and_then(|d| d.child("ID")?.text.parse().ok())
+                        .ok_or_else(|| {
+                            OnedError(format!(
+                                "provision {provision_id}: provider {provider:?} not found in oned"
+                            ))
+                        })?,
+                };
+                let doc = self.document(id)?;
+                if doc_type(&doc) != ONEPROVISION_PROVIDER {
+                    return Err(OnedError(format!(
+                        "provision {provision_id}'s provider {provider:?} is not a oneprovision provider (TYPE {})",
+                        doc_type(&doc)
+                    )));
+                }
+                (doc, "PROVISION_BODY")
+            }
+            other => {
+                return Err(OnedError(format!(
+                    "document {provision_id} is not a provision (TYPE {other}; oneprovision's are \
+                     {ONEPROVISION_PROVISION}, OneForm's {ONEFORM_PROVISION})"
+                )));
+            }
         };
-        let provider_doc = match provider.parse::<u64>() {
-            Ok(id) => self.document(id)?,
-            Err(_) => self
-                .documents(PROVIDER_DOCUMENT)?
-                .into_iter()
-                .find(|d| d.child("NAME").is_some_and(|n| n.text == provider))
-                .ok_or_else(|| {
-                    OnedError(format!(
-                        "provision {provision_id}: provider {provider:?} not found in oned"
-                    ))
-                })?,
-        };
-        let body = provision_body(&provider_doc)?;
+        let provider_id = provider_doc.child("ID").map_or("?", |e| e.text.as_str()).to_owned();
+        let body = json_body(&provider_doc, provider_attribute)?;
         let connection = body
             .get("connection")
             .and_then(serde_json::Value::as_object)
-            .ok_or_else(|| OnedError(format!("provider {provider:?} has no connection")))?;
+            .ok_or_else(|| OnedError(format!("provider {provider_id} has no connection")))?;
         Ok(connection
             .iter()
             .filter_map(|(k, v)| match v {

@@ -540,6 +540,11 @@ impl RealOned {
         run_checked("chmod", &["0600", &path.display().to_string()]);
     }
 
+    /// An XML-RPC client of this oned, as oneadmin.
+    pub fn api(&self) -> opennebula::oned::Oned {
+        opennebula::oned::Oned::new(&self.xmlrpc, format!("{ONEADMIN}:{PASSWORD}")).expect("an XML-RPC client")
+    }
+
     /// oned's environment (what its drivers inherit).
     pub fn env(&self) -> &[(String, String)] {
         &self.env

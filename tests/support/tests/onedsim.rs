@@ -419,9 +419,9 @@ fn documents_serve_oneprovision_s_credentials() {
     })
     .unwrap();
     let oned = client(&sim);
-    let connection = oned.provider_connection(17).unwrap();
+    let connection = oned.provider_connection(3).unwrap();
     assert_eq!(connection["zone"], "fr-par-2");
-    assert_eq!(connection["secret_key"], "7a1c3e5f-0b2d-4c6e-8f9a-1b3c5d7e9f0a");
+    assert_eq!(connection["secret_key"], "5a4db0c5-0000-4000-8000-5ec7e75ec7e2");
     assert_eq!(oned.documents(102).unwrap().len(), 1);
     assert!(oned.documents(999).unwrap().is_empty());
     assert_eq!(
@@ -431,7 +431,7 @@ fn documents_serve_oneprovision_s_credentials() {
     let calls = sim.calls();
     assert_eq!(
         calls[0],
-        ("one.document.info".to_owned(), vec!["17".to_owned(), "0".to_owned()])
+        ("one.document.info".to_owned(), vec!["3".to_owned(), "1".to_owned()])
     );
     assert_eq!(calls[1].0, "one.documentpool.info");
 }

@@ -64,7 +64,11 @@ pub fn text<'a>(e: &'a Element, path: &str) -> &'a str {
 pub const PRIVATE: &str = "NAME = \"edge-private\"\nVN_MAD = \"bridge\"\nDNS = \"1.1.1.1\"\n\
     AR = [ TYPE = \"IP4\", IP = \"10.200.0.10\", SIZE = \"240\" ]\n";
 
-/// The oneprovision documents of the fixtures (provision 17, provider 5).
+/// The oneprovision (6.x) documents captured from a real oned (provision 3,
+/// provider 2 named scaleway-fr-par-2).
 pub fn documents() -> Vec<String> {
-    vec![fixture("document/provision-17.xml"), fixture("document/provider-5.xml")]
+    vec![
+        fixture("document/oneprovision-provision.xml"),
+        fixture("document/oneprovision-provider.xml"),
+    ]
 }

@@ -321,12 +321,13 @@ fn a_new_network_s_ranges_are_registered_and_its_deletion_unregisters_them() {
 /// the call that runs it waits: no deadlock.
 fn a_provision_range_reads_its_credentials_back_during_the_call() {
     let emu = emulator();
-    let provider = fixture("document/provider-5.xml")
-        .replace("7a1c3e5f-0b2d-4c6e-8f9a-1b3c5d7e9f0a", SECRET)
+    let provider = fixture("document/oneprovision-provider.xml")
+        .replace("5a4db0c5-0000-4000-8000-5ec7e75ec7e2", SECRET)
+        .replace("5a4db0c5-0000-4000-8000-0000000000e2", PROJECT)
         .replace("\"zone\":\"fr-par-2\"", "\"zone\":\"fr-par-1\"");
     let bed = bed(|c, dir| {
         c.driver_env = scaleway_env(&emu, dir, false);
-        c.documents = vec![fixture("document/provision-17.xml"), provider];
+        c.documents = vec![fixture("document/oneprovision-provision.xml"), provider];
     });
     let vnet = bed.id("one.vn.allocate", &[s(PUBLIC), i(-1)]);
     let started = Instant::now();
@@ -334,7 +335,7 @@ fn a_provision_range_reads_its_credentials_back_during_the_call() {
         "one.vn.add_ar",
         &[
             i(vnet),
-            s("AR = [ IPAM_MAD = scaleway_fip, TYPE = IP4, SIZE = 1, PROVISION_ID = 17 ]"),
+            s("AR = [ IPAM_MAD = scaleway_fip, TYPE = IP4, SIZE = 1, PROVISION_ID = 3 ]"),
         ],
     );
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -345,13 +346,15 @@ fn a_provision_range_reads_its_credentials_back_during_the_call() {
             "one.vn.allocate",
             "one.vn.add_ar",
             "one.document.info",
-            "one.documentpool.info"
+            "one.documentpool.info",
+            // the provider found by name is read again, decrypted
+            "one.document.info"
         ]
     );
     let fip = &fips(&emu)[0];
     assert_eq!(fip["project_id"], PROJECT);
-    assert!(fip["tags"].as_array().unwrap().contains(&json!("one-provision=17")));
-    assert_eq!(text(&bed.vnet(vnet), "AR_POOL/AR/PROVISION_ID"), "17");
+    assert!(fip["tags"].as_array().unwrap().contains(&json!("one-provision=3")));
+    assert_eq!(text(&bed.vnet(vnet), "AR_POOL/AR/PROVISION_ID"), "3");
 }
 
 // ----------------------------------------------------------------------------
