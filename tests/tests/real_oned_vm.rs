@@ -84,6 +84,34 @@ fn document(r: &Record) -> String {
     String::from_utf8(opennebula::base64::decode(trimmed.as_bytes()).unwrap()).unwrap()
 }
 
+/// Waits (30 s at most) until `count` clean calls were recorded since
+/// record `from`: oned may call a VM DONE before its cleanup has run.
+fn wait_cleans(oned: &RealOned, from: usize, count: usize) {
+    let started = Instant::now();
+    while oned.records()[from..]
+        .iter()
+        .filter(|r| r.call.ends_with("-clean"))
+        .count()
+        < count
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Two hosts of the test hypervisor and a system datastore without
+/// transfers (no ssh/scp for prolog/epilog): `(host-a, host-b, datastore)`.
+fn hosts_and_datastore(oned: &RealOned) -> (u32, u32, u32) {
+    let h1 = oned.create_host("host-a");
+    let h2 = oned.create_host("host-b");
+    let ds = oned.create(
+        "onedatastore",
+        &[],
+        "NAME = \"sys\"\nTYPE = \"SYSTEM_DS\"\nTM_MAD = \"dummy\"\n",
+    );
+    (h1, h2, ds)
+}
+
 /// `onevm recover --delete` while a live migration runs: oned's cleanup
 /// runs `clean` twice, on both hosts' streams, with the same argument and
 /// document; a frontend action cannot tell the source host from them.
@@ -92,13 +120,7 @@ fn document(r: &Record) -> String {
 fn a_delete_during_a_migration() {
     require_root();
     let oned = start();
-    let h1 = oned.create_host("host-a");
-    let h2 = oned.create_host("host-b");
-    let ds = oned.create(
-        "onedatastore",
-        &[],
-        "NAME = \"sys\"\nTYPE = \"SYSTEM_DS\"\nTM_MAD = \"dummy\"\n",
-    );
+    let (h1, h2, ds) = hosts_and_datastore(&oned);
     let net = oned.create(
         "onevnet",
         &[],
@@ -123,16 +145,7 @@ fn a_delete_during_a_migration() {
     std::fs::remove_file(&hold).unwrap();
     wait_vm(&oned, vm, "the delete", |vm| value(vm, "STATE") == "6");
     // The VM is DONE before oned's cleanup has run: wait for both cleans.
-    let started = Instant::now();
-    while oned.records()[before..]
-        .iter()
-        .filter(|r| r.call.ends_with("-clean"))
-        .count()
-        < 2
-        && started.elapsed() < Duration::from_secs(30)
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_cleans(&oned, before, 2);
     std::thread::sleep(Duration::from_secs(1));
     let cleans: Vec<(String, Vec<String>, String)> = oned.records()[before..]
         .iter()
@@ -170,14 +183,7 @@ fn a_delete_during_a_migration() {
 fn network_drivers_under_a_real_vm_driver() {
     require_root();
     let oned = start();
-    let h1 = oned.create_host("host-a");
-    let h2 = oned.create_host("host-b");
-    // A system datastore without transfers (no ssh/scp for prolog/epilog).
-    let ds = oned.create(
-        "onedatastore",
-        &[],
-        "NAME = \"sys\"\nTYPE = \"SYSTEM_DS\"\nTM_MAD = \"dummy\"\n",
-    );
+    let (h1, h2, ds) = hosts_and_datastore(&oned);
     let public = oned.create(
         "onevnet",
         &[],
@@ -237,16 +243,7 @@ fn network_drivers_under_a_real_vm_driver() {
     oned.cli_ok("onevm", &["terminate", "--hard", &vm_s]);
     wait_vm(&oned, vm, "terminate", |vm| value(vm, "STATE") == "6");
     // Both drivers' clean, however oned orders DONE and its cleanup.
-    let started = Instant::now();
-    while oned.records()[after_migrate..]
-        .iter()
-        .filter(|r| r.call.ends_with("-clean"))
-        .count()
-        < 2
-        && started.elapsed() < Duration::from_secs(30)
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_cleans(&oned, after_migrate, 2);
     mark(&oned, "terminate");
 
     // Every network action oned ran, by event, with the documents it sent.

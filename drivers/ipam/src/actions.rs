@@ -111,11 +111,41 @@ pub fn credentials_for(env: &Env, profile: Option<&str>, provision: Option<&str>
     )?)
 }
 
+/// How long an IPAM action may take, by default: oned drops an answer after
+/// 90 s, time waiting in its one-at-a-time queue included.
+pub const DEFAULT_ACTION_BUDGET_SECS: u64 = 60;
+
+/// The tuning of one of the five actions: every Scaleway request and wait
+/// ends within the action's budget (`ONE_SCALEWAY_IPAM_BUDGET` seconds,
+/// counted from the first call of this function), so that the action fails
+/// (and undoes what it made) while oned still listens, rather than succeed
+/// after oned stopped listening.
+fn action_tuning(env: &Env) -> anyhow::Result<Tuning> {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let started = *STARTED.get_or_init(std::time::Instant::now);
+    let budget = match env.get("ONE_SCALEWAY_IPAM_BUDGET") {
+        Some(v) => std::time::Duration::from_secs(
+            v.trim()
+                .parse()
+                .map_err(|_| anyhow!("ONE_SCALEWAY_IPAM_BUDGET={v:?} is not a whole number of seconds"))?,
+        ),
+        None => std::time::Duration::from_secs(DEFAULT_ACTION_BUDGET_SECS),
+    };
+    let mut tuning = tuning(env)?;
+    let deadline = started + budget;
+    tuning.options.deadline = Some(deadline);
+    tuning.wait.timeout = tuning
+        .wait
+        .timeout
+        .min(deadline.saturating_duration_since(std::time::Instant::now()));
+    Ok(tuning)
+}
+
 /// Credentials and client for a range.
 fn connect(d: &mut Driver<'_, '_>, s: &RangeSettings) -> anyhow::Result<(Client, Credentials)> {
     let env = d.env;
     let credentials = credentials_for(env, s.profile.as_deref(), s.provision_id.as_deref())?;
-    let tuning = tuning(env)?;
+    let tuning = action_tuning(env)?;
     let client = Client::new(credentials.clone(), tuning.options)?;
     Ok((client, credentials))
 }
@@ -425,7 +455,7 @@ pub fn unregister(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Resu
         None => credentials.require_zone()?.clone(),
     };
     let project = credentials.require_project()?.to_owned();
-    let tuning = tuning(d.env)?;
+    let tuning = action_tuning(d.env)?;
     let fip_id = fip_id.as_str();
     match client.find_fip(&zone, fip_id, &project)? {
         None => d.log.info(format_args!("flexible IP {fip_id} is already gone")),

@@ -250,6 +250,52 @@ fn ipv6_ranges_route_the_flexible_prefix() {
 /// Every fault kind on every Scaleway call of register and unregister:
 /// the action succeeds or fails with a clear message, and no flexible IP is
 /// left that no range owns.
+/// oned drops an IPAM answer after 90 s: an action ends within its budget
+/// (ONE_SCALEWAY_IPAM_BUDGET, 60 s by default), failing with nothing left
+/// behind, whatever Scaleway does: endless 429s (which the retries would
+/// otherwise wait out for a minute here) or an answer that never comes (a
+/// request would otherwise wait its 30 s timeout).
+#[test]
+fn every_action_ends_within_its_budget() {
+    for (what, rule) in [
+        (
+            "429s",
+            json!({"kind": "rate_limit", "probability": 1.0, "method": "POST", "path": FIPS}),
+        ),
+        (
+            "a slow API",
+            json!({"kind": "delay", "seconds": 20.0, "probability": 1.0, "method": "GET", "path": FIPS}),
+        ),
+    ] {
+        let bed = Bed::new();
+        bed.emu.add_fault(&rule).unwrap();
+        let mut env = bed.env();
+        env.retain(|(k, _)| !k.starts_with("ONE_SCALEWAY_RETRY") && k != "ONE_SCALEWAY_TIMEOUT");
+        env.extend([
+            ("ONE_SCALEWAY_IPAM_BUDGET".to_owned(), "3".to_owned()),
+            ("ONE_SCALEWAY_RETRY_BASE_MS".to_owned(), "2000".to_owned()),
+            ("ONE_SCALEWAY_TIMEOUT".to_owned(), "30".to_owned()),
+        ]);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let started = std::time::Instant::now();
+        let ran = run_program_env(
+            &bed.actions.join("register_address_range"),
+            &["1"],
+            &encode(&request(NEW_RANGE)),
+            &env,
+        );
+        let took = started.elapsed();
+        bed.emu.clear_faults();
+        assert_ne!(ran.code, 0, "{what}: {ran:?}");
+        assert_eq!(ran.error_lines().len(), 1, "{what}: {}", ran.stderr);
+        assert!(
+            took < std::time::Duration::from_secs(6),
+            "{what}: took {took:?}, budget 3 s"
+        );
+        assert!(bed.fips().is_empty(), "{what}: {:?}", bed.fips());
+    }
+}
+
 #[test]
 fn faults_never_leak_a_flexible_ip() {
     let kinds = [

@@ -58,6 +58,10 @@ pub struct Options {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// No request starts after this instant, and none outlives it (each
+    /// one's timeout is cut to what is left): an action that must end in
+    /// time (oned drops an IPAM answer after 90 s) fails instead.
+    pub deadline: Option<Instant>,
     /// Sent as `User-Agent`.
     pub user_agent: String,
 }
@@ -68,6 +72,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            deadline: None,
             user_agent: format!(
                 "one-scaleway/{} ({}; {})",
                 env!("CARGO_PKG_VERSION"),
@@ -218,9 +223,24 @@ impl Client {
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Result<Answer> {
+        let left = match self.options.deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::Transport {
+                        method: method.to_string(),
+                        path: path.to_owned(),
+                        reason: "the action's time is up, the request was not sent".to_owned(),
+                        maybe_applied: false,
+                    });
+                }
+                left.min(self.options.request_timeout)
+            }
+            None => self.options.request_timeout,
+        };
         self.calls.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{path}", self.credentials.api_url);
-        let mut request = self.http.request(method.clone(), url).query(query);
+        let mut request = self.http.request(method.clone(), url).query(query).timeout(left);
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body.to_string());
         }
@@ -285,7 +305,9 @@ impl Client {
                 return Err(error);
             }
             let wait = hinted.unwrap_or_else(|| self.backoff(attempt)).min(policy.max_delay);
-            if started.elapsed() + wait > policy.max_elapsed {
+            if started.elapsed() + wait > policy.max_elapsed
+                || self.options.deadline.is_some_and(|d| Instant::now() + wait >= d)
+            {
                 return Err(error);
             }
             self.notify(&format!(
