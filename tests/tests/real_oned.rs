@@ -361,3 +361,74 @@ fn provision_credentials_under_a_real_oned() {
         }
     }
 }
+
+/// IPv6 public ranges through a real oned: oned cannot lease automatically
+/// from a driver-managed IP6_STATIC range (it reads only ADDRESS/IP from
+/// get_address), so a NIC names the range's address with `IP6`; oned then
+/// sends allocate_address and free_address with the literal `0` as IPv6
+/// (upstream bug, 7.0-7.4), which the driver accepts; GATEWAY6 reaches the
+/// NIC through the INHERIT_VNET_ATTR our install adds.
+#[test]
+#[ignore = "privileged: runs a real oned as oneadmin (sudo .ci/run)"]
+fn ipv6_range_under_a_real_oned() {
+    require_root();
+    let emu = emulator();
+    let oned = start_oned(&emu);
+    let net = oned.template_file(
+        "public6.tmpl",
+        "NAME = \"edge-public6\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\n\
+         AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP6_STATIC\", SIZE = \"1\", SCALEWAY_IP_TYPE = \"ipv6\" ]\n",
+    );
+    let id = id_of(&oned.cli_ok("onevnet", &["create", &net]));
+    let v = oned.wait_vnet_ready(id);
+    let ar = &ars(&v)[0];
+    assert_eq!(ar["TYPE"], "IP6_STATIC", "{}", v.to_xml());
+    let ip6 = ar["IP6"].clone();
+    // Without IP6 the NIC gets no lease (oned's limit, documented).
+    let automatic = oned.template_file(
+        "vm6-auto.tmpl",
+        &format!("NAME = \"auto\"\nCPU = \"0.1\"\nMEMORY = \"64\"\nNIC = [ NETWORK_ID = \"{id}\" ]\n"),
+    );
+    let refused = oned.cli("onevm", &["create", "--hold", &automatic]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stdout.contains("Cannot get IP/MAC lease") || refused.stderr.contains("Cannot get IP/MAC lease"),
+        "{refused:?}"
+    );
+    let named = oned.template_file(
+        "vm6.tmpl",
+        &format!("NAME = \"web6\"\nCPU = \"0.1\"\nMEMORY = \"64\"\nNIC = [ NETWORK_ID = \"{id}\", IP6 = \"{ip6}\" ]\n"),
+    );
+    let vm = id_of(&oned.cli_ok("onevm", &["create", "--hold", &named]));
+    let shown = oned.show("onevm", vm);
+    let nic = shown.at("TEMPLATE/NIC").unwrap();
+    let get = |k: &str| nic.child(k).map_or("", |e| e.text.as_str()).to_owned();
+    assert_eq!(get("IP6"), ip6);
+    assert_eq!(get("GATEWAY6"), ar["GATEWAY6"], "inherited: {}", nic.to_xml());
+    assert_eq!(get("EXTERNAL_IP"), ar["EXTERNAL_IP"]);
+    oned.cli_ok("onevm", &["recover", "--delete", &vm.to_string()]);
+    let started = Instant::now();
+    while ars(&vnet(&oned, id))[0]["USED_LEASES"] != "0" && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ars(&vnet(&oned, id))[0]["USED_LEASES"], "0", "the lease was freed");
+    let calls: Vec<String> = oned.records().iter().map(|r| r.call.clone()).collect();
+    assert!(calls.iter().any(|c| c.ends_with("allocate_address")), "{calls:?}");
+    assert!(calls.iter().any(|c| c.ends_with("free_address")), "{calls:?}");
+    let allocate = oned
+        .records()
+        .into_iter()
+        .find(|r| r.call.ends_with("allocate_address"))
+        .unwrap();
+    assert!(
+        document(&allocate).contains("<IP6>0</IP6>"),
+        "oned's literal 0: {}",
+        document(&allocate)
+    );
+    oned.cli_ok("onevnet", &["delete", &id.to_string()]);
+    let started = Instant::now();
+    while !fips(&emu).is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(fips(&emu).is_empty(), "{:?}", fips(&emu));
+}

@@ -120,12 +120,21 @@ pub struct AddressRequest {
 impl AddressRequest {
     fn from_element(e: &Element) -> Result<Self, DocError> {
         let attrs = Attributes::from_element(e, &format!("{ROOT}/ADDRESS"))?;
+        // oned 7.0-7.4 sends the literal `0` for the IPv6 addresses of
+        // allocate_address and free_address (src/vnm/AddressRange.cc streams
+        // a return code): no address given, the driver knows its range's.
+        let ip6 = |name: &str| -> Result<Option<Ipv6Addr>, DocError> {
+            match attrs.get(name) {
+                Some("0") => Ok(None),
+                _ => attrs.parse(name),
+            }
+        };
         Ok(Self {
             ip: attrs.parse("IP")?,
             mac: attrs.parse("MAC")?,
-            ip6: attrs.parse("IP6")?,
-            ip6_global: attrs.parse("IP6_GLOBAL")?,
-            ip6_ula: attrs.parse("IP6_ULA")?,
+            ip6: ip6("IP6")?,
+            ip6_global: ip6("IP6_GLOBAL")?,
+            ip6_ula: ip6("IP6_ULA")?,
             size: attrs.parse("SIZE")?,
             attrs,
         })
@@ -179,6 +188,26 @@ mod tests {
 
     fn request(doc: &str) -> Result<IpamRequest, DocError> {
         IpamRequest::from_element(&xml::parse(doc.as_bytes()).unwrap())
+    }
+
+    /// What oned 7.0-7.4 really sends for an IPv6 lease (upstream bug).
+    #[test]
+    fn the_literal_zero_of_ipv6_leases_is_no_address() {
+        let r = request(
+            "<IPAM_DRIVER_ACTION_DATA><AR><TYPE>IP6_STATIC</TYPE><IP6>2001:db8::2</IP6><SIZE>1</SIZE></AR>\
+             <ADDRESS><MAC>02:00:00:00:00:01</MAC><IP6>0</IP6><IP6_GLOBAL>0</IP6_GLOBAL><IP6_ULA>0</IP6_ULA>\
+             <SIZE>1</SIZE></ADDRESS></IPAM_DRIVER_ACTION_DATA>",
+        )
+        .unwrap();
+        let a = r.address.unwrap();
+        assert_eq!((a.ip6, a.ip6_global, a.ip6_ula), (None, None, None));
+        assert!(
+            request(
+                "<IPAM_DRIVER_ACTION_DATA><AR><SIZE>1</SIZE></AR><ADDRESS><IP6>00</IP6></ADDRESS></IPAM_DRIVER_ACTION_DATA>"
+            )
+            .is_err(),
+            "only the literal 0"
+        );
     }
 
     #[test]

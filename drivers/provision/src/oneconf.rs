@@ -7,8 +7,8 @@
 //! - `IPAM_MAD`: `scaleway_fip` in the `-i` list of `ARGUMENTS` (a stock
 //!   `scaleway` entry is left alone);
 //! - `VN_MAD_CONF` for `scaleway` and `scaleway_evpn` (`BRIDGE_TYPE = "linux"`);
-//! - `INHERIT_VNET_ATTR`: `EXTERNAL_IP` and `GATEWAY` (the public NICs need them
-//!   from their range);
+//! - `INHERIT_VNET_ATTR`: `EXTERNAL_IP`, `GATEWAY` and `GATEWAY6` (the public
+//!   NICs need them from their range);
 //! - `VM_RESTRICTED_ATTR`: `NIC/EXTERNAL_IP`, so that only administrators can
 //!   write a flexible IP address into a NIC;
 //! - `vmm_execrc`: `scaleway-post scaleway-clean` in `VNMAD_LOCAL_ACTIONS`,
@@ -113,6 +113,8 @@ pub fn edit_oned_conf(text: &str, add: bool) -> Result<Edit, String> {
     for (name, value) in [
         ("INHERIT_VNET_ATTR", "EXTERNAL_IP"),
         ("INHERIT_VNET_ATTR", "GATEWAY"),
+        // IPv6 public ranges: the host answers for the VM's IPv6 gateway.
+        ("INHERIT_VNET_ATTR", "GATEWAY6"),
         ("VM_RESTRICTED_ATTR", "NIC/EXTERNAL_IP"),
     ] {
         if !singles(&parsed, name).contains(&value) {
@@ -238,7 +240,8 @@ mod tests {
             "GATEWAY was already there"
         );
         assert!(added.text.contains("VM_RESTRICTED_ATTR = \"NIC/EXTERNAL_IP\""));
-        assert_eq!(added.changes.len(), 5, "{:?}", added.changes);
+        assert!(added.text.contains("INHERIT_VNET_ATTR = \"GATEWAY6\""));
+        assert_eq!(added.changes.len(), 6, "{:?}", added.changes);
         let again = edit_oned_conf(&added.text, true).unwrap();
         assert_eq!(again.text, added.text, "idempotent");
         assert!(again.changes.is_empty(), "{:?}", again.changes);
