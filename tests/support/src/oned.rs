@@ -15,7 +15,6 @@
 //! an `ssh` stand-in), `HOME` (`ONE_LOCATION/var`, as oneadmin's home is
 //! `/var/lib/one` in production), plus the test's own variables.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,39 +25,17 @@ use nix::unistd::Pid;
 
 use crate::{Ran, TempDir, require_root};
 
+mod cli;
+mod files;
+
+pub use cli::id_of;
+pub use files::installation;
+use files::{VMM_ACTIONS, edit, free_port, install_recorder, repo, run_checked};
+
 /// The user OpenNebula runs as.
 pub const ONEADMIN: &str = "oneadmin";
 /// oneadmin's password in every test oned.
 const PASSWORD: &str = "one-scaleway-test";
-
-/// The OpenNebula installation the tests use: `ONE_SCALEWAY_ONED` (an
-/// installation such as `tests/oned/build.sh` prints), else what
-/// `tests/oned/build.sh` prints (it builds once, then answers from its cache).
-pub fn installation() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ONE_SCALEWAY_ONED") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.join("bin/oned").is_file(),
-            "ONE_SCALEWAY_ONED={} has no bin/oned: point it at the folder tests/oned/build.sh prints",
-            dir.display()
-        );
-        return dir;
-    }
-    let script = crate::tests_dir().join("oned/build.sh");
-    let out = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed: {}", script.display(), out.status);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
-    assert!(
-        dir.join("bin/oned").is_file(),
-        "{} printed {text:?}, not an installation",
-        script.display()
-    );
-    dir
-}
 
 /// How to start a test oned.
 #[derive(Debug, Default, Clone)]
@@ -93,28 +70,6 @@ pub struct Options {
 /// The test hypervisor's name (`VM_MAD`).
 pub const TEST_VMM: &str = "sbx";
 
-/// The VM driver actions `one_vmm_exec` runs for the test hypervisor.
-const VMM_ACTIONS: [&str; 18] = [
-    "deploy",
-    "shutdown",
-    "cancel",
-    "save",
-    "restore",
-    "migrate",
-    "migrate_local",
-    "poll",
-    "attach_nic",
-    "detach_nic",
-    "reboot",
-    "reset",
-    "attach_disk",
-    "detach_disk",
-    "resize",
-    "update_conf",
-    "prereconfigure",
-    "reconfigure",
-];
-
 /// One action call oned made, as recorded.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -122,26 +77,6 @@ pub struct Record {
     pub call: String,
     pub args: Vec<String>,
     pub stdin: Vec<u8>,
-}
-
-/// Our driver binaries in an installation: `(folder, binary)`.
-const OUR_BINARIES: [(&str, &str); 3] = [
-    ("var/remotes/ipam/scaleway_fip", "scaleway-ipam"),
-    ("var/remotes/vnm/scaleway", "scaleway-vnm"),
-    ("var/remotes/vnm/scaleway_evpn", "scaleway-vnm"),
-];
-
-/// Puts `recorder` in place of each driver binary of ours in `location`
-/// (the binary becomes `<binary>.real`): the installed action files then
-/// run the recorder exactly as they run the driver.
-fn install_recorder(location: &Path, recorder: &Path) {
-    for (folder, binary) in OUR_BINARIES {
-        let path = location.join(folder).join(binary);
-        let real = location.join(folder).join(format!("{binary}.real"));
-        std::fs::rename(&path, &real).unwrap_or_else(|e| panic!("cannot move {}: {e}", path.display()));
-        std::fs::copy(recorder, &path)
-            .unwrap_or_else(|e| panic!("cannot copy the recorder to {}: {e}", path.display()));
-    }
 }
 
 /// A running oned. Dropping it stops oned and every process it started.
@@ -154,50 +89,6 @@ pub struct RealOned {
     child: Option<Child>,
     // Last: removed after oned is stopped.
     dir: TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// Replaces `from` by `to` in `text`, which must hold `from` exactly once.
-fn replace_once(text: &str, from: &str, to: &str, file: &Path) -> String {
-    assert_eq!(
-        text.matches(from).count(),
-        1,
-        "{} does not hold {from:?} exactly once: OpenNebula's stock file changed, adapt tests/support/src/oned.rs",
-        file.display()
-    );
-    text.replacen(from, to, 1)
-}
-
-fn edit(file: &Path, edits: &[(&str, &str)]) {
-    let mut text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-    for (from, to) in edits {
-        text = replace_once(&text, from, to, file);
-    }
-    std::fs::write(file, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
-}
-
-fn run_checked(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The repository's root.
-fn repo() -> PathBuf {
-    crate::tests_dir().parent().expect("tests/ has a parent").to_path_buf()
 }
 
 impl RealOned {
@@ -439,55 +330,6 @@ impl RealOned {
         ran.stdout
     }
 
-    /// Writes a template file oneadmin can read (in its home); returns its path.
-    pub fn template_file(&self, name: &str, text: &str) -> String {
-        let path = self.home.join(name);
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-        path.display().to_string()
-    }
-
-    /// `<program> create FILE` with a template; the new object's id.
-    pub fn create(&self, program: &str, args: &[&str], template: &str) -> u32 {
-        let file = self.template_file(&format!("{program}-{}.tmpl", std::process::id()), template);
-        let mut all = vec!["create"];
-        all.extend_from_slice(args);
-        all.push(&file);
-        id_of(&self.cli_ok(program, &all))
-    }
-
-    /// Waits until network `id` is READY (`onevnet create` and `onevntemplate
-    /// instantiate` return at once in 7.0; the network goes INIT 0, LOCK_CREATE
-    /// 2, then READY 1 or ERROR 5). Returns the network.
-    pub fn wait_vnet_ready(&self, id: u32) -> opennebula::xml::Element {
-        let started = Instant::now();
-        loop {
-            let v = self.show("onevnet", id);
-            let state = v.at("STATE").map_or("", |e| e.text.as_str()).to_owned();
-            match state.as_str() {
-                "1" => return v,
-                "0" | "2" if started.elapsed() < Duration::from_secs(60) => {
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                _ => panic!(
-                    "network {id} is in state {state}, not READY:\n{}\n--- oned.log\n{}",
-                    v.to_xml(),
-                    self.log_tail(30)
-                ),
-            }
-        }
-    }
-
-    /// A host of the test hypervisor (monitored by the `dummy` probes).
-    pub fn create_host(&self, name: &str) -> u32 {
-        id_of(&self.cli_ok("onehost", &["create", name, "--im", "dummy", "--vm", TEST_VMM]))
-    }
-
-    /// `<program> show ID --xml`, parsed.
-    pub fn show(&self, program: &str, id: u32) -> opennebula::xml::Element {
-        let text = self.cli_ok(program, &["show", &id.to_string(), "--xml"]);
-        opennebula::xml::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{program} show {id}: {e}\n{text}"))
-    }
-
     /// The last `n` lines of `oned.log`.
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(self.location.join("var/oned.log")).unwrap_or_default();
@@ -633,16 +475,6 @@ impl RealOned {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
-}
-
-/// The id an OpenNebula `create` prints (`ID: 7`).
-pub fn id_of(printed: &str) -> u32 {
-    printed
-        .trim()
-        .trim_start_matches("ID:")
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no ID in {printed:?}"))
 }
 
 impl Drop for RealOned {

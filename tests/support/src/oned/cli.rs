@@ -1,0 +1,67 @@
+//! Driving a test oned as an administrator does: OpenNebula's CLI as
+//! oneadmin, template files, waiting for oned to act.
+
+use std::time::{Duration, Instant};
+
+use super::{RealOned, TEST_VMM};
+
+impl RealOned {
+    /// Writes a template file oneadmin can read (in its home); returns its path.
+    pub fn template_file(&self, name: &str, text: &str) -> String {
+        let path = self.home.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path.display().to_string()
+    }
+
+    /// `<program> create FILE` with a template; the new object's id.
+    pub fn create(&self, program: &str, args: &[&str], template: &str) -> u32 {
+        let file = self.template_file(&format!("{program}-{}.tmpl", std::process::id()), template);
+        let mut all = vec!["create"];
+        all.extend_from_slice(args);
+        all.push(&file);
+        id_of(&self.cli_ok(program, &all))
+    }
+
+    /// Waits until network `id` is READY (`onevnet create` and `onevntemplate
+    /// instantiate` return at once in 7.0; the network goes INIT 0, LOCK_CREATE
+    /// 2, then READY 1 or ERROR 5). Returns the network.
+    pub fn wait_vnet_ready(&self, id: u32) -> opennebula::xml::Element {
+        let started = Instant::now();
+        loop {
+            let v = self.show("onevnet", id);
+            let state = v.at("STATE").map_or("", |e| e.text.as_str()).to_owned();
+            match state.as_str() {
+                "1" => return v,
+                "0" | "2" if started.elapsed() < Duration::from_secs(60) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                _ => panic!(
+                    "network {id} is in state {state}, not READY:\n{}\n--- oned.log\n{}",
+                    v.to_xml(),
+                    self.log_tail(30)
+                ),
+            }
+        }
+    }
+
+    /// A host of the test hypervisor (monitored by the `dummy` probes).
+    pub fn create_host(&self, name: &str) -> u32 {
+        id_of(&self.cli_ok("onehost", &["create", name, "--im", "dummy", "--vm", TEST_VMM]))
+    }
+
+    /// `<program> show ID --xml`, parsed.
+    pub fn show(&self, program: &str, id: u32) -> opennebula::xml::Element {
+        let text = self.cli_ok(program, &["show", &id.to_string(), "--xml"]);
+        opennebula::xml::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{program} show {id}: {e}\n{text}"))
+    }
+}
+
+/// The id an OpenNebula `create` prints (`ID: 7`).
+pub fn id_of(printed: &str) -> u32 {
+    printed
+        .trim()
+        .trim_start_matches("ID:")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no ID in {printed:?}"))
+}

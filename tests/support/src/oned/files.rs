@@ -1,0 +1,121 @@
+//! The files of a test oned: the cached installation, the stock-file
+//! edits, the recorder and the test hypervisor's actions.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The OpenNebula installation the tests use: `ONE_SCALEWAY_ONED` (an
+/// installation such as `tests/oned/build.sh` prints), else what
+/// `tests/oned/build.sh` prints (it builds once, then answers from its cache).
+pub fn installation() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ONE_SCALEWAY_ONED") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.join("bin/oned").is_file(),
+            "ONE_SCALEWAY_ONED={} has no bin/oned: point it at the folder tests/oned/build.sh prints",
+            dir.display()
+        );
+        return dir;
+    }
+    let script = crate::tests_dir().join("oned/build.sh");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed: {}", script.display(), out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = PathBuf::from(text.lines().last().unwrap_or_default().trim());
+    assert!(
+        dir.join("bin/oned").is_file(),
+        "{} printed {text:?}, not an installation",
+        script.display()
+    );
+    dir
+}
+
+/// The VM driver actions `one_vmm_exec` runs for the test hypervisor.
+pub(super) const VMM_ACTIONS: [&str; 18] = [
+    "deploy",
+    "shutdown",
+    "cancel",
+    "save",
+    "restore",
+    "migrate",
+    "migrate_local",
+    "poll",
+    "attach_nic",
+    "detach_nic",
+    "reboot",
+    "reset",
+    "attach_disk",
+    "detach_disk",
+    "resize",
+    "update_conf",
+    "prereconfigure",
+    "reconfigure",
+];
+
+/// Our driver binaries in an installation: `(folder, binary)`.
+pub(super) const OUR_BINARIES: [(&str, &str); 3] = [
+    ("var/remotes/ipam/scaleway_fip", "scaleway-ipam"),
+    ("var/remotes/vnm/scaleway", "scaleway-vnm"),
+    ("var/remotes/vnm/scaleway_evpn", "scaleway-vnm"),
+];
+
+/// Puts `recorder` in place of each driver binary of ours in `location`
+/// (the binary becomes `<binary>.real`): the installed action files then
+/// run the recorder exactly as they run the driver.
+pub(super) fn install_recorder(location: &Path, recorder: &Path) {
+    for (folder, binary) in OUR_BINARIES {
+        let path = location.join(folder).join(binary);
+        let real = location.join(folder).join(format!("{binary}.real"));
+        std::fs::rename(&path, &real).unwrap_or_else(|e| panic!("cannot move {}: {e}", path.display()));
+        std::fs::copy(recorder, &path)
+            .unwrap_or_else(|e| panic!("cannot copy the recorder to {}: {e}", path.display()));
+    }
+}
+
+pub(super) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Replaces `from` by `to` in `text`, which must hold `from` exactly once.
+pub(super) fn replace_once(text: &str, from: &str, to: &str, file: &Path) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{} does not hold {from:?} exactly once: OpenNebula's stock file changed, adapt tests/support/src/oned.rs",
+        file.display()
+    );
+    text.replacen(from, to, 1)
+}
+
+pub(super) fn edit(file: &Path, edits: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    for (from, to) in edits {
+        text = replace_once(&text, from, to, file);
+    }
+    std::fs::write(file, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+}
+
+pub(super) fn run_checked(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The repository's root.
+pub(super) fn repo() -> PathBuf {
+    crate::tests_dir().parent().expect("tests/ has a parent").to_path_buf()
+}
