@@ -76,11 +76,27 @@ pub(super) fn install_recorder(location: &Path, recorder: &Path) {
     }
 }
 
+/// A port for one of oned's listeners: below Linux's ephemeral range (where
+/// the tests' own client connections take their source ports, and port 0
+/// would pick from), free when tried, and never handed out twice in this
+/// process (the tests of one binary start their oneds at once).
 pub(super) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Spread runs over the range by process id, then walk it.
+    let start = std::process::id() % 12_000;
+    for offset in 0..12_000u32 {
+        // 7 and 12000 are coprime: every port of the range once.
+        let port = u16::try_from(20_000 + (start + offset * 7) % 12_000).expect("a port below 32000");
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between 20000 and 31999")
 }
 
 /// Replaces `from` by `to` in `text`, which must hold `from` exactly once.
