@@ -31,9 +31,9 @@ fn validate(document: &str, schema: &Path, namespaced: bool) -> Result<(), Strin
     } else {
         document.to_owned()
     };
-    let dir = std::env::temp_dir().join(format!("one-scaleway-xsd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("doc-{}.xml", rand_suffix()));
+    // A folder of its own, removed when done (a per-process folder was left behind).
+    let dir = test_support::TempDir::new("xsd");
+    let file = dir.path().join("doc.xml");
     std::fs::write(&file, text).unwrap();
     let out = Command::new("xmllint")
         .arg("--noout")
@@ -41,20 +41,13 @@ fn validate(document: &str, schema: &Path, namespaced: bool) -> Result<(), Strin
         .arg(schema)
         .arg(&file)
         .output();
-    let _ = std::fs::remove_file(&file);
+    drop(dir);
     let out = out.expect("xmllint must be installed (Debian package libxml2-utils)");
     if out.status.success() {
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 fn upstream(xsd: &str) -> std::path::PathBuf {
