@@ -236,6 +236,13 @@ impl Driver<'_, '_> {
     pub fn read_vm(&mut self) -> Result<Vm, MessageError> {
         message::read_vm(self.stdin)
     }
+
+    /// Everything on stdin, as text (a file an action is given as `-`).
+    pub fn read_text(&mut self) -> std::io::Result<String> {
+        let mut text = String::new();
+        self.stdin.read_to_string(&mut text)?;
+        Ok(text)
+    }
 }
 
 /// Runs one action under the contract and returns the process exit code.

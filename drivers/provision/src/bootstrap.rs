@@ -13,9 +13,10 @@
 //! another way, like the sandbox's):
 //! - `packages`: OpenNebula's apt repository, the node package for the
 //!   hypervisor, FRR and nftables.
-//! - `access`: the frontend's public keys for oneadmin.
-//! - `services`: sudoers rules for the network drivers, the boot-time
-//!   reconcile unit, FRR with bgpd.
+//! - `access`: what oneadmin may do on the host: the frontend's public keys,
+//!   the network drivers' sudoers rules (checked with `visudo` before they
+//!   are put in place), the drivers' state folder `/var/lib/one/scaleway`.
+//! - `services`: the boot-time reconcile unit, FRR with bgpd.
 //! - `network`: sysctls, the private network's VLAN interface `scwpriv0`
 //!   (netplan), `/etc/hosts` entries for every host (live migration), the
 //!   host firewall (`table inet one_scaleway_host`).
@@ -163,7 +164,7 @@ fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| (*w).to_owned()).collect()
 }
 
-/// The EVPN cluster description every host gets (`evpn-config /dev/stdin`).
+/// The EVPN cluster description every host gets (`evpn-config -`: on stdin).
 pub fn evpn_description(cluster: &ClusterFacts) -> String {
     let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.private_ip.to_string()).collect();
     format!(
@@ -327,10 +328,8 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
                 label: None,
             },
         );
-    }
-    if wanted(Phase::Services) {
         step(
-            Phase::Services,
+            Phase::Access,
             "sudoers rules (checked before use)",
             Action::Install {
                 path: "/etc/sudoers.d/one-scaleway.new".into(),
@@ -341,7 +340,7 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
             },
         );
         step(
-            Phase::Services,
+            Phase::Access,
             "sudoers rules are valid",
             Action::Run {
                 argv: argv(&["visudo", "-c", "-q", "-f", "/etc/sudoers.d/one-scaleway.new"]),
@@ -349,7 +348,7 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
             },
         );
         step(
-            Phase::Services,
+            Phase::Access,
             "sudoers rules in place",
             Action::Run {
                 argv: argv(&[
@@ -361,6 +360,26 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
                 stdin: None,
             },
         );
+        step(
+            Phase::Access,
+            "the drivers' state folder",
+            Action::Run {
+                argv: argv(&[
+                    "install",
+                    "-d",
+                    "-o",
+                    "oneadmin",
+                    "-g",
+                    "oneadmin",
+                    "-m",
+                    "0700",
+                    "/var/lib/one/scaleway",
+                ]),
+                stdin: None,
+            },
+        );
+    }
+    if wanted(Phase::Services) {
         step(
             Phase::Services,
             "boot-time reconcile unit",
@@ -509,13 +528,7 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
         if oneadmin {
             run.extend(argv(&["sudo", "-n", "-u", "oneadmin"]));
         }
-        run.extend(argv(&[
-            REMOTE_VNM,
-            "--driver",
-            "scaleway_evpn",
-            "evpn-config",
-            "/dev/stdin",
-        ]));
+        run.extend(argv(&[REMOTE_VNM, "--driver", "scaleway_evpn", "evpn-config", "-"]));
         step(
             Phase::Evpn,
             "FRR EVPN configuration and firewall",

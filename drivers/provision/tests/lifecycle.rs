@@ -27,7 +27,7 @@ fn a_three_host_cluster_from_create_to_delete() {
             "visudo -c -q -f /etc/sudoers.d/one-scaleway.new",
             "systemctl enable --now frr.service",
             "nft -f /dev/stdin",
-            "evpn-config /dev/stdin",
+            "evpn-config -",
         ] {
             assert!(ran.iter().any(|c| c.contains(expected)), "{expected} not in {ran:#?}");
         }

@@ -162,7 +162,17 @@ pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
     let origin = format!("{PROGRAM} {}", driver.name());
     if cli.action == Action::EvpnConfig {
         return run(&origin, "evpn-config", &cli.args, env, io, |d| match driver {
-            VnMad::ScalewayEvpn => private::evpn_config(&cli.args, d.log, env),
+            VnMad::ScalewayEvpn => {
+                let stdin = if cli.args.first().is_some_and(|a| a == "-") {
+                    Some(anyhow::Context::context(
+                        d.read_text(),
+                        "cannot read the cluster description from stdin",
+                    )?)
+                } else {
+                    None
+                };
+                private::evpn_config(&cli.args, stdin, d.log, env)
+            }
             VnMad::Scaleway => bail!("evpn-config is for the scaleway_evpn driver"),
         });
     }

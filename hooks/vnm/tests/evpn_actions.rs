@@ -23,7 +23,7 @@ const CLUSTER: &str = "# test cluster\nAS = 65000\nUNDERLAY = 10.0.0.0/24\nHOSTS
 struct Hyper {
     fake: FakeHost,
     settings: Settings,
-    dir: TempDir,
+    _dir: TempDir,
 }
 
 impl Hyper {
@@ -42,7 +42,7 @@ impl Hyper {
                 lock_timeout: Duration::from_secs(5),
                 dry_run: false,
             },
-            dir,
+            _dir: dir,
         }
     }
 
@@ -62,9 +62,7 @@ impl Hyper {
     }
 
     fn config(&self, text: &str) -> (Result<String, String>, String) {
-        let path = self.dir.path().join("cluster.conf");
-        std::fs::write(&path, text).unwrap();
-        self.act(|log, host, s| evpn_config_with(&path, log, host, s))
+        self.act(|log, host, s| evpn_config_with(text, "cluster.conf", log, host, s))
     }
 
     fn configured() -> Self {

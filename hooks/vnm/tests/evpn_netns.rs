@@ -271,7 +271,7 @@ impl Hyper {
 
     fn evpn_config(&self, description: &Path) -> String {
         let args = vec![description.display().to_string()];
-        let (r, log) = self.run(move |log, env| private::evpn_config(&args, log, env));
+        let (r, log) = self.run(move |log, env| private::evpn_config(&args, None, log, env));
         r.unwrap_or_else(|e| panic!("evpn-config on {}: {e}\n{log}{}", self.name(), self.frr.logs()))
     }
 

@@ -62,11 +62,12 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 1500, requires = "network")]
     mtu: u32,
     /// Network mode: start FRR (zebra and bgpd, /usr/lib/frr) in every server's namespace, with its own
-    /// folder STATE_ROOT/<server id>/frr, named by ONE_SCALEWAY_FRR_DIR in the server's env file.
+    /// folder STATE_ROOT/<server id>/frr (the server's /run/frr with --host-fs, else named by
+    /// ONE_SCALEWAY_FRR_DIR in the server's env file).
     #[arg(long, requires = "network")]
     frr: bool,
-    /// Network mode: every server gets its own /etc (an overlay of this machine's) and /var/tmp for what
-    /// `exec` and the ssh alias run there, kept in STATE_ROOT/<server id>/fs.
+    /// Network mode: every server gets its own /etc and /var/lib (overlays of this machine's), /var/tmp
+    /// and /run for what `exec` and the ssh alias run there, kept in STATE_ROOT/<server id>/fs.
     #[arg(long, requires = "network")]
     host_fs: bool,
 }
@@ -74,12 +75,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Sub {
     /// Runs PROGRAM ARGS... in a server's namespace (network mode): TARGET is its public IPv4/IPv6 address,
-    /// id or name, or `internet`. Sets ONE_SCALEWAY_STATE_DIR and ONE_SCALEWAY_HOST_LOCK to the server's own
-    /// folder; exits with the program's code.
+    /// id or name, or `internet`. Without --host-fs, sets ONE_SCALEWAY_STATE_DIR and ONE_SCALEWAY_HOST_LOCK
+    /// to the server's own folder; exits with the program's code.
     Exec(network::exec::ExecArgs),
     /// Deletes the namespaces (PREFIX-inet, PREFIX-<8 hex>, PREFIX-pn-<8 hex>) and folders a killed emulator left.
     Cleanup(network::exec::CleanupArgs),
-    /// Internal (what `exec` runs with --host-fs): a server's /etc and /var/tmp mounted, then PROGRAM.
+    /// Internal (what `exec` and the ssh alias run): a server's own files mounted, the login user, then PROGRAM.
     #[command(name = "enter-host-fs", hide = true)]
     EnterHostFs(network::exec::EnterArgs),
 }
@@ -100,7 +101,9 @@ pub fn main_with(argv: Vec<OsString>, mut io: Io<'_>) -> u8 {
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
         .is_some_and(|n| n == "scaleway-emulator-ssh");
-    if alias {
+    // A copy named as the alias (a setuid one) runs itself again to enter a server.
+    let entering = argv.get(1).is_some_and(|a| a == "enter-host-fs");
+    if alias && !entering {
         return network::exec::ssh_main(argv.get(1..).unwrap_or_default(), &mut io);
     }
     let cli = match parse_args::<Cli>(argv, &mut io) {

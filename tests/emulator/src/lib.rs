@@ -40,7 +40,7 @@
 //!   `/run/scaleway-emulator/PREFIX`) holds the per-server folders,
 //!   `--mtu N` (default 1500) is the private NICs' MTU, `--frr` starts FRR
 //!   (zebra, bgpd) in every server's namespace ([`network::frr`]),
-//!   `--host-fs` gives every server its own `/etc` and `/var/tmp`
+//!   `--host-fs` gives every server its own `/etc`, `/var/lib`, `/var/tmp` and `/run`
 //!   ([`network::hostfs`]). SIGTERM, SIGINT and
 //!   SIGHUP then stop it cleanly (exit 0) after deleting every namespace it
 //!   created.

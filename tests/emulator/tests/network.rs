@@ -16,6 +16,7 @@ mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -465,7 +466,7 @@ fn exec_and_the_ssh_alias_run_on_a_server() {
             "-T",
             "-p",
             "22",
-            &format!("oneadmin@{public}"),
+            &format!("root@{public}"),
             "sh",
             "-c",
             "cat; printenv SCW_SECRET_KEY ONE_SCALEWAY_HOST_LOCK",
@@ -603,18 +604,21 @@ fn servers_run_their_own_frr_and_files() {
             "FRR daemon {pid} blocks signals:\n{status}"
         );
     }
-    let (code, out, err) = exec(&["printenv", "ONE_SCALEWAY_FRR_DIR"]);
-    assert_eq!((code, out.trim()), (0, dir.as_str()), "{err}");
-    let (code, out, err) = exec(&["vtysh", "--vty_socket", &dir, "-c", "show daemons"]);
+    // With its own files, FRR is at its default place (/run/frr) and no
+    // setting names it or the drivers' folders.
+    let (code, out, _) = exec(&["printenv", "ONE_SCALEWAY_FRR_DIR", "ONE_SCALEWAY_STATE_DIR"]);
+    assert_eq!((code, out.as_str()), (1, ""), "no settings");
+    let (code, out, err) = exec(&["vtysh", "-c", "show daemons"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("zebra") && out.contains("bgpd"), "{out}");
-    // Its own /etc (an overlay) and /var/tmp: the machine's are untouched.
+    // Its own /etc and /var/lib (overlays), /var/tmp and /run: the machine's are untouched.
     let name = format!("one-scaleway-emulator-test-{}", std::process::id());
     let (code, out, err) = exec(&[
         "sh",
         "-c",
         &format!(
-            "echo on-the-server > /etc/{name} && cat /etc/{name} /etc/hostname >/dev/null && echo tmp > /var/tmp/{name} && grep -c . /etc/passwd"
+            "echo on-the-server > /etc/{name} && cat /etc/{name} /etc/hostname >/dev/null && echo tmp > /var/tmp/{name} \
+             && mkdir /var/lib/{name} && echo lock > /run/lock/{name} && test -S /run/frr/zebra.vty && grep -c . /etc/passwd"
         ),
     ]);
     assert_eq!(code, 0, "{err}");
@@ -626,11 +630,51 @@ fn servers_run_their_own_frr_and_files() {
         !Path::new(&format!("/etc/{name}")).exists(),
         "the machine's /etc is untouched"
     );
-    assert!(
-        !Path::new(&format!("/var/tmp/{name}")).exists(),
-        "the machine's /var/tmp is untouched"
-    );
     let fs = lab.root.join(&id).join("fs");
+    for machine in ["/var/tmp", "/var/lib", "/run/lock"] {
+        assert!(
+            !Path::new(&format!("{machine}/{name}")).exists(),
+            "the machine's {machine} is untouched"
+        );
+    }
+    assert!(fs.join("var-lib").join(&name).is_dir() && fs.join("run/lock").join(&name).is_file());
+    // The ssh alias logs in as the user it is given (here `nobody`), also
+    // through a setuid-root copy run by that user (as a test oned has it).
+    let bin_dir = TempDir::new("emu-setuid");
+    let setuid = bin_dir.path().join("scaleway-emulator-ssh");
+    std::fs::copy(BIN, &setuid).unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let env = [
+        ("SCALEWAY_EMULATOR_PREFIX", lab.prefix.as_str()),
+        ("SCALEWAY_EMULATOR_STATE_ROOT", root.as_str()),
+    ];
+    let who = format!("nobody@{public}");
+    let (code, out, err) = run_bin(&setuid, &[&who, "id", "-un"], &env);
+    assert_eq!((code, out.trim()), (0, "nobody"), "{err}");
+    let as_nobody = |args: &[&str]| {
+        let mut all = vec![
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            "--",
+            setuid.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        run_bin(Path::new("setpriv"), &all, &env)
+    };
+    let (code, out, err) = as_nobody(&[&public, "id", "-un"]);
+    assert_eq!((code, out.trim()), (0, "nobody"), "the caller's name by default: {err}");
+    let (code, out, err) = as_nobody(&[&format!("root@{public}"), "id", "-u"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "0"),
+        "a root login, as a frontend key authorized for root: {err}"
+    );
+    let (code, _, err) = as_nobody(&[&format!("no-such-user@{public}"), "true"]);
+    assert!(code != 0 && err.contains("no user no-such-user"), "{err}");
     assert_eq!(
         std::fs::read_to_string(fs.join("etc").join(&name)).unwrap(),
         "on-the-server\n"

@@ -114,7 +114,6 @@ pub struct HostInfo {
     pub private_ip: Ipv4Addr,
     pub server_id: String,
     pub namespace: String,
-    pub frr_dir: String,
 }
 
 /// The provisioned cluster.
@@ -311,6 +310,8 @@ impl Sandbox {
             .env("ONE_XMLRPC", self.oned()?.url())
             .env("ONE_AUTH", &self.paths.auth)
             .env("ONE_SCALEWAY_SSH", &self.paths.ssh)
+            // The host part of the frontend's actions runs as oneadmin (as under oned).
+            .env("ONE_SCALEWAY_SSH_OPTIONS", "-l oneadmin")
             .env("SCALEWAY_EMULATOR_PREFIX", &self.opts.prefix)
             .env("SCALEWAY_EMULATOR_STATE_ROOT", &self.paths.state_root)
             .env("HOME", self.paths.work.join("home"));
@@ -326,10 +327,23 @@ impl Sandbox {
 
     /// `ssh root@<host> PROGRAM ARGS` (the emulator's ssh alias), stdin given.
     pub fn on_host(&self, host: &HostInfo, program: &str, args: &[&str], stdin: &[u8]) -> anyhow::Result<Ran> {
+        self.on_host_as("root", host, program, args, stdin)
+    }
+
+    /// `ssh USER@<host> PROGRAM ARGS`: as that user on the host (the
+    /// drivers run as oneadmin, with the sudoers rules the bootstrap installed).
+    pub fn on_host_as(
+        &self,
+        user: &str,
+        host: &HostInfo,
+        program: &str,
+        args: &[&str],
+        stdin: &[u8],
+    ) -> anyhow::Result<Ran> {
         let mut cmd = Command::new(&self.paths.ssh);
         cmd.env("SCALEWAY_EMULATOR_PREFIX", &self.opts.prefix)
             .env("SCALEWAY_EMULATOR_STATE_ROOT", &self.paths.state_root)
-            .args(["-o", "BatchMode=yes", &format!("root@{}", host.public_ip), program])
+            .args(["-o", "BatchMode=yes", &format!("{user}@{}", host.public_ip), program])
             .args(args);
         self.ctl.run(&mut cmd, stdin, Duration::from_secs(180))
     }

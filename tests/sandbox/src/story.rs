@@ -14,6 +14,9 @@ use crate::report::Report;
 use crate::sandbox::{HostInfo, NAME, Sandbox};
 use crate::vms::{REMOTE_DIR, VNI};
 
+/// The sudoers rules the bootstrap installs on every host.
+const SHIPPED_SUDOERS: &str = include_str!("../../../share/host/sudoers-one-scaleway");
+
 /// What crosses the private network in a check (full-size frames: the
 /// VMs' MTU must fit VXLAN on the underlay).
 const PRIVATE_PAYLOAD: usize = 256 * 1024;
@@ -71,7 +74,6 @@ fn discover(sb: &mut Sandbox) -> anyhow::Result<String> {
             private_ip: ip4(&h["private_ip"], "private address")?,
             server_id,
             namespace: text(&s["namespace"], "namespace")?,
-            frr_dir: text(&s["frr"]["dir"], "FRR folder")?,
         };
         let oh = oned_hosts
             .iter()
@@ -107,7 +109,7 @@ fn established(v: &Value) -> usize {
 
 /// `vtysh -c COMMAND` against a host's FRR, on the host.
 pub fn vtysh(sb: &Sandbox, h: &HostInfo, command: &str) -> anyhow::Result<String> {
-    let ran = sb.on_host(h, "vtysh", &["--vty_socket", &h.frr_dir, "-c", command], b"")?;
+    let ran = sb.on_host(h, "vtysh", &["-c", command], b"")?;
     ensure!(ran.ok(), "vtysh -c {command:?} on {}: {}", h.name, ran.complaint());
     Ok(ran.stdout)
 }
@@ -157,6 +159,21 @@ fn bootstrap_files(sb: &Sandbox) -> anyhow::Result<String> {
             "{} has no {vnm}",
             h.name
         );
+        // The access phase: oneadmin may run the drivers' tools through sudo,
+        // with the rules we ship, exactly (the drivers run as oneadmin).
+        let rules = sb.on_host(h, "cat", &["/etc/sudoers.d/one-scaleway"], b"")?.stdout;
+        ensure!(
+            rules == SHIPPED_SUDOERS,
+            "{}'s /etc/sudoers.d/one-scaleway is not share/host/sudoers-one-scaleway:\n{rules}",
+            h.name
+        );
+        let allowed = sb.on_host_as("oneadmin", h, "sudo", &["-n", "-l"], b"")?;
+        ensure!(
+            allowed.ok() && allowed.stdout.contains("/usr/sbin/nft"),
+            "oneadmin on {} may not run the drivers' tools through sudo: {}",
+            h.name,
+            allowed.complaint()
+        );
         let fw = sb.on_host(h, "nft", &["list", "tables"], b"")?.stdout;
         ensure!(
             fw.contains("one_scaleway_host"),
@@ -164,7 +181,8 @@ fn bootstrap_files(sb: &Sandbox) -> anyhow::Result<String> {
             h.name
         );
         lines.push(format!(
-            "{}: /etc/hosts block, /etc/sysctl.d, {vnm}, nft tables {}",
+            "{}: sudoers rules as shipped (oneadmin: sudo -l lists them), /etc/hosts block, /etc/sysctl.d, {vnm}, \
+             nft tables {}",
             h.name,
             fw.split_whitespace()
                 .filter(|w| w.starts_with("one_"))
@@ -178,11 +196,34 @@ fn bootstrap_files(sb: &Sandbox) -> anyhow::Result<String> {
     Ok(lines.join("\n"))
 }
 
+/// The host drivers' records (`/var/lib/one/scaleway`) are oneadmin's:
+/// they ran as oneadmin, and every privileged command went through sudo.
+fn drivers_as_oneadmin(sb: &Sandbox) -> anyhow::Result<String> {
+    let mut lines = Vec::new();
+    for h in &sb.cluster.hosts {
+        let files = ["vnm-public.json", "vnm-evpn.json"].map(|f| format!("/var/lib/one/scaleway/{f}"));
+        let ran = sb.on_host(h, "stat", &["-c", "%U %n", &files[0], &files[1]], b"")?;
+        ensure!(ran.ok(), "{}: {}", h.name, ran.complaint());
+        ensure!(
+            ran.stdout.lines().all(|l| l.starts_with("oneadmin ")),
+            "{}: the drivers' records are not oneadmin's:\n{}",
+            h.name,
+            ran.stdout
+        );
+        lines.push(format!("{}: {}", h.name, ran.stdout.trim().replace('\n', ", ")));
+    }
+    Ok(lines.join("\n"))
+}
+
 /// `onehost sync`: the drivers go to every host's `/var/tmp/one`.
 fn sync_hosts(sb: &Sandbox) -> anyhow::Result<String> {
     let src = format!("{}/.", sb.paths.remotes.display());
     for h in &sb.cluster.hosts {
-        for (program, args) in [("mkdir", vec!["-p", REMOTE_DIR]), ("cp", vec!["-a", &src, REMOTE_DIR])] {
+        for (program, args) in [
+            ("mkdir", vec!["-p", REMOTE_DIR]),
+            ("cp", vec!["-r", &src, REMOTE_DIR]),
+            ("chown", vec!["-R", "oneadmin:oneadmin", REMOTE_DIR]),
+        ] {
             let ran = sb.on_host(h, program, &args, b"")?;
             ensure!(ran.ok(), "{program} on {}: {}", h.name, ran.complaint());
         }
@@ -419,7 +460,7 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
                 "--ssh-user",
                 "root",
                 "--skip",
-                "packages,access,services",
+                "packages,services",
                 "--ssh-key",
                 &key,
                 "--vnm",
@@ -476,6 +517,11 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         })?;
     }
     ensure!(sb.vms.len() == 2, "2 VMs were not deployed");
+    rep.step(
+        "the host drivers ran as oneadmin (through sudo, with the shipped rules)",
+        true,
+        || Ok(((), drivers_as_oneadmin(sb)?)),
+    )?;
 
     rep.part("4. real packets");
     for i in 0..2 {
@@ -547,8 +593,8 @@ fn keep(sb: &Sandbox, rep: &Report) -> anyhow::Result<()> {
         format!("{bin} exec --prefix {p} {} -- nft list ruleset", h.public_ip),
         format!("{bin} exec --prefix {p} {} -- ip -d link show", h.public_ip),
         format!(
-            "{bin} exec --prefix {p} {} -- vtysh --vty_socket {} -c 'show bgp l2vpn evpn'",
-            h.public_ip, h.frr_dir
+            "{bin} exec --prefix {p} {} -- vtysh -c 'show bgp l2vpn evpn'",
+            h.public_ip
         ),
         format!("curl -s {emu}/_emulator/state          # every Scaleway resource"),
         format!("curl -s {emu}/_emulator/network        # namespaces and routes"),

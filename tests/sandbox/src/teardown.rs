@@ -23,9 +23,11 @@ pub struct Machine {
     etc_hosts_blocks: usize,
 }
 
-const FILES: [&str; 3] = [
+const FILES: [&str; 5] = [
     "/etc/sysctl.d/60-one-scaleway.conf",
     "/etc/netplan/60-one-scaleway.yaml",
+    "/etc/sudoers.d/one-scaleway",
+    "/var/lib/one/scaleway",
     "/var/tmp/one/vnm/scaleway_evpn/scaleway-vnm",
 ];
 
@@ -162,7 +164,8 @@ pub fn nothing_left(sb: &Sandbox, before: &Machine) -> anyhow::Result<String> {
     );
     Ok(format!(
         "no {prefix}* namespace, no FRR daemon of the sandbox running, {root} gone; this machine: same nftables \
-         tables ({}), no link of ours, /etc/hosts, /etc/sysctl.d and /var/tmp/one untouched",
+         tables ({}), no link of ours, /etc/hosts, /etc/sysctl.d, /etc/sudoers.d, /var/lib/one and /var/tmp/one \
+         untouched",
         if after.tables.is_empty() {
             "none of ours".to_owned()
         } else {

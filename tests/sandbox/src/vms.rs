@@ -50,14 +50,14 @@ impl Sandbox {
         })
     }
 
-    /// `ssh root@<host> /var/tmp/one/vnm/<driver>/<action> ARGS`, the
+    /// `ssh oneadmin@<host> /var/tmp/one/vnm/<driver>/<action> ARGS`, the
     /// document (checked against vm.xsd) in base64 on stdin.
     pub fn host_action(&self, host: usize, driver: &str, action: &str, args: &[&str], doc: &str) -> anyhow::Result<()> {
         schema::validate(doc).map_err(|e| anyhow!("the VM document is not valid against vm.xsd: {e}"))?;
         let h = self.host(host)?;
         let program = format!("{REMOTE_DIR}/vnm/{driver}/{action}");
         let stdin = opennebula::base64::encode(doc.as_bytes());
-        let ran = self.on_host(h, &program, args, stdin.as_bytes())?;
+        let ran = self.on_host_as("oneadmin", h, &program, args, stdin.as_bytes())?;
         if !ran.ok() {
             bail!(
                 "{driver}/{action} on {} ({}) failed: {}",

@@ -92,7 +92,7 @@ impl Remote for FakeHosts {
                 h.files.insert((*path).to_owned(), stdin.to_vec());
                 ok("")
             }
-            [.., "evpn-config", "/dev/stdin"] => {
+            [.., "evpn-config", "-"] => {
                 h.evpn.push(String::from_utf8_lossy(stdin).into_owned());
                 ok("")
             }

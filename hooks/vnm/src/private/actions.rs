@@ -510,16 +510,15 @@ fn find_local(cluster: &Cluster, observed: &Observed) -> anyhow::Result<(Ipv4Add
     Ok((local, device))
 }
 
-/// `evpn-config FILE` on `host`.
+/// `evpn-config` on `host`: the cluster description `text` (read from `source`).
 pub fn evpn_config_with(
-    path: &Path,
+    text: &str,
+    source: &str,
     log: &mut Log<'_>,
     host: EvpnHost<'_>,
     settings: &Settings,
 ) -> anyhow::Result<Output> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the cluster description {}", path.display()))?;
-    let cluster = Cluster::parse(&text).with_context(|| format!("the cluster description {}", path.display()))?;
+    let cluster = Cluster::parse(text).with_context(|| format!("the cluster description {source}"))?;
     let _lock = lock(settings)?;
     let file = RecordFile::new(&settings.record);
     let record = file.load()?;

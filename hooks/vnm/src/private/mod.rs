@@ -125,17 +125,21 @@ pub fn clean(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
 }
 
 /// `scaleway-vnm --driver scaleway_evpn evpn-config FILE`: applies the
-/// cluster description in FILE to this host's FRR and firewall.
-pub fn evpn_config(args: &[String], log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
+/// cluster description in FILE (`-`: stdin) to this host's FRR and firewall.
+/// (`-`, not `/dev/stdin`: run through `sudo -u oneadmin` over ssh, stdin
+/// is a pipe of the login user that oneadmin may read but not open again.)
+pub fn evpn_config(args: &[String], stdin: Option<String>, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
     let [file] = args else {
         bail!(
-            "usage: scaleway-vnm --driver scaleway_evpn evpn-config FILE (the cluster description: AS, UNDERLAY, \
+            "usage: scaleway-vnm --driver scaleway_evpn evpn-config FILE|- (the cluster description: AS, UNDERLAY, \
              HOSTS, REFLECTORS, ...; see the README)"
         );
     };
-    on_real_host(env, |host, settings| {
-        evpn_config_with(std::path::Path::new(file), log, host, settings)
-    })
+    let text = match stdin {
+        Some(text) if file == "-" => text,
+        _ => std::fs::read_to_string(file).with_context(|| format!("cannot read the cluster description {file}"))?,
+    };
+    on_real_host(env, |host, settings| evpn_config_with(&text, file, log, host, settings))
 }
 
 /// Re-applies everything the record holds (after a reboot).

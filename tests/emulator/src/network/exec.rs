@@ -8,29 +8,38 @@
 //!   server's public IPv4 or IPv6 address, id, or name (as in
 //!   `<state root>/hosts.json`), or `internet` for the internet namespace.
 //!   The environment passes through, plus, for a server:
-//!   `ONE_SCALEWAY_STATE_DIR=<state root>/<id>/state`,
-//!   `ONE_SCALEWAY_HOST_LOCK=<state root>/<id>/host.lock`,
 //!   `SCALEWAY_EMULATOR_SERVER_ID`, `SCALEWAY_EMULATOR_NAMESPACE`, then the
 //!   `KEY=VALUE` lines of `<state root>/env` and `<state root>/<id>/env`
-//!   when they exist (per-host settings a sandbox writes; with `--frr` the
-//!   emulator writes `ONE_SCALEWAY_FRR_DIR` there). With `--host-fs` the
-//!   program sees the server's own `/etc` and `/var/tmp` (see
-//!   [`super::hostfs`]). Exit codes of its own: 2 for a bad command line, 1
-//!   for an unknown target.
+//!   when they exist (per-host settings a sandbox writes). With `--host-fs`
+//!   the program sees the server's own `/etc`, `/var/lib`, `/var/tmp` and
+//!   `/run` (see [`super::hostfs`]), so the drivers' default paths are the
+//!   server's; without it, `ONE_SCALEWAY_STATE_DIR=<state root>/<id>/state`
+//!   and `ONE_SCALEWAY_HOST_LOCK=<state root>/<id>/host.lock` keep two
+//!   servers apart (and with `--frr`, `ONE_SCALEWAY_FRR_DIR` in the
+//!   server's `env` file names its FRR). Exit codes of its own: 2 for a bad
+//!   command line, 1 for an unknown target.
 //! - Called through a file named `scaleway-emulator-ssh` (a symlink), it
 //!   behaves as `ssh [OPTIONS] [USER@]HOST COMMAND...` for
-//!   `ONE_SCALEWAY_SSH`: options `-o X`, `-F f`, `-i f`, `-p N`, `-l U`,
-//!   `-E f`, `-J h`, `-c x`, `-m x`, `-b a` (value attached or next) and
-//!   flags `-T -t -n -q -x -4 -6 -v -A -a -C` (combinable) are accepted and
-//!   ignored (`-n` gives the program an empty stdin); `--` ends them. The
-//!   prefix and state root come from `SCALEWAY_EMULATOR_PREFIX` (default
-//!   `scw`) and `SCALEWAY_EMULATOR_STATE_ROOT`. Unlike ssh, the command
-//!   words are run as an argument vector, not joined with spaces for a
-//!   remote shell (so no quoting, globbing, `;` or `$VAR`), and no command
-//!   (an interactive login) is refused. As with ssh, the environment is a
-//!   fresh one: only `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_*`,
-//!   `TERM` and `TZ` pass, plus the per-server variables above. Its own
-//!   errors exit 255, as ssh's do.
+//!   `ONE_SCALEWAY_SSH` and as OpenNebula's `ssh`: options `-o X`, `-F f`,
+//!   `-i f`, `-p N`, `-l U`, `-E f`, `-J h`, `-c x`, `-m x`, `-b a` (value
+//!   attached or next) and flags `-T -t -n -q -x -4 -6 -v -A -a -C`
+//!   (combinable) are accepted and ignored but for `-l` (`-n` gives the
+//!   program an empty stdin); `--` ends them. COMMAND runs as the login
+//!   user (`USER@`, `-l USER`, else the caller's name, as with ssh), who
+//!   must exist on the server (its `/etc/passwd`): its ids and groups, its
+//!   home, a login `PATH`. Root is needed to enter a namespace: run it as
+//!   root, or as a setuid-root copy (what a test oned, running as oneadmin,
+//!   has as `ssh`), which trusts only a state root and index that are
+//!   root's alone. The prefix and state root come from
+//!   `SCALEWAY_EMULATOR_PREFIX` (default `scw`) and
+//!   `SCALEWAY_EMULATOR_STATE_ROOT`. The command words are run as an
+//!   argument vector, not joined with spaces for a remote shell (so no
+//!   quoting, globbing, `;` or `$VAR`; OpenNebula's stream runs `bash -s`,
+//!   which reads its script on stdin), and no command (an interactive
+//!   login) is refused. As with ssh, the environment is a fresh one: only
+//!   `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_*`, `TERM` and `TZ`
+//!   pass (the login user's replace them), plus the per-server variables
+//!   above. Its own errors exit 255, as ssh's do.
 //! - `scaleway-emulator cleanup [--prefix P] [--state-root DIR]` deletes the
 //!   namespaces `P-inet`, `P-<8 hex>` and `P-pn-<8 hex>` and the folders a
 //!   killed emulator left, after stopping the FRR daemons of those folders
@@ -74,12 +83,16 @@ pub struct CleanupArgs {
     state_root: Option<PathBuf>,
 }
 
-/// `enter-host-fs` arguments (internal: what `exec` runs with `--host-fs`).
+/// `enter-host-fs` arguments (internal: what `exec` and the ssh alias run
+/// for a server's own files and for the login user).
 #[derive(Debug, Args)]
 pub struct EnterArgs {
     /// The server's folder (`<state root>/<server id>/fs`).
     #[arg(long, value_name = "DIR")]
-    fs: PathBuf,
+    fs: Option<PathBuf>,
+    /// The user the program runs as (the ssh alias's login user).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
     /// The program and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
@@ -144,23 +157,30 @@ fn resolve(prefix: &str, state_root: &Path, target: &str) -> Result<Place, Strin
         return Err(format!("bad server id {id:?} in {}", index_path.display()));
     }
     let dir = state_root.join(&id);
-    let mut env = vec![
-        (
-            "ONE_SCALEWAY_STATE_DIR".to_string(),
-            dir.join("state").display().to_string(),
-        ),
-        (
-            "ONE_SCALEWAY_HOST_LOCK".to_string(),
-            dir.join("host.lock").display().to_string(),
-        ),
+    // Only the server's own folder: never a path the index could point elsewhere.
+    let fs = server.get("fs").and_then(Value::as_str).map(|_| dir.join("fs"));
+    let mut env = Vec::new();
+    // With its own files, a server needs no settings: the drivers' default
+    // paths are its own (see `hostfs`).
+    if fs.is_none() {
+        env.extend([
+            (
+                "ONE_SCALEWAY_STATE_DIR".to_string(),
+                dir.join("state").display().to_string(),
+            ),
+            (
+                "ONE_SCALEWAY_HOST_LOCK".to_string(),
+                dir.join("host.lock").display().to_string(),
+            ),
+        ]);
+    }
+    env.extend([
         ("SCALEWAY_EMULATOR_SERVER_ID".to_string(), id.clone()),
         ("SCALEWAY_EMULATOR_NAMESPACE".to_string(), field(server, "namespace")),
-    ];
+    ]);
     for file in [state_root.join("env"), dir.join("env")] {
         env.extend(read_env_file(&file));
     }
-    // Only the server's own folder: never a path the index could point elsewhere.
-    let fs = server.get("fs").and_then(Value::as_str).map(|_| dir.join("fs"));
     Ok(Place {
         namespace: field(server, "namespace"),
         env,
@@ -182,8 +202,14 @@ fn read_env_file(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs the command in the place; returns its exit code.
-fn run(place: &Place, command: &[OsString], fresh_env: bool, null_stdin: bool) -> Result<u8, String> {
+/// Runs the command in the place (as `user`, when given); returns its exit code.
+fn run(
+    place: &Place,
+    command: &[OsString],
+    user: Option<&str>,
+    fresh_env: bool,
+    null_stdin: bool,
+) -> Result<u8, String> {
     let mut cmd = Command::new("ip");
     if fresh_env {
         let kept: Vec<(OsString, OsString)> = std::env::vars_os()
@@ -197,9 +223,10 @@ fn run(place: &Place, command: &[OsString], fresh_env: bool, null_stdin: bool) -
             cmd.env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
         }
     }
-    let command = match &place.fs {
-        Some(fs) => super::hostfs::wrap(fs, command)?,
-        None => command.to_vec(),
+    let command = if place.fs.is_some() || user.is_some() {
+        super::hostfs::wrap(place.fs.as_deref(), user, command)?
+    } else {
+        command.to_vec()
     };
     cmd.args(["netns", "exec", &place.namespace])
         .args(command)
@@ -218,7 +245,7 @@ fn run(place: &Place, command: &[OsString], fresh_env: bool, null_stdin: bool) -
 /// `scaleway-emulator exec`.
 pub fn exec_main(args: ExecArgs, io: &mut Io<'_>) -> u8 {
     let root = args.state_root.unwrap_or_else(|| default_state_root(&args.prefix));
-    match resolve(&args.prefix, &root, &args.target).and_then(|p| run(&p, &args.command, false, false)) {
+    match resolve(&args.prefix, &root, &args.target).and_then(|p| run(&p, &args.command, None, false, false)) {
         Ok(code) => code,
         Err(e) => {
             let _ = writeln!(io.stderr, "scaleway-emulator exec: {e}");
@@ -230,7 +257,7 @@ pub fn exec_main(args: ExecArgs, io: &mut Io<'_>) -> u8 {
 /// `scaleway-emulator enter-host-fs --fs DIR -- PROGRAM ARGS...`: returns
 /// only when PROGRAM could not be run (127, as a shell would).
 pub fn enter_main(args: &EnterArgs, io: &mut Io<'_>) -> u8 {
-    let e = super::hostfs::enter(&args.fs, &args.command);
+    let e = super::hostfs::enter(args.fs.as_deref(), args.user.as_deref(), &args.command);
     let _ = writeln!(io.stderr, "scaleway-emulator enter-host-fs: {e}");
     127
 }
@@ -238,6 +265,8 @@ pub fn enter_main(args: &EnterArgs, io: &mut Io<'_>) -> u8 {
 /// What an ssh command line asks for.
 #[derive(Debug, PartialEq)]
 struct SshLine {
+    /// The login user (`USER@HOST` or `-l USER`), if given.
+    user: Option<String>,
     host: String,
     command: Vec<OsString>,
     null_stdin: bool,
@@ -245,8 +274,8 @@ struct SshLine {
 
 /// Options from `args[*i]` on, as ssh's getopt reads them: up to the first
 /// word that is not an option (left at `*i`), or `--` (consumed; then
-/// `Ok(true)`).
-fn ssh_options(args: &[OsString], i: &mut usize, null_stdin: &mut bool) -> Result<bool, String> {
+/// `Ok(true)`). `-n` and `-l USER` are noted in `line`.
+fn ssh_options(args: &[OsString], i: &mut usize, line: &mut SshLine) -> Result<bool, String> {
     const WITH_VALUE: &str = "oFiplEJcmb";
     const FLAGS: &str = "Ttnqx46vAaC";
     while let Some(a) = args.get(*i) {
@@ -262,15 +291,22 @@ fn ssh_options(args: &[OsString], i: &mut usize, null_stdin: &mut bool) -> Resul
         let mut j = 0;
         while let Some(&c) = letters.get(j) {
             if WITH_VALUE.contains(c) {
-                if j + 1 == letters.len() {
+                let attached: String = letters[j + 1..].iter().collect();
+                let value = if attached.is_empty() {
                     *i += 1;
-                    if *i >= args.len() {
-                        return Err(format!("option -{c} needs a value"));
-                    }
+                    args.get(*i)
+                        .ok_or_else(|| format!("option -{c} needs a value"))?
+                        .to_string_lossy()
+                        .into_owned()
+                } else {
+                    attached
+                };
+                if c == 'l' {
+                    line.user = Some(value);
                 }
                 break;
             } else if FLAGS.contains(c) {
-                *null_stdin |= c == 'n';
+                line.null_stdin |= c == 'n';
                 j += 1;
             } else {
                 return Err(format!("unsupported option -{c}"));
@@ -282,37 +318,96 @@ fn ssh_options(args: &[OsString], i: &mut usize, null_stdin: &mut bool) -> Resul
 }
 
 fn parse_ssh(args: &[OsString]) -> Result<SshLine, String> {
-    let mut null_stdin = false;
+    let mut line = SshLine {
+        user: None,
+        host: String::new(),
+        command: Vec::new(),
+        null_stdin: false,
+    };
     let mut i = 0;
-    let terminated = ssh_options(args, &mut i, &mut null_stdin)?;
+    let terminated = ssh_options(args, &mut i, &mut line)?;
     let host = args.get(i).ok_or("no host given")?.to_string_lossy();
-    let host = host.rsplit_once('@').map_or(host.as_ref(), |(_, h)| h).to_string();
+    match host.rsplit_once('@') {
+        Some((user, h)) => {
+            line.user = Some(user.to_owned());
+            line.host = h.to_owned();
+        }
+        None => line.host = host.into_owned(),
+    }
     i += 1;
     // Like OpenSSH, options may follow the host too (`ssh HOST -- COMMAND`),
     // unless `--` came before it.
     if !terminated {
-        ssh_options(args, &mut i, &mut null_stdin)?;
+        ssh_options(args, &mut i, &mut line)?;
     }
-    let command = args[i.min(args.len())..].to_vec();
-    if command.is_empty() {
+    line.command = args[i.min(args.len())..].to_vec();
+    if line.command.is_empty() {
         return Err("no command given: an interactive login is not emulated".to_string());
     }
-    Ok(SshLine {
-        host,
-        command,
-        null_stdin,
-    })
+    if let Some(u) = &line.user
+        && (u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+    {
+        return Err(format!("{u:?} is not a user name"));
+    }
+    Ok(line)
 }
 
-/// `scaleway-emulator-ssh [OPTIONS] [USER@]HOST COMMAND...`.
+/// Who runs the alias: `Ok(None)` for root; for a setuid-root copy run by
+/// another user, that user's name (after becoming fully root: `ip netns
+/// exec` needs it; the command itself runs as the login user).
+fn take_root() -> Result<Option<String>, String> {
+    use nix::unistd::{Gid, Uid, User, getuid, setresgid, setresuid};
+    let caller = getuid();
+    if caller.is_root() {
+        return Ok(None);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(
+            "root is needed to enter a server's namespace (run as root, or through a setuid-root copy of the alias)"
+                .to_string(),
+        );
+    }
+    let name = User::from_uid(caller)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .ok_or_else(|| format!("uid {caller} has no name"))?;
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| format!("setresgid: {e}"))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| format!("setresuid: {e}"))?;
+    Ok(Some(name))
+}
+
+/// For a setuid copy: the state root and its index must be root's alone
+/// (a caller cannot point the alias at servers of its own making).
+fn check_owned_by_root(root: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for p in [root.to_path_buf(), root.join(INDEX_FILE)] {
+        let m = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if m.uid() != 0 || m.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} must be root's and writable by root only (run by another user, the alias trusts nothing else)",
+                p.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `scaleway-emulator-ssh [OPTIONS] [USER@]HOST COMMAND...`: COMMAND runs on
+/// the server as the login user (USER, else the caller, as with ssh).
 pub fn ssh_main(args: &[OsString], io: &mut Io<'_>) -> u8 {
     let prefix = std::env::var("SCALEWAY_EMULATOR_PREFIX").unwrap_or_else(|_| DEFAULT_PREFIX.to_string());
     let root = std::env::var_os("SCALEWAY_EMULATOR_STATE_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| default_state_root(&prefix));
     let ran = parse_ssh(args).and_then(|line| {
+        let caller = take_root()?;
+        if caller.is_some() {
+            check_owned_by_root(&root)?;
+        }
+        let user = line.user.clone().or(caller).unwrap_or_else(|| "root".to_string());
         let place = resolve(&prefix, &root, &line.host)?;
-        run(&place, &line.command, true, line.null_stdin)
+        run(&place, &line.command, Some(&user), true, line.null_stdin)
     });
     match ran {
         Ok(code) => code,
@@ -405,6 +500,7 @@ mod tests {
         ]))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.host, "62.210.158.2");
+        assert_eq!(l.user.as_deref(), Some("oneadmin"));
         assert_eq!(l.command, os(&["/var/tmp/one/x", "a b"]));
         assert!(!l.null_stdin);
         let l = parse_ssh(&os(&["-n", "--", "h", "ls"])).unwrap_or_else(|e| panic!("{e}"));
@@ -421,6 +517,12 @@ mod tests {
         assert!(parse_ssh(&os(&["-Z", "h", "ls"])).is_err());
         assert!(parse_ssh(&os(&["h"])).is_err(), "no command");
         assert!(parse_ssh(&os(&["-o"])).is_err());
+        let l = parse_ssh(&os(&["-l", "ubuntu", "h", "ls"])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((l.user.as_deref(), l.host.as_str()), (Some("ubuntu"), "h"));
+        let l = parse_ssh(&os(&["-lroot", "h", "ls"])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.user.as_deref(), Some("root"));
+        assert_eq!(parse_ssh(&os(&["h", "ls"])).map(|l| l.user), Ok(None));
+        assert!(parse_ssh(&os(&["a;b@h", "ls"])).is_err(), "not a user name");
         assert!(parse_ssh(&os(&[])).is_err());
     }
 

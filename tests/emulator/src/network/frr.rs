@@ -7,10 +7,13 @@
 //! `<state root>/<server id>/frr` (sockets, pid files, logs, the
 //! configuration `frr-reload.py` writes; owned by `frr`): `--vty_socket
 //! DIR`, `-i DIR/<daemon>.pid`, `-z DIR/zserv.api`, `-P 0` (no vty port),
-//! `-f /dev/null` (started empty; `evpn-config` configures them). The
-//! server's `env` file gets `ONE_SCALEWAY_FRR_DIR=DIR`, so every command
-//! `exec` or the ssh alias runs there (`evpn-config`, the private driver's
-//! `pre` and `clean`) talks to this instance, never to the machine's FRR.
+//! `-f /dev/null` (started empty; `evpn-config` configures them). With
+//! `host_fs`, every command `exec` or the ssh alias runs on the server sees
+//! DIR on `/run/frr` (FRR's default: `vtysh` and `frr-reload.py` need no
+//! option, see [`super::hostfs`]); otherwise the server's `env` file gets
+//! `ONE_SCALEWAY_FRR_DIR=DIR`. Either way, `evpn-config` and the private
+//! driver's `pre` and `clean` talk to this instance, never to the machine's
+//! FRR.
 //! The daemons are stopped by PID (SIGTERM, then SIGKILL after 5 s) before
 //! the namespace goes; `cleanup` stops those a killed emulator left (found
 //! by their pid files, checked against their command lines).

@@ -1,23 +1,35 @@
 //! Each server's own files (`NetworkOptions::host_fs`, `--host-fs`):
 //! the namespaces share the machine's file system, so a host bootstrap run
 //! through `exec` or the ssh alias (which writes `/etc/hosts`,
-//! `/etc/sysctl.d/…`, `/var/tmp/one/…`) would change the machine itself.
-//! With this option every command run on a server sees:
+//! `/etc/sudoers.d/…`, `/var/lib/one/…`, `/var/tmp/one/…`) would change the
+//! machine itself. With this option every command run on a server sees:
 //!
 //! - `/etc`: an overlay of the machine's `/etc` whose changes go to
 //!   `<state root>/<server id>/fs/etc` (the machine's `/etc` is never
-//!   written);
-//! - `/var/tmp`: `<state root>/<server id>/fs/var-tmp`, empty at first
-//!   (where `onehost sync` and the bootstrap put the host-side drivers).
+//!   written; a user or a sudoers rule the bootstrap adds exists on that
+//!   server only);
+//! - `/var/lib`: the same, changes in `fs/var-lib` (oneadmin's home
+//!   `/var/lib/one`, where the host-side drivers keep their records);
+//! - `/var/tmp`: `fs/var-tmp`, empty at first (where `onehost sync` and the
+//!   bootstrap put the host-side drivers);
+//! - `/run`: `fs/run` (the host lock in `/run/lock`, sudo's own files),
+//!   with the server's FRR instance folder (`<server id>/frr`, see
+//!   [`super::frr`]) on `/run/frr`: FRR's default paths (`vtysh`,
+//!   `frr-reload.py` without options) reach that server's FRR, so the host
+//!   drivers run exactly the commands they run on a real host (and that
+//!   the shipped sudoers rules allow).
 //!
-//! Everything else (`/tmp`, `/run`, the state root, the install folder) is
-//! shared. The folder goes with the server's namespace.
+//! Everything else (`/tmp`, `/usr`, the install folder) is shared. The
+//! folder goes with the server's namespace.
 //!
 //! How: `exec` runs `ip netns exec NS <this program> enter-host-fs --fs DIR
-//! -- PROGRAM ARGS`; `enter-host-fs` makes a mount namespace of its own
-//! (`unshare`, every mount a slave of the machine's: nothing propagates
-//! back), mounts the overlay (a work folder per run, so concurrent runs on
-//! one server never share one) and the bind mount, then execs PROGRAM.
+//! [--user NAME] -- PROGRAM ARGS`; `enter-host-fs` makes a mount namespace
+//! of its own (`unshare`, every mount a slave of the machine's: nothing
+//! propagates back), mounts the overlays (a work folder per run, so
+//! concurrent runs on one server never share one) and the bind mounts,
+//! becomes NAME (the login user of the ssh alias: its groups, `HOME`,
+//! `USER`, `LOGNAME`, `SHELL`, a login `PATH`, the home as working folder,
+//! as sshd does), then execs PROGRAM.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -36,19 +48,44 @@ pub fn var_tmp(fs: &Path) -> PathBuf {
     fs.join("var-tmp")
 }
 
+pub fn var_lib_upper(fs: &Path) -> PathBuf {
+    fs.join("var-lib")
+}
+
+pub fn run_dir(fs: &Path) -> PathBuf {
+    fs.join("run")
+}
+
+/// The server's FRR instance folder (beside `fs/`).
+fn frr_dir(fs: &Path) -> Option<PathBuf> {
+    fs.parent().map(|d| d.join("frr")).filter(|d| d.is_dir())
+}
+
 fn work_root(fs: &Path) -> PathBuf {
     fs.join("work")
 }
 
-/// Creates a server's folder (`etc/`, `var-tmp/` mode 1777, `work/`).
+/// Creates a server's folder: `etc/`, `var-lib/`, `var-tmp/` (1777),
+/// `run/` with `run/lock` (1777) and the mount point `run/frr`, `work/`.
 pub fn prepare(fs: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     check_path(fs)?;
-    for d in [etc_upper(fs), var_tmp(fs), work_root(fs)] {
+    let run = run_dir(fs);
+    for d in [
+        etc_upper(fs),
+        var_lib_upper(fs),
+        var_tmp(fs),
+        run.join("lock"),
+        run.join("frr"),
+        work_root(fs),
+    ] {
         std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
-    std::fs::set_permissions(var_tmp(fs), std::fs::Permissions::from_mode(0o1777))
-        .map_err(|e| format!("{}: {e}", var_tmp(fs).display()))
+    for (d, mode) in [(var_tmp(fs), 0o1777), (run.clone(), 0o755), (run.join("lock"), 0o1777)] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    Ok(())
 }
 
 /// Overlay options cannot name paths with `,`, `:` or `\`.
@@ -63,31 +100,69 @@ fn check_path(fs: &Path) -> Result<(), String> {
 }
 
 /// The `ip netns exec` arguments after the namespace: this program's
-/// `enter-host-fs` around `command`.
-pub fn wrap(fs: &Path, command: &[OsString]) -> Result<Vec<OsString>, String> {
+/// `enter-host-fs` around `command` (the server's files, the login user).
+pub fn wrap(fs: Option<&Path>, user: Option<&str>, command: &[OsString]) -> Result<Vec<OsString>, String> {
     let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let mut v: Vec<OsString> = vec![
-        me.into_os_string(),
-        "enter-host-fs".into(),
-        "--fs".into(),
-        fs.as_os_str().to_owned(),
-        "--".into(),
-    ];
+    let mut v: Vec<OsString> = vec![me.into_os_string(), "enter-host-fs".into()];
+    if let Some(fs) = fs {
+        v.extend(["--fs".into(), fs.as_os_str().to_owned()]);
+    }
+    if let Some(user) = user {
+        v.extend(["--user".into(), user.into()]);
+    }
+    v.push("--".into());
     v.extend(command.iter().cloned());
     Ok(v)
 }
 
-/// `enter-host-fs`: the mounts, then exec. Returns only on failure.
-pub fn enter(fs: &Path, command: &[OsString]) -> String {
-    match enter_inner(fs, command) {
-        Ok(e) | Err(e) => e,
+/// `enter-host-fs`: the mounts (with `fs`), the user (with `user`), then
+/// exec. Returns only on failure.
+pub fn enter(fs: Option<&Path>, user: Option<&str>, command: &[OsString]) -> String {
+    let (program, args) = match command.split_first() {
+        Some(c) => c,
+        None => return "no command given".into(),
+    };
+    if let Some(fs) = fs
+        && let Err(e) = mount_all(fs)
+    {
+        return e;
     }
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(name) = user
+        && let Err(e) = become_user(name, &mut cmd)
+    {
+        return e;
+    }
+    let e = cmd.exec();
+    format!("cannot run {}: {e}", program.to_string_lossy())
 }
 
-fn enter_inner(fs: &Path, command: &[OsString]) -> Result<String, String> {
+fn overlay(lower: &str, upper: &Path, work: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let options = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        lower,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|e| format!("mounting an overlay on {lower} ({options}): {e} (does the kernel have overlayfs?)"))
+}
+
+fn bind(from: &Path, to: &Path, flags: MsFlags) -> Result<(), String> {
+    mount(Some(from), to, None::<&str>, MsFlags::MS_BIND | flags, None::<&str>)
+        .map_err(|e| format!("binding {} on {}: {e}", from.display(), to.display()))
+}
+
+fn mount_all(fs: &Path) -> Result<(), String> {
     check_path(fs)?;
-    let (program, args) = command.split_first().ok_or("no command given")?;
-    if !etc_upper(fs).is_dir() || !var_tmp(fs).is_dir() {
+    if !etc_upper(fs).is_dir() || !var_tmp(fs).is_dir() || !run_dir(fs).join("frr").is_dir() {
         return Err(format!(
             "{} is not a server's folder (made by the emulator with --host-fs)",
             fs.display()
@@ -106,28 +181,44 @@ fn enter_inner(fs: &Path, command: &[OsString]) -> Result<String, String> {
     .map_err(|e| format!("making / a slave mount: {e}"))?;
     let work = work_root(fs).join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let options = format!(
-        "lowerdir=/etc,upperdir={},workdir={}",
-        etc_upper(fs).display(),
-        work.display()
-    );
-    mount(
-        Some("overlay"),
-        "/etc",
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(options.as_str()),
-    )
-    .map_err(|e| format!("mounting an overlay on /etc ({options}): {e} (does the kernel have overlayfs?)"))?;
-    mount(
-        Some(&var_tmp(fs)),
-        "/var/tmp",
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| format!("binding {} on /var/tmp: {e}", var_tmp(fs).display()))?;
-    let e = Command::new(program).args(args).exec();
-    Ok(format!("cannot run {}: {e}", program.to_string_lossy()))
+    overlay("/etc", &etc_upper(fs), &work.join("etc"))?;
+    overlay("/var/lib", &var_lib_upper(fs), &work.join("var-lib"))?;
+    bind(&var_tmp(fs), Path::new("/var/tmp"), MsFlags::empty())?;
+    // Last: the state root may be under /run, which this hides.
+    let run = run_dir(fs);
+    if let Some(frr) = frr_dir(fs) {
+        bind(&frr, &run.join("frr"), MsFlags::empty())?;
+    }
+    bind(&run, Path::new("/run"), MsFlags::MS_REC)
+}
+
+/// What sshd does for a login: the user's groups and ids, its
+/// environment, its home as working folder.
+fn become_user(name: &str, cmd: &mut Command) -> Result<(), String> {
+    use nix::unistd::{Gid, Uid, User};
+    let user = User::from_name(name)
+        .map_err(|e| format!("looking up user {name}: {e}"))?
+        .ok_or_else(|| format!("Permission denied: no user {name} on this server"))?;
+    let path = if user.uid.is_root() {
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    } else {
+        "/usr/local/bin:/usr/bin:/bin:/usr/games"
+    };
+    let home = if user.dir.is_dir() {
+        user.dir.clone()
+    } else {
+        PathBuf::from("/")
+    };
+    cmd.env("HOME", &user.dir)
+        .env("USER", &user.name)
+        .env("LOGNAME", &user.name)
+        .env("SHELL", &user.shell)
+        .env("PATH", path)
+        .current_dir(home);
+    let (uid, gid): (Uid, Gid) = (user.uid, user.gid);
+    let cname = std::ffi::CString::new(user.name.clone()).map_err(|e| format!("user {name}: {e}"))?;
+    nix::unistd::initgroups(&cname, gid).map_err(|e| format!("initgroups({name}): {e}"))?;
+    nix::unistd::setgid(gid).map_err(|e| format!("setgid({gid}): {e}"))?;
+    nix::unistd::setuid(uid).map_err(|e| format!("setuid({uid}): {e}"))?;
+    Ok(())
 }

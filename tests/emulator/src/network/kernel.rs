@@ -358,7 +358,11 @@ impl Kernel {
                 let instance = frr::Instance::start(ns, &dir.join("frr"))?;
                 let folder = instance.dir.display().to_string();
                 self.daemons.insert(h.server_id.clone(), instance);
-                frr::append_env(&dir.join("env"), frr::FRR_DIR_ENV, &folder)?;
+                // With its own files, the server sees the instance on /run/frr,
+                // FRR's default; otherwise the drivers are told where it is.
+                if !self.host_fs {
+                    frr::append_env(&dir.join("env"), frr::FRR_DIR_ENV, &folder)?;
+                }
             }
             Ok(())
         })();

@@ -65,14 +65,15 @@
 //!
 //! Namespaces share the file system, so each server gets
 //! `<state root>/<server id>/` (created with its namespace, removed with it)
-//! with `state/` inside; `exec` sets `ONE_SCALEWAY_STATE_DIR` to it and
-//! `ONE_SCALEWAY_HOST_LOCK` to `<state root>/<server id>/host.lock`, so two
-//! "hosts" never share a record or a lock. `<state root>/hosts.json` lists
+//! with `state/` inside; without `host_fs`, `exec` sets
+//! `ONE_SCALEWAY_STATE_DIR` to it and `ONE_SCALEWAY_HOST_LOCK` to
+//! `<state root>/<server id>/host.lock`, so two "hosts" never share a record
+//! or a lock (with `host_fs`, the drivers' default paths are the server's own). `<state root>/hosts.json` lists
 //! the servers (id, name, namespace, addresses, folders) for `exec`. The
 //! state root defaults to `/run/scaleway-emulator/<prefix>`. `/etc/netns`
 //! is not used. With `frr`, the folder also holds `frr/` (the server's FRR
-//! instance, [`frr`]) and `env` names it; with `host_fs`, `fs/` (the
-//! server's own `/etc` changes and `/var/tmp`, [`hostfs`]).
+//! instance, [`frr`]); with `host_fs`, `fs/` (the server's own `/etc`,
+//! `/var/lib`, `/var/tmp` and `/run`, [`hostfs`]).
 //!
 //! # `GET /_emulator/network`
 //!
