@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# sudo ./sandbox.sh: rehearse a whole edge cluster on this machine (emulated Scaleway, hosts and
-# VMs as network namespaces, real nftables and FRR), print what happened and a pass/fail summary.
+# sudo ./sandbox.sh: rehearse a whole edge cluster on this machine (a real oned, emulated Scaleway,
+# hosts and VMs as network namespaces, real nftables and FRR), print what happened and a pass/fail
+# summary.
 #
 #   sudo ./sandbox.sh [--keep] [--speed F] [--prefix P] [--no-build] [--cleanup]
 #
-# It installs the Debian packages it needs, builds (cargo build --release --locked), installs the
-# build into a temporary folder (install.sh -d, OpenNebula's ONE_LOCATION layout), and runs the
-# orchestrator (tests/sandbox) with that install: provision, networks, VMs, real packets, a live
-# migration, teardown, and the check that nothing is left. Exit 0 only if every check passed.
+# It installs the Debian packages it needs, builds OpenNebula from source (tests/oned/build.sh,
+# cached) and our workspace (cargo build --release --locked), and runs the orchestrator
+# (tests/sandbox): oned from a temporary ONE_LOCATION with our build installed by install.sh -d,
+# then provision, networks, VMs, real packets, a poweroff, a live migration, teardown, and the
+# check that nothing is left. Exit 0 only if every check passed.
 #   --keep      leave the sandbox up after the checks, with commands to look around; Ctrl-C ends it
 #   --speed F   emulator speed (1.0 = Scaleway's real delays; default 0.1)
 #   --prefix P  namespace prefix (default sbx)
@@ -28,7 +30,7 @@ args=()
 for a in "$@"; do
     case "$a" in
         --no-build) build=no ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) args+=("$a") ;;
     esac
 done
@@ -36,7 +38,7 @@ done
 # iproute2, nftables: the namespaces and the drivers' tables; frr, frr-pythontools: FRR on every
 # emulated host (zebra, bgpd, frr-reload.py); libxml2-utils: xmllint checks every VM document
 # against OpenNebula's schema; the rest: the build.
-packages=(build-essential pkg-config ca-certificates libxml2-utils iproute2 nftables frr frr-pythontools)
+packages=(build-essential pkg-config ca-certificates libxml2-utils iproute2 nftables frr frr-pythontools sudo)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -64,9 +66,12 @@ if [ "$build" = yes ]; then
     cargo build --release --locked
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/one-scaleway-sandbox-install.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-echo "==> ./install.sh -d $tmp (a temporary install, removed at the end)"
-./install.sh -d "$tmp" -b "$target" -u root -g root --no-config >/dev/null
+# OpenNebula itself: oned, its drivers and CLI, built from source once and cached outside the checkout
+# (tests/oned/build.sh: about 7 minutes the first time; ONE_SCALEWAY_ONED names another build).
+if [ -z "${ONE_SCALEWAY_ONED:-}" ]; then
+    echo "==> tests/oned/build.sh (OpenNebula from source, cached)"
+    ONE_SCALEWAY_ONED=$(tests/oned/build.sh | tail -n 1)
+fi
+export ONE_SCALEWAY_ONED
 
-"$target/one-scaleway-sandbox" --one-location "$tmp" "${args[@]}"
+"$target/one-scaleway-sandbox" --bindir "$target" "${args[@]}"

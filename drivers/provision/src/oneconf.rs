@@ -8,7 +8,7 @@
 //!   `scaleway` entry is left alone);
 //! - `VN_MAD_CONF` for `scaleway` and `scaleway_evpn` (`BRIDGE_TYPE = "linux"`);
 //! - `INHERIT_VNET_ATTR`: `EXTERNAL_IP`, `GATEWAY` and `GATEWAY6` (the public
-//!   NICs need them from their range);
+//!   NICs need them from their range), `GUEST_MTU` (the private NICs);
 //! - `VM_RESTRICTED_ATTR`: `NIC/EXTERNAL_IP`, so that only administrators can
 //!   write a flexible IP address into a NIC;
 //! - `vmm_execrc`: `scaleway-post scaleway-clean` in `VNMAD_LOCAL_ACTIONS`,
@@ -115,6 +115,10 @@ pub fn edit_oned_conf(text: &str, add: bool) -> Result<Edit, String> {
         ("INHERIT_VNET_ATTR", "GATEWAY"),
         // IPv6 public ranges: the host answers for the VM's IPv6 gateway.
         ("INHERIT_VNET_ATTR", "GATEWAY6"),
+        // The private network's guest MTU (a real oned does not copy it to
+        // the NIC otherwise): libvirt gives it to the guest, and the EVPN
+        // driver checks it fits the VXLAN underlay.
+        ("INHERIT_VNET_ATTR", "GUEST_MTU"),
         ("VM_RESTRICTED_ATTR", "NIC/EXTERNAL_IP"),
     ] {
         if !singles(&parsed, name).contains(&value) {
@@ -241,7 +245,8 @@ mod tests {
         );
         assert!(added.text.contains("VM_RESTRICTED_ATTR = \"NIC/EXTERNAL_IP\""));
         assert!(added.text.contains("INHERIT_VNET_ATTR = \"GATEWAY6\""));
-        assert_eq!(added.changes.len(), 6, "{:?}", added.changes);
+        assert!(added.text.contains("INHERIT_VNET_ATTR = \"GUEST_MTU\""));
+        assert_eq!(added.changes.len(), 7, "{:?}", added.changes);
         let again = edit_oned_conf(&added.text, true).unwrap();
         assert_eq!(again.text, added.text, "idempotent");
         assert!(again.changes.is_empty(), "{:?}", again.changes);

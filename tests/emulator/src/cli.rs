@@ -100,7 +100,7 @@ pub fn main_with(argv: Vec<OsString>, mut io: Io<'_>) -> u8 {
     let alias = argv
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
-        .is_some_and(|n| n == "scaleway-emulator-ssh");
+        .is_some_and(|n| n == "scaleway-emulator-ssh" || n == "ssh");
     // A copy named as the alias (a setuid one) runs itself again to enter a server.
     let entering = argv.get(1).is_some_and(|a| a == "enter-host-fs");
     if alias && !entering {

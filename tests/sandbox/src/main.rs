@@ -1,20 +1,24 @@
-//! `one-scaleway-sandbox`: what `sudo ./sandbox.sh` runs after building and
-//! installing. It plays a whole edge cluster's life on this machine with
-//! the programs of an install (`install.sh -d DIR`), calling them as
-//! OpenNebula and its administrator would, against the Scaleway emulator
-//! (in its network mode: servers, private networks and flexible-IP routes
-//! as network namespaces, FRR on every server) and an oned stand-in:
+//! `one-scaleway-sandbox`: what `sudo ./sandbox.sh` runs after building.
+//! It plays a whole edge cluster's life on this machine the way an
+//! OpenNebula administrator does, against a real oned (OpenNebula built
+//! from source, our build installed into it with `install.sh -d`, oned and
+//! every driver running as oneadmin) and the Scaleway emulator in its
+//! network mode (servers, private networks and flexible-IP routes as
+//! network namespaces, FRR on every server, each server its own files):
 //!
-//! 1. `scaleway-provision create`: 2 hosts, 2 public IPs (the hosts are
-//!    bootstrapped through the emulator's ssh alias; the package, access
-//!    and service phases are skipped: the "OS image" has FRR running);
-//! 2. the public network (the IPAM driver registered the flexible IPs) and
-//!    a private network from the provision's template;
-//! 3. two VMs (namespaces on the hosts' bridges), `pre`/`post` where oned
-//!    runs them;
+//! 1. `scaleway-provision create` as oneadmin: 2 hosts, 2 public IPs (the
+//!    hosts bootstrapped through the emulator's ssh alias; the package and
+//!    service phases skipped: the "OS image" has FRR running), registered
+//!    in oned;
+//! 2. the public network (oned ran the IPAM driver, which made the flexible
+//!    IPs) and a private network instantiated from the provision's template;
+//! 3. two VMs created and deployed through oned, which runs the network
+//!    drivers (host actions through its ssh stream, as oneadmin, with the
+//!    shipped sudoers rules) around its VM driver, whose actions the
+//!    sandbox's "libvirtd" turns into namespaces (`libvirt`);
 //! 4. real packets: the internet to each VM's flexible IP, each VM to the
 //!    internet (seen from its flexible IP), VM to VM over VXLAN/EVPN;
-//! 5. a live migration, and the same checks;
+//! 5. a poweroff and resume, a live migration, and the same checks;
 //! 6. teardown, and nothing left at Scaleway, in oned, in the kernel, in
 //!    FRR, on this machine.
 //!
@@ -23,13 +27,14 @@
 //! happens, everything it made is removed (by name and PID) before it
 //! exits. Must run as root.
 
+mod checks;
 mod ctl;
+mod libvirt;
 mod netns;
 mod report;
 mod sandbox;
 mod story;
 mod teardown;
-mod vmdoc;
 mod vms;
 
 use std::path::PathBuf;
@@ -49,14 +54,15 @@ use crate::teardown::Machine;
     name = "one-scaleway-sandbox",
     version,
     after_help = "\
-Run it through sandbox.sh (sudo ./sandbox.sh [--keep] [--speed F]), which builds, installs into a temporary \
-folder and passes it as --one-location. Root is needed (network namespaces, nftables, FRR). A log of every \
-program run is written to $TMPDIR/one-scaleway-sandbox-PREFIX.log."
+Run it through sandbox.sh (sudo ./sandbox.sh [--keep] [--speed F]), which builds OpenNebula (cached) and \
+our workspace, then passes --bindir target/release. Root is needed (network namespaces, nftables, FRR, oned \
+as oneadmin). A log of every program run is written to $TMPDIR/one-scaleway-sandbox-PREFIX.log."
 )]
 struct Cli {
-    /// The install to use: a folder made by `install.sh -d DIR` (OpenNebula's ONE_LOCATION layout).
+    /// The build to use: the folder of our binaries and the test hypervisor (target/release). OpenNebula is
+    /// the installation ONE_SCALEWAY_ONED names, else what tests/oned/build.sh builds (cached).
     #[arg(long, value_name = "DIR", required_unless_present = "cleanup")]
-    one_location: Option<PathBuf>,
+    bindir: Option<PathBuf>,
     /// Leave the sandbox up after the checks, until Ctrl-C (then tear it down and check).
     #[arg(long)]
     keep: bool,
@@ -139,10 +145,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if cli.cleanup {
-        return cleanup(&cli.prefix, cli.one_location.map(|d| d.join("bin/scaleway-emulator")));
+        return cleanup(&cli.prefix, cli.bindir.map(|d| d.join("scaleway-emulator")));
     }
-    let Some(one_location) = cli.one_location else {
-        eprintln!("one-scaleway-sandbox: --one-location DIR is needed");
+    let Some(bindir) = cli.bindir else {
+        eprintln!("one-scaleway-sandbox: --bindir DIR is needed");
         return ExitCode::from(2);
     };
     let ctl = Ctl::default();
@@ -167,7 +173,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let opts = Opts {
-        one_location,
+        bindir,
         prefix: cli.prefix.clone(),
         speed: cli.speed,
         keep: cli.keep,
@@ -182,8 +188,8 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "one-scaleway sandbox: an edge cluster on emulated Scaleway Elastic Metal, driven by the programs in {}",
-        sb.paths.one.display()
+        "one-scaleway sandbox: an edge cluster on emulated Scaleway Elastic Metal, a real oned, the programs of {}",
+        sb.paths.bindir.display()
     );
     let played = story::run(&mut sb, &mut rep).and_then(|()| teardown::run(&mut sb, &mut rep, &before));
     let interrupted = ctl.cancelled();

@@ -1,22 +1,25 @@
 //! The sandbox's pieces and how programs are run in it: the emulator
-//! (in-process, network mode with FRR and per-server files), the oned
-//! stand-in, the installed programs (`--one-location`), and the hard
-//! cleanup that removes everything the sandbox made, by name and PID.
+//! (in-process, network mode with FRR and per-server files), a real oned
+//! (OpenNebula built from source, our build installed into it with
+//! `install.sh -d`, run as oneadmin), the "libvirtd" that plugs the VMs, and
+//! the hard cleanup that removes everything the sandbox made, by name and
+//! PID.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use opennebula::xml::Element;
 use scaleway_emulator::network::{NetworkOptions, default_state_root};
 use scaleway_emulator::{Emulator, Options, Running};
 use serde_json::Value;
-use test_support::onedsim::{Config, OnedSim};
+use test_support::oned::{ONEADMIN, Options as OnedOptions, RealOned};
 
 use crate::ctl::{Ctl, Ran, ip};
+use crate::libvirt::Libvirt;
 use crate::netns::Service;
-use crate::vmdoc::VmSpec;
 
 /// The project the emulated account has.
 pub const PROJECT: &str = "5a4db0c5-0000-4000-8000-5a4db0c50001";
@@ -25,82 +28,73 @@ pub const SECRET: &str = "5a4db0c5-0000-4000-8000-5ec7e75ec7e7";
 pub const ZONE: &str = "fr-par-1";
 /// The provision's name (and cluster's).
 pub const NAME: &str = "sandbox";
-/// The frontend's key the servers get (never used to log in: the hosts
-/// are reached through the emulator's ssh alias).
+/// The frontend's key the servers get (the hosts are reached through the
+/// emulator's ssh alias, which needs no key).
 const PUBLIC_KEY: &str = include_str!("../../fixtures/provision/oneadmin.pub");
 
 /// The command line's choices.
 #[derive(Debug, Clone)]
 pub struct Opts {
-    pub one_location: PathBuf,
+    /// The build: our binaries and the test ones (`one-scaleway-test-vmm`).
+    pub bindir: PathBuf,
     pub prefix: String,
     pub speed: f64,
     pub keep: bool,
 }
 
-/// The installed programs and the sandbox's own files.
+/// The sandbox's own files.
 #[derive(Debug, Clone)]
 pub struct Paths {
-    pub one: PathBuf,
-    pub remotes: PathBuf,
-    pub provision: PathBuf,
-    pub emulator: PathBuf,
+    pub bindir: PathBuf,
     pub work: PathBuf,
-    pub ssh: PathBuf,
-    pub auth: PathBuf,
     pub key: PathBuf,
     pub description: PathBuf,
+    pub socket: PathBuf,
+    /// The emulator's ssh alias (a link named `scaleway-emulator-ssh`).
+    pub ssh: PathBuf,
     pub state_root: PathBuf,
 }
 
 impl Paths {
     pub fn new(opts: &Opts) -> anyhow::Result<Paths> {
-        let one = std::path::absolute(&opts.one_location)
-            .with_context(|| format!("--one-location {}", opts.one_location.display()))?;
-        let remotes = one.join("var/remotes");
-        let paths = Paths {
-            provision: one.join("bin/scaleway-provision"),
-            emulator: one.join("bin/scaleway-emulator"),
-            remotes,
-            work: std::env::temp_dir().join(format!("one-scaleway-sandbox-{}", std::process::id())),
-            ssh: PathBuf::new(),
-            auth: PathBuf::new(),
-            key: PathBuf::new(),
-            description: PathBuf::new(),
-            state_root: default_state_root(&opts.prefix),
-            one,
-        };
+        let bindir =
+            std::path::absolute(&opts.bindir).with_context(|| format!("--bindir {}", opts.bindir.display()))?;
         for needed in [
-            paths.provision.clone(),
-            paths.emulator.clone(),
-            paths.remotes.join("ipam/scaleway_fip/register_address_range"),
-            paths.remotes.join("vnm/scaleway/pre"),
-            paths.remotes.join("vnm/scaleway/clean_host"),
-            paths.remotes.join("vnm/scaleway_evpn/scaleway-vnm"),
-            paths.one.join("share/scaleway/providers/fr-par-1.yaml"),
+            "scaleway-provision",
+            "scaleway-ipam",
+            "scaleway-vnm",
+            "scaleway-emulator",
+            "one-scaleway-test-vmm",
         ] {
-            if !needed.exists() {
+            if !bindir.join(needed).is_file() {
                 bail!(
-                    "{} is missing: --one-location must be a folder installed by `./install.sh -d DIR` (sandbox.sh does it)",
-                    needed.display()
+                    "{} is missing: --bindir must be the build's folder (target/release; sandbox.sh builds it)",
+                    bindir.join(needed).display()
                 );
             }
         }
-        // Every server has its own /etc and /var/tmp: what they run must be elsewhere.
-        for p in [&paths.one, &paths.work] {
-            if p.starts_with("/etc") || p.starts_with("/var/tmp") {
+        let work = std::env::temp_dir().join(format!("one-scaleway-sandbox-{}", std::process::id()));
+        // Every server has its own /etc, /var/lib, /var/tmp and /run: what they run must be elsewhere.
+        for p in [&bindir, &work] {
+            if ["/etc", "/var/lib", "/var/tmp", "/run"]
+                .iter()
+                .any(|d| p.starts_with(d))
+            {
                 bail!(
-                    "{} is under /etc or /var/tmp, which every emulated server has its own of: use another folder (TMPDIR)",
+                    "{} is under /etc, /var/lib, /var/tmp or /run, which every emulated server has its own of: use \
+                     another folder (TMPDIR)",
                     p.display()
                 );
             }
         }
         Ok(Paths {
-            ssh: paths.work.join("scaleway-emulator-ssh"),
-            auth: paths.work.join("one_auth"),
-            key: paths.work.join("frontend.pub"),
-            description: paths.work.join(format!("{NAME}.yaml")),
-            ..paths
+            key: work.join("frontend.pub"),
+            description: work.join(format!("{NAME}.yaml")),
+            socket: work.join("libvirt.sock"),
+            ssh: work.join("scaleway-emulator-ssh"),
+            state_root: default_state_root(&opts.prefix),
+            bindir,
+            work,
         })
     }
 }
@@ -109,7 +103,7 @@ impl Paths {
 #[derive(Debug, Clone)]
 pub struct HostInfo {
     pub name: String,
-    pub one_id: i64,
+    pub one_id: u32,
     pub public_ip: Ipv4Addr,
     pub private_ip: Ipv4Addr,
     pub server_id: String,
@@ -119,18 +113,23 @@ pub struct HostInfo {
 /// The provisioned cluster.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
-    pub cluster_id: i64,
+    pub cluster_id: u32,
     pub hosts: Vec<HostInfo>,
-    pub public_vnet: i64,
-    pub private_template: i64,
+    pub public_vnet: u32,
+    pub private_template: u32,
+    pub system_ds: u32,
 }
 
-/// A deployed VM.
+/// A running VM, as oned shows it.
 pub struct VmState {
-    pub spec: VmSpec,
+    pub id: u32,
+    pub name: String,
     pub ns: String,
     /// Index in `Cluster::hosts` of its current host.
     pub host: usize,
+    pub public_ip: Ipv4Addr,
+    pub external_ip: Ipv4Addr,
+    pub private_ip: Ipv4Addr,
     pub service: Option<Service>,
 }
 
@@ -140,59 +139,34 @@ pub struct Sandbox {
     pub paths: Paths,
     pub ctl: Ctl,
     pub emu: Option<Running>,
-    pub oned: Option<OnedSim>,
+    pub oned: Option<RealOned>,
+    pub libvirt: Option<Libvirt>,
     pub cluster: Cluster,
-    pub private_vnet: Option<i64>,
+    pub private_vnet: Option<u32>,
     pub vms: Vec<VmState>,
     pub inet_service: Option<Service>,
-    /// The VM namespaces this run created (deleted by name).
-    pub namespaces: Vec<String>,
     /// FRR daemons the emulator started (checked gone at the end).
     pub frr_pids: Vec<u64>,
-    /// What `$ONE_LOCATION/var/scaleway` held before (the drivers' state
-    /// files this run adds there are removed at the end).
-    state_files: Vec<PathBuf>,
 }
 
-/// Every file and folder below `dir`, sorted.
-fn tree(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
+fn run_ok(ctl: &Ctl, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    ctl.run_ok(Command::new(program).args(args), b"", Duration::from_secs(30))
 }
 
 impl Sandbox {
     pub fn new(opts: Opts, ctl: Ctl) -> anyhow::Result<Sandbox> {
         let paths = Paths::new(&opts)?;
-        let record = paths.one.join(format!("var/scaleway/provisions/{NAME}.json"));
-        if record.exists() {
-            bail!(
-                "{} exists: this install was used by a sandbox that did not finish; use a fresh install (sandbox.sh makes one)",
-                record.display()
-            );
-        }
         Ok(Sandbox {
-            state_files: tree(&paths.one.join("var/scaleway")),
             opts,
             paths,
             ctl,
             emu: None,
             oned: None,
+            libvirt: None,
             cluster: Cluster::default(),
             private_vnet: None,
             vms: Vec::new(),
             inet_service: None,
-            namespaces: Vec::new(),
             frr_pids: Vec::new(),
         })
     }
@@ -201,8 +175,8 @@ impl Sandbox {
         self.emu.as_ref().context("the emulator is not running")
     }
 
-    pub fn oned(&self) -> anyhow::Result<&OnedSim> {
-        self.oned.as_ref().context("the oned stand-in is not running")
+    pub fn oned(&self) -> anyhow::Result<&RealOned> {
+        self.oned.as_ref().context("oned is not running")
     }
 
     pub fn inet(&self) -> String {
@@ -215,13 +189,15 @@ impl Sandbox {
         ((2000.0 * self.opts.speed) as u64).clamp(50, 2000).to_string()
     }
 
-    /// The work folder: the ssh alias, oned's credentials, the frontend's
-    /// key, the description.
+    /// The work folder (oneadmin reads the key and the description there,
+    /// and reaches libvirtd's socket).
     pub fn prepare(&self) -> anyhow::Result<String> {
         let p = &self.paths;
-        std::fs::create_dir_all(p.work.join("home")).with_context(|| format!("cannot create {}", p.work.display()))?;
-        std::os::unix::fs::symlink(&p.emulator, &p.ssh).with_context(|| format!("cannot link {}", p.ssh.display()))?;
-        std::fs::write(&p.auth, "oneadmin:sandbox\n")?;
+        std::fs::create_dir_all(&p.work).with_context(|| format!("cannot create {}", p.work.display()))?;
+        let work = p.work.display().to_string();
+        run_ok(&self.ctl, "chmod", &["0755", &work])?;
+        std::os::unix::fs::symlink(p.bindir.join("scaleway-emulator"), &p.ssh)
+            .with_context(|| format!("cannot link {}", p.ssh.display()))?;
         std::fs::write(&p.key, PUBLIC_KEY)?;
         std::fs::write(
             &p.description,
@@ -232,11 +208,11 @@ impl Sandbox {
                  public_ip_cidr: 172.30.0.0/16\n  hypervisor: kvm\n  cluster_name: {NAME}\n"
             ),
         )?;
-        Ok(format!("work folder {}", p.work.display()))
+        Ok(format!("work folder {work}"))
     }
 
     /// The emulator, in-process: network mode, FRR on every server, every
-    /// server its own /etc and /var/tmp.
+    /// server its own files.
     pub fn start_emulator(&mut self) -> anyhow::Result<String> {
         let running = Emulator::start(Options {
             speed: self.opts.speed,
@@ -260,69 +236,90 @@ impl Sandbox {
         Ok(details)
     }
 
-    /// The Scaleway settings every frontend-side program gets.
-    pub fn scaleway_env(&self) -> anyhow::Result<Vec<(String, String)>> {
-        Ok(vec![
-            ("SCW_SECRET_KEY".into(), SECRET.into()),
-            ("SCW_DEFAULT_PROJECT_ID".into(), PROJECT.into()),
-            ("SCW_DEFAULT_ZONE".into(), ZONE.into()),
-            ("SCW_API_URL".into(), self.emu()?.url()),
-            // Never a real account's credentials.
-            (
-                "SCW_CONFIG_PATH".into(),
-                "/nonexistent/one-scaleway-sandbox/config.yaml".into(),
-            ),
-            ("ONE_SCALEWAY_POLL_MS".into(), self.poll_ms()),
-            ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "50".into()),
-            ("ONE_LOCATION".into(), self.paths.one.display().to_string()),
-        ])
-    }
-
-    /// oned's stand-in, running our installed IPAM and network drivers.
+    /// A real oned: OpenNebula's stock configuration as our `install.sh -d`
+    /// edits it, our build installed, the `kvm` drivers pointed at the test
+    /// hypervisor (libvirtd here), `ssh` the emulator's alias (setuid, for
+    /// oneadmin), Scaleway credentials in oneadmin's config file.
     pub fn start_oned(&mut self) -> anyhow::Result<String> {
-        let oned = OnedSim::start(Config {
-            ipam_dir: Some(self.paths.remotes.join("ipam")),
-            vnm_dir: Some(self.paths.remotes.join("vnm")),
-            driver_env: self.scaleway_env()?,
-            documents: Vec::new(),
-            driver_timeout: Duration::from_secs(120),
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let bin = &self.paths.bindir;
+        let options = OnedOptions {
+            bindir: bin.clone(),
+            env: vec![
+                ("SCALEWAY_EMULATOR_PREFIX".into(), self.opts.prefix.clone()),
+                (
+                    "SCALEWAY_EMULATOR_STATE_ROOT".into(),
+                    self.paths.state_root.display().to_string(),
+                ),
+                ("ONE_SCALEWAY_POLL_MS".into(), self.poll_ms()),
+                ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "50".into()),
+                (
+                    "ONE_SCALEWAY_TEST_LIBVIRT".into(),
+                    self.paths.socket.display().to_string(),
+                ),
+            ],
+            test_vmm: Some(bin.join("one-scaleway-test-vmm")),
+            kvm_is_test_vmm: true,
+            emulator_ssh: Some(bin.join("scaleway-emulator")),
+            ..OnedOptions::default()
+        };
+        // The harness panics with what went wrong (it is test code).
+        let oned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RealOned::start(&options)))
+            .map_err(|_| anyhow::anyhow!("oned did not start (above: why)"))?;
+        let url = self.emu()?.url();
+        oned.write_scaleway_config(&format!(
+            "secret_key: {SECRET}\ndefault_project_id: {PROJECT}\ndefault_zone: {ZONE}\napi_url: {url}\n"
+        ));
         let details = format!(
-            "{} (IPAM and vnet drivers from {})",
-            oned.url(),
-            self.paths.remotes.display()
+            "{} as {ONEADMIN}, ONE_LOCATION {} (our build installed with install.sh -d)",
+            oned.xmlrpc,
+            oned.location.display()
         );
+        let libvirt = Libvirt::start(
+            &self.paths.socket,
+            ONEADMIN,
+            self.ctl.clone(),
+            &self.opts.prefix,
+            oned.api(),
+        )?;
         self.oned = Some(oned);
-        Ok(details)
+        self.libvirt = Some(libvirt);
+        Ok(format!(
+            "{details}\nlibvirtd (the test hypervisor's plumbing) on {}",
+            self.paths.socket.display()
+        ))
     }
 
-    /// A frontend program: oned, Scaleway, the hosts through the ssh alias.
-    pub fn frontend_command(&self, program: &Path) -> anyhow::Result<Command> {
-        let mut cmd = Command::new(program);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("SCW_") || k.starts_with("ONE_") || k.starts_with("SCALEWAY_EMULATOR_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(self.scaleway_env()?)
-            .env("ONE_XMLRPC", self.oned()?.url())
-            .env("ONE_AUTH", &self.paths.auth)
-            .env("ONE_SCALEWAY_SSH", &self.paths.ssh)
-            // The host part of the frontend's actions runs as oneadmin (as under oned).
-            .env("ONE_SCALEWAY_SSH_OPTIONS", "-l oneadmin")
-            .env("SCALEWAY_EMULATOR_PREFIX", &self.opts.prefix)
-            .env("SCALEWAY_EMULATOR_STATE_ROOT", &self.paths.state_root)
-            .env("HOME", self.paths.work.join("home"));
-        Ok(cmd)
-    }
-
-    /// `scaleway-provision ARGS` as the administrator runs it on the frontend.
-    pub fn provision(&self, args: &[&str], limit: Duration) -> anyhow::Result<Ran> {
-        let mut cmd = self.frontend_command(&self.paths.provision)?;
-        cmd.args(args);
+    /// `PROGRAM ARGS` as oneadmin on the frontend, with oned's environment
+    /// (OpenNebula's CLI, `scaleway-provision`), within `limit`.
+    pub fn as_oneadmin(&self, program: &str, args: &[&str], limit: Duration) -> anyhow::Result<Ran> {
+        let oned = self.oned()?;
+        let path = if program.contains('/') {
+            program.to_owned()
+        } else {
+            oned.location.join("bin").join(program).display().to_string()
+        };
+        let mut cmd = oned.as_oneadmin(&path, args);
         self.ctl.run(&mut cmd, b"", limit)
+    }
+
+    /// [`Sandbox::as_oneadmin`] that must succeed; its stdout.
+    pub fn one(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let ran = self.as_oneadmin(program, args, Duration::from_secs(120))?;
+        if !ran.ok() {
+            bail!("{program} {} failed: {}", args.join(" "), ran.complaint());
+        }
+        Ok(ran.stdout)
+    }
+
+    /// `<program> show ID --xml`, parsed.
+    pub fn show(&self, program: &str, id: u32) -> anyhow::Result<Element> {
+        let text = self.one(program, &["show", &id.to_string(), "--xml"])?;
+        opennebula::xml::parse(text.as_bytes()).map_err(|e| anyhow::anyhow!("{program} show {id}: {e}"))
+    }
+
+    /// `scaleway-provision ARGS` as the administrator runs it: oneadmin on the frontend.
+    pub fn provision(&self, args: &[&str], limit: Duration) -> anyhow::Result<Ran> {
+        self.as_oneadmin("scaleway-provision", args, limit)
     }
 
     /// `ssh root@<host> PROGRAM ARGS` (the emulator's ssh alias), stdin given.
@@ -330,8 +327,7 @@ impl Sandbox {
         self.on_host_as("root", host, program, args, stdin)
     }
 
-    /// `ssh USER@<host> PROGRAM ARGS`: as that user on the host (the
-    /// drivers run as oneadmin, with the sudoers rules the bootstrap installed).
+    /// `ssh USER@<host> PROGRAM ARGS`: as that user on the host.
     pub fn on_host_as(
         &self,
         user: &str,
@@ -353,64 +349,66 @@ impl Sandbox {
         if let Some(emu) = &self.emu {
             let calls: Vec<String> = emu.calls().iter().map(ToString::to_string).collect();
             self.ctl.note(&format!("emulator calls:\n{}", calls.join("\n")));
-            let t = std::time::Instant::now();
             let report = emu.network().unwrap_or_default();
-            self.ctl
-                .note(&format!("emulator network ({:?}):\n{report:#}", t.elapsed()));
+            self.ctl.note(&format!("emulator network:\n{report:#}"));
+        }
+        if let Some(oned) = &self.oned {
+            self.ctl.note(&format!("oned.log (end):\n{}", oned.log_tail(80)));
         }
     }
 
     /// The provision's record (`$ONE_LOCATION/var/scaleway/provisions/<name>.json`).
     pub fn record(&self) -> anyhow::Result<Value> {
-        let path = self.paths.one.join(format!("var/scaleway/provisions/{NAME}.json"));
+        let path = self
+            .oned()?
+            .location
+            .join(format!("var/scaleway/provisions/{NAME}.json"));
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
     }
 
     /// Removes everything this run made, whatever state it is in: services,
-    /// VM namespaces (by name), the oned stand-in, the emulator (which
-    /// stops its FRR daemons by PID and deletes its namespaces), the work
-    /// folder.
+    /// VM namespaces (by name), oned and everything it started (by PID),
+    /// the emulator (which stops its FRR daemons by PID and deletes its
+    /// namespaces), the work folder.
     pub fn hard_cleanup(&mut self) -> Vec<String> {
         let mut done = Vec::new();
         self.inet_service = None;
         for vm in &mut self.vms {
             vm.service = None;
         }
-        for ns in std::mem::take(&mut self.namespaces) {
-            if crate::netns::namespaces().contains(&ns) {
+        self.vms.clear();
+        if let Some(oned) = self.oned.take() {
+            drop(oned);
+            done.push("stopped oned and every process it started".into());
+        }
+        if let Some(libvirt) = self.libvirt.take() {
+            for ns in libvirt.namespaces() {
                 match ip(&Ctl::default(), &["netns", "del", &ns]) {
                     Ok(_) => done.push(format!("deleted namespace {ns}")),
                     Err(e) => done.push(format!("cannot delete namespace {ns}: {e:#}")),
                 }
+                libvirt.forget(&ns);
             }
         }
-        self.vms.clear();
-        let t = std::time::Instant::now();
-        self.oned = None;
-        self.ctl.note(&format!("oned stopped in {:?}", t.elapsed()));
         if let Some(emu) = self.emu.take() {
             emu.stop();
-            self.ctl.note(&format!("emulator stopped in {:?}", t.elapsed()));
             done.push("stopped the emulator (its namespaces and FRR daemons are gone)".into());
         }
         if self.paths.work.exists() {
             let _ = std::fs::remove_dir_all(&self.paths.work);
         }
-        // The provision's record, the IPAM driver's state: what this run added.
-        let added: Vec<PathBuf> = tree(&self.paths.one.join("var/scaleway"))
-            .into_iter()
-            .filter(|p| !self.state_files.contains(p))
-            .collect();
-        for p in added.iter().rev() {
-            let _ = if p.is_dir() {
-                std::fs::remove_dir(p)
-            } else {
-                std::fs::remove_file(p)
-            };
-        }
         done
     }
+}
+
+/// The id an OpenNebula `create` or `instantiate` prints.
+pub fn id_of(printed: &str) -> anyhow::Result<u32> {
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    words
+        .last()
+        .and_then(|w| w.parse().ok())
+        .with_context(|| format!("no id in {printed:?}"))
 }
 
 impl Drop for Sandbox {

@@ -5,14 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, ensure};
-use opennebula::oned::Param;
+use anyhow::{Context, ensure};
 
+use crate::checks::{nothing_of, vtysh};
 use crate::ctl::{Ctl, ip};
 use crate::netns::namespaces;
 use crate::report::Report;
 use crate::sandbox::{NAME, Sandbox};
-use crate::story::{nothing_of, vtysh};
 
 /// What this machine looked like before the sandbox (to show it is untouched).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,16 +81,15 @@ fn processes_naming(needle: &str) -> Vec<String> {
     found
 }
 
-fn vms_gone(sb: &Sandbox) -> anyhow::Result<String> {
+fn vms_gone(sb: &Sandbox, vni: u32) -> anyhow::Result<String> {
     let mut lines = Vec::new();
     for h in &sb.cluster.hosts {
         lines.push(nothing_of(sb, h, None, &[])?);
         let vnis: serde_json::Value = serde_json::from_str(&vtysh(sb, h, "show evpn vni json")?).unwrap_or_default();
         ensure!(
-            vnis.get(crate::vms::VNI.to_string()).is_none(),
-            "{}'s FRR still has VNI {}: {vnis}",
-            h.name,
-            crate::vms::VNI
+            vnis.get(vni.to_string()).is_none(),
+            "{}'s FRR still has VNI {vni}: {vnis}",
+            h.name
         );
     }
     let state = sb.emu()?.state();
@@ -108,23 +106,38 @@ fn vms_gone(sb: &Sandbox) -> anyhow::Result<String> {
         routes.as_array().is_none_or(Vec::is_empty),
         "the internet still routes {routes}"
     );
-    lines.push("FRR: no VNI left; flexible IPs detached (ready), no longer routed".into());
+    lines.push(format!(
+        "FRR: no VNI {vni} left; flexible IPs detached (ready), no longer routed"
+    ));
     Ok(lines.join("\n"))
 }
 
+/// oned has nothing of the provision: every pool is back to what a fresh
+/// oned holds (cluster 0 "default", datastores 0 to 2).
 fn oned_empty(sb: &Sandbox) -> anyhow::Result<String> {
-    let o = sb.oned()?;
-    let (hosts, vnets, tpls) = (o.hosts(), o.vnets(), o.vntemplates());
-    let ds: Vec<i64> = o.datastores().iter().map(|d| d.id).filter(|id| *id > 2).collect();
-    let clusters: Vec<String> = o.clusters().into_iter().filter(|c| c.id != 0).map(|c| c.name).collect();
-    ensure!(
-        hosts.is_empty() && vnets.is_empty() && tpls.is_empty() && ds.is_empty() && clusters.is_empty(),
-        "oned still has: {} host(s), {} network(s), {} template(s), datastores {ds:?}, clusters {clusters:?}",
-        hosts.len(),
-        vnets.len(),
-        tpls.len()
-    );
-    Ok("no host, network, template, datastore or cluster of the provision".into())
+    let mut left = Vec::new();
+    for (program, keep) in [
+        ("onehost", 0),
+        ("onevnet", 0),
+        ("onevntemplate", 0),
+        ("onevm", 0),
+        ("onedatastore", 3),
+        ("onecluster", 1),
+    ] {
+        let text = sb.one(program, &["list", "--xml"])?;
+        let pool = opennebula::xml::parse(text.as_bytes()).map_err(|e| anyhow::anyhow!("{program} list: {e}"))?;
+        let ids: Vec<String> = pool
+            .children
+            .iter()
+            .map(|o| crate::vms::value(o, "ID"))
+            .filter(|id| id.parse::<u32>().map_or(true, |n| n >= keep))
+            .collect();
+        if !ids.is_empty() {
+            left.push(format!("{program}: {}", ids.join(", ")));
+        }
+    }
+    ensure!(left.is_empty(), "oned still has: {}", left.join("; "));
+    Ok("no host, network, template, VM, datastore or cluster of the provision (onevm list shows none alive)".into())
 }
 
 fn emulator_empty(sb: &Sandbox) -> anyhow::Result<String> {
@@ -177,24 +190,25 @@ pub fn nothing_left(sb: &Sandbox, before: &Machine) -> anyhow::Result<String> {
 /// Part 6, after a story that passed.
 pub fn run(sb: &mut Sandbox, rep: &mut Report, before: &Machine) -> anyhow::Result<()> {
     rep.part("6. teardown: nothing left");
-    while !sb.vms.is_empty() {
-        let name = sb.vms.first().map(|v| v.spec.name.clone()).unwrap_or_default();
-        rep.step(&format!("terminate {name}"), false, || Ok(((), sb.terminate(0)?)))?;
+    while let Some(name) = sb.vms.first().map(|v| v.name.clone()) {
+        rep.step(&format!("onevm terminate {name}"), false, || Ok(((), sb.terminate(0)?)))?;
     }
+    let vni = 1_000_000 + sb.private_vnet.context("no private network")?;
     rep.step(
         "hosts: no VM networking left (links, nftables, FRR), flexible IPs detached",
         true,
-        || Ok(((), vms_gone(sb)?)),
+        || Ok(((), vms_gone(sb, vni)?)),
     )?;
-    rep.step("delete the private network", false, || {
+    rep.step("onevnet delete the private network", false, || {
         let id = sb.private_vnet.take().context("no private network")?;
-        sb.oned()?
-            .call("one.vn.delete", &[Param::Int(id)])
-            .map_err(|e| anyhow!("oned: one.vn.delete {id}: {e}"))?;
+        sb.one("onevnet", &["delete", &id.to_string()])?;
         Ok(((), format!("network {id} deleted (vnet_delete ran)")))
     })?;
-    rep.step("scaleway-provision delete", false, || {
+    rep.step("scaleway-provision delete (as oneadmin)", false, || {
         let ran = sb.provision(&["delete", NAME], Duration::from_secs(1800))?;
+        if !ran.ok() {
+            sb.note_emulator_calls();
+        }
         ensure!(ran.ok(), "scaleway-provision delete failed:\n{}", ran.complaint());
         Ok(((), ran.stdout.trim().to_owned()))
     })?;
@@ -202,7 +216,7 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report, before: &Machine) -> anyhow::Resu
         Ok(((), emulator_empty(sb)?))
     })?;
     rep.step("nothing left in oned", true, || Ok(((), oned_empty(sb)?)))?;
-    rep.step("stop the emulator and the oned stand-in", false, || {
+    rep.step("stop oned, libvirtd and the emulator", false, || {
         Ok(((), sb.hard_cleanup().join("\n")))
     })?;
     rep.step("nothing left in the kernel, in FRR, on this machine", true, || {

@@ -1,396 +1,283 @@
-//! VMs as oned and libvirt would handle them: leases from oned, the
-//! network drivers' actions where oned runs them (`pre` on the host, the
-//! public driver's `post`/`clean` on the frontend, the private driver's on
-//! the host), and "libvirt": a VM is a namespace whose NICs are veths, the
-//! host end (`one-<vm>-<nic>`, the NIC's TARGET) on the NIC's bridge.
-//! A live migration moves the host ends to the destination's bridges
-//! between `pre` there and `post`; the VM's namespace (its processes and
-//! sockets) stays, as a migrated VM keeps running.
+//! Networks and VMs as an administrator makes them, through OpenNebula's
+//! CLI as oneadmin: oned leases the addresses, runs the network drivers
+//! (`pre` on the host through its ssh stream, the public driver's `post` and
+//! `clean` on the frontend, the private driver's on the host) around its VM
+//! driver's actions, which libvirtd turns into namespaces and veths.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
-use opennebula::oned::Param;
-use test_support::onedsim::schema;
+use anyhow::{Context, bail, ensure};
+use opennebula::xml::Element;
 
-use crate::ctl::ip;
 use crate::netns::{PORT, Service};
-use crate::sandbox::{HostInfo, Sandbox, VmState};
-use crate::vmdoc::{PrivateNic, PublicNic, Stay, VmSpec, target};
+use crate::sandbox::{Sandbox, VmState, id_of};
 
-/// Where `onehost sync` puts the drivers on a host.
-pub const REMOTE_DIR: &str = "/var/tmp/one";
-/// The private network's VNI (its `VLAN_ID`).
-pub const VNI: u32 = 100;
-/// oned's LCM states used in the documents.
-pub const LCM_BOOT: u32 = 2;
-pub const LCM_MIGRATE: u32 = 4;
-pub const LCM_SHUTDOWN: u32 = 12;
+/// oned's VM states used here.
+const ACTIVE: &str = "3";
+const DONE: &str = "6";
+const POWEROFF: &str = "8";
+const LCM_RUNNING: &str = "3";
 
-fn parse_ip(s: Option<&String>, what: &str) -> anyhow::Result<Ipv4Addr> {
-    s.context(format!("no {what}"))?
+pub fn value(e: &Element, path: &str) -> String {
+    e.at(path).map_or_else(String::new, |c| c.text.trim().to_owned())
+}
+
+fn ip(e: &Element, path: &str) -> anyhow::Result<Ipv4Addr> {
+    value(e, path)
         .parse()
-        .with_context(|| format!("{what} is not an IPv4 address"))
+        .with_context(|| format!("{path} is not an IPv4 address: {:?}", value(e, path)))
+}
+
+/// The host a VM's last history record names.
+fn current_host(vm: &Element) -> String {
+    vm.at("HISTORY_RECORDS")
+        .and_then(|h| h.children_named("HISTORY").last())
+        .map_or_else(String::new, |h| value(h, "HOSTNAME"))
 }
 
 impl Sandbox {
-    pub fn host(&self, index: usize) -> anyhow::Result<&HostInfo> {
-        self.cluster
-            .hosts
-            .get(index)
-            .with_context(|| format!("no host {index}"))
-    }
-
-    fn stay(&self, index: usize) -> anyhow::Result<Stay> {
-        let h = self.host(index)?;
-        Ok(Stay {
-            hostname: h.public_ip.to_string(),
-            hid: h.one_id,
-            cid: self.cluster.cluster_id,
-        })
-    }
-
-    /// `ssh oneadmin@<host> /var/tmp/one/vnm/<driver>/<action> ARGS`, the
-    /// document (checked against vm.xsd) in base64 on stdin.
-    pub fn host_action(&self, host: usize, driver: &str, action: &str, args: &[&str], doc: &str) -> anyhow::Result<()> {
-        schema::validate(doc).map_err(|e| anyhow!("the VM document is not valid against vm.xsd: {e}"))?;
-        let h = self.host(host)?;
-        let program = format!("{REMOTE_DIR}/vnm/{driver}/{action}");
-        let stdin = opennebula::base64::encode(doc.as_bytes());
-        let ran = self.on_host_as("oneadmin", h, &program, args, stdin.as_bytes())?;
-        if !ran.ok() {
-            bail!(
-                "{driver}/{action} on {} ({}) failed: {}",
-                h.name,
-                h.public_ip,
-                ran.complaint()
-            );
+    /// Waits (2 minutes at most) until VM `id` satisfies `done`; returns it.
+    pub fn wait_vm(&self, id: u32, what: &str, done: impl Fn(&Element) -> bool) -> anyhow::Result<Element> {
+        let started = Instant::now();
+        loop {
+            let vm = self.show("onevm", id)?;
+            if done(&vm) {
+                return Ok(vm);
+            }
+            // BOOT_FAILURE (36) to PROLOG_UNDEPLOY_FAILURE (47): the action failed.
+            let failed = value(&vm, "STATE") == ACTIVE
+                && value(&vm, "LCM_STATE")
+                    .parse::<u32>()
+                    .is_ok_and(|s| (36..=47).contains(&s));
+            if failed || started.elapsed() > Duration::from_secs(120) {
+                let log = std::fs::read_to_string(self.oned()?.location.join(format!("var/vms/{id}/vm.log")))
+                    .unwrap_or_default();
+                bail!(
+                    "VM {id}: no {what} ({}; state {}, lcm state {}):\n{}\n--- oned's processes still running\n{}",
+                    if failed { "an action failed" } else { "2 minutes passed" },
+                    value(&vm, "STATE"),
+                    value(&vm, "LCM_STATE"),
+                    tail(&log, 15),
+                    self.oned_processes()
+                );
+            }
+            self.ctl.sleep(Duration::from_millis(300))?;
         }
-        Ok(())
     }
 
-    /// `$ONE_LOCATION/var/remotes/vnm/<driver>/<action> ARGS` on the
-    /// frontend (the public driver's `post` and `clean` are in
-    /// VNMAD_LOCAL_ACTIONS).
-    pub fn local_action(&self, driver: &str, action: &str, args: &[&str], doc: &str) -> anyhow::Result<()> {
-        schema::validate(doc).map_err(|e| anyhow!("the VM document is not valid against vm.xsd: {e}"))?;
-        let program = self.paths.remotes.join("vnm").join(driver).join(action);
-        let mut cmd = self.frontend_command(&program)?;
-        cmd.args(args);
-        let stdin = opennebula::base64::encode(doc.as_bytes());
-        let ran = self
-            .ctl
-            .run(&mut cmd, stdin.as_bytes(), std::time::Duration::from_secs(300))?;
-        if !ran.ok() {
-            bail!("{driver}/{action} on the frontend failed: {}", ran.complaint());
+    /// Waits until network `id` is READY.
+    pub fn wait_vnet(&self, id: u32) -> anyhow::Result<Element> {
+        let started = Instant::now();
+        loop {
+            let v = self.show("onevnet", id)?;
+            match value(&v, "STATE").as_str() {
+                "1" => return Ok(v),
+                "0" | "2" if started.elapsed() < Duration::from_secs(60) => {
+                    self.ctl.sleep(Duration::from_millis(200))?;
+                }
+                s => bail!(
+                    "network {id} is in state {s}, not READY:\n{}",
+                    self.oned()?.log_tail(20)
+                ),
+            }
         }
-        Ok(())
     }
 
-    /// oned's leases and the VM's document for a first deployment.
-    fn lease(&self, vm_id: u64, host: usize, public_ar: i64) -> anyhow::Result<VmSpec> {
-        let oned = self.oned()?;
-        let private_vnet = self.private_vnet.context("no private network")?;
-        let vnets = oned.vnets();
-        let public = vnets
-            .iter()
-            .find(|v| v.id == self.cluster.public_vnet)
-            .context("the public network is gone")?;
-        let ar = public
-            .ars
-            .iter()
-            .find(|a| a.id == public_ar)
-            .with_context(|| format!("no address range {public_ar} in the public network"))?;
-        let private = vnets
-            .iter()
-            .find(|v| v.id == private_vnet)
-            .context("the private network is gone")?;
-        let pub_lease = oned
-            .lease(public.id, public_ar, i64::try_from(vm_id)?)
-            .map_err(|e| anyhow!("oned: leasing range {public_ar} of {}: {e}", public.name))?;
-        let priv_lease = oned
-            .lease(private.id, 0, i64::try_from(vm_id)?)
-            .map_err(|e| anyhow!("oned: leasing from {}: {e}", private.name))?;
-        let attr = |k: &str| ar.attrs.get(k);
-        let guest_mtu = private
-            .template
-            .attributes
-            .iter()
-            .find_map(|(k, v)| match v {
-                opennebula::template::Value::Single(m) if k == "GUEST_MTU" => m.parse().ok(),
-                _ => None,
-            })
-            .context("the private network has no GUEST_MTU")?;
-        Ok(VmSpec {
-            id: vm_id,
-            name: format!("vm{vm_id}"),
-            public: PublicNic {
-                network_id: public.id,
-                network: public.name.clone(),
-                ar_id: public_ar,
-                bridge: public.bridge.clone(),
-                ip: parse_ip(pub_lease.ip.as_ref(), "public lease IP")?,
-                mac: pub_lease.mac,
-                gateway: parse_ip(attr("GATEWAY"), "GATEWAY of the public range")?,
-                external_ip: parse_ip(attr("EXTERNAL_IP"), "EXTERNAL_IP of the public range")?,
-                fip_id: attr("SCALEWAY_IP_ID").cloned().context("no SCALEWAY_IP_ID")?,
-                zone: attr("SCALEWAY_ZONE")
-                    .cloned()
-                    .unwrap_or_else(|| crate::sandbox::ZONE.into()),
-            },
-            private: PrivateNic {
-                network_id: private.id,
-                network: private.name.clone(),
-                ar_id: 0,
-                bridge: private.bridge.clone(),
-                phydev: "scwpriv0".into(),
-                vlan_id: VNI,
-                guest_mtu,
-                ip: parse_ip(priv_lease.ip.as_ref(), "private lease IP")?,
-                mac: priv_lease.mac,
-                prefix: 24,
-            },
-            history: vec![self.stay(host)?],
-            lcm_state: LCM_BOOT,
-        })
-    }
-
-    /// The VM's NICs plugged as libvirt plugs them: `eth0` (public, /31,
-    /// default route to GATEWAY) and `eth1` (private, GUEST_MTU) in the
-    /// VM, their host ends on the NICs' bridges.
-    fn plug(&self, spec: &VmSpec, ns: &str, host: usize) -> anyhow::Result<()> {
-        let h = self.host(host)?.namespace.clone();
-        let c = &self.ctl;
-        let nics = [
-            (
-                "eth0",
-                target(spec.id, 0),
-                &spec.public.bridge,
-                &spec.public.mac,
-                1500,
-                format!("{}/31", spec.public.ip),
-            ),
-            (
-                "eth1",
-                target(spec.id, 1),
-                &spec.private.bridge,
-                &spec.private.mac,
-                spec.private.guest_mtu,
-                format!("{}/{}", spec.private.ip, spec.private.prefix),
-            ),
-        ];
-        for (inside, tap, bridge, mac, mtu, addr) in nics {
-            let mtu = mtu.to_string();
-            ip(
-                c,
-                &["-n", ns, "link", "add", inside, "type", "veth", "peer", "name", &tap],
-            )?;
-            ip(c, &["-n", ns, "link", "set", &tap, "netns", &h])?;
-            ip(c, &["-n", &h, "link", "set", &tap, "mtu", &mtu, "master", bridge, "up"])?;
-            ip(c, &["-n", ns, "link", "set", inside, "address", mac, "mtu", &mtu, "up"])?;
-            ip(c, &["-n", ns, "addr", "add", &addr, "dev", inside, "nodad"])?;
-        }
-        let gw = spec.public.gateway.to_string();
-        ip(c, &["-n", ns, "route", "add", "default", "via", &gw, "dev", "eth0"])?;
-        Ok(())
-    }
-
-    /// Deploys VM `vm_id` on host `host` with public range `public_ar`:
-    /// what oned does (leases, `pre`, boot, `post`).
-    pub fn deploy(&mut self, vm_id: u64, host: usize, public_ar: i64) -> anyhow::Result<String> {
-        let spec = self.lease(vm_id, host, public_ar)?;
-        let doc = spec.xml();
-        let hostname = self.host(host)?.public_ip.to_string();
-        self.host_action(host, "scaleway", "pre", &[], &doc)?;
-        self.host_action(host, "scaleway_evpn", "pre", &[], &doc)?;
-        let ns = format!("{}-vm{vm_id}", self.opts.prefix);
-        ip(&self.ctl, &["netns", "add", &ns])?;
-        self.namespaces.push(ns.clone());
-        ip(&self.ctl, &["-n", &ns, "link", "set", "lo", "up"])?;
-        self.plug(&spec, &ns, host)?;
-        // Until `post` attaches it (and Scaleway says `attached`), the
-        // internet does not route the flexible IP.
-        let fip = SocketAddr::new(spec.public.external_ip.into(), PORT);
-        let early = crate::netns::ask(&self.inet(), fip, 0, std::time::Duration::from_millis(300));
-        if let Ok(a) = early {
-            bail!("{fip} answered ({}) before the flexible IP was attached", a.name);
-        }
-        let deploy_id = format!("one-{vm_id}");
-        self.local_action("scaleway", "post", &[&deploy_id, &hostname], &doc)?;
-        self.host_action(host, "scaleway_evpn", "post", &[&deploy_id, &hostname], &doc)?;
-        let service = Service::start(&ns, &spec.name, (Ipv4Addr::UNSPECIFIED, PORT).into())?;
-        let details = format!(
-            "{} (namespace {ns}) on {}: public {}/31 via {} = flexible IP {} (unreachable until post attached it); \
-             private {}/{} on {} (VNI {}, MTU {})",
-            spec.name,
-            self.host(host)?.name,
-            spec.public.ip,
-            spec.public.gateway,
-            spec.public.external_ip,
-            spec.private.ip,
-            spec.private.prefix,
-            spec.private.bridge,
-            spec.private.vlan_id,
-            spec.private.guest_mtu
+    /// `onevntemplate instantiate` of the provision's template, as a user
+    /// would: no `VLAN_ID` (the driver gives the network a VNI of its own).
+    pub fn instantiate_private_network(&mut self) -> anyhow::Result<String> {
+        let tpl = self.cluster.private_template.to_string();
+        let name = format!("{}-net", crate::sandbox::NAME);
+        let id = id_of(&self.one("onevntemplate", &["instantiate", &tpl, "--name", &name])?)?;
+        self.private_vnet = Some(id);
+        let v = self.wait_vnet(id)?;
+        ensure!(
+            value(&v, "VLAN_ID").is_empty() && value(&v, "TEMPLATE/VLAN_ID").is_empty(),
+            "network {id} got a VLAN_ID"
         );
-        self.vms.push(VmState {
-            spec,
-            ns,
-            host,
-            service: Some(service),
-        });
-        self.sync_host_vms()?;
-        Ok(details)
-    }
-
-    /// oned's view of which VMs run on which host.
-    pub fn sync_host_vms(&self) -> anyhow::Result<()> {
-        for (i, h) in self.cluster.hosts.iter().enumerate() {
-            let ids: Vec<i64> = self
-                .vms
-                .iter()
-                .filter(|v| v.host == i)
-                .filter_map(|v| i64::try_from(v.spec.id).ok())
-                .collect();
-            self.oned()?
-                .set_host_vms(h.one_id, &ids)
-                .map_err(|e| anyhow!("oned: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// A live migration of VM `index` to host `dest`, in oned's order:
-    /// `pre` on the destination, the VM moves, `post` (the public driver's
-    /// on the frontend: the flexible IP follows), `clean` for the source.
-    pub fn migrate(&mut self, index: usize, dest: usize) -> anyhow::Result<String> {
-        let vm = self.vms.get(index).context("no such VM")?;
-        let src = vm.host;
-        let mut spec = vm.spec.clone();
-        spec.history.push(self.stay(dest)?);
-        spec.lcm_state = LCM_MIGRATE;
-        let doc = spec.xml();
-        let (src_h, dst_h) = (self.host(src)?.clone(), self.host(dest)?.clone());
-        self.host_action(dest, "scaleway", "pre", &[], &doc)?;
-        self.host_action(dest, "scaleway_evpn", "pre", &[], &doc)?;
-        // "libvirt": the VM now runs on the destination.
-        for (nic, bridge, mtu) in [
-            (0, &spec.public.bridge, 1500),
-            (1, &spec.private.bridge, spec.private.guest_mtu),
-        ] {
-            let tap = target(spec.id, nic);
-            let mtu = mtu.to_string();
-            ip(
-                &self.ctl,
-                &["-n", &src_h.namespace, "link", "set", &tap, "netns", &dst_h.namespace],
-            )?;
-            ip(
-                &self.ctl,
-                &[
-                    "-n",
-                    &dst_h.namespace,
-                    "link",
-                    "set",
-                    &tap,
-                    "mtu",
-                    &mtu,
-                    "master",
-                    bridge,
-                    "up",
-                ],
-            )?;
-        }
-        // oned's order (one_vmm_exec.rb): clean for the source, then post on
-        // the destination; both get the source host as `:host`.
-        let deploy_id = format!("one-{}", spec.id);
-        let src_name = src_h.public_ip.to_string();
-        self.local_action("scaleway", "clean", &[&src_name], &doc)?;
-        self.host_action(src, "scaleway_evpn", "clean", &[&src_name], &doc)?;
-        self.local_action("scaleway", "post", &[&deploy_id, &src_name], &doc)?;
-        self.host_action(dest, "scaleway_evpn", "post", &[&deploy_id, &src_name], &doc)?;
-        spec.lcm_state = 3;
-        let name = spec.name.clone();
-        if let Some(vm) = self.vms.get_mut(index) {
-            vm.spec = spec;
-            vm.host = dest;
-        }
-        self.sync_host_vms()?;
+        let ar = v
+            .at("AR_POOL")
+            .and_then(|p| p.children_named("AR").next())
+            .context("the private network has no address range")?;
         Ok(format!(
-            "{name}: pre on {}, taps moved, clean on {} (flexible IP detached), post (flexible IP attached to {}'s server)",
-            dst_h.name, src_h.name, dst_h.name
+            "network {id} {name} from template {tpl}: VN_MAD {}, bridge {}, PHYDEV {}, no VLAN_ID (VNI {} = \
+             1000000 + its id), range {} + {}",
+            value(&v, "VN_MAD"),
+            value(&v, "BRIDGE"),
+            value(&v, "PHYDEV"),
+            1_000_000 + id,
+            value(ar, "IP"),
+            value(ar, "SIZE")
         ))
     }
 
-    /// Terminates VM `index` as oned does: `clean` (the public driver's on
-    /// the frontend), the VM gone, its leases released.
+    /// `onevm create --hold` with a public and a private NIC, then `onevm
+    /// deploy` on host `host`: oned runs `pre`, the VM driver (libvirtd
+    /// plugs it), `post`. The VM's service listens once it runs.
+    pub fn deploy(&mut self, name: &str, host: usize) -> anyhow::Result<String> {
+        let private = self.private_vnet.context("no private network")?;
+        let oned = self.oned()?;
+        let file = oned.template_file(
+            &format!("{name}.tmpl"),
+            &format!(
+                "NAME = \"{name}\"\nCPU = \"0.1\"\nMEMORY = \"64\"\nNIC = [ NETWORK_ID = \"{}\" ]\n\
+                 NIC = [ NETWORK_ID = \"{private}\" ]\n",
+                self.cluster.public_vnet
+            ),
+        );
+        let id = id_of(&self.one("onevm", &["create", "--hold", &file])?)?;
+        let h = self.host(host)?.clone();
+        let ds = self.cluster.system_ds.to_string();
+        self.one("onevm", &["deploy", &id.to_string(), &h.one_id.to_string(), &ds])?;
+        let hostname = h.public_ip.to_string();
+        let vm = self.wait_vm(id, "RUNNING", |vm| {
+            value(vm, "STATE") == ACTIVE && value(vm, "LCM_STATE") == LCM_RUNNING && current_host(vm) == hostname
+        })?;
+        let nics: Vec<&Element> = vm
+            .at("TEMPLATE")
+            .map(|t| t.children_named("NIC").collect())
+            .unwrap_or_default();
+        let [public, private_nic] = nics.as_slice() else {
+            bail!("VM {id} has {} NICs, not 2", nics.len());
+        };
+        let ns = format!("{}-vm{id}", self.opts.prefix);
+        ensure!(
+            crate::netns::namespaces().contains(&ns),
+            "VM {id} runs but libvirtd made no namespace {ns}"
+        );
+        let service = Service::start(&ns, name, (Ipv4Addr::UNSPECIFIED, PORT).into())?;
+        let state = VmState {
+            id,
+            name: name.to_owned(),
+            ns: ns.clone(),
+            host,
+            public_ip: ip(public, "IP")?,
+            external_ip: ip(public, "EXTERNAL_IP")?,
+            private_ip: ip(private_nic, "IP")?,
+            service: Some(service),
+        };
+        let details = format!(
+            "VM {id} {name} (namespace {ns}) on {}: public {} via {} = flexible IP {}; private {} on {} (MTU \
+             from GUEST_MTU)",
+            h.name,
+            state.public_ip,
+            value(public, "GATEWAY"),
+            state.external_ip,
+            state.private_ip,
+            value(private_nic, "BRIDGE"),
+        );
+        self.vms.push(state);
+        Ok(format!("{details}\nlibvirtd: {}", self.plumbing(id)))
+    }
+
+    /// `onevm migrate --live` of VM `index` to host `dest`: oned runs `pre`
+    /// on the destination, the migration (libvirtd moves the host ends),
+    /// `clean` for the source and `post`.
+    pub fn migrate(&mut self, index: usize, dest: usize) -> anyhow::Result<String> {
+        let vm = self.vms.get(index).context("no such VM")?;
+        let (id, src) = (vm.id, vm.host);
+        let d = self.host(dest)?.clone();
+        self.one("onevm", &["migrate", "--live", &id.to_string(), &d.one_id.to_string()])?;
+        let hostname = d.public_ip.to_string();
+        self.wait_vm(id, "RUNNING on the destination", |vm| {
+            value(vm, "STATE") == ACTIVE && value(vm, "LCM_STATE") == LCM_RUNNING && current_host(vm) == hostname
+        })?;
+        if let Some(vm) = self.vms.get_mut(index) {
+            vm.host = dest;
+        }
+        Ok(format!(
+            "VM {id}: {} -> {} (oned's order: pre on the destination, migrate, clean for the source, post)\n\
+             libvirtd: {}",
+            self.host(src)?.name,
+            d.name,
+            self.plumbing(id)
+        ))
+    }
+
+    /// `onevm poweroff` then `onevm resume` of VM `index`: the VM driver's
+    /// shutdown (`clean`), then deploy again (`pre`, `post`).
+    pub fn poweroff_resume(&mut self, index: usize) -> anyhow::Result<String> {
+        let vm = self.vms.get_mut(index).context("no such VM")?;
+        let (id, name, ns) = (vm.id, vm.name.clone(), vm.ns.clone());
+        vm.service = None;
+        self.one("onevm", &["poweroff", &id.to_string()])?;
+        self.wait_vm(id, "POWEROFF", |vm| value(vm, "STATE") == POWEROFF)?;
+        ensure!(
+            !crate::netns::namespaces().contains(&ns),
+            "VM {id} is powered off but its namespace is still there"
+        );
+        self.one("onevm", &["resume", &id.to_string()])?;
+        self.wait_vm(id, "RUNNING again", |vm| {
+            value(vm, "STATE") == ACTIVE && value(vm, "LCM_STATE") == LCM_RUNNING
+        })?;
+        let service = Service::start(&ns, &name, (Ipv4Addr::UNSPECIFIED, PORT).into())?;
+        if let Some(vm) = self.vms.get_mut(index) {
+            vm.service = Some(service);
+        }
+        Ok(format!("VM {id}: POWEROFF (namespace gone), then RUNNING again"))
+    }
+
+    /// `onevm terminate` of VM `index`; waits until oned is DONE with it and
+    /// its host has nothing of it left (oned may say DONE before `clean` ran).
     pub fn terminate(&mut self, index: usize) -> anyhow::Result<String> {
         let vm = self.vms.get_mut(index).context("no such VM")?;
         vm.service = None;
-        let mut spec = vm.spec.clone();
-        let (ns, host) = (vm.ns.clone(), vm.host);
-        spec.lcm_state = LCM_SHUTDOWN;
-        let doc = spec.xml();
-        let hostname = self.host(host)?.public_ip.to_string();
-        // The VM stops: its taps go with its namespace.
-        ip(&self.ctl, &["netns", "del", &ns])?;
-        self.namespaces.retain(|n| n != &ns);
-        self.local_action("scaleway", "clean", &[&hostname], &doc)?;
-        self.host_action(host, "scaleway_evpn", "clean", &[&hostname], &doc)?;
-        let oned = self.oned()?;
-        oned.release(spec.public.network_id, spec.public.ar_id, &spec.public.mac)
-            .map_err(|e| anyhow!("oned: releasing {}: {e}", spec.public.ip))?;
-        oned.release(spec.private.network_id, spec.private.ar_id, &spec.private.mac)
-            .map_err(|e| anyhow!("oned: releasing {}: {e}", spec.private.ip))?;
-        self.vms.retain(|v| v.spec.id != spec.id);
-        self.sync_host_vms()?;
-        Ok(format!(
-            "{}: clean on {}, namespace {ns} deleted, leases {} and {} released",
-            spec.name,
-            self.host(host)?.name,
-            spec.public.ip,
-            spec.private.ip
-        ))
+        let (id, host) = (vm.id, vm.host);
+        let addresses = vec![vm.external_ip.to_string(), vm.public_ip.to_string()];
+        self.one("onevm", &["terminate", &id.to_string()])?;
+        self.wait_vm(id, "DONE", |vm| value(vm, "STATE") == DONE)?;
+        let h = self.host(host)?.clone();
+        let started = Instant::now();
+        let left = loop {
+            match crate::checks::nothing_of(self, &h, Some(id), &addresses) {
+                Ok(s) => break s,
+                Err(e) if started.elapsed() > Duration::from_secs(60) => return Err(e),
+                Err(_) => self.ctl.sleep(Duration::from_millis(300))?,
+            }
+        };
+        self.vms.retain(|v| v.id != id);
+        Ok(format!("VM {id}: DONE, its leases released; {left}"))
+    }
+}
+
+impl Sandbox {
+    /// The command lines of the processes oned started (its drivers and
+    /// theirs) that run now, but for its long-lived drivers: what an
+    /// action that does not end is waiting for.
+    fn oned_processes(&self) -> String {
+        let Some(oned) = &self.oned else {
+            return String::new();
+        };
+        let marker = format!("ONE_LOCATION={}", oned.location.display());
+        let mut lines = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            if !environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+                continue;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if !text.contains("one_") && !text.contains("bin/oned") && !text.contains("monitord") {
+                lines.push(format!("{}: {}", entry.file_name().to_string_lossy(), text.trim()));
+            }
+        }
+        lines.join("\n")
     }
 
-    /// Allocates the private network from the provision's template (oned's
-    /// `onevntemplate instantiate`, with an explicit VLAN_ID).
-    pub fn allocate_private_network(&mut self) -> anyhow::Result<String> {
-        let oned = self.oned()?;
-        let tpl = oned
-            .vntemplates()
-            .into_iter()
-            .find(|t| t.id == self.cluster.private_template)
-            .context("the provision's private network template is not in oned")?;
-        let mut t = tpl.template.clone();
-        t.attributes
-            .retain(|(k, _)| !["NAME", "AUTOMATIC_VLAN_ID", "VLAN_ID"].contains(&k.as_str()));
-        let name = format!("{}-net", tpl.name);
-        t.single("NAME", &name).single("VLAN_ID", &VNI.to_string());
-        let text = t.render().map_err(|e| anyhow!("{e}"))?;
-        let id: i64 = oned
-            .call(
-                "one.vn.allocate",
-                &[Param::Str(text), Param::Int(self.cluster.cluster_id)],
-            )
-            .map_err(|e| anyhow!("oned: one.vn.allocate: {e}"))?
-            .parse()?;
-        let v = oned
-            .vnets()
-            .into_iter()
-            .find(|v| v.id == id)
-            .context("the new network is not in oned")?;
-        if v.state != 1 {
-            bail!("network {id} is in state {} (not READY): {:?}", v.state, v.template);
-        }
-        let ar = v.ars.first().context("the private network has no address range")?;
-        let details = format!(
-            "network {id} {name} from template {}: VN_MAD {}, bridge {}, VLAN_ID (VNI) {VNI}, range {} + {}",
-            tpl.name,
-            v.vn_mad,
-            v.bridge,
-            ar.attrs.get("IP").map_or("?", String::as_str),
-            ar.attrs.get("SIZE").map_or("?", String::as_str)
-        );
-        self.private_vnet = Some(id);
-        Ok(details)
+    /// What libvirtd did for VM `id` so far.
+    fn plumbing(&self, id: u32) -> String {
+        self.libvirt.as_ref().map_or_else(String::new, |l| {
+            l.log()
+                .into_iter()
+                .filter(|line| line.split_whitespace().rev().nth(2) == Some(&id.to_string()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

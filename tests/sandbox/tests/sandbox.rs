@@ -1,9 +1,10 @@
-//! The sandbox end to end, as `sudo ./sandbox.sh` runs it, in CI: the
-//! workspace's binaries installed by `install.sh -d` into a temporary
-//! folder, then the orchestrator with that install (privileged: root,
-//! iproute2, nftables, frr, frr-pythontools, libxml2-utils; `.ci/run`
-//! installs them). It uses its own namespace prefix (`sbxt`), so it never
-//! meets a sandbox someone runs by hand.
+//! The sandbox end to end, as `sudo ./sandbox.sh` runs it, in CI: a real
+//! oned (the OpenNebula build `ONE_SCALEWAY_ONED` names, else
+//! `tests/oned/build.sh`'s) with the workspace's binaries installed by
+//! `install.sh -d`, then the whole story (privileged: root, oneadmin,
+//! iproute2, nftables, frr, frr-pythontools, sudo; `.ci/run` installs them).
+//! It uses its own namespace prefix (`sbxt`), so it never meets a sandbox
+//! someone runs by hand.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use test_support::{TempDir, require_root};
+use test_support::require_root;
 
 const SANDBOX: &str = env!("CARGO_BIN_EXE_one-scaleway-sandbox");
 
@@ -23,6 +24,7 @@ fn bin_dir() -> PathBuf {
         "scaleway-vnm",
         "scaleway-provision",
         "scaleway-emulator",
+        "one-scaleway-test-vmm",
     ] {
         assert!(
             dir.join(b).exists(),
@@ -37,26 +39,10 @@ fn bin_dir() -> PathBuf {
 #[ignore = "privileged: needs root, iproute2, nftables, frr; run by .ci/run"]
 fn the_sandbox_plays_the_whole_story_and_leaves_nothing() {
     require_root();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let install = TempDir::new("sandbox-install");
-    let out = Command::new(repo.join("install.sh"))
-        .arg("-d")
-        .arg(install.path())
-        .arg("-b")
-        .arg(bin_dir())
-        .args(["-u", "root", "-g", "root", "--no-config"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "install.sh failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     let started = Instant::now();
     let out = Command::new(SANDBOX)
-        .arg("--one-location")
-        .arg(install.path())
+        .arg("--bindir")
+        .arg(bin_dir())
         .args(["--prefix", "sbxt", "--speed", "0.05"])
         .output()
         .unwrap();
@@ -70,11 +56,15 @@ fn the_sandbox_plays_the_whole_story_and_leaves_nothing() {
         started.elapsed().as_secs_f64()
     );
     for proof in [
+        "scaleway-provision create (as oneadmin; hosts bootstrapped over ssh) ... ok",
+        "check: the host drivers ran as oneadmin (through sudo, with the shipped rules) ... ok",
         "check: the internet reaches vm1 on its flexible IP ... ok",
         "check: vm2 reaches the internet from its flexible IP ... ok",
-        "check: vm1 -> vm2 on the private network (VXLAN/EVPN) ... ok",
-        "check: the internet reaches vm1 on its flexible IP, on its new host ... ok",
+        "check: vm1 <-> vm2 on the private network ... ok",
+        "check: the internet reaches vm2 on its flexible IP (after the resume) ... ok",
+        "check: the internet reaches vm1 on its flexible IP (after the migration) ... ok",
         "check: nothing left at Scaleway (the emulator is empty) ... ok",
+        "check: nothing left in oned ... ok",
         "check: nothing left in the kernel, in FRR, on this machine ... ok",
         ": PASSED",
     ] {

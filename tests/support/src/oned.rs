@@ -30,7 +30,7 @@ mod files;
 
 pub use cli::id_of;
 pub use files::installation;
-use files::{VMM_ACTIONS, edit, free_port, install_recorder, repo, run_checked};
+use files::{VMM_ACTIONS, edit, free_port, install_emulator_ssh, install_recorder, kvm_as_test_vmm, repo, run_checked};
 
 /// The user OpenNebula runs as.
 pub const ONEADMIN: &str = "oneadmin";
@@ -65,6 +65,16 @@ pub struct Options {
     /// `one_vmm_exec` with our actions, run on the frontend), so that oned
     /// runs the network drivers around its actions as in production.
     pub test_vmm: Option<PathBuf>,
+    /// With `test_vmm`: the stock `kvm` drivers become the test ones (the
+    /// `kvm` VM driver runs the `sbx` actions, the `kvm` monitoring runs
+    /// OpenNebula's `dummy` probes on the frontend), for hosts registered as
+    /// KVM hosts (as `scaleway-provision` registers them).
+    pub kvm_is_test_vmm: bool,
+    /// The emulator's binary: a setuid-root copy becomes oned's `ssh` (the
+    /// emulator's ssh alias, which enters the emulated hosts; only oneadmin
+    /// may run it), so that OpenNebula's ssh streams and the drivers reach
+    /// the emulated hosts as oneadmin.
+    pub emulator_ssh: Option<PathBuf>,
 }
 
 /// The test hypervisor's name (`VM_MAD`).
@@ -229,9 +239,20 @@ impl RealOned {
                 ("ADDRESS         = \"::\",", "ADDRESS         = \"127.0.0.1\","),
             ],
         );
+        if options.kvm_is_test_vmm {
+            assert!(options.test_vmm.is_some(), "kvm_is_test_vmm needs test_vmm");
+            kvm_as_test_vmm(&location);
+        }
         let dir_text = dir.path().display().to_string();
         run_checked("chown", &["-R", &format!("{ONEADMIN}:{ONEADMIN}"), &dir_text]);
         run_checked("chmod", &["0700", &home.join(".one").display().to_string()]);
+        if let Some(emulator) = &options.emulator_ssh {
+            let bin = install_emulator_ssh(dir.path(), emulator);
+            // OpenNebula's transfer scripts put /usr/bin first on their PATH
+            // and honour $SSH: without it they would run the real ssh.
+            env_extra.push(("SSH".into(), bin.join("ssh").display().to_string()));
+            path_first.insert(0, bin);
+        }
 
         let xmlrpc = format!("http://127.0.0.1:{port}/RPC2");
         let mut path: Vec<String> = path_first.iter().map(|p| p.display().to_string()).collect();
@@ -335,34 +356,6 @@ impl RealOned {
         let text = std::fs::read_to_string(self.location.join("var/oned.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// What the recorder saw so far, oldest first (see [`Options::recorder`]).
-    pub fn records(&self) -> Vec<Record> {
-        let dir = self.dir.path().join("records");
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
-            .unwrap_or_default();
-        names.retain(|n| n.ends_with(".stdin"));
-        names.sort_by_key(|n| {
-            n.split('-')
-                .next()
-                .and_then(|t| t.parse::<u128>().ok())
-                .unwrap_or_default()
-        });
-        names
-            .iter()
-            .map(|n| {
-                let base = n.trim_end_matches(".stdin");
-                let call = base.splitn(3, '-').nth(2).unwrap_or_default().to_owned();
-                let args = std::fs::read_to_string(dir.join(format!("{base}.args"))).unwrap_or_default();
-                Record {
-                    call,
-                    args: args.lines().map(str::to_owned).collect(),
-                    stdin: std::fs::read(dir.join(n)).expect("read a record"),
-                }
-            })
-            .collect()
     }
 
     /// oneadmin's home (`ONE_LOCATION/var`).

@@ -18,7 +18,7 @@
 //!   servers apart (and with `--frr`, `ONE_SCALEWAY_FRR_DIR` in the
 //!   server's `env` file names its FRR). Exit codes of its own: 2 for a bad
 //!   command line, 1 for an unknown target.
-//! - Called through a file named `scaleway-emulator-ssh` (a symlink), it
+//! - Called through a file named `scaleway-emulator-ssh` or `ssh` (a symlink or a copy), it
 //!   behaves as `ssh [OPTIONS] [USER@]HOST COMMAND...` for
 //!   `ONE_SCALEWAY_SSH` and as OpenNebula's `ssh`: options `-o X`, `-F f`,
 //!   `-i f`, `-p N`, `-l U`, `-E f`, `-J h`, `-c x`, `-m x`, `-b a` (value

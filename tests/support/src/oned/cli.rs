@@ -3,9 +3,37 @@
 
 use std::time::{Duration, Instant};
 
-use super::{RealOned, TEST_VMM};
+use super::{RealOned, Record, TEST_VMM};
 
 impl RealOned {
+    /// What the recorder saw so far, oldest first (see [`Options::recorder`]).
+    pub fn records(&self) -> Vec<Record> {
+        let dir = self.dir.path().join("records");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        names.retain(|n| n.ends_with(".stdin"));
+        names.sort_by_key(|n| {
+            n.split('-')
+                .next()
+                .and_then(|t| t.parse::<u128>().ok())
+                .unwrap_or_default()
+        });
+        names
+            .iter()
+            .map(|n| {
+                let base = n.trim_end_matches(".stdin");
+                let call = base.splitn(3, '-').nth(2).unwrap_or_default().to_owned();
+                let args = std::fs::read_to_string(dir.join(format!("{base}.args"))).unwrap_or_default();
+                Record {
+                    call,
+                    args: args.lines().map(str::to_owned).collect(),
+                    stdin: std::fs::read(dir.join(n)).expect("read a record"),
+                }
+            })
+            .collect()
+    }
+
     /// Writes a template file oneadmin can read (in its home); returns its path.
     pub fn template_file(&self, name: &str, text: &str) -> String {
         let path = self.home.join(name);

@@ -135,3 +135,43 @@ pub(super) fn run_checked(program: &str, args: &[&str]) {
 pub(super) fn repo() -> PathBuf {
     crate::tests_dir().parent().expect("tests/ has a parent").to_path_buf()
 }
+
+/// The stock `kvm` drivers become the test ones: the VM driver runs the test
+/// hypervisor's actions (`TYPE = "xml"`: no libvirt domain), the monitoring
+/// runs OpenNebula's `dummy` probes on the frontend.
+pub(super) fn kvm_as_test_vmm(location: &Path) {
+    edit(
+        &location.join("etc/oned.conf"),
+        &[(
+            "    ARGUMENTS      = \"-t 15 -r 0 kvm -p\",\n    DEFAULT        = \"vmm_exec/vmm_exec_kvm.conf\",\n    \
+             TYPE           = \"kvm\",",
+            &format!(
+                "    ARGUMENTS      = \"-t 15 -r 0 {} -l {}\",\n    \
+                 DEFAULT        = \"vmm_exec/vmm_exec_kvm.conf\",\n    TYPE           = \"xml\",",
+                super::TEST_VMM,
+                VMM_ACTIONS.join(",")
+            ),
+        )],
+    );
+    edit(
+        &location.join("etc/monitord.conf"),
+        &[(
+            "    EXECUTABLE    = \"one_im_ssh\",\n    ARGUMENTS     = \"-r 3 -t 15 -w 90 kvm\",",
+            "    EXECUTABLE    = \"one_im_sh\",\n    ARGUMENTS     = \"-r 3 -t 15 -w 90 dummy\",",
+        )],
+    );
+}
+
+/// A setuid-root copy of the emulator named `ssh` in a root-owned folder of
+/// `dir` (runnable by oneadmin's group only): oned's `ssh`. Returns the folder.
+pub(super) fn install_emulator_ssh(dir: &Path, emulator: &Path) -> PathBuf {
+    let bin = dir.join("ssh-bin");
+    std::fs::create_dir(&bin).expect("create the ssh folder");
+    let ssh = bin.join("ssh");
+    std::fs::copy(emulator, &ssh).unwrap_or_else(|e| panic!("cannot copy {}: {e}", emulator.display()));
+    let ssh_text = ssh.display().to_string();
+    run_checked("chown", &[&format!("root:{}", super::ONEADMIN), &ssh_text]);
+    run_checked("chmod", &["4750", &ssh_text]);
+    run_checked("chmod", &["0755", &bin.display().to_string()]);
+    bin
+}

@@ -6,158 +6,20 @@
 //! instead of making a second one; an object of that name that does not
 //! carry this provision's id (`PROVISION/ID`) is never adopted.
 
+use std::time::{Duration, Instant};
+
 use opennebula::oned::{Oned, OnedError, Param};
 use opennebula::template::Template;
 use opennebula::xml::Element;
 
-use crate::description::{Description, Hypervisor};
+use crate::description::Description;
 use crate::state::{HostRecord, ProvisionState};
 
-/// The bridge of the public network on every host.
-pub const PUBLIC_BRIDGE: &str = "scwpub0";
-/// The VMs' private network template's default range.
-pub const PRIVATE_VNET_FIRST: &str = "10.200.0.10";
-pub const PRIVATE_VNET_SIZE: &str = "240";
+mod templates;
+pub use templates::*;
 
-/// Names of the provision's OpenNebula objects.
-pub fn image_datastore_name(d: &Description) -> String {
-    format!("{}-image", d.name)
-}
-pub fn system_datastore_name(d: &Description) -> String {
-    format!("{}-system", d.name)
-}
-pub fn public_network_name(d: &Description) -> String {
-    format!("{}-public", d.name)
-}
-pub fn private_template_name(d: &Description) -> String {
-    format!("{}-private", d.name)
-}
-
-/// `IM_MAD`/`VM_MAD` of the hosts.
-pub fn drivers(d: &Description) -> &'static str {
-    match d.hypervisor {
-        Hypervisor::Kvm => "kvm",
-        Hypervisor::Lxc => "lxc",
-    }
-}
-
-fn provision_vector(s: &ProvisionState) -> Vec<(&'static str, String)> {
-    vec![("ID", s.id.clone()), ("NAME", s.name.clone())]
-}
-
-/// What is added to a host's template.
-pub fn host_template(d: &Description, s: &ProvisionState, h: &HostRecord) -> Template {
-    let mut pairs = vec![
-        (
-            "DEPLOY_ID",
-            format!("{}/{}", d.zone, h.server_id.clone().unwrap_or_default()),
-        ),
-        ("ID", s.id.clone()),
-        ("NAME", s.name.clone()),
-        ("HOSTNAME", h.name.clone()),
-        ("PRIVATE_IP", h.private_ip.map(|i| i.to_string()).unwrap_or_default()),
-        ("SCALEWAY_ZONE", d.zone.to_string()),
-    ];
-    if let Some(p) = &d.profile {
-        pairs.push(("SCALEWAY_PROFILE", p.clone()));
-    }
-    let mut t = Template::new();
-    t.vector("PROVISION", pairs);
-    t
-}
-
-/// The cluster's template additions.
-pub fn cluster_template(s: &ProvisionState) -> Template {
-    let mut t = Template::new();
-    t.vector("PROVISION", provision_vector(s));
-    t
-}
-
-/// The image datastore: files copied to the hosts over SSH.
-pub fn image_datastore(d: &Description, s: &ProvisionState) -> Template {
-    let mut t = Template::new();
-    t.single("NAME", &image_datastore_name(d))
-        .single("TYPE", "IMAGE_DS")
-        .single("DS_MAD", "fs")
-        .single("TM_MAD", "ssh")
-        .single("SAFE_DIRS", "/var/tmp")
-        .vector("PROVISION", provision_vector(s));
-    t
-}
-
-/// The system datastore: SSH transfer, the first host keeps a replica of the images.
-pub fn system_datastore(d: &Description, s: &ProvisionState) -> Template {
-    let mut t = Template::new();
-    t.single("NAME", &system_datastore_name(d))
-        .single("TYPE", "SYSTEM_DS")
-        .single("TM_MAD", "ssh");
-    if let Some(first) = s.hosts.iter().find_map(|h| h.public_ip) {
-        t.single("REPLICA_HOST", &first.to_string());
-    }
-    t.vector("PROVISION", provision_vector(s));
-    t
-}
-
-/// The public network, without ranges (they are added one by one).
-pub fn public_network(d: &Description, s: &ProvisionState) -> Template {
-    let dns: Vec<String> = d.dns.iter().map(ToString::to_string).collect();
-    let mut t = Template::new();
-    t.single("NAME", &public_network_name(d))
-        .single("DESCRIPTION", &format!("Scaleway flexible IPs of provision {}", d.name))
-        .single("VN_MAD", "scaleway")
-        .single("BRIDGE", PUBLIC_BRIDGE)
-        .single("DNS", &dns.join(" "))
-        .vector("PROVISION", provision_vector(s));
-    t
-}
-
-/// One public range: one flexible IP, registered by the `scaleway_fip` IPAM driver.
-pub fn public_range(d: &Description, s: &ProvisionState) -> Template {
-    let mut pairs = vec![
-        ("IPAM_MAD", crate::oneconf::IPAM_DRIVER.to_owned()),
-        ("SIZE", "1".to_owned()),
-        ("PRIVATE_CIDR", d.public_ip_cidr.to_string()),
-        ("SCALEWAY_ZONE", d.zone.to_string()),
-        ("SCALEWAY_PROVISION", s.id.clone()),
-    ];
-    if let Some(p) = &d.profile {
-        pairs.push(("SCALEWAY_PROFILE", p.clone()));
-    }
-    let mut t = Template::new();
-    t.vector("AR", pairs);
-    t
-}
-
-/// The private network template (VXLAN with BGP-EVPN between the hosts).
-pub fn private_template(d: &Description, s: &ProvisionState) -> Template {
-    let dns: Vec<String> = d.dns.iter().map(ToString::to_string).collect();
-    let mut t = Template::new();
-    t.single("NAME", &private_template_name(d))
-        .single(
-            "DESCRIPTION",
-            &format!("Private network between the VMs of provision {}", d.name),
-        )
-        .single("VN_MAD", "scaleway_evpn")
-        .single("PHYDEV", crate::bootstrap::PRIVATE_DEVICE)
-        .single("GUEST_MTU", "1450")
-        .single("DNS", &dns.join(" "))
-        .single("NETWORK_ADDRESS", "10.200.0.0")
-        .single("NETWORK_MASK", "255.255.255.0")
-        .vector(
-            "AR",
-            [("TYPE", "IP4"), ("IP", PRIVATE_VNET_FIRST), ("SIZE", PRIVATE_VNET_SIZE)],
-        );
-    if let Some(c) = s.one.cluster {
-        t.single("CLUSTER_IDS", &c.to_string());
-    }
-    t.vector("PROVISION", provision_vector(s));
-    t
-}
-
-/// Renders a template, or says which value cannot be written.
-pub fn text(t: &Template) -> Result<String, String> {
-    t.render().map_err(|e| e.to_string())
-}
+/// How long a network's driver may take to create or delete it.
+const VNET_WAIT: Duration = Duration::from_secs(120);
 
 /// An object of a pool: id, name, and the provision it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +208,9 @@ impl One<'_> {
         s: &ProvisionState,
     ) -> Result<i64, String> {
         if let Some(id) = self.ours(pool, name, &s.id)? {
+            if pool == Pool::Vnet {
+                self.wait_vnet_ready(id)?;
+            }
             return Ok(id);
         }
         let mut params = vec![Param::Str(text(t)?)];
@@ -358,19 +223,70 @@ impl One<'_> {
         if let Some(c) = cluster {
             params.push(Param::Int(c));
         }
-        self.oned.call_id(method, &params).map_err(|e| e.to_string())
+        let id = self.oned.call_id(method, &params).map_err(|e| e.to_string())?;
+        if pool == Pool::Vnet {
+            self.wait_vnet_ready(id)?;
+        }
+        Ok(id)
     }
 
-    /// Deletes an object; one already gone is fine.
+    /// Waits until network `id` is READY: oned answers `one.vn.allocate` at
+    /// once and runs the network driver's `vnet_create` after (the network
+    /// is INIT, then LOCK_CREATE), and refuses address ranges until then.
+    pub fn wait_vnet_ready(&self, id: i64) -> Result<(), String> {
+        let started = Instant::now();
+        loop {
+            let v = self
+                .oned
+                .call_xml("one.vn.info", &[Param::Int(id), Param::Bool(false)])
+                .map_err(|e| e.to_string())?;
+            let state = v.child("STATE").map(|e| e.text.trim().to_owned()).unwrap_or_default();
+            match state.as_str() {
+                // READY (a stand-in without states is ready too)
+                "1" | "" => return Ok(()),
+                // INIT, LOCK_CREATE
+                "0" | "2" if started.elapsed() < VNET_WAIT => std::thread::sleep(Duration::from_millis(200)),
+                "0" | "2" => {
+                    return Err(format!(
+                        "network {id} is not ready after {} s (its VN_MAD's vnet_create still runs): see oned.log, \
+                         then run the command again",
+                        VNET_WAIT.as_secs()
+                    ));
+                }
+                other => {
+                    return Err(format!(
+                        "network {id} is in state {other} (5 = ERROR: its VN_MAD's vnet_create failed): see oned.log, \
+                         delete it (onevnet delete {id}) and run the command again"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Deletes an object; one already gone is fine. A network is gone only
+    /// once its driver's `vnet_delete` ran (oned keeps it LOCK_DELETE until
+    /// then, and its cluster cannot be deleted before): waits for that.
     pub fn delete(&self, pool: Pool, id: i64) -> Result<(), String> {
-        let exists = self.list(pool).map_err(|e| e.to_string())?.iter().any(|f| f.id == id);
-        if !exists {
+        let exists = |me: &Self| -> Result<bool, String> {
+            Ok(me.list(pool).map_err(|e| e.to_string())?.iter().any(|f| f.id == id))
+        };
+        if !exists(self)? {
             return Ok(());
         }
         self.oned
             .call(pool.delete_method(), &[Param::Int(id)])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        while pool == Pool::Vnet && exists(self)? {
+            if started.elapsed() > VNET_WAIT {
+                return Err(format!(
+                    "network {id} is still there {} s after its deletion (its VN_MAD's vnet_delete): see oned.log",
+                    VNET_WAIT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
     }
 
     /// The public ranges of this provision in a network: (AR id, flexible IP, its id).
