@@ -19,7 +19,11 @@
 //! 4. real packets: the internet to each VM's flexible IP, each VM to the
 //!    internet (seen from its flexible IP), VM to VM over VXLAN/EVPN;
 //! 5. a poweroff and resume, a live migration, and the same checks;
-//! 6. teardown, and nothing left at Scaleway, in oned, in the kernel, in
+//! 6. day 2 (`day2`): `ip add`, `onevnet addar`, a NIC hot-attached (real
+//!    packets on its flexible IP) and detached, `onevnet rmar`, `ip
+//!    delete`, `host add` (a VM migrated onto it, EVPN across), `host
+//!    delete`, a VM deleted during its live migration;
+//! 7. teardown, and nothing left at Scaleway, in oned, in the kernel, in
 //!    FRR, on this machine.
 //!
 //! Exit: 0 when every step and check passed, 1 otherwise, 130 when
@@ -29,6 +33,7 @@
 
 mod checks;
 mod ctl;
+mod day2;
 mod libvirt;
 mod netns;
 mod report;

@@ -39,9 +39,32 @@ impl Sandbox {
     }
 }
 
+/// Learns the cluster again after hosts came or went (`expected` hosts):
+/// the hosts, the drivers on the new ones, where each VM runs.
+pub fn rediscover(sb: &mut Sandbox, expected: usize) -> anyhow::Result<String> {
+    let found = discover(sb, expected)?;
+    sync_hosts(sb)?;
+    for i in 0..sb.vms.len() {
+        let id = sb.vms[i].id;
+        let vm = sb.show("onevm", id)?;
+        let name = vm
+            .at("HISTORY_RECORDS")
+            .and_then(|h| h.children_named("HISTORY").last())
+            .map_or_else(String::new, |h| value(h, "HOSTNAME"));
+        let index = sb
+            .cluster
+            .hosts
+            .iter()
+            .position(|h| h.public_ip.to_string() == name)
+            .with_context(|| format!("VM {id} runs on {name}, which is not a host of the provision"))?;
+        sb.vms[i].host = index;
+    }
+    Ok(found)
+}
+
 /// Learns the cluster from the provision's record, oned and the emulator;
 /// tells libvirtd where each host is.
-fn discover(sb: &mut Sandbox) -> anyhow::Result<String> {
+fn discover(sb: &mut Sandbox, expected: usize) -> anyhow::Result<String> {
     let rec = sb.record()?;
     ensure!(rec["phase"] == "ready", "the provision is {} (not ready)", rec["phase"]);
     let one = &rec["one"];
@@ -59,7 +82,6 @@ fn discover(sb: &mut Sandbox) -> anyhow::Result<String> {
     let servers = report["servers"].as_array().cloned().unwrap_or_default();
     let mut lines = Vec::new();
     sb.cluster.hosts.clear();
-    sb.frr_pids.clear();
     for h in rec["hosts"].as_array().context("the record has no hosts")? {
         let server_id = text(&h["server_id"], "server id")?;
         let s = servers
@@ -75,7 +97,11 @@ fn discover(sb: &mut Sandbox) -> anyhow::Result<String> {
             "server {server_id} runs no FRR (zebra, bgpd): {}",
             s["frr"]
         );
-        sb.frr_pids.extend(&pids);
+        for p in &pids {
+            if !sb.frr_pids.contains(p) {
+                sb.frr_pids.push(*p);
+            }
+        }
         let one_id = h["one_id"].as_i64().context("a host is not registered in oned")?;
         let info = HostInfo {
             name: text(&h["name"], "host name")?,
@@ -109,7 +135,11 @@ fn discover(sb: &mut Sandbox) -> anyhow::Result<String> {
         ));
         sb.cluster.hosts.push(info);
     }
-    ensure!(sb.cluster.hosts.len() == 2, "{} hosts, not 2", sb.cluster.hosts.len());
+    ensure!(
+        sb.cluster.hosts.len() == expected,
+        "{} hosts, not {expected}",
+        sb.cluster.hosts.len()
+    );
     let places: Vec<(String, String)> = sb
         .cluster
         .hosts
@@ -222,7 +252,7 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         || Ok(((), create(sb)?)),
     )?;
     rep.step("hosts: emulated servers with FRR, registered in oned", true, || {
-        Ok(((), discover(sb)?))
+        Ok(((), discover(sb, 2)?))
     })?;
     rep.step("the bootstrap configured each host (its own /etc)", true, || {
         Ok(((), bootstrap_files(sb)?))
@@ -282,6 +312,7 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         let h = sb.host(0)?.clone();
         Ok(((), nothing_of(sb, &h, Some(vm.id), &addresses)?))
     })?;
+    crate::day2::run(sb, rep)?;
     if sb.opts.keep {
         keep(sb, rep)?;
     }

@@ -1,4 +1,4 @@
-//! Part 6: the VMs terminated, the networks and the provision deleted,
+//! Part 7: the VMs terminated, the networks and the provision deleted,
 //! then nothing left: at Scaleway (the emulator), in oned, in the kernel,
 //! in FRR, and on this machine. Also what runs after a failure or Ctrl-C.
 
@@ -189,7 +189,7 @@ pub fn nothing_left(sb: &Sandbox, before: &Machine) -> anyhow::Result<String> {
 
 /// Part 6, after a story that passed.
 pub fn run(sb: &mut Sandbox, rep: &mut Report, before: &Machine) -> anyhow::Result<()> {
-    rep.part("6. teardown: nothing left");
+    rep.part("7. teardown: nothing left");
     while let Some(name) = sb.vms.first().map(|v| v.name.clone()) {
         rep.step(&format!("onevm terminate {name}"), false, || Ok(((), sb.terminate(0)?)))?;
     }

@@ -265,6 +265,14 @@ impl Sandbox {
         lines.join("\n")
     }
 
+    /// Every action libvirtd handled so far.
+    pub fn libvirt_log(&self) -> Vec<String> {
+        self.libvirt
+            .as_ref()
+            .map(crate::libvirt::Libvirt::log)
+            .unwrap_or_default()
+    }
+
     /// What libvirtd did for VM `id` so far.
     fn plumbing(&self, id: u32) -> String {
         self.libvirt.as_ref().map_or_else(String::new, |l| {
