@@ -96,6 +96,9 @@ fn is_root() -> bool {
 /// `--cleanup`: the VM namespaces by name, then the emulator's leftovers.
 fn cleanup(prefix: &str, emulator: Option<PathBuf>) -> ExitCode {
     let ctl = Ctl::default();
+    for line in sandbox::cleanup_made(prefix) {
+        println!("{line}");
+    }
     let vm = format!("{prefix}-vm");
     for ns in netns::namespaces() {
         if ns
@@ -169,6 +172,14 @@ fn main() -> ExitCode {
         .into_iter()
         .filter(|n| n.starts_with(&format!("{}-", cli.prefix)))
         .collect();
+    if sandbox::marker(&cli.prefix).exists() {
+        eprintln!(
+            "one-scaleway-sandbox: {} exists: another sandbox runs, or one was killed (then: sudo ./sandbox.sh \
+             --cleanup, or use --prefix)",
+            sandbox::marker(&cli.prefix).display()
+        );
+        return ExitCode::FAILURE;
+    }
     if !leftovers.is_empty() {
         eprintln!(
             "one-scaleway-sandbox: namespaces {} exist: another sandbox runs, or one was killed (then: \

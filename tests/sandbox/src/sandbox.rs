@@ -194,6 +194,7 @@ impl Sandbox {
     pub fn prepare(&self) -> anyhow::Result<String> {
         let p = &self.paths;
         std::fs::create_dir_all(&p.work).with_context(|| format!("cannot create {}", p.work.display()))?;
+        note_made(&self.opts.prefix, "work", &p.work);
         let work = p.work.display().to_string();
         run_ok(&self.ctl, "chmod", &["0755", &work])?;
         std::os::unix::fs::symlink(p.bindir.join("scaleway-emulator"), &p.ssh)
@@ -265,6 +266,9 @@ impl Sandbox {
         // The harness panics with what went wrong (it is test code).
         let oned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RealOned::start(&options)))
             .map_err(|_| anyhow::anyhow!("oned did not start (above: why)"))?;
+        if let Some(dir) = oned.location.parent() {
+            note_made(&self.opts.prefix, "oned", dir);
+        }
         let url = self.emu()?.url();
         oned.write_scaleway_config(&format!(
             "secret_key: {SECRET}\ndefault_project_id: {PROJECT}\ndefault_zone: {ZONE}\napi_url: {url}\n"
@@ -398,8 +402,59 @@ impl Sandbox {
         if self.paths.work.exists() {
             let _ = std::fs::remove_dir_all(&self.paths.work);
         }
+        let _ = std::fs::remove_file(marker(&self.opts.prefix));
         done
     }
+}
+
+/// Where a running sandbox notes the folders it made (`work DIR`, `oned
+/// DIR` lines), so that `--cleanup` finds them after a kill.
+pub fn marker(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("one-scaleway-sandbox-{prefix}.run"))
+}
+
+fn note_made(prefix: &str, kind: &str, dir: &std::path::Path) {
+    use std::io::Write as _;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(marker(prefix))
+    {
+        let _ = writeln!(f, "{kind} {}", dir.display());
+    }
+}
+
+/// `--cleanup`: what a killed sandbox noted: oned and every process whose
+/// environment names its `ONE_LOCATION` (by PID), its folders.
+pub fn cleanup_made(prefix: &str) -> Vec<String> {
+    let mut done = Vec::new();
+    let text = std::fs::read_to_string(marker(prefix)).unwrap_or_default();
+    for line in text.lines() {
+        let Some((kind, dir)) = line.split_once(' ') else {
+            continue;
+        };
+        let dir = PathBuf::from(dir);
+        if kind == "oned" {
+            let wanted = format!("ONE_LOCATION={}", dir.join("one").display());
+            for signal in [nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGKILL] {
+                for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+                    if environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
+                        && let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok())
+                    {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+                        done.push(format!("signalled process {pid} ({signal})"));
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        if dir.starts_with(std::env::temp_dir()) && std::fs::remove_dir_all(&dir).is_ok() {
+            done.push(format!("deleted {}", dir.display()));
+        }
+    }
+    let _ = std::fs::remove_file(marker(prefix));
+    done
 }
 
 /// The id an OpenNebula `create` or `instantiate` prints.
