@@ -342,6 +342,31 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
     rep.step("the internet reaches vm2 on the new host", true, || {
         Ok(((), inbound(sb, 1)?))
     })?;
+    rep.step("scaleway-provision host delete refuses a host with VMs", true, || {
+        let busy = sb.host(sb.vms.first().context("no VM")?.host)?.clone();
+        let mut args = vec![
+            "host".to_owned(),
+            "delete".to_owned(),
+            NAME.to_owned(),
+            busy.one_id.to_string(),
+        ];
+        args.extend(access(sb)?);
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = sb.provision(&words, Duration::from_secs(300))?;
+        ensure!(!ran.ok(), "host delete of {} (VMs on it) succeeded", busy.name);
+        ensure!(
+            ran.stderr.contains("--force"),
+            "host delete of {} failed without saying what to do: {}",
+            busy.name,
+            ran.complaint()
+        );
+        ensure!(
+            sb.show("onehost", busy.one_id).is_ok(),
+            "host {} is gone from oned",
+            busy.name
+        );
+        Ok(((), format!("{}: {}", busy.name, ran.complaint())))
+    })?;
     let empty = (0..sb.cluster.hosts.len())
         .find(|i| !sb.vms.iter().any(|v| v.host == *i))
         .context("no host without VMs")?;
