@@ -218,6 +218,14 @@ fn netplan(host: &HostFacts, prefix: u8, uplink: &str, vlan: Option<u32>) -> Str
 const SYSCTL: &str = "# one-scaleway: VMs' public traffic is routed and NATed by the host\n\
                       net.ipv4.ip_forward = 1\nnet.ipv6.conf.all.forwarding = 1\nnet.ipv6.conf.all.accept_ra = 2\n";
 
+/// A folder of oneadmin's alone (0700).
+fn oneadmin_folder(path: &str) -> Action {
+    Action::Run {
+        argv: argv(&["install", "-d", "-o", "oneadmin", "-g", "oneadmin", "-m", "0700", path]),
+        stdin: None,
+    }
+}
+
 /// The whole plan of one host. `full`: a new host (every phase); otherwise
 /// only what changes when hosts join or leave (`/etc/hosts`, EVPN).
 pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
@@ -302,20 +310,7 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
         step(
             Phase::Access,
             "oneadmin's SSH folder",
-            Action::Run {
-                argv: argv(&[
-                    "install",
-                    "-d",
-                    "-o",
-                    "oneadmin",
-                    "-g",
-                    "oneadmin",
-                    "-m",
-                    "0700",
-                    "/var/lib/one/.ssh",
-                ]),
-                stdin: None,
-            },
+            oneadmin_folder("/var/lib/one/.ssh"),
         );
         step(
             Phase::Access,
@@ -363,20 +358,7 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
         step(
             Phase::Access,
             "the drivers' state folder",
-            Action::Run {
-                argv: argv(&[
-                    "install",
-                    "-d",
-                    "-o",
-                    "oneadmin",
-                    "-g",
-                    "oneadmin",
-                    "-m",
-                    "0700",
-                    "/var/lib/one/scaleway",
-                ]),
-                stdin: None,
-            },
+            oneadmin_folder("/var/lib/one/scaleway"),
         );
     }
     if wanted(Phase::Services) {

@@ -317,13 +317,17 @@ pub fn nothing_of(sb: &Sandbox, h: &HostInfo, vm_id: Option<u32>, addresses: &[S
         })
         .cloned()
         .collect();
-    let ruleset = sb.on_host(h, "nft", &["list", "ruleset"], b"")?.stdout;
-    left.extend(
-        addresses
-            .iter()
-            .filter(|a| ruleset.contains(a.as_str()))
-            .map(|a| format!("nft: {a}")),
-    );
+    left.extend(rules_naming(sb, h, addresses)?);
     ensure!(left.is_empty(), "{} still has: {}", h.name, left.join(", "));
     Ok(format!("{}: links {}", h.name, names.join(" ")))
+}
+
+/// Which of `addresses` host `h`'s nftables ruleset still names.
+pub fn rules_naming(sb: &Sandbox, h: &HostInfo, addresses: &[String]) -> anyhow::Result<Vec<String>> {
+    let ruleset = sb.on_host(h, "nft", &["list", "ruleset"], b"")?.stdout;
+    Ok(addresses
+        .iter()
+        .filter(|a| ruleset.contains(a.as_str()))
+        .map(|a| format!("nft: {a}"))
+        .collect())
 }

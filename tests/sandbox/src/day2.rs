@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use opennebula::xml::Element;
 
-use crate::checks::{bgp_sessions, inbound, links, nothing_of, private};
+use crate::checks::{bgp_sessions, inbound, links, nothing_of, private, rules_naming};
 use crate::report::Report;
 use crate::sandbox::{HostInfo, NAME, Sandbox};
 use crate::vms::value;
@@ -72,13 +72,12 @@ fn access(sb: &Sandbox) -> anyhow::Result<Vec<String>> {
     .to_vec())
 }
 
-fn ip_add(sb: &Sandbox) -> anyhow::Result<String> {
-    let before = public_ars(sb)?.len();
-    let out = provision(sb, &["ip", "add", NAME, "1"])?;
+/// After `how` added a range: one more range, whose flexible IP is at Scaleway.
+fn one_more_range(sb: &Sandbox, before: usize, how: &str) -> anyhow::Result<(String, String)> {
     let ars = public_ars(sb)?;
     ensure!(
         ars.len() == before + 1,
-        "{} ranges after ip add, not {}",
+        "{} ranges after {how}, not {}",
         ars.len(),
         before + 1
     );
@@ -87,6 +86,13 @@ fn ip_add(sb: &Sandbox) -> anyhow::Result<String> {
         fip_exists(sb, &fip_id)?,
         "range {id}'s flexible IP {address} is not at Scaleway"
     );
+    Ok((id, address))
+}
+
+fn ip_add(sb: &Sandbox) -> anyhow::Result<String> {
+    let before = public_ars(sb)?.len();
+    let out = provision(sb, &["ip", "add", NAME, "1"])?;
+    let (id, address) = one_more_range(sb, before, "ip add")?;
     Ok(format!("{out}\nrange {id}: flexible IP {address}"))
 }
 
@@ -97,18 +103,7 @@ fn addar(sb: &Sandbox) -> anyhow::Result<String> {
         "AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP4\", SIZE = \"1\" ]\n",
     );
     sb.one("onevnet", &["addar", &sb.cluster.public_vnet.to_string(), &file])?;
-    let ars = public_ars(sb)?;
-    ensure!(
-        ars.len() == before + 1,
-        "{} ranges after addar, not {}",
-        ars.len(),
-        before + 1
-    );
-    let (id, address, fip_id) = ars.last().cloned().context("no range")?;
-    ensure!(
-        fip_exists(sb, &fip_id)?,
-        "range {id}'s flexible IP {address} is not at Scaleway"
-    );
+    let (id, address) = one_more_range(sb, before, "addar")?;
     Ok(format!(
         "onevnet addar: range {id}, flexible IP {address} (the IPAM driver made it)"
     ))
@@ -181,13 +176,7 @@ fn nic_detach(sb: &Sandbox, index: usize) -> anyhow::Result<String> {
 /// The NIC's tap is gone from host `h` and its nftables rules too.
 fn nic_gone(sb: &Sandbox, h: &HostInfo, target: &str, addresses: &[String]) -> anyhow::Result<()> {
     let mut left: Vec<String> = links(sb, h)?.into_iter().filter(|l| l == target).collect();
-    let ruleset = sb.on_host(h, "nft", &["list", "ruleset"], b"")?.stdout;
-    left.extend(
-        addresses
-            .iter()
-            .filter(|a| ruleset.contains(a.as_str()))
-            .map(|a| format!("nft: {a}")),
-    );
+    left.extend(rules_naming(sb, h, addresses)?);
     ensure!(left.is_empty(), "{} still has: {}", h.name, left.join(", "));
     Ok(())
 }

@@ -287,6 +287,27 @@ fn nics(ctx: &Ctx, id: u64) -> anyhow::Result<Vec<Nic>> {
     Ok(out)
 }
 
+/// The NIC's host end (in host namespace `host`) on its bridge, with its MTU, up.
+fn on_bridge(c: &Ctl, host: &str, nic: &Nic) -> anyhow::Result<()> {
+    let mtu = nic.mtu.to_string();
+    ip(
+        c,
+        &[
+            "-n",
+            host,
+            "link",
+            "set",
+            &nic.target,
+            "mtu",
+            &mtu,
+            "master",
+            &nic.bridge,
+            "up",
+        ],
+    )?;
+    Ok(())
+}
+
 /// One NIC plugged: the veth, its host end on the bridge, the guest's address.
 fn plug(ctx: &Ctx, ns: &str, host: &str, nic: &Nic) -> anyhow::Result<()> {
     let c = &ctx.ctl;
@@ -308,21 +329,7 @@ fn plug(ctx: &Ctx, ns: &str, host: &str, nic: &Nic) -> anyhow::Result<()> {
         ],
     )?;
     ip(c, &["-n", ns, "link", "set", &nic.target, "netns", host])?;
-    ip(
-        c,
-        &[
-            "-n",
-            host,
-            "link",
-            "set",
-            &nic.target,
-            "mtu",
-            &mtu,
-            "master",
-            &nic.bridge,
-            "up",
-        ],
-    )?;
+    on_bridge(c, host, nic)?;
     ip(
         c,
         &["-n", ns, "link", "set", &inside, "address", &nic.mac, "mtu", &mtu, "up"],
@@ -375,23 +382,8 @@ fn destroy(ctx: &Ctx, id: u64) -> anyhow::Result<()> {
 fn migrate(ctx: &Ctx, id: u64, source: &str, dest: &str) -> anyhow::Result<()> {
     let (src, dst) = (host_ns(ctx, source)?, host_ns(ctx, dest)?);
     for nic in nics(ctx, id)? {
-        let mtu = nic.mtu.to_string();
         ip(&ctx.ctl, &["-n", &src, "link", "set", &nic.target, "netns", &dst])?;
-        ip(
-            &ctx.ctl,
-            &[
-                "-n",
-                &dst,
-                "link",
-                "set",
-                &nic.target,
-                "mtu",
-                &mtu,
-                "master",
-                &nic.bridge,
-                "up",
-            ],
-        )?;
+        on_bridge(&ctx.ctl, &dst, &nic)?;
     }
     Ok(())
 }
