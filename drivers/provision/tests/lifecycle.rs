@@ -137,3 +137,26 @@ fn a_three_host_cluster_from_create_to_delete() {
     // Deleting what is gone is done.
     bed.ok(&["delete", "edge"]);
 }
+
+/// A network oned puts in ERROR (its driver's `vnet_create` failed) stops
+/// `create` with what to do, instead of adding ranges to a broken network.
+#[test]
+fn a_network_in_error_stops_create_and_says_what_to_do() {
+    let vnm = test_support::TempDir::new("vnm-failing");
+    for driver in ["scaleway", "scaleway_evpn"] {
+        std::fs::create_dir_all(vnm.path().join(driver)).unwrap();
+        std::os::unix::fs::symlink("/bin/false", vnm.path().join(driver).join("vnet_create")).unwrap();
+    }
+    let bed = Bed::with_vnm("vnet-error", vnm.path().to_path_buf());
+    let file = bed.description("edge", 1, 1);
+    let (code, _, err) = bed.run(&["create", path_of(&file)]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("is in state 5 (5 = ERROR") && err.contains("onevnet delete"),
+        "{err}"
+    );
+    assert!(
+        bed.oned.vnets().iter().all(|v| v.ars.is_empty()),
+        "no range was added to the broken network"
+    );
+}

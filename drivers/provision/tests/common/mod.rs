@@ -128,6 +128,16 @@ impl Bed {
     }
 
     pub fn with_speed(label: &str, speed: f64) -> Self {
+        Self::build(label, speed, None)
+    }
+
+    /// A bed whose oned stand-in runs `vnm/<driver>/vnet_create` from
+    /// `vnm_dir` (as a real oned does, before the network is READY).
+    pub fn with_vnm(label: &str, vnm_dir: PathBuf) -> Self {
+        Self::build(label, 0.005, Some(vnm_dir))
+    }
+
+    fn build(label: &str, speed: f64, vnm_dir: Option<PathBuf>) -> Self {
         let emu = Emulator::start(scaleway_emulator::Options {
             project_ids: vec![PROJECT.into()],
             speed,
@@ -148,6 +158,7 @@ impl Bed {
         }
         let oned = OnedSim::start(Config {
             ipam_dir: Some(ipam),
+            vnm_dir,
             driver_env: vec![
                 ("SCW_SECRET_KEY".into(), SECRET.into()),
                 ("SCW_DEFAULT_PROJECT_ID".into(), PROJECT.into()),
