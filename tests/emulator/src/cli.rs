@@ -101,8 +101,13 @@ pub fn main_with(argv: Vec<OsString>, mut io: Io<'_>) -> u8 {
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
         .is_some_and(|n| n == "scaleway-emulator-ssh" || n == "ssh");
-    // A copy named as the alias (a setuid one) runs itself again to enter a server.
+    // A copy named as the alias (a setuid one) runs itself again to enter a
+    // server, as root by then: another user may not call that directly.
     let entering = argv.get(1).is_some_and(|a| a == "enter-host-fs");
+    if entering && !nix::unistd::getuid().is_root() {
+        let _ = writeln!(io.stderr, "{PROGRAM}: enter-host-fs is internal (run by root only)");
+        return 2;
+    }
     if alias && !entering {
         return network::exec::ssh_main(argv.get(1..).unwrap_or_default(), &mut io);
     }

@@ -673,6 +673,11 @@ fn servers_run_their_own_frr_and_files() {
         (0, "0"),
         "a root login, as a frontend key authorized for root: {err}"
     );
+    let (code, _, err) = as_nobody(&["enter-host-fs", "--", "id", "-u"]);
+    assert!(
+        code == 2 && err.contains("internal"),
+        "the copy's internal step is root's only: {err}"
+    );
     let (code, _, err) = as_nobody(&[&format!("no-such-user@{public}"), "true"]);
     assert!(code != 0 && err.contains("no user no-such-user"), "{err}");
     assert_eq!(
