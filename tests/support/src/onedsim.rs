@@ -1,5 +1,10 @@
-//! `onedsim`: an in-memory stand-in for oned's XML-RPC API, for tests and
-//! the sandbox.
+//! `onedsim`: an in-memory stand-in for oned's XML-RPC API.
+//!
+//! No end-to-end test uses it: the sandbox, the provision tests and the
+//! driver tests run a real oned ([`crate::oned`]). It stays for the
+//! benchmarks (`tests/bench`), which time our own binaries: with a real oned
+//! the figures would be oned's Ruby drivers and scheduler, not ours, and
+//! they run unprivileged.
 //!
 //! [`OnedSim::start`] serves `http://127.0.0.1:PORT/RPC2` and answers the
 //! calls our tools make in oned's real format: `[true, body or id, 0]` on

@@ -1,6 +1,11 @@
-//! What the provision tests share: an emulator, an oned stand-in that runs
-//! the real IPAM driver, a recording fake of the hosts, and a way to run
-//! `scaleway-provision` in-process.
+//! What the provision tests share: an emulator, a real oned (OpenNebula's
+//! own, built by `tests/oned/build.sh`, with our drivers installed by
+//! `install.sh -d`: its `one_ipam` runs our IPAM driver for the public
+//! ranges, as oneadmin, with oneadmin's Scaleway credentials), a recording
+//! fake of the hosts, and a way to run `scaleway-provision` in-process.
+//!
+//! The tests that use it are privileged (oned runs as oneadmin): `sudo
+//! .ci/run` runs them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)] // test code
 
@@ -13,7 +18,10 @@ use opennebula::driver::{Env, Io};
 use scaleway_emulator::{Emulator, Running};
 use scaleway_provision::bootstrap::{Remote, RemoteOutput};
 use test_support::TempDir;
-use test_support::onedsim::{Config, OnedSim};
+use test_support::oned::{Options, RealOned};
+
+mod one;
+pub use one::text;
 
 pub const PROJECT: &str = "564aa517-68b0-4fd7-8c8c-d21c4bcdcbd5";
 pub const SECRET: &str = "5ec7e7aa-0000-4000-8000-5ec7e75ec7e7";
@@ -114,10 +122,10 @@ pub fn target_bin(name: &str) -> PathBuf {
     path
 }
 
-/// An emulator, an oned stand-in running the real IPAM driver, and folders.
+/// An emulator, a real oned running the real IPAM driver, and folders.
 pub struct Bed {
     pub emu: Running,
-    pub oned: OnedSim,
+    pub oned: RealOned,
     pub dir: TempDir,
     pub hosts: FakeHosts,
 }
@@ -128,16 +136,7 @@ impl Bed {
     }
 
     pub fn with_speed(label: &str, speed: f64) -> Self {
-        Self::build(label, speed, None)
-    }
-
-    /// A bed whose oned stand-in runs `vnm/<driver>/vnet_create` from
-    /// `vnm_dir` (as a real oned does, before the network is READY).
-    pub fn with_vnm(label: &str, vnm_dir: PathBuf) -> Self {
-        Self::build(label, 0.005, Some(vnm_dir))
-    }
-
-    fn build(label: &str, speed: f64, vnm_dir: Option<PathBuf>) -> Self {
+        test_support::require_root();
         let emu = Emulator::start(scaleway_emulator::Options {
             project_ids: vec![PROJECT.into()],
             speed,
@@ -145,42 +144,52 @@ impl Bed {
         })
         .unwrap();
         let dir = TempDir::new(label);
-        let ipam = dir.path().join("remotes/ipam");
-        let bin = target_bin("scaleway-ipam");
-        for action in [
-            "register_address_range",
-            "unregister_address_range",
-            "allocate_address",
-            "get_address",
-            "free_address",
-        ] {
-            test_support::link_as(&bin, &ipam, &format!("scaleway_fip/{action}"));
-        }
-        let oned = OnedSim::start(Config {
-            ipam_dir: Some(ipam),
-            vnm_dir,
-            driver_env: vec![
-                ("SCW_SECRET_KEY".into(), SECRET.into()),
-                ("SCW_DEFAULT_PROJECT_ID".into(), PROJECT.into()),
-                ("SCW_API_URL".into(), emu.url()),
-                ("SCW_CONFIG_PATH".into(), "/nonexistent/config.yaml".into()),
-                (
-                    "ONE_SCALEWAY_STATE_DIR".into(),
-                    dir.path().join("ipam-state").display().to_string(),
-                ),
+        let bindir = target_bin("scaleway-ipam").parent().unwrap().to_path_buf();
+        // The hosts scaleway-provision registers are KVM hosts: their VM
+        // driver is the test hypervisor (a VM "runs" without a hypervisor).
+        let oned = RealOned::start(&Options {
+            bindir: bindir.clone(),
+            test_vmm: Some(bindir.join("one-scaleway-test-vmm")),
+            kvm_is_test_vmm: true,
+            env: vec![
                 ("ONE_SCALEWAY_POLL_MS".into(), "20".into()),
                 ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "20".into()),
             ],
-            ..Config::default()
-        })
-        .unwrap();
-        std::fs::write(dir.path().join("one_auth"), "oneadmin:secret\n").unwrap();
+            ..Options::default()
+        });
+        // Where production keeps the IPAM driver's credentials: oneadmin's
+        // Scaleway config file.
+        oned.write_scaleway_config(&format!(
+            "secret_key: {SECRET}\ndefault_project_id: {PROJECT}\ndefault_zone: fr-par-1\napi_url: {}\n",
+            emu.url()
+        ));
         Self {
             emu,
             oned,
             dir,
             hosts: FakeHosts::default(),
         }
+    }
+
+    /// Replaces the installed `vnm/<driver>/vnet_create` of both our
+    /// network drivers with one that fails (`#!/bin/false`).
+    pub fn fail_vnet_create(&self) {
+        for driver in ["scaleway", "scaleway_evpn"] {
+            let path = self.oned.location.join(format!("var/remotes/vnm/{driver}/vnet_create"));
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, "#!/bin/false\n").unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+    }
+
+    /// oned's XML-RPC endpoint and oneadmin's credentials file.
+    fn oned_env(&self) -> Vec<(String, String)> {
+        self.oned
+            .env()
+            .iter()
+            .filter(|(k, _)| k == "ONE_XMLRPC" || k == "ONE_AUTH")
+            .cloned()
+            .collect()
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
@@ -190,14 +199,15 @@ impl Bed {
             ("SCW_DEFAULT_PROJECT_ID".into(), PROJECT.into()),
             ("SCW_API_URL".into(), self.emu.url()),
             ("SCW_CONFIG_PATH".into(), "/nonexistent/config.yaml".into()),
-            ("ONE_XMLRPC".into(), self.oned.url()),
-            ("ONE_AUTH".into(), d.join("one_auth").display().to_string()),
             ("ONE_SCALEWAY_STATE_DIR".into(), d.join("state").display().to_string()),
             ("ONE_SCALEWAY_POLL_MS".into(), "20".into()),
             ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "20".into()),
             ("ONE_SCALEWAY_WAIT".into(), "60".into()),
             ("HOME".into(), d.join("home").display().to_string()),
         ]
+        .into_iter()
+        .chain(self.oned_env())
+        .collect()
     }
 
     /// A description file with `hosts` hosts and `ips` public IPs.
@@ -333,21 +343,23 @@ pub fn check_cluster(bed: &Bed, name: &str, fake_hosts: bool, hosts: usize, ips:
     assert_eq!(bed.resources("gateway_networks").len(), 1);
     assert_eq!(tagged(&bed.resources("flexible_ips"), &tag), ips);
     // OpenNebula
-    let one_hosts = bed.oned.hosts();
+    let one_hosts = bed.hosts();
     assert_eq!(one_hosts.len(), hosts, "{one_hosts:#?}");
-    let cluster = bed.oned.clusters().into_iter().find(|c| c.name == name).unwrap();
+    let cluster = bed.clusters().into_iter().find(|c| text(c, "NAME") == name).unwrap();
+    let cluster_id = text(&cluster, "ID").to_owned();
     for h in &s.hosts {
-        let oh = one_hosts.iter().find(|o| Some(o.id) == h.one_id).unwrap();
-        assert_eq!(oh.name, h.public_ip.unwrap().to_string());
-        assert_eq!((oh.im_mad.as_str(), oh.vm_mad.as_str()), ("kvm", "kvm"));
-        assert_eq!(oh.cluster_id, cluster.id);
-        let p = oh.template.vector_named("PROVISION").unwrap();
-        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let oh = one_hosts
+            .iter()
+            .find(|o| Some(text(o, "ID")) == h.one_id.map(|i| i.to_string()).as_deref())
+            .unwrap();
+        assert_eq!(text(oh, "NAME"), h.public_ip.unwrap().to_string());
+        assert_eq!((text(oh, "IM_MAD"), text(oh, "VM_MAD")), ("kvm", "kvm"));
+        assert_eq!(text(oh, "CLUSTER_ID"), cluster_id);
         assert_eq!(
-            get("DEPLOY_ID").unwrap(),
+            text(oh, "TEMPLATE/PROVISION/DEPLOY_ID"),
             format!("fr-par-1/{}", h.server_id.as_deref().unwrap())
         );
-        assert_eq!(get("ID"), Some(s.id.as_str()));
+        assert_eq!(text(oh, "TEMPLATE/PROVISION/ID"), s.id.as_str());
         if !fake_hosts {
             continue;
         }
@@ -376,38 +388,36 @@ pub fn check_cluster(bed: &Bed, name: &str, fake_hosts: bool, hosts: usize, ips:
         }
         assert_eq!(etc_hosts.matches(&format!("{name}-host")).count(), hosts, "{etc_hosts}");
     }
-    let ds = bed.oned.datastores();
+    let ds = bed.datastores();
     for n in [format!("{name}-image"), format!("{name}-system")] {
         let d = ds
             .iter()
-            .find(|d| d.name == n)
+            .find(|d| text(d, "NAME") == n)
             .unwrap_or_else(|| panic!("{n} in {ds:#?}"));
-        assert!(d.clusters.contains(&cluster.id));
+        assert!(
+            d.at("CLUSTERS")
+                .is_some_and(|c| c.children_named("ID").any(|i| i.text == cluster_id)),
+            "{}",
+            d.to_xml()
+        );
     }
-    let vnet = bed
-        .oned
-        .vnets()
-        .into_iter()
-        .find(|v| v.name == format!("{name}-public"))
-        .unwrap();
-    assert_eq!((vnet.vn_mad.as_str(), vnet.bridge.as_str()), ("scaleway", "scwpub0"));
-    assert_eq!(vnet.ars.len(), ips, "{vnet:#?}");
+    let (vnet, ars) = bed.vnet_named(&format!("{name}-public")).unwrap();
+    assert_eq!((text(&vnet, "VN_MAD"), text(&vnet, "BRIDGE")), ("scaleway", "scwpub0"));
+    assert_eq!(ars.len(), ips, "{}", vnet.to_xml());
     let fips: Vec<String> = bed
         .resources("flexible_ips")
         .iter()
         .map(|f| f["ip_address"].as_str().unwrap().to_owned())
         .collect();
-    for ar in &vnet.ars {
-        assert!(fips.contains(&ar.attrs["EXTERNAL_IP"]), "{ar:?} not in {fips:?}");
-        assert_eq!(ar.attrs["SCALEWAY_PROVISION"], s.id);
+    for ar in &ars {
+        assert!(fips.contains(&ar["EXTERNAL_IP"]), "{ar:?} not in {fips:?}");
+        assert_eq!(ar["SCALEWAY_PROVISION"], s.id);
     }
     let tpl = bed
-        .oned
         .vntemplates()
         .into_iter()
-        .find(|t| t.name == format!("{name}-private"))
+        .find(|t| text(t, "NAME") == format!("{name}-private"))
         .unwrap();
-    let text = tpl.template.render().unwrap();
-    assert!(text.contains("VN_MAD = \"scaleway_evpn\""), "{text}");
-    assert!(text.contains("PHYDEV = \"scwpriv0\""), "{text}");
+    assert_eq!(text(&tpl, "TEMPLATE/VN_MAD"), "scaleway_evpn", "{}", tpl.to_xml());
+    assert_eq!(text(&tpl, "TEMPLATE/PHYDEV"), "scwpriv0", "{}", tpl.to_xml());
 }

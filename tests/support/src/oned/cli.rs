@@ -93,3 +93,22 @@ pub fn id_of(printed: &str) -> u32 {
         .parse()
         .unwrap_or_else(|_| panic!("no ID in {printed:?}"))
 }
+
+impl RealOned {
+    /// Every object of a pool as oneadmin sees it, through XML-RPC
+    /// (`one.<pool>.info`): `hostpool`, `clusterpool`, `datastorepool`,
+    /// `vnpool`, `vntemplatepool`, `vmpool`.
+    pub fn pool(&self, pool: &str) -> Vec<opennebula::xml::Element> {
+        use opennebula::oned::Param::Int;
+        let params = match pool {
+            "vnpool" | "vntemplatepool" => vec![Int(-2), Int(-1), Int(-1)],
+            "vmpool" => vec![Int(-2), Int(-1), Int(-1), Int(-1)],
+            _ => Vec::new(),
+        };
+        let method = format!("one.{pool}.info");
+        self.api()
+            .call_xml(&method, &params)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+            .children
+    }
+}
