@@ -3,6 +3,8 @@
 
 use std::ffi::OsString;
 
+pub mod real;
+
 use opennebula::driver::{Env, Io};
 use opennebula::xml::{self, Element};
 pub use test_support::{Ran, assert_golden, encode, fixture, fixture_path, fixtures_in};
@@ -94,9 +96,25 @@ pub fn run_ipam(action: &str, env: &[(&str, &str)], stdin: &[u8]) -> Ran {
 
 /// Runs `scaleway-vnm` in-process as oned does: argv[0] is
 /// `.../vnm/<driver>/<action>`.
+///
+/// Whatever the document, this never changes the machine (these tests run
+/// as root in CI, in the root network namespace): host actions only observe
+/// and plan (`ONE_SCALEWAY_DRY_RUN=yes`, so a document that is accepted
+/// prints its plan on stdout), and the state folder and host lock are a
+/// temporary folder's unless `env` names them.
 pub fn run_vnm(driver: &str, action: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Ran {
     let argv0 = format!("/var/tmp/one/vnm/{driver}/{action}");
     let mut argv = vec![argv0.as_str()];
     argv.extend_from_slice(args);
-    drive(scaleway_vnm::main_with, &argv, env, stdin)
+    let scratch = test_support::TempDir::new("run-vnm");
+    let state = scratch.path().join("state").display().to_string();
+    let lock = scratch.path().join("lock").display().to_string();
+    let mut all: Vec<(&str, &str)> = vec![
+        ("ONE_SCALEWAY_STATE_DIR", state.as_str()),
+        ("ONE_SCALEWAY_HOST_LOCK", lock.as_str()),
+    ];
+    all.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+    all.extend(env.iter().filter(|(k, _)| *k != "ONE_SCALEWAY_DRY_RUN"));
+    all.push(("ONE_SCALEWAY_DRY_RUN", "yes"));
+    drive(scaleway_vnm::main_with, &argv, &all, stdin)
 }

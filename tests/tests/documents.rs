@@ -135,8 +135,6 @@ fn vm_documents_decode_to_golden_values_whole_and_reduced() {
     }
 }
 
-/// Migration: the reduced document carries only the last history record,
-/// the destination, which is the host the network must be set up on.
 /// The documents a real oned's VM driver sent our network drivers
 /// (`tests/fixtures/vnm/`, captured by `real_oned_vm.rs`): every one reads,
 /// to the values kept in `tests/golden/documents/vnm-*.txt`.
@@ -173,13 +171,25 @@ fn the_public_nic_of_a_real_document_plans() {
         let shown: Vec<String> = selected.endpoints.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
-            ["VM 0 NIC 0: 51.15.0.9 <-> 172.30.0.2 (gateway 172.30.0.3) on scwpub0"],
+            [
+                "VM 7 NIC 0: 62.210.16.2 <-> 172.30.0.2 (gateway 172.30.0.3) on scwpub0",
+                "VM 7 NIC_ALIAS 2 (alias 0 of NIC 0): 62.210.16.3 <-> 172.30.0.4 (gateway 172.30.0.5) on scwpub0"
+            ],
             "{name}"
         );
     }
-    // A hot-attach of a private NIC touches no public NIC.
+    // A hot-attach touches the attached NIC only.
     let vm = read_vm(&mut encode(&fixture("vnm/nic_attach-scaleway-pre.xml")).as_slice()).unwrap();
-    assert!(netplan::endpoint::select(&vm).unwrap().endpoints.is_empty());
+    let shown: Vec<String> = netplan::endpoint::select(&vm)
+        .unwrap()
+        .endpoints
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown,
+        ["VM 7 NIC 3: 62.210.16.4 <-> 172.30.0.6 (gateway 172.30.0.7) on scwpub0"]
+    );
 }
 
 /// oned gives a network of a custom VN_MAD no VLAN_ID (captured: the
@@ -197,16 +207,16 @@ fn a_private_network_without_vlan_id_gets_its_vni_from_its_id() {
 #[test]
 fn migration_targets_the_destination() {
     let full = read_vm(&mut encode(&fixture("vm/migrate.xml")).as_slice()).unwrap();
-    assert_eq!(full.current_host().unwrap().hostname.as_str(), "edge-host2");
-    let reduced = read_vm(&mut encode(&reduce_for_vnm(&fixture("vm/migrate.xml"))).as_slice()).unwrap();
-    assert_eq!(reduced.current_host().unwrap().hostname.as_str(), "edge-host2");
-    assert_eq!(reduced.current_host().unwrap().hid, 4);
+    assert_eq!(full.current_host().unwrap().hostname.as_str(), "host-b");
+    let reduced = read_vm(&mut encode(&fixture("vnm/migrate-scaleway-pre.xml")).as_slice()).unwrap();
+    assert_eq!(reduced.current_host().unwrap().hostname.as_str(), "host-b");
+    assert_eq!(reduced.current_host().unwrap().hid, 1);
 }
 
 /// Hot attach: exactly the attached NIC carries ATTACH=YES.
 #[test]
 fn hot_attach_marks_one_nic() {
-    let vm = read_vm(&mut encode(&fixture("vm/attach_nic.xml")).as_slice()).unwrap();
+    let vm = read_vm(&mut encode(&fixture("vnm/nic_attach-scaleway-pre.xml")).as_slice()).unwrap();
     let attached: Vec<u32> = vm
         .nics_of("scaleway")
         .unwrap()
@@ -223,5 +233,5 @@ fn free_text_survives() {
     let vm = read_vm(&mut encode(&fixture("vm/deploy.xml")).as_slice()).unwrap();
     assert_eq!(vm.user_attribute("DESCRIPTION"), Some("web front, \"prod\" & <edge>"));
     let script = vm.context.as_ref().unwrap().get("START_SCRIPT").unwrap();
-    assert_eq!(script, "#!/bin/sh\necho \"hello from $(hostname)\" > /etc/motd\n");
+    assert_eq!(script, "#!/bin/sh\necho \"hello from the edge\" > /etc/motd\n");
 }

@@ -15,26 +15,15 @@ use std::time::{Duration, Instant};
 
 use opennebula::oned::{ONEFORM_PROVIDER, ONEFORM_PROVISION, ONEPROVISION_PROVIDER, ONEPROVISION_PROVISION, Param};
 use opennebula::xml::{self, Element};
-use scaleway_emulator::{Emulator, Options as EmulatorOptions, Running};
+use integration_tests::real::{PROJECT, SECRET, emulator, scaleway_credentials};
+use scaleway_emulator::Running;
 use test_support::oned::{Options, RealOned, Record, id_of};
 use test_support::{fixture_path, require_root};
-
-const PROJECT: &str = "5a4db0c5-0000-4000-8000-0000000000e2";
-const SECRET: &str = "5a4db0c5-0000-4000-8000-5ec7e75ec7e2";
 
 /// Where cargo put this build's binaries.
 fn bindir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn emulator() -> Running {
-    Emulator::start(EmulatorOptions {
-        speed: 0.01,
-        project_ids: vec![PROJECT.into()],
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 fn start_oned(emu: &Running) -> RealOned {
@@ -47,14 +36,7 @@ fn start_oned(emu: &Running) -> RealOned {
         ],
         ..Options::default()
     });
-    // Credentials where production keeps them: oneadmin's Scaleway config file.
-    // The root profile and one named as a provision's ranges name theirs.
-    let url = emu.url();
-    oned.write_scaleway_config(&format!(
-        "secret_key: {SECRET}\ndefault_project_id: {PROJECT}\ndefault_zone: fr-par-1\napi_url: {url}\n\
-         profiles:\n  edge-paris:\n    secret_key: {SECRET}\n    default_project_id: {PROJECT}\n    \
-         default_zone: fr-par-2\n    api_url: {url}\n"
-    ));
+    scaleway_credentials(&oned, emu);
     oned
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use opennebula::vm::Vm;
 use opennebula::xml::{self, Element};
-use test_support::oned::{Options, RealOned, Record};
+use test_support::oned::{Options, RealOned, Record, TEST_VMM};
 use test_support::{fixture_path, require_root};
 
 fn bindir() -> PathBuf {
@@ -32,6 +32,10 @@ fn start() -> RealOned {
         record_only: vec!["vnm".into()],
         local_hosts: Some(bin.join("one-scaleway-local-ssh")),
         test_vmm: Some(bin.join("one-scaleway-test-vmm")),
+        env: vec![
+            ("ONE_SCALEWAY_POLL_MS".into(), "20".into()),
+            ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "20".into()),
+        ],
         ..Options::default()
     })
 }
@@ -178,67 +182,179 @@ fn a_delete_during_a_migration() {
     );
 }
 
+/// An edge cluster as `scaleway-provision` makes one, in cluster `edge`:
+/// hosts `host-a` and `host-b` of the test hypervisor, a system datastore
+/// without transfers, the public network (three flexible IPs registered by
+/// our IPAM driver), a public IPv6 network (one flexible /64), and the
+/// private network template instantiated by a user without a `VLAN_ID`.
+struct Edge {
+    hosts: [u32; 2],
+    ds: u32,
+    public: u32,
+    public6: u32,
+    private: u32,
+}
+
+fn edge_cluster(oned: &RealOned) -> Edge {
+    let cluster = test_support::oned::id_of(&oned.cli_ok("onecluster", &["create", "edge"]));
+    let host = |name: &str| {
+        test_support::oned::id_of(&oned.cli_ok(
+            "onehost",
+            &["create", name, "--im", "dummy", "--vm", TEST_VMM, "--cluster", "edge"],
+        ))
+    };
+    let hosts = [host("host-a"), host("host-b")];
+    let ds = oned.create(
+        "onedatastore",
+        &["--cluster", "edge"],
+        "NAME = \"edge-system\"\nTYPE = \"SYSTEM_DS\"\nTM_MAD = \"dummy\"\n",
+    );
+    let range = "AR = [ IPAM_MAD = \"scaleway_fip\", SIZE = \"1\", PRIVATE_CIDR = \"172.30.0.0/16\", \
+                 SCALEWAY_ZONE = \"fr-par-2\", SCALEWAY_PROFILE = \"edge-paris\" ]\n";
+    let public = oned.create(
+        "onevnet",
+        &["--cluster", "edge"],
+        &format!(
+            "NAME = \"edge-public\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\nDNS = \"1.1.1.1\"\n{}",
+            range.repeat(3)
+        ),
+    );
+    let public6 = oned.create(
+        "onevnet",
+        &["--cluster", "edge"],
+        "NAME = \"edge-public6\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\n\
+         AR = [ IPAM_MAD = \"scaleway_fip\", TYPE = \"IP6_STATIC\", SIZE = \"1\", SCALEWAY_IP_TYPE = \"ipv6\", \
+                SCALEWAY_ZONE = \"fr-par-2\", SCALEWAY_PROFILE = \"edge-paris\" ]\n",
+    );
+    let template = oned.create(
+        "onevntemplate",
+        &[],
+        &format!(
+            "NAME = \"edge-private\"\nVN_MAD = \"scaleway_evpn\"\nPHYDEV = \"scwpriv0\"\nGUEST_MTU = \"1450\"\n\
+             DNS = \"1.1.1.1\"\nNETWORK_ADDRESS = \"10.200.0.0\"\nNETWORK_MASK = \"255.255.255.0\"\n\
+             AR = [ TYPE = \"IP4\", IP = \"10.200.0.10\", SIZE = \"200\" ]\nCLUSTER_IDS = \"{cluster}\"\n"
+        ),
+    );
+    let printed = oned.cli_ok(
+        "onevntemplate",
+        &["instantiate", &template.to_string(), "--name", "web-private"],
+    );
+    let private = test_support::oned::id_of(printed.trim().trim_start_matches("VN"));
+    for net in [public, public6, private] {
+        oned.wait_vnet_ready(net);
+    }
+    Edge {
+        hosts,
+        ds,
+        public,
+        public6,
+        private,
+    }
+}
+
+/// What a user puts in a VM template beyond its NICs: contextualization
+/// (free text with XML specials and a multi-line script) and a description.
+const VM_EXTRAS: &str = "CPU = \"0.1\"\nMEMORY = \"64\"\n\
+    CONTEXT = [ NETWORK = \"YES\", SSH_PUBLIC_KEY = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9uZS1zY2FsZXdheS10ZXN0LWtleS0wMDAwMDA alice@laptop\",\n\
+      START_SCRIPT = \"#!/bin/sh\necho \\\"hello from the edge\\\" > /etc/motd\n\" ]\n\
+    DESCRIPTION = \"web front, \\\"prod\\\" & <edge>\"\n";
+
+/// Creates `count` held VMs and deletes them, so that the next VM's id is
+/// not 0 (an id equal to every other first id would hide a mix-up).
+fn skip_vm_ids(oned: &RealOned, count: u32) {
+    let file = oned.template_file("skip.tmpl", "NAME = \"skip\"\nCPU = \"0.1\"\nMEMORY = \"64\"\n");
+    oned.cli_ok("onevm", &["create", "--hold", "--multiple", &count.to_string(), &file]);
+    oned.cli_ok("onevm", &["recover", "--delete", &format!("0..{}", count - 1)]);
+}
+
 #[test]
 #[ignore = "privileged: runs a real oned as oneadmin (sudo .ci/run)"]
 fn network_drivers_under_a_real_vm_driver() {
     require_root();
+    let emu = integration_tests::real::emulator();
     let oned = start();
-    let (h1, h2, ds) = hosts_and_datastore(&oned);
-    let public = oned.create(
-        "onevnet",
-        &[],
-        "NAME = \"public\"\nVN_MAD = \"scaleway\"\nBRIDGE = \"scwpub0\"\n\
-         AR = [ TYPE = \"IP4\", IP = \"172.30.0.2\", SIZE = \"1\", EXTERNAL_IP = \"51.15.0.9\",\n\
-                GATEWAY = \"172.30.0.3\", NETWORK_MASK = \"255.255.255.254\",\n\
-                SCALEWAY_IP_ID = \"0b0d7a9e-6a7b-4c3e-9d8e-1f2a3b4c5d6e\", SCALEWAY_ZONE = \"fr-par-1\" ]\n",
-    );
-    // The private network as the provision's template makes it (no
-    // VLAN_ID: oned gives a custom VN_MAD none), instantiated by a user.
-    let template = oned.create(
-        "onevntemplate",
-        &[],
-        "NAME = \"edge-private\"\nVN_MAD = \"scaleway_evpn\"\nPHYDEV = \"scwpriv0\"\nGUEST_MTU = \"1450\"\n\
-         NETWORK_ADDRESS = \"10.200.0.0\"\nNETWORK_MASK = \"255.255.255.0\"\n\
-         AR = [ TYPE = \"IP4\", IP = \"10.200.0.10\", SIZE = \"200\" ]\n",
-    );
-    let printed = oned.cli_ok(
-        "onevntemplate",
-        &["instantiate", &template.to_string(), "--name", "private"],
-    );
-    let private = test_support::oned::id_of(printed.trim().trim_start_matches("VN"));
-    oned.wait_vnet_ready(public);
-    oned.wait_vnet_ready(private);
+    integration_tests::real::scaleway_credentials(&oned, &emu);
+    let edge = edge_cluster(&oned);
+    let (public, private) = (edge.public, edge.private);
+    skip_vm_ids(&oned, 7);
+    // A public NIC, a private NIC and a public alias of the first NIC.
     let vm = oned.create(
         "onevm",
         &["--hold"],
         &format!(
-            "NAME = \"web\"\nCPU = \"0.1\"\nMEMORY = \"64\"\n\
-             NIC = [ NETWORK_ID = \"{public}\" ]\nNIC = [ NETWORK_ID = \"{private}\" ]\n"
+            "NAME = \"web\"\n{VM_EXTRAS}\
+             NIC = [ NETWORK_ID = \"{public}\", NAME = \"public\" ]\nNIC = [ NETWORK_ID = \"{private}\" ]\n\
+             NIC_ALIAS = [ NETWORK_ID = \"{public}\", PARENT = \"public\" ]\n"
         ),
     );
-    let (vm_s, h1_s, h2_s, ds_s) = (vm.to_string(), h1.to_string(), h2.to_string(), ds.to_string());
+    let [h1, h2] = edge.hosts;
+    let (vm_s, h1_s, h2_s, ds_s) = (vm.to_string(), h1.to_string(), h2.to_string(), edge.ds.to_string());
     let mut marks: Vec<(usize, &str)> = Vec::new();
     let mut mark = |oned: &RealOned, event: &'static str| marks.push((oned.records().len(), event));
+    // Whole documents as oned answers `one.vm.info` and `one.vn.info`.
+    let mut shown: BTreeMap<String, String> = BTreeMap::new();
 
     oned.cli_ok("onevm", &["deploy", &vm_s, &h1_s, &ds_s]);
     wait_vm(&oned, vm, "deploy", running(2, "host-a"));
     mark(&oned, "deploy");
-    oned.cli_ok("onevm", &["nic-attach", &vm_s, "--network", &private.to_string()]);
+    shown.insert("vm/deploy".into(), oned.info_text("vm", vm));
+    shown.insert("vnet/public".into(), oned.info_text("vn", public));
+    shown.insert("vnet/private".into(), oned.info_text("vn", private));
+    oned.cli_ok("onevm", &["nic-attach", &vm_s, "--network", &public.to_string()]);
     wait_vm(&oned, vm, "nic-attach", running(3, "host-a"));
     mark(&oned, "nic_attach");
-    let shown = oned.show("onevm", vm);
-    let nics: Vec<&str> = shown
+    let nics: Vec<String> = oned
+        .show("onevm", vm)
         .at("TEMPLATE")
         .unwrap()
         .children_named("NIC")
-        .map(|n| n.child("NIC_ID").map_or("", |i| i.text.as_str()))
+        .map(|n| n.child("NIC_ID").map_or("", |i| i.text.as_str()).to_owned())
         .collect();
-    oned.cli_ok("onevm", &["nic-detach", &vm_s, nics[2]]);
+    oned.cli_ok("onevm", &["nic-detach", &vm_s, &nics[2]]);
     wait_vm(&oned, vm, "nic-detach", running(2, "host-a"));
     mark(&oned, "nic_detach");
+    // The migration is held in the VM driver long enough to see the VM
+    // document oned has during it.
+    let hold = oned.location.join("var/hold-migrate");
+    std::fs::write(&hold, "").unwrap();
     oned.cli_ok("onevm", &["migrate", "--live", &vm_s, &h2_s]);
+    wait_vm(&oned, vm, "the migration to start", |vm| value(vm, "LCM_STATE") == "4");
+    shown.insert("vm/migrate".into(), oned.info_text("vm", vm));
+    std::fs::remove_file(&hold).unwrap();
     wait_vm(&oned, vm, "live migration", running(2, "host-b"));
     mark(&oned, "migrate");
+
+    // An IPv6 public NIC (its address named: oned cannot lease it by
+    // itself) with an IPv4 public alias.
+    let ip6 = oned
+        .show("onevnet", edge.public6)
+        .at("AR_POOL/AR/IP6")
+        .map(|e| e.text.clone())
+        .unwrap();
+    let vm6 = oned.create(
+        "onevm",
+        &["--hold"],
+        &format!(
+            "NAME = \"web6\"\n{VM_EXTRAS}\
+             NIC = [ NETWORK_ID = \"{}\", IP6 = \"{ip6}\", NAME = \"public\" ]\n\
+             NIC_ALIAS = [ NETWORK_ID = \"{public}\", PARENT = \"public\" ]\n",
+            edge.public6
+        ),
+    );
+    let before6 = oned.records().len();
+    oned.cli_ok("onevm", &["deploy", &vm6.to_string(), &h1_s, &ds_s]);
+    wait_vm(&oned, vm6, "deploy", running(1, "host-a"));
+    shown.insert("vm/ipv6".into(), oned.info_text("vm", vm6));
+    let pre6 = oned.records()[before6..]
+        .iter()
+        .find(|r| r.call == "vnm-scaleway-pre")
+        .map(document)
+        .expect("scaleway pre of the IPv6 VM");
+    oned.cli_ok("onevm", &["terminate", "--hard", &vm6.to_string()]);
+    wait_vm(&oned, vm6, "terminate", |vm| value(vm, "STATE") == "6");
+    wait_cleans(&oned, before6, 1);
+    let after6 = oned.records().len();
+
     let after_migrate = oned.records().len();
     oned.cli_ok("onevm", &["terminate", "--hard", &vm_s]);
     wait_vm(&oned, vm, "terminate", |vm| value(vm, "STATE") == "6");
@@ -252,7 +368,10 @@ fn network_drivers_under_a_real_vm_driver() {
     let mut fixtures: BTreeMap<String, String> = BTreeMap::new();
     let mut from = 0;
     for (to, event) in &marks {
-        for r in &records[from..*to] {
+        for (i, r) in records.iter().enumerate().take(*to).skip(from) {
+            if (before6..after6).contains(&i) {
+                continue; // the IPv6 VM's life
+            }
             let Some(call) = r.call.strip_prefix("vnm-") else {
                 continue;
             };
@@ -290,24 +409,30 @@ fn network_drivers_under_a_real_vm_driver() {
         "deploy: scaleway-post one-VM host-a",
         "deploy: scaleway_evpn-post one-VM host-a",
     ];
-    let shown: Vec<String> = calls
+    let calls_shown: Vec<String> = calls
         .iter()
         .map(|c| c.replace(&format!("one-{vm}"), "one-VM"))
         .collect();
     for e in expected {
         assert!(
-            shown.iter().any(|c| c.starts_with(e.trim_end())),
-            "{e:?} not in {shown:#?}"
+            calls_shown.iter().any(|c| c.starts_with(e.trim_end())),
+            "{e:?} not in {calls_shown:#?}"
         );
     }
     for event in ["nic_attach", "nic_detach", "migrate", "terminate"] {
         assert!(
-            shown.iter().any(|c| c.starts_with(event)),
-            "no network action at {event}: {shown:#?}"
+            calls_shown.iter().any(|c| c.starts_with(event)),
+            "no network action at {event}: {calls_shown:#?}"
         );
     }
     // The private NIC's VNI: the network got no VLAN_ID from oned, so the
     // driver's VNI is 1000000 + its id, and it has a bridge.
+    // The IPv6 VM: its public NIC is IPv6, its alias IPv4.
+    let read6 = Vm::from_element(&xml::parse(pre6.as_bytes()).unwrap()).unwrap();
+    let nics6 = read6.nics_of("scaleway").unwrap();
+    assert_eq!(nics6.len(), 2, "{pre6}");
+    assert!(nics6[0].ip6.is_some() && nics6[1].ip.is_some(), "{pre6}");
+    fixtures.insert("ipv6-scaleway-pre".into(), pre6);
     let pre = fixtures
         .get("deploy-scaleway_evpn-pre")
         .expect("scaleway_evpn pre at deploy");
@@ -321,6 +446,9 @@ fn network_drivers_under_a_real_vm_driver() {
         for (name, doc) in &fixtures {
             std::fs::write(dir.join(format!("{name}.xml")), doc).unwrap();
         }
-        std::fs::write(dir.join("calls.txt"), shown.join("\n") + "\n").unwrap();
+        std::fs::write(dir.join("calls.txt"), calls_shown.join("\n") + "\n").unwrap();
+        for (name, doc) in &shown {
+            std::fs::write(fixture_path(&format!("{name}.xml")), doc).unwrap();
+        }
     }
 }

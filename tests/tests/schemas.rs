@@ -57,17 +57,25 @@ fn upstream(xsd: &str) -> std::path::PathBuf {
 #[test]
 fn vm_fixtures_are_valid_vm_documents() {
     let names = fixtures_in("vm");
-    assert!(names.len() >= 4, "expected the VM fixtures, found {names:?}");
+    assert!(names.len() >= 3, "expected the VM fixtures, found {names:?}");
     for name in names {
         validate(&fixture(&name), &upstream("vm.xsd"), true).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 
+/// OpenNebula's own `vnet.xsd` lists a fixed sequence of address range
+/// attributes: the network oned itself answers for a range our IPAM driver
+/// registered (`EXTERNAL_IP`, `GATEWAY`, `SCALEWAY_IP_ID`, ... which oned
+/// keeps) does not validate. What oned really sends is the fixture, not
+/// the schema; this test says so and notices when upstream changes.
 #[test]
-fn vnet_fixtures_are_valid_vnet_documents() {
-    for name in fixtures_in("vnet") {
-        validate(&fixture(&name), &upstream("vnet.xsd"), true).unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
+fn vnet_fixtures_against_opennebulas_schema() {
+    validate(&fixture("vnet/private.xml"), &upstream("vnet.xsd"), true).unwrap_or_else(|e| panic!("private: {e}"));
+    let public = validate(&fixture("vnet/public.xml"), &upstream("vnet.xsd"), true);
+    assert!(
+        public.as_ref().is_err_and(|e| e.contains("EXTERNAL_IP")),
+        "OpenNebula's vnet.xsd now accepts a driver's range attributes? {public:?}"
+    );
 }
 
 #[test]
@@ -104,12 +112,12 @@ fn ipam_fixtures_are_valid_ipam_requests() {
 #[test]
 fn the_schema_check_rejects_broken_documents() {
     let vm = fixture("vm/deploy.xml");
-    let without_id = vm.replacen("<ID>42</ID>", "", 1);
+    let without_id = vm.replacen("<ID>7</ID>", "", 1);
     assert!(
         validate(&without_id, &upstream("vm.xsd"), true).is_err(),
         "a VM without ID must be invalid"
     );
-    let bad_hid = vm.replacen("<HID>3</HID>", "<HID>three</HID>", 1);
+    let bad_hid = vm.replacen("<HID>0</HID>", "<HID>zero</HID>", 1);
     assert!(
         validate(&bad_hid, &upstream("vm.xsd"), true).is_err(),
         "HID must be an integer"

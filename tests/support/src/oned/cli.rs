@@ -112,3 +112,15 @@ impl RealOned {
             .children
     }
 }
+
+impl RealOned {
+    /// `one.<kind>.info` of object `id` (`vm`, `vn`, `host`, ...): the
+    /// document exactly as oned answers it, as our drivers read it.
+    pub fn info_text(&self, kind: &str, id: u32) -> String {
+        use opennebula::oned::Param::{Bool, Int};
+        let method = format!("one.{kind}.info");
+        self.api()
+            .call(&method, &[Int(i64::from(id)), Bool(false)])
+            .unwrap_or_else(|e| panic!("{method} {id}: {e}"))
+    }
+}
