@@ -101,7 +101,10 @@ fn set(doc: &str, element: &str, key: &str, id: &str, attr: &str, value: Option<
         e.children.iter_mut().any(|c| walk(c, t))
     }
     let mut root = xml::parse(doc.as_bytes()).unwrap();
-    assert!(walk(&mut root, (element, key, id, attr, value)), "no {element} to change");
+    assert!(
+        walk(&mut root, (element, key, id, attr, value)),
+        "no {element} to change"
+    );
     root.to_xml()
 }
 
@@ -234,7 +237,14 @@ fn vm_documents_with_bad_attributes_are_refused() {
         ),
         (
             "option-like host name",
-            set(&vm, "HISTORY", "HOSTNAME", "host-a", "HOSTNAME", Some("-oProxyCommand=reboot")),
+            set(
+                &vm,
+                "HISTORY",
+                "HOSTNAME",
+                "host-a",
+                "HOSTNAME",
+                Some("-oProxyCommand=reboot"),
+            ),
             "HOSTNAME = \"-oProxyCommand=reboot\" is not a host name",
         ),
         (
@@ -278,7 +288,14 @@ fn nic_attributes_are_checked_for_the_drivers_own_nics() {
         ),
         (
             "rule in EXTERNAL_IP",
-            set(&vm, "NIC_ALIAS", "NIC_ID", "2", "EXTERNAL_IP", Some("51.15.220.9 -j ACCEPT")),
+            set(
+                &vm,
+                "NIC_ALIAS",
+                "NIC_ID",
+                "2",
+                "EXTERNAL_IP",
+                Some("51.15.220.9 -j ACCEPT"),
+            ),
             "NIC_ALIAS[NIC_ID=2]/EXTERNAL_IP",
         ),
         (

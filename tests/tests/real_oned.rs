@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use integration_tests::real::{PROJECT, SECRET, emulator, scaleway_credentials};
 use opennebula::oned::{ONEFORM_PROVIDER, ONEFORM_PROVISION, ONEPROVISION_PROVIDER, ONEPROVISION_PROVISION, Param};
 use opennebula::xml::{self, Element};
-use integration_tests::real::{PROJECT, SECRET, emulator, scaleway_credentials};
 use scaleway_emulator::Running;
 use test_support::oned::{Options, RealOned, Record, id_of};
 use test_support::{fixture_path, require_root};

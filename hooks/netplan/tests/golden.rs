@@ -227,11 +227,11 @@ fn clean_of_one_vm_among_several() {
 #[test]
 fn nic_alias() {
     let mut host = Host::default();
-    let vm = fixture_vm("vm/deploy.xml");
+    let vm = fixture_vm("vnm/deploy-scaleway-pre.xml");
     let p = host.pre(&vm);
     assert_golden(
         "nic_alias.txt",
-        &section("pre of fixture vm/deploy.xml (NIC 0 and NIC_ALIAS 2)", &p),
+        &section("pre of fixture vnm/deploy-scaleway-pre.xml (NIC 0 and NIC_ALIAS 2)", &p),
     );
 }
 
@@ -239,15 +239,16 @@ fn nic_alias() {
 fn hot_attach_and_detach() {
     let mut host = Host::default();
     // The VM runs with NIC 0 and its alias.
-    host.pre(&fixture_vm("vm/deploy.xml"));
-    host.plug("one-42-0", "scwpub0");
-    let attach = fixture_vm("vm/attach_nic.xml");
+    host.pre(&fixture_vm("vnm/deploy-scaleway-pre.xml"));
+    host.plug("one-7-0", "scwpub0");
+    let attach = fixture_vm("vnm/nic_attach-scaleway-pre.xml");
     assert!(select(&attach).unwrap().hotplug);
     let p_attach = host.pre(&attach);
-    host.plug("one-42-3", "scwpub0");
-    // detach_nic runs clean with the same document (NIC 3 has ATTACH=YES).
-    host.unplug("one-42-3");
-    let p_detach = host.clean(&attach);
+    host.plug("one-7-3", "scwpub0");
+    // detach_nic runs clean with a document where NIC 3 has ATTACH=YES.
+    host.unplug("one-7-3");
+    let detach = fixture_vm("vnm/nic_detach-scaleway-clean.xml");
+    let p_detach = host.clean(&detach);
     assert_eq!(host.record.len(), 2, "NIC 0 and its alias stay");
     let out = section("pre for attach_nic (NIC 3 has ATTACH=YES): only NIC 3", &p_attach)
         + &section("clean for detach_nic (NIC 3 has ATTACH=YES): only NIC 3", &p_detach);
@@ -257,14 +258,16 @@ fn hot_attach_and_detach() {
 #[test]
 fn ipv6_nic() {
     let mut host = Host::default();
-    let vm = fixture_vm("vm/ipv6.xml");
+    let vm = fixture_vm("vnm/ipv6-scaleway-pre.xml");
     let p = host.pre(&vm);
-    host.plug("one-42-0", "scwpub0");
+    host.plug("one-8-0", "scwpub0");
     let c = host.clean(&vm);
     assert_golden(
         "ipv6.txt",
-        &(section("pre of fixture vm/ipv6.xml (IPv6 NIC 0, IPv4 NIC_ALIAS 2)", &p)
-            + &section("clean of the same VM (tap still on the bridge)", &c)),
+        &(section(
+            "pre of fixture vnm/ipv6-scaleway-pre.xml (IPv6 NIC 0, IPv4 NIC_ALIAS 1)",
+            &p,
+        ) + &section("clean of the same VM (tap still on the bridge)", &c)),
     );
 }
 

@@ -234,78 +234,97 @@ fn evpn_config_places_the_host_or_says_why_not() {
 #[test]
 fn pre_needs_the_cluster_description_first() {
     let h = Hyper::new();
-    let (r, _) = h.pre(&parse_vm(&fixture("vm/deploy.xml")));
+    let (r, _) = h.pre(&parse_vm(&fixture("vnm/deploy-scaleway_evpn-pre.xml")));
     let e = r.unwrap_err();
     assert!(
         e.contains(
-            "VM 42: this host has no BGP-EVPN configuration yet: run `scaleway-vnm --driver scaleway_evpn evpn-config"
+            "VM 7: this host has no BGP-EVPN configuration yet: run `scaleway-vnm --driver scaleway_evpn evpn-config"
         ),
         "{e}"
     );
     assert!(h.fake.take_calls().is_empty(), "nothing observed or changed");
 }
 
+/// VM `id` with NICs `(nic_id, network id)` on networks oned gave no
+/// `VLAN_ID` (as it sends them for our driver, as in the captured VM 7:
+/// its private NIC 1 is on network 2).
+fn vm_on(id: u64, nics: &[(u32, u32)]) -> Vm {
+    let body: String = nics
+        .iter()
+        .map(|&(n, net)| {
+            format!(
+                "<NIC><NIC_ID>{n}</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD><NETWORK_ID>{net}</NETWORK_ID>\
+                 <BRIDGE>onebr{net}</BRIDGE><PHYDEV>scwpriv0</PHYDEV><GUEST_MTU>1450</GUEST_MTU></NIC>"
+            )
+        })
+        .collect();
+    parse_vm(&format!("<VM><ID>{id}</ID><TEMPLATE>{body}</TEMPLATE></VM>"))
+}
+
 #[test]
 fn pre_sets_up_the_segment_and_lists_the_vni_once() {
     let h = Hyper::configured();
-    let deploy = parse_vm(&fixture("vm/deploy.xml"));
+    let deploy = parse_vm(&fixture("vnm/deploy-scaleway_evpn-pre.xml"));
     let log = h.pre_ok(&deploy);
     assert!(
         log.contains(
-            "INFO: scaleway-vnm scaleway_evpn test: VM 42: set up VM 42 NIC 1: VNI 100: vxlan100 on bridge onebr.100 \
-             (local 10.0.0.2 on scwpriv0, MTU 1450)"
+            "INFO: scaleway-vnm scaleway_evpn test: VM 7: set up VM 7 NIC 1: VNI 1000002: vxlan1000002 on bridge \
+             onebr2 (local 10.0.0.2 on scwpriv0, MTU 1450)"
         ),
         "{log}"
     );
-    assert!(log.contains("FRR reloaded: VNIs listed 100"), "{log}");
+    assert!(log.contains("FRR reloaded: VNIs listed 1000002"), "{log}");
     let calls = h.fake.take_calls();
     assert_eq!(calls[0], "ip -d -j addr show");
     assert_eq!(calls[1], "vtysh -C -f");
     assert!(
         calls.contains(
-            &"ip link add name vxlan100 mtu 1450 type vxlan id 100 local 10.0.0.2 dstport 4789 nolearning dev scwpriv0"
+            &"ip link add name vxlan1000002 mtu 1450 type vxlan id 1000002 local 10.0.0.2 dstport 4789 nolearning \
+              dev scwpriv0"
                 .to_owned()
-        )
+        ),
+        "{calls:#?}"
     );
     assert_eq!(
         calls.last().unwrap(),
         "frr-reload.py --reload",
         "FRR after the devices: {calls:#?}"
     );
-    assert_eq!(h.frr_vnis(), ["vni 100"]);
-    assert_eq!(h.record(), ["100: VM 42 NIC 1"]);
+    assert_eq!(h.frr_vnis(), ["vni 1000002"]);
+    assert_eq!(h.record(), ["1000002: VM 7 NIC 1"]);
     let links = h.fake.links();
-    let vx = &links.links["vxlan100"];
+    let vx = &links.links["vxlan1000002"];
     assert_eq!(
         (vx.mtu, vx.up, vx.master.as_deref(), vx.port_learning),
-        (1450, true, Some("onebr.100"), Some(false))
+        (1450, true, Some("onebr2"), Some(false))
     );
-    assert_eq!(links.links["onebr.100"].mtu, 1450);
+    assert_eq!(links.links["onebr2"].mtu, 1450);
     // Twice is once: observed, nothing changed, FRR not touched.
     let log = h.pre_ok(&deploy);
-    assert!(log.contains("VM 42: already in place"), "{log}");
+    assert!(log.contains("VM 7: already in place"), "{log}");
     assert_eq!(h.fake.take_calls(), ["ip -d -j addr show"]);
     // Another VM on the same network: its devices are there, FRR lists the VNI already.
-    h.pre_ok(&vm(7, &[(0, 100)]));
+    h.pre_ok(&vm_on(17, &[(0, 2)]));
     assert_eq!(h.fake.take_calls(), ["ip -d -j addr show"]);
-    assert_eq!(h.record(), ["100: VM 7 NIC 0, VM 42 NIC 1"]);
+    assert_eq!(h.record(), ["1000002: VM 7 NIC 1, VM 17 NIC 0"]);
     // A second network: its own devices, FRR reloaded with both VNIs.
-    h.pre_ok(&vm(8, &[(0, 200)]));
-    assert_eq!(h.frr_vnis(), ["vni 100", "vni 200"]);
+    h.pre_ok(&vm_on(18, &[(0, 3)]));
+    assert_eq!(h.frr_vnis(), ["vni 1000002", "vni 1000003"]);
 }
 
 #[test]
 fn clean_removes_a_segment_only_with_its_last_user() {
     let h = Hyper::configured();
-    let deploy = parse_vm(&fixture("vm/deploy.xml"));
+    let deploy = parse_vm(&fixture("vnm/deploy-scaleway_evpn-pre.xml"));
+    let other = vm_on(17, &[(0, 2), (1, 3)]);
     h.pre_ok(&deploy);
     h.pre_ok(&deploy);
-    h.pre_ok(&vm(7, &[(0, 100), (1, 200)]));
-    h.pre_ok(&vm(7, &[(0, 100), (1, 200)]));
+    h.pre_ok(&other);
+    h.pre_ok(&other);
     h.fake.take_calls();
-    let log = h.clean_ok(&deploy);
+    let log = h.clean_ok(&parse_vm(&fixture("vnm/terminate-scaleway_evpn-clean.xml")));
     assert!(
-        log.contains("VM 42: left VNI 100, which VM 7 NIC 0 still uses on this host"),
+        log.contains("VM 7: left VNI 1000002, which VM 17 NIC 0 still uses on this host"),
         "{log}"
     );
     assert_eq!(
@@ -313,11 +332,11 @@ fn clean_removes_a_segment_only_with_its_last_user() {
         ["ip -d -j addr show"],
         "nothing removed, FRR untouched"
     );
-    assert_eq!(h.record(), ["100: VM 7 NIC 0", "200: VM 7 NIC 1"]);
-    let log = h.clean_ok(&vm(7, &[(0, 100), (1, 200)]));
+    assert_eq!(h.record(), ["1000002: VM 17 NIC 0", "1000003: VM 17 NIC 1"]);
+    let log = h.clean_ok(&other);
     assert!(
         log.contains(
-            "VM 7: left VNI 100, which no VM uses on this host any more: removed (and from FRR's configuration)"
+            "VM 17: left VNI 1000002, which no VM uses on this host any more: removed (and from FRR's configuration)"
         ),
         "{log}"
     );
@@ -325,9 +344,9 @@ fn clean_removes_a_segment_only_with_its_last_user() {
     assert!(h.frr_vnis().is_empty());
     assert!(h.record().is_empty());
     // Removing what is absent succeeds.
-    let log = h.clean_ok(&vm(7, &[(0, 100)]));
+    let log = h.clean_ok(&vm_on(17, &[(0, 2)]));
     assert!(
-        log.contains("VM 7: no NIC of driver scaleway_evpn recorded on this host"),
+        log.contains("VM 17: no NIC of driver scaleway_evpn recorded on this host"),
         "{log}"
     );
     // A document the driver cannot read: the record says what to remove.

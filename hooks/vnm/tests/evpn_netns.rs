@@ -438,10 +438,12 @@ fn parse_vm(xml: &str) -> Vm {
 }
 
 /// VM `id` with one private NIC 0 on VNI `vni` (bridge onebr.<vni>), MAC `mac`.
-fn vm(id: u64, vni: u32, mac: &str) -> Vm {
+/// VM `id` with NIC 0 on network `net`, as oned sends it for our driver
+/// (no VLAN_ID: the VNI is 1000000 + `net`; the bridge `onebr<net>`).
+fn vm(id: u64, net: u32, mac: &str) -> Vm {
     parse_vm(&format!(
-        "<VM><ID>{id}</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD><VLAN_ID>{vni}</VLAN_ID>\
-         <BRIDGE>onebr.{vni}</BRIDGE><PHYDEV>scwpriv0</PHYDEV><GUEST_MTU>1450</GUEST_MTU><MAC>{mac}</MAC>\
+        "<VM><ID>{id}</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD><NETWORK_ID>{net}</NETWORK_ID>\
+         <BRIDGE>onebr{net}</BRIDGE><PHYDEV>scwpriv0</PHYDEV><GUEST_MTU>1450</GUEST_MTU><MAC>{mac}</MAC>\
          </NIC></TEMPLATE></VM>"
     ))
 }
@@ -530,26 +532,26 @@ fn two_hosts_one_reflector_vnis_isolated_and_cleaned() {
         out.starts_with("10.0.0.3 is a client of AS 65000 (reflectors 10.0.0.2), 1 BGP peer"),
         "{out}"
     );
-    // VMs: VNI 100 and VNI 200, the same subnet on both.
+    // VMs: VNI 1000002 and VNI 1000003, the same subnet on both.
     let (va100, va200, vb100, vb200) = (vm_ns("va100"), vm_ns("va200"), vm_ns("vb100"), vm_ns("vb200"));
-    a.pre(&vm(1, 100, &mac(1)));
-    a.pre(&vm(2, 200, &mac(11)));
-    a.plug(&va100, "one-1-0", "onebr.100", &mac(1), addr(1), 1450);
-    a.plug(&va200, "one-2-0", "onebr.200", &mac(11), addr(11), 1450);
-    // VM 42 of the fixture on B (VNI 100, onebr.100, PHYDEV scwpriv0, GUEST_MTU 1450).
+    a.pre(&vm(1, 2, &mac(1)));
+    a.pre(&vm(2, 3, &mac(11)));
+    a.plug(&va100, "one-1-0", "onebr2", &mac(1), addr(1), 1450);
+    a.plug(&va200, "one-2-0", "onebr3", &mac(11), addr(11), 1450);
+    // VM 7 of the fixture on B (VNI 1000002, onebr2, PHYDEV scwpriv0, GUEST_MTU 1450).
     let pre = test_support::link_as(bin, links.path(), "vnm/scaleway_evpn/pre");
     let clean = test_support::link_as(bin, links.path(), "vnm/scaleway_evpn/clean");
-    let deploy = test_support::fixture("vm/deploy.xml");
+    let deploy = test_support::fixture("vnm/deploy-scaleway_evpn-pre.xml");
     let (_, err) = run_bin(&pre, &[], &test_support::encode(&deploy));
     assert!(
-        err.contains("INFO: scaleway-vnm scaleway_evpn pre: VM 42: set up VM 42 NIC 1: VNI 100"),
+        err.contains("INFO: scaleway-vnm scaleway_evpn pre: VM 7: set up VM 7 NIC 1: VNI 1000002"),
         "{err}"
     );
-    b.pre(&vm(4, 200, &mac(12)));
-    b.plug(&vb100, "one-42-1", "onebr.100", "02:00:0a:c8:00:0a", addr(2), 1450);
-    b.plug(&vb200, "one-4-0", "onebr.200", &mac(12), addr(12), 1450);
+    b.pre(&vm(4, 3, &mac(12)));
+    b.plug(&vb100, "one-7-1", "onebr2", "02:00:0a:c8:00:0a", addr(2), 1450);
+    b.plug(&vb200, "one-4-0", "onebr3", &mac(12), addr(12), 1450);
     let converged = ping_until(va100.name(), addr(2), Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("VNI 100: A -> B never answered\n{}", lab.diagnose()));
+        .unwrap_or_else(|| panic!("VNI 1000002: A -> B never answered\n{}", lab.diagnose()));
     eprintln!(
         "2 hosts, 1 reflector: first VM ping {:?} after evpn-config started ({converged:?} of pinging)",
         start.elapsed()
@@ -557,54 +559,54 @@ fn two_hosts_one_reflector_vnis_isolated_and_cleaned() {
     let version = a.frr.vtysh("show version");
     eprintln!("FRR: {}", version.lines().next().unwrap_or(""));
     assert!(version.starts_with("FRRouting "), "{version}");
-    assert!(ping(vb200.name(), addr(11)), "VNI 200: B -> A\n{}", lab.diagnose());
+    assert!(ping(vb200.name(), addr(11)), "VNI 1000003: B -> A\n{}", lab.diagnose());
     // The devices, as the driver made them.
     let l = a.links_text();
     assert!(
-        l.contains("vxlan id 100 local 10.0.0.2 dev scwpriv0 srcport 0 0 dstport 4789 nolearning"),
+        l.contains("vxlan id 1000002 local 10.0.0.2 dev scwpriv0 srcport 0 0 dstport 4789 nolearning"),
         "{l}"
     );
-    let vx = a.ns.run_ok(&["ip", "-d", "link", "show", "dev", "vxlan100"], b"");
+    let vx = a.ns.run_ok(&["ip", "-d", "link", "show", "dev", "vxlan1000002"], b"");
     assert!(
-        vx.contains("mtu 1450") && vx.contains("master onebr.100") && vx.contains("learning off"),
+        vx.contains("mtu 1450") && vx.contains("master onebr2") && vx.contains("learning off"),
         "{vx}"
     );
     assert!(
-        a.ns.run_ok(&["ip", "link", "show", "dev", "onebr.100"], b"")
+        a.ns.run_ok(&["ip", "link", "show", "dev", "onebr2"], b"")
             .contains("mtu 1450")
     );
     // MACs learnt through EVPN (extern_learn), not by flooding, each VNI its own.
     let learnt = wait_for(Duration::from_secs(10), || {
-        a.fdb("vxlan100")
+        a.fdb("vxlan1000002")
             .contains("02:00:0a:c8:00:0a dst 10.0.0.3 self extern_learn")
-            && b.fdb("vxlan100")
+            && b.fdb("vxlan1000002")
                 .contains(&format!("{} dst 10.0.0.2 self extern_learn", mac(1)))
     });
-    assert!(learnt.is_some(), "{}\n{}", a.fdb("vxlan100"), lab.diagnose());
+    assert!(learnt.is_some(), "{}\n{}", a.fdb("vxlan1000002"), lab.diagnose());
     assert!(
-        a.fdb("vxlan100")
+        a.fdb("vxlan1000002")
             .contains("00:00:00:00:00:00 dst 10.0.0.3 self permanent"),
         "flood list from type-3 routes"
     );
     assert!(
-        !a.fdb("vxlan100").contains(&mac(12)),
-        "VNI 200's MAC stays out of VNI 100"
+        !a.fdb("vxlan1000002").contains(&mac(12)),
+        "VNI 1000003's MAC stays out of VNI 1000002"
     );
     // Isolation: the same subnet on the other VNI does not answer.
     assert!(
         ping_tries(va100.name(), addr(12), 3).is_none(),
-        "VNI 100 reached VNI 200"
+        "VNI 1000002 reached VNI 1000003"
     );
     assert!(
         ping_tries(vb200.name(), addr(1), 3).is_none(),
-        "VNI 200 reached VNI 100"
+        "VNI 1000003 reached VNI 1000002"
     );
     // Full-size frames (MTU 1450 in the VMs) cross VXLAN over a 1500 underlay.
     assert_eq!(tcp_transfer(va100.name(), vb100.name(), addr(2), 300_000), Ok(300_000));
     // FRR lists the VNIs, forwarding is as it was, FRR's running configuration is the file.
     let running = a.frr.vtysh("show running-config");
     assert!(running.contains("  advertise-all-vni\n"), "{running}");
-    for vni in [100, 200] {
+    for vni in [1_000_002, 1_000_003] {
         assert!(running.contains(&format!("  vni {vni}\n  exit-vni\n")), "{running}");
     }
     for (h, before) in [a, b].iter().zip(&fwd_before) {
@@ -638,68 +640,76 @@ fn two_hosts_one_reflector_vnis_isolated_and_cleaned() {
     // libvirt plugs the VM's tap again.
     let before = (a.links(), a.ns.run_ok(&["nft", "list", "ruleset"], b""));
     a.ns.run_ok(&["nft", "delete", "table", "inet", "one_scaleway_evpn"], b"");
-    ip(&a.name(), &["link", "del", "vxlan200"]);
-    ip(&a.name(), &["link", "del", "onebr.200"]);
+    ip(&a.name(), &["link", "del", "vxlan1000003"]);
+    ip(&a.name(), &["link", "del", "onebr3"]);
     assert!(ping_tries(vb200.name(), addr(11), 2).is_none());
     let (r, log) = a.run(private::reconcile);
     let out = r.unwrap_or_else(|e| panic!("{e}\n{log}"));
-    assert!(out.starts_with("reconciled 2 segments (VNIs 100 200): "), "{out}");
-    ip(&a.name(), &["link", "set", "one-2-0", "master", "onebr.200"]);
+    assert!(
+        out.starts_with("reconciled 2 segments (VNIs 1000002 1000003): "),
+        "{out}"
+    );
+    ip(&a.name(), &["link", "set", "one-2-0", "master", "onebr3"]);
     assert_eq!((a.links(), a.ns.run_ok(&["nft", "list", "ruleset"], b"")), before);
     assert!(
         ping(vb200.name(), addr(11)),
-        "VNI 200 after reconcile\n{}",
+        "VNI 1000003 after reconcile\n{}",
         lab.diagnose()
     );
     // Idempotent: evpn-config and pre again change nothing.
     let links_before = (a.links(), a.frr.vtysh("show running-config"));
     a.evpn_config(&lab.description);
-    let log = a.pre(&vm(1, 100, &mac(1)));
+    let log = a.pre(&vm(1, 2, &mac(1)));
     assert!(log.contains("VM 1: already in place"), "{log}");
     assert_eq!((a.links(), a.frr.vtysh("show running-config")), links_before);
-    // A second VM on VNI 100 on A; the first leaves: the segment stays.
+    // A second VM on VNI 1000002 on A; the first leaves: the segment stays.
     let va100b = vm_ns("va100b");
-    a.pre(&vm(3, 100, &mac(3)));
-    a.plug(&va100b, "one-3-0", "onebr.100", &mac(3), addr(3), 1450);
+    a.pre(&vm(3, 2, &mac(3)));
+    a.plug(&va100b, "one-3-0", "onebr2", &mac(3), addr(3), 1450);
     a.unplug("one-1-0");
-    let log = a.clean(&vm(1, 100, &mac(1)));
+    let log = a.clean(&vm(1, 2, &mac(1)));
     assert!(
-        log.contains("VM 1: left VNI 100, which VM 3 NIC 0 still uses on this host"),
+        log.contains("VM 1: left VNI 1000002, which VM 3 NIC 0 still uses on this host"),
         "{log}"
     );
-    assert!(a.has_link("vxlan100"));
+    assert!(a.has_link("vxlan1000002"));
     assert!(ping(va100b.name(), addr(2)), "VM 3 still reaches B\n{}", lab.diagnose());
-    // The last VM of VNI 100 on A leaves: the VXLAN device, the bridge and FRR's vni line go.
+    // The last VM of VNI 1000002 on A leaves: the VXLAN device, the bridge and FRR's vni line go.
     a.unplug("one-3-0");
-    let log = a.clean(&vm(3, 100, &mac(3)));
+    let log = a.clean(&vm(3, 2, &mac(3)));
     assert!(
         log.contains("no VM uses on this host any more: removed (and from FRR's configuration)"),
         "{log}"
     );
     assert!(
-        !a.has_link("vxlan100") && !a.has_link("onebr.100"),
+        !a.has_link("vxlan1000002") && !a.has_link("onebr2"),
         "{log}\n{}",
         a.links_text()
     );
-    assert!(a.has_link("vxlan200"), "VNI 200 is untouched");
+    assert!(a.has_link("vxlan1000003"), "VNI 1000003 is untouched");
     let running = a.frr.vtysh("show running-config");
-    assert!(!running.contains("vni 100") && running.contains("vni 200"), "{running}");
-    let withdrawn = wait_for(Duration::from_secs(10), || !b.fdb("vxlan100").contains("dst 10.0.0.2"));
+    assert!(
+        !running.contains("vni 1000002") && running.contains("vni 1000003"),
+        "{running}"
+    );
+    let withdrawn = wait_for(Duration::from_secs(10), || {
+        !b.fdb("vxlan1000002").contains("dst 10.0.0.2")
+    });
     assert!(
         withdrawn.is_some(),
-        "B still floods VNI 100 to A: {}",
-        b.fdb("vxlan100")
+        "B still floods VNI 1000002 to A: {}",
+        b.fdb("vxlan1000002")
     );
-    eprintln!("VNI 100 withdrawn from B {withdrawn:?} after A's clean");
-    assert!(ping(vb200.name(), addr(11)), "VNI 200 still works");
-    // B through the action file: the fixture VM leaves, VNI 100 goes there too.
-    b.unplug("one-42-1");
+    eprintln!("VNI 1000002 withdrawn from B {withdrawn:?} after A's clean");
+    assert!(ping(vb200.name(), addr(11)), "VNI 1000003 still works");
+    // B through the action file: the fixture VM leaves, VNI 1000002 goes there too.
+    b.unplug("one-7-1");
     let (_, err) = run_bin(&clean, &["edge-host2"], &test_support::encode(&deploy));
     assert!(
-        err.contains("VM 42: left VNI 100, which no VM uses on this host any more"),
+        err.contains("VM 7: left VNI 1000002, which no VM uses on this host any more"),
         "{err}"
     );
-    assert!(!b.has_link("vxlan100") && !b.has_link("onebr.100"));
+    assert!(!b.has_link("vxlan1000002") && !b.has_link("onebr2"));
     eprintln!("two_hosts_one_reflector: {:?} in all", total.elapsed());
 }
 
@@ -717,8 +727,8 @@ fn three_hosts_two_reflectors_late_vm_and_a_reflector_down() {
     let vms: Vec<NetNs> = (0..3).map(|n| vm_ns(&format!("v{n}"))).collect();
     for (n, h) in lab.hosts.iter().enumerate().take(2) {
         let k = u8::try_from(n).unwrap() + 1;
-        h.pre(&vm(u64::from(k), 100, &mac(k)));
-        h.plug(&vms[n], &format!("one-{k}-0"), "onebr.100", &mac(k), addr(k), 1450);
+        h.pre(&vm(u64::from(k), 2, &mac(k)));
+        h.plug(&vms[n], &format!("one-{k}-0"), "onebr2", &mac(k), addr(k), 1450);
     }
     let converged = ping_until(vms[0].name(), addr(2), Duration::from_secs(30))
         .unwrap_or_else(|| panic!("host 0 -> host 1 never answered\n{}", lab.diagnose()));
@@ -729,14 +739,14 @@ fn three_hosts_two_reflectors_late_vm_and_a_reflector_down() {
     // Everything has converged: a VM on host 2, whose VNI is new there.
     wait_for(Duration::from_secs(10), || {
         lab.hosts[1]
-            .fdb("vxlan100")
+            .fdb("vxlan1000002")
             .contains(&format!("{} dst 10.0.0.2 self extern_learn", mac(1)))
     })
     .unwrap_or_else(|| panic!("host 1 never learnt VM 1's MAC\n{}", lab.diagnose()));
     let late = Instant::now();
     let c = &lab.hosts[2];
-    c.pre(&vm(3, 100, &mac(3)));
-    c.plug(&vms[2], "one-3-0", "onebr.100", &mac(3), addr(3), 1450);
+    c.pre(&vm(3, 2, &mac(3)));
+    c.plug(&vms[2], "one-3-0", "onebr2", &mac(3), addr(3), 1450);
     let deployed = late.elapsed();
     let first = ping_until(vms[2].name(), addr(1), Duration::from_secs(15))
         .unwrap_or_else(|| panic!("the late VM never reached host 0's VM\n{}", lab.diagnose()));
@@ -744,7 +754,7 @@ fn three_hosts_two_reflectors_late_vm_and_a_reflector_down() {
     assert!(ping(vms[2].name(), addr(2)), "the late VM reaches host 1's VM");
     let learnt = wait_for(Duration::from_secs(10), || {
         lab.hosts[0]
-            .fdb("vxlan100")
+            .fdb("vxlan1000002")
             .contains(&format!("{} dst 10.0.0.4 self extern_learn", mac(3)))
     });
     eprintln!(
@@ -757,8 +767,8 @@ fn three_hosts_two_reflectors_late_vm_and_a_reflector_down() {
     // A VM deployed on a host where its VNI already is.
     let v4 = vm_ns("v4");
     let late = Instant::now();
-    lab.hosts[1].pre(&vm(4, 100, &mac(4)));
-    lab.hosts[1].plug(&v4, "one-4-0", "onebr.100", &mac(4), addr(4), 1450);
+    lab.hosts[1].pre(&vm(4, 2, &mac(4)));
+    lab.hosts[1].plug(&v4, "one-4-0", "onebr2", &mac(4), addr(4), 1450);
     let reached = ping_until(v4.name(), addr(3), Duration::from_secs(15))
         .unwrap_or_else(|| panic!("VM 4 never reached VM 3\n{}", lab.diagnose()));
     eprintln!(
@@ -787,19 +797,19 @@ fn three_hosts_two_reflectors_late_vm_and_a_reflector_down() {
     eprintln!("host 2 with reflector 0 down:\n{summary}");
     assert!(
         lab.hosts[2]
-            .fdb("vxlan100")
+            .fdb("vxlan1000002")
             .contains(&format!("{} dst 10.0.0.3 self extern_learn", mac(2))),
         "{}",
-        lab.hosts[2].fdb("vxlan100")
+        lab.hosts[2].fdb("vxlan1000002")
     );
     // And the control plane still works: a new VM on host 2 is learnt on host 1.
     let v5 = vm_ns("v5");
-    lab.hosts[2].pre(&vm(5, 100, &mac(5)));
-    lab.hosts[2].plug(&v5, "one-5-0", "onebr.100", &mac(5), addr(5), 1450);
+    lab.hosts[2].pre(&vm(5, 2, &mac(5)));
+    lab.hosts[2].plug(&v5, "one-5-0", "onebr2", &mac(5), addr(5), 1450);
     assert!(ping(v5.name(), addr(2)), "new VM -> host 1 with reflector 0 down");
     let learnt = wait_for(Duration::from_secs(10), || {
         lab.hosts[1]
-            .fdb("vxlan100")
+            .fdb("vxlan1000002")
             .contains(&format!("{} dst 10.0.0.4 self extern_learn", mac(5)))
     });
     assert!(learnt.is_some(), "{}", lab.hosts[1].diagnose());

@@ -108,31 +108,29 @@ fn bed() -> Bed {
                 .unwrap()
         })
         .collect();
-    let ars: String = fips
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            format!(
-                "<AR><AR_ID>{i}</AR_ID><IP>172.30.0.{}</IP><MAC>02:00:ac:1e:00:0{i}</MAC><SIZE>1</SIZE><TYPE>IP4</TYPE>\
-                 <USED_LEASES>1</USED_LEASES><IPAM_MAD>scaleway_fip</IPAM_MAD><EXTERNAL_IP>{}</EXTERNAL_IP>\
-                 <SCALEWAY_IP_ID>{}</SCALEWAY_IP_ID><SCALEWAY_ZONE>fr-par-1</SCALEWAY_ZONE>\
-                 <LEASES><LEASE><IP>172.30.0.{}</IP><MAC>02:00:ac:1e:00:0{i}</MAC><VM>42</VM></LEASE></LEASES></AR>",
-                2 + 2 * i,
-                f.ip_address,
-                f.id,
-                2 + 2 * i
-            )
-        })
-        .collect();
-    let vnet = test_support::fixture("vnet/public.xml").replace("<AR_POOL/>", &format!("<AR_POOL>{ars}</AR_POOL>"));
+    // The network and hosts as a real oned answers them (captured), with
+    // this bed's ids, servers and flexible IPs.
+    let mut vnet = parse(&test_support::fixture("vnet/public.xml"));
+    set(&mut vnet, &["ID"], Some("5"));
+    let ars = vnet.children.iter_mut().find(|c| c.name == "AR_POOL").unwrap();
+    for (ar, f) in ars.children.iter_mut().zip(&fips) {
+        set(ar, &["EXTERNAL_IP"], Some(&f.ip_address.to_string()));
+        set(ar, &["SCALEWAY_IP_ID"], Some(&f.id.to_string()));
+        set(ar, &["SCALEWAY_ZONE"], Some("fr-par-1"));
+        set(ar, &["SCALEWAY_PROFILE"], None);
+        set(ar, &["LEASES", "LEASE", "VM"], Some("42"));
+    }
+    let vnet = vnet.to_xml();
     let host = |id: u32, name: &str, server: &str| {
-        test_support::fixture("host/edge-host1.xml")
-            .replace("<ID>3</ID>", &format!("<ID>{id}</ID>"))
-            .replace("edge-host1", name)
-            .replace(
-                "fr-par-2/0b7a51c2-5d4e-4f3a-9b8c-7d6e5f4a3b2c",
-                &format!("fr-par-1/{server}"),
-            )
+        let mut h = parse(&test_support::fixture("host/host.xml"));
+        set(&mut h, &["ID"], Some(&id.to_string()));
+        set(&mut h, &["NAME"], Some(name));
+        set(
+            &mut h,
+            &["TEMPLATE", "PROVISION", "DEPLOY_ID"],
+            Some(&format!("fr-par-1/{server}")),
+        );
+        h.to_xml()
     };
     let hosts = [host(3, "edge-host1", &servers[0]), host(4, "edge-host2", &servers[1])];
     let vm_info = Arc::new(Mutex::new("<VM><ID>42</ID></VM>".to_owned()));
@@ -162,6 +160,32 @@ fn bed() -> Bed {
         _dir: dir,
         env: Env::from_pairs(all),
         vm_info,
+    }
+}
+
+fn parse(doc: &str) -> opennebula::xml::Element {
+    opennebula::xml::parse(doc.as_bytes()).unwrap()
+}
+
+/// Sets (or with `None` removes) the text at `path` below `e`, wherever the
+/// path exists (every lease of a range, for instance).
+fn set(e: &mut opennebula::xml::Element, path: &[&str], value: Option<&str>) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        match value {
+            Some(v) => e
+                .children
+                .iter_mut()
+                .filter(|c| c.name == *first)
+                .for_each(|c| c.text = v.to_owned()),
+            None => e.children.retain(|c| c.name != *first),
+        }
+        return;
+    }
+    for c in e.children.iter_mut().filter(|c| c.name == *first) {
+        set(c, rest, value);
     }
 }
 
@@ -434,12 +458,12 @@ fn update_sg_and_update_nic_change_nothing() {
             stdout: &mut out,
             stderr: &mut err,
         };
-        let argv = vec![format!("/var/tmp/one/vnm/scaleway/{action}").into(), "one-42".into()];
+        let argv = vec![format!("/var/tmp/one/vnm/scaleway/{action}").into(), "one-7".into()];
         let code = scaleway_vnm::main_with(argv, &Env::default(), io);
         let err = String::from_utf8(err).unwrap();
         assert_eq!((code, out.as_slice()), (0, &b""[..]), "{action}: {err}");
         assert_eq!(
-            err.contains("WARN: scaleway-vnm scaleway update_sg: VM 42: security group rules are not enforced"),
+            err.contains("WARN: scaleway-vnm scaleway update_sg: VM 7: security group rules are not enforced"),
             warned,
             "{err}"
         );

@@ -202,37 +202,41 @@ fn clean_of_a_vm_never_deployed_here_changes_nothing() {
 #[test]
 fn hot_attach_and_detach_touch_one_nic() {
     let h = Hyper::new();
-    h.pre(&fixture_vm("vm/deploy.xml")).0.unwrap();
-    h.fake.plug("one-42-0", "scwpub0");
+    h.pre(&fixture_vm("vnm/deploy-scaleway-pre.xml")).0.unwrap();
+    h.fake.plug("one-7-0", "scwpub0");
     assert_eq!(h.record().len(), 2);
-    let attach = fixture_vm("vm/attach_nic.xml");
+    let attach = fixture_vm("vnm/nic_attach-scaleway-pre.xml");
     h.fake.take_calls();
     let (r, log) = h.pre(&attach);
     assert_eq!(r, Ok(String::new()), "{log}");
     let calls = h.fake.take_calls().join("\n");
-    assert!(calls.contains("route add 172.30.12.8/32 dev scwpub0"), "{calls}");
+    assert!(calls.contains("route add 172.30.0.6/32 dev scwpub0"), "{calls}");
     assert!(
-        !calls.contains("172.30.12.4") && !calls.contains("172.30.12.6"),
+        !calls.contains("172.30.0.2/") && !calls.contains("172.30.0.4/"),
         "{calls}"
     );
     assert_eq!(h.record().len(), 3);
-    // detach_nic: the same document, NIC 3 still ATTACH=YES.
-    let (r, log) = h.clean(&attach);
+    // detach_nic: clean, NIC 3 still ATTACH=YES.
+    let (r, log) = h.clean(&fixture_vm("vnm/nic_detach-scaleway-clean.xml"));
     assert_eq!(r, Ok(String::new()), "{log}");
     let calls = h.fake.take_calls().join("\n");
-    assert!(calls.contains("route del 172.30.12.8/32 dev scwpub0"), "{calls}");
+    assert!(calls.contains("route del 172.30.0.6/32 dev scwpub0"), "{calls}");
     assert!(
-        !calls.contains("172.30.12.4") && !calls.contains("172.30.12.6"),
+        !calls.contains("172.30.0.2/") && !calls.contains("172.30.0.4/"),
         "{calls}"
     );
     let record = h.record();
     assert_eq!(record.len(), 2, "{record:?}");
-    assert!(record[0].starts_with("VM 42 NIC 0:") && record[1].starts_with("VM 42 NIC_ALIAS 2"));
+    assert!(
+        record[0].starts_with("VM 7 NIC 0:") && record[1].starts_with("VM 7 NIC_ALIAS 2"),
+        "{record:?}"
+    );
     // Detaching another driver's NIC touches none of ours.
-    let evpn = fixture("vm/deploy.xml").replace(
+    let evpn = fixture("vnm/deploy-scaleway-pre.xml").replace(
         "<VN_MAD><![CDATA[scaleway_evpn]]></VN_MAD>",
         "<VN_MAD><![CDATA[scaleway_evpn]]></VN_MAD><ATTACH>YES</ATTACH>",
     );
+    assert!(evpn.contains("<ATTACH>YES</ATTACH>"));
     let (r, _) = h.clean(&parse_vm(&evpn));
     assert_eq!(r, Ok(String::new()));
     assert!(h.fake.take_calls().is_empty());
@@ -242,11 +246,11 @@ fn hot_attach_and_detach_touch_one_nic() {
 #[test]
 fn migration_moves_the_state_between_hosts() {
     let (a, b) = (Hyper::new(), Hyper::new());
-    let vm = fixture_vm("vm/migrate.xml");
-    a.pre(&vm).0.unwrap();
-    // Migration: pre on the destination first, then clean on the source.
-    b.pre(&vm).0.unwrap();
-    a.clean(&vm).0.unwrap();
+    // Migration: pre on the destination first, then clean on the source
+    // (oned's documents name the destination in both).
+    a.pre(&fixture_vm("vnm/deploy-scaleway-pre.xml")).0.unwrap();
+    b.pre(&fixture_vm("vnm/migrate-scaleway-pre.xml")).0.unwrap();
+    a.clean(&fixture_vm("vnm/migrate-scaleway-clean.xml")).0.unwrap();
     let ka = a.fake.kernel();
     assert!(ka.routes.is_empty() && ka.proxies.is_empty() && ka.nat.maps["dnat_map"].elements.is_empty());
     assert!(ka.links.is_empty(), "the source's bridge goes with its last NIC");
@@ -259,7 +263,7 @@ fn migration_moves_the_state_between_hosts() {
 fn reconcile_puts_everything_back_after_a_reboot() {
     let h = Hyper::new();
     h.pre(&vm(1, &[(0, 1), (1, 2)])).0.unwrap();
-    h.pre(&fixture_vm("vm/ipv6.xml")).0.unwrap();
+    h.pre(&fixture_vm("vnm/ipv6-scaleway-pre.xml")).0.unwrap();
     let running = h.fake.kernel();
     let (r, _) = h.reconcile();
     assert_eq!(r.unwrap(), "reconciled 4 public NICs of 2 VMs: already in place\n");

@@ -821,7 +821,7 @@ fn ipv6_prefixes_are_routed_to_the_vm() {
     // As the scaleway IPAM hands it out: IP6 = <prefix>::2/64, GATEWAY6 = <prefix>::1.
     let in_prefix = "<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP6>2001:db8:5:1::2</IP6>\
                      <GATEWAY6>2001:db8:5:1::1</GATEWAY6><EXTERNAL_IP>2001:db8:5:1::</EXTERNAL_IP></NIC>";
-    // A private IP6 with the /64 routed through it (the vm/ipv6.xml shape).
+    // A private IP6 with the /64 routed through it (a range written by hand).
     let routed = "<NIC><NIC_ID>1</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP6>fd5c:1::2</IP6>\
                   <GATEWAY6>fd5c:1::1</GATEWAY6><EXTERNAL_IP>2001:db8:6:1::</EXTERNAL_IP></NIC>";
     let doc = parse_vm(&format!("<VM><ID>1</ID><TEMPLATE>{in_prefix}{routed}</TEMPLATE></VM>"));
@@ -942,26 +942,26 @@ fn the_binary_runs_pre_clean_and_reconcile() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let doc = test_support::encode(&test_support::fixture("vm/deploy.xml"));
+    let doc = test_support::encode(&test_support::fixture("vnm/deploy-scaleway-pre.xml"));
     let pre = test_support::link_as(bin, links.path(), "vnm/scaleway/pre");
     let clean = test_support::link_as(bin, links.path(), "vnm/scaleway/clean_host");
     let (code, out, err) = run(&pre, &[], &doc);
     assert_eq!((code, out.as_str()), (Some(0), ""), "{err}");
     assert!(
-        err.contains("INFO: scaleway-vnm scaleway pre: VM 42: set up VM 42 NIC 0: 51.15.220.7 <-> 172.30.12.4"),
+        err.contains("INFO: scaleway-vnm scaleway pre: VM 7: set up VM 7 NIC 0: 62.210.16.2 <-> 172.30.0.2"),
         "{err}"
     );
     let s = a.state();
     assert_eq!(
-        s.nat.get("dnat_map", "51.15.220.9".parse().unwrap()),
-        Some("172.30.12.6".parse().unwrap())
+        s.nat.get("dnat_map", "62.210.16.3".parse().unwrap()),
+        Some("172.30.0.4".parse().unwrap())
     );
     a.ns.run_ok(&["nft", "delete", "table", "ip", "one_scaleway"], b"");
     let (code, out, err) = run(bin, &["--driver", "scaleway", "reconcile"], b"");
     assert_eq!(code, Some(0), "{err}");
     assert!(out.starts_with("reconciled 2 public NICs of 1 VM: "), "{out}");
     assert_eq!(a.state().nat, s.nat);
-    let (code, _, err) = run(&clean, &["edge-host1"], &doc);
+    let (code, _, err) = run(&clean, &["host-a"], &doc);
     assert_eq!(code, Some(0), "{err}");
     let s = a.state();
     assert!(s.nat.maps["dnat_map"].elements.is_empty() && s.proxies.is_empty());

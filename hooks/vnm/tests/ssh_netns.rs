@@ -135,7 +135,7 @@ fn clean_host_runs_on_the_host_over_ssh() {
     .unwrap();
 
     // pre, on the host: the VM's NAT is installed there.
-    let doc = encode(&fixture("vm/deploy.xml"));
+    let doc = encode(&fixture("vnm/deploy-scaleway-pre.xml"));
     let pre = Command::new("ip")
         .args(["netns", "exec", host.name(), BIN, "--driver", "scaleway", "pre"])
         .env("ONE_SCALEWAY_STATE_DIR", &state)
@@ -153,7 +153,7 @@ fn clean_host_runs_on_the_host_over_ssh() {
         pre.wait_with_output().unwrap()
     };
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(nat_elements(&host).contains("51.15.220.7"), "{}", nat_elements(&host));
+    assert!(nat_elements(&host).contains("62.210.16.2"), "{}", nat_elements(&host));
 
     // clean_host, from the frontend namespace, over ssh.
     let env = Env::from_pairs([
@@ -184,7 +184,7 @@ fn clean_host_runs_on_the_host_over_ssh() {
     result.unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("clean_host over ssh: {:?}", started.elapsed());
     assert!(
-        !nat_elements(&host).contains("51.15.220.7"),
+        !nat_elements(&host).contains("62.210.16.2"),
         "the host's NAT entries are gone: {}",
         nat_elements(&host)
     );

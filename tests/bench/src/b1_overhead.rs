@@ -204,7 +204,7 @@ fn frontend(bins: &Bins, runs: usize) -> anyhow::Result<Vec<(String, Measured)>>
     measure_all("scaleway-ipam unregister_address_range", unreg, false)?;
     // update_sg, update_nic: read and validate the VM document, change nothing.
     let fixture_vm = b64(&crate::util::fixture("vm/deploy.xml")?);
-    for (a, args) in [("update_sg", &["one-42"][..]), ("update_nic", &["one-42", "5"][..])] {
+    for (a, args) in [("update_sg", &["one-7"][..]), ("update_nic", &["one-7", "5"][..])] {
         let r = Run::new(&action(&format!("vnm/scaleway/{a}")), args, fixture_vm.clone(), &[]);
         measure_all(
             &format!("scaleway-vnm scaleway {a} (validates only)"),

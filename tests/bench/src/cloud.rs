@@ -233,9 +233,10 @@ impl PublicNic {
     }
 }
 
-/// A VM document as oned writes it (the `vm/deploy.xml` fixture) with VM
-/// id `id`, these public NICs (and a private NIC `private_vni`, if any),
-/// its last history record on host `hid` named `host`.
+/// A VM document as oned writes it (the `vm/deploy.xml` fixture, captured
+/// from a real oned) with VM id `id`, these public NICs (and a private NIC
+/// with `VLAN_ID = private_vni`, if any) in place of the captured ones, its
+/// last history record on host `hid` named `host`.
 pub fn vm_document(
     id: u64,
     nics: &[PublicNic],
@@ -243,55 +244,78 @@ pub fn vm_document(
     host: &str,
     hid: i64,
 ) -> anyhow::Result<String> {
+    use opennebula::xml::Element;
     let base = fixture("vm/deploy.xml")?;
-    let start = base
-        .find("    <NIC>")
-        .ok_or_else(|| anyhow!("vm/deploy.xml has no NIC"))?;
-    let end_tag = "</NIC_ALIAS>\n";
-    let end = base
-        .find(end_tag)
-        .ok_or_else(|| anyhow!("vm/deploy.xml has no NIC_ALIAS"))?
-        + end_tag.len();
-    let mut nics_xml = String::new();
+    let mut vm = opennebula::xml::parse(base.as_bytes()).map_err(|e| anyhow!("vm/deploy.xml: {e}"))?;
+    let template = vm
+        .children
+        .iter_mut()
+        .find(|c| c.name == "TEMPLATE")
+        .ok_or_else(|| anyhow!("vm/deploy.xml has no TEMPLATE"))?;
+    let captured = |mad: &str| {
+        template
+            .children_named("NIC")
+            .find(|n| n.child("VN_MAD").is_some_and(|v| v.text == mad))
+            .cloned()
+            .ok_or_else(|| anyhow!("vm/deploy.xml has no {mad} NIC"))
+    };
+    let (public, private) = (captured("scaleway")?, captured("scaleway_evpn")?);
+    let with = |base: &Element, values: &[(&str, String)]| {
+        let mut nic = base.clone();
+        for (name, value) in values {
+            nic.children.retain(|c| c.name != *name);
+            nic.children.push(Element::leaf(name, value));
+        }
+        nic
+    };
+    template.children.retain(|c| c.name != "NIC" && c.name != "NIC_ALIAS");
     for n in nics {
-        nics_xml.push_str(&format!(
-            "    <NIC>\n      <AR_ID><![CDATA[{}]]></AR_ID>\n      <BRIDGE><![CDATA[scwpub0]]></BRIDGE>\n      \
-             <BRIDGE_TYPE><![CDATA[linux]]></BRIDGE_TYPE>\n      <EXTERNAL_IP><![CDATA[{}]]></EXTERNAL_IP>\n      \
-             <GATEWAY><![CDATA[{}]]></GATEWAY>\n      <IP><![CDATA[{}]]></IP>\n      <MAC><![CDATA[{}]]></MAC>\n      \
-             <MODEL><![CDATA[virtio]]></MODEL>\n      <NETWORK><![CDATA[edge-public]]></NETWORK>\n      \
-             <NETWORK_ID><![CDATA[{}]]></NETWORK_ID>\n      <NETWORK_MASK><![CDATA[255.255.255.254]]></NETWORK_MASK>\n      \
-             <NIC_ID><![CDATA[{}]]></NIC_ID>\n      <SECURITY_GROUPS><![CDATA[0]]></SECURITY_GROUPS>\n      \
-             <TARGET><![CDATA[one-{id}-{}]]></TARGET>\n      <VN_MAD><![CDATA[scaleway]]></VN_MAD>\n    </NIC>\n",
-            n.ar_id,
-            n.external,
-            n.gateway,
-            n.ip,
-            mac_of(&n.ip),
-            n.vnet,
-            n.nic_id,
-            n.nic_id
+        template.children.push(with(
+            &public,
+            &[
+                ("AR_ID", n.ar_id.to_string()),
+                ("EXTERNAL_IP", n.external.clone()),
+                ("GATEWAY", n.gateway.clone()),
+                ("IP", n.ip.clone()),
+                ("MAC", mac_of(&n.ip)),
+                ("NETWORK_ID", n.vnet.to_string()),
+                ("NIC_ID", n.nic_id.to_string()),
+                ("TARGET", format!("one-{id}-{}", n.nic_id)),
+            ],
         ));
     }
     if let Some(vni) = private_vni {
         let nic_id = nics.len();
-        let mac = format!("02:00:c0:a8:{:02x}:{:02x}", (id >> 8) & 0xff, id & 0xff);
-        nics_xml.push_str(&format!(
-            "    <NIC>\n      <AR_ID><![CDATA[0]]></AR_ID>\n      <BRIDGE><![CDATA[onebr.{vni}]]></BRIDGE>\n      \
-             <GUEST_MTU><![CDATA[1450]]></GUEST_MTU>\n      <MAC><![CDATA[{mac}]]></MAC>\n      \
-             <NETWORK_ID><![CDATA[6]]></NETWORK_ID>\n      <NIC_ID><![CDATA[{nic_id}]]></NIC_ID>\n      \
-             <PHYDEV><![CDATA[scwpriv0]]></PHYDEV>\n      <TARGET><![CDATA[one-{id}-{nic_id}]]></TARGET>\n      \
-             <VLAN_ID><![CDATA[{vni}]]></VLAN_ID>\n      <VN_MAD><![CDATA[scaleway_evpn]]></VN_MAD>\n    </NIC>\n"
+        template.children.push(with(
+            &private,
+            &[
+                ("BRIDGE", format!("onebr.{vni}")),
+                ("MAC", format!("02:00:c0:a8:{:02x}:{:02x}", (id >> 8) & 0xff, id & 0xff)),
+                ("NIC_ID", nic_id.to_string()),
+                ("TARGET", format!("one-{id}-{nic_id}")),
+                ("VLAN_ID", vni.to_string()),
+            ],
         ));
     }
-    let doc = format!("{}{nics_xml}{}", &base[..start], &base[end..])
-        .replacen("<ID>42</ID>", &format!("<ID>{id}</ID>"), 1)
-        .replace("<VMID><![CDATA[42]]></VMID>", &format!("<VMID><![CDATA[{id}]]></VMID>"))
-        .replace("<OID>42</OID>", &format!("<OID>{id}</OID>"))
-        .replace(
-            "<HOSTNAME>edge-host1</HOSTNAME>\n      <HID>3</HID>",
-            &format!("<HOSTNAME>{host}</HOSTNAME>\n      <HID>{hid}</HID>"),
-        );
-    Ok(doc)
+    for c in &mut vm.children {
+        match c.name.as_str() {
+            "ID" => c.text = id.to_string(),
+            "HISTORY_RECORDS" => {
+                for h in c.children.iter_mut().filter(|h| h.name == "HISTORY") {
+                    for f in &mut h.children {
+                        match f.name.as_str() {
+                            "OID" => f.text = id.to_string(),
+                            "HOSTNAME" => f.text = host.to_owned(),
+                            "HID" => f.text = hid.to_string(),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(vm.to_xml())
 }
 
 /// OpenNebula's MAC for an IPv4 address (02:00 + the address).

@@ -104,6 +104,6 @@ fn vm_documents_are_checked_against_vm_xsd() {
     for f in ["vm/deploy.xml", "vm/migrate.xml"] {
         schema::validate(&test_support::fixture(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
-    let broken = test_support::fixture("vm/deploy.xml").replace("<LCM_STATE>2</LCM_STATE>", "");
+    let broken = test_support::fixture("vm/deploy.xml").replace("<LCM_STATE>3</LCM_STATE>", "");
     assert!(schema::validate(&broken).is_err(), "a VM without LCM_STATE is refused");
 }
