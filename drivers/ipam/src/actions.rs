@@ -460,6 +460,19 @@ pub fn unregister(d: &mut Driver<'_, '_>, request: &IpamRequest) -> anyhow::Resu
     match client.find_fip(&zone, fip_id, &project)? {
         None => d.log.info(format_args!("flexible IP {fip_id} is already gone")),
         Some(found) => {
+            let claim = scaleway::ownership::Claim {
+                fip_id,
+                external: ar.parse::<std::net::IpAddr>("EXTERNAL_IP")?,
+                private: request.ar.ip,
+            };
+            if let Err(why) = scaleway::ownership::check(&found, &claim) {
+                bail!(
+                    "{}: {why}: refusing to release it, nothing was changed at Scaleway. If this range's attributes \
+                     were edited, put back its own SCALEWAY_IP_ID and EXTERNAL_IP (onevnet updatear) and remove it \
+                     again",
+                    ar.path()
+                );
+            }
             let mut fip = found;
             if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
                 fip = client.wait_fip_settled(&zone, fip_id, tuning.wait)?;

@@ -225,6 +225,63 @@ fn unregistering_what_is_gone_succeeds_and_an_attached_ip_is_detached_first() {
     assert!(again.stderr.contains("already gone"), "{}", again.stderr);
 }
 
+/// A range whose `SCALEWAY_IP_ID` and `EXTERNAL_IP` name a flexible IP
+/// that is not its own (another range's, or one OpenNebula does not
+/// manage) is refused: nothing is detached or deleted at Scaleway.
+#[test]
+fn unregistering_a_range_that_names_a_flexible_ip_not_its_own_is_refused() {
+    let bed = Bed::new();
+    let a = answered(&bed.run("register_address_range", &request(NEW_RANGE)));
+    let b = answered(&bed.run("register_address_range", &request(NEW_RANGE)));
+    let env = bed.env();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let client = scaleway::Client::new(scaleway::resolve(&get, None).unwrap(), scaleway::Options::default()).unwrap();
+    let zone = scaleway::Zone::new("fr-par-1").unwrap();
+    let new = scaleway::flexible_ip::NewFlexibleIp {
+        project_id: PROJECT.into(),
+        tags: vec!["customer-web".into()],
+        ..Default::default()
+    };
+    let foreign = client.create_fip(&zone, &new, "t-foreign").unwrap();
+    for (what, id, address, refusal) in [
+        (
+            "another range's",
+            b["SCALEWAY_IP_ID"].clone(),
+            b["EXTERNAL_IP"].clone(),
+            "belongs to private block",
+        ),
+        (
+            "not ours",
+            foreign.id.clone(),
+            foreign.ip_address.clone(),
+            "is not tagged one-scaleway-ipam",
+        ),
+    ] {
+        let mut edited = a.clone();
+        edited.insert("SCALEWAY_IP_ID".into(), id);
+        edited.insert("EXTERNAL_IP".into(), address);
+        bed.emu.clear_calls();
+        let ran = bed.run("unregister_address_range", &registered(&edited));
+        assert_eq!(ran.code, 1, "{what}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains(refusal) && ran.stderr.contains("nothing was changed at Scaleway"),
+            "{what}: {}",
+            ran.stderr
+        );
+        assert!(
+            bed.emu.calls().iter().all(|c| c["method"] == "GET"),
+            "{what}: {:#?}",
+            bed.emu.calls()
+        );
+    }
+    assert_eq!(bed.fips().len(), 3, "every flexible IP is still there");
+    for ar in [&a, &b] {
+        let ran = bed.run("unregister_address_range", &registered(ar));
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+    }
+    assert_eq!(bed.fips().len(), 1, "only the foreign one is left");
+}
+
 #[test]
 fn ipv6_ranges_route_the_flexible_prefix() {
     let bed = Bed::new();

@@ -11,6 +11,9 @@
 //!   NICs need them from their range), `GUEST_MTU` (the private NICs);
 //! - `VM_RESTRICTED_ATTR`: `NIC/EXTERNAL_IP`, so that only administrators can
 //!   write a flexible IP address into a NIC;
+//! - `VNET_RESTRICTED_ATTR`: the range attributes our drivers trust
+//!   ([`TRUSTED_RANGE_ATTRIBUTES`], on networks and ranges; `GATEWAY` and
+//!   `GATEWAY6` on ranges), so that only administrators can write them;
 //! - `vmm_execrc`: `scaleway-post scaleway-clean` in `VNMAD_LOCAL_ACTIONS`,
 //!   so those run on the frontend.
 
@@ -41,6 +44,21 @@ fn has_vn_mad(t: &Template, driver: &str) -> bool {
         n == "VN_MAD_CONF" && matches!(v, Value::Vector(pairs) if pairs.iter().any(|(k, v)| k == "NAME" && v == driver))
     })
 }
+
+/// The network and range attributes our drivers act on (which flexible IP,
+/// where, with whose credentials, which private block): restricted to
+/// administrators in `oned.conf` (`VNET_RESTRICTED_ATTR`, on the network
+/// and on its ranges).
+pub const TRUSTED_RANGE_ATTRIBUTES: [&str; 8] = [
+    "SCALEWAY_IP_ID",
+    "EXTERNAL_IP",
+    "SCALEWAY_ZONE",
+    "SCALEWAY_PROFILE",
+    "SCALEWAY_IP_TYPE",
+    "SCALEWAY_PROVISION",
+    "PROVISION_ID",
+    "PRIVATE_CIDR",
+];
 
 /// Our IPAM driver's name. Not `scaleway`: OpenNebula 7.0's packages own
 /// `remotes/ipam/scaleway_fip/` and list `scaleway` in the stock `-i` list, which
@@ -110,6 +128,7 @@ pub fn edit_oned_conf(text: &str, add: bool) -> Result<Edit, String> {
             ));
         }
     }
+    let mut singles_to_add: Vec<(&str, String)> = Vec::new();
     for (name, value) in [
         ("INHERIT_VNET_ATTR", "EXTERNAL_IP"),
         ("INHERIT_VNET_ATTR", "GATEWAY"),
@@ -121,7 +140,22 @@ pub fn edit_oned_conf(text: &str, add: bool) -> Result<Edit, String> {
         ("INHERIT_VNET_ATTR", "GUEST_MTU"),
         ("VM_RESTRICTED_ATTR", "NIC/EXTERNAL_IP"),
     ] {
-        if !singles(&parsed, name).contains(&value) {
+        singles_to_add.push((name, value.to_owned()));
+    }
+    // The attributes our drivers trust on a network and its ranges: only
+    // administrators may write them (a user who owns a network, a
+    // reservation for instance, must not point a range at another flexible
+    // IP or address). GATEWAY and GATEWAY6 only on ranges: users' own
+    // networks of other drivers keep theirs.
+    for attr in TRUSTED_RANGE_ATTRIBUTES {
+        singles_to_add.push(("VNET_RESTRICTED_ATTR", attr.to_string()));
+        singles_to_add.push(("VNET_RESTRICTED_ATTR", format!("AR/{attr}")));
+    }
+    for attr in ["GATEWAY", "GATEWAY6"] {
+        singles_to_add.push(("VNET_RESTRICTED_ATTR", format!("AR/{attr}")));
+    }
+    for (name, value) in singles_to_add {
+        if !singles(&parsed, name).contains(&value.as_str()) {
             additions.push((format!("{name} = \"{value}\""), ours(&format!("{name} = \"{value}\""))));
         }
     }
@@ -246,7 +280,28 @@ mod tests {
         assert!(added.text.contains("VM_RESTRICTED_ATTR = \"NIC/EXTERNAL_IP\""));
         assert!(added.text.contains("INHERIT_VNET_ATTR = \"GATEWAY6\""));
         assert!(added.text.contains("INHERIT_VNET_ATTR = \"GUEST_MTU\""));
-        assert_eq!(added.changes.len(), 7, "{:?}", added.changes);
+        for restricted in [
+            "SCALEWAY_IP_ID",
+            "AR/SCALEWAY_IP_ID",
+            "EXTERNAL_IP",
+            "AR/EXTERNAL_IP",
+            "AR/GATEWAY",
+        ] {
+            assert!(
+                added.text.contains(&format!("VNET_RESTRICTED_ATTR = \"{restricted}\"")),
+                "{restricted}"
+            );
+        }
+        assert!(
+            !added.text.contains("VNET_RESTRICTED_ATTR = \"GATEWAY\""),
+            "users' own networks keep theirs"
+        );
+        assert_eq!(
+            added.changes.len(),
+            7 + 2 * TRUSTED_RANGE_ATTRIBUTES.len() + 2,
+            "{:?}",
+            added.changes
+        );
         let again = edit_oned_conf(&added.text, true).unwrap();
         assert_eq!(again.text, added.text, "idempotent");
         assert!(again.changes.is_empty(), "{:?}", again.changes);

@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod flexible_ip;
 pub mod iam;
+pub mod ownership;
 pub mod secret;
 mod status;
 pub mod tuning;

@@ -39,6 +39,20 @@ struct Bed {
     env: Env,
     /// What the stub oned answers for `one.vm.info 42` (no history at first).
     vm_info: Arc<Mutex<String>>,
+    /// What the stub oned answers for `one.vn.info 5`.
+    vnet_info: Arc<Mutex<opennebula::xml::Element>>,
+}
+
+impl Bed {
+    /// Edits range `ar` of network 5 as a user who could write its
+    /// attributes would: `SCALEWAY_IP_ID` and `EXTERNAL_IP` name `fip`.
+    fn point_range_at(&self, ar: usize, fip: &FlexibleIp) {
+        let mut vnet = self.vnet_info.lock().unwrap();
+        let pool = vnet.children.iter_mut().find(|c| c.name == "AR_POOL").unwrap();
+        let range = &mut pool.children[ar];
+        set(range, &["SCALEWAY_IP_ID"], Some(&fip.id));
+        set(range, &["EXTERNAL_IP"], Some(&fip.ip_address));
+    }
 }
 
 fn zone() -> Zone {
@@ -100,7 +114,13 @@ fn bed() -> Bed {
         .map(|i| {
             let new = NewFlexibleIp {
                 project_id: PROJECT.into(),
-                tags: vec!["one-scaleway-ipam".into()],
+                // As the IPAM driver tags them: ours, and the private /31 of their range.
+                tags: scaleway::ownership::for_range(
+                    &format!("r{i}"),
+                    &format!("172.30.0.{}/31", 2 + 2 * i),
+                    None,
+                    None,
+                ),
                 ..Default::default()
             };
             client
@@ -120,7 +140,8 @@ fn bed() -> Bed {
         set(ar, &["SCALEWAY_PROFILE"], None);
         set(ar, &["LEASES", "LEASE", "VM"], Some("42"));
     }
-    let vnet = vnet.to_xml();
+    let vnet_info = Arc::new(Mutex::new(vnet));
+    let vnet_answer = Arc::clone(&vnet_info);
     let host = |id: u32, name: &str, server: &str| {
         let mut h = parse(&test_support::fixture("host/host.xml"));
         set(&mut h, &["ID"], Some(&id.to_string()));
@@ -138,7 +159,7 @@ fn bed() -> Bed {
     let oned = StubOned::start(
         move |method, params| match (method, params.first().map(String::as_str)) {
             ("one.vm.info", Some("42")) => Ok(vm_answer.lock().unwrap().clone()),
-            ("one.vn.info", Some("5")) => Ok(vnet.clone()),
+            ("one.vn.info", Some("5")) => Ok(vnet_answer.lock().unwrap().to_xml()),
             ("one.host.info", Some("3")) => Ok(hosts[0].clone()),
             ("one.host.info", Some("4")) => Ok(hosts[1].clone()),
             ("one.hostpool.info", _) => Ok(format!("<HOST_POOL>{}{}</HOST_POOL>", hosts[0], hosts[1])),
@@ -160,6 +181,7 @@ fn bed() -> Bed {
         _dir: dir,
         env: Env::from_pairs(all),
         vm_info,
+        vnet_info,
     }
 }
 
@@ -377,6 +399,68 @@ fn a_claimed_ip_that_is_not_the_ranges_is_refused() {
     assert_eq!(server_of_fip(&bed, 0), None);
     assert_eq!(server_of_fip(&bed, 2), None);
     assert_eq!(attach_calls(&bed), 0);
+}
+
+/// A range whose `SCALEWAY_IP_ID` and `EXTERNAL_IP` were edited to name a
+/// flexible IP that is not its own (one OpenNebula does not manage, or
+/// another range's) is refused before anything is attached, moved or
+/// detached: the flexible IP stays where it is.
+#[test]
+fn a_range_naming_a_flexible_ip_not_its_own_is_refused() {
+    let bed = bed();
+    let new = NewFlexibleIp {
+        project_id: PROJECT.into(),
+        tags: vec!["customer-web".into()],
+        ..Default::default()
+    };
+    let foreign = bed.client.create_fip(&zone(), &new, "t-foreign").unwrap();
+    bed.client
+        .attach_fips(&zone(), &[&foreign.id], &bed.servers[1])
+        .unwrap();
+    bed.client.wait_fip_settled(&zone(), &foreign.id, wait()).unwrap();
+    let others_range = bed.fips[1].clone();
+    for (what, target, refusal) in [
+        (
+            "a flexible IP that is not ours",
+            &foreign,
+            "is not tagged one-scaleway-ipam",
+        ),
+        (
+            "another range's flexible IP",
+            &others_range,
+            "belongs to private block 172.30.0.4/31",
+        ),
+    ] {
+        bed.point_range_at(0, target);
+        bed.emu.clear_calls();
+        // The NIC inherits the edited EXTERNAL_IP from its range.
+        let (vm, doc) = vm(&bed, &[0], 3, None, Some(&target.ip_address));
+        let (result, _) = with_log(|log| frontend::post(&vm, log, &bed.env));
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(
+            err.contains(refusal) && err.contains("refusing to attach it"),
+            "{what}: {err}"
+        );
+        // Nor is it detached by a clean on the host whose server has it.
+        let (on_b, _) = vm_on(&bed, 4, &target.ip_address);
+        let recorder = Recorder(Mutex::new(Vec::new()));
+        let (clean, _) = with_log(|log| frontend::clean(&on_b, &doc, &["edge-host2".into()], log, &bed.env, &recorder));
+        let err = format!("{:#}", clean.unwrap_err());
+        assert!(err.contains("refusing to detach it"), "{what}: {err}");
+        assert!(
+            bed.emu.calls().iter().all(|c| c["method"] == "GET"),
+            "{what}: nothing changed at Scaleway"
+        );
+    }
+    assert_eq!(
+        bed.client.get_fip(&zone(), &foreign.id).unwrap().server_id.as_deref(),
+        Some(bed.servers[1].as_str())
+    );
+}
+
+/// [`vm`] of range 0 on host `hid`, claiming `external`.
+fn vm_on(bed: &Bed, hid: u32, external: &str) -> (Vm, opennebula::xml::Element) {
+    vm(bed, &[0], hid, None, Some(external))
 }
 
 /// One NIC of two fails: the first one's IP is detached again.

@@ -36,7 +36,7 @@ use opennebula::oned::Oned;
 use opennebula::vm::{Nic, Vm};
 use opennebula::xml::Element;
 use scaleway::baremetal::ServerFilter;
-use scaleway::flexible_ip::FipStatus;
+use scaleway::flexible_ip::{FipStatus, FlexibleIp};
 use scaleway::{Client, Credentials, Tuning, WaitPolicy, Zone};
 
 pub use ssh::{HostRunner, Ssh};
@@ -59,6 +59,29 @@ struct PublicNic {
     external: IpAddr,
     zone: Zone,
     credentials: Credentials,
+    /// The range's `IP` (IPv4 ranges): its private /31, which the flexible
+    /// IP's tags must name.
+    private: Option<std::net::Ipv4Addr>,
+}
+
+impl PublicNic {
+    /// Refuses a flexible IP that is not ours or not this range's (see
+    /// [`scaleway::ownership::check`]): a range's attributes are data a user
+    /// may have written.
+    fn guard(&self, fip: &FlexibleIp, verb: &str) -> anyhow::Result<()> {
+        let claim = scaleway::ownership::Claim {
+            fip_id: &self.fip_id,
+            external: Some(self.external),
+            private: self.private,
+        };
+        scaleway::ownership::check(fip, &claim).map_err(|why| {
+            anyhow!(
+                "NIC {}: {why}: refusing to {verb} it, nothing was changed at Scaleway (the address range's \
+                 SCALEWAY_IP_ID or EXTERNAL_IP was edited: put back its own)",
+                self.nic_id
+            )
+        })
+    }
 }
 
 /// The leaf attributes of an AR (its `LEASES` are left out).
@@ -134,6 +157,7 @@ fn verify(oned: &Oned, env: &Env, nics: &[Nic]) -> anyhow::Result<Vec<PublicNic>
             external: owned,
             zone,
             credentials,
+            private: ar.parse("IP")?,
         });
     }
     Ok(out)
@@ -195,6 +219,7 @@ fn ensure_attached(
                 n.nic_id
             )
         })?;
+    n.guard(&fip, "attach")?;
     if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
         fip = client.wait_fip_settled(&n.zone, &n.fip_id, wait)?;
     }
@@ -416,6 +441,7 @@ fn clean_on(
                         ));
                         return Ok(None);
                     };
+                    n.guard(&fip, "detach")?;
                     if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
                         fip = client.wait_fip_settled(&n.zone, &n.fip_id, tuning.wait)?;
                     }
