@@ -58,11 +58,25 @@ fn install(dir: &Path, extra: &[&str]) -> test_support::Ran {
         "-d".into(),
         dir.display().to_string(),
     ];
-    args.extend(["-u", "root", "-g", "root", "-b"].map(str::to_owned));
+    // The drivers' account: `nobody` here (oneadmin in production), so that
+    // what is root's and what is theirs can be told apart.
+    args.extend(["-u", "nobody", "-g", "nogroup", "-b"].map(str::to_owned));
     args.push(bins.display().to_string());
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_program(Path::new("bash"), &args, b"")
+}
+
+fn owner(p: &Path) -> u32 {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(p).unwrap())
+}
+
+fn uid_of(user: &str) -> u32 {
+    run_program(Path::new("id"), &["-u", user], b"")
+        .stdout
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn mode(p: &Path) -> u32 {
@@ -122,6 +136,25 @@ fn install_reinstall_and_uninstall_in_a_folder() {
     assert!(dir.join("share/scaleway/host/sudoers-one-scaleway").exists());
     let scw = dir.join("var/.config/scw/config.yaml");
     assert_eq!(mode(&scw), 0o600, "the credentials file is private");
+    // Everything is root's but what the drivers' account must write.
+    let nobody = uid_of("nobody");
+    for theirs in ["var/scaleway", "var/.config/scw/config.yaml"] {
+        assert_eq!(owner(&dir.join(theirs)), nobody, "{theirs}");
+    }
+    for roots in [
+        "bin/scaleway-provision",
+        "var/remotes/ipam/scaleway_fip",
+        "var/remotes/ipam/scaleway_fip/scaleway-ipam",
+        "var/remotes/ipam/scaleway_fip/get_address",
+        "var/remotes/vnm/scaleway/scaleway-vnm",
+        "var/remotes/vnm/scaleway_evpn/pre",
+        "share/scaleway",
+        "share/scaleway/install-manifest",
+        "share/scaleway/host/sudoers-one-scaleway",
+    ] {
+        assert_eq!(owner(&dir.join(roots)), 0, "{roots}");
+        assert_eq!(mode(&dir.join(roots)) & 0o022, 0, "{roots} is writable by others");
+    }
     let oned = std::fs::read_to_string(dir.join("etc/oned.conf")).unwrap();
     assert!(
         oned.contains("-i dummy,aws,equinix,vultr,scaleway,scaleway_fip\""),
@@ -149,14 +182,12 @@ fn install_reinstall_and_uninstall_in_a_folder() {
     );
 
     // Re-running changes nothing.
-    let manifest = std::fs::read_to_string(dir.join("var/scaleway/install-manifest")).unwrap();
+    let manifest_path = dir.join("share/scaleway/install-manifest");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
     let again = install(&dir, &[]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(std::fs::read_to_string(dir.join("etc/oned.conf")).unwrap(), oned);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("var/scaleway/install-manifest")).unwrap(),
-        manifest
-    );
+    assert_eq!(std::fs::read_to_string(&manifest_path).unwrap(), manifest);
 
     // An edited credentials file is kept (never overwritten, never deleted).
     std::fs::write(&scw, "secret_key: 11111111-1111-4111-8111-111111111111\n").unwrap();
@@ -175,6 +206,24 @@ fn install_reinstall_and_uninstall_in_a_folder() {
     assert_eq!(std::fs::read_to_string(&restored).unwrap(), stock_oned);
     assert_eq!(install(&dir, &[]).code, 0);
 
+    // A manifest entry that names a file this script does not install (an
+    // old manifest was writable by the drivers' account) is never acted on.
+    let victim = root.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let sum = run_program(Path::new("sha256sum"), &[victim.to_str().unwrap()], b"")
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut tampered = std::fs::read_to_string(&manifest_path).unwrap();
+    tampered.push_str(&format!(
+        "file {sum} {}\nfile {sum} {}/bin/../../victim\n",
+        victim.display(),
+        dir.display()
+    ));
+    std::fs::write(&manifest_path, tampered).unwrap();
+
     // Uninstall: the configuration restored, nothing of ours left but the edited credentials.
     let removed = install(&dir, &["-r"]);
     assert_eq!(removed.code, 0, "{}\n{}", removed.stdout, removed.stderr);
@@ -187,6 +236,8 @@ fn install_reinstall_and_uninstall_in_a_folder() {
         assert!(!dir.join(gone).exists(), "{gone} is left");
     }
     assert!(scw.exists(), "the edited credentials are the administrator's");
+    assert!(victim.exists(), "a path outside ours is never removed");
+    assert!(removed.stdout.contains("ignored"), "{}", removed.stdout);
     assert!(removed.stdout.contains("kept"), "{}", removed.stdout);
 }
 
