@@ -159,21 +159,18 @@ enum Command {
     },
 }
 
-/// Replaces `path` with `text` atomically, keeping its mode, after copying
-/// the old content to `<path>.one-scaleway.bak`.
+/// Replaces `path` with `text` atomically, keeping its mode and owner,
+/// after saving the old content as `<path>.one-scaleway.bak` (same mode
+/// and owner: `oned.conf` holds the database password, and neither file is
+/// ever readable by anyone else, even briefly).
 fn replace_file(path: &Path, text: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let backup = PathBuf::from(format!("{}.one-scaleway.bak", path.display()));
-    std::fs::copy(path, &backup)?;
     let meta = std::fs::metadata(path)?;
-    let tmp = PathBuf::from(format!("{}.one-scaleway.tmp", path.display()));
-    std::fs::write(&tmp, text)?;
-    std::fs::set_permissions(&tmp, meta.permissions())?;
-    {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()));
-    }
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let owner = Some((meta.uid(), meta.gid()));
+    opennebula::fsutil::write_atomic_as(&backup, &std::fs::read(path)?, mode, owner)?;
+    opennebula::fsutil::write_atomic_as(path, text.as_bytes(), mode, owner)?;
     Ok(backup)
 }
 

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use test_support::{TempDir, run_program};
 
@@ -37,6 +37,9 @@ fn opennebula_config_prints_writes_and_removes() {
     let stock_rc = test_support::fixture("opennebula/vmm_execrc");
     std::fs::write(&oned, &stock_oned).unwrap();
     std::fs::write(&rc, &stock_rc).unwrap();
+    // oned.conf holds the database password: readable by its owner and group only.
+    std::fs::set_permissions(&oned, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
     let args = |extra: &[&str]| {
         let mut a = vec![
             "opennebula-config",
@@ -71,9 +74,13 @@ fn opennebula_config_prints_writes_and_removes() {
             .unwrap()
             .contains("scaleway-post scaleway-clean")
     );
+    let backup = PathBuf::from(format!("{}.one-scaleway.bak", oned.display()));
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), stock_oned);
+    assert_eq!((mode(&oned), mode(&backup)), (0o640, 0o640), "the modes are kept");
     assert_eq!(
-        std::fs::read_to_string(format!("{}.one-scaleway.bak", oned.display())).unwrap(),
-        stock_oned
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        4,
+        "oned.conf, vmm_execrc and their backups: no temporary file left"
     );
     let again = run(&["--write"]);
     assert!(again.stdout.contains("nothing to change"), "{}", again.stdout);
