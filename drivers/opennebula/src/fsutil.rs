@@ -67,7 +67,8 @@ fn create_temporary(path: &Path) -> std::io::Result<(File, PathBuf)> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no temporary file name")))
 }
 
-const O_NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+/// `open(2)`'s `O_NOFOLLOW`: a link at the path is an error, not followed.
+pub const O_NOFOLLOW: i32 = nix::fcntl::OFlag::O_NOFOLLOW.bits();
 
 #[cfg(test)]
 mod tests {

@@ -27,15 +27,18 @@ impl HostLock {
             })?;
         }
         // flock works on a read-only descriptor: a lock file another user
-        // created (root running `reconcile` at boot, say) still serves.
+        // created (root running `reconcile` at boot, say) still serves. A
+        // link at the path is refused, never followed.
+        let nofollow = opennebula::fsutil::O_NOFOLLOW;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o644)
+            .custom_flags(nofollow)
             .open(path)
             .or_else(|e| match e.kind() {
-                std::io::ErrorKind::PermissionDenied => File::open(path),
+                std::io::ErrorKind::PermissionDenied => OpenOptions::new().read(true).custom_flags(nofollow).open(path),
                 _ => Err(e),
             })
             .map_err(|e| ApplyError::new(format!("cannot open the host lock {}: {e}", path.display())))?;
@@ -89,5 +92,20 @@ mod tests {
         assert!(e.contains("another scaleway-vnm action has held the host lock"), "{e}");
         drop(held);
         HostLock::acquire(&path, Duration::from_millis(50)).unwrap();
+    }
+
+    /// A link planted at the lock's path is refused, not followed.
+    #[test]
+    fn a_link_at_the_path_is_refused() {
+        let dir = test_support::TempDir::new("lock-link");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("host.lock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let e = HostLock::acquire(&path, Duration::from_millis(50))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot open the host lock"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 }

@@ -406,7 +406,7 @@ fn settings_come_from_the_environment() {
     use opennebula::driver::Env;
     let s = Settings::from_env(&Env::default()).unwrap();
     assert_eq!(s.record, PathBuf::from("/var/lib/one/scaleway/vnm-public.json"));
-    assert_eq!(s.lock, PathBuf::from("/run/lock/one-scaleway-vnm.lock"));
+    assert_eq!(s.lock, PathBuf::from("/var/lib/one/scaleway/vnm.lock"));
     assert!(!s.dry_run);
     let s = Settings::from_env(&Env::from_pairs([
         ("ONE_SCALEWAY_STATE_DIR", "/tmp/x"),

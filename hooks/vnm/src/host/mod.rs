@@ -31,8 +31,9 @@
 //!   same folder and variable as the IPAM driver's state on the frontend,
 //!   another file). Run `reconcile` as oneadmin, so the folder stays
 //!   oneadmin's;
-//! - `ONE_SCALEWAY_HOST_LOCK`: the host lock (default
-//!   `/run/lock/one-scaleway-vnm.lock`), `ONE_SCALEWAY_LOCK_TIMEOUT`: seconds
+//! - `ONE_SCALEWAY_HOST_LOCK`: the host lock (default `vnm.lock` in the state
+//!   folder: not in a folder every local account can write, where another
+//!   account could take the lock file and hold it), `ONE_SCALEWAY_LOCK_TIMEOUT`: seconds
 //!   to wait for it (default 120);
 //! - `ONE_SCALEWAY_SUDO`, `ONE_SCALEWAY_TOOL_TIMEOUT`: see `netapply::run`;
 //! - `ONE_SCALEWAY_DRY_RUN=yes`: observe and plan, print the plan on stdout,
@@ -63,8 +64,8 @@ pub const LOCK_TIMEOUT_ENV: &str = "ONE_SCALEWAY_LOCK_TIMEOUT";
 pub const DRY_RUN_ENV: &str = "ONE_SCALEWAY_DRY_RUN";
 /// The host record's file name.
 pub const RECORD_FILE: &str = "vnm-public.json";
-/// The default host lock.
-pub const DEFAULT_LOCK: &str = "/run/lock/one-scaleway-vnm.lock";
+/// The host lock's file name in the state folder (by default).
+pub const LOCK_FILE: &str = "vnm.lock";
 
 /// Where the host side keeps its lock and record, and how it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +97,7 @@ impl Settings {
         };
         Ok(Self {
             record: dir.join(RECORD_FILE),
-            lock: PathBuf::from(env.get(LOCK_ENV).unwrap_or(DEFAULT_LOCK)),
+            lock: env.get(LOCK_ENV).map_or_else(|| dir.join(LOCK_FILE), PathBuf::from),
             lock_timeout: Duration::from_secs(lock_timeout),
             dry_run,
         })
