@@ -162,6 +162,8 @@ impl Client {
             .user_agent(options.user_agent.clone())
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
+            // A redirect would carry X-Auth-Token to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Refused(format!("cannot set up the HTTP client: {e}")))?;
         let seed = std::time::SystemTime::now()

@@ -243,6 +243,16 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, profile: Option<&str>) -> R
             "the Scaleway API URL {api_url:?} must start with https:// or http://"
         )));
     }
+    // The secret key goes in every request: in clear only to this machine
+    // (the emulator), never over a network.
+    if let Some(rest) = api_url.strip_prefix("http://")
+        && !is_loopback_authority(rest)
+    {
+        return Err(ConfigError(format!(
+            "the Scaleway API URL {api_url:?} is plain http to another machine: the secret key would cross the \
+             network in clear; use https:// (http:// is for a local emulator on 127.0.0.1, [::1] or localhost)"
+        )));
+    }
     Ok(Credentials {
         access_key: take("access_key"),
         secret_key,
@@ -335,6 +345,17 @@ fn read_private(path: &Path) -> Result<Option<String>, ConfigError> {
         .map_err(|e| ConfigError(format!("cannot read the Scaleway config file {}: {e}", path.display())))
 }
 
+/// Whether the host of `authority` (`host[:port][/path]`, after `http://`)
+/// is this machine: a loopback address or `localhost`.
+fn is_loopback_authority(authority: &str) -> bool {
+    let authority = authority.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +375,22 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for local in ["127.0.0.1:8080", "127.1.2.3", "[::1]:9000/", "localhost:1", "LOCALHOST"] {
+            assert!(is_loopback_authority(local), "{local}");
+        }
+        for remote in [
+            "api.scaleway.com",
+            "10.0.0.1:80",
+            "127.0.0.1.evil.example",
+            "[2001:db8::1]:80",
+            "",
+        ] {
+            assert!(!is_loopback_authority(remote), "{remote}");
+        }
     }
 
     #[test]
@@ -454,6 +491,21 @@ mod tests {
             (
                 vec![("SCW_SECRET_KEY", KEY1), ("SCW_API_URL", "ftp://x")],
                 "must start with https://",
+            ),
+            (
+                vec![("SCW_SECRET_KEY", KEY1), ("SCW_API_URL", "http://api.scaleway.com")],
+                "plain http to another machine",
+            ),
+            (
+                vec![
+                    ("SCW_SECRET_KEY", KEY1),
+                    ("SCW_API_URL", "http://127.0.0.1.evil.example:80"),
+                ],
+                "plain http to another machine",
+            ),
+            (
+                vec![("SCW_SECRET_KEY", KEY1), ("SCW_API_URL", "http://10.0.0.1:8080")],
+                "plain http to another machine",
             ),
             (
                 vec![("SCW_CONFIG_PATH", "/nonexistent"), ("SCW_PROFILE", "x")],

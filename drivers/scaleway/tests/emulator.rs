@@ -613,3 +613,51 @@ fn edge_cluster_resources_end_to_end() {
     let state = emu.state();
     assert_eq!(state["empty"], json!(true), "nothing left: {}", state["counts"]);
 }
+
+/// A redirect is not followed: the secret key (X-Auth-Token) never goes
+/// where a redirect points, and the call fails.
+#[test]
+fn a_redirect_is_not_followed() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    // Where the redirect points: records whatever reaches it.
+    let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    let elsewhere_addr = elsewhere.local_addr().unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    // The "API": answers every request with a redirect.
+    let api = TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_url = format!("http://{}", api.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let mut served = 0;
+        api.set_nonblocking(true).unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            if let Ok((mut s, _)) = api.accept() {
+                s.set_nonblocking(false).unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: http://{elsewhere_addr}/stolen\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                s.write_all(answer.as_bytes()).unwrap();
+                served += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        served
+    });
+    let env = |k: &str| -> Option<String> {
+        match k {
+            "SCW_SECRET_KEY" => Some(SECRET.to_owned()),
+            "SCW_DEFAULT_PROJECT_ID" => Some(PROJECT.to_owned()),
+            "SCW_API_URL" => Some(api_url.clone()),
+            "SCW_CONFIG_PATH" => Some("/nonexistent/config.yaml".to_owned()),
+            _ => None,
+        }
+    };
+    let client = Client::new(scaleway::resolve(&env, None).unwrap(), options()).unwrap();
+    let result = client.get_fip(&Zone::new("fr-par-1").unwrap(), "0b0d7a9e-6a7b-4c3e-9d8e-1f2a3b4c5d6e");
+    assert!(result.is_err(), "{result:?}");
+    assert!(server.join().unwrap() >= 1, "the API was asked");
+    assert!(elsewhere.accept().is_err(), "nothing reached where the redirect points");
+}
