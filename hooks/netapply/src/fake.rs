@@ -146,6 +146,7 @@ impl Ip for FakeHost {
                 .filter(|(a, _)| query.all || query.proxies.contains(a))
                 .cloned()
                 .collect(),
+            addresses: s.kernel.addresses.clone(),
         })
     }
 

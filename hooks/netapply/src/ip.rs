@@ -1,12 +1,12 @@
-//! Links, routes and proxy neighbour entries through `ip`: read with one
-//! `ip -d -j -batch -` (every link; the routes and proxy entries a query
-//! names, one `exact`/`to` line each, or all of them), changed with one
-//! `ip -batch -`.
+//! Links, the host's addresses, routes and proxy neighbour entries through
+//! `ip`: read with one `ip -d -j -batch -` (every link with its addresses;
+//! the routes and proxy entries a query names, one `exact`/`to` line each,
+//! or all of them), changed with one `ip -batch -`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use netplan::observed::{Link, ObservedRoute};
+use netplan::observed::{HostAddress, Link, ObservedRoute};
 use netplan::{IpOp, Query};
 use serde_json::Value;
 
@@ -19,6 +19,8 @@ pub struct IpState {
     /// Main table only.
     pub routes: Vec<ObservedRoute>,
     pub proxies: BTreeSet<(IpAddr, String)>,
+    /// The host's own addresses.
+    pub addresses: Vec<HostAddress>,
 }
 
 /// The `ip` side effects.
@@ -40,7 +42,7 @@ pub struct IpCommand<'a> {
 /// The reads for `query`, one `ip -batch` line each: links first, then
 /// routes, then proxy entries; returns the script and how many route lines.
 pub fn observe_batch(query: &Query) -> (String, usize) {
-    let mut script = String::from("link show\n");
+    let mut script = String::from("addr show\n");
     if query.all {
         script.push_str("route show table all\nneigh show proxy\n");
         return (script, 1);
@@ -127,6 +129,22 @@ pub fn parse_batch(json: &str, routes: usize) -> Result<IpState, String> {
             .and_then(Value::as_array)
             .map(|f| f.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        for a in l.get("addr_info").and_then(Value::as_array).into_iter().flatten() {
+            if let (Some(addr), Some(len)) = (
+                a.get("local")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<IpAddr>().ok()),
+                a.get("prefixlen")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u8::try_from(n).ok()),
+            ) {
+                state.addresses.push(HostAddress {
+                    addr,
+                    len,
+                    dev: name.to_owned(),
+                });
+            }
+        }
         state.links.insert(
             name.to_owned(),
             Link {
@@ -169,7 +187,7 @@ mod tests {
     use super::*;
 
     /// Shapes iproute2 6.1 prints (trimmed).
-    const SHOWN: &str = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"]},{"ifindex":2,"ifname":"scwpub0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"linkinfo":{"info_kind":"bridge"}},{"ifindex":4,"link":"vx1","ifname":"vx0","flags":["BROADCAST"],"master":"scwpub0","linkinfo":{"info_kind":"veth","info_slave_kind":"bridge"}}]
+    const SHOWN: &str = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"],"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host"}]},{"ifindex":3,"ifname":"scwpriv0","flags":["UP"],"addr_info":[{"family":"inet","local":"172.18.0.5","prefixlen":24,"scope":"global"},{"family":"inet6","local":"fe80::1","prefixlen":64,"scope":"link"}]},{"ifindex":2,"ifname":"scwpub0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"linkinfo":{"info_kind":"bridge"}},{"ifindex":4,"link":"vx1","ifname":"vx0","flags":["BROADCAST"],"master":"scwpub0","linkinfo":{"info_kind":"veth","info_slave_kind":"bridge"}}]
 [{"type":"unicast","dst":"default","gateway":"10.0.0.1","dev":"ul0"},{"dst":"172.16.5.2","dev":"scwpub0","scope":"link","flags":["linkdown"]},{"dst":"2001:db8:1::/64","gateway":"fd5c::2","dev":"scwpub0","metric":1024},{"type":"local","dst":"fe80::1","dev":"scwpub0","table":"local"},{"type":"blackhole","dst":"192.0.2.0/24"},{"dst":"10.9.0.0/16","dev":"ul0","table":"100"}]
 [{"dst":"172.16.5.3","dev":"scwpub0","proxy":null},{"dst":"2001:db8::1","dev":"scwpub0","proxy":null}]
 "#;
@@ -194,6 +212,15 @@ mod tests {
             ]
         );
         assert_eq!(s.proxies.len(), 2);
+        let addresses: Vec<String> = s
+            .addresses
+            .iter()
+            .map(|a| format!("{}/{} {}", a.addr, a.len, a.dev))
+            .collect();
+        assert_eq!(
+            addresses,
+            ["127.0.0.1/8 lo", "172.18.0.5/24 scwpriv0", "fe80::1/64 scwpriv0"]
+        );
     }
 
     #[test]
@@ -210,7 +237,7 @@ mod tests {
         assert_eq!(
             observe_batch(&q),
             (
-                "link show\nroute show table all exact 172.30.0.4/32\nneigh show proxy to 172.30.0.5\n".to_owned(),
+                "addr show\nroute show table all exact 172.30.0.4/32\nneigh show proxy to 172.30.0.5\n".to_owned(),
                 1
             )
         );

@@ -54,6 +54,7 @@ pub fn observe(host: Host<'_>, query: &Query) -> Result<Observed, ApplyError> {
         routes: shown.routes,
         proxies: shown.proxies,
         sysctls,
+        addresses: shown.addresses,
     })
 }
 

@@ -21,6 +21,46 @@ pub struct Observed {
     /// The sysctls the query asked for;
     /// absent when the file does not exist (a device not created yet).
     pub sysctls: BTreeMap<SysctlKey, String>,
+    /// The host's own addresses (`ip addr`), each with its subnet.
+    pub addresses: Vec<HostAddress>,
+}
+
+/// One of the host's own addresses and the subnet it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddress {
+    pub addr: IpAddr,
+    pub len: u8,
+    pub dev: String,
+}
+
+impl HostAddress {
+    /// Whether `ip` is in this address's subnet.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && Self::base(ip, self.len) == self.network()
+    }
+
+    /// The subnet's first address.
+    pub fn network(&self) -> IpAddr {
+        Self::base(self.addr, self.len)
+    }
+
+    fn base(ip: IpAddr, len: u8) -> IpAddr {
+        match ip {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        }
+    }
+
+    /// IPv6 link-local (every interface has one; no VM address is one).
+    pub fn is_link_local(&self) -> bool {
+        matches!(self.addr, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
+    }
 }
 
 impl Observed {

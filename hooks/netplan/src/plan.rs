@@ -14,14 +14,14 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use opennebula::attr::DocError;
 
 use crate::conflict::{Conflicts, Index, check_endpoints, holder};
-use crate::endpoint::{BridgeName, Endpoint};
+use crate::endpoint::{BridgeName, Endpoint, Public};
 use crate::needs::objects;
-use crate::observed::{NatState, Observed, Rule};
+use crate::observed::{HostAddress, NatState, Observed, Rule};
 use crate::ops::{
     IpOp, NFT_DNAT_MAP, NFT_POSTROUTING, NFT_PREROUTING, NFT_SNAT_MAP, NFT_TABLE, NftBatch, NftOp, Route, SysctlWrite,
     bridge_mac,
@@ -210,11 +210,51 @@ impl<T: Ord + Clone> Ordered<T> {
     }
 }
 
+/// A VM's addresses must not be inside one of the host's own networks (the
+/// EVPN underlay, the host's public subnet...): its route and proxy entries
+/// would take the host's own traffic (BGP, VXLAN, SSH) to the VM. The
+/// flexible IP itself may share the host's public subnet.
+fn check_host_networks(e: &Endpoint, observed: &Observed, conflicts: &mut Conflicts) {
+    let (vm_side, prefix): (Vec<IpAddr>, Option<(IpAddr, u8)>) = match e.public {
+        Public::V4 { ip, gateway, .. } => (vec![ip.into(), gateway.into()], None),
+        Public::V6 { ip, gateway, prefix } => (vec![ip.into(), gateway.into()], Some((prefix.into(), 64))),
+    };
+    for host in observed.addresses.iter().filter(|a| !a.is_link_local()) {
+        let inside = vm_side.iter().find(|a| host.contains(**a)).copied().or_else(|| {
+            prefix
+                .map(|(p, len)| HostAddress {
+                    addr: p,
+                    len,
+                    dev: String::new(),
+                })
+                .filter(|p| p.contains(host.addr))
+                .map(|_| host.addr)
+        });
+        if let Some(address) = inside {
+            conflicts.add(
+                address,
+                format!(
+                    "{}: address {address} is inside this host's own network {}/{} ({} on {}): the VM would take \
+                     the host's own traffic; give its address range a PRIVATE_CIDR outside the host's networks",
+                    e.owner,
+                    host.network(),
+                    host.len,
+                    host.addr,
+                    host.dev
+                ),
+            );
+        }
+    }
+}
+
 /// Plans `request` against the `observed` host.
 pub fn plan(request: &Request, observed: &Observed) -> Result<Plan, PlanError> {
     let keep = Index::of(&request.keep);
     let mut conflicts = Conflicts::default();
     check_endpoints(&request.ensure, &keep, &mut conflicts);
+    for e in &request.ensure {
+        check_host_networks(e, observed, &mut conflicts);
+    }
 
     // What the endpoints to ensure need, and conflicts with the kernel.
     let mut bridges = Ordered::new();

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use netplan::endpoint::BridgeName;
-use netplan::observed::{ChainState, Link};
+use netplan::observed::{ChainState, HostAddress, Link};
 use netplan::{Endpoint, Observed, Plan, Request, plan, select, simulate};
 use opennebula::vm::Vm;
 
@@ -183,11 +183,31 @@ fn conflict_is_refused_naming_both() {
             "{m}"
         );
     }
+    // A range whose private block is inside the host's own network (the
+    // EVPN underlay here); the flexible IP in the host's public subnet is fine.
+    let mut underlay = Observed::default();
+    for (addr, len, dev) in [
+        ("172.30.0.10", 24, "scwpriv0"),
+        ("51.15.0.2", 24, "eno1"),
+        ("fe80::1", 64, "scwpub0"),
+    ] {
+        underlay.addresses.push(HostAddress {
+            addr: addr.parse().unwrap(),
+            len,
+            dev: dev.into(),
+        });
+    }
+    let inside = plan(&Host::default().request(&vm(6, &[(0, 1, false)]), true), &underlay)
+        .unwrap_err()
+        .to_string();
+    underlay.addresses.remove(0);
+    plan(&Host::default().request(&vm(6, &[(0, 1, false)]), true), &underlay).unwrap();
     assert_golden(
         "conflict.txt",
         &format!(
             "## same flexible IP, other private IP\n{same_external}\n\n## same private IP, other flexible IP\n\
-             {same_private}\n\n## set by hand\n{by_hand}\n\n## one flexible IP on two NICs\n{twice}\n"
+             {same_private}\n\n## set by hand\n{by_hand}\n\n## one flexible IP on two NICs\n{twice}\n\n\
+             ## the VM's address inside the host's own network\n{inside}\n"
         ),
     );
 }

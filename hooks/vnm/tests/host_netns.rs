@@ -518,6 +518,25 @@ fn pre_twice_is_once_and_conflicts_change_nothing() {
             "a refused pre changes nothing"
         );
     }
+    // A VM address inside the host's own network (its underlay 10.0.0.0/24):
+    // its /32 route and proxy ARP would take the host's own traffic.
+    let inside = parse_vm(&format!(
+        "<VM><ID>8</ID><TEMPLATE>{}</TEMPLATE></VM>",
+        nic_xml("NIC", 0, 8, "")
+            .replace(&private(8).to_string(), "10.0.0.50")
+            .replace(&gateway(8).to_string(), "10.0.0.51")
+    ));
+    let (r, _) = a.act(&inside, host::pre);
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("address 10.0.0.50 is inside this host's own network 10.0.0.0/24"),
+        "{e}"
+    );
+    assert_eq!(
+        (a.state(), nft_text(a)),
+        (state.clone(), nft.clone()),
+        "a refused pre changes nothing"
+    );
     // A mapping set by hand is not the driver's to take over either.
     a.ns.run_ok(
         &[
