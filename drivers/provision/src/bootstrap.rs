@@ -684,6 +684,11 @@ pub struct RemoteOutput {
 /// Runs commands on hosts (SSH, or a fake in tests).
 pub trait Remote: Sync {
     fn run(&self, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> Result<RemoteOutput, String>;
+
+    /// Forgets what was learnt about a deleted host (its SSH host key).
+    fn forget(&self, _host: Ipv4Addr) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Runs a plan on a host; `vnm` is the binary shipped by the `scaleway-vnm` step.

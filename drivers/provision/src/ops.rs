@@ -695,7 +695,23 @@ fn delete_servers(ctx: &Ctx<'_>, s: &ProvisionState, indexes: &[u32]) -> R<()> {
         .filter(|h| indexes.contains(&h.index))
         .filter_map(|h| h.server_id.clone().map(|id| (h.name.clone(), id)))
         .collect();
-    delete_server_ids(ctx, &servers)
+    delete_server_ids(ctx, &servers)?;
+    forget_hosts(ctx, s.hosts.iter().filter(|h| indexes.contains(&h.index)));
+    Ok(())
+}
+
+/// Forgets the deleted hosts' SSH keys (a failure is only a warning).
+fn forget_hosts<'h>(ctx: &Ctx<'_>, hosts: impl Iterator<Item = &'h crate::state::HostRecord>) {
+    for h in hosts {
+        if let Some(ip) = h.public_ip
+            && let Err(e) = ctx.remote.forget(ip)
+        {
+            ctx.say(
+                &format!("host {}", h.name),
+                &format!("WARN: its SSH host key stays known: {e}"),
+            );
+        }
+    }
 }
 
 fn delete_server_ids(ctx: &Ctx<'_>, servers: &[(String, String)]) -> R<()> {
@@ -903,6 +919,7 @@ fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
         }
     }
     delete_server_ids(ctx, &servers)?;
+    forget_hosts(ctx, s.hosts.iter());
     for h in &mut s.hosts {
         h.server_id = None;
     }

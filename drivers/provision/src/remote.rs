@@ -1,71 +1,63 @@
-//! Running commands on the hosts over SSH (`ONE_SCALEWAY_SSH`, default
-//! `ssh`; extra options from `ONE_SCALEWAY_SSH_OPTIONS`). The words of
-//! every command are checked by [`crate::bootstrap::safe_word`] before they
-//! get here; host addresses are typed.
+//! Running commands on the hosts over SSH ([`opennebula::ssh`]: every word
+//! quoted for the remote shell, time limits, minimal environment). The
+//! words of every command are also checked by
+//! [`crate::bootstrap::safe_word`] before they get here; host addresses are
+//! typed. New host keys are accepted (`StrictHostKeyChecking=accept-new`)
+//! and forgotten when a host is deleted (`Remote::forget`).
 
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
 use opennebula::driver::Env;
 
-use crate::bootstrap::{Remote, RemoteOutput, safe_word};
+use crate::bootstrap::{Remote, RemoteOutput};
+
+/// How long one bootstrap command may take by default (package installs
+/// included): `ONE_SCALEWAY_SSH_TIMEOUT` seconds otherwise.
+const DEFAULT_TIMEOUT: u64 = 1800;
 
 /// The real runner.
 #[derive(Debug, Clone)]
 pub struct Ssh {
-    program: String,
-    options: Vec<String>,
-    user: String,
+    ssh: opennebula::ssh::Ssh,
+    /// `~/.ssh/known_hosts` of the user running the provisioner.
+    known_hosts: Option<PathBuf>,
 }
 
 impl Ssh {
     pub fn from_env(env: &Env, user: &str) -> Result<Self, String> {
-        if !safe_word(user) || user.starts_with('-') || user.contains('@') {
-            return Err(format!("--ssh-user {user:?} is not a user name"));
-        }
+        let timeout = opennebula::ssh::timeout_from_env(env, DEFAULT_TIMEOUT)?;
+        let ssh = opennebula::ssh::Ssh::from_env(env, Some(user), timeout)
+            .map_err(|_| format!("--ssh-user {user:?} is not a user name"))?;
         Ok(Self {
-            program: env.get("ONE_SCALEWAY_SSH").unwrap_or("ssh").to_owned(),
-            options: env
-                .get("ONE_SCALEWAY_SSH_OPTIONS")
-                .map(|o| o.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
-            user: user.to_owned(),
+            ssh,
+            known_hosts: env.get("HOME").map(|h| PathBuf::from(h).join(".ssh/known_hosts")),
         })
     }
 }
 
 impl Remote for Ssh {
     fn run(&self, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> Result<RemoteOutput, String> {
-        let mut child = Command::new(&self.program)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=15",
-                "-o",
-                "StrictHostKeyChecking=accept-new",
-            ])
-            .args(&self.options)
-            .arg(format!("{}@{host}", self.user))
-            .arg("--")
-            .args(argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.program))?;
-        if let Some(mut pipe) = child.stdin.take() {
-            // A remote side that exits early closes the pipe: its status says why.
-            let _ = pipe.write_all(stdin);
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("waiting for {}: {e}", self.program))?;
+        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = self.ssh.run(
+            &host.to_string(),
+            &["-o", "StrictHostKeyChecking=accept-new"],
+            &words,
+            stdin,
+        )?;
         Ok(RemoteOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            success: out.success,
+            stdout: out.stdout,
+            stderr: out.stderr,
         })
+    }
+
+    /// Removes the host's key from `known_hosts`: a server that gets the
+    /// address later is not refused as a changed key.
+    fn forget(&self, host: Ipv4Addr) -> Result<(), String> {
+        match &self.known_hosts {
+            Some(file) => opennebula::ssh::forget_host(file, &host.to_string()),
+            None => Ok(()),
+        }
     }
 }

@@ -85,6 +85,11 @@ fn a_three_host_cluster_from_create_to_delete() {
         system.to_xml()
     );
     assert_ne!(s.hosts[0].name, first.name);
+    assert_eq!(
+        *bed.hosts.forgotten.lock().unwrap(),
+        [first.public_ip.unwrap()],
+        "the deleted host's SSH key is forgotten"
+    );
     // host delete: by OpenNebula id; the server is really deleted; the others forget it.
     let victim = s.hosts[0].clone();
     let out = bed.ok(&["host", "delete", "edge", &victim.one_id.unwrap().to_string()]);

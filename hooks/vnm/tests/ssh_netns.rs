@@ -48,10 +48,20 @@ fn nat_elements(ns: &NetNs) -> String {
         .stdout
 }
 
-#[test]
-#[ignore = "privileged: needs root, iproute2, nftables and sshd; run by .ci/run"]
-fn clean_host_runs_on_the_host_over_ssh() {
-    require_root();
+/// A "frontend" and a "host" namespace joined by a veth (10.250.0.1 and
+/// .2), keys, and a real sshd in the host namespace that logs root in with
+/// `login_shell` (`None`: the machine's own; otherwise `ip netns exec`
+/// shows sshd an `/etc/passwd` that gives root that shell).
+struct SshLab {
+    front: NetNs,
+    host: NetNs,
+    dir: TempDir,
+    sshd: Option<Sshd>,
+    // Last: removed once sshd is stopped.
+    _etc: Option<EtcNetns>,
+}
+
+fn ssh_lab(login_shell: Option<&str>) -> SshLab {
     let front = NetNs::new("front");
     let host = NetNs::new("sshhost");
     run_ok(
@@ -98,6 +108,17 @@ fn clean_host_runs_on_the_host_over_ssh() {
     keygen(&d.join("id"));
     std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
     std::fs::write(
+        d.join("ssh_config"),
+        format!(
+            "Host *\n  User root\n  IdentityFile {d}/id\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  \
+             LogLevel ERROR\n  SetEnv ONE_SCALEWAY_STATE_DIR={state} ONE_SCALEWAY_HOST_LOCK={lock} ONE_SCALEWAY_SUDO=never\n",
+            d = d.display(),
+            state = d.join("state").display(),
+            lock = d.join("host.lock").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
         d.join("sshd_config"),
         format!(
             "ListenAddress 10.250.0.2\nPort 22\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
@@ -108,31 +129,80 @@ fn clean_host_runs_on_the_host_over_ssh() {
     )
     .unwrap();
     std::fs::create_dir_all("/run/sshd").unwrap();
-    let sshd = Sshd(
-        Command::new("ip")
-            .args(["netns", "exec", host.name(), "/usr/sbin/sshd", "-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sshd (Debian package openssh-server)"),
-    );
+    // `ip netns exec NS` bind-mounts the files of /etc/netns/NS/ over /etc
+    // for what it runs: sshd (and the shells it starts) see that passwd.
+    let etc = login_shell.map(|shell| {
+        let machine = std::fs::read_to_string("/etc/passwd").unwrap();
+        let changed: String = machine
+            .lines()
+            .map(|l| match l.strip_prefix("root:") {
+                Some(rest) => {
+                    let mut fields: Vec<&str> = rest.split(':').collect();
+                    let last = fields.len() - 1;
+                    fields[last] = shell;
+                    format!("root:{}\n", fields.join(":"))
+                }
+                None => format!("{l}\n"),
+            })
+            .collect();
+        EtcNetns::new(host.name(), &changed)
+    });
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", host.name(), "/usr/sbin/sshd", "-D", "-e", "-f"])
+        .arg(d.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let sshd = Sshd(command.spawn().expect("sshd (Debian package openssh-server)"));
+    SshLab {
+        front,
+        host,
+        dir,
+        sshd: Some(sshd),
+        _etc: etc,
+    }
+}
+
+/// `/etc/netns/<namespace>/passwd` (and the folders, if this made them),
+/// removed by name when dropped.
+struct EtcNetns {
+    folder: std::path::PathBuf,
+    made_parent: bool,
+}
+
+impl EtcNetns {
+    fn new(namespace: &str, passwd: &str) -> Self {
+        let parent = Path::new("/etc/netns");
+        let made_parent = !parent.exists();
+        let folder = parent.join(namespace);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("passwd"), passwd).unwrap();
+        Self { folder, made_parent }
+    }
+}
+
+impl Drop for EtcNetns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.folder.join("passwd"));
+        let _ = std::fs::remove_dir(&self.folder);
+        if self.made_parent {
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
+    }
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2, nftables and sshd; run by .ci/run"]
+fn clean_host_runs_on_the_host_over_ssh() {
+    require_root();
+    let mut lab = ssh_lab(None);
+    let (front, host, d) = (&lab.front, &lab.host, lab.dir.path().to_path_buf());
+    let d = d.as_path();
     // The host's driver files, as `onehost sync` lays them out.
     let remote = d.join("remote");
     link_as(Path::new(BIN), &remote, "vnm/scaleway/clean_host");
     let state = d.join("state");
     let lock = d.join("host.lock");
-    std::fs::write(
-        d.join("ssh_config"),
-        format!(
-            "Host *\n  User root\n  IdentityFile {d}/id\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  \
-             LogLevel ERROR\n  SetEnv ONE_SCALEWAY_STATE_DIR={state} ONE_SCALEWAY_HOST_LOCK={lock} ONE_SCALEWAY_SUDO=never\n",
-            d = d.display(),
-            state = state.display(),
-            lock = lock.display()
-        ),
-    )
-    .unwrap();
 
     // pre, on the host: the VM's NAT is installed there.
     let doc = encode(&fixture("vnm/deploy-scaleway-pre.xml"));
@@ -153,7 +223,7 @@ fn clean_host_runs_on_the_host_over_ssh() {
         pre.wait_with_output().unwrap()
     };
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(nat_elements(&host).contains("62.210.16.2"), "{}", nat_elements(&host));
+    assert!(nat_elements(host).contains("62.210.16.2"), "{}", nat_elements(host));
 
     // clean_host, from the frontend namespace, over ssh.
     let env = Env::from_pairs([
@@ -184,9 +254,9 @@ fn clean_host_runs_on_the_host_over_ssh() {
     result.unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("clean_host over ssh: {:?}", started.elapsed());
     assert!(
-        !nat_elements(&host).contains("62.210.16.2"),
+        !nat_elements(host).contains("62.210.16.2"),
         "the host's NAT entries are gone: {}",
-        nat_elements(&host)
+        nat_elements(host)
     );
 
     // A failing remote action is reported with the remote error line.
@@ -202,5 +272,50 @@ fn clean_host_runs_on_the_host_over_ssh() {
     let err = in_ns(front.name(), move || runner.run(&target, "clean_host", b"not base64!")).unwrap_err();
     let err = format!("{err:#}");
     assert!(err.contains("not valid base64"), "{err}");
-    drop(sshd);
+    lab.sshd.take();
+}
+
+/// The words our runner sends reach the program exactly, whatever root's
+/// login shell on the host: POSIX `sh`, and `tcsh` and `fish`, which are
+/// not POSIX shells (quoting is single quotes; `'` as `'\''`; tcsh expands
+/// `!` even inside single quotes, so the runner refuses it).
+#[test]
+#[ignore = "privileged: needs root, iproute2, sshd, tcsh and fish; run by .ci/run"]
+fn every_login_shell_gets_the_words_as_sent() {
+    require_root();
+    let words = [
+        "printf", "%s|", "a b", "it's", "$HOME", "*", ";", "`id`", "$(id)", "~", "{a,b}", "\"\"", "#",
+    ];
+    for shell in ["/bin/sh", "/usr/bin/tcsh", "/usr/bin/fish"] {
+        assert!(
+            Path::new(shell).exists(),
+            "{shell} is missing (Debian packages tcsh, fish)"
+        );
+        let mut lab = ssh_lab(Some(shell));
+        let env = Env::from_pairs([(
+            "ONE_SCALEWAY_SSH_OPTIONS",
+            format!("-F {}", lab.dir.path().join("ssh_config").display()),
+        )]);
+        let ssh = opennebula::ssh::Ssh::from_env(&env, None, Duration::from_secs(20)).unwrap();
+        let ran = in_ns(lab.front.name(), move || {
+            let mut last = None;
+            for _ in 0..50 {
+                match ssh.run("10.250.0.2", &[], &words, b"") {
+                    Ok(r) if r.stderr.contains("Connection refused") => {
+                        last = Some(r);
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    other => return other,
+                }
+            }
+            Ok(last.unwrap())
+        })
+        .unwrap();
+        assert_eq!(
+            (ran.success, ran.stdout.as_str()),
+            (true, "a b|it's|$HOME|*|;|`id`|$(id)|~|{a,b}|\"\"|#|"),
+            "{shell}: {ran:?}"
+        );
+        lab.sshd.take();
+    }
 }

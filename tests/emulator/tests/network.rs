@@ -650,6 +650,27 @@ fn servers_run_their_own_frr_and_files() {
         ("SCALEWAY_EMULATOR_STATE_ROOT", root.as_str()),
     ];
     let who = format!("nobody@{public}");
+    // As sshd does, the alias has the login user's shell run the command
+    // line: nobody's (nologin) refuses it; on this server nobody gets /bin/sh.
+    let (code, _, _) = run_bin(&setuid, &[&who, "id", "-un"], &env);
+    assert_ne!(code, 0, "a nologin account runs no remote command");
+    let (code, _, err) = exec(&["usermod", "-s", "/bin/sh", "nobody"]);
+    assert_eq!(code, 0, "{err}");
+    // The line is the shell's to split: what a caller quotes arrives as one word.
+    let (code, out, err) = run_bin(
+        &setuid,
+        &[
+            &format!("root@{public}"),
+            "--",
+            "'printf'",
+            "'%s|'",
+            "'a b'",
+            r"'it'\''s'",
+            "'$HOME'",
+        ],
+        &env,
+    );
+    assert_eq!((code, out.as_str()), (0, "a b|it's|$HOME|"), "{err}");
     let (code, out, err) = run_bin(&setuid, &[&who, "id", "-un"], &env);
     assert_eq!((code, out.trim()), (0, "nobody"), "{err}");
     let as_nobody = |args: &[&str]| {

@@ -331,7 +331,8 @@ impl Sandbox {
         self.on_host_as("root", host, program, args, stdin)
     }
 
-    /// `ssh USER@<host> PROGRAM ARGS`: as that user on the host.
+    /// `ssh USER@<host> -- PROGRAM ARGS`: as that user on the host (the
+    /// words quoted for its login shell, as `opennebula::ssh` quotes them).
     pub fn on_host_as(
         &self,
         user: &str,
@@ -340,11 +341,16 @@ impl Sandbox {
         args: &[&str],
         stdin: &[u8],
     ) -> anyhow::Result<Ran> {
+        let words = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(opennebula::ssh::quote)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!(e))?;
         let mut cmd = Command::new(&self.paths.ssh);
         cmd.env("SCALEWAY_EMULATOR_PREFIX", &self.opts.prefix)
             .env("SCALEWAY_EMULATOR_STATE_ROOT", &self.paths.state_root)
-            .args(["-o", "BatchMode=yes", &format!("{user}@{}", host.public_ip), program])
-            .args(args);
+            .args(["-o", "BatchMode=yes", &format!("{user}@{}", host.public_ip), "--"])
+            .args(words);
         self.ctl.run(&mut cmd, stdin, Duration::from_secs(180))
     }
 

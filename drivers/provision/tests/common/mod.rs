@@ -41,6 +41,8 @@ pub struct FakeHosts {
     pub hosts: Mutex<BTreeMap<Ipv4Addr, FakeHostState>>,
     /// Commands containing this word fail.
     pub fail_on: Mutex<Option<String>>,
+    /// The hosts whose SSH keys were forgotten, in order.
+    pub forgotten: Mutex<Vec<Ipv4Addr>>,
 }
 
 impl FakeHosts {
@@ -106,6 +108,11 @@ impl Remote for FakeHosts {
             }
             _ => ok(""),
         }
+    }
+
+    fn forget(&self, host: Ipv4Addr) -> Result<(), String> {
+        self.forgotten.lock().unwrap().push(host);
+        Ok(())
     }
 }
 

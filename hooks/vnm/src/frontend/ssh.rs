@@ -1,14 +1,11 @@
-//! Running the host part of an action on a host, over SSH.
-//!
-//! `ssh -o BatchMode=yes -o ConnectTimeout=15 [ONE_SCALEWAY_SSH_OPTIONS] <host>
-//! <remote dir>/vnm/scaleway/<action>`, the base64 VM document on stdin.
-//! The remote command is a constant path (no attribute of the VM is in it);
-//! the host name is a validated [`HostName`], which never starts with `-`.
+//! Running the host part of an action on a host, over SSH
+//! ([`opennebula::ssh`]: quoting, time limits, minimal environment):
+//! `ssh -o BatchMode=yes -o ConnectTimeout=15 [ONE_SCALEWAY_SSH_OPTIONS]
+//! <host> -- '<remote dir>/vnm/scaleway/<action>'`, the base64 VM document
+//! on stdin. The remote command is a constant path (no attribute of the VM
+//! is in it); the host name is a validated [`HostName`].
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use opennebula::attr::HostName;
 use opennebula::driver::Env;
 
@@ -17,11 +14,14 @@ pub trait HostRunner {
     fn run(&self, host: &HostName, action: &str, stdin: &[u8]) -> anyhow::Result<()>;
 }
 
+/// How long the host part may take by default (it waits up to 120 s for
+/// the host lock): `ONE_SCALEWAY_SSH_TIMEOUT` seconds otherwise.
+const DEFAULT_TIMEOUT: u64 = 300;
+
 /// The real runner: `ssh`.
 #[derive(Debug, Clone)]
 pub struct Ssh {
-    program: String,
-    options: Vec<String>,
+    ssh: opennebula::ssh::Ssh,
     remote_dir: String,
 }
 
@@ -42,12 +42,9 @@ impl Ssh {
                 "ONE_SCALEWAY_REMOTE_DIR={remote_dir:?} must be an absolute path of letters, digits, '/', '-', '_', '.'"
             );
         }
+        let timeout = opennebula::ssh::timeout_from_env(env, DEFAULT_TIMEOUT).map_err(|e| anyhow!(e))?;
         Ok(Self {
-            program: env.get("ONE_SCALEWAY_SSH").unwrap_or("ssh").to_owned(),
-            options: env
-                .get("ONE_SCALEWAY_SSH_OPTIONS")
-                .map(|o| o.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
+            ssh: opennebula::ssh::Ssh::from_env(env, None, timeout).map_err(|e| anyhow!(e))?,
             remote_dir,
         })
     }
@@ -59,35 +56,24 @@ impl HostRunner for Ssh {
             bail!("{action:?} is not an action name");
         }
         let remote = format!("{}/vnm/scaleway/{action}", self.remote_dir);
-        let mut child = Command::new(&self.program)
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=15"])
-            .args(&self.options)
-            .arg(host.as_str())
-            .arg(&remote)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot run {}", self.program))?;
-        if let Some(mut pipe) = child.stdin.take() {
-            // A remote side that exits early closes the pipe: its exit status says why.
-            let _ = pipe.write_all(stdin);
-        }
-        let out = child.wait_with_output().context("waiting for ssh")?;
-        if out.status.success() {
+        let program = self.ssh.program();
+        let out = self
+            .ssh
+            .run(host.as_str(), &[], &[&remote], stdin)
+            .map_err(|e| anyhow!(e))?;
+        if out.success {
             return Ok(());
         }
         // The remote driver's error lines (not its log lines) say what failed.
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let reason: Vec<&str> = stderr
+        let reason: Vec<&str> = out
+            .stderr
             .lines()
             .filter(|l| {
                 !["ERROR:", "WARN:", "INFO:", "DEBUG:"].iter().any(|p| l.starts_with(p)) && !l.trim().is_empty()
             })
             .collect();
         Err(anyhow!(
-            "{} {host} {remote} failed ({}): {}",
-            self.program,
+            "{program} {host} {remote} failed ({}): {}",
             out.status,
             if reason.is_empty() {
                 "no message".to_owned()

@@ -32,11 +32,11 @@
 //!   has as `ssh`), which trusts only a state root and index that are
 //!   root's alone. The prefix and state root come from
 //!   `SCALEWAY_EMULATOR_PREFIX` (default `scw`) and
-//!   `SCALEWAY_EMULATOR_STATE_ROOT`. The command words are run as an
-//!   argument vector, not joined with spaces for a remote shell (so no
-//!   quoting, globbing, `;` or `$VAR`; OpenNebula's stream runs `bash -s`,
-//!   which reads its script on stdin), and no command (an interactive
-//!   login) is refused. As with ssh, the environment is a fresh one: only
+//!   `SCALEWAY_EMULATOR_STATE_ROOT`. As sshd does, the command words are
+//!   joined with spaces and run by the login user's shell (`SHELL -c LINE`,
+//!   the shell of the server's `/etc/passwd`): quoting, splitting and
+//!   expansions are that shell's, so what a caller quotes is tested for
+//!   real; no command (an interactive login) is refused. As with ssh, the environment is a fresh one: only
 //!   `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_*`, `TERM` and `TZ`
 //!   pass (the login user's replace them), plus the per-server variables
 //!   above. Its own errors exit 255, as ssh's do.
@@ -93,6 +93,10 @@ pub struct EnterArgs {
     /// The user the program runs as (the ssh alias's login user).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// Run the words as sshd runs a remote command: joined with spaces, by
+    /// the user's login shell (`-c`).
+    #[arg(long, requires = "user")]
+    login_shell: bool,
     /// The program and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
@@ -257,7 +261,12 @@ pub fn exec_main(args: ExecArgs, io: &mut Io<'_>) -> u8 {
 /// `scaleway-emulator enter-host-fs --fs DIR -- PROGRAM ARGS...`: returns
 /// only when PROGRAM could not be run (127, as a shell would).
 pub fn enter_main(args: &EnterArgs, io: &mut Io<'_>) -> u8 {
-    let e = super::hostfs::enter(args.fs.as_deref(), args.user.as_deref(), &args.command);
+    let e = super::hostfs::enter(
+        args.fs.as_deref(),
+        args.user.as_deref(),
+        args.login_shell,
+        &args.command,
+    );
     let _ = writeln!(io.stderr, "scaleway-emulator enter-host-fs: {e}");
     127
 }

@@ -100,7 +100,9 @@ fn check_path(fs: &Path) -> Result<(), String> {
 }
 
 /// The `ip netns exec` arguments after the namespace: this program's
-/// `enter-host-fs` around `command` (the server's files, the login user).
+/// `enter-host-fs` around `command` (the server's files, the login user;
+/// with a login user, `command` is a remote command line as sshd gets it:
+/// run by the user's login shell).
 pub fn wrap(fs: Option<&Path>, user: Option<&str>, command: &[OsString]) -> Result<Vec<OsString>, String> {
     let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut v: Vec<OsString> = vec![me.into_os_string(), "enter-host-fs".into()];
@@ -108,7 +110,7 @@ pub fn wrap(fs: Option<&Path>, user: Option<&str>, command: &[OsString]) -> Resu
         v.extend(["--fs".into(), fs.as_os_str().to_owned()]);
     }
     if let Some(user) = user {
-        v.extend(["--user".into(), user.into()]);
+        v.extend(["--user".into(), user.into(), "--login-shell".into()]);
     }
     v.push("--".into());
     v.extend(command.iter().cloned());
@@ -116,8 +118,11 @@ pub fn wrap(fs: Option<&Path>, user: Option<&str>, command: &[OsString]) -> Resu
 }
 
 /// `enter-host-fs`: the mounts (with `fs`), the user (with `user`), then
-/// exec. Returns only on failure.
-pub fn enter(fs: Option<&Path>, user: Option<&str>, command: &[OsString]) -> String {
+/// exec; with `login_shell`, as sshd runs a remote command: the words
+/// joined with spaces, given to the user's login shell (`SHELL -c LINE`,
+/// the shell from the server's `/etc/passwd`), which does the quoting,
+/// splitting and expansions. Returns only on failure.
+pub fn enter(fs: Option<&Path>, user: Option<&str>, login_shell: bool, command: &[OsString]) -> String {
     let (program, args) = match command.split_first() {
         Some(c) => c,
         None => return "no command given".into(),
@@ -127,8 +132,23 @@ pub fn enter(fs: Option<&Path>, user: Option<&str>, command: &[OsString]) -> Str
     {
         return e;
     }
-    let mut cmd = Command::new(program);
-    cmd.args(args);
+    let mut cmd = match (login_shell, user) {
+        (true, Some(name)) => {
+            let shell = match nix::unistd::User::from_name(name) {
+                Ok(Some(u)) if !u.shell.as_os_str().is_empty() => u.shell,
+                _ => PathBuf::from("/bin/sh"),
+            };
+            let line: Vec<String> = command.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+            let mut c = Command::new(shell);
+            c.arg("-c").arg(line.join(" "));
+            c
+        }
+        _ => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+    };
     if let Some(name) = user
         && let Err(e) = become_user(name, &mut cmd)
     {
