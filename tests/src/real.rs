@@ -1,8 +1,10 @@
 //! What the real-oned tests share: the emulator behind the IPAM driver and
 //! oneadmin's Scaleway credentials for it.
 
+use std::path::PathBuf;
+
 use scaleway_emulator::{Emulator, Options, Running};
-use test_support::oned::RealOned;
+use test_support::oned::{Options as OnedOptions, RealOned};
 
 pub const PROJECT: &str = "5a4db0c5-0000-4000-8000-0000000000e2";
 pub const SECRET: &str = "5a4db0c5-0000-4000-8000-5ec7e75ec7e2";
@@ -31,4 +33,33 @@ pub fn scaleway_credentials(oned: &RealOned, emu: &Running) {
          profiles:\n  edge-paris:\n    secret_key: {SECRET}\n    default_project_id: {PROJECT}\n    \
          default_zone: fr-par-2\n    api_url: {url}\n"
     ));
+}
+
+/// Where cargo put this build's binaries (beside the running test).
+///
+/// # Panics
+/// If the test's own path has no grandparent (never, under cargo).
+#[allow(clippy::expect_used)]
+pub fn bindir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// A real oned with this build installed, every action file of ours
+/// recorded, fast polling, and oneadmin's Scaleway credentials for `emu`.
+pub fn start_oned(emu: &Running) -> RealOned {
+    let oned = RealOned::start(&OnedOptions {
+        bindir: bindir(),
+        recorder: Some(bindir().join("one-scaleway-recorder")),
+        env: vec![
+            ("ONE_SCALEWAY_POLL_MS".into(), "20".into()),
+            ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "20".into()),
+        ],
+        ..OnedOptions::default()
+    });
+    scaleway_credentials(&oned, emu);
+    oned
 }

@@ -10,35 +10,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use integration_tests::real::{PROJECT, SECRET, emulator, scaleway_credentials};
+use integration_tests::real::{PROJECT, SECRET, bindir, emulator, start_oned};
 use opennebula::oned::{ONEFORM_PROVIDER, ONEFORM_PROVISION, ONEPROVISION_PROVIDER, ONEPROVISION_PROVISION, Param};
 use opennebula::xml::{self, Element};
 use scaleway_emulator::Running;
-use test_support::oned::{Options, RealOned, Record, id_of};
+use test_support::oned::{Options, RealOned, Record, id_of, ranges as ars};
 use test_support::{fixture_path, require_root};
-
-/// Where cargo put this build's binaries.
-fn bindir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn start_oned(emu: &Running) -> RealOned {
-    let oned = RealOned::start(&Options {
-        bindir: bindir(),
-        recorder: Some(bindir().join("one-scaleway-recorder")),
-        env: vec![
-            ("ONE_SCALEWAY_POLL_MS".into(), "20".into()),
-            ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "20".into()),
-        ],
-        ..Options::default()
-    });
-    scaleway_credentials(&oned, emu);
-    oned
-}
 
 /// Writes a template file oneadmin can read; returns its path.
 fn template_file(oned: &RealOned, name: &str, text: &str) -> String {
@@ -53,22 +32,6 @@ fn vnet(oned: &RealOned, id: u32) -> Element {
 
 fn text<'a>(e: &'a Element, path: &str) -> &'a str {
     e.at(path).map_or("", |c| c.text.as_str())
-}
-
-fn ars(v: &Element) -> Vec<BTreeMap<String, String>> {
-    v.at("AR_POOL")
-        .map(|p| {
-            p.children_named("AR")
-                .map(|ar| {
-                    ar.children
-                        .iter()
-                        .filter(|c| c.is_leaf())
-                        .map(|c| (c.name.clone(), c.text.clone()))
-                        .collect()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn fips(emu: &Running) -> Vec<serde_json::Value> {

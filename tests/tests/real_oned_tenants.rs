@@ -9,33 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use integration_tests::real::{emulator, scaleway_credentials};
-use opennebula::xml::Element;
-use test_support::oned::{Options, RealOned, id_of};
+use integration_tests::real::{emulator, start_oned};
+use test_support::oned::{RealOned, id_of, ranges as ars};
 use test_support::{Ran, require_root};
-
-fn bindir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn ars(v: &Element) -> Vec<BTreeMap<String, String>> {
-    v.at("AR_POOL")
-        .map(|p| {
-            p.children_named("AR")
-                .map(|ar| {
-                    ar.children
-                        .iter()
-                        .filter(|c| c.is_leaf())
-                        .map(|c| (c.name.clone(), c.text.clone()))
-                        .collect()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// OpenNebula's CLI as user `alice` (her session file in oneadmin's home).
 fn as_alice(oned: &RealOned, program: &str, args: &[&str]) -> Ran {
@@ -58,15 +35,7 @@ fn as_alice(oned: &RealOned, program: &str, args: &[&str]) -> Ran {
 fn tenants_cannot_repoint_public_ranges() {
     require_root();
     let emu = emulator();
-    let oned = RealOned::start(&Options {
-        bindir: bindir(),
-        env: vec![
-            ("ONE_SCALEWAY_POLL_MS".into(), "20".into()),
-            ("ONE_SCALEWAY_RETRY_BASE_MS".into(), "20".into()),
-        ],
-        ..Options::default()
-    });
-    scaleway_credentials(&oned, &emu);
+    let oned = start_oned(&emu);
     let range = "AR = [ IPAM_MAD = \"scaleway_fip\", SIZE = \"1\" ]\n";
     let net = oned.create(
         "onevnet",
@@ -155,14 +124,18 @@ fn tenants_cannot_repoint_public_ranges() {
 
     // An administrator's edit that points range 0 at range 1's flexible IP:
     // removing range 0 is refused, and nothing changes at Scaleway.
-    let edited = oned.template_file(
-        "admin-edit.tmpl",
-        &format!(
-            "AR = [ AR_ID = \"0\", SCALEWAY_IP_ID = \"{}\", EXTERNAL_IP = \"{}\" ]\n",
-            b["SCALEWAY_IP_ID"], b["EXTERNAL_IP"]
-        ),
-    );
-    oned.cli_ok("onevnet", &["updatear", &net.to_string(), "0", &edited]);
+    // Range 0's SCALEWAY_IP_ID and EXTERNAL_IP made those of `range`.
+    let point_range_0_at = |range: &BTreeMap<String, String>, name: &str| {
+        let file = oned.template_file(
+            name,
+            &format!(
+                "AR = [ AR_ID = \"0\", SCALEWAY_IP_ID = \"{}\", EXTERNAL_IP = \"{}\" ]\n",
+                range["SCALEWAY_IP_ID"], range["EXTERNAL_IP"]
+            ),
+        );
+        oned.cli_ok("onevnet", &["updatear", &net.to_string(), "0", &file]);
+    };
+    point_range_0_at(&b, "admin-edit.tmpl");
     let refused = oned.cli("onevnet", &["rmar", &net.to_string(), "0"]);
     assert_ne!(refused.code, 0, "{refused:?}");
     assert!(
@@ -173,14 +146,7 @@ fn tenants_cannot_repoint_public_ranges() {
     assert_eq!(fips().len(), 2, "both flexible IPs are still there");
     assert_eq!(ars(&oned.show("onevnet", net)).len(), 2, "the range is still there");
     // Put back: the range goes, with its own flexible IP.
-    let restored = oned.template_file(
-        "admin-restore.tmpl",
-        &format!(
-            "AR = [ AR_ID = \"0\", SCALEWAY_IP_ID = \"{}\", EXTERNAL_IP = \"{}\" ]\n",
-            a["SCALEWAY_IP_ID"], a["EXTERNAL_IP"]
-        ),
-    );
-    oned.cli_ok("onevnet", &["updatear", &net.to_string(), "0", &restored]);
+    point_range_0_at(&a, "admin-restore.tmpl");
     oned.cli_ok("onevnet", &["rmar", &net.to_string(), "0"]);
     let left: Vec<String> = fips().iter().map(|f| f["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(left, [b["SCALEWAY_IP_ID"].clone()]);

@@ -28,7 +28,7 @@ use crate::{Ran, TempDir, require_root};
 mod cli;
 mod files;
 
-pub use cli::id_of;
+pub use cli::{id_of, ranges};
 pub use files::installation;
 use files::{VMM_ACTIONS, edit, free_port, install_emulator_ssh, install_recorder, kvm_as_test_vmm, repo, run_checked};
 

@@ -46,20 +46,7 @@ impl Bed {
             .find(|v| text(v, "NAME") == name)
             .map(|v| text(&v, "ID").parse().unwrap())?;
         let vnet = self.oned.api().vnet(id).unwrap();
-        let ars = vnet
-            .at("AR_POOL")
-            .map(|p| {
-                p.children_named("AR")
-                    .map(|ar| {
-                        ar.children
-                            .iter()
-                            .filter(|c| c.is_leaf())
-                            .map(|c| (c.name.clone(), c.text.clone()))
-                            .collect()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ars = test_support::oned::ranges(&vnet);
         Some((vnet, ars))
     }
 

@@ -124,3 +124,21 @@ impl RealOned {
             .unwrap_or_else(|e| panic!("{method} {id}: {e}"))
     }
 }
+
+/// The address ranges of a network document (`one.vn.info`, `onevnet show
+/// --xml`): each one's leaf attributes (`AR_ID`, `IP`, `EXTERNAL_IP`, ...).
+pub fn ranges(vnet: &opennebula::xml::Element) -> Vec<std::collections::BTreeMap<String, String>> {
+    vnet.at("AR_POOL")
+        .map(|p| {
+            p.children_named("AR")
+                .map(|ar| {
+                    ar.children
+                        .iter()
+                        .filter(|c| c.is_leaf())
+                        .map(|c| (c.name.clone(), c.text.clone()))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
