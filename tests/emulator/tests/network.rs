@@ -656,6 +656,14 @@ fn servers_run_their_own_frr_and_files() {
     assert_ne!(code, 0, "a nologin account runs no remote command");
     let (code, _, err) = exec(&["usermod", "-s", "/bin/sh", "nobody"]);
     assert_eq!(code, 0, "{err}");
+    // The image's user, as on Scaleway's Ubuntu images: ubuntu, passwordless sudo,
+    // on this server only.
+    let (code, out, err) = run_bin(
+        &setuid,
+        &[&format!("ubuntu@{public}"), "--", "'sudo'", "'-n'", "'id'", "'-u'"],
+        &env,
+    );
+    assert_eq!((code, out.trim()), (0, "0"), "{err}");
     // The line is the shell's to split: what a caller quotes arrives as one word.
     let (code, out, err) = run_bin(
         &setuid,

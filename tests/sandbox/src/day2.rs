@@ -60,7 +60,7 @@ fn access(sb: &Sandbox) -> anyhow::Result<Vec<String>> {
     let vnm = sb.oned()?.location.join("var/remotes/vnm/scaleway_evpn/scaleway-vnm");
     Ok([
         "--ssh-user",
-        "root",
+        "ubuntu",
         "--skip",
         "packages,services",
         "--ssh-key",

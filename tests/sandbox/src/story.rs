@@ -207,7 +207,7 @@ fn create(sb: &Sandbox) -> anyhow::Result<String> {
         "create",
         &file,
         "--ssh-user",
-        "root",
+        "ubuntu",
         "--skip",
         "packages,services",
         "--ssh-key",

@@ -22,6 +22,11 @@
 //! Everything else (`/tmp`, `/usr`, the install folder) is shared. The
 //! folder goes with the server's namespace.
 //!
+//! Each server also has the user Scaleway's Ubuntu images log in as:
+//! `ubuntu`, with passwordless sudo (`/etc/sudoers.d/90-cloud-init-users`,
+//! as cloud-init writes it), so that a provisioner logs in as it does on a
+//! real server (`ubuntu@HOST`, then `sudo -n`).
+//!
 //! How: `exec` runs `ip netns exec NS <this program> enter-host-fs --fs DIR
 //! [--user NAME] -- PROGRAM ARGS`; `enter-host-fs` makes a mount namespace
 //! of its own (`unshare`, every mount a slave of the machine's: nothing
@@ -85,7 +90,69 @@ pub fn prepare(fs: &Path) -> Result<(), String> {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("{}: {e}", d.display()))?;
     }
-    Ok(())
+    image_user(&etc_upper(fs))
+}
+
+/// The image's `ubuntu` user, in the server's `/etc` only: the machine's
+/// `passwd`, `group` and `shadow` with `ubuntu` added (the first free id
+/// from 1000; a locked password), and cloud-init's sudoers rule. Nothing when the machine has an
+/// `ubuntu` already.
+fn image_user(etc: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let read =
+        |name: &str| std::fs::read_to_string(Path::new("/etc").join(name)).map_err(|e| format!("/etc/{name}: {e}"));
+    let (passwd, group) = (read("passwd")?, read("group")?);
+    if passwd.lines().any(|l| l.starts_with("ubuntu:")) {
+        return Ok(());
+    }
+    let taken = |text: &str| -> Vec<u32> { text.lines().filter_map(|l| l.split(':').nth(2)?.parse().ok()).collect() };
+    let (uids, gids) = (taken(&passwd), taken(&group));
+    let id = (1000..60000)
+        .find(|i| !uids.contains(i) && !gids.contains(i))
+        .ok_or("no free id for the image user")?;
+    let write = |name: &str, text: String, mode: u32| -> Result<(), String> {
+        let path = etc.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let with_newline = |t: &str| {
+        if t.ends_with('\n') {
+            t.to_owned()
+        } else {
+            format!("{t}\n")
+        }
+    };
+    write(
+        "passwd",
+        format!(
+            "{}ubuntu:x:{id}:{id}:Ubuntu:/home/ubuntu:/bin/bash\n",
+            with_newline(&passwd)
+        ),
+        0o644,
+    )?;
+    write("group", format!("{}ubuntu:x:{id}:\n", with_newline(&group)), 0o644)?;
+    // A locked password (`!`, as cloud-init leaves it): sudo's account check needs the entry.
+    let shadow = read("shadow")?;
+    write(
+        "shadow",
+        format!("{}ubuntu:!:20000:0:99999:7:::\n", with_newline(&shadow)),
+        0o640,
+    )?;
+    let machine = std::fs::metadata("/etc/shadow").map_err(|e| format!("/etc/shadow: {e}"))?;
+    std::os::unix::fs::chown(
+        etc.join("shadow"),
+        Some(std::os::unix::fs::MetadataExt::uid(&machine)),
+        Some(std::os::unix::fs::MetadataExt::gid(&machine)),
+    )
+    .map_err(|e| format!("{}: {e}", etc.join("shadow").display()))?;
+    let sudoers = etc.join("sudoers.d");
+    std::fs::create_dir_all(&sudoers).map_err(|e| format!("{}: {e}", sudoers.display()))?;
+    write(
+        "sudoers.d/90-cloud-init-users",
+        "ubuntu ALL=(ALL) NOPASSWD:ALL\n".to_owned(),
+        0o440,
+    )
 }
 
 /// Overlay options cannot name paths with `,`, `:` or `\`.
