@@ -13,6 +13,7 @@ use crate::ip::{Ip, IpState};
 use crate::nft::Nft;
 use crate::run::ApplyError;
 use crate::sysctl::Sysctl;
+use netplan::guard::GuardState;
 use netplan::observed::NatState;
 
 #[derive(Default)]
@@ -104,6 +105,13 @@ impl Nft for FakeHost {
         Ok(s.kernel.nat.clone())
     }
 
+    fn observe_guard(&self) -> Result<GuardState, ApplyError> {
+        let mut s = self.lock();
+        s.processes += 1;
+        s.calls.push("nft -j list table bridge one_scaleway_guard".into());
+        Ok(s.kernel.guard.clone())
+    }
+
     fn apply(&self, batch: &NftBatch) -> Result<(), ApplyError> {
         if batch.is_empty() {
             return Ok(());
@@ -117,10 +125,11 @@ impl Nft for FakeHost {
         if let Some(m) = Self::failure(&mut s, "nft") {
             return Err(ApplyError::new(format!("`nft -f -` failed (exit status: 1): {m}")));
         }
-        let mut nat = s.kernel.nat.clone();
-        simulate_nft(&mut nat, batch)
+        let (mut nat, mut guard) = (s.kernel.nat.clone(), s.kernel.guard.clone());
+        simulate_nft(&mut nat, &mut guard, batch)
             .map_err(|e| ApplyError::new(format!("`nft -f -` failed (exit status: 1): {e}")))?;
         s.kernel.nat = nat;
+        s.kernel.guard = guard;
         Ok(())
     }
 }
@@ -145,6 +154,13 @@ impl Ip for FakeHost {
                 .iter()
                 .filter(|(a, _)| query.all || query.proxies.contains(a))
                 .cloned()
+                .collect(),
+            neighbours: s
+                .kernel
+                .neighbours
+                .iter()
+                .filter(|((a, _), _)| query.all || query.neighbours.contains(a))
+                .map(|(k, v)| (k.clone(), *v))
                 .collect(),
             addresses: s.kernel.addresses.clone(),
         })

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use netplan::guard::NeighState;
 use netplan::observed::{HostAddress, Link, ObservedRoute};
 use netplan::{IpOp, Query};
 use serde_json::Value;
@@ -19,6 +20,8 @@ pub struct IpState {
     /// Main table only.
     pub routes: Vec<ObservedRoute>,
     pub proxies: BTreeSet<(IpAddr, String)>,
+    /// Neighbour entries (not proxies): (address, device).
+    pub neighbours: BTreeMap<(IpAddr, String), NeighState>,
     /// The host's own addresses.
     pub addresses: Vec<HostAddress>,
 }
@@ -40,12 +43,13 @@ pub struct IpCommand<'a> {
 }
 
 /// The reads for `query`, one `ip -batch` line each: links first, then
-/// routes, then proxy entries; returns the script and how many route lines.
-pub fn observe_batch(query: &Query) -> (String, usize) {
+/// routes, then proxy entries, then neighbour entries; returns the script
+/// and how many route and proxy lines.
+pub fn observe_batch(query: &Query) -> (String, usize, usize) {
     let mut script = String::from("addr show\n");
     if query.all {
-        script.push_str("route show table all\nneigh show proxy\n");
-        return (script, 1);
+        script.push_str("route show table all\nneigh show proxy\nneigh show\n");
+        return (script, 1, 1);
     }
     for (dst, len) in &query.routes {
         script.push_str(&format!("route show table all exact {dst}/{len}\n"));
@@ -53,24 +57,36 @@ pub fn observe_batch(query: &Query) -> (String, usize) {
     for addr in &query.proxies {
         script.push_str(&format!("neigh show proxy to {addr}\n"));
     }
-    (script, query.routes.len())
+    for addr in &query.neighbours {
+        script.push_str(&format!("neigh show to {addr}\n"));
+    }
+    (script, query.routes.len(), query.proxies.len())
 }
 
 impl Ip for IpCommand<'_> {
     fn observe(&self, query: &Query) -> Result<IpState, ApplyError> {
         let args = ["-d", "-j", "-batch", "-"];
-        let (script, routes) = observe_batch(query);
+        let (script, routes, proxies) = observe_batch(query);
         let ran = self.tools.run("ip", &args, script.as_bytes())?;
         if !ran.success {
             return Err(self.tools.failure("ip", &args, &ran));
         }
-        parse_batch(&ran.stdout, routes)
+        parse_batch(&ran.stdout, routes, proxies)
             .map_err(|e| ApplyError::new(format!("cannot read the output of `ip -d -j -batch -`: {e}")))
     }
 
     fn apply(&self, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError> {
         self.tools.ip_batch(ops, IpOp::args, keep_going)
     }
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 fn parse_route(r: &Value) -> Option<ObservedRoute> {
@@ -102,8 +118,9 @@ fn parse_route(r: &Value) -> Option<ObservedRoute> {
 }
 
 /// Reads the JSON arrays `ip -d -j -batch -` prints for [`observe_batch`]:
-/// links, then `routes` arrays of routes, then arrays of proxy entries.
-pub fn parse_batch(json: &str, routes: usize) -> Result<IpState, String> {
+/// links, then `routes` arrays of routes, then `proxies` arrays of proxy
+/// entries, then arrays of neighbour entries.
+pub fn parse_batch(json: &str, routes: usize, proxies: usize) -> Result<IpState, String> {
     let arrays: Vec<Value> = serde_json::Deserializer::from_str(json)
         .into_iter::<Value>()
         .collect::<Result<_, _>>()
@@ -111,14 +128,15 @@ pub fn parse_batch(json: &str, routes: usize) -> Result<IpState, String> {
     let Some((links, rest)) = arrays.split_first() else {
         return Err("no JSON array".into());
     };
-    if rest.len() < routes {
+    if rest.len() < routes + proxies {
         return Err(format!(
             "expected at least {} JSON arrays, got {}",
-            routes + 1,
+            routes + proxies + 1,
             arrays.len()
         ));
     }
-    let (route_arrays, proxy_arrays) = rest.split_at(routes);
+    let (route_arrays, rest) = rest.split_at(routes);
+    let (proxy_arrays, neighbour_arrays) = rest.split_at(proxies);
     let mut state = IpState::default();
     for l in links.as_array().ok_or("links: not an array")? {
         let Some(name) = l.get("ifname").and_then(Value::as_str) else {
@@ -179,6 +197,25 @@ pub fn parse_batch(json: &str, routes: usize) -> Result<IpState, String> {
             }
         }
     }
+    for entries in neighbour_arrays {
+        for n in entries.as_array().ok_or("neighbour entries: not an array")? {
+            if let (Some(addr), Some(dev)) = (
+                n.get("dst")
+                    .and_then(Value::as_str)
+                    .and_then(|a| a.parse::<IpAddr>().ok()),
+                n.get("dev").and_then(Value::as_str),
+            ) {
+                let permanent = n
+                    .get("state")
+                    .and_then(Value::as_array)
+                    .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("PERMANENT")));
+                let mac = n.get("lladdr").and_then(Value::as_str).and_then(parse_mac);
+                state
+                    .neighbours
+                    .insert((addr, dev.to_owned()), NeighState { mac, permanent });
+            }
+        }
+    }
     Ok(state)
 }
 
@@ -190,11 +227,12 @@ mod tests {
     const SHOWN: &str = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"],"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host"}]},{"ifindex":3,"ifname":"scwpriv0","flags":["UP"],"addr_info":[{"family":"inet","local":"172.18.0.5","prefixlen":24,"scope":"global"},{"family":"inet6","local":"fe80::1","prefixlen":64,"scope":"link"}]},{"ifindex":2,"ifname":"scwpub0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"linkinfo":{"info_kind":"bridge"}},{"ifindex":4,"link":"vx1","ifname":"vx0","flags":["BROADCAST"],"master":"scwpub0","linkinfo":{"info_kind":"veth","info_slave_kind":"bridge"}}]
 [{"type":"unicast","dst":"default","gateway":"10.0.0.1","dev":"ul0"},{"dst":"172.16.5.2","dev":"scwpub0","scope":"link","flags":["linkdown"]},{"dst":"2001:db8:1::/64","gateway":"fd5c::2","dev":"scwpub0","metric":1024},{"type":"local","dst":"fe80::1","dev":"scwpub0","table":"local"},{"type":"blackhole","dst":"192.0.2.0/24"},{"dst":"10.9.0.0/16","dev":"ul0","table":"100"}]
 [{"dst":"172.16.5.3","dev":"scwpub0","proxy":null},{"dst":"2001:db8::1","dev":"scwpub0","proxy":null}]
+[{"dst":"172.16.5.2","dev":"scwpub0","lladdr":"02:00:ac:10:05:02","state":["PERMANENT"]},{"dst":"172.16.5.4","dev":"scwpub0","lladdr":"02:00:ac:10:05:04","state":["STALE"]}]
 "#;
 
     #[test]
     fn reads_links_routes_and_proxies() {
-        let s = parse_batch(SHOWN, 1).unwrap();
+        let s = parse_batch(SHOWN, 1, 1).unwrap();
         assert_eq!(s.links["scwpub0"].kind.as_deref(), Some("bridge"));
         assert!(s.links["scwpub0"].up && !s.links["vx0"].up);
         assert_eq!(s.links["vx0"].master.as_deref(), Some("scwpub0"));
@@ -212,6 +250,15 @@ mod tests {
             ]
         );
         assert_eq!(s.proxies.len(), 2);
+        let permanent = NeighState {
+            mac: Some([2, 0, 0xac, 0x10, 5, 2]),
+            permanent: true,
+        };
+        assert_eq!(
+            s.neighbours[&("172.16.5.2".parse().unwrap(), "scwpub0".to_owned())],
+            permanent
+        );
+        assert!(!s.neighbours[&("172.16.5.4".parse().unwrap(), "scwpub0".to_owned())].permanent);
         let addresses: Vec<String> = s
             .addresses
             .iter()
@@ -225,8 +272,8 @@ mod tests {
 
     #[test]
     fn refuses_a_short_output() {
-        assert!(parse_batch("[]\n", 2).unwrap_err().contains("expected at least 3"));
-        assert!(parse_batch("", 0).is_err());
+        assert!(parse_batch("[]\n", 2, 0).unwrap_err().contains("expected at least 3"));
+        assert!(parse_batch("", 0, 0).is_err());
     }
 
     #[test]
@@ -234,10 +281,14 @@ mod tests {
         let mut q = Query::default();
         q.routes.insert(("172.30.0.4".parse().unwrap(), 32));
         q.proxies.insert("172.30.0.5".parse().unwrap());
+        q.neighbours.insert("172.30.0.4".parse().unwrap());
         assert_eq!(
             observe_batch(&q),
             (
-                "addr show\nroute show table all exact 172.30.0.4/32\nneigh show proxy to 172.30.0.5\n".to_owned(),
+                "addr show\nroute show table all exact 172.30.0.4/32\nneigh show proxy to 172.30.0.5\n\
+                 neigh show to 172.30.0.4\n"
+                    .to_owned(),
+                1,
                 1
             )
         );

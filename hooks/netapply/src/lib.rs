@@ -3,8 +3,9 @@
 //! Thin, behind traits, each with a real implementation and a fake
 //! ([`fake::FakeHost`]):
 //!
-//! - [`nft::Nft`]: our table, read with `nft -j list table ip one_scaleway`
-//!   and changed with one `nft -f -` transaction ([`nft::NftCommand`]);
+//! - [`nft::Nft`]: our tables, read with `nft -j list table ip one_scaleway`
+//!   and `nft -j list table bridge one_scaleway_guard` ([`guard`] reads the
+//!   latter), changed with one `nft -f -` transaction ([`nft::NftCommand`]);
 //! - [`ip::Ip`]: links, routes and proxy neighbour entries, read with one
 //!   `ip -d -j -batch -` and changed with one `ip -batch -` ([`ip::IpCommand`]);
 //! - [`sysctl::Sysctl`]: `/proc/sys`, written and read back ([`sysctl::ProcSysctl`]).
@@ -18,6 +19,7 @@
 //! its order and, when a step fails, undoes the additions made before it.
 
 pub mod fake;
+pub mod guard;
 pub mod ip;
 pub mod lock;
 pub mod nft;
@@ -41,6 +43,7 @@ pub struct Host<'a> {
 /// routes, proxy entries and sysctls `query` names (`netplan::query`).
 pub fn observe(host: Host<'_>, query: &Query) -> Result<Observed, ApplyError> {
     let nat = host.nft.observe()?;
+    let guard = host.nft.observe_guard()?;
     let shown = host.ip.observe(query)?;
     let mut sysctls = std::collections::BTreeMap::new();
     for key in &query.sysctls {
@@ -50,6 +53,8 @@ pub fn observe(host: Host<'_>, query: &Query) -> Result<Observed, ApplyError> {
     }
     Ok(Observed {
         nat,
+        guard,
+        neighbours: shown.neighbours,
         links: shown.links,
         routes: shown.routes,
         proxies: shown.proxies,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netplan::NftBatch;
+use netplan::guard::{GUARD_TABLE, GuardState};
 use netplan::observed::{ChainState, MapState, NatState, Rule};
 use netplan::ops::NFT_TABLE;
 use serde_json::Value;
@@ -15,6 +16,8 @@ use crate::run::{ApplyError, Tools};
 pub trait Nft {
     /// Our table as it is (empty when it does not exist).
     fn observe(&self) -> Result<NatState, ApplyError>;
+    /// The port guard's table (`nft -j list table bridge one_scaleway_guard`).
+    fn observe_guard(&self) -> Result<GuardState, ApplyError>;
     /// Applies the batch as one transaction.
     fn apply(&self, batch: &NftBatch) -> Result<(), ApplyError>;
 }
@@ -37,6 +40,22 @@ impl Nft for NftCommand<'_> {
         parse_table(&ran.stdout).map_err(|e| {
             ApplyError::new(format!(
                 "cannot read the output of `nft -j list table ip {NFT_TABLE}`: {e}"
+            ))
+        })
+    }
+
+    fn observe_guard(&self) -> Result<GuardState, ApplyError> {
+        let args = ["-j", "list", "table", "bridge", GUARD_TABLE];
+        let ran = self.tools.run("nft", &args, b"")?;
+        if !ran.success {
+            if ran.stderr.contains("No such file or directory") {
+                return Ok(GuardState::default());
+            }
+            return Err(self.tools.failure("nft", &args, &ran));
+        }
+        crate::guard::parse(&ran.stdout).map_err(|e| {
+            ApplyError::new(format!(
+                "cannot read the output of `nft -j list table bridge {GUARD_TABLE}`: {e}"
             ))
         })
     }

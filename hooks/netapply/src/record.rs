@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use netplan::endpoint::BridgeName;
-use netplan::{Endpoint, Owner, Public};
+use netplan::{Endpoint, Owner, Port, Public};
 use serde::{Deserialize, Serialize};
 
 use crate::run::ApplyError;
@@ -68,6 +68,12 @@ struct EndpointV1 {
     gateway: IpAddr,
     /// The flexible IP (IPv4) or the first address of the flexible /64 (IPv6).
     external_ip: IpAddr,
+    /// The VM's port (tap) and MAC the guard lets through (absent in
+    /// records written before the port guard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
 }
 
 impl EndpointV1 {
@@ -85,6 +91,8 @@ impl EndpointV1 {
             ip,
             gateway,
             external_ip,
+            port: e.port.map(|p| p.tap.to_string()),
+            mac: e.port.map(|p| p.mac_text()),
         }
     }
 
@@ -101,6 +109,16 @@ impl EndpointV1 {
             (None, None) => None,
             _ => return Err(format!("{who}: alias_id and parent_id go together")),
         };
+        let port = match (&self.port, &self.mac) {
+            (Some(tap), Some(mac)) => Some(Port {
+                tap: BridgeName::parse(tap).map_err(|e| format!("{who}: port {tap:?}: {e}"))?,
+                mac: <opennebula::attr::MacAddr as opennebula::attr::FromAttr>::from_attr(mac)
+                    .map_err(|_| format!("{who}: mac {mac:?} is not a MAC address"))?
+                    .0,
+            }),
+            (None, None) => None,
+            _ => return Err(format!("{who}: port and mac go together")),
+        };
         Ok(Endpoint {
             owner: Owner {
                 vm: self.vm,
@@ -109,6 +127,7 @@ impl EndpointV1 {
             },
             bridge,
             public,
+            port,
         })
     }
 }
@@ -201,6 +220,10 @@ mod tests {
                     external: "51.15.0.1".parse().unwrap(),
                 }
             },
+            port: (vm != 7).then(|| Port {
+                tap: BridgeName::parse(&format!("one-{vm}-{nic}")).unwrap(),
+                mac: [2, 0, 0, 0, vm as u8, nic as u8],
+            }),
         }
     }
 

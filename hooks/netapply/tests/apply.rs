@@ -6,7 +6,7 @@
 use netapply::fake::FakeHost;
 use netapply::{Host, apply, observe};
 use netplan::endpoint::BridgeName;
-use netplan::{Endpoint, Observed, Owner, Public, Request, plan, query};
+use netplan::{Endpoint, Observed, Owner, Port, Public, Request, plan, query};
 
 fn endpoint(vm: u64, n: u8) -> Endpoint {
     Endpoint {
@@ -21,6 +21,10 @@ fn endpoint(vm: u64, n: u8) -> Endpoint {
             gateway: format!("172.30.0.{}", 4 * n + 1).parse().unwrap(),
             external: format!("51.15.0.{n}").parse().unwrap(),
         },
+        port: Some(Port {
+            tap: BridgeName::parse(&format!("one-{vm}-0")).unwrap(),
+            mac: [2, 0, 0, 0, vm as u8, n],
+        }),
     }
 }
 
@@ -53,6 +57,7 @@ fn applies_in_order_and_twice_is_once() {
         kinds,
         [
             "nft -j list table ip one_scaleway",
+            "nft -j list table bridge one_scaleway_guard",
             "ip -d -j -batch -",
             "ip -batch -",
             "sysctl net.ipv4.ip_forward = 1",
@@ -61,10 +66,10 @@ fn applies_in_order_and_twice_is_once() {
             "nft -f -",
         ]
     );
-    assert_eq!(fake.processes(), 4, "2 to observe, 2 to apply");
+    assert_eq!(fake.processes(), 5, "3 to observe, 2 to apply");
     let second = round(&fake, &request).unwrap();
     assert!(second.is_empty());
-    assert_eq!(fake.take_calls().len(), 2, "a second pre only observes");
+    assert_eq!(fake.take_calls().len(), 3, "a second pre only observes");
 }
 
 #[test]
@@ -100,7 +105,7 @@ fn a_failed_ip_line_undoes_the_lines_before_it() {
     )
     .unwrap();
     let before = fake.kernel();
-    // VM 2 adds a route and a proxy entry; the proxy line fails.
+    // VM 2 adds a route, a proxy entry and a neighbour entry; the last line fails.
     fake.fail_next("ip", "RTNETLINK answers: No buffer space available");
     let e = round(
         &fake,
@@ -111,7 +116,10 @@ fn a_failed_ip_line_undoes_the_lines_before_it() {
         },
     )
     .unwrap_err();
-    assert!(e.contains("(at `ip neigh add proxy 172.30.0.9 dev scwpub0`)"), "{e}");
+    assert!(
+        e.contains("(at `ip neigh replace 172.30.0.8 lladdr 02:00:00:00:02:02 dev scwpub0 nud permanent`)"),
+        "{e}"
+    );
     assert!(e.contains("were undone"), "{e}");
     assert_eq!(fake.kernel(), before, "VM 1 untouched, nothing of VM 2 left");
 }

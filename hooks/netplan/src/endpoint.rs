@@ -63,12 +63,39 @@ impl Public {
     }
 }
 
+/// The VM's port on the bridge that an endpoint's traffic comes through:
+/// the NIC's tap (`TARGET`) and MAC address; for a NIC alias, those of
+/// its parent NIC (the guest puts the alias's address on the parent's
+/// interface). The port guard lets only this MAC and the endpoint's
+/// addresses leave the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port {
+    /// The tap's name (an interface name, kept `Copy` like a bridge's).
+    pub tap: BridgeName,
+    pub mac: [u8; 6],
+}
+
+impl Port {
+    /// The MAC address as `ip` and `nft` write it.
+    pub fn mac_text(&self) -> String {
+        mac_text(self.mac)
+    }
+}
+
+/// `02:00:ac:1e:00:02`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 /// One public NIC (or NIC alias) as the host sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub owner: Owner,
     pub bridge: BridgeName,
     pub public: Public,
+    /// The port its traffic comes through (`None` only for an endpoint
+    /// recorded by a version of the driver that did not guard ports).
+    pub port: Option<Port>,
 }
 
 /// A bridge name (an `IfName`, kept `Copy` for the planner's tables).
@@ -175,9 +202,49 @@ fn check_v6(nic: &Nic, attribute: &str, a: Ipv6Addr) -> Result<(), PlanError> {
     Err(bad(nic, attribute, format!("= {a} {problem}")))
 }
 
+/// The port of `nic`: its own `TARGET` and `MAC`, or for a NIC alias those
+/// of its parent, which must be a NIC of driver `scaleway` on the same
+/// bridge (`nics`: every NIC of the driver in the document).
+fn port_of(nic: &Nic, nics: &[Nic]) -> Result<Port, PlanError> {
+    let owner = match nic.kind {
+        NicKind::Nic => nic,
+        NicKind::Alias { parent_id, .. } => nics
+            .iter()
+            .find(|n| n.kind == NicKind::Nic && n.nic_id == parent_id)
+            .filter(|p| p.bridge.is_some() && p.bridge == nic.bridge)
+            .ok_or_else(|| {
+                bad(
+                    nic,
+                    "PARENT_ID",
+                    format!(
+                        "= {parent_id} is not a NIC of network driver scaleway on bridge {}: a public NIC alias \
+                         must be an alias of a public NIC (its traffic comes through the parent's port)",
+                        nic.bridge.as_ref().map_or("(none)", |b| b.as_str())
+                    ),
+                )
+            })?,
+    };
+    let why = "the driver lets only the NIC's own MAC and addresses leave its port on the bridge";
+    let tap = owner.target.as_ref().ok_or_else(|| missing(owner, "TARGET", why))?;
+    let mac = owner.mac.ok_or_else(|| missing(owner, "MAC", why))?;
+    if mac.0[0] & 1 == 1 || mac.0 == [0; 6] {
+        return Err(bad(
+            owner,
+            "MAC",
+            format!("= {} is not a unicast address", mac_text(mac.0)),
+        ));
+    }
+    Ok(Port {
+        tap: BridgeName::new(tap),
+        mac: mac.0,
+    })
+}
+
 impl Endpoint {
-    /// The endpoint of one typed NIC of driver `scaleway` of VM `vm`.
-    pub fn from_nic(vm: u64, nic: &Nic) -> Result<Self, PlanError> {
+    /// The endpoint of one typed NIC of driver `scaleway` of VM `vm`
+    /// (`nics`: every NIC of the driver in the document, to find an
+    /// alias's parent).
+    pub fn from_nic(vm: u64, nic: &Nic, nics: &[Nic]) -> Result<Self, PlanError> {
         let owner = Owner {
             vm,
             nic_id: nic.nic_id,
@@ -218,6 +285,7 @@ impl Endpoint {
             owner,
             bridge: BridgeName::new(bridge),
             public,
+            port: Some(port_of(nic, nics)?),
         })
     }
 
@@ -313,11 +381,12 @@ pub struct Selection {
 /// detached (and its aliases). Every NIC of ours is validated.
 pub fn select(vm: &Vm) -> Result<Selection, PlanError> {
     let hotplug = vm.is_hotplug();
+    let all = vm.nics_of(VN_MAD).map_err(PlanError::Document)?;
     let endpoints = vm
         .touched_nics_of(VN_MAD)
         .map_err(PlanError::Document)?
         .iter()
-        .map(|n| Endpoint::from_nic(vm.id, n))
+        .map(|n| Endpoint::from_nic(vm.id, n, &all))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Selection { endpoints, hotplug })
 }
@@ -333,7 +402,10 @@ mod tests {
     }
 
     fn nic(id: u32, extra: &str) -> String {
-        format!("<NIC><NIC_ID>{id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>{extra}</NIC>")
+        format!(
+            "<NIC><NIC_ID>{id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+             <TARGET>one-7-{id}</TARGET><MAC>02:00:ac:1e:00:{id:02x}</MAC>{extra}</NIC>"
+        )
     }
 
     const GOOD: &str = "<IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP>";

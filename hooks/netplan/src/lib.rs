@@ -16,6 +16,10 @@
 //!   Nth address is one `nft -f -` transaction whose cost does not grow
 //!   with N.
 //!
+//! - the port guard ([`guard`]): only the VM's own MAC and addresses leave
+//!   its port on the bridge, nothing goes from one VM's port to another's,
+//!   and the host's neighbour entries for VM addresses are permanent.
+//!
 //! IPv6 NICs (`IP6`, `GATEWAY6`, an IPv6 `EXTERNAL_IP` naming the /64 routed
 //! to the VM) are routed, not NATed: the /64 (and the VM's `IP6`/128 when it
 //! lies outside the /64) goes to the bridge, and the host answers neighbour
@@ -29,12 +33,13 @@
 
 mod conflict;
 pub mod endpoint;
+pub mod guard;
 pub mod needs;
 pub mod observed;
 pub mod ops;
 pub mod plan;
 
-pub use endpoint::{Endpoint, Owner, Public, Selection, select};
+pub use endpoint::{Endpoint, Owner, Port, Public, Selection, select};
 pub use needs::{Query, query};
 pub use observed::{Observed, simulate};
 pub use ops::{IpOp, NftBatch, NftOp, Proxy, Route, SysctlKey, SysctlWrite};

@@ -130,6 +130,8 @@ pub struct Query {
     pub all: bool,
     pub routes: BTreeSet<(IpAddr, u8)>,
     pub proxies: BTreeSet<IpAddr>,
+    /// Neighbour entries (by address).
+    pub neighbours: BTreeSet<IpAddr>,
     pub sysctls: BTreeSet<SysctlKey>,
 }
 
@@ -153,6 +155,7 @@ pub fn query(request: &Request) -> Query {
         let o = objects(e);
         q.routes.extend(o.routes.iter().map(|r| (r.dst, r.len)));
         q.proxies.extend(o.proxies.iter().map(|p| p.addr));
+        q.neighbours.extend(crate::guard::neighbour(e).map(|n| n.addr));
     }
     q
 }

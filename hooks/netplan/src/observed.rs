@@ -5,12 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::endpoint::BridgeName;
+use crate::guard::{GuardState, NeighState};
 use crate::ops::SysctlKey;
 
 /// Everything the planner looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub nat: NatState,
+    /// The port guard's table.
+    pub guard: GuardState,
+    /// Neighbour entries (address, device): those asked for, or more.
+    pub neighbours: BTreeMap<(IpAddr, String), NeighState>,
     /// Every link, by name.
     pub links: BTreeMap<String, Link>,
     /// Routes of the main table, both families: those the
@@ -158,7 +163,7 @@ pub fn simulate(before: &Observed, plan: &crate::plan::Plan) -> Result<Observed,
     for s in &plan.sysctls {
         after.sysctls.insert(s.key.clone(), s.value.to_owned());
     }
-    simulate_nft(&mut after.nat, &plan.nft)?;
+    simulate_nft(&mut after.nat, &mut after.guard, &plan.nft)?;
     for op in &plan.ip_after {
         simulate_ip(&mut after, op)?;
     }
@@ -195,6 +200,7 @@ pub fn simulate_ip(host: &mut Observed, op: &crate::ops::IpOp) -> Result<(), Str
             let dev = Some(name.as_str().to_owned());
             host.routes.retain(|r| r.dev != dev);
             host.proxies.retain(|(_, d)| d != name.as_str());
+            host.neighbours.retain(|(_, d), _| d != name.as_str());
             host.sysctls.retain(|k, _| !k.is_of_device(name));
             for l in host.links.values_mut() {
                 if l.master.as_deref() == Some(name.as_str()) {
@@ -246,24 +252,44 @@ pub fn simulate_ip(host: &mut Observed, op: &crate::ops::IpOp) -> Result<(), Str
                 return Err("RTNETLINK answers: No such file or directory".into());
             }
         }
+        IpOp::SetNeigh(n) => {
+            if !host.links.contains_key(n.dev.as_str()) {
+                return Err(format!("Cannot find device \"{}\"", n.dev));
+            }
+            host.neighbours.insert(
+                (n.addr, n.dev.as_str().to_owned()),
+                NeighState {
+                    mac: Some(n.mac),
+                    permanent: true,
+                },
+            );
+        }
+        IpOp::DeleteNeigh(n) => {
+            if host.neighbours.remove(&(n.addr, n.dev.as_str().to_owned())).is_none() {
+                return Err("RTNETLINK answers: No such file or directory".into());
+            }
+        }
     }
     Ok(())
 }
 
-/// One `nft -f -` transaction on the simulated table: all or nothing.
-pub fn simulate_nft(nat: &mut NatState, batch: &crate::ops::NftBatch) -> Result<(), String> {
+/// One `nft -f -` transaction on the simulated tables: all or nothing.
+pub fn simulate_nft(nat: &mut NatState, guard: &mut GuardState, batch: &crate::ops::NftBatch) -> Result<(), String> {
     use crate::ops::{NFT_DNAT_MAP, NFT_POSTROUTING, NFT_PREROUTING, NFT_SNAT_MAP, NftOp};
     let mut next = nat.clone();
+    let mut next_guard = guard.clone();
+    crate::guard::simulate(&mut next_guard, &batch.ops)?;
     // The order nft applies the rendered script in: base, deletions, additions.
     let rank = |op: &NftOp| match op {
         NftOp::EnsureBase => 0,
         NftOp::DeleteDnat { .. } | NftOp::DeleteSnat { .. } => 1,
-        NftOp::AddDnat { .. } | NftOp::AddSnat { .. } => 2,
+        _ => 2,
     };
     let mut ops = batch.ops.clone();
     ops.sort_by_key(rank);
     for op in ops {
         match op {
+            NftOp::EnsureGuard | NftOp::AddGuard(_) | NftOp::DeleteGuard(_) => {}
             NftOp::EnsureBase => {
                 next.table = true;
                 for map in [NFT_DNAT_MAP, NFT_SNAT_MAP] {
@@ -318,5 +344,6 @@ pub fn simulate_nft(nat: &mut NatState, batch: &crate::ops::NftBatch) -> Result<
         }
     }
     *nat = next;
+    *guard = next_guard;
     Ok(())
 }

@@ -5,7 +5,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::endpoint::BridgeName;
+use crate::endpoint::{BridgeName, mac_text};
+use crate::guard::{GuardElem, Neigh};
 
 /// Our nftables table (family `ip`).
 pub const NFT_TABLE: &str = "one_scaleway";
@@ -142,6 +143,11 @@ pub enum IpOp {
     DeleteRoute(Route),
     AddProxy(Proxy),
     DeleteProxy(Proxy),
+    /// `neigh replace A lladdr M dev B nud permanent`: the host's entry for
+    /// a VM address is the VM's MAC, whatever the bridge hears.
+    SetNeigh(Neigh),
+    /// `neigh del A dev B`.
+    DeleteNeigh(Neigh),
 }
 
 impl IpOp {
@@ -152,7 +158,7 @@ impl IpOp {
         let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
         match self {
             Self::AddBridge { name, mac } => {
-                let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                let mac = mac_text(*mac);
                 s(&["link", "add", "name", name.as_str(), "address", &mac, "type", "bridge"])
             }
             Self::SetUp(name) => s(&["link", "set", "dev", name.as_str(), "up"]),
@@ -180,6 +186,21 @@ impl IpOp {
                 let addr = p.addr.to_string();
                 s(&["neigh", verb, "proxy", &addr, "dev", p.dev.as_str()])
             }
+            Self::SetNeigh(n) => {
+                let (addr, mac) = (n.addr.to_string(), mac_text(n.mac));
+                s(&[
+                    "neigh",
+                    "replace",
+                    &addr,
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    n.dev.as_str(),
+                    "nud",
+                    "permanent",
+                ])
+            }
+            Self::DeleteNeigh(n) => s(&["neigh", "del", &n.addr.to_string(), "dev", n.dev.as_str()]),
         }
     }
 
@@ -189,7 +210,12 @@ impl IpOp {
             Self::AddBridge { name, .. } => Some(Self::DeleteLink(name)),
             Self::AddRoute(r) => Some(Self::DeleteRoute(r)),
             Self::AddProxy(p) => Some(Self::DeleteProxy(p)),
-            Self::SetUp(_) | Self::DeleteLink(_) | Self::DeleteRoute(_) | Self::DeleteProxy(_) => None,
+            Self::SetNeigh(n) => Some(Self::DeleteNeigh(n)),
+            Self::SetUp(_)
+            | Self::DeleteLink(_)
+            | Self::DeleteRoute(_)
+            | Self::DeleteProxy(_)
+            | Self::DeleteNeigh(_) => None,
         }
     }
 }
@@ -213,7 +239,8 @@ pub fn bridge_mac(name: BridgeName) -> [u8; 6] {
     [0x02, 0x5c, a, b, c, d]
 }
 
-/// One change to our nftables table.
+/// One change to our nftables tables (the NAT table `ip one_scaleway`,
+/// the port guard `bridge one_scaleway_guard`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NftOp {
     /// Declares the table, both maps and both chains (`add` is a no-op for
@@ -234,6 +261,11 @@ pub enum NftOp {
     DeleteSnat {
         ip: Ipv4Addr,
     },
+    /// Declares the guard table, its sets and chains, and sets the chains'
+    /// rules (`flush chain` + `add rule`); its elements stay.
+    EnsureGuard,
+    AddGuard(GuardElem),
+    DeleteGuard(GuardElem),
 }
 
 /// One `nft -f -` transaction: all or nothing.
@@ -247,9 +279,9 @@ impl NftBatch {
         self.ops.is_empty()
     }
 
-    /// The `nft -f -` script: the base first, then deletions, then
-    /// additions (a re-mapped key is deleted before it is added), elements
-    /// grouped one line per map and kind.
+    /// The `nft -f -` script: for the NAT table then the guard, the base
+    /// first, then deletions, then additions (a re-mapped key is deleted
+    /// before it is added), elements grouped one line per map or set and kind.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let t = format!("ip {NFT_TABLE}");
@@ -317,6 +349,7 @@ impl NftBatch {
                 _ => None,
             }),
         );
+        crate::guard::render(&self.ops, &mut out);
         out
     }
 }

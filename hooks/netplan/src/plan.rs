@@ -404,6 +404,8 @@ pub fn plan(request: &Request, observed: &Observed) -> Result<Plan, PlanError> {
         }
     }
 
+    let still: Vec<&Endpoint> = request.ensure.iter().chain(&request.keep).collect();
+    crate::guard::plan(&request.ensure, &request.remove, &still, observed, &mut p)?;
     plan_removal(request, observed, &mut p);
     Ok(p)
 }

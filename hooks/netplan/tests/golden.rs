@@ -30,9 +30,10 @@ fn parse_vm(xml: &str) -> Vm {
 fn vm(id: u64, nics: &[(u32, u8, bool)]) -> Vm {
     let mut body = String::new();
     for &(nic_id, n, attach) in nics {
+        let mac = format!("02:00:00:{:02x}:{:02x}:{nic_id:02x}", (id >> 8) & 0xff, id & 0xff);
         body.push_str(&format!(
             "<NIC><NIC_ID>{nic_id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-             <IP>172.30.0.{}</IP><GATEWAY>172.30.0.{}</GATEWAY><EXTERNAL_IP>51.15.0.{n}</EXTERNAL_IP>{}</NIC>",
+             <TARGET>one-{id}-{nic_id}</TARGET><MAC>{mac}</MAC><IP>172.30.0.{}</IP><GATEWAY>172.30.0.{}</GATEWAY><EXTERNAL_IP>51.15.0.{n}</EXTERNAL_IP>{}</NIC>",
             4 * n,
             4 * n + 1,
             if attach { "<ATTACH>YES</ATTACH>" } else { "" }
@@ -149,7 +150,11 @@ fn nth_nic() {
         host.plug(&format!("one-{id}-0"), "scwpub0");
     }
     let p = host.pre(&vm(4, &[(0, 4, false)]));
-    assert_eq!(p.nft.ops.len(), 2, "two element inserts, no table change");
+    assert_eq!(
+        p.nft.ops.len(),
+        5,
+        "two NAT elements and three guard elements, no table change"
+    );
     assert_golden("nth_nic.txt", &section("pre of VM 4 with VMs 1 to 3 on the host", &p));
 }
 
@@ -160,13 +165,13 @@ fn conflict_is_refused_naming_both() {
     // VM 2 claims VM 1's flexible IP for another private address.
     let claim = parse_vm(
         "<VM><ID>2</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-         <IP>172.30.0.8</IP><GATEWAY>172.30.0.9</GATEWAY><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
+         <TARGET>one-2-0</TARGET><MAC>02:00:00:00:02:00</MAC><IP>172.30.0.8</IP><GATEWAY>172.30.0.9</GATEWAY><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
     );
     let same_external = plan(&host.request(&claim, true), &host.kernel).unwrap_err().to_string();
     // VM 3 claims VM 1's private address with another flexible IP.
     let claim = parse_vm(
         "<VM><ID>3</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-         <IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY><EXTERNAL_IP>51.15.0.99</EXTERNAL_IP></NIC></TEMPLATE></VM>",
+         <TARGET>one-3-0</TARGET><MAC>02:00:00:00:03:00</MAC><IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY><EXTERNAL_IP>51.15.0.99</EXTERNAL_IP></NIC></TEMPLATE></VM>",
     );
     let same_private = plan(&host.request(&claim, true), &host.kernel).unwrap_err().to_string();
     // The same, set by hand (not in the record).
@@ -352,7 +357,11 @@ fn many_endpoints_plan_one_transaction() {
     };
     let p = plan(&request, &Observed::default()).unwrap();
     assert_eq!(p.processes(), 2);
-    assert_eq!(p.nft.render().lines().count(), 11, "base (9 lines) + one line per map");
+    assert_eq!(
+        p.nft.render().lines().count(),
+        37,
+        "NAT base (9 lines) + one line per map, guard base (23 lines) + one line per set"
+    );
     let after = simulate(&Observed::default(), &p).unwrap();
     assert!(plan(&request, &after).unwrap().is_empty());
 }

@@ -99,7 +99,7 @@ fn vm(id: u64, nics: &[(u32, u8)]) -> Vm {
         .map(|&(nic_id, n)| {
             format!(
                 "<NIC><NIC_ID>{nic_id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-                 <IP>172.30.0.{}</IP><GATEWAY>172.30.0.{}</GATEWAY><EXTERNAL_IP>198.51.100.{n}</EXTERNAL_IP></NIC>",
+                 <TARGET>one-{id}-{nic_id}</TARGET><MAC>02:00:00:00:{id:02x}:{nic_id:02x}</MAC><IP>172.30.0.{}</IP><GATEWAY>172.30.0.{}</GATEWAY><EXTERNAL_IP>198.51.100.{n}</EXTERNAL_IP></NIC>",
                 4 * n,
                 4 * n + 1
             )
@@ -129,7 +129,11 @@ fn pre_twice_is_pre_once() {
     assert_eq!(h.fake.kernel(), kernel);
     assert_eq!(
         h.fake.take_calls(),
-        ["nft -j list table ip one_scaleway", "ip -d -j -batch -"]
+        [
+            "nft -j list table ip one_scaleway",
+            "nft -j list table bridge one_scaleway_guard",
+            "ip -d -j -batch -"
+        ]
     );
     assert_eq!(
         h.record(),
@@ -146,7 +150,7 @@ fn a_conflict_is_refused_and_changes_nothing() {
     // VM 2 is handed VM 1's flexible IP with another private block.
     let thief = parse_vm(
         "<VM><ID>2</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-         <IP>172.30.0.8</IP><GATEWAY>172.30.0.9</GATEWAY><EXTERNAL_IP>198.51.100.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
+         <TARGET>one-2-0</TARGET><MAC>02:00:00:00:02:00</MAC><IP>172.30.0.8</IP><GATEWAY>172.30.0.9</GATEWAY><EXTERNAL_IP>198.51.100.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
     );
     let (r, _) = h.pre(&thief);
     let e = r.unwrap_err();
@@ -310,7 +314,7 @@ fn a_re_addressed_nic_keeps_its_flexible_ip() {
     // NIC 0 now has another private block, with the same flexible IP.
     let moved = parse_vm(
         "<VM><ID>1</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-         <IP>172.30.0.40</IP><GATEWAY>172.30.0.41</GATEWAY><EXTERNAL_IP>198.51.100.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
+         <TARGET>one-1-0</TARGET><MAC>02:00:00:00:01:00</MAC><IP>172.30.0.40</IP><GATEWAY>172.30.0.41</GATEWAY><EXTERNAL_IP>198.51.100.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
     );
     let (r, log) = h.pre(&moved);
     assert_eq!(r, Ok(String::new()), "{log}");
@@ -384,7 +388,7 @@ fn invalid_nics_are_refused_before_anything() {
     let h = Hyper::new();
     let bad = parse_vm(
         "<VM><ID>3</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-         <IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY></NIC></TEMPLATE></VM>",
+         <TARGET>one-3-0</TARGET><MAC>02:00:00:00:03:00</MAC><IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY></NIC></TEMPLATE></VM>",
     );
     let (r, _) = h.pre(&bad);
     assert!(

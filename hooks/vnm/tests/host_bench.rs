@@ -18,7 +18,7 @@ use netapply::record::{Record, RecordFile};
 use netapply::sysctl::ProcSysctl;
 use netapply::{Host, Tools};
 use netplan::endpoint::BridgeName;
-use netplan::{Endpoint, Owner, Public};
+use netplan::{Endpoint, Owner, Port, Public};
 use nix::sched::CloneFlags;
 use opennebula::driver::{Level, Log};
 use opennebula::vm::Vm;
@@ -45,6 +45,10 @@ fn endpoint(i: u32) -> Endpoint {
         },
         bridge: BridgeName::parse("scwpub0").unwrap(),
         public: Public::V4 { ip, gateway, external },
+        port: Some(Port {
+            tap: BridgeName::parse(&format!("one-{i}-0")).unwrap(),
+            mac: [2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+        }),
     }
 }
 
@@ -52,7 +56,10 @@ fn vm(i: u32) -> Vm {
     let (ip, gateway, external) = addresses(i);
     let doc = format!(
         "<VM><ID>{i}</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-         <IP>{ip}</IP><GATEWAY>{gateway}</GATEWAY><EXTERNAL_IP>{external}</EXTERNAL_IP></NIC></TEMPLATE></VM>"
+         <TARGET>one-{i}-0</TARGET><MAC>02:00:00:{:02x}:{:02x}:{:02x}</MAC><IP>{ip}</IP><GATEWAY>{gateway}</GATEWAY><EXTERNAL_IP>{external}</EXTERNAL_IP></NIC></TEMPLATE></VM>",
+        (i >> 16) as u8,
+        (i >> 8) as u8,
+        i as u8
     );
     Vm::from_element(&opennebula::xml::parse(doc.as_bytes()).unwrap()).unwrap()
 }

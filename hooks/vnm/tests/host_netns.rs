@@ -254,7 +254,7 @@ impl Hyper {
             &["link", "add", tap, "type", "veth", "peer", "name", &eth, "netns", &vmn],
         );
         ip(&host, &["link", "set", tap, "master", "scwpub0", "up"]);
-        ip(&vmn, &["link", "set", &eth, "up"]);
+        ip(&vmn, &["link", "set", &eth, "address", &mac_of_tap(tap), "up"]);
         for (addr, gateway) in addrs {
             ip(&vmn, &["addr", "add", addr, "dev", &eth, "nodad"]);
             if let Some(g) = gateway {
@@ -266,6 +266,12 @@ impl Hyper {
     fn unplug(&self, tap: &str) {
         ip(&self.name(), &["link", "del", tap]);
     }
+}
+
+/// The MAC of the NIC whose tap is `one-<vm>-<nic>`: 02:00:00:00:<vm>:<nic>.
+fn mac_of_tap(tap: &str) -> String {
+    let parts: Vec<u8> = tap.split('-').skip(1).map(|p| p.parse().unwrap()).collect();
+    format!("02:00:00:00:{:02x}:{:02x}", parts[0], parts[1])
 }
 
 /// The internet router, the fabric, and the hosts.
@@ -384,10 +390,14 @@ fn gateway(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(172, 30, 0, 4 * n + 1)
 }
 
-fn nic_xml(tag: &str, nic_id: u32, n: u8, extra: &str) -> String {
+/// NIC (or alias) `nic_id` of VM `vm` with the addresses of n; its tap
+/// `one-<vm>-<nic_id>` and MAC as [`mac_of_tap`] says.
+fn nic_xml(tag: &str, vm: u64, nic_id: u32, n: u8, extra: &str) -> String {
     format!(
-        "<{tag}><NIC_ID>{nic_id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP>{}</IP>\
+        "<{tag}><NIC_ID>{nic_id}</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+         <TARGET>one-{vm}-{nic_id}</TARGET><MAC>{}</MAC><IP>{}</IP>\
          <GATEWAY>{}</GATEWAY><EXTERNAL_IP>{}</EXTERNAL_IP>{extra}</{tag}>",
+        mac_of_tap(&format!("one-{vm}-{nic_id}")),
         private(n),
         gateway(n),
         fip(n)
@@ -396,7 +406,7 @@ fn nic_xml(tag: &str, nic_id: u32, n: u8, extra: &str) -> String {
 
 /// VM `id` with public NICs `(nic_id, n)`.
 fn vm(id: u64, nics: &[(u32, u8)]) -> Vm {
-    let body: String = nics.iter().map(|&(nic, n)| nic_xml("NIC", nic, n, "")).collect();
+    let body: String = nics.iter().map(|&(nic, n)| nic_xml("NIC", id, nic, n, "")).collect();
     parse_vm(&format!("<VM><ID>{id}</ID><TEMPLATE>{body}</TEMPLATE></VM>"))
 }
 
@@ -499,11 +509,11 @@ fn pre_twice_is_once_and_conflicts_change_nothing() {
     // Another VM claims VM 1's flexible IP, or its private address.
     let claims = [
         (
-            nic_xml("NIC", 0, 2, "").replace("198.51.100.2", "198.51.100.1"),
+            nic_xml("NIC", 9, 0, 2, "").replace("198.51.100.2", "198.51.100.1"),
             "flexible IP 198.51.100.1 is already mapped to 172.30.0.4 (VM 1 NIC 0)",
         ),
         (
-            nic_xml("NIC", 0, 1, "").replace("198.51.100.1", "198.51.100.9"),
+            nic_xml("NIC", 9, 0, 1, "").replace("198.51.100.1", "198.51.100.9"),
             "private IP 172.30.0.4 is already mapped to flexible IP 198.51.100.1 (VM 1 NIC 0)",
         ),
     ];
@@ -522,7 +532,7 @@ fn pre_twice_is_once_and_conflicts_change_nothing() {
     // its /32 route and proxy ARP would take the host's own traffic.
     let inside = parse_vm(&format!(
         "<VM><ID>8</ID><TEMPLATE>{}</TEMPLATE></VM>",
-        nic_xml("NIC", 0, 8, "")
+        nic_xml("NIC", 8, 0, 8, "")
             .replace(&private(8).to_string(), "10.0.0.50")
             .replace(&gateway(8).to_string(), "10.0.0.51")
     ));
@@ -624,8 +634,8 @@ fn hot_attach_and_detach_touch_only_that_nic() {
     // attach_nic: NIC 1 has ATTACH=YES.
     let attached = parse_vm(&format!(
         "<VM><ID>1</ID><TEMPLATE>{}{}</TEMPLATE></VM>",
-        nic_xml("NIC", 0, 1, ""),
-        nic_xml("NIC", 1, 4, "<ATTACH>YES</ATTACH>")
+        nic_xml("NIC", 1, 0, 1, ""),
+        nic_xml("NIC", 1, 1, 4, "<ATTACH>YES</ATTACH>")
     ));
     let log = a.pre(&attached);
     assert!(
@@ -663,9 +673,10 @@ fn nic_aliases_get_their_own_flexible_ip() {
     let vm1 = vm_ns("vm1");
     let doc = parse_vm(&format!(
         "<VM><ID>1</ID><TEMPLATE>{}{}</TEMPLATE></VM>",
-        nic_xml("NIC", 0, 1, ""),
+        nic_xml("NIC", 1, 0, 1, ""),
         nic_xml(
             "NIC_ALIAS",
+            1,
             1,
             5,
             "<ALIAS_ID>0</ALIAS_ID><PARENT>NIC0</PARENT><PARENT_ID>0</PARENT_ID>"
@@ -838,22 +849,40 @@ fn ipv6_prefixes_are_routed_to_the_vm() {
     let inet = lab.inet();
     let client6: IpAddr = "2001:db8:ffff::10".parse().unwrap();
     // As the scaleway IPAM hands it out: IP6 = <prefix>::2/64, GATEWAY6 = <prefix>::1.
-    let in_prefix = "<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP6>2001:db8:5:1::2</IP6>\
+    let in_prefix = "<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+                     <TARGET>one-1-0</TARGET><MAC>02:00:00:00:01:00</MAC><IP6>2001:db8:5:1::2</IP6>\
                      <GATEWAY6>2001:db8:5:1::1</GATEWAY6><EXTERNAL_IP>2001:db8:5:1::</EXTERNAL_IP></NIC>";
     // A private IP6 with the /64 routed through it (a range written by hand).
-    let routed = "<NIC><NIC_ID>1</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><IP6>fd5c:1::2</IP6>\
+    let routed = "<NIC><NIC_ID>1</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+                  <TARGET>one-1-1</TARGET><MAC>02:00:00:00:01:01</MAC><IP6>fd5c:1::2</IP6>\
                   <GATEWAY6>fd5c:1::1</GATEWAY6><EXTERNAL_IP>2001:db8:6:1::</EXTERNAL_IP></NIC>";
     let doc = parse_vm(&format!("<VM><ID>1</ID><TEMPLATE>{in_prefix}{routed}</TEMPLATE></VM>"));
     let vm1 = vm_ns("vm1");
     a.pre(&doc);
-    a.plug(
-        &vm1,
-        "one-1-0",
-        0,
-        &[("2001:db8:5:1::2/64", None), ("fd5c:1::2/126", None)],
-    );
+    a.plug(&vm1, "one-1-0", 0, &[("2001:db8:5:1::2/64", None)]);
+    a.plug(&vm1, "one-1-1", 1, &[("fd5c:1::2/126", None)]);
     ip(vm1.name(), &["-6", "route", "add", "default", "via", "2001:db8:5:1::1"]);
     ip(vm1.name(), &["addr", "add", "2001:db8:6:1::1/128", "dev", "lo"]);
+    // The routed /64 answers through NIC 1, whose port it may leave by.
+    ip(
+        vm1.name(),
+        &["-6", "rule", "add", "from", "2001:db8:6:1::/64", "table", "101"],
+    );
+    ip(
+        vm1.name(),
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd5c:1::1",
+            "dev",
+            "eth1",
+            "table",
+            "101",
+        ],
+    );
     for prefix in ["2001:db8:5:1::/64", "2001:db8:6:1::/64"] {
         ip(
             &inet,
@@ -916,6 +945,7 @@ fn ipv6_prefixes_are_routed_to_the_vm() {
     .unwrap();
     assert_eq!(seen, IpAddr::V6(v6("2001:db8:5:1::2")));
     a.unplug("one-1-0");
+    a.unplug("one-1-1");
     a.clean(&doc);
     let s = a.state();
     assert!(
@@ -985,4 +1015,164 @@ fn the_binary_runs_pre_clean_and_reconcile() {
     let s = a.state();
     assert!(s.nat.maps["dnat_map"].elements.is_empty() && s.proxies.is_empty());
     assert!(!s.links.contains_key("scwpub0"));
+}
+
+// ---------------------------------------------------------------- port guard
+
+/// One UDP datagram from `from` (an address of namespace `ns`) to `to` (in
+/// `listen_ns`): the source address the listener saw, if anything arrived.
+fn udp_seen(ns: &str, from: SocketAddr, listen_ns: &str, to: SocketAddr) -> Option<IpAddr> {
+    let listener = in_ns(listen_ns, move || UdpSocket::bind(to).unwrap());
+    listener.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    in_ns(ns, move || {
+        let s = UdpSocket::bind(from).unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        for _ in 0..3 {
+            let _ = s.send_to(b"one-scaleway spoof", to);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let mut buf = [0u8; 64];
+    listener.recv_from(&mut buf).ok().map(|(_, peer)| peer.ip())
+}
+
+/// The MAC namespace `ns` holds for `addr` on `dev` (`None`: no entry).
+fn neigh_mac(ns: &str, addr: Ipv4Addr, dev: &str) -> Option<String> {
+    let out = run_ok(
+        &["ip", "-n", ns, "-j", "neigh", "show", &addr.to_string(), "dev", dev],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array()?.first()?.get("lladdr")?.as_str().map(str::to_owned)
+}
+
+/// The thief announces `addrs` from `mac` (gratuitous ARP, as a hostile
+/// guest can send at will: with `arp_notify`, every change of the
+/// interface's MAC announces its addresses).
+fn announce(thief: &str, addrs: &[Ipv4Addr], mac: &str) {
+    sysctl(thief, "net.ipv4.conf.eth0.arp_notify", "1");
+    for a in addrs {
+        ip(thief, &["addr", "replace", &format!("{a}/32"), "dev", "eth0"]);
+    }
+    ip(thief, &["link", "set", "eth0", "address", "02:00:00:00:ff:ff"]);
+    ip(thief, &["link", "set", "eth0", "address", mac]);
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// The port of the bridge where the bridge learned `mac`, if it did.
+fn learned_on(host: &str, mac: &str) -> Option<String> {
+    let out = run_ok(&["bridge", "-n", host, "-j", "fdb", "show", "br", "scwpub0"], b"");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array()?
+        .iter()
+        .find(|e| e.get("mac").and_then(|m| m.as_str()) == Some(mac) && e.get("vlan").is_none())
+        .and_then(|e| e.get("ifname").and_then(|i| i.as_str()).map(str::to_owned))
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn a_hostile_vm_cannot_spoof_its_neighbour_or_take_its_traffic() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let inet = lab.inet();
+    let (victim, thief) = (vm_ns("victim"), vm_ns("thief"));
+    a.pre(&vm(1, &[(0, 1)]));
+    a.pre(&vm(2, &[(0, 2)]));
+    plug(&lab, 0, &victim, "one-1-0", 0, 1);
+    plug(&lab, 0, &thief, "one-2-0", 0, 2);
+    lab.route_fip(fip(1), 0);
+    lab.route_fip(fip(2), 0);
+    let (v, t) = (victim.name().to_owned(), thief.name().to_owned());
+    let bridge_mac =
+        a.ns.run_ok(&["cat", "/sys/class/net/scwpub0/address"], b"")
+            .trim()
+            .to_owned();
+    let victim_mac = mac_of_tap("one-1-0");
+    // Before: both VMs reach the internet as themselves.
+    assert_eq!(
+        tcp(&inet, sa(fip(1), 8100), &v, sa(private(1), 8100)).unwrap(),
+        IpAddr::V4(CLIENT)
+    );
+    assert_eq!(
+        udp_seen(&t, sa(private(2), 0), &inet, sa(CLIENT, 8101)),
+        Some(IpAddr::V4(fip(2)))
+    );
+    assert_eq!(neigh_mac(&v, gateway(1), "eth0").as_deref(), Some(bridge_mac.as_str()));
+    let steal = |port: u16| -> Result<IpAddr, String> { tcp(&inet, sa(fip(1), port), &v, sa(private(1), port)) };
+
+    // 1. Source spoofing: the thief sends with the victim's address (the
+    // SNAT map would give it the victim's flexible IP).
+    ip(
+        &t,
+        &["addr", "add", &format!("{}/32", private(1)), "dev", "eth0", "nodad"],
+    );
+    assert_eq!(
+        udp_seen(&t, sa(private(1), 0), &inet, sa(CLIENT, 8102)),
+        None,
+        "a spoofed source leaves the host"
+    );
+    // 2. ARP spoofing: the thief announces the victim's address and the
+    // victim's gateway as its own.
+    announce(&t, &[private(1), gateway(1)], &mac_of_tap("one-2-0"));
+    let host = a.state();
+    let entry = host.neighbours.get(&(IpAddr::V4(private(1)), "scwpub0".to_owned()));
+    assert!(
+        entry.is_some_and(|n| n.permanent && n.mac.map(netplan::endpoint::mac_text) == Some(victim_mac.clone())),
+        "the host's entry for the victim moved: {entry:?}"
+    );
+    assert_eq!(
+        neigh_mac(&v, gateway(1), "eth0").as_deref(),
+        Some(bridge_mac.as_str()),
+        "the victim's gateway entry was poisoned"
+    );
+    assert_eq!(
+        steal(8103),
+        Ok(IpAddr::V4(CLIENT)),
+        "the victim's inbound traffic reaches the victim"
+    );
+    // 3. MAC spoofing: the thief takes the victim's MAC and sends.
+    announce(&t, &[private(1)], &victim_mac);
+    let _ = udp_seen(&t, sa(private(2), 0), &inet, sa(CLIENT, 8104));
+    assert_ne!(
+        learned_on(a.ns.name(), &victim_mac).as_deref(),
+        Some("one-2-0"),
+        "the bridge learned the victim's MAC on the thief's port"
+    );
+    assert_eq!(
+        steal(8105),
+        Ok(IpAddr::V4(CLIENT)),
+        "the victim's inbound traffic reaches the victim"
+    );
+    assert_eq!(neigh_mac(&v, gateway(1), "eth0").as_deref(), Some(bridge_mac.as_str()));
+
+    // The same attacks without the guard succeed (this test can fail).
+    announce(&t, &[], &mac_of_tap("one-2-0"));
+    a.ns.run_ok(&["nft", "delete", "table", "bridge", "one_scaleway_guard"], b"");
+    assert_eq!(
+        udp_seen(&t, sa(private(1), 0), &inet, sa(CLIENT, 8106)),
+        Some(IpAddr::V4(fip(1))),
+        "without the guard, the spoofed source goes out as the victim's flexible IP"
+    );
+    announce(&t, &[private(1), gateway(1)], &mac_of_tap("one-2-0"));
+    assert_eq!(
+        neigh_mac(&v, gateway(1), "eth0"),
+        Some(mac_of_tap("one-2-0")),
+        "without the guard, the victim's gateway entry is the thief's"
+    );
+    // reconcile puts the guard back; the attacks fail again.
+    ip(&v, &["neigh", "del", &gateway(1).to_string(), "dev", "eth0"]);
+    let (r, log) = a.reconcile();
+    r.unwrap_or_else(|e| panic!("reconcile: {e}\n{log}"));
+    assert_eq!(udp_seen(&t, sa(private(1), 0), &inet, sa(CLIENT, 8107)), None);
+    assert_eq!(steal(8108), Ok(IpAddr::V4(CLIENT)));
+    announce(&t, &[private(1), gateway(1)], &mac_of_tap("one-2-0"));
+    assert_eq!(neigh_mac(&v, gateway(1), "eth0").as_deref(), Some(bridge_mac.as_str()));
+    // clean removes exactly the VMs' guard elements.
+    a.clean(&vm(2, &[(0, 2)]));
+    let g = a.state().guard;
+    let taps: BTreeSet<String> = g.elements.iter().map(|e| e.tap().to_string()).collect();
+    assert_eq!(taps, BTreeSet::from(["one-1-0".to_owned()]));
+    a.clean(&vm(1, &[(0, 1)]));
+    assert!(a.state().guard.elements.is_empty());
+    assert!(a.state().neighbours.keys().all(|(_, dev)| dev != "scwpub0"));
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use netapply::record::{Record, RecordFile};
 use netplan::endpoint::BridgeName;
-use netplan::{Endpoint, Owner, Public};
+use netplan::{Endpoint, Owner, Port, Public};
 
 use crate::cloud::{PublicNic, b64, vm_document};
 use crate::measure::SYSTEM_PATH;
@@ -121,6 +121,10 @@ fn measure_ours(bins: &Bins, n: u32, reps: usize) -> anyhow::Result<Figures> {
                 },
                 bridge: BridgeName::parse("scwpub0").map_err(anyhow::Error::msg)?,
                 public: Public::V4 { ip, gateway, external },
+                port: Some(Port {
+                    tap: BridgeName::parse(&format!("one-{i}-0")).map_err(anyhow::Error::msg)?,
+                    mac: [2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                }),
             })
         })
         .collect::<anyhow::Result<_>>()?;
