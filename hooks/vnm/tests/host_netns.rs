@@ -1176,3 +1176,142 @@ fn a_hostile_vm_cannot_spoof_its_neighbour_or_take_its_traffic() {
     assert!(a.state().guard.elements.is_empty());
     assert!(a.state().neighbours.keys().all(|(_, dev)| dev != "scwpub0"));
 }
+
+/// The MAC namespace `ns` holds for IPv6 `addr` on `dev`.
+fn neigh6_mac(ns: &str, addr: &str, dev: &str) -> Option<String> {
+    let out = run_ok(&["ip", "-n", ns, "-6", "-j", "neigh", "show", addr, "dev", dev], b"");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array()?.first()?.get("lladdr")?.as_str().map(str::to_owned)
+}
+
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn a_hostile_vm_cannot_spoof_its_neighbour_over_ipv6() {
+    require_root();
+    let lab = Lab::new(1);
+    let a = &lab.hosts[0];
+    let inet = lab.inet();
+    let client6: IpAddr = "2001:db8:ffff::10".parse().unwrap();
+    let nic = |vm: u64, p: u8| {
+        format!(
+            "<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><TARGET>one-{vm}-0</TARGET>\
+             <MAC>{}</MAC><IP6>2001:db8:{p}:1::2</IP6><GATEWAY6>2001:db8:{p}:1::1</GATEWAY6>\
+             <EXTERNAL_IP>2001:db8:{p}:1::</EXTERNAL_IP></NIC>",
+            mac_of_tap(&format!("one-{vm}-0"))
+        )
+    };
+    let (victim, thief) = (vm_ns("victim6"), vm_ns("thief6"));
+    let docs = [1u64, 2].map(|vm| {
+        parse_vm(&format!(
+            "<VM><ID>{vm}</ID><TEMPLATE>{}</TEMPLATE></VM>",
+            nic(vm, 4 + vm as u8)
+        ))
+    });
+    for (doc, ns, p) in [(&docs[0], &victim, 5), (&docs[1], &thief, 6)] {
+        a.pre(doc);
+        let tap = format!("one-{}-0", doc.id);
+        a.plug(ns, &tap, 0, &[(&format!("2001:db8:{p}:1::2/64"), None)]);
+        ip(
+            ns.name(),
+            &["-6", "route", "add", "default", "via", &format!("2001:db8:{p}:1::1")],
+        );
+        let prefix = format!("2001:db8:{p}:1::/64");
+        ip(
+            &inet,
+            &[
+                "-6",
+                "route",
+                "add",
+                &prefix,
+                "via",
+                "fd00:1::2",
+                "src",
+                "2001:db8:ffff::10",
+            ],
+        );
+    }
+    let (v, t) = (victim.name().to_owned(), thief.name().to_owned());
+    let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+    let (victim_ip, victim_gw) = ("2001:db8:5:1::2", "2001:db8:5:1::1");
+    // The bridge's link-local address leaves its tentative state first.
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = tcp(
+        &inet,
+        SocketAddr::new(v6(victim_ip), 8110),
+        &v,
+        SocketAddr::new(v6(victim_ip), 8110),
+    );
+    assert_eq!(seen, Ok(client6), "before: the internet reaches the victim");
+    let bridge_mac = neigh6_mac(&v, victim_gw, "eth0").expect("the victim resolved its gateway");
+    let thief_ip = v6("2001:db8:6:1::2");
+    let own_source = udp_seen(&t, SocketAddr::new(thief_ip, 0), &inet, SocketAddr::new(client6, 8109));
+    assert_eq!(
+        own_source,
+        Some(thief_ip),
+        "before: the thief reaches the internet as itself"
+    );
+    // The thief claims the victim's address and gateway (unsolicited
+    // neighbour advertisements on each MAC change) and sends as the victim.
+    sysctl(&t, "net.ipv6.conf.eth0.ndisc_notify", "1");
+    for addr in [victim_ip, victim_gw] {
+        ip(
+            &t,
+            &["-6", "addr", "add", &format!("{addr}/128"), "dev", "eth0", "nodad"],
+        );
+    }
+    let own = mac_of_tap("one-2-0");
+    let renounce = || {
+        ip(&t, &["link", "set", "eth0", "address", "02:00:00:00:ff:fe"]);
+        ip(&t, &["link", "set", "eth0", "address", &own]);
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    renounce();
+    let spoofed = |port: u16| {
+        udp_seen(
+            &t,
+            SocketAddr::new(v6(victim_ip), 0),
+            &inet,
+            SocketAddr::new(client6, port),
+        )
+    };
+    assert_eq!(spoofed(8111), None, "a spoofed IPv6 source leaves the host");
+    assert_eq!(
+        neigh6_mac(&v, victim_gw, "eth0"),
+        Some(bridge_mac.clone()),
+        "the victim's gateway entry moved"
+    );
+    let host = a.state();
+    let entry = host.neighbours.get(&(v6(victim_ip), "scwpub0".to_owned()));
+    assert!(
+        entry.is_some_and(|n| n.permanent && n.mac.map(netplan::endpoint::mac_text) == Some(mac_of_tap("one-1-0"))),
+        "the host's entry for the victim moved: {entry:?}"
+    );
+    let seen = tcp(
+        &inet,
+        SocketAddr::new(v6(victim_ip), 8112),
+        &v,
+        SocketAddr::new(v6(victim_ip), 8112),
+    );
+    assert_eq!(seen, Ok(client6), "the victim's inbound traffic reaches the victim");
+    // Without the guard the same attempts succeed (this test can fail).
+    a.ns.run_ok(&["nft", "delete", "table", "bridge", "one_scaleway_guard"], b"");
+    renounce();
+    let poisoned = neigh6_mac(&v, victim_gw, "eth0");
+    // (The MAC change flushed the thief's neighbours: it resolves its
+    // gateway from its own address first, or the answer goes to the victim.)
+    let own_source = udp_seen(&t, SocketAddr::new(thief_ip, 0), &inet, SocketAddr::new(client6, 8114));
+    assert_eq!(own_source, Some(thief_ip));
+    assert_eq!(
+        spoofed(8113),
+        Some(v6(victim_ip)),
+        "without the guard, the spoofed source gets out"
+    );
+    assert_eq!(
+        poisoned,
+        Some(own),
+        "without the guard, the victim's gateway entry is the thief's"
+    );
+    for doc in &docs {
+        a.clean(doc);
+    }
+}
