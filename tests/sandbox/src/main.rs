@@ -18,7 +18,9 @@
 //!    sandbox's "libvirtd" turns into namespaces (`libvirt`);
 //! 4. real packets: the internet to each VM's flexible IP, each VM to the
 //!    internet (seen from its flexible IP), VM to VM over VXLAN/EVPN;
-//! 5. a poweroff and resume, a live migration, and the same checks;
+//! 5. a poweroff and resume, a live migration, and the same checks; then
+//!    vm2, beside vm1, tries to take vm1's traffic with real packets
+//!    (`hostile`): source spoofing, gratuitous ARP, vm1's MAC;
 //! 6. day 2 (`day2`): `ip add`, `onevnet addar`, a NIC hot-attached (real
 //!    packets on its flexible IP) and detached, `onevnet rmar`, `ip
 //!    delete`, `host add` (a VM migrated onto it, EVPN across), `host
@@ -34,6 +36,7 @@
 mod checks;
 mod ctl;
 mod day2;
+mod hostile;
 mod libvirt;
 mod netns;
 mod report;

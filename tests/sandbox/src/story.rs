@@ -312,6 +312,11 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         let h = sb.host(0)?.clone();
         Ok(((), nothing_of(sb, &h, Some(vm.id), &addresses)?))
     })?;
+    rep.step(
+        &format!("a hostile vm2 beside vm1 on {h2}: spoofing fails, vm1's traffic intact"),
+        true,
+        || Ok(((), crate::hostile::attempt(sb, 1, 0)?)),
+    )?;
     crate::day2::run(sb, rep)?;
     if sb.opts.keep {
         keep(sb, rep)?;
