@@ -14,8 +14,10 @@
 //! - `packages`: OpenNebula's apt repository, the node package for the
 //!   hypervisor, FRR and nftables.
 //! - `access`: what oneadmin may do on the host: the frontend's public keys,
-//!   the network drivers' sudoers rules (checked with `visudo` before they
-//!   are put in place), the drivers' state folder `/var/lib/one/scaleway`.
+//!   the drivers' root helper (a root-owned copy of `scaleway-vnm` in
+//!   `/usr/local/libexec/one-scaleway`) and the sudoers rules allowing it
+//!   and nothing else (checked with `visudo` before they are put in place),
+//!   the drivers' state folder `/var/lib/one/scaleway`.
 //! - `services`: the boot-time reconcile unit, FRR with bgpd.
 //! - `network`: sysctls, the private network's VLAN interface `scwpriv0`
 //!   (netplan), `/etc/hosts` entries for every host (live migration), the
@@ -32,6 +34,11 @@ use ipnetwork::Ipv4Network;
 pub const PRIVATE_DEVICE: &str = "scwpriv0";
 /// Where the host-side driver binary goes (where `onehost sync` puts it too).
 pub const REMOTE_VNM: &str = "/var/tmp/one/vnm/scaleway_evpn/scaleway-vnm";
+/// Where the drivers' root helper goes (root-owned; the only command the
+/// shipped sudoers rules allow, with the single argument `root`).
+pub const ROOT_HELPER: &str = "/usr/local/libexec/one-scaleway/scaleway-vnm";
+/// Its folder.
+const ROOT_HELPER_DIR: &str = "/usr/local/libexec/one-scaleway";
 /// The cluster's AS number.
 pub const EVPN_AS: u32 = 65000;
 
@@ -321,6 +328,35 @@ pub fn plan(cluster: &ClusterFacts, host: &HostFacts, full: bool) -> Vec<Step> {
                 owner: Some("oneadmin".into()),
                 content: cluster.authorized_keys.clone().into_bytes(),
                 label: None,
+            },
+        );
+        step(
+            Phase::Access,
+            "the drivers' root helper folder (root's)",
+            Action::Run {
+                argv: argv(&[
+                    "install",
+                    "-d",
+                    "-m",
+                    "0755",
+                    "-o",
+                    "root",
+                    "-g",
+                    "root",
+                    ROOT_HELPER_DIR,
+                ]),
+                stdin: None,
+            },
+        );
+        step(
+            Phase::Access,
+            "the drivers' root helper (root's scaleway-vnm)",
+            Action::Install {
+                path: ROOT_HELPER.into(),
+                mode: 0o755,
+                owner: None,
+                content: Vec::new(),
+                label: Some("the frontend's scaleway-vnm".into()),
             },
         );
         step(
@@ -789,6 +825,18 @@ fn execute_action(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sudoers_rules_allow_the_root_helper_only() {
+        let rules: Vec<&str> = SUDOERS
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            rules,
+            [format!("oneadmin ALL=(root) NOPASSWD: {ROOT_HELPER} root").as_str()]
+        );
+    }
 
     #[test]
     fn hosts_block_is_replaced_in_place_and_removed_when_empty() {

@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use netapply::{ApplyError, Tools};
 use opennebula::driver::Env;
 
+use crate::firewall::Rules;
 use crate::observed::{Observed, parse_links};
 use crate::plan::{LinkOp, LinkPlan};
+use crate::root::Private;
 
 /// Links: read all, change with `ip` commands.
 pub trait Links {
@@ -28,8 +30,8 @@ pub trait Links {
 
 /// Our nftables table.
 pub trait Firewall {
-    /// Runs an `nft -f -` script as one transaction.
-    fn apply(&self, script: &str) -> Result<(), ApplyError>;
+    /// Makes the table `rules` (one `nft -f -` transaction).
+    fn apply(&self, rules: &Rules) -> Result<(), ApplyError>;
 }
 
 /// The host's FRR.
@@ -110,7 +112,13 @@ impl Links for IpLinks<'_> {
     }
 
     fn apply(&self, ops: &[LinkOp], keep_going: bool) -> Result<(), ApplyError> {
-        self.tools.ip_batch(ops, LinkOp::args, keep_going)
+        self.tools.ip_batch(ops, LinkOp::args, keep_going, || {
+            Private::Links {
+                ops: ops.to_vec(),
+                keep_going,
+            }
+            .to_json()
+        })
     }
 }
 
@@ -120,9 +128,11 @@ pub struct NftFirewall<'a> {
 }
 
 impl Firewall for NftFirewall<'_> {
-    fn apply(&self, script: &str) -> Result<(), ApplyError> {
+    fn apply(&self, rules: &Rules) -> Result<(), ApplyError> {
         let args = ["-f", "-"];
-        let ran = self.tools.run("nft", &args, script.as_bytes())?;
+        let ran = self.tools.run_root("nft", &args, rules.script().as_bytes(), || {
+            Private::Firewall { rules: rules.clone() }.to_json()
+        })?;
         if ran.success {
             return Ok(());
         }
@@ -231,7 +241,13 @@ impl Frr for FrrCommand<'_> {
     fn check(&self, path: &Path) -> Result<(), ApplyError> {
         let file = path.display().to_string();
         let args = ["-C", "-f", file.as_str()];
-        let ran = self.tools.run("vtysh", &args, b"").map_err(|mut e| {
+        let ran = self.tools.run_root("vtysh", &args, b"", || {
+            Private::FrrCheck {
+                config: std::fs::read_to_string(path).unwrap_or_default(),
+            }
+            .to_json()
+        });
+        let ran = ran.map_err(|mut e| {
             if e.message.contains("not found") {
                 e.message.push_str(" (install frr)");
             }
@@ -254,7 +270,13 @@ impl Frr for FrrCommand<'_> {
         args.extend(self.instance.reload_args());
         args.push(path.display().to_string());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let ran = self.tools.run(&program, &args, b"").map_err(|mut e| {
+        let ran = self.tools.run_root(&program, &args, b"", || {
+            Private::FrrReload {
+                config: std::fs::read_to_string(path).unwrap_or_default(),
+            }
+            .to_json()
+        });
+        let ran = ran.map_err(|mut e| {
             if e.message.contains("not found") || e.message.contains("No such file") {
                 e.message.push_str(" (install frr-pythontools)");
             }

@@ -157,13 +157,13 @@ impl Links for FakeHost {
 }
 
 impl Firewall for FakeHost {
-    fn apply(&self, script: &str) -> Result<(), ApplyError> {
+    fn apply(&self, rules: &crate::firewall::Rules) -> Result<(), ApplyError> {
         let mut s = self.lock();
         s.calls.push("nft -f -".into());
         if let Some(m) = Self::failure(&mut s, "nft") {
             return Err(ApplyError::new(m));
         }
-        s.firewall = Some(script.to_owned());
+        s.firewall = Some(rules.script());
         Ok(())
     }
 }

@@ -19,6 +19,26 @@ pub const NFT_TABLE: &str = "one_scaleway_evpn";
 pub const NFT_COMMENT: &str =
     "one-scaleway: BGP-EVPN and VXLAN accepted only from the underlay network (OpenNebula VN_MAD scaleway_evpn)";
 
+/// What our table must be: the underlay's rules, or no table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rules {
+    /// BGP and VXLAN accepted only from `underlay` through `device`.
+    Underlay { underlay: Ipv4Net, device: String },
+    /// The table removed.
+    Absent,
+}
+
+impl Rules {
+    /// Its `nft -f -` script.
+    pub fn script(&self) -> String {
+        match self {
+            Self::Underlay { underlay, device } => render(*underlay, device),
+            Self::Absent => render_removal(),
+        }
+    }
+}
+
 /// The `nft -f -` script that makes our table exactly this (created if
 /// missing, its old content dropped, in the same transaction).
 pub fn render(underlay: Ipv4Net, device: &str) -> String {

@@ -38,6 +38,7 @@ pub mod net;
 pub mod observed;
 pub mod plan;
 pub mod record;
+pub mod root;
 pub mod segment;
 
 pub use cluster::{Cluster, ClusterError, Role};

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 /// An IPv4 network: an address whose host bits are zero, and a prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Ipv4Net {
     addr: Ipv4Addr,
     len: u8,
@@ -52,6 +53,20 @@ impl fmt::Display for Ipv4Net {
     }
 }
 
+impl TryFrom<String> for Ipv4Net {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Ipv4Net> for String {
+    fn from(n: Ipv4Net) -> String {
+        n.to_string()
+    }
+}
+
 impl FromStr for Ipv4Net {
     type Err = String;
 
@@ -73,7 +88,8 @@ impl FromStr for Ipv4Net {
 pub const VNI_MAX: u32 = 16_777_215;
 
 /// A VXLAN network identifier, 1 to 16777215: the network's `VLAN_ID`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
 pub struct Vni(u32);
 
 /// Where the VNIs of networks without a `VLAN_ID` start: oned gives a
@@ -83,6 +99,20 @@ pub struct Vni(u32);
 /// host, and known without asking oned. A `VLAN_ID` given by hand must stay
 /// below it.
 pub const AUTO_VNI_BASE: u32 = 1_000_000;
+
+impl TryFrom<u32> for Vni {
+    type Error = String;
+
+    fn try_from(n: u32) -> Result<Self, String> {
+        Self::new(n)
+    }
+}
+
+impl From<Vni> for u32 {
+    fn from(v: Vni) -> u32 {
+        v.0
+    }
+}
 
 impl Vni {
     /// The VNI of a network: its `VLAN_ID` when it has one (below

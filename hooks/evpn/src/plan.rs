@@ -36,7 +36,8 @@ use crate::segment::{Segment, SegmentError};
 /// One `ip` command (one `ip -batch -` line). Every name in it is a
 /// validated interface name, every other argument a number, an address or
 /// a keyword: none holds a space or a quote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LinkOp {
     AddBridge {
         name: String,

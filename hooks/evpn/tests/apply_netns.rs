@@ -143,12 +143,21 @@ fn the_firewall_table_is_replaced_whole_and_alone() {
     in_ns(&n, || {
         let tools = Tools::direct(Duration::from_secs(10));
         let fw = NftFirewall { tools: &tools };
-        fw.apply(&firewall::render("10.0.0.0/24".parse().unwrap(), "eth7"))
-            .unwrap();
-        fw.apply(&firewall::render("10.0.0.0/24".parse().unwrap(), "scwpriv0"))
-            .unwrap();
-        fw.apply(&firewall::render("10.0.0.0/24".parse().unwrap(), "scwpriv0"))
-            .unwrap();
+        fw.apply(&firewall::Rules::Underlay {
+            underlay: "10.0.0.0/24".parse().unwrap(),
+            device: "eth7".into(),
+        })
+        .unwrap();
+        fw.apply(&firewall::Rules::Underlay {
+            underlay: "10.0.0.0/24".parse().unwrap(),
+            device: "scwpriv0".into(),
+        })
+        .unwrap();
+        fw.apply(&firewall::Rules::Underlay {
+            underlay: "10.0.0.0/24".parse().unwrap(),
+            device: "scwpriv0".into(),
+        })
+        .unwrap();
     });
     let listed = run_ok(&["ip", "netns", "exec", &n, "nft", "list", "ruleset"], b"");
     assert!(listed.contains("table ip someone_else"), "{listed}");
@@ -161,8 +170,8 @@ fn the_firewall_table_is_replaced_whole_and_alone() {
     in_ns(&n, || {
         let tools = Tools::direct(Duration::from_secs(10));
         let fw = NftFirewall { tools: &tools };
-        fw.apply(&firewall::render_removal()).unwrap();
-        fw.apply(&firewall::render_removal()).unwrap();
+        fw.apply(&firewall::Rules::Absent).unwrap();
+        fw.apply(&firewall::Rules::Absent).unwrap();
     });
     let listed = run_ok(&["ip", "netns", "exec", &n, "nft", "list", "ruleset"], b"");
     assert_eq!(listed.trim(), "table ip someone_else {\n}");

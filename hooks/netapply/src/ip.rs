@@ -76,7 +76,13 @@ impl Ip for IpCommand<'_> {
     }
 
     fn apply(&self, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError> {
-        self.tools.ip_batch(ops, IpOp::args, keep_going)
+        self.tools.ip_batch(ops, IpOp::args, keep_going, || {
+            crate::root::Public::Ip {
+                ops: ops.to_vec(),
+                keep_going,
+            }
+            .to_json()
+        })
     }
 }
 

@@ -24,6 +24,7 @@ pub mod ip;
 pub mod lock;
 pub mod nft;
 pub mod record;
+pub mod root;
 pub mod run;
 pub mod sysctl;
 

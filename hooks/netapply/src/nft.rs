@@ -10,6 +10,7 @@ use netplan::observed::{ChainState, MapState, NatState, Rule};
 use netplan::ops::NFT_TABLE;
 use serde_json::Value;
 
+use crate::root::{Public, Table};
 use crate::run::{ApplyError, Tools};
 
 /// The nftables side effects.
@@ -30,7 +31,9 @@ pub struct NftCommand<'a> {
 impl Nft for NftCommand<'_> {
     fn observe(&self) -> Result<NatState, ApplyError> {
         let args = ["-j", "list", "table", "ip", NFT_TABLE];
-        let ran = self.tools.run("nft", &args, b"")?;
+        let ran = self
+            .tools
+            .run_root("nft", &args, b"", || Public::List { table: Table::Nat }.to_json())?;
         if !ran.success {
             if ran.stderr.contains("No such file or directory") {
                 return Ok(NatState::default());
@@ -46,7 +49,9 @@ impl Nft for NftCommand<'_> {
 
     fn observe_guard(&self) -> Result<GuardState, ApplyError> {
         let args = ["-j", "list", "table", "bridge", GUARD_TABLE];
-        let ran = self.tools.run("nft", &args, b"")?;
+        let ran = self
+            .tools
+            .run_root("nft", &args, b"", || Public::List { table: Table::Guard }.to_json())?;
         if !ran.success {
             if ran.stderr.contains("No such file or directory") {
                 return Ok(GuardState::default());
@@ -66,7 +71,9 @@ impl Nft for NftCommand<'_> {
         }
         let script = batch.render();
         let args = ["-f", "-"];
-        let ran = self.tools.run("nft", &args, script.as_bytes())?;
+        let ran = self.tools.run_root("nft", &args, script.as_bytes(), || {
+            Public::Nft { ops: batch.ops.clone() }.to_json()
+        })?;
         if ran.success {
             Ok(())
         } else {

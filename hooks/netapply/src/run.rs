@@ -1,6 +1,12 @@
 //! Running `ip`, `nft` and `sysctl`: argument vectors only (never a shell),
 //! stdin piped, a time limit, and errors that keep the tool's stderr and say
 //! what to do.
+//!
+//! What needs root goes through [`Tools::run_root`]: as root, the tool
+//! itself; as another user (oneadmin), `sudo -n` of the root helper
+//! ([`ROOT_HELPER`], `scaleway-vnm root`, installed root-owned by the host
+//! bootstrap and the only command the shipped sudoers rules allow), which
+//! reads a typed request on stdin, checks it, and runs the tool.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -11,9 +17,17 @@ use std::time::{Duration, Instant};
 use opennebula::driver::Env;
 
 /// Environment variable: how to get the privileges `ip`, `nft` and sysctl
-/// writes need. `auto` (default): nothing as root, else `sudo -n`; `never`;
-/// `always` (`sudo -n` even as root).
+/// writes need. `auto` (default): nothing as root, else `sudo -n` of the
+/// root helper; `never`; `always` (the helper even as root).
 pub const SUDO_ENV: &str = "ONE_SCALEWAY_SUDO";
+
+/// Where the host bootstrap installs the root helper (root-owned): the
+/// shipped sudoers rules allow `sudo -n ROOT_HELPER root` and nothing else.
+pub const ROOT_HELPER: &str = "/usr/local/libexec/one-scaleway/scaleway-vnm";
+
+/// Environment variable: another path for the root helper (the sudoers
+/// rules must allow it).
+pub const ROOT_HELPER_ENV: &str = "ONE_SCALEWAY_ROOT_HELPER";
 
 /// Environment variable: seconds one tool may run (default 60).
 pub const TIMEOUT_ENV: &str = "ONE_SCALEWAY_TOOL_TIMEOUT";
@@ -107,14 +121,36 @@ impl Tools {
         };
         let mut tools = Self::direct(Duration::from_secs(timeout));
         if sudo {
-            tools.prefix = vec!["sudo".into(), "-n".into()];
+            let helper = env.get(ROOT_HELPER_ENV).unwrap_or(ROOT_HELPER);
+            tools.prefix = vec!["sudo".into(), "-n".into(), helper.into(), "root".into()];
         }
         Ok(tools)
     }
 
-    /// Whether tools run through `sudo`.
+    /// Whether what needs root goes through `sudo` and the root helper.
     pub fn uses_sudo(&self) -> bool {
         !self.prefix.is_empty()
+    }
+
+    /// Runs `program args` with `stdin` as root: directly when this process
+    /// may (root, or `ONE_SCALEWAY_SUDO=never`), else through the root
+    /// helper with `request` (the same change, typed, as JSON) on its stdin.
+    /// The helper prints what the tool printed and exits with its status.
+    pub fn run_root(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: &[u8],
+        request: impl FnOnce() -> String,
+    ) -> Result<Ran, ApplyError> {
+        match self.prefix.split_first() {
+            None => self.run(program, args, stdin),
+            Some((sudo, rest)) => {
+                let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+                let shown = self.show(program, args);
+                self.spawn(sudo, &rest, request().as_bytes(), &shown)
+            }
+        }
     }
 
     /// How many processes were started so far.
@@ -122,30 +158,33 @@ impl Tools {
         self.spawned.load(Ordering::Relaxed)
     }
 
-    /// `program args` as one would type it (for messages).
+    /// `program args` as one would type it (for messages), and how it ran
+    /// when it went through the root helper.
     pub fn show(&self, program: &str, args: &[&str]) -> String {
-        let mut all: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
-        all.push(program);
+        let mut all = vec![program];
         all.extend_from_slice(args);
-        all.join(" ")
+        let text = all.join(" ");
+        if self.uses_sudo() {
+            format!("{text}` through `{}", self.prefix.join(" "))
+        } else {
+            text
+        }
     }
 
     /// Runs `program args` with `stdin`, waits at most the time limit, and
     /// returns what it printed. A tool that cannot start, or times out, is
     /// an error; a tool that fails is a [`Ran`] with `success: false`.
+    /// Runs as the current user (what needs no root: reading links, routes,
+    /// neighbours; and the root helper itself).
     pub fn run(&self, program: &str, args: &[&str], stdin: &[u8]) -> Result<Ran, ApplyError> {
-        let shown = self.show(program, args);
-        let (exe, rest): (&str, Vec<&str>) = match self.prefix.split_first() {
-            None => (program, args.to_vec()),
-            Some((first, more)) => {
-                let mut v: Vec<&str> = more.iter().map(String::as_str).collect();
-                v.push(program);
-                v.extend_from_slice(args);
-                (first.as_str(), v)
-            }
-        };
+        let mut all = vec![program];
+        all.extend_from_slice(args);
+        self.spawn(program, args, stdin, &all.join(" "))
+    }
+
+    fn spawn(&self, exe: &str, rest: &[&str], stdin: &[u8], shown: &str) -> Result<Ran, ApplyError> {
         let mut child = Command::new(exe)
-            .args(&rest)
+            .args(rest)
             .env("LC_ALL", "C")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -216,11 +255,13 @@ impl Tools {
     /// gives its arguments). On failure the error names the failed
     /// operation (`failed_line`, 1-based): with `keep_going` the others
     /// were still applied, without it the ones before it were.
+    /// `request` is the same batch for the root helper (see [`Tools::run_root`]).
     pub fn ip_batch<T: std::fmt::Display>(
         &self,
         ops: &[T],
         args: impl Fn(&T) -> Vec<String>,
         keep_going: bool,
+        request: impl FnOnce() -> String,
     ) -> Result<(), ApplyError> {
         if ops.is_empty() {
             return Ok(());
@@ -235,7 +276,7 @@ impl Tools {
         } else {
             &["-batch", "-"]
         };
-        let ran = self.run("ip", flags, script.as_bytes())?;
+        let ran = self.run_root("ip", flags, script.as_bytes(), request)?;
         if ran.success {
             return Ok(());
         }
@@ -256,8 +297,8 @@ impl Tools {
         let stderr = ran.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
         let hint = if stderr.contains("Operation not permitted") || stderr.contains("a password is required") {
             if self.uses_sudo() {
-                " (the driver runs network tools through `sudo -n`: allow the driver's user to run ip and nft \
-                 without a password, as OpenNebula's sudoers file does for its network drivers)"
+                " (the driver runs what needs root through `sudo -n` of its root helper: install the helper and \
+                 the sudoers rules of share/host/, as scaleway-provision's host bootstrap does)"
             } else {
                 " (network changes need root: run the driver as root, or set ONE_SCALEWAY_SUDO=always)"
             }
@@ -316,12 +357,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_sudoers_rules_name_the_root_helper() {
+        let rules = include_str!("../../../share/host/sudoers-one-scaleway");
+        assert!(rules.contains(&format!("NOPASSWD: {ROOT_HELPER} root\n")), "{rules}");
+    }
+
+    #[test]
     fn sudo_setting() {
         let env = |v: &str| Env::from_pairs([(SUDO_ENV, v)]);
         assert!(Tools::from_env(&env("always")).unwrap().uses_sudo());
         assert!(!Tools::from_env(&env("never")).unwrap().uses_sudo());
         assert!(Tools::from_env(&env("maybe")).is_err());
         let t = Tools::from_env(&env("always")).unwrap();
-        assert_eq!(t.show("nft", &["-f", "-"]), "sudo -n nft -f -");
+        assert_eq!(
+            t.show("nft", &["-f", "-"]),
+            "nft -f -` through `sudo -n /usr/local/libexec/one-scaleway/scaleway-vnm root"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Sysctls: written under `/proc/sys` (through `sudo -n sysctl -w` when not
+//! Sysctls: written under `/proc/sys` (through the root helper when not
 //! root) and always read back, because a write can be refused silently
 //! (procps `sysctl -q -w` exits 0 on EINVAL).
 
@@ -50,7 +50,13 @@ impl Sysctl for ProcSysctl<'_> {
         if self.tools.uses_sudo() {
             let setting = format!("{key}={value}");
             let args = ["-q", "-w", setting.as_str()];
-            let ran = self.tools.run("sysctl", &args, b"")?;
+            let ran = self.tools.run_root("sysctl", &args, b"", || {
+                crate::root::Public::Sysctl {
+                    key: key.clone(),
+                    value: value.to_owned(),
+                }
+                .to_json()
+            })?;
             if !ran.success {
                 return Err(self.tools.failure("sysctl", &args, &ran));
             }

@@ -99,7 +99,8 @@ pub struct Endpoint {
 }
 
 /// A bridge name (an `IfName`, kept `Copy` for the planner's tables).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct BridgeName {
     len: u8,
     bytes: [u8; 15],
@@ -124,6 +125,20 @@ impl BridgeName {
     pub fn as_str(&self) -> &str {
         // Built from an `IfName`, which is ASCII.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl TryFrom<String> for BridgeName {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s).map_err(|e| format!("{s:?}: {e}"))
+    }
+}
+
+impl From<BridgeName> for String {
+    fn from(b: BridgeName) -> String {
+        b.as_str().to_owned()
     }
 }
 

@@ -38,6 +38,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use serde::{Deserialize, Serialize};
+
 use crate::endpoint::{BridgeName, Endpoint, Port, Public, mac_text};
 use crate::observed::Observed;
 use crate::ops::{IpOp, NftOp};
@@ -96,7 +98,8 @@ pub fn rule_tag(chain: &str, n: usize) -> String {
 }
 
 /// One element of the guard's sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GuardElem {
     /// A guarded port.
     Port(BridgeName),
@@ -156,7 +159,8 @@ impl fmt::Display for GuardElem {
 
 /// A permanent neighbour entry of the host: the VM's address on the bridge
 /// always resolves to the VM's MAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Neigh {
     pub addr: IpAddr,
     pub mac: [u8; 6],

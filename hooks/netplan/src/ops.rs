@@ -3,6 +3,8 @@
 //! script. Every kernel object name comes from the constants here.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::endpoint::{BridgeName, mac_text};
@@ -21,8 +23,41 @@ pub const NFT_POSTROUTING: &str = "postrouting";
 pub const NFT_COMMENT: &str = "one-scaleway: 1:1 NAT of flexible IPs (OpenNebula VN_MAD scaleway)";
 
 /// A sysctl, as its path under `/proc/sys` (`net/ipv4/conf/onebr.100/forwarding`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct SysctlKey(String);
+
+impl TryFrom<String> for SysctlKey {
+    type Error = String;
+
+    /// One of the keys the driver writes, nothing else: `net/ipv4/ip_forward`,
+    /// `net/ipv6/conf/all/forwarding`, or a per-device key
+    /// (`net/ipv4/conf/D/forwarding`, `net/ipv4/neigh/D/proxy_delay`,
+    /// `net/ipv6/neigh/D/proxy_delay`, `net/ipv6/conf/D/{disable_ipv6,
+    /// forwarding,proxy_ndp}`) of a valid interface name `D`.
+    fn try_from(path: String) -> Result<Self, String> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let device = |d: &str| BridgeName::parse(d).is_ok() && d != "all" && d != "default";
+        let ok = match parts.as_slice() {
+            ["net", "ipv4", "ip_forward"] | ["net", "ipv6", "conf", "all", "forwarding"] => true,
+            ["net", "ipv4", "conf", d, "forwarding"]
+            | ["net", "ipv4" | "ipv6", "neigh", d, "proxy_delay"]
+            | ["net", "ipv6", "conf", d, "disable_ipv6" | "forwarding" | "proxy_ndp"] => device(d),
+            _ => false,
+        };
+        if ok {
+            Ok(Self(path))
+        } else {
+            Err(format!("{path:?} is not a sysctl the scaleway driver sets"))
+        }
+    }
+}
+
+impl From<SysctlKey> for String {
+    fn from(k: SysctlKey) -> String {
+        k.0
+    }
+}
 
 impl SysctlKey {
     /// From path components; a component holds no `/` (interface names never do).
@@ -93,7 +128,8 @@ impl fmt::Display for SysctlWrite {
 
 /// A route through the bridge (main table): on-link, or via the VM's
 /// address (an IPv6 /64 routed to a VM whose address lies outside it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Route {
     pub dst: IpAddr,
     pub len: u8,
@@ -113,7 +149,8 @@ impl fmt::Display for Route {
 
 /// A proxy neighbour entry: the host answers ARP (IPv4) or neighbour
 /// solicitations (IPv6) for `addr` on `dev`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Proxy {
     pub addr: IpAddr,
     pub dev: BridgeName,
@@ -125,8 +162,9 @@ impl fmt::Display for Proxy {
     }
 }
 
-/// One `ip` command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One `ip` command (also what the root helper accepts, as JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum IpOp {
     /// `link add name B address M type bridge`: a bridge with no uplink and
     /// a fixed MAC address, so the VMs' ARP caches for their gateway stay
@@ -241,7 +279,8 @@ pub fn bridge_mac(name: BridgeName) -> [u8; 6] {
 
 /// One change to our nftables tables (the NAT table `ip one_scaleway`,
 /// the port guard `bridge one_scaleway_guard`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum NftOp {
     /// Declares the table, both maps and both chains (`add` is a no-op for
     /// what exists) and sets each chain's one rule (`flush chain` + `add

@@ -15,6 +15,9 @@
 //! | `update_nic` | `<deploy_id> <vnet_id>` | the host (full VM document) |
 //! | `vnet_create`, `vnet_delete` | `<vnet_id>` | the frontend (VNET document) |
 //!
+//! `scaleway-vnm root` is the root helper the host-side actions run through
+//! `sudo -n` (see [`root`]).
+//!
 //! This version reads and validates every document. `vnet_create` and
 //! `vnet_delete` are complete (neither driver keeps per-network state on the
 //! frontend); the other actions arrive with the host-side network issues.
@@ -22,6 +25,7 @@
 pub mod frontend;
 pub mod host;
 pub mod private;
+pub mod root;
 
 use std::ffi::OsString;
 
@@ -142,6 +146,10 @@ struct Cli {
 /// Runs the program with the given argv, environment and streams; returns
 /// the exit code.
 pub fn main_with(argv: Vec<OsString>, env: &Env, mut io: Io<'_>) -> u8 {
+    // The root helper (`scaleway-vnm root`, exactly: what sudo allows).
+    if argv.len() == 2 && argv[1] == "root" {
+        return root::main(&mut io);
+    }
     let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
     let (argv, folder) = dispatch_argv0(argv, PROGRAM, &names);
     let cli: Cli = match parse_args(argv, &mut io) {

@@ -97,7 +97,7 @@ pub fn bootstrap_files(sb: &Sandbox) -> anyhow::Result<String> {
         );
         let allowed = sb.on_host_as("oneadmin", h, "sudo", &["-n", "-l"], b"")?;
         ensure!(
-            allowed.ok() && allowed.stdout.contains("/usr/sbin/nft"),
+            allowed.ok() && allowed.stdout.contains(ROOT_HELPER),
             "oneadmin on {} may not run the drivers' tools through sudo: {}",
             h.name,
             allowed.complaint()
@@ -122,6 +122,121 @@ pub fn bootstrap_files(sb: &Sandbox) -> anyhow::Result<String> {
     ensure!(!here.contains(&marker), "this machine's /etc/hosts was edited");
     lines.push("this machine's /etc and /var/tmp: untouched (each host has its own)".into());
     Ok(lines.join("\n"))
+}
+
+/// The drivers' root helper on every host, as shipped.
+pub const ROOT_HELPER: &str = "/usr/local/libexec/one-scaleway/scaleway-vnm";
+
+/// What oneadmin may not do on a host with the rules as shipped: each is
+/// refused, by sudo or by the root helper, and changes nothing.
+pub fn least_privilege(sb: &Sandbox) -> anyhow::Result<String> {
+    let h = sb.cluster.hosts.first().context("no host")?;
+    // (Sorted: reconcile replaces the evpn firewall table, which lists it last.)
+    let tables = || -> anyhow::Result<Vec<String>> {
+        let mut t: Vec<String> = sb
+            .on_host(h, "nft", &["list", "tables"], b"")?
+            .stdout
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        t.sort();
+        Ok(t)
+    };
+    let before = tables()?;
+    let mut lines = Vec::new();
+    // sudo itself: nothing but the helper, with its one argument.
+    for argv in [
+        &["ip", "netns", "exec", "x", "sh"][..],
+        &["ip", "-batch", "-"],
+        &["nft", "flush", "ruleset"],
+        &["nft", "-f", "/etc/hostname"],
+        &["sysctl", "-w", "kernel.domainname=one-scaleway"],
+        &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
+        &["sh", "-c", "id"],
+        &[ROOT_HELPER, "--driver", "scaleway", "reconcile"],
+        &[ROOT_HELPER, "root", "extra"],
+    ] {
+        let mut args = vec!["-n"];
+        args.extend_from_slice(argv);
+        let ran = sb.on_host_as("oneadmin", h, "sudo", &args, b"")?;
+        ensure!(!ran.ok(), "oneadmin may run `sudo {}` on {}", args.join(" "), h.name);
+        lines.push(format!("sudo {}: refused by sudo", args.join(" ")));
+    }
+    // The helper: only the drivers' typed changes, on the drivers' devices.
+    for (request, what) in [
+        (
+            r#"{"scaleway": {"ip": {"ops": [{"delete_link": "scwpriv0"}], "keep_going": false}}}"#,
+            "deleting the private network's interface",
+        ),
+        (
+            r#"{"scaleway": {"ip": {"ops": [{"delete_route": {"dst": "0.0.0.0", "len": 0, "via": null, "dev": "scwpriv0"}}], "keep_going": false}}}"#,
+            "deleting the default route",
+        ),
+        (
+            r#"{"scaleway": {"sysctl": {"key": "kernel/core_pattern", "value": "1"}}}"#,
+            "a sysctl outside the driver's",
+        ),
+        (r#"{"scaleway": {"nft": {"script": "flush ruleset"}}}"#, "an nft script"),
+        (
+            r#"{"scaleway_evpn": {"links": {"ops": [{"delete": "lo"}], "keep_going": false}}}"#,
+            "deleting lo",
+        ),
+        (
+            r#"{"scaleway_evpn": {"frr_check": {"path": "/etc/shadow"}}}"#,
+            "reading a file",
+        ),
+        ("ip netns exec x sh", "a command line"),
+    ] {
+        let ran = sb.on_host_as("oneadmin", h, "sudo", &["-n", ROOT_HELPER, "root"], request.as_bytes())?;
+        ensure!(
+            !ran.ok() && ran.stderr.contains("scaleway-vnm root: refused: "),
+            "the root helper on {} did not refuse {what} ({request}): {}",
+            h.name,
+            ran.complaint()
+        );
+        lines.push(format!("root helper, {what}: {}", ran.stderr.trim()));
+    }
+    // The helper is root's: oneadmin cannot change it.
+    let writable = sb.on_host_as("oneadmin", h, "test", &["-w", ROOT_HELPER], b"")?;
+    ensure!(!writable.ok(), "oneadmin may write {ROOT_HELPER} on {}", h.name);
+    let owner = sb.on_host(
+        h,
+        "stat",
+        &["-c", "%U %a", ROOT_HELPER, "/usr/local/libexec/one-scaleway"],
+        b"",
+    )?;
+    ensure!(
+        owner.stdout.lines().all(|l| l == "root 755"),
+        "{}: the root helper or its folder is not root's (0755): {}",
+        h.name,
+        owner.stdout
+    );
+    // Every host action the driver runs at boot works as oneadmin.
+    for driver in ["scaleway", "scaleway_evpn"] {
+        let vnm = format!("{REMOTE_DIR}/vnm/{driver}/scaleway-vnm");
+        let ran = sb.on_host_as("oneadmin", h, &vnm, &["--driver", driver, "reconcile"], b"")?;
+        ensure!(
+            ran.ok(),
+            "{driver} reconcile as oneadmin on {}: {}",
+            h.name,
+            ran.complaint()
+        );
+        lines.push(format!("{driver} reconcile as oneadmin: ok"));
+    }
+    let after = tables()?;
+    ensure!(
+        after == before,
+        "{}'s nftables tables changed: {before:?} -> {after:?}",
+        h.name
+    );
+    Ok(format!(
+        "{}: {}",
+        h.name,
+        lines.join(
+            "
+"
+        )
+    ))
 }
 
 /// The host drivers' records (`/var/lib/one/scaleway`) are oneadmin's:

@@ -292,6 +292,11 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         true,
         || Ok(((), drivers_as_oneadmin(sb)?)),
     )?;
+    rep.step(
+        "oneadmin can do nothing else as root (sudo and the root helper refuse)",
+        true,
+        || Ok(((), crate::checks::least_privilege(sb)?)),
+    )?;
     packets(sb, rep, "")?;
 
     rep.part("4. poweroff and resume vm2");

@@ -22,7 +22,8 @@ pub struct Machine {
     etc_hosts_blocks: usize,
 }
 
-const FILES: [&str; 5] = [
+const FILES: [&str; 6] = [
+    "/usr/local/libexec/one-scaleway",
     "/etc/sysctl.d/60-one-scaleway.conf",
     "/etc/netplan/60-one-scaleway.yaml",
     "/etc/sudoers.d/one-scaleway",

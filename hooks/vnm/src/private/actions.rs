@@ -144,7 +144,10 @@ fn converge(
         _ => None,
     };
     let firewall_text = match (&after.config, firewall) {
-        (Some(c), true) => Some(firewall::render(c.cluster.underlay, &c.device)),
+        (Some(c), true) => Some(firewall::Rules::Underlay {
+            underlay: c.cluster.underlay,
+            device: c.device.clone(),
+        }),
         _ => None,
     };
     if !p.is_empty() {
@@ -156,7 +159,7 @@ fn converge(
         let mut text = p.to_string();
         if let Some(f) = &firewall_text {
             text.push_str("# nft -f -\n");
-            text.push_str(f);
+            text.push_str(&f.script());
         }
         if let Some(f) = &frr_text {
             text.push_str(&format!(
@@ -178,7 +181,7 @@ fn converge(
         &settings.frr_conf,
         &Texts {
             frr: frr_text.as_deref(),
-            firewall: firewall_text.as_deref(),
+            firewall: firewall_text.as_ref(),
         },
         &p,
         undo_on_frr_failure,
@@ -204,7 +207,7 @@ fn converge(
 /// What a change writes besides links.
 struct Texts<'a> {
     frr: Option<&'a str>,
-    firewall: Option<&'a str>,
+    firewall: Option<&'a firewall::Rules>,
 }
 
 /// Checks the FRR configuration (before anything changes), sets the
@@ -227,8 +230,8 @@ fn apply_change(
             .check(new_conf)
             .map_err(|e| anyhow!(e).context("nothing was changed"))?;
     }
-    if let Some(script) = texts.firewall {
-        host.firewall.apply(script).context("cannot set the firewall table")?;
+    if let Some(rules) = texts.firewall {
+        host.firewall.apply(rules).context("cannot set the firewall table")?;
     }
     apply_links(host.links, p)?;
     if texts.frr.is_none() {

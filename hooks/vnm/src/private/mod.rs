@@ -26,8 +26,7 @@
 //! where the host's underlay address comes from), FRR running with bgpd
 //! (Debian: `frr` and `frr-pythontools`, `bgpd=yes` in
 //! `/etc/frr/daemons`), `ip`, `nft`, and, when the driver does not run as
-//! root, `sudo -n` allowed for `ip`, `nft`, `vtysh` and
-//! `/usr/lib/frr/frr-reload.py`. No sysctl is needed: the segments are
+//! root, `sudo -n` of the root helper (see [`crate::root`]). No sysctl is needed: the segments are
 //! bridged, not routed.
 //!
 //! Settings (environment), besides the public driver's

@@ -10,6 +10,8 @@
 //!   server only);
 //! - `/var/lib`: the same, changes in `fs/var-lib` (oneadmin's home
 //!   `/var/lib/one`, where the host-side drivers keep their records);
+//! - `/usr/local`: the same, changes in `fs/usr-local` (where the host
+//!   bootstrap installs the drivers' root helper);
 //! - `/var/tmp`: `fs/var-tmp`, empty at first (where `onehost sync` and the
 //!   bootstrap put the host-side drivers);
 //! - `/run`: `fs/run` (the host lock in `/run/lock`, sudo's own files),
@@ -57,6 +59,10 @@ pub fn var_lib_upper(fs: &Path) -> PathBuf {
     fs.join("var-lib")
 }
 
+pub fn usr_local_upper(fs: &Path) -> PathBuf {
+    fs.join("usr-local")
+}
+
 pub fn run_dir(fs: &Path) -> PathBuf {
     fs.join("run")
 }
@@ -79,6 +85,7 @@ pub fn prepare(fs: &Path) -> Result<(), String> {
     for d in [
         etc_upper(fs),
         var_lib_upper(fs),
+        usr_local_upper(fs),
         var_tmp(fs),
         run.join("lock"),
         run.join("frr"),
@@ -270,6 +277,7 @@ fn mount_all(fs: &Path) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&work);
     overlay("/etc", &etc_upper(fs), &work.join("etc"))?;
     overlay("/var/lib", &var_lib_upper(fs), &work.join("var-lib"))?;
+    overlay("/usr/local", &usr_local_upper(fs), &work.join("usr-local"))?;
     bind(&var_tmp(fs), Path::new("/var/tmp"), MsFlags::empty())?;
     // Last: the state root may be under /run, which this hides.
     let run = run_dir(fs);
