@@ -97,29 +97,6 @@ pub fn check_links(ops: &[LinkOp], kinds: &BTreeMap<String, Option<String>>) -> 
     Ok(())
 }
 
-fn link_kinds(tools: &Tools) -> Result<BTreeMap<String, Option<String>>, String> {
-    let ran = tools
-        .run("ip", &["-d", "-j", "link", "show"], b"")
-        .map_err(|e| e.to_string())?;
-    if !ran.success {
-        return Err(format!("`ip -d -j link show` failed: {}", ran.stderr.trim()));
-    }
-    let links: serde_json::Value = serde_json::from_str(&ran.stdout).map_err(|e| e.to_string())?;
-    Ok(links
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| {
-            let kind = l
-                .get("linkinfo")
-                .and_then(|i| i.get("info_kind"))
-                .and_then(|k| k.as_str())
-                .map(str::to_owned);
-            Some((l.get("ifname")?.as_str()?.to_owned(), kind))
-        })
-        .collect())
-}
-
 /// Writes `config` to the helper's own file (root's, 0600).
 fn config_file(config: &str) -> Result<std::path::PathBuf, ApplyError> {
     let dir = Path::new(RUN_DIR);
@@ -140,7 +117,7 @@ fn config_file(config: &str) -> Result<std::path::PathBuf, ApplyError> {
 pub fn execute(request: &Private, tools: &Tools) -> Result<Result<Ran, String>, ApplyError> {
     let ran = match request {
         Private::Links { ops, keep_going } => {
-            if let Err(why) = link_kinds(tools).and_then(|k| check_links(ops, &k)) {
+            if let Err(why) = netapply::root::link_kinds(tools).and_then(|k| check_links(ops, &k)) {
                 return Ok(Err(why));
             }
             let script: String = ops.iter().map(|o| format!("{}\n", o.args().join(" "))).collect();

@@ -11,15 +11,6 @@ fn text(v: &Value) -> Option<&str> {
     v.as_str()
 }
 
-fn mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut out {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
 /// An IPv6 prefix: `"2001:db8::5"` (a /128) or `{"prefix": {"addr", "len"}}`.
 fn prefix6(v: &Value) -> Option<(Ipv6Addr, u8)> {
     match v {
@@ -64,7 +55,7 @@ fn element(set: &str, v: &Value) -> Option<GuardElem> {
     let rest = parts.get(1);
     Some(match set {
         "ports" => GuardElem::Port(tap),
-        "macs" => GuardElem::Mac(tap, mac(rest?.as_str()?)?),
+        "macs" => GuardElem::Mac(tap, crate::ip::parse_mac(rest?.as_str()?)?),
         "addr4" => GuardElem::Addr4(tap, rest?.as_str()?.parse::<Ipv4Addr>().ok()?),
         "addr6" => {
             let (a, len) = prefix6(rest?)?;

@@ -86,7 +86,8 @@ impl Ip for IpCommand<'_> {
     }
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+/// `02:00:ac:1e:00:02` as bytes.
+pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
     let mut parts = s.split(':');
     for b in &mut out {

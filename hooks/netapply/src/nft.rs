@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netplan::NftBatch;
-use netplan::guard::{GUARD_TABLE, GuardState};
+use netplan::guard::GuardState;
 use netplan::observed::{ChainState, MapState, NatState, Rule};
 use netplan::ops::NFT_TABLE;
 use serde_json::Value;
@@ -28,41 +28,36 @@ pub struct NftCommand<'a> {
     pub tools: &'a Tools,
 }
 
-impl Nft for NftCommand<'_> {
-    fn observe(&self) -> Result<NatState, ApplyError> {
-        let args = ["-j", "list", "table", "ip", NFT_TABLE];
+impl NftCommand<'_> {
+    /// `nft -j list table FAMILY NAME` of one of our tables, read by
+    /// `parse`; an absent table is the default state.
+    fn list<T: Default>(&self, table: Table, parse: fn(&str) -> Result<T, String>) -> Result<T, ApplyError> {
+        let (family, name) = table.name();
+        let args = ["-j", "list", "table", family, name];
         let ran = self
             .tools
-            .run_root("nft", &args, b"", || Public::List { table: Table::Nat }.to_json())?;
+            .run_root("nft", &args, b"", || Public::List { table }.to_json())?;
         if !ran.success {
             if ran.stderr.contains("No such file or directory") {
-                return Ok(NatState::default());
+                return Ok(T::default());
             }
             return Err(self.tools.failure("nft", &args, &ran));
         }
-        parse_table(&ran.stdout).map_err(|e| {
+        parse(&ran.stdout).map_err(|e| {
             ApplyError::new(format!(
-                "cannot read the output of `nft -j list table ip {NFT_TABLE}`: {e}"
+                "cannot read the output of `nft -j list table {family} {name}`: {e}"
             ))
         })
     }
+}
+
+impl Nft for NftCommand<'_> {
+    fn observe(&self) -> Result<NatState, ApplyError> {
+        self.list(Table::Nat, parse_table)
+    }
 
     fn observe_guard(&self) -> Result<GuardState, ApplyError> {
-        let args = ["-j", "list", "table", "bridge", GUARD_TABLE];
-        let ran = self
-            .tools
-            .run_root("nft", &args, b"", || Public::List { table: Table::Guard }.to_json())?;
-        if !ran.success {
-            if ran.stderr.contains("No such file or directory") {
-                return Ok(GuardState::default());
-            }
-            return Err(self.tools.failure("nft", &args, &ran));
-        }
-        crate::guard::parse(&ran.stdout).map_err(|e| {
-            ApplyError::new(format!(
-                "cannot read the output of `nft -j list table bridge {GUARD_TABLE}`: {e}"
-            ))
-        })
+        self.list(Table::Guard, crate::guard::parse)
     }
 
     fn apply(&self, batch: &NftBatch) -> Result<(), ApplyError> {

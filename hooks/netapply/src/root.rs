@@ -46,6 +46,16 @@ pub enum Table {
     Guard,
 }
 
+impl Table {
+    /// Its family and name.
+    pub fn name(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Nat => ("ip", NFT_TABLE),
+            Self::Guard => ("bridge", GUARD_TABLE),
+        }
+    }
+}
+
 impl Public {
     /// The request as the helper reads it.
     pub fn to_json(&self) -> String {
@@ -57,7 +67,7 @@ impl Public {
 
 /// The kind of every link of the host (`None`: a device without a kind,
 /// a physical one).
-fn link_kinds(tools: &Tools) -> Result<BTreeMap<String, Option<String>>, String> {
+pub fn link_kinds(tools: &Tools) -> Result<BTreeMap<String, Option<String>>, String> {
     let ran = tools
         .run("ip", &["-d", "-j", "link", "show"], b"")
         .map_err(|e| e.to_string())?;
@@ -146,10 +156,7 @@ pub fn execute(request: &Public, tools: &Tools) -> Result<Result<Ran, String>, A
             tools.run("nft", &["-f", "-"], script.as_bytes())?
         }
         Public::List { table } => {
-            let (family, name) = match table {
-                Table::Nat => ("ip", NFT_TABLE),
-                Table::Guard => ("bridge", GUARD_TABLE),
-            };
+            let (family, name) = table.name();
             tools.run("nft", &["-j", "list", "table", family, name], b"")?
         }
         Public::Sysctl { key, value } => {
