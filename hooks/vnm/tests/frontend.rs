@@ -444,8 +444,9 @@ fn a_range_naming_a_flexible_ip_not_its_own_is_refused() {
         // Nor is it detached by a clean on the host whose server has it.
         let (on_b, _) = vm_on(&bed, 4, &target.ip_address);
         let recorder = Recorder(Mutex::new(Vec::new()));
-        let (clean, _) = with_log(|log| frontend::clean(&on_b, &doc, &["edge-host2".into()], log, &bed.env, &recorder));
-        let err = format!("{:#}", clean.unwrap_err());
+        let (clean, log) =
+            with_log(|log| frontend::clean(&on_b, &doc, &["edge-host2".into()], log, &bed.env, &recorder));
+        let err = format!("{:#}", clean.map(|_| ()).expect_err(&log));
         assert!(err.contains("refusing to detach it"), "{what}: {err}");
         assert!(
             bed.emu.calls().iter().all(|c| c["method"] == "GET"),

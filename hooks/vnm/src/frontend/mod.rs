@@ -24,13 +24,14 @@
 //! drivers on the hosts, default `/var/tmp/one`); `ONE_SCALEWAY_POLL_MS`,
 //! `ONE_SCALEWAY_WAIT`, `ONE_SCALEWAY_TIMEOUT`, `ONE_SCALEWAY_RETRY_BASE_MS`.
 
+mod clean;
 mod ssh;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{Context, anyhow, bail};
-use opennebula::attr::{Attributes, HostName, Uuid, parse_value};
+use opennebula::attr::{Attributes, Uuid, parse_value};
 use opennebula::driver::{Env, Log, Output};
 use opennebula::oned::Oned;
 use opennebula::vm::{Nic, Vm};
@@ -39,6 +40,7 @@ use scaleway::baremetal::ServerFilter;
 use scaleway::flexible_ip::{FipStatus, FlexibleIp};
 use scaleway::{Client, Credentials, Tuning, WaitPolicy, Zone};
 
+pub use clean::clean;
 pub use ssh::{HostRunner, Ssh};
 
 /// The driver's name.
@@ -65,6 +67,14 @@ struct PublicNic {
 }
 
 impl PublicNic {
+    /// Whether one client reaches both NICs' flexible IPs.
+    fn same_account(&self, other: &PublicNic) -> bool {
+        self.zone == other.zone
+            && self.credentials.project_id == other.credentials.project_id
+            && self.credentials.api_url == other.credentials.api_url
+            && self.credentials.secret_source == other.credentials.secret_source
+    }
+
     /// Refuses a flexible IP that is not ours or not this range's (see
     /// [`scaleway::ownership::check`]): a range's attributes are data a user
     /// may have written.
@@ -250,13 +260,8 @@ fn by_client<'a>(items: &'a [(Client, &'a PublicNic, String)]) -> Vec<Vec<&'a (C
     let mut groups: Vec<Vec<&(Client, &PublicNic, String)>> = Vec::new();
     for item in items {
         let same = |g: &Vec<&(Client, &PublicNic, String)>| {
-            g.first().is_some_and(|(_, f, server)| {
-                f.zone == item.1.zone
-                    && *server == item.2
-                    && f.credentials.project_id == item.1.credentials.project_id
-                    && f.credentials.api_url == item.1.credentials.api_url
-                    && f.credentials.secret_source == item.1.credentials.secret_source
-            })
+            g.first()
+                .is_some_and(|(_, f, server)| *server == item.2 && f.same_account(item.1))
         };
         match groups.iter_mut().find(|g| same(g)) {
             Some(g) => g.push(item),
@@ -353,146 +358,4 @@ pub fn post(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
         ));
     }
     Ok(Output::empty())
-}
-
-/// `clean <host>`: the host part over SSH, then the flexible IPs detached
-/// from that host's server.
-pub fn clean(
-    vm: &Vm,
-    document: &Element,
-    args: &[String],
-    log: &mut Log<'_>,
-    env: &Env,
-    runner: &dyn HostRunner,
-) -> anyhow::Result<Output> {
-    let nics = vm.touched_nics_of(VN_MAD)?;
-    if nics.is_empty() {
-        return Ok(Output::empty());
-    }
-    let host_name: HostName = match args.first() {
-        Some(h) => parse_value("clean's host argument", h)?,
-        None => vm.require_current_host()?.hostname.clone(),
-    };
-    let oned = Oned::from_env(env)?;
-    let tuning = tuning(env)?;
-    let verified = verify(&oned, env, &nics)?;
-    let encoded = opennebula::base64::encode(document.to_xml().as_bytes());
-    let errors = clean_on(&host_name, &encoded, &verified, &oned, &tuning, log, runner)?;
-    // A recover --delete during a migration runs clean twice with the same
-    // host (the destination) and document: the source host, which still
-    // holds the VM's NAT and maybe its flexible IPs, is named nowhere. When
-    // clean is for the current host, the host of the record before it is
-    // cleaned as well; that is idempotent (after a finished migration there
-    // is nothing left there) and its failures are warnings (it may be gone).
-    if vm.current_host().is_some_and(|h| h.hostname == host_name) {
-        match previous_host(&oned, vm.id, &host_name) {
-            Ok(Some(previous)) => match clean_on(&previous, &encoded, &verified, &oned, &tuning, log, runner) {
-                Ok(problems) => {
-                    for e in problems {
-                        log.warn(format_args!("VM {}: previous host {previous}: {e}", vm.id));
-                    }
-                }
-                Err(e) => log.warn(format_args!("VM {}: previous host {previous}: {e:#}", vm.id)),
-            },
-            Ok(None) => {}
-            Err(e) => log.warn(format_args!(
-                "VM {}: cannot read its history from oned ({e:#}): a previous host was not checked",
-                vm.id
-            )),
-        }
-    }
-    if errors.is_empty() {
-        Ok(Output::empty())
-    } else {
-        bail!("VM {}: clean on {host_name} failed: {}", vm.id, errors.join("; "))
-    }
-}
-
-/// The host part of `clean` on one host (`clean_host` over SSH), then the
-/// NICs' flexible IPs on that host's server detached; the errors, if any.
-fn clean_on(
-    host_name: &HostName,
-    encoded: &str,
-    verified: &[PublicNic],
-    oned: &Oned,
-    tuning: &Tuning,
-    log: &mut Log<'_>,
-    runner: &dyn HostRunner,
-) -> anyhow::Result<Vec<String>> {
-    let mut errors: Vec<String> = Vec::new();
-    if let Err(e) = runner.run(host_name, "clean_host", encoded.as_bytes()) {
-        errors.push(format!("host part on {host_name}: {e:#}"));
-    }
-    match oned.host_by_name(host_name.as_str())? {
-        None => errors.push(format!(
-            "oned knows no host named {host_name}: flexible IPs left as they are"
-        )),
-        Some(host) => {
-            // Each IP on this host's server is detached, then all are waited for together.
-            let mut detached: Vec<(Client, &PublicNic, String)> = Vec::new();
-            for n in verified {
-                let client = Client::new(n.credentials.clone(), tuning.options.clone())?;
-                let mut step = || -> anyhow::Result<Option<String>> {
-                    let server = server_of(&host, &client, &n.zone)?;
-                    let Some(mut fip) = client.find_fip(&n.zone, &n.fip_id, n.credentials.require_project()?)? else {
-                        log.warn(format_args!(
-                            "flexible IP {} of NIC {} no longer exists",
-                            n.fip_id, n.nic_id
-                        ));
-                        return Ok(None);
-                    };
-                    n.guard(&fip, "detach")?;
-                    if matches!(fip.status, FipStatus::Updating | FipStatus::Detaching) {
-                        fip = client.wait_fip_settled(&n.zone, &n.fip_id, tuning.wait)?;
-                    }
-                    if fip.status == FipStatus::Attached && fip.server_id.as_deref() == Some(server.as_str()) {
-                        client.detach_fips(&n.zone, &[&n.fip_id])?;
-                        return Ok(Some(server));
-                    }
-                    log.debug(format_args!(
-                        "flexible IP {} is not on server {server}: left as it is",
-                        n.external
-                    ));
-                    Ok(None)
-                };
-                match step() {
-                    Ok(Some(server)) => detached.push((client, n, server)),
-                    Ok(None) => {}
-                    Err(e) => errors.push(format!("NIC {} flexible IP {}: {e:#}", n.nic_id, n.external)),
-                }
-            }
-            match wait_settled(&detached, false, tuning.wait) {
-                Ok(()) => {
-                    for (_, n, server) in &detached {
-                        log.info(format_args!(
-                            "flexible IP {} of NIC {} detached from server {server}",
-                            n.external, n.nic_id
-                        ));
-                    }
-                }
-                Err(e) => errors.push(format!("waiting for the detached flexible IPs: {e:#}")),
-            }
-        }
-    }
-    Ok(errors)
-}
-
-/// The host of the VM's history record before the one on `current`, if it
-/// is another host.
-fn previous_host(oned: &Oned, vm: u64, current: &HostName) -> anyhow::Result<Option<HostName>> {
-    let doc = oned.vm(vm)?;
-    let names: Vec<&str> = doc
-        .at("HISTORY_RECORDS")
-        .map(|h| {
-            h.children_named("HISTORY")
-                .filter_map(|r| r.child("HOSTNAME").map(|n| n.text.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    match names.as_slice() {
-        [.., previous, last] if *last == current.as_str() && previous != last => {
-            Ok(Some(parse_value("the VM's previous host", previous)?))
-        }
-        _ => Ok(None),
-    }
 }
