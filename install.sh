@@ -6,7 +6,7 @@
 #   sudo ./install.sh -r [-d DIR]     uninstall exactly what a previous install installed
 #
 # Options: -u USER / -g GROUP (the account the drivers run as, default oneadmin), -b BINDIR (take
-# the four binaries from BINDIR instead of building them with cargo), --no-config (print the
+# the three binaries from BINDIR instead of building them with cargo), --no-config (print the
 # oned.conf and vmm_execrc changes instead of making them), -h.
 #
 # Ownership: everything installed is root's (root:root, not writable by the drivers' account),
@@ -17,7 +17,7 @@
 #   /var/lib/one/remotes/ipam/scaleway_fip/      scaleway-ipam and its action files
 #   /var/lib/one/remotes/vnm/scaleway/           scaleway-vnm and its action files (public)
 #   /var/lib/one/remotes/vnm/scaleway_evpn/      scaleway-vnm and its action files (private)
-#   /usr/bin/scaleway-provision, /usr/bin/scaleway-emulator
+#   /usr/bin/scaleway-provision            (the test emulator, scaleway-emulator, is never installed)
 #   /usr/share/one/scaleway/                     documentation, provider and provision templates,
 #                                                files for the hosts (host/)
 #   ~oneadmin/.config/scw/config.yaml            a credentials template (0600), if there is none
@@ -70,7 +70,8 @@ old_dirs_list="$state/install-dirs"
 scw="$home/.config/scw/config.yaml"
 
 # ours PATH: whether PATH is one of the files this script installs (a manifest entry naming
-# anything else is ignored, wherever the manifest comes from).
+# anything else is ignored, wherever the manifest comes from); bin/scaleway-emulator: installed by
+# earlier versions, removed by -r.
 ours() {
     case "$1" in
         *..*) return 1 ;;
@@ -116,7 +117,7 @@ if [ -z "$bindir" ]; then
     (cd "$here" && cargo build --release --locked)
     bindir="$here/target/release"
 fi
-for b in scaleway-ipam scaleway-vnm scaleway-provision scaleway-emulator; do
+for b in scaleway-ipam scaleway-vnm scaleway-provision; do
     [ -x "$bindir/$b" ] || die "$bindir/$b is missing (build with cargo build --release, or fix -b)"
 done
 
@@ -190,7 +191,6 @@ for driver in scaleway scaleway_evpn; do
 done
 action "$remotes/vnm/scaleway/clean_host" scaleway-vnm --driver scaleway clean_host
 put "$bindir/scaleway-provision" "$bin/scaleway-provision" 0755
-put "$bindir/scaleway-emulator" "$bin/scaleway-emulator" 0755
 put "$here/share/doc/protocol.md" "$share/doc/protocol.md" 0644
 put "$here/README.md" "$share/doc/README.md" 0644
 for f in "$here"/share/scaleway/providers/*.yaml; do put "$f" "$share/providers/$(basename "$f")" 0644 config; done
