@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use integration_tests::{Ran, encode, fixture, fixtures_in, run_ipam, run_vnm};
-use opennebula::xml::{self, Element};
+use test_support::set_attribute as set;
 
 const IPAM_ACTIONS: [&str; 5] = [
     "register_address_range",
@@ -81,31 +81,6 @@ fn common_cases(root: &str) -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("not UTF-8", b"PFZNPv8=".to_vec(), "not valid UTF-8"),
         ("oversized", vec![b'A'; 17 << 20], "larger than 16 MiB"),
     ]
-}
-
-/// `doc` with the child `attr` of the first element named `element` whose
-/// `key` child is `id` set to `value` (added if missing, removed with
-/// `None`); with `key` empty, the first element of that name. The document
-/// a real oned sent is the base: only the attribute under test changes.
-fn set(doc: &str, element: &str, key: &str, id: &str, attr: &str, value: Option<&str>) -> String {
-    type Target<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>);
-    fn walk(e: &mut Element, t: Target<'_>) -> bool {
-        let (element, key, id, attr, value) = t;
-        if e.name == element && (key.is_empty() || e.child(key).is_some_and(|k| k.text == id)) {
-            e.children.retain(|c| c.name != attr);
-            if let Some(v) = value {
-                e.children.push(Element::leaf(attr, v));
-            }
-            return true;
-        }
-        e.children.iter_mut().any(|c| walk(c, t))
-    }
-    let mut root = xml::parse(doc.as_bytes()).unwrap();
-    assert!(
-        walk(&mut root, (element, key, id, attr, value)),
-        "no {element} to change"
-    );
-    root.to_xml()
 }
 
 fn assert_refused(ran: &Ran, what: &str, expected: &str) {

@@ -131,7 +131,10 @@ fn install_reinstall_and_uninstall_in_a_folder() {
     );
     assert_eq!(mode(&dir.join("bin/scaleway-provision")), 0o755);
     // The test emulator is not for production frontends.
-    assert!(!dir.join("bin/scaleway-emulator").exists(), "the emulator was installed");
+    assert!(
+        !dir.join("bin/scaleway-emulator").exists(),
+        "the emulator was installed"
+    );
     assert!(dir.join("share/scaleway/doc/protocol.md").exists());
     assert!(dir.join("share/scaleway/providers/fr-par-1.yaml").exists());
     assert!(dir.join("share/scaleway/provisions/edge-cluster.yaml").exists());

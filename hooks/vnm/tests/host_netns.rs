@@ -30,7 +30,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
 use opennebula::driver::{Env, Level, Log, Output};
 use opennebula::vm::Vm;
 use scaleway_vnm::host;
-use test_support::{NetNs, TempDir, require_root, run_ok};
+use test_support::{NetNs, TempDir, require_root, run_ok, set_attribute};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 
@@ -1192,21 +1192,35 @@ fn a_hostile_vm_cannot_spoof_its_neighbour_over_ipv6() {
     let a = &lab.hosts[0];
     let inet = lab.inet();
     let client6: IpAddr = "2001:db8:ffff::10".parse().unwrap();
-    let nic = |vm: u64, p: u8| {
-        format!(
-            "<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE><TARGET>one-{vm}-0</TARGET>\
-             <MAC>{}</MAC><IP6>2001:db8:{p}:1::2</IP6><GATEWAY6>2001:db8:{p}:1::1</GATEWAY6>\
-             <EXTERNAL_IP>2001:db8:{p}:1::</EXTERNAL_IP></NIC>",
-            mac_of_tap(&format!("one-{vm}-0"))
-        )
+    // VM 8 of the captured IPv6 document (an IPv6 NIC with an IPv4 alias),
+    // as VM 1 and VM 2 on their own /64s (prefix 5 and 6) and /31s.
+    let as_vm = |vm: u64, p: u8| {
+        let base = test_support::fixture("vnm/ipv6-scaleway-pre.xml");
+        let id = vm.to_string();
+        let nic = |doc: &str, attr: &str, value: &str| set_attribute(doc, "NIC", "NIC_ID", "0", attr, Some(value));
+        let alias =
+            |doc: &str, attr: &str, value: &str| set_attribute(doc, "NIC_ALIAS", "NIC_ID", "1", attr, Some(value));
+        let mut doc = set_attribute(&base, "VM", "", "", "ID", Some(&id));
+        for (attr, value) in [
+            ("TARGET", format!("one-{vm}-0")),
+            ("MAC", mac_of_tap(&format!("one-{vm}-0"))),
+            ("IP6", format!("2001:db8:{p}:1::2")),
+            ("GATEWAY6", format!("2001:db8:{p}:1::1")),
+            ("EXTERNAL_IP", format!("2001:db8:{p}:1::")),
+        ] {
+            doc = nic(&doc, attr, &value);
+        }
+        for (attr, value) in [
+            ("IP", private(10 + p).to_string()),
+            ("GATEWAY", gateway(10 + p).to_string()),
+            ("EXTERNAL_IP", fip(10 + p).to_string()),
+        ] {
+            doc = alias(&doc, attr, &value);
+        }
+        parse_vm(&doc)
     };
     let (victim, thief) = (vm_ns("victim6"), vm_ns("thief6"));
-    let docs = [1u64, 2].map(|vm| {
-        parse_vm(&format!(
-            "<VM><ID>{vm}</ID><TEMPLATE>{}</TEMPLATE></VM>",
-            nic(vm, 4 + vm as u8)
-        ))
-    });
+    let docs = [as_vm(1, 5), as_vm(2, 6)];
     for (doc, ns, p) in [(&docs[0], &victim, 5), (&docs[1], &thief, 6)] {
         a.pre(doc);
         let tap = format!("one-{}-0", doc.id);

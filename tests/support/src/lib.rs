@@ -29,6 +29,33 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// Tests that need another value change one attribute of a captured
+/// document (never a document shaped by hand):
+/// `doc` with the child `attr` of the first element named `element` whose
+/// `key` child is `id` set to `value` (added if missing, removed with
+/// `None`); with `key` empty, the first element of that name. The document
+/// a real oned sent is the base: only the attribute under test changes.
+pub fn set_attribute(doc: &str, element: &str, key: &str, id: &str, attr: &str, value: Option<&str>) -> String {
+    type Target<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+    fn walk(e: &mut opennebula::xml::Element, t: Target<'_>) -> bool {
+        let (element, key, id, attr, value) = t;
+        if e.name == element && (key.is_empty() || e.child(key).is_some_and(|k| k.text == id)) {
+            e.children.retain(|c| c.name != attr);
+            if let Some(v) = value {
+                e.children.push(opennebula::xml::Element::leaf(attr, v));
+            }
+            return true;
+        }
+        e.children.iter_mut().any(|c| walk(c, t))
+    }
+    let mut root = opennebula::xml::parse(doc.as_bytes()).expect("a captured document");
+    assert!(
+        walk(&mut root, (element, key, id, attr, value)),
+        "no {element} to change"
+    );
+    root.to_xml()
+}
+
 /// Every `.xml` fixture below `tests/fixtures/<folder>`, sorted, as `folder/file`.
 pub fn fixtures_in(folder: &str) -> Vec<String> {
     let dir = fixture_path(folder);
