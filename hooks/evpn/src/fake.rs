@@ -140,6 +140,7 @@ impl Links for FakeHost {
             return Err(ApplyError {
                 message: m,
                 failed_line: Some(1),
+                nft_refused: false,
             });
         }
         for (i, op) in ops.iter().enumerate() {
@@ -149,6 +150,7 @@ impl Links for FakeHost {
                 return Err(ApplyError {
                     message: format!("`ip -batch -` failed: {e} (at `ip {op}`)"),
                     failed_line: Some(i + 1),
+                    nft_refused: false,
                 });
             }
         }

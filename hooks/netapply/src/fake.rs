@@ -187,6 +187,7 @@ impl Ip for FakeHost {
                 let e = ApplyError {
                     message: format!("`ip {force}-batch -` failed (exit status: 1): {m} (at `ip {op}`)"),
                     failed_line: Some(i + 1),
+                    nft_refused: false,
                 };
                 if !keep_going {
                     return Err(e);

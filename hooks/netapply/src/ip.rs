@@ -42,12 +42,18 @@ pub struct IpCommand<'a> {
     pub tools: &'a Tools,
 }
 
+/// Above this many targeted reads, `observe_batch` reads everything.
+pub const MAX_LINES: usize = 48;
+
 /// The reads for `query`, one `ip -batch` line each: links first, then
 /// routes, then proxy entries, then neighbour entries; returns the script
 /// and how many route and proxy lines.
 pub fn observe_batch(query: &Query) -> (String, usize, usize) {
     let mut script = String::from("addr show\n");
-    if query.all {
+    // Each `exact`/`to` line is a dump of the whole table filtered by
+    // `ip`, and the neighbour tables are the whole host's (every
+    // namespace): past a few dozen lines, one dump of each is cheaper.
+    if query.all || query.routes.len() + query.proxies.len() + query.neighbours.len() > MAX_LINES {
         script.push_str("route show table all\nneigh show proxy\nneigh show\n");
         return (script, 1, 1);
     }

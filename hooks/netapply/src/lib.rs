@@ -5,7 +5,9 @@
 //!
 //! - [`nft::Nft`]: our tables, read with `nft -j list table ip one_scaleway`
 //!   and `nft -j list table bridge one_scaleway_guard` ([`guard`] reads the
-//!   latter), changed with one `nft -f -` transaction ([`nft::NftCommand`]);
+//!   latter; [`observe_with_tables`] takes them from the host record's model
+//!   instead), changed with one `nft -f -` transaction ([`nft::NftCommand`];
+//!   a transaction the kernel refuses is an [`ApplyError`] with `nft_refused`);
 //! - [`ip::Ip`]: links, routes and proxy neighbour entries, read with one
 //!   `ip -d -j -batch -` and changed with one `ip -batch -` ([`ip::IpCommand`]);
 //! - [`sysctl::Sysctl`]: `/proc/sys`, written and read back ([`sysctl::ProcSysctl`]).
@@ -40,11 +42,22 @@ pub struct Host<'a> {
     pub sysctl: &'a dyn sysctl::Sysctl,
 }
 
-/// Reads the host state a plan starts from: our table, links, and the
+/// Reads the host state a plan starts from: our tables, links, and the
 /// routes, proxy entries and sysctls `query` names (`netplan::query`).
 pub fn observe(host: Host<'_>, query: &Query) -> Result<Observed, ApplyError> {
     let nat = host.nft.observe()?;
     let guard = host.nft.observe_guard()?;
+    observe_with_tables(host, query, nat, guard)
+}
+
+/// [`observe`], with our tables given (`netplan::model::tables`) instead
+/// of listed.
+pub fn observe_with_tables(
+    host: Host<'_>,
+    query: &Query,
+    nat: netplan::observed::NatState,
+    guard: netplan::guard::GuardState,
+) -> Result<Observed, ApplyError> {
     let shown = host.ip.observe(query)?;
     let mut sysctls = std::collections::BTreeMap::new();
     for key in &query.sysctls {
@@ -98,6 +111,7 @@ pub fn apply(host: Host<'_>, plan: &Plan) -> Result<(), ApplyError> {
         }
     }
     if let Err(mut e) = host.nft.apply(&plan.nft) {
+        e.nft_refused = true;
         undo(host, &plan.ip_before, &mut e);
         return Err(e);
     }

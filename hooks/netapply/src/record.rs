@@ -24,6 +24,11 @@ pub struct Record {
     pub endpoints: Vec<Endpoint>,
     /// Bridges the driver created (the only ones it may delete).
     pub bridges: BTreeSet<BridgeName>,
+    /// The fingerprint of the tables' base (`netplan::ops::base_fingerprint`)
+    /// last declared or found intact on this host: while it is this
+    /// version's, `pre` and `clean` trust the record for the tables'
+    /// contents instead of listing them.
+    pub base: Option<String>,
 }
 
 impl Record {
@@ -49,6 +54,8 @@ impl Record {
 #[derive(Serialize, Deserialize)]
 struct FileV1 {
     version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base: Option<String>,
     #[serde(default)]
     bridges: Vec<String>,
     #[serde(default)]
@@ -166,7 +173,10 @@ impl RecordFile {
         if file.version != 1 {
             return Err(damaged(format!("version {} is not 1", file.version)));
         }
-        let mut record = Record::default();
+        let mut record = Record {
+            base: file.base.clone(),
+            ..Record::default()
+        };
         for b in &file.bridges {
             record
                 .bridges
@@ -182,6 +192,7 @@ impl RecordFile {
     pub fn save(&self, record: &Record) -> Result<(), ApplyError> {
         let file = FileV1 {
             version: 1,
+            base: record.base.clone(),
             bridges: record.bridges.iter().map(ToString::to_string).collect(),
             endpoints: record.endpoints.iter().map(EndpointV1::from).collect(),
         };

@@ -12,7 +12,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opennebula::driver::Env;
 
@@ -39,6 +39,9 @@ pub struct ApplyError {
     /// For an `ip -batch -` that failed: the 1-based line that failed (the
     /// lines before it were applied).
     pub failed_line: Option<usize>,
+    /// The kernel refused the plan's nft transaction (nothing of it
+    /// changed, and the steps before it were undone).
+    pub nft_refused: bool,
 }
 
 impl ApplyError {
@@ -46,6 +49,7 @@ impl ApplyError {
         Self {
             message: message.into(),
             failed_line: None,
+            nft_refused: false,
         }
     }
 }
@@ -218,25 +222,25 @@ impl Tools {
             // A tool that exits early closes its stdin: its exit status says why.
             let _ = pipe.write_all(stdin);
         }
-        let start = Instant::now();
-        let mut pause = Duration::from_micros(100);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if start.elapsed() > self.timeout => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(ApplyError::new(format!(
-                        "`{shown}` did not finish within {} s and was stopped (is the host overloaded, or the \
-                         tool stuck on a lock?); {TIMEOUT_ENV} sets the limit",
-                        self.timeout.as_secs()
-                    )));
-                }
-                Ok(None) => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(1));
-                }
-                Err(e) => return Err(ApplyError::new(format!("cannot wait for `{shown}`: {e}"))),
+        // A thread waits for the child (no polling: the result comes the
+        // moment it exits); past the time limit the child is killed by its
+        // PID, which stays its own until the waiting thread reaps it.
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(self.timeout) {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => return Err(ApplyError::new(format!("cannot wait for `{shown}`: {e}"))),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = rx.recv();
+                return Err(ApplyError::new(format!(
+                    "`{shown}` did not finish within {} s and was stopped (is the host overloaded, or the \
+                     tool stuck on a lock?); {TIMEOUT_ENV} sets the limit",
+                    self.timeout.as_secs()
+                )));
             }
         };
         let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();

@@ -300,7 +300,8 @@ pub fn base_is_ok(g: &GuardState) -> Result<bool, String> {
 }
 
 /// The guard's part of an `nft -f -` script: the base when `ops` ensures
-/// it, then deletions, then additions, one line per set and verb.
+/// it, then deletions (each an `add` then a `delete` of the element, so a
+/// missing one is no error), then additions, one line per set and verb.
 pub fn render(ops: &[NftOp], out: &mut String) {
     let t = format!("bridge {GUARD_TABLE}");
     if ops.contains(&NftOp::EnsureGuard) {
@@ -321,12 +322,12 @@ pub fn render(ops: &[NftOp], out: &mut String) {
             }
         }
     }
-    for (verb, pick) in [
+    for (verbs, pick) in [
         (
-            "delete",
+            &["add", "delete"][..],
             (|o: &NftOp| matches!(o, NftOp::DeleteGuard(_))) as fn(&NftOp) -> bool,
         ),
-        ("add", |o: &NftOp| matches!(o, NftOp::AddGuard(_))),
+        (&["add"][..], |o: &NftOp| matches!(o, NftOp::AddGuard(_))),
     ] {
         for (set, _) in SETS {
             let items: Vec<String> = ops
@@ -338,14 +339,17 @@ pub fn render(ops: &[NftOp], out: &mut String) {
                 })
                 .collect();
             if !items.is_empty() {
-                out.push_str(&format!("{verb} element {t} {set} {{ {} }}\n", items.join(", ")));
+                for verb in verbs {
+                    out.push_str(&format!("{verb} element {t} {set} {{ {} }}\n", items.join(", ")));
+                }
             }
         }
     }
 }
 
 /// The guard's part of a transaction on the simulated table (nft's rules:
-/// adding an element that exists is accepted, deleting a missing one fails).
+/// adding an element that exists is accepted; a deletion, rendered as an
+/// addition then a deletion, is accepted for a missing element).
 pub fn simulate(g: &mut GuardState, ops: &[NftOp]) -> Result<(), String> {
     if ops.contains(&NftOp::EnsureGuard) {
         g.table = true;
@@ -365,11 +369,11 @@ pub fn simulate(g: &mut GuardState, ops: &[NftOp]) -> Result<(), String> {
     }
     for op in ops {
         match op {
-            NftOp::DeleteGuard(e) if !g.elements.remove(e) => {
-                return Err("Error: Could not process rule: No such file or directory".into());
-            }
             NftOp::AddGuard(_) | NftOp::DeleteGuard(_) if !g.table => {
                 return Err("Error: No such file or directory".into());
+            }
+            NftOp::DeleteGuard(e) => {
+                g.elements.remove(e);
             }
             _ => {}
         }

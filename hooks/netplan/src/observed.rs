@@ -153,8 +153,10 @@ pub enum Rule {
 }
 
 /// The host after `plan` is applied to `before`, with the kernel's rules
-/// (adding a route or element that exists fails, deleting a missing one
-/// fails): what the fake host of `netapply` and the tests build on.
+/// (adding a route that exists fails, deleting a missing one fails; nft
+/// elements are added and deleted idempotently, a key mapped elsewhere
+/// fails the transaction): what the fake host of `netapply` and the tests
+/// build on.
 pub fn simulate(before: &Observed, plan: &crate::plan::Plan) -> Result<Observed, String> {
     let mut after = before.clone();
     for op in &plan.ip_before {
@@ -330,16 +332,20 @@ pub fn simulate_nft(nat: &mut NatState, guard: &mut GuardState, batch: &crate::o
                     }
                 }
             }
-            NftOp::DeleteDnat { external: k } | NftOp::DeleteSnat { ip: k } => {
+            // Rendered as an addition then a deletion of the same element.
+            NftOp::DeleteDnat { external: k, ip: v } | NftOp::DeleteSnat { ip: k, external: v } => {
                 let map = if matches!(op, NftOp::DeleteDnat { .. }) {
                     NFT_DNAT_MAP
                 } else {
                     NFT_SNAT_MAP
                 };
                 let m = next.maps.get_mut(map).ok_or("Error: No such file or directory")?;
-                m.elements
-                    .remove(&k)
-                    .ok_or("Error: Could not process rule: No such file or directory")?;
+                match m.elements.get(&k) {
+                    Some(old) if *old != v => return Err("Error: Could not process rule: File exists".into()),
+                    _ => {
+                        m.elements.remove(&k);
+                    }
+                }
             }
         }
     }

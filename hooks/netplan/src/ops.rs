@@ -294,17 +294,46 @@ pub enum NftOp {
         ip: Ipv4Addr,
         external: Ipv4Addr,
     },
+    /// Deletes the element `external : ip`, and only that one: rendered as
+    /// `add` then `delete` in the same transaction, so a missing element is
+    /// no error and an element mapping `external` elsewhere fails the
+    /// transaction (nothing changes).
     DeleteDnat {
         external: Ipv4Addr,
+        ip: Ipv4Addr,
     },
+    /// Deletes the element `ip : external` (as [`NftOp::DeleteDnat`]).
     DeleteSnat {
         ip: Ipv4Addr,
+        external: Ipv4Addr,
     },
     /// Declares the guard table, its sets and chains, and sets the chains'
     /// rules (`flush chain` + `add rule`); its elements stay.
     EnsureGuard,
     AddGuard(GuardElem),
+    /// Deletes the element (rendered as `add` then `delete`: a missing
+    /// element is no error).
     DeleteGuard(GuardElem),
+}
+
+/// A fingerprint of the base of both tables (their declarations and
+/// rules, as this version renders them). The host record keeps the
+/// fingerprint of the base it last declared or found intact: while they
+/// match, `pre` and `clean` trust the record for the tables' contents and
+/// list nothing; when they differ (a new version of the driver), the next
+/// action reads the tables and re-declares their base.
+pub fn base_fingerprint() -> String {
+    let base = NftBatch {
+        ops: vec![NftOp::EnsureBase, NftOp::EnsureGuard],
+    }
+    .render();
+    // FNV-1a, 64 bits.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in base.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// One `nft -f -` transaction: all or nothing.
@@ -316,6 +345,21 @@ pub struct NftBatch {
 impl NftBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// Declares both tables' base first (when the host's base may be an
+    /// older version's), unless the batch already does.
+    pub fn redeclare(&mut self) {
+        for op in [NftOp::EnsureGuard, NftOp::EnsureBase] {
+            if !self.ops.contains(&op) {
+                self.ops.insert(0, op);
+            }
+        }
+    }
+
+    /// Whether the batch declares both tables' base.
+    pub fn declares_base(&self) -> bool {
+        self.ops.contains(&NftOp::EnsureBase) && self.ops.contains(&NftOp::EnsureGuard)
     }
 
     /// The `nft -f -` script: for the NAT table then the guard, the base
@@ -350,44 +394,52 @@ impl NftBatch {
                 out.push_str(&format!("add rule {t} {chain} {rule}\n"));
             }
         }
-        let mut lines = |verb: &str, map: &str, items: Vec<String>| {
+        let mut lines = |verbs: &[&str], map: &str, items: Vec<String>| {
             if !items.is_empty() {
-                out.push_str(&format!("{verb} element {t} {map} {{ {} }}\n", items.join(", ")));
+                for verb in verbs {
+                    out.push_str(&format!("{verb} element {t} {map} {{ {} }}\n", items.join(", ")));
+                }
             }
         };
         let pick = |f: &dyn Fn(&NftOp) -> Option<String>| self.ops.iter().filter_map(f).collect::<Vec<_>>();
-        lines(
-            "delete",
-            NFT_DNAT_MAP,
-            pick(&|o| match o {
-                NftOp::DeleteDnat { external } => Some(external.to_string()),
-                _ => None,
-            }),
-        );
-        lines(
-            "delete",
-            NFT_SNAT_MAP,
-            pick(&|o| match o {
-                NftOp::DeleteSnat { ip } => Some(ip.to_string()),
-                _ => None,
-            }),
-        );
-        lines(
-            "add",
-            NFT_DNAT_MAP,
-            pick(&|o| match o {
-                NftOp::AddDnat { external, ip } => Some(format!("{external} : {ip}")),
-                _ => None,
-            }),
-        );
-        lines(
-            "add",
-            NFT_SNAT_MAP,
-            pick(&|o| match o {
-                NftOp::AddSnat { ip, external } => Some(format!("{ip} : {external}")),
-                _ => None,
-            }),
-        );
+        // A deletion is an addition then a deletion of the same element:
+        // idempotent, and refused when the key maps to something else.
+        for (verbs, map, items) in [
+            (
+                &["add", "delete"][..],
+                NFT_DNAT_MAP,
+                pick(&|o| match o {
+                    NftOp::DeleteDnat { external, ip } => Some(format!("{external} : {ip}")),
+                    _ => None,
+                }),
+            ),
+            (
+                &["add", "delete"][..],
+                NFT_SNAT_MAP,
+                pick(&|o| match o {
+                    NftOp::DeleteSnat { ip, external } => Some(format!("{ip} : {external}")),
+                    _ => None,
+                }),
+            ),
+            (
+                &["add"][..],
+                NFT_DNAT_MAP,
+                pick(&|o| match o {
+                    NftOp::AddDnat { external, ip } => Some(format!("{external} : {ip}")),
+                    _ => None,
+                }),
+            ),
+            (
+                &["add"][..],
+                NFT_SNAT_MAP,
+                pick(&|o| match o {
+                    NftOp::AddSnat { ip, external } => Some(format!("{ip} : {external}")),
+                    _ => None,
+                }),
+            ),
+        ] {
+            lines(verbs, map, items);
+        }
         crate::guard::render(&self.ops, &mut out);
         out
     }

@@ -100,6 +100,21 @@ impl Plan {
         self.ip_before.is_empty() && self.sysctls.is_empty() && self.nft.is_empty() && self.ip_after.is_empty()
     }
 
+    /// Whether its only changes are nft element additions and deletions
+    /// (no-ops for elements that exist, and for missing ones): what `pre`
+    /// of a VM in place, or a second `clean`, plans when it trusts the host
+    /// record for our tables' contents.
+    pub fn only_nft_elements(&self) -> bool {
+        self.ip_before.is_empty()
+            && self.sysctls.is_empty()
+            && self.ip_after.is_empty()
+            && self
+                .nft
+                .ops
+                .iter()
+                .all(|o| !matches!(o, NftOp::EnsureBase | NftOp::EnsureGuard))
+    }
+
     /// How many tool processes applying it starts (`ip`, `nft`; sysctls are
     /// file writes).
     pub fn processes(&self) -> usize {
@@ -187,6 +202,19 @@ fn base_is_ok(nat: &NatState) -> Result<bool, String> {
         }
     }
     Ok(ok)
+}
+
+/// Whether both tables' bases are as this version declares them.
+pub fn tables_ok(nat: &NatState, guard: &crate::guard::GuardState) -> bool {
+    base_is_ok(nat) == Ok(true) && crate::guard::base_is_ok(guard) == Ok(true)
+}
+
+/// Whether both tables' bases are as this version declares them once
+/// `plan` is applied to the `observed` host (each found intact, or
+/// declared by the plan).
+pub fn tables_ok_after(observed: &Observed, plan: &Plan) -> bool {
+    (base_is_ok(&observed.nat) == Ok(true) || plan.nft.ops.contains(&NftOp::EnsureBase))
+        && (crate::guard::base_is_ok(&observed.guard) == Ok(true) || plan.nft.ops.contains(&NftOp::EnsureGuard))
 }
 
 /// Collects items in first-seen order, once each.
@@ -458,7 +486,7 @@ fn plan_removal(request: &Request, observed: &Observed, p: &mut Plan) {
         if let Some((external, ip)) = o.nat {
             match observed.nat.get(NFT_DNAT_MAP, external) {
                 Some(v) if v == ip && !still_external.contains(&external) => {
-                    p.nft.ops.push(NftOp::DeleteDnat { external });
+                    p.nft.ops.push(NftOp::DeleteDnat { external, ip });
                 }
                 Some(v) if v != ip => p.notes.push(format!(
                     "left {NFT_DNAT_MAP} element {external} : {v} alone: it maps {external} to another private IP ({}), not {ip} of {}",
@@ -469,7 +497,7 @@ fn plan_removal(request: &Request, observed: &Observed, p: &mut Plan) {
             }
             match observed.nat.get(NFT_SNAT_MAP, ip) {
                 Some(v) if v == external && !still_private.contains(&ip) => {
-                    p.nft.ops.push(NftOp::DeleteSnat { ip });
+                    p.nft.ops.push(NftOp::DeleteSnat { ip, external });
                 }
                 Some(v) if v != external => p.notes.push(format!(
                     "left {NFT_SNAT_MAP} element {ip} : {v} alone: it translates {ip} to another flexible IP ({}), not {external} of {}",

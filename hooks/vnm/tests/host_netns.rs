@@ -813,6 +813,18 @@ fn reconcile_restores_a_host_that_lost_its_state() {
     ip(&a.name(), &["link", "del", "scwpub0"]);
     sysctl(&a.name(), "net.ipv4.ip_forward", "0");
     assert!(ping(&inet, fip(1).into()).is_none());
+    // Nobody runs reconcile, and VM 1 is resumed: its pre (which trusts
+    // the host record for our tables) is refused by the kernel (no table),
+    // reads the tables and puts VM 1 back, the guard's base included.
+    a.ns.run_ok(&["nft", "delete", "table", "bridge", "one_scaleway_guard"], b"");
+    let log = a.pre(&vm(1, &[(0, 1)]));
+    assert!(log.contains("our nft tables are not as the host record says"), "{log}");
+    ip(&a.name(), &["link", "set", "one-1-0", "master", "scwpub0", "up"]);
+    assert!(ping(&inet, fip(1).into()).is_some(), "{log}");
+    assert!(
+        a.ns.run_ok(&["nft", "list", "table", "bridge", "one_scaleway_guard"], b"")
+            .contains("\"one-1-0\" . 172.30.0.4")
+    );
     let (r, log) = a.reconcile();
     let out = r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert!(out.starts_with("reconciled 3 public NICs of 2 VMs: "), "{out}");

@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 use anyhow::{Context, anyhow};
 use netapply::lock::HostLock;
 use netapply::record::{Record, RecordFile};
-use netapply::{Host, apply, observe};
-use netplan::ops::NFT_DNAT_MAP;
-use netplan::{Endpoint, Owner, Plan, Public, Request, Selection, plan, query, select};
+use netapply::{Host, apply, observe, observe_with_tables};
+use netplan::model;
+use netplan::ops::{NFT_DNAT_MAP, base_fingerprint};
+use netplan::{Endpoint, Observed, Owner, Plan, Public, Request, Selection, plan, query, select, tables_ok_after};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 
@@ -32,20 +33,26 @@ fn same_addresses(a: &Endpoint, b: &Endpoint) -> bool {
     a.public == b.public && a.bridge == b.bridge
 }
 
-/// Observes, plans, logs the plan, applies it unless dry-running, and saves
-/// the record (updated by `update`) when something was applied. Returns the
-/// plan, its text when dry-running, and the updated record.
-fn run(
-    log: &mut Log<'_>,
-    host: Host<'_>,
-    settings: &Settings,
-    file: &RecordFile,
-    mut record: Record,
-    request: &Request,
-    update: impl FnOnce(&mut Record),
-) -> anyhow::Result<(Plan, Option<String>, Record)> {
-    let observed = observe(host, &query(request)).context("cannot read the host's network state")?;
-    let p = plan(request, &observed)?;
+/// Where an action runs: the host, its settings, the record's file.
+#[derive(Clone, Copy)]
+struct On<'a> {
+    host: Host<'a>,
+    settings: &'a Settings,
+    file: &'a RecordFile,
+}
+
+/// How `run` learns the contents of our nft tables.
+enum Tables {
+    /// From the host record (`netplan::model`), when the record's base
+    /// fingerprint is this version's; listed when the kernel refuses the
+    /// transaction planned from it.
+    FromRecord,
+    /// Listed already, with the rest of the host's state (`reconcile`).
+    Listed(Box<Observed>),
+}
+
+/// Logs a plan's notes and, at debug level, its lines.
+fn log_plan(log: &mut Log<'_>, p: &Plan) {
     for note in &p.notes {
         log.warn(note);
     }
@@ -54,22 +61,97 @@ fn run(
             log.debug(format_args!("plan: {line}"));
         }
     }
-    let before = record.clone();
-    update(&mut record);
-    record.bridges.extend(p.bridges_created.iter().copied());
-    for b in &p.bridges_deleted {
-        record.bridges.remove(b);
-    }
+}
+
+/// Applies `p` unless dry-running (then returns its text).
+fn apply_plan(host: Host<'_>, settings: &Settings, p: &Plan) -> Result<Option<String>, netapply::ApplyError> {
     if settings.dry_run {
-        let text = p.to_string();
-        return Ok((p, Some(text), record));
+        return Ok(Some(p.to_string()));
     }
-    apply(host, &p)?;
-    if record != before {
-        file.save(&record)
-            .context("the network changes were applied but not recorded (the next action records them)")?;
+    apply(host, p)?;
+    Ok(None)
+}
+
+const CANNOT_OBSERVE: &str = "cannot read the host's network state";
+
+/// Observes, plans, logs the plan, applies it unless dry-running, and saves
+/// the record (updated by `update`) when something was applied. Returns the
+/// plan, its text when dry-running, and the updated record.
+///
+/// With [`Tables::FromRecord`], our nft tables are not listed (that grows
+/// with the number of NICs on the host): the plan starts from the record's
+/// model of them, the links, routes and neighbour entries of this request
+/// being read as always. When the kernel refuses that plan's transaction
+/// (a table gone after a reboot, an element the record does not know), the
+/// tables are listed and the request planned again.
+fn run(
+    log: &mut Log<'_>,
+    on: On<'_>,
+    record: &Record,
+    request: &Request,
+    tables: Tables,
+    update: impl FnOnce(&mut Record),
+) -> anyhow::Result<(Plan, Option<String>, Record)> {
+    let On { host, settings, file } = on;
+    let fingerprint = base_fingerprint();
+    let mut after = record.clone();
+    update(&mut after);
+    let settle = |after: &mut Record, p: &Plan| {
+        after.bridges.extend(p.bridges_created.iter().copied());
+        for b in &p.bridges_deleted {
+            after.bridges.remove(b);
+        }
+    };
+    let save = |after: &Record| -> anyhow::Result<()> {
+        if after != record && !settings.dry_run {
+            file.save(after)
+                .context("the network changes were applied but not recorded (the next action records them)")?;
+        }
+        Ok(())
+    };
+    let listed = match tables {
+        Tables::Listed(observed) => Some(observed),
+        Tables::FromRecord => None,
+    };
+    let modelled = (listed.is_none() && record.base.as_deref() == Some(fingerprint.as_str()))
+        .then(|| model::tables(request.keep.iter().chain(&request.remove)))
+        .flatten();
+    if let Some((nat, guard)) = modelled {
+        let observed = observe_with_tables(host, &query(request), nat, guard).context(CANNOT_OBSERVE)?;
+        let p = plan(request, &observed)?;
+        log_plan(log, &p);
+        match apply_plan(host, settings, &p) {
+            Ok(dry) => {
+                settle(&mut after, &p);
+                save(&after)?;
+                return Ok((p, dry, after));
+            }
+            Err(e) if e.nft_refused => log.debug(format_args!(
+                "our nft tables are not as the host record says ({e}): reading them and planning again"
+            )),
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok((p, None, record))
+    let observed = match listed {
+        Some(observed) => *observed,
+        None => observe(host, &query(request)).context(CANNOT_OBSERVE)?,
+    };
+    let mut p = plan(request, &observed)?;
+    let current = record.base.as_deref() == Some(fingerprint.as_str());
+    if !request.ensure.is_empty() && !current {
+        // A host set up by an older version (or never): its tables' base
+        // is declared again, whatever their listing says.
+        p.nft.redeclare();
+    }
+    log_plan(log, &p);
+    let dry = apply_plan(host, settings, &p)?;
+    settle(&mut after, &p);
+    // The fingerprint stays (or becomes) this version's when the base is
+    // this version's afterwards: declared whole by this plan, or found
+    // intact (or declared in part) on a host whose record already had it.
+    after.base = (p.nft.declares_base() || (current && tables_ok_after(&observed, &p))).then_some(fingerprint);
+    save(&after)?;
+    Ok((p, dry, after))
 }
 
 fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
@@ -97,6 +179,11 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings)
     }
     let _lock = lock(settings)?;
     let file = RecordFile::new(&settings.record);
+    let on = On {
+        host,
+        settings,
+        file: &file,
+    };
     let record = file.load()?;
     let selected: BTreeSet<Owner> = endpoints.iter().map(|e| e.owner).collect();
     // What the record holds for this VM that the document no longer has
@@ -144,7 +231,7 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings)
                 .collect(),
             owned_bridges: record.bridges.clone(),
         };
-        let (_, dry, updated) = run(log, host, settings, &file, record, &request, |r| {
+        let (_, dry, updated) = run(log, on, &record, &request, Tables::FromRecord, |r| {
             r.forget(stale.iter().map(|e| e.owner));
         })
         .with_context(context)?;
@@ -163,7 +250,7 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings)
         keep,
         owned_bridges: record.bridges.clone(),
     };
-    let (p, dry, _) = run(log, host, settings, &file, record, &request, |r| {
+    let (p, dry, _) = run(log, on, &record, &request, Tables::FromRecord, |r| {
         r.forget(moved.iter().map(|e| e.owner));
         r.put(&endpoints);
     })
@@ -175,6 +262,12 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings)
     if dry.is_none() {
         if p.is_empty() {
             log.info(format_args!("VM {}: already in place: {}", vm.id, list(&endpoints)));
+        } else if p.only_nft_elements() {
+            log.info(format_args!(
+                "VM {}: already in place (its NAT and guard elements asserted again): {}",
+                vm.id,
+                list(&endpoints)
+            ));
         } else {
             log.info(format_args!("VM {}: set up {}", vm.id, list(&endpoints)));
         }
@@ -220,6 +313,11 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
     }
     let _lock = lock(settings)?;
     let file = RecordFile::new(&settings.record);
+    let on = On {
+        host,
+        settings,
+        file: &file,
+    };
     let record = file.load()?;
     let mut remove: Vec<Endpoint> = Vec::new();
     match &selection {
@@ -261,10 +359,15 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
         keep,
         owned_bridges: record.bridges.clone(),
     };
-    let (p, dry, _) = run(log, host, settings, &file, record, &request, |r| r.forget(owners))
-        .with_context(|| format!("VM {}: cannot remove its public NICs from this host", vm.id))?;
+    let recorded = remove.iter().any(|e| record.endpoints.contains(e));
+    let (p, dry, _) = run(log, on, &record, &request, Tables::FromRecord, |r| {
+        r.forget(owners);
+    })
+    .with_context(|| format!("VM {}: cannot remove its public NICs from this host", vm.id))?;
     if dry.is_none() {
-        if p.is_empty() {
+        // Without a recorded endpoint, deleting its nft elements again
+        // (which `clean` does, whatever the record says) removed nothing.
+        if p.is_empty() || (!recorded && p.only_nft_elements()) {
             log.info(format_args!("VM {}: nothing of it left on this host", vm.id));
         } else {
             log.info(format_args!("VM {}: removed {}", vm.id, list(&remove)));
@@ -280,6 +383,11 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
 pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
     let _lock = lock(settings)?;
     let file = RecordFile::new(&settings.record);
+    let on = On {
+        host,
+        settings,
+        file: &file,
+    };
     let record = file.load()?;
     if record.endpoints.is_empty() {
         log.info(format_args!(
@@ -323,8 +431,8 @@ pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) ->
             strangers.join(", ")
         ));
     }
-    let (p, dry, _) =
-        run(log, host, settings, &file, record, &request, |_| {}).context("cannot reconcile the host's public NICs")?;
+    let (p, dry, _) = run(log, on, &record, &request, Tables::Listed(Box::new(observed)), |_| {})
+        .context("cannot reconcile the host's public NICs")?;
     if let Some(text) = dry {
         return Ok(Output::text(text));
     }

@@ -10,7 +10,13 @@
 //!
 //! Every action validates the VM's NICs before touching anything, takes the
 //! host lock, observes the host, plans (pure, `netplan`), applies
-//! (`netapply`) and updates the record, all under the lock. Running an
+//! (`netapply`) and updates the record, all under the lock. `pre` and
+//! `clean` read only what their NICs concern (their routes, proxy and
+//! neighbour entries, sysctls) and do not list our nft tables: the host
+//! record says what those hold (`netplan::model`), and the kernel checks it
+//! when it applies the transaction; a refused transaction (tables gone
+//! after a reboot, an element the record does not know) makes the action
+//! list the tables and plan again. `reconcile` always lists them. Running an
 //! action twice is the same as once; removing what is absent succeeds; a
 //! flexible IP or private IP already mapped to something else is refused,
 //! naming both, with nothing changed.

@@ -1,0 +1,112 @@
+//! How the host side of driver `scaleway` learns what our nft tables hold:
+//! from the host record while its base fingerprint is this version's (no
+//! listing, whose cost grows with the NICs on the host), and by listing
+//! them when the kernel refuses the transaction planned from the record,
+//! or when the record comes from another version. On the fake host.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod fake_hyper;
+
+use fake_hyper::{Hyper, vm};
+use netapply::record::RecordFile;
+use netplan::ops::base_fingerprint;
+
+fn listings(calls: &[String]) -> usize {
+    calls.iter().filter(|c| c.starts_with("nft -j list")).count()
+}
+
+#[test]
+fn the_record_stands_in_for_the_tables_until_the_kernel_disagrees() {
+    let h = Hyper::new();
+    // A new host: the tables are listed, their base declared, the
+    // fingerprint recorded.
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    assert_eq!(listings(&h.fake.take_calls()), 2);
+    let record = RecordFile::new(h.record_path()).load().unwrap();
+    assert_eq!(record.base, Some(base_fingerprint()));
+    // Then nothing is listed: one read of this VM's routes and neighbours,
+    // one `ip -batch`, one transaction.
+    let before = h.fake.processes();
+    let (r, log) = h.pre(&vm(2, &[(0, 2)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    let calls = h.fake.take_calls();
+    assert_eq!(listings(&calls), 0, "{calls:?}");
+    assert_eq!(h.fake.processes() - before, 3, "{calls:?}");
+    let (r, log) = h.clean(&vm(1, &[(0, 1)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert_eq!(listings(&h.fake.take_calls()), 0);
+    let running = h.fake.kernel();
+
+    // The host reboots and nobody runs reconcile: the next pre's
+    // transaction is refused (no table), so it lists the tables and puts
+    // the VM back, base included.
+    h.fake.reboot();
+    let (r, log) = h.pre(&vm(2, &[(0, 2)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(log.contains("our nft tables are not as the host record says"), "{log}");
+    assert_eq!(listings(&h.fake.take_calls()), 2);
+    assert_eq!(h.fake.kernel(), running);
+    // And a clean on the rebooted host succeeds as well.
+    h.fake.reboot();
+    let (r, log) = h.clean(&vm(2, &[(0, 2)]));
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(h.record().is_empty());
+}
+
+#[test]
+fn an_element_the_record_does_not_know_is_found_and_named() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    // Someone maps VM 2's flexible IP by hand.
+    let mut kernel = h.fake.kernel();
+    kernel
+        .nat
+        .maps
+        .get_mut("dnat_map")
+        .unwrap()
+        .elements
+        .insert([198, 51, 100, 2].into(), [10, 9, 9, 9].into());
+    h.fake.set_kernel(kernel.clone());
+    h.fake.take_calls();
+    let (r, log) = h.pre(&vm(2, &[(0, 2)]));
+    let e = r.unwrap_err();
+    assert!(
+        e.contains(
+            "flexible IP 198.51.100.2 is already mapped to 10.9.9.9 on this host (not in the driver's record: set \
+             by hand or left over): refusing to map it to 172.30.0.8 for VM 2 NIC 0"
+        ),
+        "{e}\n{log}"
+    );
+    assert_eq!(listings(&h.fake.take_calls()), 2);
+    assert_eq!(h.fake.kernel(), kernel, "nothing changed");
+    assert_eq!(h.record().len(), 1);
+}
+
+#[test]
+fn a_record_of_another_version_declares_the_base_again() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    // The record an older version wrote (no fingerprint, or another one).
+    for older in [None, Some("0123456789abcdef".to_owned())] {
+        let file = RecordFile::new(h.record_path());
+        let mut record = file.load().unwrap();
+        record.base = older;
+        file.save(&record).unwrap();
+        h.fake.take_calls();
+        let (r, log) = h.pre(&vm(1, &[(0, 1)]));
+        assert_eq!(r, Ok(String::new()), "{log}");
+        let calls = h.fake.take_calls();
+        assert_eq!(listings(&calls), 2);
+        let nft = calls.iter().find(|c| c.starts_with("nft -f")).unwrap();
+        assert!(nft.contains("add table ip one_scaleway") && nft.contains("add table bridge one_scaleway_guard"));
+        assert!(
+            nft.contains("flush chain bridge one_scaleway_guard prerouting"),
+            "{nft}"
+        );
+        assert_eq!(file.load().unwrap().base, Some(base_fingerprint()));
+        // From then on, nothing is listed.
+        h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+        assert_eq!(listings(&h.fake.take_calls()), 0);
+    }
+}
