@@ -112,6 +112,13 @@ impl Nft for FakeHost {
         Ok(s.kernel.guard.clone())
     }
 
+    fn observe_filter(&self) -> Result<netplan::filter::FilterState, ApplyError> {
+        let mut s = self.lock();
+        s.processes += 1;
+        s.calls.push("nft -j list table inet one_scaleway_sg".into());
+        Ok(s.kernel.filter.clone())
+    }
+
     fn apply(&self, batch: &NftBatch) -> Result<(), ApplyError> {
         if batch.is_empty() {
             return Ok(());
@@ -125,11 +132,12 @@ impl Nft for FakeHost {
         if let Some(m) = Self::failure(&mut s, "nft") {
             return Err(ApplyError::new(format!("`nft -f -` failed (exit status: 1): {m}")));
         }
-        let (mut nat, mut guard) = (s.kernel.nat.clone(), s.kernel.guard.clone());
-        simulate_nft(&mut nat, &mut guard, batch)
+        let (mut nat, mut guard, mut filter) = (s.kernel.nat.clone(), s.kernel.guard.clone(), s.kernel.filter.clone());
+        simulate_nft(&mut nat, &mut guard, &mut filter, batch)
             .map_err(|e| ApplyError::new(format!("`nft -f -` failed (exit status: 1): {e}")))?;
         s.kernel.nat = nat;
         s.kernel.guard = guard;
+        s.kernel.filter = filter;
         Ok(())
     }
 }

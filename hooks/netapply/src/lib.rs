@@ -21,6 +21,7 @@
 //! its order and, when a step fails, undoes the additions made before it.
 
 pub mod fake;
+pub mod filter;
 pub mod guard;
 pub mod ip;
 pub mod lock;
@@ -47,7 +48,8 @@ pub struct Host<'a> {
 pub fn observe(host: Host<'_>, query: &Query) -> Result<Observed, ApplyError> {
     let nat = host.nft.observe()?;
     let guard = host.nft.observe_guard()?;
-    observe_with_tables(host, query, nat, guard)
+    let filter = host.nft.observe_filter()?;
+    observe_with_tables(host, query, nat, guard, filter)
 }
 
 /// [`observe`], with our tables given (`netplan::model::tables`) instead
@@ -57,6 +59,7 @@ pub fn observe_with_tables(
     query: &Query,
     nat: netplan::observed::NatState,
     guard: netplan::guard::GuardState,
+    filter: netplan::filter::FilterState,
 ) -> Result<Observed, ApplyError> {
     let shown = host.ip.observe(query)?;
     let mut sysctls = std::collections::BTreeMap::new();
@@ -68,6 +71,7 @@ pub fn observe_with_tables(
     Ok(Observed {
         nat,
         guard,
+        filter,
         neighbours: shown.neighbours,
         links: shown.links,
         routes: shown.routes,

@@ -19,6 +19,8 @@ pub trait Nft {
     fn observe(&self) -> Result<NatState, ApplyError>;
     /// The port guard's table (`nft -j list table bridge one_scaleway_guard`).
     fn observe_guard(&self) -> Result<GuardState, ApplyError>;
+    /// The security groups' table (`nft -j list table inet one_scaleway_sg`).
+    fn observe_filter(&self) -> Result<netplan::filter::FilterState, ApplyError>;
     /// Applies the batch as one transaction.
     fn apply(&self, batch: &NftBatch) -> Result<(), ApplyError>;
 }
@@ -58,6 +60,10 @@ impl Nft for NftCommand<'_> {
 
     fn observe_guard(&self) -> Result<GuardState, ApplyError> {
         self.list(Table::Guard, crate::guard::parse)
+    }
+
+    fn observe_filter(&self) -> Result<netplan::filter::FilterState, ApplyError> {
+        self.list(Table::Filter, crate::filter::parse)
     }
 
     fn apply(&self, batch: &NftBatch) -> Result<(), ApplyError> {

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use netplan::endpoint::BridgeName;
+use netplan::filter::{NicFilter, nic_of};
 use netplan::{Endpoint, Owner, Port, Public};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,8 @@ pub struct Record {
     /// version's, `pre` and `clean` trust the record for the tables'
     /// contents instead of listing them.
     pub base: Option<String>,
+    /// The security group rules set on each NIC (restored by `reconcile`).
+    pub filters: Vec<NicFilter>,
 }
 
 impl Record {
@@ -44,10 +47,22 @@ impl Record {
         self.endpoints.sort_by_key(|e| e.owner);
     }
 
-    /// Forgets the endpoints of these owners.
+    /// Forgets the endpoints of these owners (and the rules of a NIC left
+    /// without endpoint).
     pub fn forget(&mut self, owners: impl IntoIterator<Item = Owner>) {
         let owners: BTreeSet<Owner> = owners.into_iter().collect();
         self.endpoints.retain(|e| !owners.contains(&e.owner));
+        let endpoints = &self.endpoints;
+        self.filters
+            .retain(|f| endpoints.iter().any(|e| nic_of(e) == (f.vm, f.nic_id)));
+    }
+
+    /// Replaces the rules of the same NICs, or adds them.
+    pub fn put_filters(&mut self, filters: &[NicFilter]) {
+        self.filters
+            .retain(|f| !filters.iter().any(|n| (n.vm, n.nic_id) == (f.vm, f.nic_id)));
+        self.filters.extend_from_slice(filters);
+        self.filters.sort_by_key(|f| (f.vm, f.nic_id));
     }
 }
 
@@ -60,6 +75,8 @@ struct FileV1 {
     bridges: Vec<String>,
     #[serde(default)]
     endpoints: Vec<EndpointV1>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    filters: Vec<NicFilter>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,8 +190,15 @@ impl RecordFile {
         if file.version != 1 {
             return Err(damaged(format!("version {} is not 1", file.version)));
         }
+        for f in &file.filters {
+            for r in &f.rules {
+                r.check()
+                    .map_err(|e| damaged(format!("VM {} NIC {}: a security group rule: {e}", f.vm, f.nic_id)))?;
+            }
+        }
         let mut record = Record {
             base: file.base.clone(),
+            filters: file.filters.clone(),
             ..Record::default()
         };
         for b in &file.bridges {
@@ -193,6 +217,7 @@ impl RecordFile {
         let file = FileV1 {
             version: 1,
             base: record.base.clone(),
+            filters: record.filters.clone(),
             bridges: record.bridges.iter().map(ToString::to_string).collect(),
             endpoints: record.endpoints.iter().map(EndpointV1::from).collect(),
         };

@@ -44,6 +44,8 @@ pub enum Table {
     Nat,
     /// `bridge one_scaleway_guard`.
     Guard,
+    /// `inet one_scaleway_sg`.
+    Filter,
 }
 
 impl Table {
@@ -52,6 +54,7 @@ impl Table {
         match self {
             Self::Nat => ("ip", NFT_TABLE),
             Self::Guard => ("bridge", GUARD_TABLE),
+            Self::Filter => ("inet", netplan::filter::FILTER_TABLE),
         }
     }
 }
@@ -131,6 +134,13 @@ fn check(request: &Public, tools: &Tools) -> Result<(), String> {
         Public::Sysctl { value, .. } if value != "0" && value != "1" => {
             Err(format!("sysctl value {value:?} is not 0 or 1"))
         }
+        Public::Nft { ops } => ops.iter().try_for_each(|op| match op {
+            NftOp::SetFilter { rules, .. } => rules
+                .iter()
+                .try_for_each(secgroup::Rule::check)
+                .map_err(|e| format!("a security group rule: {e}")),
+            _ => Ok(()),
+        }),
         _ => Ok(()),
     }
 }
@@ -225,7 +235,7 @@ mod tests {
             r#"{"ip": {"ops": [{"netns_exec": "sh"}], "keep_going": false}}"#,
             r#"{"nft": {"ops": [{"flush_ruleset": null}]}}"#,
             r#"{"nft": {"script": "flush ruleset"}}"#,
-            r#"{"list": {"table": "filter"}}"#,
+            r#"{"list": {"table": "raw"}}"#,
             r#"{"sysctl": {"key": "kernel/core_pattern", "value": "1"}}"#,
             r#"{"sysctl": {"key": "net/ipv4/conf/all/rp_filter", "value": "0"}}"#,
             r#"{"sysctl": {"key": "net/ipv4/conf/../../kernel/x/forwarding", "value": "1"}}"#,

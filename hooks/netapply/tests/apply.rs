@@ -58,6 +58,7 @@ fn applies_in_order_and_twice_is_once() {
         [
             "nft -j list table ip one_scaleway",
             "nft -j list table bridge one_scaleway_guard",
+            "nft -j list table inet one_scaleway_sg",
             "ip -d -j -batch -",
             "ip -batch -",
             "sysctl net.ipv4.ip_forward = 1",
@@ -66,10 +67,10 @@ fn applies_in_order_and_twice_is_once() {
             "nft -f -",
         ]
     );
-    assert_eq!(fake.processes(), 5, "3 to observe, 2 to apply");
+    assert_eq!(fake.processes(), 6, "4 to observe, 2 to apply");
     let second = round(&fake, &request).unwrap();
     assert!(second.is_empty());
-    assert_eq!(fake.take_calls().len(), 3, "a second pre only observes");
+    assert_eq!(fake.take_calls().len(), 4, "a second pre only observes");
 }
 
 #[test]

@@ -389,6 +389,8 @@ pub struct Selection {
     /// driver, has `ATTACH="YES"`): only our NICs with `ATTACH="YES"`, and
     /// the aliases of such a NIC, are selected; none of ours may be.
     pub hotplug: bool,
+    /// The security group rules of the selected endpoints' NICs.
+    pub filters: Vec<crate::filter::NicFilter>,
 }
 
 /// The endpoints an action works on: every NIC and NIC alias of driver
@@ -403,7 +405,12 @@ pub fn select(vm: &Vm) -> Result<Selection, PlanError> {
         .iter()
         .map(|n| Endpoint::from_nic(vm.id, n, &all))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Selection { endpoints, hotplug })
+    let filters = crate::filter::select(vm, &endpoints)?;
+    Ok(Selection {
+        endpoints,
+        hotplug,
+        filters,
+    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@
 //!
 //! - the port guard ([`guard`]): only the VM's own MAC and addresses leave
 //!   its port on the bridge, nothing goes from one VM's port to another's,
-//!   and the host's neighbour entries for VM addresses are permanent.
+//!   and the host's neighbour entries for VM addresses are permanent;
+//! - the NIC's security groups ([`filter`]): OpenNebula's rules, enforced
+//!   on the host in two chains of the NIC's own.
 //!
 //! IPv6 NICs (`IP6`, `GATEWAY6`, an IPv6 `EXTERNAL_IP` naming the /64 routed
 //! to the VM) are routed, not NATed: the /64 (and the VM's `IP6`/128 when it
@@ -33,6 +35,7 @@
 
 mod conflict;
 pub mod endpoint;
+pub mod filter;
 pub mod guard;
 pub mod model;
 pub mod needs;

@@ -35,7 +35,8 @@ pub fn tables<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> Option<(
     }
     ops.extend(elements(endpoints.iter().copied()).into_iter().map(NftOp::AddGuard));
     let (mut nat, mut guard) = (NatState::default(), GuardState::default());
-    simulate_nft(&mut nat, &mut guard, &NftBatch { ops }).ok()?;
+    let mut filter = crate::filter::FilterState::default();
+    simulate_nft(&mut nat, &mut guard, &mut filter, &NftBatch { ops }).ok()?;
     Some((nat, guard))
 }
 
@@ -69,14 +70,22 @@ mod tests {
     fn the_model_is_what_applying_the_record_makes() {
         let (a, b) = (endpoint(1, 1, 1), endpoint(2, 2, 2));
         let (nat, guard) = tables([&a, &b]).unwrap();
-        assert!(crate::plan::tables_ok(&nat, &guard));
+        assert!(crate::plan::tables_ok(
+            &nat,
+            &guard,
+            &crate::filter::FilterState::model(&[], [])
+        ));
         assert_eq!(
             nat.get(NFT_DNAT_MAP, [198, 51, 100, 2].into()),
             Some([172, 30, 0, 4].into())
         );
         assert_eq!(guard.elements, elements([&a, &b]));
         let (nat, guard) = tables([]).unwrap();
-        assert!(crate::plan::tables_ok(&nat, &guard));
+        assert!(crate::plan::tables_ok(
+            &nat,
+            &guard,
+            &crate::filter::FilterState::model(&[], [])
+        ));
         assert!(guard.elements.is_empty());
         // Two recorded endpoints with one flexible IP: no model.
         assert_eq!(tables([&a, &endpoint(3, 3, 1)]), None);

@@ -14,6 +14,8 @@ pub struct Observed {
     pub nat: NatState,
     /// The port guard's table.
     pub guard: GuardState,
+    /// The security groups' table.
+    pub filter: crate::filter::FilterState,
     /// Neighbour entries (address, device): those asked for, or more.
     pub neighbours: BTreeMap<(IpAddr, String), NeighState>,
     /// Every link, by name.
@@ -165,7 +167,7 @@ pub fn simulate(before: &Observed, plan: &crate::plan::Plan) -> Result<Observed,
     for s in &plan.sysctls {
         after.sysctls.insert(s.key.clone(), s.value.to_owned());
     }
-    simulate_nft(&mut after.nat, &mut after.guard, &plan.nft)?;
+    simulate_nft(&mut after.nat, &mut after.guard, &mut after.filter, &plan.nft)?;
     for op in &plan.ip_after {
         simulate_ip(&mut after, op)?;
     }
@@ -276,11 +278,18 @@ pub fn simulate_ip(host: &mut Observed, op: &crate::ops::IpOp) -> Result<(), Str
 }
 
 /// One `nft -f -` transaction on the simulated tables: all or nothing.
-pub fn simulate_nft(nat: &mut NatState, guard: &mut GuardState, batch: &crate::ops::NftBatch) -> Result<(), String> {
+pub fn simulate_nft(
+    nat: &mut NatState,
+    guard: &mut GuardState,
+    filter: &mut crate::filter::FilterState,
+    batch: &crate::ops::NftBatch,
+) -> Result<(), String> {
     use crate::ops::{NFT_DNAT_MAP, NFT_POSTROUTING, NFT_PREROUTING, NFT_SNAT_MAP, NftOp};
     let mut next = nat.clone();
     let mut next_guard = guard.clone();
+    let mut next_filter = filter.clone();
     crate::guard::simulate(&mut next_guard, &batch.ops)?;
+    crate::filter::simulate(&mut next_filter, &batch.ops)?;
     // The order nft applies the rendered script in: base, deletions, additions.
     let rank = |op: &NftOp| match op {
         NftOp::EnsureBase => 0,
@@ -291,7 +300,14 @@ pub fn simulate_nft(nat: &mut NatState, guard: &mut GuardState, batch: &crate::o
     ops.sort_by_key(rank);
     for op in ops {
         match op {
-            NftOp::EnsureGuard | NftOp::AddGuard(_) | NftOp::DeleteGuard(_) => {}
+            NftOp::EnsureGuard
+            | NftOp::AddGuard(_)
+            | NftOp::DeleteGuard(_)
+            | NftOp::EnsureFilters
+            | NftOp::SetFilter { .. }
+            | NftOp::DeleteFilter { .. }
+            | NftOp::AddFilterAddr { .. }
+            | NftOp::DeleteFilterAddr { .. } => {}
             NftOp::EnsureBase => {
                 next.table = true;
                 for map in [NFT_DNAT_MAP, NFT_SNAT_MAP] {
@@ -351,5 +367,6 @@ pub fn simulate_nft(nat: &mut NatState, guard: &mut GuardState, batch: &crate::o
     }
     *nat = next;
     *guard = next_guard;
+    *filter = next_filter;
     Ok(())
 }

@@ -278,8 +278,9 @@ pub fn bridge_mac(name: BridgeName) -> [u8; 6] {
 }
 
 /// One change to our nftables tables (the NAT table `ip one_scaleway`,
-/// the port guard `bridge one_scaleway_guard`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// the port guard `bridge one_scaleway_guard`, the security groups `inet
+/// one_scaleway_sg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum NftOp {
     /// Declares the table, both maps and both chains (`add` is a no-op for
@@ -314,6 +315,33 @@ pub enum NftOp {
     /// Deletes the element (rendered as `add` then `delete`: a missing
     /// element is no error).
     DeleteGuard(GuardElem),
+    /// Declares the security groups' table, its maps and base chains.
+    EnsureFilters,
+    /// Sets a NIC's two chains to its security group rules (declared,
+    /// flushed and filled in the same transaction).
+    SetFilter {
+        vm: u64,
+        nic_id: u32,
+        rules: Vec<secgroup::Rule>,
+    },
+    /// Deletes a NIC's two chains (its addresses go first).
+    DeleteFilter {
+        vm: u64,
+        nic_id: u32,
+    },
+    /// Sends the traffic of a VM address through its NIC's chains.
+    AddFilterAddr {
+        addr: crate::filter::FilterAddr,
+        vm: u64,
+        nic_id: u32,
+    },
+    /// Takes a VM address out of the maps (added then deleted: a missing
+    /// one is no error).
+    DeleteFilterAddr {
+        addr: crate::filter::FilterAddr,
+        vm: u64,
+        nic_id: u32,
+    },
 }
 
 /// A fingerprint of the base of both tables (their declarations and
@@ -324,7 +352,7 @@ pub enum NftOp {
 /// action reads the tables and re-declares their base.
 pub fn base_fingerprint() -> String {
     let base = NftBatch {
-        ops: vec![NftOp::EnsureBase, NftOp::EnsureGuard],
+        ops: vec![NftOp::EnsureBase, NftOp::EnsureGuard, NftOp::EnsureFilters],
     }
     .render();
     // FNV-1a, 64 bits.
@@ -350,16 +378,18 @@ impl NftBatch {
     /// Declares both tables' base first (when the host's base may be an
     /// older version's), unless the batch already does.
     pub fn redeclare(&mut self) {
-        for op in [NftOp::EnsureGuard, NftOp::EnsureBase] {
+        for op in [NftOp::EnsureFilters, NftOp::EnsureGuard, NftOp::EnsureBase] {
             if !self.ops.contains(&op) {
                 self.ops.insert(0, op);
             }
         }
     }
 
-    /// Whether the batch declares both tables' base.
+    /// Whether the batch declares the base of all our tables.
     pub fn declares_base(&self) -> bool {
-        self.ops.contains(&NftOp::EnsureBase) && self.ops.contains(&NftOp::EnsureGuard)
+        [NftOp::EnsureBase, NftOp::EnsureGuard, NftOp::EnsureFilters]
+            .iter()
+            .all(|op| self.ops.contains(op))
     }
 
     /// The `nft -f -` script: for the NAT table then the guard, the base
@@ -441,6 +471,7 @@ impl NftBatch {
             lines(verbs, map, items);
         }
         crate::guard::render(&self.ops, &mut out);
+        crate::filter::render(&self.ops, &mut out);
         out
     }
 }

@@ -73,6 +73,9 @@ pub struct Request {
     pub keep: Vec<Endpoint>,
     /// Bridges we created (the only ones we may delete).
     pub owned_bridges: BTreeSet<BridgeName>,
+    /// The security group rules to set on NICs (those of `ensure`, or of
+    /// a VM whose groups changed).
+    pub filters: Vec<crate::filter::NicFilter>,
 }
 
 /// The changes, in the order they are applied: `ip_before` (one `ip -batch
@@ -205,8 +208,8 @@ fn base_is_ok(nat: &NatState) -> Result<bool, String> {
 }
 
 /// Whether both tables' bases are as this version declares them.
-pub fn tables_ok(nat: &NatState, guard: &crate::guard::GuardState) -> bool {
-    base_is_ok(nat) == Ok(true) && crate::guard::base_is_ok(guard) == Ok(true)
+pub fn tables_ok(nat: &NatState, guard: &crate::guard::GuardState, filter: &crate::filter::FilterState) -> bool {
+    base_is_ok(nat) == Ok(true) && crate::guard::base_is_ok(guard) == Ok(true) && filter.base_ok()
 }
 
 /// Whether both tables' bases are as this version declares them once
@@ -215,6 +218,7 @@ pub fn tables_ok(nat: &NatState, guard: &crate::guard::GuardState) -> bool {
 pub fn tables_ok_after(observed: &Observed, plan: &Plan) -> bool {
     (base_is_ok(&observed.nat) == Ok(true) || plan.nft.ops.contains(&NftOp::EnsureBase))
         && (crate::guard::base_is_ok(&observed.guard) == Ok(true) || plan.nft.ops.contains(&NftOp::EnsureGuard))
+        && (observed.filter.base_ok() || plan.nft.ops.contains(&NftOp::EnsureFilters))
 }
 
 /// Collects items in first-seen order, once each.
@@ -435,6 +439,7 @@ pub fn plan(request: &Request, observed: &Observed) -> Result<Plan, PlanError> {
     let still: Vec<&Endpoint> = request.ensure.iter().chain(&request.keep).collect();
     crate::guard::plan(&request.ensure, &request.remove, &still, observed, &mut p)?;
     plan_removal(request, observed, &mut p);
+    crate::filter::plan(request, &observed.filter, &mut p);
     Ok(p)
 }
 

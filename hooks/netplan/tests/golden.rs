@@ -57,7 +57,8 @@ struct Host {
 
 impl Host {
     fn request(&self, vm: &Vm, ensure: bool) -> Request {
-        let selected = select(vm).unwrap().endpoints;
+        let selection = select(vm).unwrap();
+        let selected = selection.endpoints;
         let keep = self
             .record
             .iter()
@@ -69,6 +70,7 @@ impl Host {
             remove: if ensure { Vec::new() } else { selected },
             keep,
             owned_bridges: self.owned.clone(),
+            filters: if ensure { selection.filters } else { Vec::new() },
         }
     }
 
@@ -152,8 +154,8 @@ fn nth_nic() {
     let p = host.pre(&vm(4, &[(0, 4, false)]));
     assert_eq!(
         p.nft.ops.len(),
-        5,
-        "two NAT elements and three guard elements, no table change"
+        7,
+        "two NAT elements, three guard elements, the NIC's filter and its address, no table change"
     );
     assert_golden("nth_nic.txt", &section("pre of VM 4 with VMs 1 to 3 on the host", &p));
 }

@@ -130,8 +130,9 @@ ARP, 1:1 NAT), post and clean (frontend: flexible IP attach/detach, host part ov
 clean_host) are complete; `reconcile` re-applies the host state after a reboot. scaleway_evpn \
 (private, VXLAN + BGP-EVPN through FRR): pre, post and clean are complete; `evpn-config FILE` \
 applies the cluster description to the host's FRR and firewall; `reconcile` as above. For both, \
-update_sg and update_nic succeed without changes (neither driver filters traffic), and \
-vnet_create and vnet_delete have nothing to do.")]
+scaleway applies security groups (pre, clean, reconcile, update_sg); scaleway_evpn does not yet \
+(its update_sg warns). update_nic succeeds without changes, and vnet_create and vnet_delete have \
+nothing to do.")]
 struct Cli {
     /// Which driver (taken from the action file's folder when OpenNebula runs us).
     #[arg(long, value_enum)]
@@ -228,16 +229,7 @@ fn public_action(
         Action::Post => frontend::post(vm, log, env),
         Action::Clean => frontend::clean(vm, document, args, log, env, &frontend::Ssh::from_env(env)?),
         Action::CleanHost => host::clean_host(vm, log, env),
-        Action::UpdateSg => {
-            // Defined behaviour: this driver does not filter traffic (see the README).
-            if !vm.security_group_rules.is_empty() && !vm.nics_of(VnMad::Scaleway.name())?.is_empty() {
-                log.warn(format_args!(
-                    "VM {}: security group rules are not enforced on scaleway public NICs",
-                    vm.id
-                ));
-            }
-            Ok(Output::empty())
-        }
+        Action::UpdateSg => host::update_sg(vm, log, env),
         // Nothing on the host depends on the attributes update_nic changes.
         Action::UpdateNic => Ok(Output::empty()),
         Action::VnetCreate | Action::VnetDelete | Action::Reconcile | Action::EvpnConfig => {

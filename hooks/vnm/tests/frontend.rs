@@ -531,28 +531,21 @@ fn the_binary_runs_post() {
     assert_eq!(server_of_fip(&bed, 0).as_deref(), Some(bed.servers[0].as_str()));
 }
 
-/// update_sg and update_nic: defined no-ops (scaleway does not filter
-/// traffic), with a warning when the VM has security group rules.
+/// update_nic: a defined no-op (nothing on the host depends on what it
+/// changes). update_sg runs on the host (`host_actions.rs`, `host_netns.rs`).
 #[test]
-fn update_sg_and_update_nic_change_nothing() {
+fn update_nic_changes_nothing() {
     let doc = test_support::encode(&test_support::fixture("vm/deploy.xml"));
-    for (action, warned) in [("update_sg", true), ("update_nic", false)] {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let io = Io {
-            stdin: &mut doc.as_slice(),
-            stdout: &mut out,
-            stderr: &mut err,
-        };
-        let argv = vec![format!("/var/tmp/one/vnm/scaleway/{action}").into(), "one-7".into()];
-        let code = scaleway_vnm::main_with(argv, &Env::default(), io);
-        let err = String::from_utf8(err).unwrap();
-        assert_eq!((code, out.as_slice()), (0, &b""[..]), "{action}: {err}");
-        assert_eq!(
-            err.contains("WARN: scaleway-vnm scaleway update_sg: VM 7: security group rules are not enforced"),
-            warned,
-            "{err}"
-        );
-    }
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let io = Io {
+        stdin: &mut doc.as_slice(),
+        stdout: &mut out,
+        stderr: &mut err,
+    };
+    let argv = vec!["/var/tmp/one/vnm/scaleway/update_nic".into(), "one-7".into()];
+    let code = scaleway_vnm::main_with(argv, &Env::default(), io);
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!((code, out.as_slice(), err.as_str()), (0, &b""[..], ""), "{err}");
 }
 
 /// Every fault kind of the emulator on the flexible IP calls of `post` and

@@ -28,7 +28,8 @@ fn pre_twice_is_pre_once() {
     assert!(log.contains("VM 1: already in place"), "{log}");
     assert_eq!(h.fake.kernel(), kernel);
     // The tables are not listed (the record says what they hold); the
-    // VM's elements are added again, a no-op for elements that exist.
+    // VM's elements are added again, a no-op for elements that exist; its
+    // security group chains, recorded with the same rules, are not touched.
     assert_eq!(
         h.fake.take_calls(),
         [
@@ -36,7 +37,9 @@ fn pre_twice_is_pre_once() {
             "nft -f - <<< add element ip one_scaleway dnat_map { 198.51.100.1 : 172.30.0.4 }; add element ip \
              one_scaleway snat_map { 172.30.0.4 : 198.51.100.1 }; add element bridge one_scaleway_guard ports { \
              \"one-1-0\" }; add element bridge one_scaleway_guard macs { \"one-1-0\" . 02:00:00:00:01:00 }; add \
-             element bridge one_scaleway_guard addr4 { \"one-1-0\" . 172.30.0.4 }"
+             element bridge one_scaleway_guard addr4 { \"one-1-0\" . 172.30.0.4 }; add element inet one_scaleway_sg \
+             in4 { 172.30.0.4 : jump nic-1-0-in }; add element inet one_scaleway_sg out4 { 172.30.0.4 : jump \
+             nic-1-0-out }"
         ]
     );
     assert_eq!(

@@ -22,7 +22,7 @@ fn the_record_stands_in_for_the_tables_until_the_kernel_disagrees() {
     // A new host: the tables are listed, their base declared, the
     // fingerprint recorded.
     h.pre(&vm(1, &[(0, 1)])).0.unwrap();
-    assert_eq!(listings(&h.fake.take_calls()), 2);
+    assert_eq!(listings(&h.fake.take_calls()), 3);
     let record = RecordFile::new(h.record_path()).load().unwrap();
     assert_eq!(record.base, Some(base_fingerprint()));
     // Then nothing is listed: one read of this VM's routes and neighbours,
@@ -45,7 +45,7 @@ fn the_record_stands_in_for_the_tables_until_the_kernel_disagrees() {
     let (r, log) = h.pre(&vm(2, &[(0, 2)]));
     assert_eq!(r, Ok(String::new()), "{log}");
     assert!(log.contains("our nft tables are not as the host record says"), "{log}");
-    assert_eq!(listings(&h.fake.take_calls()), 2);
+    assert_eq!(listings(&h.fake.take_calls()), 3);
     assert_eq!(h.fake.kernel(), running);
     // And a clean on the rebooted host succeeds as well.
     h.fake.reboot();
@@ -78,7 +78,7 @@ fn an_element_the_record_does_not_know_is_found_and_named() {
         ),
         "{e}\n{log}"
     );
-    assert_eq!(listings(&h.fake.take_calls()), 2);
+    assert_eq!(listings(&h.fake.take_calls()), 3);
     assert_eq!(h.fake.kernel(), kernel, "nothing changed");
     assert_eq!(h.record().len(), 1);
 }
@@ -97,7 +97,7 @@ fn a_record_of_another_version_declares_the_base_again() {
         let (r, log) = h.pre(&vm(1, &[(0, 1)]));
         assert_eq!(r, Ok(String::new()), "{log}");
         let calls = h.fake.take_calls();
-        assert_eq!(listings(&calls), 2);
+        assert_eq!(listings(&calls), 3);
         let nft = calls.iter().find(|c| c.starts_with("nft -f")).unwrap();
         assert!(nft.contains("add table ip one_scaleway") && nft.contains("add table bridge one_scaleway_guard"));
         assert!(

@@ -7,8 +7,9 @@ use anyhow::{Context, anyhow};
 use netapply::lock::HostLock;
 use netapply::record::{Record, RecordFile};
 use netapply::{Host, apply, observe, observe_with_tables};
+use netplan::filter::FilterState;
 use netplan::model;
-use netplan::ops::{NFT_DNAT_MAP, base_fingerprint};
+use netplan::ops::{NFT_DNAT_MAP, NftOp, base_fingerprint};
 use netplan::{Endpoint, Observed, Owner, Plan, Public, Request, Selection, plan, query, select, tables_ok_after};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
@@ -117,7 +118,8 @@ fn run(
         .then(|| model::tables(request.keep.iter().chain(&request.remove)))
         .flatten();
     if let Some((nat, guard)) = modelled {
-        let observed = observe_with_tables(host, &query(request), nat, guard).context(CANNOT_OBSERVE)?;
+        let filter = FilterState::model(&record.filters, request.keep.iter().chain(&request.remove));
+        let observed = observe_with_tables(host, &query(request), nat, guard, filter).context(CANNOT_OBSERVE)?;
         let p = plan(request, &observed)?;
         log_plan(log, &p);
         match apply_plan(host, settings, &p) {
@@ -164,7 +166,25 @@ fn output(dry_run: Option<String>) -> Output {
 
 /// `pre` on `host`.
 pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
-    let Selection { endpoints, hotplug } = select(vm)?;
+    set_up(vm, log, host, settings, false)
+}
+
+/// `update_sg` on `host`: the VM's public NICs get the security group
+/// rules of the document (oned sends it for every VM of a group whose rules
+/// changed), in one transaction, if the VM runs here; the rest is ensured
+/// as `pre` would.
+pub fn update_sg_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
+    set_up(vm, log, host, settings, true)
+}
+
+/// `pre`, or `update_sg` (`only_here`: nothing for a VM the host record
+/// does not hold).
+fn set_up(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings, only_here: bool) -> anyhow::Result<Output> {
+    let Selection {
+        endpoints,
+        hotplug,
+        filters,
+    } = select(vm)?;
     if endpoints.is_empty() {
         log.debug(format_args!(
             "VM {}: no public NIC of driver scaleway to set up{}",
@@ -185,6 +205,13 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings)
         file: &file,
     };
     let record = file.load()?;
+    if only_here && record.of_vm(vm.id).is_empty() {
+        log.info(format_args!(
+            "VM {}: no public NIC of it on this host: its security groups apply where it runs",
+            vm.id
+        ));
+        return Ok(Output::empty());
+    }
     let selected: BTreeSet<Owner> = endpoints.iter().map(|e| e.owner).collect();
     // What the record holds for this VM that the document no longer has
     // (NICs re-addressed, or gone while the host was away): removed. During
@@ -230,6 +257,7 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings)
                 .copied()
                 .collect(),
             owned_bridges: record.bridges.clone(),
+            filters: Vec::new(),
         };
         let (_, dry, updated) = run(log, on, &record, &request, Tables::FromRecord, |r| {
             r.forget(stale.iter().map(|e| e.owner));
@@ -249,10 +277,12 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings)
         remove: Vec::new(),
         keep,
         owned_bridges: record.bridges.clone(),
+        filters: filters.clone(),
     };
     let (p, dry, _) = run(log, on, &record, &request, Tables::FromRecord, |r| {
         r.forget(moved.iter().map(|e| e.owner));
         r.put(&endpoints);
+        r.put_filters(&filters);
     })
     .with_context(context)?;
     let dry = dry.map(|text| {
@@ -260,7 +290,28 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings)
         dry_text.concat()
     });
     if dry.is_none() {
-        if p.is_empty() {
+        let updated: Vec<String> = p
+            .nft
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                NftOp::SetFilter { nic_id, rules, .. } => {
+                    Some(format!("NIC {nic_id} ({})", plural(rules.len(), "rule")))
+                }
+                _ => None,
+            })
+            .collect();
+        if only_here {
+            if updated.is_empty() {
+                log.info(format_args!("VM {}: its security groups are in place", vm.id));
+            } else {
+                log.info(format_args!(
+                    "VM {}: security groups set on {}",
+                    vm.id,
+                    updated.join(", ")
+                ));
+            }
+        } else if p.is_empty() {
             log.info(format_args!("VM {}: already in place: {}", vm.id, list(&endpoints)));
         } else if p.only_nft_elements() {
             log.info(format_args!(
@@ -358,6 +409,7 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
         remove: remove.clone(),
         keep,
         owned_bridges: record.bridges.clone(),
+        filters: Vec::new(),
     };
     let recorded = remove.iter().any(|e| record.endpoints.contains(e));
     let (p, dry, _) = run(log, on, &record, &request, Tables::FromRecord, |r| {
@@ -401,6 +453,7 @@ pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) ->
         remove: Vec::new(),
         keep: Vec::new(),
         owned_bridges: record.bridges.clone(),
+        filters: record.filters.clone(),
     };
     let recorded: BTreeSet<_> = record
         .endpoints

@@ -7,6 +7,7 @@
 //! | [`pre`] | deploy, resume, migration (destination), attach_nic | ensures the bridge, the /32 route, the proxy ARP entry, the sysctls and the 1:1 NAT of every public NIC of the VM (only the NIC being attached during attach_nic) |
 //! | [`clean_host`] | shutdown, undeploy, migration (source), detach_nic | removes exactly this VM's NICs' routes, proxy entries and NAT elements (only the NIC being detached during detach_nic); the bridge goes once nothing uses it |
 //! | [`reconcile`] | after a reboot (the kernel forgot everything), or by hand | re-applies everything the record holds, in one nft transaction |
+//! | [`update_sg`] | oned, for each VM of a security group whose rules changed | sets the security group rules of the VM's public NICs (`netplan::filter`) in one transaction, if the VM runs here |
 //!
 //! Every action validates the VM's NICs before touching anything, takes the
 //! host lock, observes the host, plans (pure, `netplan`), applies
@@ -58,7 +59,7 @@ use netapply::sysctl::ProcSysctl;
 use opennebula::driver::{Env, Log, Output};
 use opennebula::vm::Vm;
 
-pub use actions::{clean_host_with, pre_with, reconcile_with};
+pub use actions::{clean_host_with, pre_with, reconcile_with, update_sg_with};
 
 /// Folder of the host record.
 pub const STATE_DIR_ENV: &str = "ONE_SCALEWAY_STATE_DIR";
@@ -136,6 +137,11 @@ pub fn pre(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
 /// The host part of `clean`: removes the VM's public NICs from this host.
 pub fn clean_host(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
     on_real_host(env, |host, settings| clean_host_with(vm, log, host, settings))
+}
+
+/// `update_sg`: the VM's security group rules, on this host.
+pub fn update_sg(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
+    on_real_host(env, |host, settings| update_sg_with(vm, log, host, settings))
 }
 
 /// Re-applies everything the host record holds (after a reboot).
