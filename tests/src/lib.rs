@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 
+pub mod edge;
 pub mod real;
 
 use opennebula::driver::{Env, Io};

@@ -70,6 +70,14 @@ fn summarize_vm(vm: &Vm) -> String {
         "context: {context} attributes; security group rules: {}",
         vm.security_group_rules.len()
     );
+    // The rules each public NIC gets, as the driver reads them.
+    if let Ok(selection) = netplan::select(vm) {
+        for f in &selection.filters {
+            for r in &f.rules {
+                let _ = writeln!(out, "  NIC {} rule: {r:?}", f.nic_id);
+            }
+        }
+    }
     out
 }
 

@@ -2,7 +2,10 @@
 //! packets in namespaces (the lab of `host_netns.rs`): what each rule form
 //! lets in and out, replies of established connections, group 0 (all
 //! open) beside a restricted VM on one host, `update_sg` while a
-//! connection runs, IPv6, `clean` and `reconcile`.
+//! connection runs, IPv6, `clean` and `reconcile`. The VM documents are
+//! the ones a real oned sent for a group with every rule form
+//! (`tests/fixtures/vnm/secgroup-*.xml`, from `real_oned_secgroups.rs`),
+//! with the NIC's addresses changed to the lab's and its groups chosen.
 //!
 //! Privileged: root, iproute2 and nftables.
 
@@ -18,35 +21,27 @@ use std::time::{Duration, Instant};
 use netns_lab::*;
 use opennebula::vm::Vm;
 use scaleway_vnm::host;
-use test_support::require_root;
+use test_support::{fixture, require_root, set_attribute};
 
-const CLIENT2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+/// A source outside the rules' source range 203.0.113.0/24.
+const OUTSIDER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
 
-/// One `SECURITY_GROUP_RULE` of group `group`.
-fn rule(group: u32, attrs: &[(&str, &str)]) -> String {
-    let mut body = format!("<SECURITY_GROUP_ID>{group}</SECURITY_GROUP_ID>");
-    for (k, v) in attrs {
-        body.push_str(&format!("<{k}>{v}</{k}>"));
+/// The captured document `name` as VM `id` whose public NIC 0 has the
+/// lab's addresses of `n` (its tap and MAC the lab's) and `groups`.
+fn captured(name: &str, id: u64, n: u8, groups: &str) -> Vm {
+    let tap = format!("one-{id}-0");
+    let mut doc = set_attribute(&fixture(name), "VM", "", "", "ID", Some(&id.to_string()));
+    for (attr, value) in [
+        ("IP", private(n).to_string()),
+        ("GATEWAY", gateway(n).to_string()),
+        ("EXTERNAL_IP", fip(n).to_string()),
+        ("MAC", mac_of_tap(&tap)),
+        ("TARGET", tap),
+        ("SECURITY_GROUPS", groups.to_owned()),
+    ] {
+        doc = set_attribute(&doc, "NIC", "NIC_ID", "0", attr, Some(&value));
     }
-    format!("<SECURITY_GROUP_RULE>{body}</SECURITY_GROUP_RULE>")
-}
-
-/// VM `id` with public NIC 0 (addresses of n) in security group `group`,
-/// and the document's rules.
-fn vm_in(id: u64, n: u8, group: u32, rules: &[String]) -> Vm {
-    let nic = nic_xml("NIC", id, 0, n, &format!("<SECURITY_GROUPS>{group}</SECURITY_GROUPS>"));
-    parse_vm(&format!(
-        "<VM><ID>{id}</ID><TEMPLATE>{nic}{}</TEMPLATE></VM>",
-        rules.concat()
-    ))
-}
-
-/// Group 0 as oned sends it: everything in and out.
-fn group0() -> Vec<String> {
-    vec![
-        rule(0, &[("PROTOCOL", "ALL"), ("RULE_TYPE", "OUTBOUND")]),
-        rule(0, &[("PROTOCOL", "ALL"), ("RULE_TYPE", "INBOUND")]),
-    ]
+    parse_vm(&doc)
 }
 
 /// Whether a TCP connection from `ns` to `to` reaches a listener in
@@ -125,31 +120,14 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
     let lab = Lab::new(1);
     let a = &lab.hosts[0];
     let inet = lab.inet();
-    ip(&inet, &["addr", "add", &format!("{CLIENT2}/32"), "dev", "lo"]);
-    let restricted = [
-        rule(
-            100,
-            &[("PROTOCOL", "TCP"), ("RULE_TYPE", "INBOUND"), ("RANGE", "22,8000:8010")],
-        ),
-        rule(100, &[("PROTOCOL", "UDP"), ("RULE_TYPE", "INBOUND"), ("RANGE", "5353")]),
-        rule(
-            100,
-            &[("PROTOCOL", "ICMP"), ("RULE_TYPE", "INBOUND"), ("ICMP_TYPE", "8")],
-        ),
-        rule(
-            100,
-            &[
-                ("PROTOCOL", "TCP"),
-                ("RULE_TYPE", "INBOUND"),
-                ("RANGE", "9000"),
-                ("IP", &CLIENT2.to_string()),
-                ("SIZE", "1"),
-            ],
-        ),
-        rule(100, &[("PROTOCOL", "TCP"), ("RULE_TYPE", "OUTBOUND"), ("RANGE", "443")]),
-    ];
-    let doc1 = vm_in(1, 1, 100, &restricted);
-    let doc2 = vm_in(2, 2, 0, &group0());
+    ip(&inet, &["addr", "add", &format!("{OUTSIDER}/32"), "dev", "lo"]);
+    // Group 100 of the captured document: TCP 80, 443, 8000-8010, UDP 53,
+    // ICMP echo, TCP 22 from 203.0.113.0/24, all from the private network's
+    // range, IPsec in; TCP 443 and all to 10.0.0.0/16 out. Its network's
+    // group 0 left out (an administrator takes it off the network), and a
+    // second VM in group 0 only.
+    let doc1 = captured("vnm/secgroup-scaleway-pre.xml", 1, 1, "100");
+    let doc2 = captured("vnm/secgroup-scaleway-pre.xml", 2, 2, "0");
     let (vm1, vm2) = (vm_ns("vm1"), vm_ns("vm2"));
     a.pre(&doc1);
     a.pre(&doc2);
@@ -158,47 +136,46 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
     lab.route_fip(fip(1), 0);
     lab.route_fip(fip(2), 0);
     let (v1, v2) = (vm1.name().to_owned(), vm2.name().to_owned());
+    let client: IpAddr = CLIENT.into();
+    let underlay: IpAddr = "10.0.0.1".parse().unwrap();
     let check = |what: &str| {
-        // Inbound, from the internet: ports and ranges, UDP, ICMP type, a
-        // source range.
-        assert!(
-            tcp_ok(&inet, sa(fip(1), 8005), &v1, sa(private(1), 8005)),
-            "{what}: TCP 8005 in"
-        );
-        assert!(
-            tcp_ok(&inet, sa(fip(1), 22), &v1, sa(private(1), 22)),
-            "{what}: TCP 22 in"
-        );
+        // Inbound, from the internet: ports and ranges, UDP, ICMP type.
+        for port in [80, 443, 8005] {
+            assert!(
+                tcp_ok(&inet, sa(fip(1), port), &v1, sa(private(1), port)),
+                "{what}: TCP {port} in"
+            );
+        }
         assert!(
             !tcp_ok(&inet, sa(fip(1), 8093), &v1, sa(private(1), 8093)),
             "{what}: TCP 8093 refused"
         );
         assert!(
-            udp_ok(&inet, sa(fip(1), 5353), &v1, sa(private(1), 5353)),
-            "{what}: UDP 5353 in"
+            udp_ok(&inet, sa(fip(1), 53), &v1, sa(private(1), 53)),
+            "{what}: UDP 53 in"
         );
         assert!(
-            !udp_ok(&inet, sa(fip(1), 5354), &v1, sa(private(1), 5354)),
-            "{what}: UDP 5354 refused"
+            !udp_ok(&inet, sa(fip(1), 5353), &v1, sa(private(1), 5353)),
+            "{what}: UDP 5353 refused"
         );
         assert!(ping(&inet, fip(1).into()).is_some(), "{what}: ICMP echo in");
+        // A source range: TCP 22 from 203.0.113.0/24 only.
         assert!(
-            !tcp_ok(&inet, sa(fip(1), 9000), &v1, sa(private(1), 9000)),
-            "{what}: TCP 9000 refused from 203.0.113.10"
+            tcp_ok(&inet, sa(fip(1), 22), &v1, sa(private(1), 22)),
+            "{what}: TCP 22 from 203.0.113.10"
         );
-        client_source(&lab, fip(1), CLIENT2);
+        client_source(&lab, fip(1), OUTSIDER);
         assert!(
-            tcp_ok(&inet, sa(fip(1), 9000), &v1, sa(private(1), 9000)),
-            "{what}: TCP 9000 in from 203.0.113.11"
+            !tcp_ok(&inet, sa(fip(1), 22), &v1, sa(private(1), 22)),
+            "{what}: TCP 22 from {OUTSIDER} refused"
         );
         assert!(
-            !tcp_ok(&inet, sa(fip(1), 8093), &v1, sa(private(1), 8093)),
-            "{what}: TCP 8093 refused from 203.0.113.11 as well"
+            tcp_ok(&inet, sa(fip(1), 8005), &v1, sa(private(1), 8005)),
+            "{what}: TCP 8005 from {OUTSIDER}"
         );
         client_source(&lab, fip(1), CLIENT);
-        // Outbound: only TCP 443, whose replies come back although nothing
-        // inbound allows them.
-        let client: IpAddr = "203.0.113.10".parse().unwrap();
+        // Outbound: TCP 443 anywhere and everything to 10.0.0.0/16; the
+        // replies come back although nothing inbound allows them.
         assert!(
             tcp_ok(&v1, sa(client, 443), &inet, sa(client, 443)),
             "{what}: TCP 443 out"
@@ -206,6 +183,10 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
         assert!(
             !tcp_ok(&v1, sa(client, 8080), &inet, sa(client, 8080)),
             "{what}: TCP 8080 out refused"
+        );
+        assert!(
+            tcp_ok(&v1, sa(underlay, 8080), &inet, sa(underlay, 8080)),
+            "{what}: TCP 8080 to 10.0.0.1 out"
         );
         // VM 2 on the same host, in group 0: everything, both ways.
         assert!(
@@ -223,7 +204,7 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
         );
         assert!(
             !tcp_ok(&v2, sa(fip(1), 8093), &v1, sa(private(1), 8093)),
-            "{what}: VM 2 -> VM 1 8093"
+            "{what}: VM 2 -> VM 1 8093 refused"
         );
     };
     check("after pre");
@@ -254,22 +235,17 @@ fn update_sg_replaces_the_rules_and_keeps_established_connections() {
     let lab = Lab::new(1);
     let a = &lab.hosts[0];
     let inet = lab.inet();
-    let allow = |port: &str| {
-        vec![rule(
-            100,
-            &[("PROTOCOL", "TCP"), ("RULE_TYPE", "INBOUND"), ("RANGE", port)],
-        )]
-    };
     let vm1 = vm_ns("vm1");
-    a.pre(&vm_in(1, 1, 100, &allow("8005")));
+    a.pre(&captured("vnm/secgroup-scaleway-pre.xml", 1, 1, "100"));
     plug(&lab, 0, &vm1, "one-1-0", 0, 1);
     lab.route_fip(fip(1), 0);
     let v1 = vm1.name().to_owned();
     let (mut conn, server) = open_connection(&inet, sa(fip(1), 8005), &v1, sa(private(1), 8005));
     conn.write_all(b"before ").unwrap();
-    // The group now allows 8006 only: oned calls update_sg with the VM's
-    // document carrying the new rules.
-    let (r, log) = a.act(&vm_in(1, 1, 100, &allow("8006")), host::update_sg);
+    // The group now allows TCP 8080 in only: the document oned sent with
+    // update_sg.
+    let update = captured("vnm/secgroup-scaleway-update_sg.xml", 1, 1, "100");
+    let (r, log) = a.act(&update, host::update_sg);
     r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert!(log.contains("VM 1: security groups set on NIC 0 (1 rule)"), "{log}");
     conn.write_all(b"after").unwrap();
@@ -280,15 +256,18 @@ fn update_sg_replaces_the_rules_and_keeps_established_connections() {
         "8005 refused now"
     );
     assert!(
-        tcp_ok(&inet, sa(fip(1), 8006), &v1, sa(private(1), 8006)),
-        "8006 allowed now"
+        tcp_ok(&inet, sa(fip(1), 8080), &v1, sa(private(1), 8080)),
+        "8080 allowed now"
     );
     // The same rules again: nothing changes.
-    let (r, log) = a.act(&vm_in(1, 1, 100, &allow("8006")), host::update_sg);
+    let (r, log) = a.act(&update, host::update_sg);
     r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert!(log.contains("VM 1: its security groups are in place"), "{log}");
     // A VM that does not run here: nothing.
-    let (r, log) = a.act(&vm_in(9, 9, 100, &allow("8006")), host::update_sg);
+    let (r, log) = a.act(
+        &captured("vnm/secgroup-scaleway-update_sg.xml", 9, 9, "100"),
+        host::update_sg,
+    );
     r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert!(log.contains("VM 9: no public NIC of it on this host"), "{log}");
 }
@@ -300,32 +279,26 @@ fn ipv6_traffic_is_filtered_too() {
     let lab = Lab::new(1);
     let a = &lab.hosts[0];
     let inet = lab.inet();
-    let nic = "<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
-               <TARGET>one-1-0</TARGET><MAC>02:00:00:00:01:00</MAC><IP6>2001:db8:5:1::2</IP6>\
-               <GATEWAY6>2001:db8:5:1::1</GATEWAY6><EXTERNAL_IP>2001:db8:5:1::</EXTERNAL_IP>\
-               <SECURITY_GROUPS>100</SECURITY_GROUPS></NIC>";
-    let rules = [
-        rule(100, &[("PROTOCOL", "TCP"), ("RULE_TYPE", "INBOUND"), ("RANGE", "8005")]),
-        rule(
-            100,
-            &[("PROTOCOL", "ICMPV6"), ("RULE_TYPE", "INBOUND"), ("ICMPV6_TYPE", "128")],
-        ),
-    ];
-    let doc = parse_vm(&format!(
-        "<VM><ID>1</ID><TEMPLATE>{nic}{}</TEMPLATE></VM>",
-        rules.concat()
-    ));
+    // The IPv6 VM of the captured group (TCP 8080 in, nothing out), group
+    // 0 left out; its tap and MAC the lab's.
+    let mut doc = fixture("vnm/secgroup6-scaleway-pre.xml");
+    for (attr, value) in [("SECURITY_GROUPS", "100"), ("MAC", "02:00:00:00:04:00")] {
+        doc = set_attribute(&doc, "NIC", "NIC_ID", "0", attr, Some(value));
+    }
+    let doc = parse_vm(&doc);
+    let nic = &doc.nics_of("scaleway").unwrap()[0];
+    let (vm_ip, gw, prefix) = (nic.ip6.unwrap(), nic.gateway6.unwrap(), nic.external_ip.unwrap());
     let vm1 = vm_ns("vm1");
     a.pre(&doc);
-    a.plug(&vm1, "one-1-0", 0, &[("2001:db8:5:1::2/64", None)]);
-    ip(vm1.name(), &["-6", "route", "add", "default", "via", "2001:db8:5:1::1"]);
+    a.plug(&vm1, "one-4-0", 0, &[(&format!("{vm_ip}/64"), None)]);
+    ip(vm1.name(), &["-6", "route", "add", "default", "via", &gw.to_string()]);
     ip(
         &inet,
         &[
             "-6",
             "route",
             "add",
-            "2001:db8:5:1::/64",
+            &format!("{prefix}/64"),
             "via",
             "fd00:1::2",
             "src",
@@ -345,21 +318,38 @@ fn ipv6_traffic_is_filtered_too() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let vm: IpAddr = "2001:db8:5:1::2".parse().unwrap();
+    let vm = IpAddr::V6(vm_ip);
     let v1 = vm1.name().to_owned();
-    assert!(ping(&inet, vm).is_some(), "ICMPv6 echo in");
     assert!(
-        tcp_ok(&inet, SocketAddr::new(vm, 8005), &v1, SocketAddr::new(vm, 8005)),
-        "TCP 8005 in"
+        tcp_ok(&inet, SocketAddr::new(vm, 8080), &v1, SocketAddr::new(vm, 8080)),
+        "TCP 8080 in"
     );
     assert!(
-        !tcp_ok(&inet, SocketAddr::new(vm, 8093), &v1, SocketAddr::new(vm, 8093)),
-        "TCP 8093 refused"
+        !tcp_ok(&inet, SocketAddr::new(vm, 8005), &v1, SocketAddr::new(vm, 8005)),
+        "TCP 8005 refused"
     );
-    // Outbound: nothing allowed (no outbound rule).
+    assert!(ping(&inet, vm).is_none(), "ICMPv6 echo refused (no rule for it)");
     let client: IpAddr = "2001:db8:ffff::10".parse().unwrap();
     assert!(
         !tcp_ok(&v1, SocketAddr::new(client, 8080), &inet, SocketAddr::new(client, 8080)),
-        "TCP out refused"
+        "TCP out refused (no outbound rule)"
+    );
+    // The same VM in group 0 as well (as oned sent it): everything passes.
+    let (r, log) = a.act(
+        &parse_vm(&set_attribute(
+            &fixture("vnm/secgroup6-scaleway-pre.xml"),
+            "NIC",
+            "NIC_ID",
+            "0",
+            "MAC",
+            Some("02:00:00:00:04:00"),
+        )),
+        host::update_sg,
+    );
+    r.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(ping(&inet, vm).is_some(), "ICMPv6 echo in with group 0");
+    assert!(
+        tcp_ok(&v1, SocketAddr::new(client, 8080), &inet, SocketAddr::new(client, 8080)),
+        "TCP out with group 0"
     );
 }

@@ -41,6 +41,7 @@ mod libvirt;
 mod netns;
 mod report;
 mod sandbox;
+mod secgroups;
 mod story;
 mod teardown;
 mod vms;

@@ -322,6 +322,16 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         true,
         || Ok(((), crate::hostile::attempt(sb, 1, 0)?)),
     )?;
+    rep.step(
+        "onesecgroup update 0 (TCP 22 only in): oned's update_sg closes vm1 to the internet",
+        true,
+        || Ok(((), crate::secgroups::restrict(sb, 0)?)),
+    )?;
+    rep.step(
+        "onesecgroup update 0 (all open again): the internet reaches vm1",
+        true,
+        || Ok(((), crate::secgroups::reopen(sb, 0)?)),
+    )?;
     crate::day2::run(sb, rep)?;
     if sb.opts.keep {
         keep(sb, rep)?;

@@ -1,0 +1,85 @@
+//! Security groups through OpenNebula's own path: the administrator changes
+//! the rules of the default group 0 (`onesecgroup update`), oned runs
+//! `update_sg` for every VM of the group on its host, and the internet's
+//! traffic to a VM follows the new rules.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use scaleway_emulator::network::CLIENT_V4;
+
+use crate::checks::{inbound, outbound};
+use crate::netns::{PORT, ask};
+use crate::sandbox::Sandbox;
+
+/// The VMs of group 0 oned has not brought up to date yet, or a failure.
+fn pending(sb: &Sandbox) -> anyhow::Result<Vec<String>> {
+    let sg = sb.show("onesecgroup", 0)?;
+    let ids = |list: &str| -> Vec<String> {
+        sg.at(list)
+            .map(|l| l.children_named("ID").map(|i| i.text.clone()).collect())
+            .unwrap_or_default()
+    };
+    let failed = ids("ERROR_VMS");
+    if !failed.is_empty() {
+        bail!(
+            "oned's update_sg failed for VM(s) {}: see their vm.log",
+            failed.join(", ")
+        );
+    }
+    Ok([ids("UPDATING_VMS"), ids("OUTDATED_VMS")].concat())
+}
+
+/// `onesecgroup update 0` with `rules`, then waits until oned has run
+/// `update_sg` for every VM of the group.
+fn update_group0(sb: &Sandbox, file: &str, rules: &str) -> anyhow::Result<String> {
+    let path = sb.oned()?.template_file(file, rules);
+    sb.one("onesecgroup", &["update", "0", &path])?;
+    let started = Instant::now();
+    loop {
+        let left = pending(sb)?;
+        if left.is_empty() {
+            return Ok(format!(
+                "oned ran update_sg for every VM of group 0 in {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("oned did not update VM(s) {} of group 0 in 60 s", left.join(", "));
+        }
+        sb.ctl.sleep(Duration::from_millis(300))?;
+    }
+}
+
+/// Group 0 allows only TCP 22 in (and everything out): the internet no
+/// longer reaches VM `i` on its service port, the VM still reaches it.
+pub fn restrict(sb: &Sandbox, i: usize) -> anyhow::Result<String> {
+    let updated = update_group0(
+        sb,
+        "group0-ssh-only.tmpl",
+        "RULE = [ PROTOCOL = \"ALL\", RULE_TYPE = \"OUTBOUND\" ]\n\
+         RULE = [ PROTOCOL = \"TCP\", RULE_TYPE = \"INBOUND\", RANGE = \"22\" ]\n",
+    )?;
+    let vm = sb.vms.get(i).context("no such VM")?;
+    let to = SocketAddr::new(vm.external_ip.into(), PORT);
+    if let Ok(a) = ask(&sb.inet(), to, 0, Duration::from_secs(3)) {
+        bail!("{to} still answered ({}) after group 0 allowed only TCP 22 in", a.name);
+    }
+    let out = outbound(sb, i)?;
+    Ok(format!(
+        "{updated}\n{CLIENT_V4} -> {to}: refused (group 0: TCP 22 only)\n{out} (outbound still open)"
+    ))
+}
+
+/// Group 0 back to OpenNebula's default (all in, all out): the internet
+/// reaches VM `i` again.
+pub fn reopen(sb: &Sandbox, i: usize) -> anyhow::Result<String> {
+    let updated = update_group0(
+        sb,
+        "group0-default.tmpl",
+        "RULE = [ PROTOCOL = \"ALL\", RULE_TYPE = \"OUTBOUND\" ]\n\
+         RULE = [ PROTOCOL = \"ALL\", RULE_TYPE = \"INBOUND\" ]\n",
+    )?;
+    Ok(format!("{updated}\n{}", inbound(sb, i)?))
+}
