@@ -370,7 +370,10 @@ fn valid_documents_are_accepted() {
         } else if driver == "scaleway" && action == "update_sg" {
             // On a host whose record does not hold the VM: nothing to set.
             assert_eq!((ran.code, ran.stdout.as_str()), (0, ""), "{name}: {ran:?}");
-            assert!(ran.stderr.contains("no public NIC of it on this host"), "{name}: {ran:?}");
+            assert!(
+                ran.stderr.contains("no public NIC of it on this host"),
+                "{name}: {ran:?}"
+            );
         } else if driver == "scaleway" && action != "pre" {
             // The frontend actions read the document, then need oned.
             assert_eq!(

@@ -34,6 +34,10 @@ use crate::endpoint::{Endpoint, Public};
 use crate::ops::NftOp;
 use crate::plan::{Plan, PlanError, Request};
 
+mod script;
+
+pub use script::{is_filter_op, render, simulate};
+
 /// Our table (family `inet`).
 pub const FILTER_TABLE: &str = "one_scaleway_sg";
 /// The table's comment.
@@ -323,205 +327,98 @@ pub fn map(addr: FilterAddr, direction: Direction) -> &'static str {
     }
 }
 
-const DIRECTIONS: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+pub(crate) const DIRECTIONS: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
 
-/// The filters' part of an `nft -f -` script: the base (when declared),
-/// the chains the batch sets or deletes (declared before the maps: nft
-/// 1.0.6 refuses an element jumping to a chain declared after its interval
-/// map in one transaction), their rules (`flush` then the rules, the last
-/// one tagged with their fingerprint), the deletions (an element added then
-/// deleted, a chain flushed then deleted: a missing one is no error), then
-/// the additions (to chains that must exist: an element never jumps to a
-/// chain this batch did not fill or find).
-pub fn render(ops: &[NftOp], out: &mut String) {
-    let t = format!("inet {FILTER_TABLE}");
-    let ensure = ops.contains(&NftOp::EnsureFilters);
-    if ensure {
-        out.push_str(&format!("add table {t} {{ comment \"{FILTER_COMMENT}\"; }}\n"));
-    }
-    let declared: BTreeSet<String> = ops
-        .iter()
-        .filter_map(|o| match o {
-            NftOp::SetFilter { vm, nic_id, .. } | NftOp::DeleteFilter { vm, nic_id } => Some((*vm, *nic_id)),
-            _ => None,
-        })
-        .flat_map(|(vm, nic)| DIRECTIONS.map(|d| chain_name(vm, nic, d)))
-        .collect();
-    for c in &declared {
-        out.push_str(&format!("add chain {t} {c}\n"));
-    }
-    if ensure {
-        for (name, decl) in MAPS {
-            out.push_str(&format!("add map {t} {name} {{ {decl} }}\n"));
-        }
-        for (name, rules) in BASE {
-            out.push_str(&format!(
-                "add chain {t} {name} {{ type filter hook {name} priority filter; policy accept; }}\n"
-            ));
-            out.push_str(&format!("flush chain {t} {name}\n"));
-            for (n, r) in rules.iter().enumerate() {
-                out.push_str(&format!("add rule {t} {name} {r} comment \"{}\"\n", rule_tag(name, n)));
-            }
-        }
-    }
-    for op in ops {
-        if let NftOp::SetFilter { vm, nic_id, rules } = op {
-            for d in DIRECTIONS {
-                let c = chain_name(*vm, *nic_id, d);
-                out.push_str(&format!("flush chain {t} {c}\n"));
-                let lines = secgroup::render::chain(rules, d);
-                let last = lines.len().saturating_sub(1);
-                for (i, line) in lines.iter().enumerate() {
-                    if i == last {
-                        out.push_str(&format!(
-                            "add rule {t} {c} {line} comment \"{}\"\n",
-                            chain_tag(rules, d)
-                        ));
-                    } else {
-                        out.push_str(&format!("add rule {t} {c} {line}\n"));
-                    }
-                }
-            }
-        }
-    }
-    let element = |addr: FilterAddr, vm: u64, nic: u32, d: Direction| {
-        format!("{} {{ {addr} : jump {} }}", map(addr, d), chain_name(vm, nic, d))
-    };
-    for op in ops {
-        if let NftOp::DeleteFilterAddr { addr, vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let e = element(addr, vm, nic_id, d);
-                out.push_str(&format!("add element {t} {e}\ndelete element {t} {e}\n"));
-            }
-        }
-    }
-    for op in ops {
-        if let NftOp::DeleteFilter { vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let c = chain_name(vm, nic_id, d);
-                out.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
-            }
-        }
-    }
-    for op in ops {
-        if let NftOp::AddFilterAddr { addr, vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                out.push_str(&format!("add element {t} {}\n", element(addr, vm, nic_id, d)));
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::{BridgeName, Owner, Port};
 
-/// The filters' part of a transaction on the simulated table (nft's
-/// rules: anything in a missing table fails, an element jumping to a
-/// missing chain fails, a key mapped elsewhere fails, a chain still jumped
-/// to cannot be deleted).
-pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
-    let missing = || "Error: Could not process rule: No such file or directory".to_owned();
-    let exists = || "Error: Could not process rule: File exists".to_owned();
-    let mut next = s.clone();
-    if ops.contains(&NftOp::EnsureFilters) {
-        next.table = true;
-        for (name, decl) in MAPS {
-            let t = if decl.contains("ipv4") {
-                "ipv4_addr"
-            } else {
-                "ipv6_addr"
-            };
-            next.maps
-                .insert(name.to_owned(), (t.to_owned(), decl.contains("interval")));
-        }
-        for (name, rules) in BASE {
-            next.chains.insert(
-                name.to_owned(),
-                (
-                    Some(name.to_owned()),
-                    (0..rules.len()).map(|n| Some(rule_tag(name, n))).collect(),
-                ),
-            );
+    fn endpoint(vm: u64, nic_id: u32, alias: Option<(u32, u32)>, n: u8) -> Endpoint {
+        Endpoint {
+            owner: Owner { vm, nic_id, alias },
+            bridge: BridgeName::parse("scwpub0").unwrap(),
+            public: Public::V4 {
+                ip: [172, 30, 0, 4 * n].into(),
+                gateway: [172, 30, 0, 4 * n + 1].into(),
+                external: [198, 51, 100, n].into(),
+            },
+            port: Some(Port {
+                tap: BridgeName::parse(&format!("one-{vm}-0")).unwrap(),
+                mac: [2, 0, 0, 0, 0, n],
+            }),
         }
     }
-    let touches = ops
-        .iter()
-        .any(|o| !matches!(o, NftOp::EnsureFilters) && is_filter_op(o));
-    if touches && !next.table {
-        return Err(missing());
-    }
-    for op in ops {
-        match op {
-            NftOp::SetFilter { vm, nic_id, rules } => {
-                for d in DIRECTIONS {
-                    let n = secgroup::render::chain(rules, d).len();
-                    let mut tags = vec![None; n.saturating_sub(1)];
-                    tags.push(Some(chain_tag(rules, d)));
-                    next.chains.insert(chain_name(*vm, *nic_id, d), (None, tags));
-                }
-            }
-            NftOp::DeleteFilter { vm, nic_id } => {
-                for d in DIRECTIONS {
-                    next.chains.entry(chain_name(*vm, *nic_id, d)).or_default();
-                }
-            }
-            _ => {}
-        }
-    }
-    for op in ops {
-        if let NftOp::DeleteFilterAddr { addr, vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let c = chain_name(vm, nic_id, d);
-                if !next.chains.contains_key(&c) {
-                    return Err(missing());
-                }
-                let m = next.elements.entry(map(addr, d).to_owned()).or_default();
-                match m.get(&addr) {
-                    Some(other) if *other != c => return Err(exists()),
-                    _ => {
-                        m.remove(&addr);
-                    }
-                }
-            }
-        }
-    }
-    for op in ops {
-        if let NftOp::DeleteFilter { vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let c = chain_name(vm, nic_id, d);
-                if next.elements.values().any(|m| m.values().any(|v| *v == c)) {
-                    return Err("Error: Could not process rule: Device or resource busy".into());
-                }
-                next.chains.remove(&c);
-            }
-        }
-    }
-    for op in ops {
-        if let NftOp::AddFilterAddr { addr, vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let c = chain_name(vm, nic_id, d);
-                if !next.chains.contains_key(&c) {
-                    return Err(missing());
-                }
-                let m = next.elements.entry(map(addr, d).to_owned()).or_default();
-                match m.get(&addr) {
-                    Some(other) if *other != c => return Err(exists()),
-                    _ => {
-                        m.insert(addr, c);
-                    }
-                }
-            }
-        }
-    }
-    *s = next;
-    Ok(())
-}
 
-/// Whether an op is one of the filters'.
-pub fn is_filter_op(op: &NftOp) -> bool {
-    matches!(
-        op,
-        NftOp::EnsureFilters
-            | NftOp::SetFilter { .. }
-            | NftOp::DeleteFilter { .. }
-            | NftOp::AddFilterAddr { .. }
-            | NftOp::DeleteFilterAddr { .. }
-    )
+    fn filter(vm: u64, nic_id: u32, inbound_port: u16) -> NicFilter {
+        let mut rules = secgroup::default_rules();
+        rules[1].protocol = secgroup::Protocol::Tcp;
+        rules[1].ports = vec![secgroup::PortRange {
+            first: inbound_port,
+            last: inbound_port,
+        }];
+        NicFilter { vm, nic_id, rules }
+    }
+
+    fn ops(request: &Request, observed: &FilterState) -> Vec<NftOp> {
+        let mut p = Plan::default();
+        plan(request, observed, &mut p);
+        p.nft.ops
+    }
+
+    #[test]
+    fn chains_are_set_only_when_their_rules_change() {
+        let (nic, alias) = (endpoint(7, 0, None, 1), endpoint(7, 2, Some((0, 0)), 2));
+        let recorded = FilterState::model(&[filter(7, 0, 22)], [&nic, &alias]);
+        assert!(recorded.base_ok());
+        let same = Request {
+            ensure: vec![nic],
+            keep: vec![alias],
+            filters: vec![filter(7, 0, 22)],
+            ..Request::default()
+        };
+        // The same rules: the VM's address is asserted again, the chains stay.
+        assert_eq!(
+            ops(&same, &FilterState::model(&[filter(7, 0, 22)], [&alias])),
+            [NftOp::AddFilterAddr {
+                addr: FilterAddr::V4([172, 30, 0, 4].into()),
+                vm: 7,
+                nic_id: 0
+            }]
+        );
+        // Other rules: the chains are set again, nothing else.
+        let other = Request {
+            filters: vec![filter(7, 0, 443)],
+            ..same.clone()
+        };
+        let planned = ops(&other, &recorded);
+        assert!(
+            matches!(planned[..], [NftOp::SetFilter { nic_id: 0, .. }]),
+            "{planned:?}"
+        );
+        // The alias goes: its address only; the NIC's chains stay for the NIC.
+        let detach = Request {
+            remove: vec![alias],
+            keep: vec![nic],
+            ..Request::default()
+        };
+        assert_eq!(
+            ops(&detach, &recorded),
+            [NftOp::DeleteFilterAddr {
+                addr: FilterAddr::V4([172, 30, 0, 8].into()),
+                vm: 7,
+                nic_id: 0
+            }]
+        );
+        // Both go: their addresses, then the chains.
+        let clean = Request {
+            remove: vec![nic, alias],
+            ..Request::default()
+        };
+        let planned = ops(&clean, &recorded);
+        assert_eq!(planned.len(), 3, "{planned:?}");
+        assert_eq!(planned[2], NftOp::DeleteFilter { vm: 7, nic_id: 0 });
+        // An unknown table (listed empty): the base is declared with the rest.
+        assert_eq!(ops(&same, &FilterState::default())[0], NftOp::EnsureFilters);
+    }
 }

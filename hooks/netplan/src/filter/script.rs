@@ -1,0 +1,212 @@
+//! The security groups' table in `nft -f -` scripts, and on the
+//! simulated host.
+
+use std::collections::BTreeSet;
+
+use secgroup::Direction;
+
+use super::{
+    BASE, DIRECTIONS, FILTER_COMMENT, FILTER_TABLE, FilterAddr, FilterState, MAPS, chain_name, chain_tag, map, rule_tag,
+};
+use crate::ops::NftOp;
+
+/// The filters' part of an `nft -f -` script: the base (when declared),
+/// the chains the batch sets or deletes (declared before the maps: nft
+/// 1.0.6 refuses an element jumping to a chain declared after its interval
+/// map in one transaction), their rules (`flush` then the rules, the last
+/// one tagged with their fingerprint), the deletions (an element added then
+/// deleted, a chain flushed then deleted: a missing one is no error), then
+/// the additions (to chains that must exist: an element never jumps to a
+/// chain this batch did not fill or find).
+pub fn render(ops: &[NftOp], out: &mut String) {
+    let t = format!("inet {FILTER_TABLE}");
+    let ensure = ops.contains(&NftOp::EnsureFilters);
+    if ensure {
+        out.push_str(&format!("add table {t} {{ comment \"{FILTER_COMMENT}\"; }}\n"));
+    }
+    let declared: BTreeSet<String> = ops
+        .iter()
+        .filter_map(|o| match o {
+            NftOp::SetFilter { vm, nic_id, .. } | NftOp::DeleteFilter { vm, nic_id } => Some((*vm, *nic_id)),
+            _ => None,
+        })
+        .flat_map(|(vm, nic)| DIRECTIONS.map(|d| chain_name(vm, nic, d)))
+        .collect();
+    for c in &declared {
+        out.push_str(&format!("add chain {t} {c}\n"));
+    }
+    if ensure {
+        for (name, decl) in MAPS {
+            out.push_str(&format!("add map {t} {name} {{ {decl} }}\n"));
+        }
+        for (name, rules) in BASE {
+            out.push_str(&format!(
+                "add chain {t} {name} {{ type filter hook {name} priority filter; policy accept; }}\n"
+            ));
+            out.push_str(&format!("flush chain {t} {name}\n"));
+            for (n, r) in rules.iter().enumerate() {
+                out.push_str(&format!("add rule {t} {name} {r} comment \"{}\"\n", rule_tag(name, n)));
+            }
+        }
+    }
+    for op in ops {
+        if let NftOp::SetFilter { vm, nic_id, rules } = op {
+            for d in DIRECTIONS {
+                let c = chain_name(*vm, *nic_id, d);
+                out.push_str(&format!("flush chain {t} {c}\n"));
+                let lines = secgroup::render::chain(rules, d);
+                let last = lines.len().saturating_sub(1);
+                for (i, line) in lines.iter().enumerate() {
+                    if i == last {
+                        out.push_str(&format!(
+                            "add rule {t} {c} {line} comment \"{}\"\n",
+                            chain_tag(rules, d)
+                        ));
+                    } else {
+                        out.push_str(&format!("add rule {t} {c} {line}\n"));
+                    }
+                }
+            }
+        }
+    }
+    let element = |addr: FilterAddr, vm: u64, nic: u32, d: Direction| {
+        format!("{} {{ {addr} : jump {} }}", map(addr, d), chain_name(vm, nic, d))
+    };
+    for op in ops {
+        if let NftOp::DeleteFilterAddr { addr, vm, nic_id } = *op {
+            for d in DIRECTIONS {
+                let e = element(addr, vm, nic_id, d);
+                out.push_str(&format!("add element {t} {e}\ndelete element {t} {e}\n"));
+            }
+        }
+    }
+    for op in ops {
+        if let NftOp::DeleteFilter { vm, nic_id } = *op {
+            for d in DIRECTIONS {
+                let c = chain_name(vm, nic_id, d);
+                out.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
+            }
+        }
+    }
+    for op in ops {
+        if let NftOp::AddFilterAddr { addr, vm, nic_id } = *op {
+            for d in DIRECTIONS {
+                out.push_str(&format!("add element {t} {}\n", element(addr, vm, nic_id, d)));
+            }
+        }
+    }
+}
+
+/// The filters' part of a transaction on the simulated table (nft's
+/// rules: anything in a missing table fails, an element jumping to a
+/// missing chain fails, a key mapped elsewhere fails, a chain still jumped
+/// to cannot be deleted).
+pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
+    let missing = || "Error: Could not process rule: No such file or directory".to_owned();
+    let exists = || "Error: Could not process rule: File exists".to_owned();
+    let mut next = s.clone();
+    if ops.contains(&NftOp::EnsureFilters) {
+        next.table = true;
+        for (name, decl) in MAPS {
+            let t = if decl.contains("ipv4") {
+                "ipv4_addr"
+            } else {
+                "ipv6_addr"
+            };
+            next.maps
+                .insert(name.to_owned(), (t.to_owned(), decl.contains("interval")));
+        }
+        for (name, rules) in BASE {
+            next.chains.insert(
+                name.to_owned(),
+                (
+                    Some(name.to_owned()),
+                    (0..rules.len()).map(|n| Some(rule_tag(name, n))).collect(),
+                ),
+            );
+        }
+    }
+    let touches = ops
+        .iter()
+        .any(|o| !matches!(o, NftOp::EnsureFilters) && is_filter_op(o));
+    if touches && !next.table {
+        return Err(missing());
+    }
+    for op in ops {
+        match op {
+            NftOp::SetFilter { vm, nic_id, rules } => {
+                for d in DIRECTIONS {
+                    let n = secgroup::render::chain(rules, d).len();
+                    let mut tags = vec![None; n.saturating_sub(1)];
+                    tags.push(Some(chain_tag(rules, d)));
+                    next.chains.insert(chain_name(*vm, *nic_id, d), (None, tags));
+                }
+            }
+            NftOp::DeleteFilter { vm, nic_id } => {
+                for d in DIRECTIONS {
+                    next.chains.entry(chain_name(*vm, *nic_id, d)).or_default();
+                }
+            }
+            _ => {}
+        }
+    }
+    for op in ops {
+        if let NftOp::DeleteFilterAddr { addr, vm, nic_id } = *op {
+            for d in DIRECTIONS {
+                let c = chain_name(vm, nic_id, d);
+                if !next.chains.contains_key(&c) {
+                    return Err(missing());
+                }
+                let m = next.elements.entry(map(addr, d).to_owned()).or_default();
+                match m.get(&addr) {
+                    Some(other) if *other != c => return Err(exists()),
+                    _ => {
+                        m.remove(&addr);
+                    }
+                }
+            }
+        }
+    }
+    for op in ops {
+        if let NftOp::DeleteFilter { vm, nic_id } = *op {
+            for d in DIRECTIONS {
+                let c = chain_name(vm, nic_id, d);
+                if next.elements.values().any(|m| m.values().any(|v| *v == c)) {
+                    return Err("Error: Could not process rule: Device or resource busy".into());
+                }
+                next.chains.remove(&c);
+            }
+        }
+    }
+    for op in ops {
+        if let NftOp::AddFilterAddr { addr, vm, nic_id } = *op {
+            for d in DIRECTIONS {
+                let c = chain_name(vm, nic_id, d);
+                if !next.chains.contains_key(&c) {
+                    return Err(missing());
+                }
+                let m = next.elements.entry(map(addr, d).to_owned()).or_default();
+                match m.get(&addr) {
+                    Some(other) if *other != c => return Err(exists()),
+                    _ => {
+                        m.insert(addr, c);
+                    }
+                }
+            }
+        }
+    }
+    *s = next;
+    Ok(())
+}
+
+/// Whether an op is one of the filters'.
+pub fn is_filter_op(op: &NftOp) -> bool {
+    matches!(
+        op,
+        NftOp::EnsureFilters
+            | NftOp::SetFilter { .. }
+            | NftOp::DeleteFilter { .. }
+            | NftOp::AddFilterAddr { .. }
+            | NftOp::DeleteFilterAddr { .. }
+    )
+}
