@@ -39,11 +39,13 @@ impl Query {
         self.one(key).filter(|v| !v.is_empty()).map(str::to_string)
     }
 
+    /// A boolean in every form the real API accepts (it is written in Go:
+    /// `strconv.ParseBool`).
     pub fn bool(&self, key: &str) -> Result<Option<bool>, Reply> {
         match self.one(key) {
             None | Some("") => Ok(None),
-            Some("true") | Some("1") => Ok(Some(true)),
-            Some("false") | Some("0") => Ok(Some(false)),
+            Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(Some(true)),
+            Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(Some(false)),
             Some(other) => Err(invalid(key, "format", &format!("{other:?} is not a boolean"))),
         }
     }
@@ -285,6 +287,31 @@ mod tests {
         let query = q(&[("tags", "a"), ("tags[]", "b"), ("other", "c")]);
         assert_eq!(query.all("tags"), vec!["a", "b"]);
         assert_eq!(query.one("tags"), Some("b"));
+    }
+
+    #[test]
+    fn booleans_in_every_form_go_parses() {
+        for (v, b) in [
+            ("1", true),
+            ("t", true),
+            ("T", true),
+            ("TRUE", true),
+            ("true", true),
+            ("True", true),
+            ("0", false),
+            ("f", false),
+            ("F", false),
+            ("FALSE", false),
+            ("false", false),
+            ("False", false),
+        ] {
+            assert_eq!(q(&[("delete_ip", v)]).bool("delete_ip").ok(), Some(Some(b)), "{v}");
+        }
+        assert_eq!(q(&[]).bool("delete_ip").ok(), Some(None));
+        for bad in ["yes", "tRUE", "2", "on"] {
+            let status = q(&[("delete_ip", bad)]).bool("delete_ip").err().map(|r| r.status);
+            assert_eq!(status, Some(400), "{bad}");
+        }
     }
 
     #[test]

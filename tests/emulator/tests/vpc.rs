@@ -314,8 +314,14 @@ fn gateways_allocate_configure_and_run_and_gateway_networks_follow() {
         .body;
     assert_eq!(gw2["ipv4"]["id"], ip_id.as_str());
     api.advance(7.0);
+    // A boolean as Go's ParseBool reads it (the real API is written in Go):
+    // `True` is true; `yes` is refused.
     assert_eq!(
-        api.delete(&format!("{GW}/gateways/{}?delete_ip=true", id(&gw2))).status,
+        api.delete(&format!("{GW}/gateways/{}?delete_ip=yes", id(&gw2))).status,
+        400
+    );
+    assert_eq!(
+        api.delete(&format!("{GW}/gateways/{}?delete_ip=True", id(&gw2))).status,
         200
     );
     assert_eq!(api.get(&format!("{GW}/ips")).body["total_count"], 0);
