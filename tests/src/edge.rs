@@ -189,3 +189,22 @@ pub fn skip_vm_ids(oned: &RealOned, count: u32) {
     oned.cli_ok("onevm", &["create", "--hold", "--multiple", &count.to_string(), &file]);
     oned.cli_ok("onevm", &["recover", "--delete", &format!("0..{}", count - 1)]);
 }
+
+/// A held VM named `name` with an IPv6 public NIC on `edge-public6` (its
+/// address named: oned cannot lease it by itself) whose other attributes
+/// are `nic`, and the rest of its template `more`.
+pub fn ipv6_vm(oned: &RealOned, edge: &Edge, name: &str, nic: &str, more: &str) -> u32 {
+    let ip6 = oned
+        .show("onevnet", edge.public6)
+        .at("AR_POOL/AR/IP6")
+        .map(|e| e.text.clone())
+        .unwrap();
+    oned.create(
+        "onevm",
+        &["--hold"],
+        &format!(
+            "NAME = \"{name}\"\n{VM_EXTRAS}NIC = [ NETWORK_ID = \"{}\", IP6 = \"{ip6}\"{nic} ]\n{more}",
+            edge.public6
+        ),
+    )
+}

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::edge::{VM_EXTRAS, document, edge_cluster, running, skip_vm_ids, start, wait_vm};
+use integration_tests::edge::{VM_EXTRAS, document, edge_cluster, ipv6_vm, running, skip_vm_ids, start, wait_vm};
 use opennebula::vm::Vm;
 use opennebula::xml;
 use secgroup::{AddrRange, Direction, PortRange, Protocol, Rule, Target};
@@ -171,22 +171,8 @@ fn security_group_rules_reach_the_drivers_as_oned_writes_them() {
         [rule(Inbound, Protocol::Tcp, &[(8080, 8080)], None, Target::Any)],
         "{update}"
     );
-    // An IPv6 public NIC in the group (its address named: oned cannot
-    // lease it by itself).
-    let ip6 = oned
-        .show("onevnet", edge.public6)
-        .at("AR_POOL/AR/IP6")
-        .map(|e| e.text.clone())
-        .unwrap();
-    let vm6 = oned.create(
-        "onevm",
-        &["--hold"],
-        &format!(
-            "NAME = \"web6\"\n{VM_EXTRAS}\
-             NIC = [ NETWORK_ID = \"{}\", IP6 = \"{ip6}\", SECURITY_GROUPS = \"{sg}\" ]\n",
-            edge.public6
-        ),
-    );
+    // An IPv6 public NIC in the group.
+    let vm6 = ipv6_vm(&oned, &edge, "web6", &format!(", SECURITY_GROUPS = \"{sg}\""), "");
     let from = oned.records().len();
     oned.cli_ok(
         "onevm",

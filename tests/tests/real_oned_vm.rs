@@ -147,22 +147,13 @@ fn network_drivers_under_a_real_vm_driver() {
     wait_vm(&oned, vm, "live migration", running(2, "host-b"));
     mark(&oned, "migrate");
 
-    // An IPv6 public NIC (its address named: oned cannot lease it by
-    // itself) with an IPv4 public alias.
-    let ip6 = oned
-        .show("onevnet", edge.public6)
-        .at("AR_POOL/AR/IP6")
-        .map(|e| e.text.clone())
-        .unwrap();
-    let vm6 = oned.create(
-        "onevm",
-        &["--hold"],
-        &format!(
-            "NAME = \"web6\"\n{VM_EXTRAS}\
-             NIC = [ NETWORK_ID = \"{}\", IP6 = \"{ip6}\", NAME = \"public\" ]\n\
-             NIC_ALIAS = [ NETWORK_ID = \"{public}\", PARENT = \"public\" ]\n",
-            edge.public6
-        ),
+    // An IPv6 public NIC with an IPv4 public alias.
+    let vm6 = ipv6_vm(
+        &oned,
+        &edge,
+        "web6",
+        ", NAME = \"public\"",
+        &format!("NIC_ALIAS = [ NETWORK_ID = \"{public}\", PARENT = \"public\" ]\n"),
     );
     let before6 = oned.records().len();
     oned.cli_ok("onevm", &["deploy", &vm6.to_string(), &h1_s, &ds_s]);

@@ -496,22 +496,7 @@ fn ipv6_prefixes_are_routed_to_the_vm() {
         );
     }
     assert_eq!(read_sysctl(a.ns.name(), "net/ipv6/conf/scwpub0/proxy_ndp"), "1");
-    // The bridge got its carrier with the VM's tap: its link-local address
-    // is tentative for a second (duplicate address detection), and the host
-    // cannot resolve the VM's address before that.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !a
-        .ns
-        .run_ok(&["ip", "-6", "addr", "show", "dev", "scwpub0", "tentative"], b"")
-        .trim()
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the bridge's link-local address stays tentative"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    a.wait_bridge_ipv6();
     assert!(
         ping(&inet, "2001:db8:5:1::2".parse().unwrap()).is_some(),
         "internet -> VM (prefix on the bridge)"

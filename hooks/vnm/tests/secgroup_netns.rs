@@ -305,19 +305,7 @@ fn ipv6_traffic_is_filtered_too() {
             "2001:db8:ffff::10",
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !a
-        .ns
-        .run_ok(&["ip", "-6", "addr", "show", "dev", "scwpub0", "tentative"], b"")
-        .trim()
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the bridge's link-local address stays tentative"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    a.wait_bridge_ipv6();
     let vm = IpAddr::V6(vm_ip);
     let v1 = vm1.name().to_owned();
     assert!(

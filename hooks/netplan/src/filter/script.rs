@@ -103,7 +103,6 @@ pub fn render(ops: &[NftOp], out: &mut String) {
 /// to cannot be deleted).
 pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
     let missing = || "Error: Could not process rule: No such file or directory".to_owned();
-    let exists = || "Error: Could not process rule: File exists".to_owned();
     let mut next = s.clone();
     if ops.contains(&NftOp::EnsureFilters) {
         next.table = true;
@@ -152,19 +151,7 @@ pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
     }
     for op in ops {
         if let NftOp::DeleteFilterAddr { addr, vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let c = chain_name(vm, nic_id, d);
-                if !next.chains.contains_key(&c) {
-                    return Err(missing());
-                }
-                let m = next.elements.entry(map(addr, d).to_owned()).or_default();
-                match m.get(&addr) {
-                    Some(other) if *other != c => return Err(exists()),
-                    _ => {
-                        m.remove(&addr);
-                    }
-                }
-            }
+            element(&mut next, addr, vm, nic_id, false)?;
         }
     }
     for op in ops {
@@ -180,22 +167,33 @@ pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
     }
     for op in ops {
         if let NftOp::AddFilterAddr { addr, vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let c = chain_name(vm, nic_id, d);
-                if !next.chains.contains_key(&c) {
-                    return Err(missing());
-                }
-                let m = next.elements.entry(map(addr, d).to_owned()).or_default();
-                match m.get(&addr) {
-                    Some(other) if *other != c => return Err(exists()),
-                    _ => {
-                        m.insert(addr, c);
-                    }
-                }
-            }
+            element(&mut next, addr, vm, nic_id, true)?;
         }
     }
     *s = next;
+    Ok(())
+}
+
+/// Adds (`add`) or deletes the elements of `addr` jumping to the NIC's
+/// chains, as nft does: the chain must exist, and a key jumping elsewhere
+/// fails. (A deletion is rendered as an addition then a deletion.)
+fn element(s: &mut FilterState, addr: FilterAddr, vm: u64, nic_id: u32, add: bool) -> Result<(), String> {
+    for d in DIRECTIONS {
+        let c = chain_name(vm, nic_id, d);
+        if !s.chains.contains_key(&c) {
+            return Err("Error: Could not process rule: No such file or directory".into());
+        }
+        let m = s.elements.entry(map(addr, d).to_owned()).or_default();
+        match m.get(&addr) {
+            Some(other) if *other != c => return Err("Error: Could not process rule: File exists".into()),
+            _ if add => {
+                m.insert(addr, c);
+            }
+            _ => {
+                m.remove(&addr);
+            }
+        }
+    }
     Ok(())
 }
 

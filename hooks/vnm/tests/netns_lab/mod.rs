@@ -256,6 +256,25 @@ impl Hyper {
         }
     }
 
+    /// Waits until the bridge's IPv6 link-local address is usable: it is
+    /// tentative for a second after the bridge gets its carrier (a VM's
+    /// tap), and the host cannot resolve the VM's address before that.
+    pub fn wait_bridge_ipv6(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self
+            .ns
+            .run_ok(&["ip", "-6", "addr", "show", "dev", "scwpub0", "tentative"], b"")
+            .trim()
+            .is_empty()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the bridge's link-local address stays tentative"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn unplug(&self, tap: &str) {
         ip(&self.name(), &["link", "del", tap]);
     }
