@@ -248,6 +248,28 @@ mod tests {
     }
 
     #[test]
+    fn security_group_rules_are_checked() {
+        let mut rule = secgroup::default_rules().remove(0);
+        let request = |rule: secgroup::Rule| Public::Nft {
+            ops: vec![NftOp::SetFilter {
+                vm: 7,
+                nic_id: 0,
+                rules: vec![rule],
+            }],
+        };
+        let tools = Tools::direct(std::time::Duration::from_secs(5));
+        assert_eq!(check(&request(rule.clone()), &tools), Ok(()));
+        // Ports on ICMP: no rule oned accepts, and none the driver sends.
+        rule.protocol = secgroup::Protocol::Icmp;
+        rule.ports = vec![secgroup::PortRange { first: 22, last: 22 }];
+        let e = check(&request(rule), &tools).unwrap_err();
+        assert!(
+            e.contains("a security group rule: ports are supported only for TCP and UDP"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn ip_changes_touch_bridges_only() {
         let b = |s: &str| BridgeName::parse(s).unwrap();
         let route = |dev: &str, len: u8| {

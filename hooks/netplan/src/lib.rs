@@ -47,7 +47,7 @@ pub use endpoint::{Endpoint, Owner, Port, Public, Selection, select};
 pub use needs::{Query, query};
 pub use observed::{Observed, simulate};
 pub use ops::{IpOp, NftBatch, NftOp, Proxy, Route, SysctlKey, SysctlWrite};
-pub use plan::{Plan, PlanError, Request, plan, tables_ok, tables_ok_after};
+pub use plan::{Plan, PlanError, Request, plan, tables_ok_after};
 
 /// The driver (`VN_MAD`) whose NICs we plan for.
 pub const VN_MAD: &str = "scaleway";

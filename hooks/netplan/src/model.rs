@@ -66,26 +66,29 @@ mod tests {
         }
     }
 
+    /// Whether both tables' bases are this version's.
+    fn base_ok(nat: NatState, guard: GuardState) -> bool {
+        let observed = crate::Observed {
+            nat,
+            guard,
+            filter: crate::filter::FilterState::model(&[], []),
+            ..crate::Observed::default()
+        };
+        crate::plan::tables_ok_after(&observed, &crate::Plan::default())
+    }
+
     #[test]
     fn the_model_is_what_applying_the_record_makes() {
         let (a, b) = (endpoint(1, 1, 1), endpoint(2, 2, 2));
         let (nat, guard) = tables([&a, &b]).unwrap();
-        assert!(crate::plan::tables_ok(
-            &nat,
-            &guard,
-            &crate::filter::FilterState::model(&[], [])
-        ));
+        assert!(base_ok(nat.clone(), guard.clone()));
         assert_eq!(
             nat.get(NFT_DNAT_MAP, [198, 51, 100, 2].into()),
             Some([172, 30, 0, 4].into())
         );
         assert_eq!(guard.elements, elements([&a, &b]));
         let (nat, guard) = tables([]).unwrap();
-        assert!(crate::plan::tables_ok(
-            &nat,
-            &guard,
-            &crate::filter::FilterState::model(&[], [])
-        ));
+        assert!(base_ok(nat.clone(), guard.clone()));
         assert!(guard.elements.is_empty());
         // Two recorded endpoints with one flexible IP: no model.
         assert_eq!(tables([&a, &endpoint(3, 3, 1)]), None);

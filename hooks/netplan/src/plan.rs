@@ -207,12 +207,7 @@ fn base_is_ok(nat: &NatState) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// Whether both tables' bases are as this version declares them.
-pub fn tables_ok(nat: &NatState, guard: &crate::guard::GuardState, filter: &crate::filter::FilterState) -> bool {
-    base_is_ok(nat) == Ok(true) && crate::guard::base_is_ok(guard) == Ok(true) && filter.base_ok()
-}
-
-/// Whether both tables' bases are as this version declares them once
+/// Whether our tables' bases are as this version declares them once
 /// `plan` is applied to the `observed` host (each found intact, or
 /// declared by the plan).
 pub fn tables_ok_after(observed: &Observed, plan: &Plan) -> bool {
