@@ -63,6 +63,21 @@ fn tcp_ok(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> bool {
     connected && accepted
 }
 
+/// `tcp_ok`, tried for up to 5 s: the first connection after the VM is
+/// plugged may wait for neighbour discovery (IPv6 addresses are tentative
+/// for a moment) longer than one attempt allows.
+fn tcp_soon(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if tcp_ok(ns, to, listen_ns, at) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+    }
+}
+
 /// The internet's packets to `fip` leave from `src` (203.0.113.10 or .11).
 fn client_source(lab: &Lab, fip: Ipv4Addr, src: Ipv4Addr) {
     let via = lab.hosts[0].underlay.to_string();
@@ -142,7 +157,7 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
         // Inbound, from the internet: ports and ranges, UDP, ICMP type.
         for port in [80, 443, 8005] {
             assert!(
-                tcp_ok(&inet, sa(fip(1), port), &v1, sa(private(1), port)),
+                tcp_soon(&inet, sa(fip(1), port), &v1, sa(private(1), port)),
                 "{what}: TCP {port} in"
             );
         }
@@ -240,6 +255,10 @@ fn update_sg_replaces_the_rules_and_keeps_established_connections() {
     plug(&lab, 0, &vm1, "one-1-0", 0, 1);
     lab.route_fip(fip(1), 0);
     let v1 = vm1.name().to_owned();
+    assert!(
+        tcp_soon(&inet, sa(fip(1), 8005), &v1, sa(private(1), 8005)),
+        "8005 allowed"
+    );
     let (mut conn, server) = open_connection(&inet, sa(fip(1), 8005), &v1, sa(private(1), 8005));
     conn.write_all(b"before ").unwrap();
     // The group now allows TCP 8080 in only: the document oned sent with
@@ -309,7 +328,7 @@ fn ipv6_traffic_is_filtered_too() {
     let vm = IpAddr::V6(vm_ip);
     let v1 = vm1.name().to_owned();
     assert!(
-        tcp_ok(&inet, SocketAddr::new(vm, 8080), &v1, SocketAddr::new(vm, 8080)),
+        tcp_soon(&inet, SocketAddr::new(vm, 8080), &v1, SocketAddr::new(vm, 8080)),
         "TCP 8080 in"
     );
     assert!(
