@@ -37,8 +37,9 @@ fn addresses(i: u32) -> (Ipv4Addr, Ipv4Addr, Ipv4Addr) {
 pub fn legend() -> Vec<String> {
     vec![
         "3: real kernel in namespaces made for the run; ours = the release scaleway-vnm `pre` (add) / `clean_host` \
-         (remove) of one VM with one public NIC with N already on the host (bridge, /32 route, proxy ARP, 2 nft map \
-         elements, record), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
+         (remove) of one VM with one public NIC with N already on the host (bridge, /32 route, proxy ARP, a permanent \
+         neighbour entry, 2 NAT map elements, 3 port guard elements, the NIC's security group chains and 2 \
+         verdict map elements, record), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
          = the existing implementation's NAT only: 2 `iptables -w -t nat -A/-D` processes per IP (iptables-nft), \
          the N existing rules loaded by one `iptables-restore --noflush` (timed as the `all N` baseline); it does \
          no route, proxy ARP or record, so it is a lower bound of that implementation"
