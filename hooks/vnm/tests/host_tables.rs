@@ -110,3 +110,53 @@ fn a_record_of_another_version_declares_the_base_again() {
         assert_eq!(listings(&h.fake.take_calls()), 0);
     }
 }
+
+/// The captured document of a VM in security group 100 (its NIC's groups
+/// chosen), on the fake host.
+fn in_group(name: &str, groups: &str) -> opennebula::vm::Vm {
+    let doc = test_support::set_attribute(
+        &test_support::fixture(name),
+        "NIC",
+        "NIC_ID",
+        "0",
+        "SECURITY_GROUPS",
+        Some(groups),
+    );
+    fake_hyper::parse_vm(&doc)
+}
+
+#[test]
+fn update_sg_sets_only_the_chains_whose_rules_changed() {
+    let h = Hyper::new();
+    let pre = in_group("vnm/secgroup-scaleway-pre.xml", "100");
+    let update = in_group("vnm/secgroup-scaleway-update_sg.xml", "100");
+    // Not on this host yet: no tool runs.
+    let (r, log) = h.update_sg(&update);
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(log.contains("VM 3: no public NIC of it on this host"), "{log}");
+    assert!(h.fake.take_calls().is_empty());
+    h.pre(&pre).0.unwrap();
+    h.fake.take_calls();
+    // New rules: one transaction that flushes and fills the NIC's chains,
+    // nothing listed, no ip change.
+    let (r, log) = h.update_sg(&update);
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(log.contains("VM 3: security groups set on NIC 0 (1 rule)"), "{log}");
+    let calls = h.fake.take_calls();
+    let nft: Vec<&String> = calls.iter().filter(|c| c.starts_with("nft")).collect();
+    assert_eq!(nft.len(), 1, "{calls:?}");
+    assert!(
+        nft[0].contains("flush chain inet one_scaleway_sg nic-3-0-in"),
+        "{calls:?}"
+    );
+    assert!(nft[0].contains("tcp dport { 8080 } return"), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("ip -batch")), "{calls:?}");
+    let rules = RecordFile::new(h.record_path()).load().unwrap().filters;
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].rules.iter().filter(|r| r.group == 100).count(), 1);
+    // The same rules again: the chains stay.
+    let (r, log) = h.update_sg(&update);
+    assert_eq!(r, Ok(String::new()), "{log}");
+    assert!(log.contains("VM 3: its security groups are in place"), "{log}");
+    assert!(!h.fake.take_calls().iter().any(|c| c.contains("flush chain")));
+}

@@ -12,7 +12,7 @@ use netapply::fake::FakeHost;
 use netapply::record::RecordFile;
 use opennebula::driver::{Level, Log, Output};
 use opennebula::vm::Vm;
-use scaleway_vnm::host::{Settings, clean_host_with, pre_with, reconcile_with};
+use scaleway_vnm::host::{Settings, clean_host_with, pre_with, reconcile_with, update_sg_with};
 use test_support::{TempDir, fixture};
 
 /// One fake hypervisor: its kernel, its lock and record.
@@ -66,6 +66,10 @@ impl Hyper {
 
     pub fn clean(&self, vm: &Vm) -> (Result<String, String>, String) {
         self.act(|log, host, s| clean_host_with(vm, log, host, s))
+    }
+
+    pub fn update_sg(&self, vm: &Vm) -> (Result<String, String>, String) {
+        self.act(|log, host, s| update_sg_with(vm, log, host, s))
     }
 
     pub fn reconcile(&self) -> (Result<String, String>, String) {
