@@ -78,23 +78,6 @@ fn tcp_soon(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> bool {
     }
 }
 
-/// The internet's packets to `fip` leave from `src` (203.0.113.10 or .11).
-fn client_source(lab: &Lab, fip: Ipv4Addr, src: Ipv4Addr) {
-    let via = lab.hosts[0].underlay.to_string();
-    ip(
-        &lab.inet(),
-        &[
-            "route",
-            "replace",
-            &format!("{fip}/32"),
-            "via",
-            &via,
-            "src",
-            &src.to_string(),
-        ],
-    );
-}
-
 /// Whether UDP datagrams from `ns` to `to` reach a socket in `listen_ns`
 /// on `at`.
 fn udp_ok(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> bool {
@@ -179,7 +162,7 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
             tcp_ok(&inet, sa(fip(1), 22), &v1, sa(private(1), 22)),
             "{what}: TCP 22 from 203.0.113.10"
         );
-        client_source(&lab, fip(1), OUTSIDER);
+        lab.route_fip_from(fip(1), 0, OUTSIDER);
         assert!(
             !tcp_ok(&inet, sa(fip(1), 22), &v1, sa(private(1), 22)),
             "{what}: TCP 22 from {OUTSIDER} refused"
@@ -188,7 +171,7 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
             tcp_ok(&inet, sa(fip(1), 8005), &v1, sa(private(1), 8005)),
             "{what}: TCP 8005 from {OUTSIDER}"
         );
-        client_source(&lab, fip(1), CLIENT);
+        lab.route_fip_from(fip(1), 0, CLIENT);
         // Outbound: TCP 443 anywhere and everything to 10.0.0.0/16; the
         // replies come back although nothing inbound allows them.
         assert!(

@@ -367,6 +367,12 @@ impl Lab {
     /// Scaleway routes the flexible IP to host `h` (the client's packets
     /// leave from 203.0.113.10).
     pub fn route_fip(&self, fip: Ipv4Addr, h: usize) {
+        self.route_fip_from(fip, h, CLIENT);
+    }
+
+    /// [`Lab::route_fip`], the client's packets leaving from `src` (an
+    /// address of the internet's `lo`).
+    pub fn route_fip_from(&self, fip: Ipv4Addr, h: usize, src: Ipv4Addr) {
         let via = self.hosts[h].underlay.to_string();
         ip(
             &self.inet(),
@@ -377,7 +383,7 @@ impl Lab {
                 "via",
                 &via,
                 "src",
-                "203.0.113.10",
+                &src.to_string(),
             ],
         );
     }
