@@ -1,31 +1,40 @@
 //! The provision description: what cluster to build, read from YAML (in the
 //! spirit of oneprovision's templates) and validated as a whole before
-//! anything is created. Every problem is reported, not only the first.
+//! anything is created. YAML that does not fit the structure is refused
+//! with its line and column; then every problem of the values is reported,
+//! each with its line, not only the first.
 //!
 //! ```yaml
 //! name: edge-paris                 # the provision's name: tags and OpenNebula object names
-//! provider: fr-par-1               # a provider file (share/scaleway/providers/<name>.yaml) ...
+//! description: Paris edge cluster  # free text (optional)
+//! provider: paris                  # a provider (scaleway-provision provider list) ...
 //! # connection:                    # ... or the connection itself
 //! #   zone: fr-par-1
 //! #   profile: edge-paris          # a profile of ~oneadmin/.config/scw/config.yaml
 //! inputs:
 //!   number_hosts: 2                # 1 to 20
-//!   offer: EM-A116X-SSD            # an Elastic Metal offer of the zone
-//!   subscription_period: hourly    # hourly or monthly
-//!   os: Ubuntu 24.04               # OS name and version prefix, as Scaleway lists them
+//!   offer: EM-A116X-SSD            # an Elastic Metal offer of the zone (default: the provider's)
+//!   subscription_period: hourly    # hourly or monthly (default: the provider's, else hourly)
+//!   os: Ubuntu 24.04               # OS name and version prefix (default: the provider's)
 //!   number_public_ips: 2           # 0 to 64 flexible IPs (address ranges of the public network)
-//!   dns: 1.1.1.1 9.9.9.9           # resolvers given to the VMs
+//!   dns: [1.1.1.1, 9.9.9.9]        # resolvers given to the VMs (a list, or one string)
 //!   private_cidr: 172.18.0.0/24    # the hosts' private network (a /16 to a /28, private space)
 //!   public_ip_cidr: 172.30.0.0/16  # PRIVATE_CIDR of the public ranges (the VMs' /31s)
 //!   hypervisor: kvm                # kvm or lxc
 //!   cluster_name: edge-paris       # the OpenNebula cluster (default: the provision's name)
+//!   opennebula_version: "7.0"      # the hosts' OpenNebula packages (7.0 or 7.4)
 //! ```
 
 use std::net::IpAddr;
 
+use std::ops::RangeInclusive;
+
 use ipnetwork::Ipv4Network;
-use scaleway::yaml::{Node, parse_tree};
+use scaleway::yaml::{self, Spanned, at};
 use scaleway::{Region, Zone};
+use serde::Deserialize;
+
+use crate::provider::{Defaults, Provider, check_profile, check_zone};
 
 /// Hypervisor of the hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +63,10 @@ impl Period {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description {
     pub name: String,
+    /// Free text.
+    pub description: String,
+    /// The provider it names (none: an inline connection).
+    pub provider: Option<String>,
     pub zone: Zone,
     pub region: Region,
     pub profile: Option<String>,
@@ -68,6 +81,8 @@ pub struct Description {
     pub public_ip_cidr: Ipv4Network,
     pub hypervisor: Hypervisor,
     pub cluster_name: String,
+    /// The hosts' OpenNebula packages (`7.0`).
+    pub opennebula_version: String,
 }
 
 /// Bounds of the inputs.
@@ -92,83 +107,152 @@ fn private(net: Ipv4Network) -> bool {
         .any(|space| space.is_supernet_of(net))
 }
 
-/// Reads and validates a description. `provider` returns the text of a
-/// provider file by name. All problems are returned together.
-pub fn parse(text: &str, provider: &dyn Fn(&str) -> Option<String>) -> Result<Description, Vec<String>> {
-    let root = parse_tree(text).map_err(|e| vec![format!("the description is not YAML we read: {e}")])?;
-    let mut errors = Vec::new();
-    let scalar = |node: &Node, key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
-    let inputs = root.get("inputs").cloned().unwrap_or(Node::Map(Vec::new()));
-    let input = |key: &str| scalar(&inputs, key);
+/// OpenNebula versions whose packages the hosts can get.
+pub const OPENNEBULA_VERSIONS: [&str; 2] = ["7.0", "7.4"];
 
-    let name = scalar(&root, "name").unwrap_or_default();
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    zone: Spanned<String>,
+    profile: Option<Spanned<String>>,
+}
+
+/// `dns`: a list, or one string of addresses separated by spaces.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDns {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInputs {
+    number_hosts: Option<Spanned<u32>>,
+    offer: Option<Spanned<String>>,
+    subscription_period: Option<Spanned<String>>,
+    os: Option<Spanned<String>>,
+    number_public_ips: Option<Spanned<u32>>,
+    dns: Option<Spanned<RawDns>>,
+    private_cidr: Option<Spanned<String>>,
+    public_ip_cidr: Option<Spanned<String>>,
+    hypervisor: Option<Spanned<String>>,
+    cluster_name: Option<Spanned<String>>,
+    opennebula_version: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDescription {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    provider: Option<Spanned<String>>,
+    connection: Option<RawConnection>,
+    #[serde(default)]
+    inputs: RawInputs,
+}
+
+/// A value of the description, or the provider's default (`line` empty).
+struct Input {
+    value: String,
+    line: String,
+}
+
+fn input(v: &Option<Spanned<String>>, default: Option<&String>) -> Option<Input> {
+    match v {
+        Some(s) => Some(Input {
+            value: s.value.trim().to_owned(),
+            line: at(s),
+        }),
+        None => default.map(|d| Input {
+            value: d.clone(),
+            line: "(provider default) ".into(),
+        }),
+    }
+}
+
+/// Reads and validates a description. `provider` finds a provider by name
+/// (`Ok(None)`: there is none). All problems are returned together.
+pub fn parse(
+    text: &str,
+    provider: &dyn Fn(&str) -> Result<Option<Provider>, String>,
+) -> Result<Description, Vec<String>> {
+    let raw: RawDescription = yaml::from_str(text).map_err(|e| vec![format!("the description does not read: {e}")])?;
+    let mut errors = Vec::new();
+    let name = raw.name.value.clone();
     if !is_name(&name) {
         errors.push(format!(
-            "name {name:?}: 1 to 40 lower-case letters, digits and '-', starting with a letter"
+            "{}name {name:?}: 1 to 40 lower-case letters, digits and '-', starting with a letter",
+            at(&raw.name)
         ));
     }
-    // The connection: inline, or from a provider file.
-    let connection = match (root.get("connection"), scalar(&root, "provider")) {
-        (Some(c), None) => Some(c.clone()),
-        (None, Some(p)) => match provider(&p) {
-            None => {
-                errors.push(format!("provider {p:?}: no such provider file"));
-                None
+    // The connection: inline, or a provider's.
+    let (zone_text, profile, defaults, provider_name) = match (&raw.connection, &raw.provider) {
+        (Some(c), None) => (
+            Some((c.zone.value.clone(), at(&c.zone))),
+            c.profile.as_ref().map(|p| (p.value.clone(), at(p))),
+            Defaults::default(),
+            None,
+        ),
+        (None, Some(p)) => match provider(&p.value) {
+            Ok(Some(found)) => (
+                Some((found.zone.clone(), format!("(provider {}) ", found.name))),
+                found
+                    .profile
+                    .clone()
+                    .map(|v| (v, format!("(provider {}) ", found.name))),
+                found.defaults.clone(),
+                Some(found.name.clone()),
+            ),
+            Ok(None) => {
+                errors.push(format!(
+                    "{}provider {:?}: no such provider (scaleway-provision provider list)",
+                    at(p),
+                    p.value
+                ));
+                (None, None, Defaults::default(), None)
             }
-            Some(text) => match parse_tree(&text) {
-                Ok(file) => file.get("connection").cloned().or_else(|| {
-                    errors.push(format!("provider {p:?}: no connection"));
-                    None
-                }),
-                Err(e) => {
-                    errors.push(format!("provider {p:?}: {e}"));
-                    None
-                }
-            },
+            Err(e) => {
+                errors.push(format!("{}provider {:?}: {e}", at(p), p.value));
+                (None, None, Defaults::default(), None)
+            }
         },
-        (Some(_), Some(_)) => {
-            errors.push("give either provider or connection, not both".into());
-            None
+        (Some(_), Some(p)) => {
+            errors.push(format!("{}give either provider or connection, not both", at(p)));
+            (None, None, Defaults::default(), None)
         }
         (None, None) => {
             errors.push("provider (or connection) is missing".into());
-            None
+            (None, None, Defaults::default(), None)
         }
     };
-    let connection = connection.unwrap_or(Node::Map(Vec::new()));
-    let zone_text = scalar(&connection, "zone").unwrap_or_default();
-    let zone = match Zone::new(&zone_text) {
-        Ok(z) if ZONES.contains(&z.as_str()) => Some(z),
-        Ok(z) => {
-            errors.push(format!(
-                "zone {z}: Elastic Metal with flexible IPs exists only in {}",
-                ZONES.join(", ")
-            ));
-            None
-        }
+    let zone = zone_text.and_then(|(z, line)| match check_zone(&z) {
+        Ok(z) => Some(z),
         Err(e) => {
-            errors.push(format!("connection zone: {e}"));
+            errors.push(format!("{line}connection {e}"));
             None
         }
-    };
-    let profile = scalar(&connection, "profile");
-    if profile
-        .as_deref()
-        .is_some_and(|p| !p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    });
+    if let Some((p, line)) = &profile
+        && let Err(e) = check_profile(p)
     {
-        errors.push("connection profile: letters, digits, '-', '_' and '.' only".into());
+        errors.push(format!("{line}connection {e}"));
     }
+    let profile = profile.map(|(p, _)| p);
+    let inputs = &raw.inputs;
 
-    let mut number = |key: &str, default: Option<u32>, range: std::ops::RangeInclusive<u32>| -> u32 {
-        match input(key).map(|v| v.parse::<u32>()) {
+    let mut number = |key: &str, v: &Option<Spanned<u32>>, default: Option<u32>, range: RangeInclusive<u32>| -> u32 {
+        match v {
             None => default.unwrap_or_else(|| {
                 errors.push(format!("inputs {key} is missing"));
                 0
             }),
-            Some(Ok(n)) if range.contains(&n) => n,
-            Some(_) => {
+            Some(n) if range.contains(&n.value) => n.value,
+            Some(n) => {
                 errors.push(format!(
-                    "inputs {key}: a whole number from {} to {}",
+                    "{}inputs {key}: a whole number from {} to {}",
+                    at(n),
                     range.start(),
                     range.end()
                 ));
@@ -176,76 +260,101 @@ pub fn parse(text: &str, provider: &dyn Fn(&str) -> Option<String>) -> Result<De
             }
         }
     };
-    let hosts = number("number_hosts", None, 1..=MAX_HOSTS);
-    let public_ips = number("number_public_ips", Some(0), 0..=MAX_PUBLIC_IPS);
+    let hosts = number("number_hosts", &inputs.number_hosts, None, 1..=MAX_HOSTS);
+    let public_ips = number(
+        "number_public_ips",
+        &inputs.number_public_ips,
+        Some(0),
+        0..=MAX_PUBLIC_IPS,
+    );
 
-    let offer = input("offer").unwrap_or_default();
-    if !(offer.starts_with("EM-") && offer.len() <= 40 && offer.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-    {
-        errors.push(format!(
-            "inputs offer {offer:?}: an Elastic Metal offer name like EM-A116X-SSD"
-        ));
-    }
-    let period = match input("subscription_period").as_deref() {
-        None | Some("hourly") => Period::Hourly,
-        Some("monthly") => Period::Monthly,
-        Some(other) => {
-            errors.push(format!("inputs subscription_period {other:?}: hourly or monthly"));
+    let offer = match input(&inputs.offer, defaults.offer.as_ref()) {
+        None => {
+            errors.push("inputs offer is missing (and the provider has no default offer)".into());
+            String::new()
+        }
+        Some(Input { value, line }) => {
+            if !(value.starts_with("EM-")
+                && value.len() <= 40
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            {
+                errors.push(format!(
+                    "{line}inputs offer {value:?}: an Elastic Metal offer name like EM-A116X-SSD"
+                ));
+            }
+            value
+        }
+    };
+    let period = match input(&inputs.subscription_period, defaults.subscription_period.as_ref()) {
+        None => Period::Hourly,
+        Some(i) if i.value == "hourly" => Period::Hourly,
+        Some(i) if i.value == "monthly" => Period::Monthly,
+        Some(Input { value, line }) => {
+            errors.push(format!("{line}inputs subscription_period {value:?}: hourly or monthly"));
             Period::Hourly
         }
     };
-    let os = match input("os").as_deref().map(str::trim).and_then(|o| o.split_once(' ')) {
-        Some((n, v)) if !n.is_empty() && !v.trim().is_empty() => (n.to_owned(), v.trim().to_owned()),
-        _ => {
-            errors.push("inputs os: an OS name and version, like \"Ubuntu 24.04\"".into());
+    let os = match input(&inputs.os, defaults.os.as_ref()) {
+        None => {
+            errors.push("inputs os is missing (and the provider has no default OS)".into());
             (String::new(), String::new())
         }
+        Some(Input { value, line }) => match value.split_once(' ') {
+            Some((n, v)) if !n.is_empty() && !v.trim().is_empty() => (n.to_owned(), v.trim().to_owned()),
+            _ => {
+                errors.push(format!(
+                    "{line}inputs os {value:?}: an OS name and version, like \"Ubuntu 24.04\""
+                ));
+                (String::new(), String::new())
+            }
+        },
     };
-    let dns: Vec<IpAddr> = match input("dns") {
+    let dns: Vec<IpAddr> = match &inputs.dns {
         None => vec![IpAddr::from([1, 1, 1, 1])],
-        Some(list) => list
-            .split_whitespace()
-            .filter_map(|a| match a.parse() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    errors.push(format!("inputs dns {a:?}: not an IP address"));
-                    None
-                }
-            })
-            .collect(),
-    };
-    let mut cidr = |key: &str, default: &str, prefixes: std::ops::RangeInclusive<u8>| -> Option<Ipv4Network> {
-        let text = input(key).unwrap_or_else(|| default.to_owned());
-        match text.parse::<Ipv4Network>() {
-            Ok(net) if net.ip() != net.network() => {
-                errors.push(format!(
-                    "inputs {key} {text}: host bits set (did you mean {}/{}?)",
-                    net.network(),
-                    net.prefix()
-                ));
-                None
+        Some(list) => {
+            let words: Vec<String> = match &list.value {
+                RawDns::One(s) => s.split_whitespace().map(str::to_owned).collect(),
+                RawDns::Many(v) => v.clone(),
+            };
+            if words.is_empty() {
+                errors.push(format!("{}inputs dns: at least one address", at(list)));
             }
-            Ok(net) if !prefixes.contains(&net.prefix()) => {
-                errors.push(format!(
-                    "inputs {key} {text}: a /{} to a /{}",
-                    prefixes.start(),
-                    prefixes.end()
-                ));
-                None
-            }
-            Ok(net) if !private(net) => {
-                errors.push(format!("inputs {key} {text}: not private address space"));
-                None
-            }
-            Ok(net) => Some(net),
-            Err(_) => {
-                errors.push(format!("inputs {key} {text:?}: not an IPv4 network like 172.18.0.0/24"));
-                None
-            }
+            words
+                .iter()
+                .filter_map(|a| match a.trim().parse() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        errors.push(format!("{}inputs dns {a:?}: not an IP address", at(list)));
+                        None
+                    }
+                })
+                .collect()
         }
     };
-    let private_cidr = cidr("private_cidr", "172.18.0.0/24", 16..=28);
-    let public_ip_cidr = cidr("public_ip_cidr", "172.30.0.0/16", 8..=29);
+    let mut cidr = |key: &str, v: &Option<Spanned<String>>, default: &str, prefixes: RangeInclusive<u8>| {
+        let (text, line) = v.as_ref().map_or((default.to_owned(), String::new()), |s| {
+            (s.value.trim().to_owned(), at(s))
+        });
+        let problem = match text.parse::<Ipv4Network>() {
+            Ok(net) if net.ip() != net.network() => Some(format!(
+                "host bits set (did you mean {}/{}?)",
+                net.network(),
+                net.prefix()
+            )),
+            Ok(net) if !prefixes.contains(&net.prefix()) => {
+                Some(format!("a /{} to a /{}", prefixes.start(), prefixes.end()))
+            }
+            Ok(net) if !private(net) => Some("not private address space".into()),
+            Ok(net) => return Some(net),
+            Err(_) => Some("not an IPv4 network like 172.18.0.0/24".into()),
+        };
+        if let Some(p) = problem {
+            errors.push(format!("{line}inputs {key} {text}: {p}"));
+        }
+        None
+    };
+    let private_cidr = cidr("private_cidr", &inputs.private_cidr, "172.18.0.0/24", 16..=28);
+    let public_ip_cidr = cidr("public_ip_cidr", &inputs.public_ip_cidr, "172.30.0.0/16", 8..=29);
     if let (Some(a), Some(b)) = (private_cidr, public_ip_cidr)
         && a.overlaps(b)
     {
@@ -258,44 +367,51 @@ pub fn parse(text: &str, provider: &dyn Fn(&str) -> Option<String>) -> Result<De
             "inputs private_cidr {net} is too small for {hosts} hosts and the gateway"
         ));
     }
-    let hypervisor = match input("hypervisor").as_deref() {
-        None | Some("kvm") => Hypervisor::Kvm,
-        Some("lxc") => Hypervisor::Lxc,
-        Some(other) => {
-            errors.push(format!("inputs hypervisor {other:?}: kvm or lxc"));
+    let hypervisor = match &inputs.hypervisor {
+        None => Hypervisor::Kvm,
+        Some(h) if h.value == "kvm" => Hypervisor::Kvm,
+        Some(h) if h.value == "lxc" => Hypervisor::Lxc,
+        Some(h) => {
+            errors.push(format!("{}inputs hypervisor {:?}: kvm or lxc", at(h), h.value));
             Hypervisor::Kvm
         }
     };
-    let cluster_name = input("cluster_name").unwrap_or_else(|| name.clone());
-    if !cluster_name.is_empty()
-        && !cluster_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        errors.push(format!(
-            "inputs cluster_name {cluster_name:?}: letters, digits, '-', '_' and '.' only"
-        ));
-    }
-    let known = [
-        "number_hosts",
-        "offer",
-        "subscription_period",
-        "os",
-        "number_public_ips",
-        "dns",
-        "private_cidr",
-        "public_ip_cidr",
-        "hypervisor",
-        "cluster_name",
-    ];
-    if let Node::Map(entries) = &inputs {
-        for (k, _) in entries.iter().filter(|(k, _)| !known.contains(&k.as_str())) {
-            errors.push(format!("inputs {k}: unknown input (known: {})", known.join(", ")));
+    let cluster_name = match &inputs.cluster_name {
+        None => name.clone(),
+        Some(c) => {
+            if c.value.is_empty()
+                || !c
+                    .value
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            {
+                errors.push(format!(
+                    "{}inputs cluster_name {:?}: letters, digits, '-', '_' and '.' only",
+                    at(c),
+                    c.value
+                ));
+            }
+            c.value.clone()
         }
-    }
+    };
+    let opennebula_version = match &inputs.opennebula_version {
+        None => OPENNEBULA_VERSIONS[0].to_owned(),
+        Some(v) if OPENNEBULA_VERSIONS.contains(&v.value.as_str()) => v.value.clone(),
+        Some(v) => {
+            errors.push(format!(
+                "{}inputs opennebula_version {:?}: one of {} (quote it: \"7.0\")",
+                at(v),
+                v.value,
+                OPENNEBULA_VERSIONS.join(", ")
+            ));
+            String::new()
+        }
+    };
     match (errors.is_empty(), zone, private_cidr, public_ip_cidr) {
         (true, Some(zone), Some(private_cidr), Some(public_ip_cidr)) => Ok(Description {
             name,
+            description: raw.description.trim().to_owned(),
+            provider: provider_name,
             region: zone.region(),
             zone,
             profile,
@@ -309,6 +425,7 @@ pub fn parse(text: &str, provider: &dyn Fn(&str) -> Option<String>) -> Result<De
             public_ip_cidr,
             hypervisor,
             cluster_name,
+            opennebula_version,
         }),
         _ => Err(errors),
     }
@@ -321,8 +438,21 @@ mod tests {
     const GOOD: &str = "name: edge-paris\nprovider: fr-par-1\ninputs:\n  number_hosts: 3\n  offer: EM-A116X-SSD\n  \
                         os: Ubuntu 24.04\n  number_public_ips: 2\n  dns: 1.1.1.1 9.9.9.9\n";
 
-    fn providers(name: &str) -> Option<String> {
-        (name == "fr-par-1").then(|| "name: scaleway-fr-par-1\nconnection:\n  zone: fr-par-1\n".to_owned())
+    fn providers(name: &str) -> Result<Option<Provider>, String> {
+        Ok(match name {
+            "fr-par-1" => {
+                Some(Provider::parse("name: fr-par-1\nconnection:\n  zone: fr-par-1\n").map_err(|e| e.join(";"))?)
+            }
+            "paris" => Some(
+                Provider::parse(
+                    "name: paris\nconnection: {zone: fr-par-2, profile: edge}\ndefaults:\n  offer: EM-B220E-NVME\n  \
+                     os: Ubuntu 22.04\n  subscription_period: monthly\n",
+                )
+                .map_err(|e| e.join(";"))?,
+            ),
+            "broken" => return Err("oned is not answering".into()),
+            _ => None,
+        })
     }
 
     #[test]
@@ -341,28 +471,77 @@ mod tests {
         assert_eq!(d.private_cidr.to_string(), "172.18.0.0/24");
         assert_eq!(d.public_ip_cidr.to_string(), "172.30.0.0/16");
         assert_eq!(d.cluster_name, "edge-paris");
+        assert_eq!(d.opennebula_version, "7.0");
+        assert_eq!(d.provider.as_deref(), Some("fr-par-1"));
     }
 
     #[test]
-    fn reports_every_problem_at_once() {
+    fn full_yaml_lists_anchors_comments_and_provider_defaults() {
+        let text = "# Paris\nname: &n edge-paris   # the name\ndescription: |\n  two\n  lines\nprovider: paris\n\
+                    inputs:\n  number_hosts: 2\n  dns:\n    - 1.1.1.1\n    - 2606:4700:4700::1111\n  \
+                    cluster_name: *n\n  opennebula_version: '7.4'\n  hypervisor: lxc\n";
+        let d = parse(text, &providers).unwrap();
+        assert_eq!(d.description, "two\nlines");
+        assert_eq!((d.zone.as_str(), d.profile.as_deref()), ("fr-par-2", Some("edge")));
+        assert_eq!(
+            (d.offer.as_str(), d.os.1.as_str(), d.period),
+            ("EM-B220E-NVME", "22.04", Period::Monthly)
+        );
+        assert_eq!(d.dns.len(), 2);
+        assert_eq!(
+            (d.cluster_name.as_str(), d.opennebula_version.as_str()),
+            ("edge-paris", "7.4")
+        );
+        assert_eq!(d.hypervisor, Hypervisor::Lxc);
+        // The description's own inputs win over the provider's defaults.
+        let d = parse(
+            "name: a\nprovider: paris\ninputs: {number_hosts: 1, offer: EM-A116X-SSD, subscription_period: hourly}\n",
+            &providers,
+        )
+        .unwrap();
+        assert_eq!((d.offer.as_str(), d.period), ("EM-A116X-SSD", Period::Hourly));
+    }
+
+    #[test]
+    fn reports_every_problem_at_once_with_its_line() {
         let bad = "name: Edge Paris\nconnection:\n  zone: fr-par-3\ninputs:\n  number_hosts: 0\n  offer: big\n  \
-                   os: Ubuntu\n  dns: 1.1.1.x\n  private_cidr: 172.30.1.0/24\n  hypervisor: xen\n  colour: blue\n";
+                   os: Ubuntu\n  dns: 1.1.1.x\n  private_cidr: 172.30.1.0/24\n  hypervisor: xen\n  \
+                   opennebula_version: 7.0.1\n";
         let errors = parse(bad, &providers).unwrap_err();
         for expected in [
-            "name \"Edge Paris\"",
-            "zone fr-par-3: Elastic Metal with flexible IPs exists only in",
-            "inputs number_hosts: a whole number from 1 to 20",
-            "inputs offer \"big\"",
-            "inputs os: an OS name and version",
-            "inputs dns \"1.1.1.x\"",
+            "line 1: name \"Edge Paris\"",
+            "line 3: connection zone fr-par-3: Elastic Metal with flexible IPs exists only in",
+            "line 5: inputs number_hosts: a whole number from 1 to 20",
+            "line 6: inputs offer \"big\"",
+            "line 7: inputs os \"Ubuntu\": an OS name and version",
+            "line 8: inputs dns \"1.1.1.x\"",
             "inputs private_cidr 172.30.1.0/24 and public_ip_cidr 172.30.0.0/16 overlap",
-            "inputs hypervisor \"xen\"",
-            "inputs colour: unknown input",
+            "line 10: inputs hypervisor \"xen\"",
+            "line 11: inputs opennebula_version \"7.0.1\"",
         ] {
             assert!(
-                errors.iter().any(|e| e.contains(expected)),
+                errors.iter().any(|e| e.starts_with(expected)),
                 "{expected:?} not in {errors:#?}"
             );
+        }
+    }
+
+    #[test]
+    fn structure_errors_have_line_and_column() {
+        for (text, expected) in [
+            (
+                "name: a\nprovider: fr-par-1\ninputs:\n  number_hosts: 1\n  colour: blue\n",
+                "line 5 column 3: unknown field `colour`",
+            ),
+            ("name: a\nprovider: fr-par-1\ninputs:\n  - x\n", "line 4 column 3"),
+            (
+                "name: a\nprovider: fr-par-1\ninputs:\n  number_hosts: two\n",
+                "line 4 column 17",
+            ),
+            ("name: a\nname: b\n", "line 2 column 1: duplicate mapping key"),
+        ] {
+            let errors = parse(text, &providers).unwrap_err();
+            assert!(errors[0].contains(expected), "{expected:?} not in {errors:#?}");
         }
     }
 
@@ -371,11 +550,19 @@ mod tests {
         let cases = [
             (
                 "name: a\nprovider: nowhere\ninputs:\n  number_hosts: 1\n  offer: EM-X\n  os: U 1\n",
-                "provider \"nowhere\": no such provider file",
+                "line 2: provider \"nowhere\": no such provider",
+            ),
+            (
+                "name: a\nprovider: broken\ninputs:\n  number_hosts: 1\n  offer: EM-X\n  os: U 1\n",
+                "provider \"broken\": oned is not answering",
             ),
             (
                 "name: a\ninputs:\n  number_hosts: 1\n  offer: EM-X\n  os: U 1\n",
                 "provider (or connection) is missing",
+            ),
+            (
+                "name: a\nprovider: fr-par-1\ninputs:\n  number_hosts: 1\n",
+                "inputs offer is missing (and the provider has no default offer)",
             ),
             (
                 "name: a\nprovider: fr-par-1\ninputs:\n  number_hosts: 1\n  offer: EM-X\n  os: U 1\n  private_cidr: 172.18.0.1/24\n",
@@ -388,10 +575,6 @@ mod tests {
             (
                 "name: a\nprovider: fr-par-1\ninputs:\n  number_hosts: 20\n  offer: EM-X\n  os: U 1\n  private_cidr: 10.0.0.0/28\n",
                 "too small for 20 hosts",
-            ),
-            (
-                "name: a\nprovider: fr-par-1\ninputs:\n  - x\n",
-                "lists are not supported",
             ),
         ];
         for (text, expected) in cases {

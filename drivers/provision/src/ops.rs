@@ -6,7 +6,6 @@
 //! and go on. A command that was killed is finished by running it again;
 //! an operation left pending must be finished before another starts.
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -31,7 +30,6 @@ pub struct BootstrapOptions {
     pub authorized_keys: Vec<String>,
     /// The `scaleway-vnm` binary shipped to the hosts.
     pub vnm: PathBuf,
-    pub opennebula_version: String,
 }
 
 /// Everything a command works with.
@@ -280,7 +278,7 @@ pub fn cluster_facts(d: &Description, s: &ProvisionState, boot: &BootstrapOption
         provision: s.name.clone(),
         hypervisor_package: hypervisor_package(d).to_owned(),
         ubuntu: d.os.1.clone(),
-        opennebula_version: boot.opennebula_version.clone(),
+        opennebula_version: d.opennebula_version.clone(),
         private_cidr: d.private_cidr,
         hosts: s.hosts.iter().map(facts).collect::<R<Vec<_>>>()?,
         authorized_keys: boot.authorized_keys.iter().map(|k| format!("{k}\n")).collect(),
@@ -547,6 +545,42 @@ pub fn host_add(ctx: &Ctx<'_>, s: &mut ProvisionState, n: u32, checked: &Checked
     s.last_error = None;
     ctx.save(s)?;
     Ok(indexes)
+}
+
+/// Runs the whole bootstrap of the given hosts again (all when `args` is
+/// empty): packages, access (keys, root helper, sudoers), services,
+/// network, EVPN. Each step is idempotent, so running it on a configured
+/// host changes nothing but what drifted or what a newer one-scaleway
+/// ships. A host is marked not bootstrapped until its run succeeds: a
+/// failed or killed `configure` is finished by running it again.
+pub fn configure(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String]) -> R<Vec<String>> {
+    ready(s)?;
+    if let Some(p) = &s.pending {
+        return Err(pending_error(s, p));
+    }
+    let indexes = if args.is_empty() {
+        s.hosts.iter().map(|h| h.index).collect()
+    } else {
+        resolve_hosts(s, args)?
+    };
+    if indexes.is_empty() {
+        return Err(format!("provision {} has no hosts", s.name));
+    }
+    for &i in &indexes {
+        if let Some(h) = s.host_mut(i) {
+            h.bootstrapped = false;
+        }
+    }
+    ctx.save(s)?;
+    if let Err(e) = bootstrap_hosts(ctx, s, &indexes, &[]) {
+        return ctx.failed(s, format!("{e}\n(run the same configure again to finish)"));
+    }
+    s.last_error = None;
+    ctx.save(s)?;
+    Ok(indexes
+        .iter()
+        .filter_map(|&i| s.host(i).map(|h| h.name.clone()))
+        .collect())
 }
 
 fn ready(s: &ProvisionState) -> R<()> {
@@ -964,62 +998,4 @@ fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
     s.ssh_keys.clear();
     ctx.save(s)?;
     Ok(())
-}
-
-/// The summary printed after a command: what the provision has, with ids and addresses.
-pub fn summary(s: &ProvisionState, ranges: Option<&[one::PublicRange]>) -> String {
-    let mut out = format!("provision {} ({}): {}\n", s.name, s.id, s.phase.as_str());
-    let row = |out: &mut String, k: &str, v: String| out.push_str(&format!("  {k:<18}{v}\n"));
-    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    let id = |o: Option<i64>| o.map_or_else(|| "-".into(), |i| i.to_string());
-    row(&mut out, "VPC", opt(&s.vpc));
-    row(&mut out, "private network", opt(&s.private_network));
-    row(&mut out, "public gateway", opt(&s.gateway));
-    for h in &s.hosts {
-        row(
-            &mut out,
-            &format!("host {}", h.index),
-            format!(
-                "{}  server {}  public {}  private {}  OpenNebula host {}",
-                h.name,
-                opt(&h.server_id),
-                h.public_ip.map_or_else(|| "-".into(), |i: Ipv4Addr| i.to_string()),
-                h.private_ip.map_or_else(|| "-".into(), |i: Ipv4Addr| i.to_string()),
-                id(h.one_id)
-            ),
-        );
-    }
-    row(&mut out, "OpenNebula cluster", id(s.one.cluster));
-    row(
-        &mut out,
-        "datastores",
-        format!(
-            "image {}, system {}",
-            id(s.one.image_datastore),
-            id(s.one.system_datastore)
-        ),
-    );
-    row(&mut out, "public network", id(s.one.public_network));
-    if let Some(ranges) = ranges {
-        for r in ranges {
-            row(
-                &mut out,
-                &format!("  range {}", r.ar_id),
-                format!(
-                    "flexible IP {}  VM address {}{}",
-                    r.external_ip.clone().unwrap_or_else(|| "-".into()),
-                    r.ip.clone().unwrap_or_else(|| "-".into()),
-                    if r.used_leases > 0 { "  (in use)" } else { "" }
-                ),
-            );
-        }
-    }
-    row(&mut out, "private template", id(s.one.private_template));
-    if let Some(p) = &s.pending {
-        row(&mut out, "unfinished", format!("{p:?}"));
-    }
-    if let Some(e) = &s.last_error {
-        row(&mut out, "last error", e.lines().next().unwrap_or_default().to_owned());
-    }
-    out
 }

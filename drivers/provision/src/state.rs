@@ -95,6 +95,17 @@ pub struct ProvisionState {
     /// The description as given to `create` (YAML).
     pub description: String,
     pub created_at: String,
+    /// Copies of the description's facts that must not change under it
+    /// (`zone`: the provider's at create) or that `show` prints without
+    /// asking oned. Empty in records written before they existed.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub zone: String,
+    #[serde(default)]
+    pub hypervisor: String,
+    #[serde(default)]
+    pub opennebula_version: String,
     pub phase: Phase,
     pub pending: Option<Pending>,
     pub last_error: Option<String>,

@@ -14,7 +14,17 @@ fn help_and_version() {
     let help = run_program(Path::new(BIN), &["--help"], b"");
     assert_eq!(help.code, 0, "{help:?}");
     assert!(help.stdout.contains("opennebula-config"), "{}", help.stdout);
-    for command in ["validate", "create", "show", "list", "host", "ip", "delete"] {
+    for command in [
+        "provider",
+        "validate",
+        "create",
+        "show",
+        "list",
+        "configure",
+        "host",
+        "ip",
+        "delete",
+    ] {
         assert!(help.stdout.contains(command), "{command} in {}", help.stdout);
     }
     let version = run_program(Path::new(BIN), &["--version"], b"");
@@ -112,13 +122,20 @@ fn dry_run_prints_the_whole_plan_and_changes_nothing() {
     let share = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../share/scaleway");
     let key = test_support::fixture_path("provision/oneadmin.pub");
     let state = dir.path().join("state");
+    // The shipped example, its provider given inline (a provider is read from oned).
+    let example = std::fs::read_to_string(share.join("provisions/edge-cluster.yaml")).unwrap();
+    let provider_line = example.lines().find(|l| l.starts_with("provider: fr-par-1")).unwrap();
+    let description = dir.path().join("edge-cluster.yaml");
+    std::fs::write(
+        &description,
+        example.replace(provider_line, "connection: {zone: fr-par-1}  # inline"),
+    )
+    .unwrap();
     let ran = test_support::run_program_env(
         Path::new(BIN),
         &[
             "create",
-            share.join("provisions/edge-cluster.yaml").to_str().unwrap(),
-            "--providers",
-            share.join("providers").to_str().unwrap(),
+            description.to_str().unwrap(),
             "--ssh-key",
             key.to_str().unwrap(),
             "--dry-run",

@@ -120,7 +120,7 @@ fn a_three_host_cluster_from_create_to_delete() {
     assert!(shown.contains("edge-host4") && shown.contains("flexible IP"), "{shown}");
     let listed = bed.ok(&["list"]);
     assert!(
-        listed.starts_with("edge  p") && listed.contains("ready  2 host(s)"),
+        listed.starts_with("edge  p") && listed.contains("ready  fr-par-1  2 host(s)"),
         "{listed}"
     );
 

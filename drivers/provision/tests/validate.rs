@@ -33,11 +33,19 @@ fn validate(url: &str, file: &Path) -> (u8, String, String) {
         "scaleway-provision".into(),
         "validate".into(),
         file.as_os_str().to_owned(),
-        "--providers".into(),
-        share().join("providers").into_os_string(),
     ];
     let code = scaleway_provision::main_with(argv, &env, io);
     (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+}
+
+/// The shipped example with its provider given inline (providers are read
+/// from oned: tests/tests/real_oned_provision_cli.rs validates it as shipped).
+fn inline(dir: &TempDir) -> PathBuf {
+    let example = std::fs::read_to_string(share().join("provisions/edge-cluster.yaml")).unwrap();
+    let line = example.lines().find(|l| l.starts_with("provider: fr-par-1")).unwrap();
+    let file = dir.path().join("edge-cluster-inline.yaml");
+    std::fs::write(&file, example.replace(line, "connection: {zone: fr-par-1}")).unwrap();
+    file
 }
 
 #[test]
@@ -47,11 +55,13 @@ fn the_shipped_template_is_valid() {
         ..Default::default()
     })
     .unwrap();
-    let (code, out, err) = validate(&emu.url(), &share().join("provisions/edge-cluster.yaml"));
+    let dir = TempDir::new("provision-validate-shipped");
+    let (code, out, err) = validate(&emu.url(), &inline(&dir));
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out.trim(),
-        "edge-paris: 2 KVM host(s) EM-A116X-SSD (hourly) with Ubuntu 24.04, 2 public IP(s), private network 172.18.0.0/24, cluster edge-paris: valid"
+        "edge-paris: 2 KVM host(s) EM-A116X-SSD (hourly) with Ubuntu 24.04, 2 public IP(s), private network \
+         172.18.0.0/24, cluster edge-paris, OpenNebula 7.0: valid"
     );
     assert!(
         emu.calls().iter().all(|c| c["method"] == "GET"),
@@ -67,7 +77,7 @@ fn scaleway_side_problems_are_refused() {
     })
     .unwrap();
     let dir = TempDir::new("provision-validate");
-    let template = std::fs::read_to_string(share().join("provisions/edge-cluster.yaml")).unwrap();
+    let template = std::fs::read_to_string(inline(&dir)).unwrap();
     for (change, expected) in [
         (
             ("EM-A116X-SSD", "EM-L420E-NVME"),

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::config_file::{ConfigFile, Profile};
 use crate::secret::{SecretKey, is_uuid};
-use crate::yaml;
 
 /// The real API.
 pub const DEFAULT_API_URL: &str = "https://api.scaleway.com";
@@ -182,14 +182,17 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, profile: Option<&str>) -> R
     let needs_file = wanted_profile.is_some() || ENV.iter().any(|(f, _)| !fields.contains_key(f));
     if let Some(path) = file.as_ref().filter(|_| needs_file) {
         if let Some(text) = read_private(path)? {
-            let doc = yaml::parse(&text)
-                .map_err(|e| ConfigError(format!("cannot read the Scaleway config file {}: {e}", path.display())))?;
-            let profile_name = wanted_profile
-                .clone()
-                .or_else(|| doc.root.get("active_profile").cloned());
-            let mut merged = doc.root.clone();
+            let doc = ConfigFile::parse(&text).map_err(|e| {
+                ConfigError(format!(
+                    "cannot read the Scaleway config file {}: {}",
+                    path.display(),
+                    e.redacted()
+                ))
+            })?;
+            let profile_name = wanted_profile.clone().or_else(|| doc.active_profile.clone());
+            let mut merged = doc.root().fields();
             if let Some(name) = &profile_name {
-                let profile = doc.maps.get("profiles").and_then(|p| p.get(name)).ok_or_else(|| {
+                let profile = doc.profiles.get(name).map(Profile::fields).ok_or_else(|| {
                     ConfigError(format!(
                         "the Scaleway config file {} has no profile {name:?}",
                         path.display()

@@ -19,6 +19,7 @@
 pub mod baremetal;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod flexible_ip;
 pub mod iam;

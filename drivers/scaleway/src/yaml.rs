@@ -1,287 +1,184 @@
-//! The small part of YAML we read: the Scaleway CLI's `config.yaml` ([`parse`]),
-//! and provision descriptions ([`parse_tree`]: nested maps of scalars). For the
-//! config file:
-//! `key: value` scalars at the top level, and `profiles:` holding one map of
-//! scalars per profile. Anything else is refused with the line number, so a
-//! file we do not understand is never half-read.
+//! The one way YAML is read: the Scaleway CLI's `config.yaml`
+//! ([`crate::config`]) and the provision tool's descriptions and providers,
+//! each into typed structs that refuse keys they do not know.
+//!
+//! The parser is `serde-saphyr` (full YAML 1.2: block and flow style,
+//! comments, anchors, aliases and merge keys, block scalars), with its
+//! default budgets against alias bombs, and duplicate keys refused. Errors
+//! carry the line and column; [`YamlError::redacted`] is the form for files
+//! holding secrets, where neither a snippet of the file nor any long token
+//! of the message is shown.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
-/// A parsed config file: root scalars, and named maps (`profiles`).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Document {
-    pub root: BTreeMap<String, String>,
-    pub maps: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
-}
+use serde::de::DeserializeOwned;
 
-fn indent_of(line: &str) -> usize {
-    line.len() - line.trim_start_matches(' ').len()
-}
+pub use serde_saphyr::Spanned;
 
-fn strip_comment(line: &str) -> &str {
-    // A '#' starts a comment at the start of a line or after a space, outside quotes.
-    let mut quote: Option<char> = None;
-    let mut prev = ' ';
-    for (i, c) in line.char_indices() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == '#' && prev == ' ' => return &line[..i],
-            None => {}
-        }
-        prev = c;
-    }
-    line
-}
-
-fn scalar(raw: &str, line: usize) -> Result<String, String> {
-    let raw = raw.trim();
-    if let Some(inner) = raw.strip_prefix('"') {
-        let inner = inner
-            .strip_suffix('"')
-            .ok_or(format!("line {line}: unterminated \"quoted\" value"))?;
-        if inner.contains('\\') {
-            return Err(format!("line {line}: escapes in \"quoted\" values are not supported"));
-        }
-        return Ok(inner.to_owned());
-    }
-    if let Some(inner) = raw.strip_prefix('\'') {
-        let inner = inner
-            .strip_suffix('\'')
-            .ok_or(format!("line {line}: unterminated 'quoted' value"))?;
-        return Ok(inner.replace("''", "'"));
-    }
-    if raw.starts_with(['[', '{', '&', '*', '!', '|', '>', '-']) {
-        return Err(format!("line {line}: only plain values are supported here"));
-    }
-    Ok(raw.to_owned())
-}
-
-fn key_value(text: &str, line: usize) -> Result<(String, Option<String>), String> {
-    let (key, value) = text
-        .split_once(':')
-        .ok_or(format!("line {line}: expected `key: value`"))?;
-    let key = key.trim();
-    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("line {line}: unexpected key"));
-    }
-    let value = value.trim();
-    Ok((
-        key.to_owned(),
-        if value.is_empty() {
-            None
-        } else {
-            Some(scalar(value, line)?)
-        },
-    ))
-}
-
-/// Parses the config file's text.
-pub fn parse(text: &str) -> Result<Document, String> {
-    let mut doc = Document::default();
-    // (map name, entry name) currently open
-    let mut open_map: Option<String> = None;
-    let mut open_entry: Option<String> = None;
-    let mut entry_indent = 0;
-    let mut field_indent = 0;
-    for (i, raw_line) in text.lines().enumerate() {
-        let n = i + 1;
-        if raw_line.contains('\t') {
-            return Err(format!("line {n}: tabs are not allowed in YAML indentation"));
-        }
-        let line = strip_comment(raw_line).trim_end();
-        if line.trim().is_empty() || line.trim() == "---" {
-            continue;
-        }
-        let indent = indent_of(line);
-        let (key, value) = key_value(line.trim_start(), n)?;
-        if indent == 0 {
-            open_entry = None;
-            match value {
-                Some(v) => {
-                    open_map = None;
-                    doc.root.insert(key, v);
-                }
-                None => {
-                    doc.maps.entry(key.clone()).or_default();
-                    open_map = Some(key);
-                    entry_indent = 0;
-                }
-            }
-            continue;
-        }
-        let Some(map) = &open_map else {
-            return Err(format!("line {n}: unexpected indentation"));
-        };
-        if open_entry.is_none() || indent <= entry_indent {
-            if entry_indent != 0 && indent != entry_indent {
-                return Err(format!("line {n}: inconsistent indentation"));
-            }
-            if value.is_some() {
-                return Err(format!("line {n}: `{key}` under `{map}` must be a map of settings"));
-            }
-            entry_indent = indent;
-            field_indent = 0;
-            doc.maps.entry(map.clone()).or_default().entry(key.clone()).or_default();
-            open_entry = Some(key);
-            continue;
-        }
-        if field_indent != 0 && indent != field_indent {
-            return Err(format!("line {n}: inconsistent indentation"));
-        }
-        field_indent = indent;
-        let value = value.ok_or(format!("line {n}: nested maps are not supported below `{map}`"))?;
-        let entry = open_entry.clone().unwrap_or_default();
-        doc.maps
-            .entry(map.clone())
-            .or_default()
-            .entry(entry)
-            .or_default()
-            .insert(key, value);
-    }
-    Ok(doc)
-}
-
-/// A YAML node of the subset we read: a scalar or a map (keys in order).
+/// A YAML document that did not read as the expected structure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Node {
-    Scalar(String),
-    Map(Vec<(String, Node)>),
+pub struct YamlError {
+    /// 1-based; 0 when the parser knows no position.
+    pub line: u64,
+    pub column: u64,
+    /// The parser's message, without position or snippet.
+    pub message: String,
+    /// The message with a few lines of the document around the position.
+    pub snippet: String,
 }
 
-impl Node {
-    /// The child of a map, by key.
-    pub fn get(&self, key: &str) -> Option<&Node> {
-        match self {
-            Node::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            Node::Scalar(_) => None,
-        }
-    }
-
-    /// The scalar's text.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Node::Scalar(s) => Some(s),
-            Node::Map(_) => None,
-        }
-    }
-}
-
-/// Parses nested maps of scalars (`key: value`, `key:` followed by an
-/// indented map), with comments and quoted values. Lists, anchors, tags and
-/// multi-line values are refused with the line number.
-pub fn parse_tree(text: &str) -> Result<Node, String> {
-    // (indent, key, value or None for a map, line)
-    let mut lines = Vec::new();
-    for (i, raw_line) in text.lines().enumerate() {
-        let n = i + 1;
-        if raw_line.contains('\t') {
-            return Err(format!("line {n}: tabs are not allowed in YAML indentation"));
-        }
-        let line = strip_comment(raw_line).trim_end();
-        if line.trim().is_empty() || line.trim() == "---" {
-            continue;
-        }
-        if line.trim_start().starts_with("- ") || line.trim() == "-" {
-            return Err(format!("line {n}: lists are not supported here"));
-        }
-        let (key, value) = key_value(line.trim_start(), n)?;
-        lines.push((indent_of(line), key, value, n));
-    }
-    let mut pos = 0;
-    let root = parse_map(&lines, &mut pos, 0)?;
-    if let Some((_, _, _, n)) = lines.get(pos) {
-        return Err(format!("line {n}: unexpected indentation"));
-    }
-    Ok(root)
-}
-
-type Line = (usize, String, Option<String>, usize);
-
-fn parse_map(lines: &[Line], pos: &mut usize, indent: usize) -> Result<Node, String> {
-    let mut entries: Vec<(String, Node)> = Vec::new();
-    while let Some((line_indent, key, value, n)) = lines.get(*pos) {
-        if *line_indent < indent {
-            break;
-        }
-        if *line_indent > indent {
-            return Err(format!("line {n}: unexpected indentation"));
-        }
-        if entries.iter().any(|(k, _)| k == key) {
-            return Err(format!("line {n}: `{key}` is given twice"));
-        }
-        *pos += 1;
-        let node = match value {
-            Some(v) => Node::Scalar(v.clone()),
-            None => match lines.get(*pos) {
-                Some((child_indent, ..)) if *child_indent > indent => parse_map(lines, pos, *child_indent)?,
-                _ => Node::Map(Vec::new()),
-            },
+impl YamlError {
+    /// `line L column C: message`, with every run of 20 or more letters,
+    /// digits and dashes (a key or a UUID, as Scaleway's secrets are)
+    /// replaced by `<hidden>`: safe to show for a file holding secrets.
+    pub fn redacted(&self) -> String {
+        let mut out = String::new();
+        let mut run = String::new();
+        let flush = |run: &mut String, out: &mut String| {
+            if run.len() >= 20 {
+                out.push_str("<hidden>");
+            } else {
+                out.push_str(run);
+            }
+            run.clear();
         };
-        entries.push((key.clone(), node));
+        for c in self.message.chars() {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                run.push(c);
+            } else {
+                flush(&mut run, &mut out);
+                out.push(c);
+            }
+        }
+        flush(&mut run, &mut out);
+        format!("{}{out}", self.position())
     }
-    Ok(Node::Map(entries))
+
+    fn position(&self) -> String {
+        if self.line == 0 {
+            String::new()
+        } else {
+            format!("line {} column {}: ", self.line, self.column)
+        }
+    }
+}
+
+impl fmt::Display for YamlError {
+    /// `line L column C: message` (one line).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.position(), self.message)
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// Reads one YAML document as `T`.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let plain = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+        let mut message = e.render_with_options(plain);
+        // The plain rendering ends with its own " at line L, column C".
+        for suffix in [
+            format!(" at line {line}, column {column}"),
+            format!(" at line {line} column {column}"),
+        ] {
+            if let Some(stripped) = message.strip_suffix(&suffix) {
+                message = stripped.to_owned();
+            }
+        }
+        if let Some(rest) = message.strip_prefix(&format!("error: line {line} column {column}: ")) {
+            message = rest.to_owned();
+        }
+        YamlError {
+            line,
+            column,
+            message: message.trim().to_owned(),
+            snippet: e.to_string(),
+        }
+    })
+}
+
+/// Where a value was written: `line L: ` (empty when unknown).
+pub fn at<T>(value: &Spanned<T>) -> String {
+    match value.referenced.line() {
+        0 => String::new(),
+        n => format!("line {n}: "),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
     use super::*;
 
-    #[test]
-    fn reads_the_scw_cli_format() {
-        let text = "# scw config\naccess_key: SCWXXXXXXXXXXXXXXXXX\nsecret_key: \"11111111-2222-4333-8444-555555555555\"\n\
-                    default_zone: fr-par-1 # comment\nactive_profile: edge\nprofiles:\n  edge:\n    default_zone: 'nl-ams-1'\n    \
-                    default_project_id: 22222222-2222-4333-8444-555555555555\n  other:\n    default_region: pl-waw\n";
-        let doc = parse(text).unwrap();
-        assert_eq!(doc.root["secret_key"], "11111111-2222-4333-8444-555555555555");
-        assert_eq!(doc.root["default_zone"], "fr-par-1");
-        assert_eq!(doc.root["active_profile"], "edge");
-        assert_eq!(doc.maps["profiles"]["edge"]["default_zone"], "nl-ams-1");
-        assert_eq!(doc.maps["profiles"]["other"]["default_region"], "pl-waw");
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        name: String,
+        #[serde(default)]
+        items: Vec<String>,
+        #[serde(default)]
+        inputs: BTreeMap<String, u32>,
+        note: Option<String>,
+        size: Option<Spanned<u32>>,
     }
 
     #[test]
-    fn trees_of_maps() {
-        let text = "name: edge # the cluster\ninputs:\n  hosts: 2\n  os: 'Ubuntu 24.04'\nconnection:\n  zone: fr-par-1\n  nested:\n    deep: yes\nempty:\n";
-        let t = parse_tree(text).unwrap();
-        assert_eq!(t.get("name").and_then(Node::as_str), Some("edge"));
-        assert_eq!(
-            t.get("inputs").and_then(|i| i.get("os")).and_then(Node::as_str),
-            Some("Ubuntu 24.04")
-        );
-        assert_eq!(
-            t.get("connection")
-                .and_then(|c| c.get("nested"))
-                .and_then(|n| n.get("deep"))
-                .and_then(Node::as_str),
-            Some("yes")
-        );
-        assert_eq!(t.get("empty"), Some(&Node::Map(Vec::new())));
-        for (bad, expected) in [
-            ("a:\n  - x\n", "line 2: lists are not supported"),
-            ("a: 1\na: 2\n", "line 2: `a` is given twice"),
-            ("a:\n    b: 1\n  c: 2\n", "line 3: unexpected indentation"),
-            ("  a: 1\nb: 2\n", "line 1: unexpected indentation"),
-        ] {
-            let err = parse_tree(bad).unwrap_err();
-            assert!(err.contains(expected), "{bad:?}: {err}");
-        }
+    fn full_yaml_lists_flow_anchors_merge_keys_block_scalars() {
+        let text = "# a comment\nname: &n edge # trailing comment\nitems: [a, b]\ninputs: &base\n  hosts: 2\n\
+                    note: |\n  two\n  lines\nsize: 3\n";
+        let d: Doc = from_str(text).unwrap();
+        assert_eq!(d.name, "edge");
+        assert_eq!(d.items, ["a", "b"]);
+        assert_eq!(d.inputs["hosts"], 2);
+        assert_eq!(d.note.as_deref(), Some("two\nlines\n"));
+        assert_eq!(d.size.as_ref().map(|s| s.value), Some(3));
+        assert_eq!(d.size.as_ref().map(at).as_deref(), Some("line 9: "));
+        let merged: BTreeMap<String, BTreeMap<String, u32>> =
+            from_str("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  y: 3\n").unwrap();
+        assert_eq!(merged["b"], BTreeMap::from([("x".into(), 1), ("y".into(), 3)]));
+        let listed: BTreeMap<String, Vec<String>> = from_str("l:\n  - a\n  - b\n").unwrap();
+        assert_eq!(listed["l"], ["a", "b"]);
     }
 
     #[test]
-    fn refuses_what_it_does_not_understand() {
-        for (text, expected) in [
-            ("a: [1, 2]", "line 1: only plain values"),
-            ("a: b\n  c: d", "line 2: unexpected indentation"),
-            ("profiles:\n  p: x", "must be a map"),
-            ("profiles:\n  p:\n    q:\n      r: s", "nested maps"),
-            ("just text", "expected `key: value`"),
-            ("a: \"open", "unterminated"),
-            ("\ta: b", "tabs"),
+    fn errors_have_line_and_column_and_no_snippet() {
+        for (text, line, column, expected) in [
+            ("name: a\ncolour: x\n", 2, 1, "unknown field `colour`"),
+            ("name: a\nname: b\n", 2, 1, "duplicate mapping key"),
+            ("name: a\nsize: three\n", 2, 7, "u32"),
+            ("name: [a\n", 1, 7, ""),
+            ("name: a\n---\nname: b\n", 3, 1, "multiple YAML documents"),
         ] {
-            let err = parse(text).unwrap_err();
-            assert!(err.contains(expected), "{text:?}: {err}");
+            let e = from_str::<Doc>(text).unwrap_err();
+            assert_eq!((e.line, e.column), (line, column), "{text:?}: {e:?}");
+            assert!(e.message.contains(expected), "{text:?}: {e:?}");
+            assert!(!e.message.contains('\n') && !e.message.contains("-->"), "{e:?}");
+            assert!(
+                e.to_string().starts_with(&format!("line {line} column {column}: ")),
+                "{e}"
+            );
         }
+        let bomb = "a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n\
+                    c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n\
+                    e: &e [*d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e]\n\
+                    g: [*f, *f, *f, *f, *f, *f, *f, *f]\n";
+        assert!(from_str::<BTreeMap<String, serde::de::IgnoredAny>>(bomb).is_err());
+    }
+
+    #[test]
+    fn redaction_hides_long_tokens() {
+        let e = from_str::<Doc>("name: a\n11111111-2222-4333-8444-555555555555: x\n").unwrap_err();
+        assert!(e.message.contains("11111111-2222"), "{e:?}");
+        let shown = e.redacted();
+        assert!(
+            shown.starts_with("line 2 column 1: unknown field `<hidden>`"),
+            "{shown}"
+        );
+        assert!(!shown.contains("1111"), "{shown}");
     }
 }

@@ -63,10 +63,15 @@ pub fn em_not_found() -> Reply {
 
 /// The 403 the flexible IP API gives for a deleted or unknown FIP.
 pub fn fip_denied(action: &str) -> Reply {
+    permissions_denied("flexible-ip", action)
+}
+
+/// `403 permissions_denied` (as recorded for FIPs; the same shape for any product).
+pub fn permissions_denied(resource: &str, action: &str) -> Reply {
     Reply::with_status(
         403,
         json!({
-            "details": [{"action": action, "resource": "flexible-ip"}],
+            "details": [{"action": action, "resource": resource}],
             "message": "insufficient permissions",
             "type": "permissions_denied",
         }),

@@ -41,6 +41,11 @@ pub enum Kind {
         quota: u64,
         current: u64,
     },
+    /// 403 permissions_denied (an API key whose IAM policy lacks the product).
+    PermissionsDenied {
+        resource: Option<String>,
+        action: Option<String>,
+    },
     /// 503 out_of_stock, or (`accept`) a server create that sits at `out_of_stock`.
     OutOfStock { accept: bool },
     /// The transitions the call schedules never finish.
@@ -75,6 +80,7 @@ impl Kind {
             Kind::ResetMidBody => "reset_mid_body",
             Kind::TransientState { .. } => "transient_state",
             Kind::QuotasExceeded { .. } => "quotas_exceeded",
+            Kind::PermissionsDenied { .. } => "permissions_denied",
             Kind::OutOfStock { .. } => "out_of_stock",
             Kind::Stuck => "stuck",
             Kind::TransitionError => "transition_error",
@@ -109,6 +115,7 @@ impl Kind {
             } => {
                 json!({"resource": resource, "quota": quota, "current": current})
             }
+            Kind::PermissionsDenied { resource, action } => json!({"resource": resource, "action": action}),
             Kind::OutOfStock { accept } => json!({ "accept": accept }),
             Kind::CommitThenError { status } => json!({ "status": status }),
             Kind::EventualConsistency { reads } => json!({ "reads": reads }),
@@ -119,7 +126,7 @@ impl Kind {
 }
 
 /// Every kind name, for the error message of an unknown one.
-pub const KIND_NAMES: [&str; 19] = [
+pub const KIND_NAMES: [&str; 20] = [
     "rate_limit",
     "rate_limit_retry_after",
     "internal_error",
@@ -130,6 +137,7 @@ pub const KIND_NAMES: [&str; 19] = [
     "reset_mid_body",
     "transient_state",
     "quotas_exceeded",
+    "permissions_denied",
     "out_of_stock",
     "stuck",
     "transition_error",
@@ -199,6 +207,10 @@ impl Rule {
                 resource: text("resource"),
                 quota: num("quota").map_or(1, |q| q.max(0.0) as u64),
                 current: num("current").map_or(1, |q| q.max(0.0) as u64),
+            },
+            "permissions_denied" => Kind::PermissionsDenied {
+                resource: text("resource"),
+                action: text("action"),
             },
             "out_of_stock" => Kind::OutOfStock {
                 accept: v.get("accept").and_then(Value::as_bool).unwrap_or(false),

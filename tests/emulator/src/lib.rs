@@ -195,6 +195,7 @@
 //! | `reset_mid_body` | | performs the call, sends the headers and half the body, closes |
 //! | `transient_state` | `resource`, `resource_id`, `current_state` | 409 transient_state; by default the last id of the path, or for a create the `gateway_id`/`server_id` of the body (a GN create names its gateway) |
 //! | `quotas_exceeded` | `resource`, `quota`, `current` (default 1) | 403 quotas_exceeded `details[{resource, quota, current, project_id}]`; the resource defaults to the offer's `quota_name` for servers, `flexible_ips` for FIPs |
+//! | `permissions_denied` | `resource` (default: the path's), `action` (default `read` for GET, else `write`) | 403 permissions_denied `details[{resource, action}]`, the shape recorded for FIPs: an API key whose IAM policy lacks the product |
 //! | `out_of_stock` | `accept` (default false) | 503 out_of_stock naming the offer; with `accept`, a server create succeeds and the server sits at `out_of_stock` |
 //! | `stuck` | | the transitions the call schedules never finish (an install stays `installing`, an attach `updating`, a delete `deleting`) |
 //! | `transition_error` | | they end in `error` (install `error`, server, FIP, mapping, GN `error`, gateway `failed`) |

@@ -245,6 +245,11 @@ fn handle_request(shared: &Shared, req: &Request) -> Delivery {
                 project.as_deref(),
             )))
         }
+        Some(Kind::PermissionsDenied { resource, action }) => {
+            let res = resource.unwrap_or_else(|| resource_of(req).0);
+            let action = action.unwrap_or_else(|| if req.method == "GET" { "read" } else { "write" }.into());
+            Delivery::Normal(to_response(&crate::errors::permissions_denied(&res, &action)))
+        }
         Some(Kind::OutOfStock { accept: false }) => {
             let res = offer_name(&w, req).unwrap_or_else(|| resource_of(req).0);
             Delivery::Normal(to_response(&crate::errors::out_of_stock(&res)))

@@ -203,10 +203,11 @@ impl Sandbox {
         std::fs::write(
             &p.description,
             format!(
-                "# the sandbox's edge cluster (see share/scaleway/provisions/edge-cluster.yaml)\nname: {NAME}\n\
-                 provider: {ZONE}\ninputs:\n  number_hosts: 2\n  offer: EM-A116X-SSD\n  subscription_period: hourly\n  \
-                 os: Ubuntu 24.04\n  number_public_ips: 2\n  dns: 1.1.1.1\n  private_cidr: 172.18.0.0/24\n  \
-                 public_ip_cidr: 172.30.0.0/16\n  hypervisor: kvm\n  cluster_name: {NAME}\n"
+                "# the sandbox's edge cluster (see share/scaleway/provisions/edge-cluster.yaml); offer, OS and\n\
+                 # billing are the provider's defaults\nname: &name {NAME}\ndescription: |\n  The sandbox's edge cluster,\n  \
+                 on the emulated Scaleway.\nprovider: {ZONE}\ninputs:\n  number_hosts: 2\n  number_public_ips: 2\n  \
+                 dns: [1.1.1.1]\n  private_cidr: 172.18.0.0/24\n  public_ip_cidr: 172.30.0.0/16\n  hypervisor: kvm\n  \
+                 cluster_name: *name\n  opennebula_version: \"7.0\"\n"
             ),
         )?;
         Ok(format!("work folder {work}"))

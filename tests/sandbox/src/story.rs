@@ -16,7 +16,7 @@ use crate::checks::{
 };
 use crate::netns::{PORT, Service};
 use crate::report::Report;
-use crate::sandbox::{HostInfo, Sandbox};
+use crate::sandbox::{HostInfo, Sandbox, ZONE};
 use crate::vms::value;
 
 fn ip4(v: &Value, what: &str) -> anyhow::Result<Ipv4Addr> {
@@ -193,7 +193,39 @@ fn sync_hosts(sb: &Sandbox) -> anyhow::Result<String> {
     Ok(format!("{} -> {REMOTE_DIR} on every host", remotes.display()))
 }
 
-/// `scaleway-provision create` as oneadmin, hosts bootstrapped over the alias.
+/// `scaleway-provision provider create` of the provider file install.sh
+/// put in place, as an administrator does first; then `provider list --json`.
+fn provider(sb: &Sandbox) -> anyhow::Result<String> {
+    let file = sb
+        .oned()?
+        .location
+        .join(format!("share/scaleway/providers/{ZONE}.yaml"))
+        .display()
+        .to_string();
+    let ran = sb.provision(&["provider", "create", &file], Duration::from_secs(120))?;
+    ensure!(
+        ran.ok(),
+        "scaleway-provision provider create failed:\n{}",
+        ran.complaint()
+    );
+    let listed = sb.provision(&["provider", "list", "--json"], Duration::from_secs(60))?;
+    ensure!(listed.ok(), "provider list --json failed:\n{}", listed.complaint());
+    let doc: serde_json::Value =
+        serde_json::from_str(&listed.stdout).with_context(|| format!("provider list --json: {}", listed.stdout))?;
+    let p = &doc["providers"][0];
+    ensure!(
+        p["name"] == ZONE && p["zone"] == ZONE && p["defaults"]["offer"] == "EM-A116X-SSD",
+        "provider list --json: {doc}"
+    );
+    Ok(format!(
+        "{} (provider {} in oned, document {})",
+        ran.stdout.trim(),
+        p["name"],
+        p["id"]
+    ))
+}
+
+/// `scaleway-provision create --json` as oneadmin, hosts bootstrapped over the alias.
 fn create(sb: &Sandbox) -> anyhow::Result<String> {
     let key = sb.paths.key.display().to_string();
     let vnm = sb
@@ -206,6 +238,7 @@ fn create(sb: &Sandbox) -> anyhow::Result<String> {
     let args = [
         "create",
         &file,
+        "--json",
         "--ssh-user",
         "ubuntu",
         "--skip",
@@ -220,7 +253,19 @@ fn create(sb: &Sandbox) -> anyhow::Result<String> {
         sb.note_emulator_calls();
     }
     ensure!(ran.ok(), "scaleway-provision create failed:\n{}", ran.complaint());
-    Ok(ran.stdout.trim().to_owned())
+    let doc: serde_json::Value =
+        serde_json::from_str(&ran.stdout).with_context(|| format!("create --json printed: {}", ran.stdout))?;
+    let p = &doc["provision"];
+    let hosts = p["hosts"].as_array().map_or(0, Vec::len);
+    let ips = p["public_ips"].as_array().map_or(0, Vec::len);
+    ensure!(
+        p["phase"] == "ready" && p["provider"] == ZONE && hosts == 2 && ips == 2,
+        "create --json: {doc}"
+    );
+    Ok(format!(
+        "provision {} ({}) ready: {hosts} hosts, {ips} public IPs, cluster {} (create --json)",
+        p["name"], p["id"], p["opennebula"]["cluster"]
+    ))
 }
 
 /// Parts 1 to 5. Returns when a step fails.
@@ -246,6 +291,11 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
     })?);
 
     rep.part("1. provision a 2-host edge cluster with 2 public IPs");
+    rep.step(
+        "scaleway-provision provider create (the shipped provider file, kept in oned)",
+        false,
+        || Ok(((), provider(sb)?)),
+    )?;
     rep.step(
         "scaleway-provision create (as oneadmin; hosts bootstrapped over ssh)",
         false,

@@ -11,7 +11,7 @@ use crate::checks::{nothing_of, vtysh};
 use crate::ctl::{Ctl, ip};
 use crate::netns::namespaces;
 use crate::report::Report;
-use crate::sandbox::{NAME, Sandbox};
+use crate::sandbox::{NAME, Sandbox, ZONE};
 
 /// What this machine looked like before the sandbox (to show it is untouched).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +213,19 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report, before: &Machine) -> anyhow::Resu
         ensure!(ran.ok(), "scaleway-provision delete failed:\n{}", ran.complaint());
         Ok(((), ran.stdout.trim().to_owned()))
     })?;
+    rep.step(
+        "scaleway-provision provider delete (no provision uses it now)",
+        false,
+        || {
+            let ran = sb.provision(&["provider", "delete", ZONE], Duration::from_secs(120))?;
+            ensure!(
+                ran.ok(),
+                "scaleway-provision provider delete failed:\n{}",
+                ran.complaint()
+            );
+            Ok(((), ran.stdout.trim().to_owned()))
+        },
+    )?;
     rep.step("nothing left at Scaleway (the emulator is empty)", true, || {
         Ok(((), emulator_empty(sb)?))
     })?;

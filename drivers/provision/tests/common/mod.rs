@@ -240,7 +240,10 @@ impl Bed {
         }
         let mut argv: Vec<std::ffi::OsString> = vec!["scaleway-provision".into()];
         argv.extend(args.iter().map(Into::into));
-        let takes_access = matches!(args, ["create", ..] | ["host", "add", ..] | ["host", "delete", ..]);
+        let takes_access = matches!(
+            args,
+            ["create", ..] | ["configure", ..] | ["host", "add" | "configure" | "delete", ..]
+        );
         if takes_access {
             argv.extend([
                 "--ssh-key".into(),
