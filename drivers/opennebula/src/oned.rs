@@ -43,6 +43,7 @@ pub enum Param {
 }
 
 /// A client for oned.
+#[derive(Clone)]
 pub struct Oned {
     url: String,
     session: String,

@@ -115,6 +115,16 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Puts a lost provision record back: this frontend's copy into oned, or, with neither, rebuilt
+    /// from the description FILE it was created from, its OpenNebula hosts and its Scaleway tags.
+    Adopt {
+        name: String,
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        access: HostAccess,
+    },
+    /// Releases oned's lock of a provision, left by a command that is not running any more.
+    Unlock { name: String },
     /// Runs the bootstrap of every host again (see `host configure`). Idempotent.
     Configure {
         name: String,

@@ -13,6 +13,7 @@ use crate::cli::HostAccess;
 use crate::description::{self, Description, Hypervisor};
 use crate::ops::{self, BootstrapOptions, Ctx};
 use crate::provider::{Provider, Providers};
+use crate::record::Link;
 use crate::state::{self, ProvisionState, Store};
 use crate::{PROGRAM, bootstrap, check, cloud, one, plan, progress, remote, report};
 
@@ -25,7 +26,7 @@ fn provider_lookup(env: &Env) -> impl Fn(&str) -> Result<Option<Provider>, Strin
 }
 
 /// Reads and validates a description file.
-fn read_description(file: &Path, env: &Env) -> Result<(Description, String), Vec<String>> {
+pub(crate) fn read_description(file: &Path, env: &Env) -> Result<(Description, String), Vec<String>> {
     let text = std::fs::read_to_string(file).map_err(|e| vec![format!("cannot read {}: {e}", file.display())])?;
     let d = description::parse(&text, &provider_lookup(env))?;
     Ok((d, text))
@@ -114,16 +115,16 @@ pub(crate) fn validate(file: &Path, json: bool, env: &Env, io: &mut Io<'_>) -> R
 }
 
 /// What a provision command needs besides the record.
-struct Session {
-    d: Description,
-    client: scaleway::Client,
-    oned: Oned,
-    waits: cloud::Waits,
+pub(crate) struct Session {
+    pub d: Description,
+    pub client: scaleway::Client,
+    pub oned: Oned,
+    pub waits: cloud::Waits,
 }
 
 impl Session {
     /// What the commands of `ops` work with.
-    fn context<'a>(
+    pub(crate) fn context<'a>(
         self,
         remote: &'a dyn bootstrap::Remote,
         progress: &'a dyn progress::Progress,
@@ -143,7 +144,7 @@ impl Session {
     }
 }
 
-fn session(d: Description, env: &Env) -> Result<Session, String> {
+pub(crate) fn session(d: Description, env: &Env) -> Result<Session, String> {
     let (client, tuning) = client_for(&d.zone, d.profile.as_deref(), env)?;
     let oned = Oned::from_env(env).map_err(|e| e.to_string())?;
     let from_env = |k: &str| env.get(k).map(str::to_owned);
@@ -175,15 +176,53 @@ fn recorded_description(s: &ProvisionState, env: &Env) -> Result<Description, St
     Ok(d)
 }
 
+/// Locks a provision for this command, on this frontend and in oned;
+/// returns its record: oned's, else this frontend's file when it was
+/// written before oned kept the records (the first save puts it in oned).
+/// A file written after oned's record that oned no longer has is stale:
+/// refused, `adopt` decides.
+/// With `stale_too` (`adopt`), a stale copy is returned, marked
+/// `oned_record: false`; the flag returned says whether oned had it.
+pub(crate) fn take(
+    store: &Store,
+    name: &str,
+    env: &Env,
+    stale_too: bool,
+) -> Result<(state::Locked, Option<(ProvisionState, bool)>), String> {
+    let mut file_lock = store.lock(name)?;
+    let oned = Oned::from_env(env).map_err(|e| format!("cannot reach oned, which keeps the provisions: {e}"))?;
+    let (link, from_oned) = Link::acquire(oned, name)?;
+    file_lock.attach(link);
+    let s = match from_oned {
+        Some(s) => Some((s, true)),
+        None => match file_lock.load()? {
+            Some(s) if s.oned_record && !stale_too => return Err(stale(name)),
+            Some(mut s) => {
+                s.oned_record = false;
+                Some((s, false))
+            }
+            None => None,
+        },
+    };
+    Ok((file_lock, s))
+}
+
+pub(crate) fn stale(name: &str) -> String {
+    format!(
+        "this frontend's copy of provision {name} is not in oned any more: it was deleted from another frontend, \
+         or its record was lost; if its resources still exist, `scaleway-provision adopt {name}` puts it back"
+    )
+}
+
 /// Copies the description's facts into the record (see [`ProvisionState`]).
-fn record_facts(s: &mut ProvisionState, d: &Description) {
+pub(crate) fn record_facts(s: &mut ProvisionState, d: &Description) {
     s.provider.clone_from(&d.provider);
     s.zone = d.zone.to_string();
     s.hypervisor = hypervisor_name(d.hypervisor).to_owned();
     s.opennebula_version.clone_from(&d.opennebula_version);
 }
 
-fn checked(d: &Description, client: &scaleway::Client, io: &mut Io<'_>) -> Result<check::Checked, String> {
+pub(crate) fn checked(d: &Description, client: &scaleway::Client, io: &mut Io<'_>) -> Result<check::Checked, String> {
     let c = check::check(d, client).map_err(|e| e.join("; "))?;
     for w in &c.warnings {
         let _ = writeln!(io.stderr, "WARN: {PROGRAM}: {w}");
@@ -191,7 +230,7 @@ fn checked(d: &Description, client: &scaleway::Client, io: &mut Io<'_>) -> Resul
     Ok(c)
 }
 
-fn print_provision(s: &ProvisionState, ranges: Option<&[one::PublicRange]>, json: bool, io: &mut Io<'_>) {
+pub(crate) fn print_provision(s: &ProvisionState, ranges: Option<&[one::PublicRange]>, json: bool, io: &mut Io<'_>) {
     let text = if json {
         report::document("provision", report::provision_json(s, ranges))
     } else {
@@ -224,8 +263,8 @@ pub(crate) fn create(
         let _ = write!(io.stdout, "{}", plan::render(&d, &s, &boot)?);
         return Ok(());
     }
-    let file_lock = store.lock(&d.name)?;
-    let mut s = match file_lock.load()? {
+    let file_lock = take(&store, &d.name, env, false)?;
+    let mut s = match file_lock.1.clone().map(|(s, _)| s) {
         Some(s) if s.description != text => {
             return Err(format!(
                 "provision {} exists with another description: `scaleway-provision show {}`; use host/ip commands to change it, or delete it first",
@@ -241,6 +280,7 @@ pub(crate) fn create(
             ..ProvisionState::default()
         },
     };
+    let file_lock = file_lock.0;
     if s.zone.is_empty() {
         record_facts(&mut s, &d);
     } else {
@@ -304,8 +344,8 @@ pub(crate) fn operate(
     remote: Option<&dyn bootstrap::Remote>,
 ) -> Result<(), String> {
     let store = Store::new(&state::state_dir(env));
-    let file_lock = store.lock(name)?;
-    let Some(mut s) = file_lock.load()? else {
+    let (file_lock, found) = take(&store, name, env, false)?;
+    let Some(mut s) = found.map(|(s, _)| s) else {
         return match op {
             // Deleting what is not there is done.
             Op::Delete(_) => {
@@ -377,79 +417,5 @@ pub(crate) fn operate(
     }
     let ranges = s.one.public_network.and_then(|v| ctx_ranges(&ctx, v, &s.id));
     let _ = write!(io.stdout, "{}", report::summary(&s, ranges.as_deref()));
-    Ok(())
-}
-
-pub(crate) fn show(name: &str, json: bool, env: &Env, io: &mut Io<'_>) -> Result<(), String> {
-    let store = Store::new(&state::state_dir(env));
-    let s = store
-        .read(name)?
-        .ok_or_else(|| format!("no provision named {name} (scaleway-provision list)"))?;
-    let ranges = s.one.public_network.and_then(|v| {
-        Oned::from_env(env)
-            .ok()
-            .and_then(|oned| one::One { oned: &oned }.public_ranges(v, &s.id).ok())
-    });
-    print_provision(&s, ranges.as_deref(), json, io);
-    Ok(())
-}
-
-/// A recorded provision, or the name of one whose record does not read and why.
-pub(crate) type Recorded = Result<ProvisionState, (String, String)>;
-
-/// The provisions recorded on this frontend.
-pub(crate) fn provisions(env: &Env) -> Result<Vec<Recorded>, String> {
-    let store = Store::new(&state::state_dir(env));
-    Ok(store
-        .names()?
-        .into_iter()
-        .filter_map(|name| match store.read(&name) {
-            Ok(Some(s)) => Some(Ok(s)),
-            Ok(None) => None,
-            Err(e) => Some(Err((name, e))),
-        })
-        .collect())
-}
-
-pub(crate) fn list(json: bool, env: &Env, io: &mut Io<'_>) -> Result<(), String> {
-    let all = provisions(env)?;
-    if json {
-        let entries: Vec<serde_json::Value> = all
-            .iter()
-            .map(|p| match p {
-                Ok(s) => report::list_entry(s),
-                Err((name, e)) => serde_json::json!({"name": name, "error": e}),
-            })
-            .collect();
-        let _ = write!(io.stdout, "{}", report::document("provisions", entries.into()));
-        return Ok(());
-    }
-    if all.is_empty() {
-        let _ = writeln!(io.stdout, "no provisions");
-    }
-    for p in all {
-        match p {
-            Ok(s) => {
-                let _ = writeln!(
-                    io.stdout,
-                    "{}  {}  {}  {}  {} host(s)  created {}{}",
-                    s.name,
-                    s.id,
-                    s.phase.as_str(),
-                    if s.zone.is_empty() { "-" } else { &s.zone },
-                    s.hosts.len(),
-                    s.created_at,
-                    if s.pending.is_some() {
-                        "  (unfinished operation)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            Err((name, e)) => {
-                let _ = writeln!(io.stdout, "{name}  unreadable: {e}");
-            }
-        }
-    }
     Ok(())
 }

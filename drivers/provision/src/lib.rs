@@ -13,12 +13,14 @@
 //! is done; what is printed comes from `report`.
 
 pub mod access;
+pub mod adopt;
 pub mod bootstrap;
 pub mod check;
 pub(crate) mod cli;
 pub mod cloud;
 pub mod commands;
 pub mod description;
+pub mod listing;
 pub mod one;
 pub mod oneconf;
 pub mod ops;
@@ -27,6 +29,7 @@ pub mod progress;
 pub mod provider;
 pub mod provider_cmd;
 pub mod reach;
+pub mod record;
 pub mod remote;
 pub mod report;
 pub mod state;
@@ -138,8 +141,13 @@ pub fn main_with_remote(argv: Vec<OsString>, env: &Env, mut io: Io<'_>, remote: 
             "create",
             commands::create(&file, dry_run, json, &access, env, &mut io, remote),
         ),
-        Command::Show { name, json } => ("show", commands::show(&name, json, env, &mut io)),
-        Command::List { json } => ("list", commands::list(json, env, &mut io)),
+        Command::Show { name, json } => ("show", listing::show(&name, json, env, &mut io)),
+        Command::List { json } => ("list", listing::list(json, env, &mut io)),
+        Command::Adopt { name, file, access } => (
+            "adopt",
+            adopt::adopt(&name, file.as_deref(), &access, env, &mut io, remote),
+        ),
+        Command::Unlock { name } => ("unlock", listing::unlock(&name, env, &mut io)),
         Command::Configure { name, access } => (
             "configure",
             commands::operate(&name, &Op::Configure(&[], &access), env, &mut io, remote),

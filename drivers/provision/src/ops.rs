@@ -83,7 +83,7 @@ pub fn create(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked) -> R<()>
         }
         Phase::Creating => {}
     }
-    if let Err(e) = create_steps(ctx, s, checked) {
+    if let Err(e) = create_steps(ctx, s, checked, ctx.d.public_ips) {
         return ctx.failed(
             s,
             format!("{e}\n(run the same create again to continue, or `scaleway-provision delete {}` to remove what was made)", s.name),
@@ -94,7 +94,19 @@ pub fn create(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked) -> R<()>
     ctx.save(s)
 }
 
-fn create_steps(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked) -> R<()> {
+/// `adopt`: finishes a rebuilt record as a rerun of `create` would; a
+/// public network that exists gets no new range.
+pub fn adopt(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked, public_network_exists: bool) -> R<()> {
+    let target = if public_network_exists { 0 } else { ctx.d.public_ips };
+    if let Err(e) = create_steps(ctx, s, checked, target) {
+        return ctx.failed(s, format!("{e}\n(run the same adopt again to continue)"));
+    }
+    s.phase = Phase::Ready;
+    s.last_error = None;
+    ctx.save(s)
+}
+
+fn create_steps(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked, target: u32) -> R<()> {
     let d = &ctx.d;
     ctx.say("SSH keys", "registering");
     s.ssh_keys = cloud::ensure_ssh_keys(&ctx.client, s, &ctx.boot.authorized_keys)?;
@@ -141,7 +153,6 @@ fn create_steps(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked) -> R<(
     gateway?;
     bootstrap_hosts(ctx, s, &indexes, &[])?;
     register(ctx, s)?;
-    let target = d.public_ips;
     converge_public_ranges(ctx, s, target)?;
     Ok(())
 }

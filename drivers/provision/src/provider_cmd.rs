@@ -6,7 +6,8 @@ use opennebula::driver::{Env, Io};
 use opennebula::oned::Oned;
 
 use crate::cli::ProviderCommand;
-use crate::commands::{client_for, provisions};
+use crate::commands::client_for;
+use crate::listing::provisions;
 use crate::provider::{Provider, Providers, check_zone};
 use crate::{reach, report};
 
@@ -31,7 +32,12 @@ fn check_reach(p: &Provider, env: &Env) -> Result<(), String> {
 
 /// The provisions of this frontend that use a provider.
 fn users(name: &str, env: &Env) -> Result<Vec<String>, String> {
-    Ok(provisions(env)?
+    let listing = provisions(env)?;
+    if let Some(e) = listing.oned_error {
+        return Err(format!("cannot tell which provisions use provider {name}: {e}"));
+    }
+    Ok(listing
+        .all
         .into_iter()
         .filter_map(Result::ok)
         .filter(|s| s.provider.as_deref() == Some(name))

@@ -1,7 +1,10 @@
 //! What a provision is, as the frontend remembers it: one JSON file per
 //! provision (`<state dir>/provisions/<name>.json`, mode 0600), replaced
 //! atomically after every step, and a lock file beside it held for the whole
-//! run, so two commands never work on the same provision at once.
+//! run, so two commands of this frontend never work on the same provision at
+//! once. The authority is the record in oned ([`crate::record`]), written
+//! before the file, and locked in oned against other frontends; the file is
+//! its cache.
 //!
 //! The file is a journal as much as a record: a command that was killed
 //! left its `pending` operation in it, and running the same command again
@@ -106,6 +109,12 @@ pub struct ProvisionState {
     pub hypervisor: String,
     #[serde(default)]
     pub opennebula_version: String,
+    /// This copy was written after oned's record: when oned no longer has
+    /// the record, the provision was deleted (or its record lost) elsewhere,
+    /// and this copy is stale (`adopt` puts it back). False in copies from
+    /// before oned kept the records, which move into oned by themselves.
+    #[serde(default)]
+    pub oned_record: bool,
     pub phase: Phase,
     pub pending: Option<Pending>,
     pub last_error: Option<String>,
@@ -148,11 +157,21 @@ pub struct Store {
     dir: PathBuf,
 }
 
-/// A provision's file, locked for as long as this lives.
-#[derive(Debug)]
+/// A provision's file, locked for as long as this lives, and its record in
+/// oned once attached ([`crate::record::Link`]: written first).
 pub struct Locked {
     path: PathBuf,
     _lock: File,
+    link: Option<crate::record::Link>,
+}
+
+impl std::fmt::Debug for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locked")
+            .field("path", &self.path)
+            .field("in_oned", &self.link.is_some())
+            .finish()
+    }
 }
 
 impl Store {
@@ -197,6 +216,7 @@ impl Store {
             Ok(()) => Ok(Locked {
                 path: self.path(name),
                 _lock: file,
+                link: None,
             }),
             Err(std::fs::TryLockError::WouldBlock) => Err(format!(
                 "another scaleway-provision command is working on provision {name}: wait for it to finish"
@@ -226,17 +246,30 @@ impl Locked {
         read_file(&self.path)
     }
 
-    /// Replaces the file atomically (temporary file, fsync, rename).
+    /// From now on, every save goes to oned's record first.
+    pub fn attach(&mut self, link: crate::record::Link) {
+        self.link = Some(link);
+    }
+
+    /// Records the provision: in oned (when attached), then the file, replaced
+    /// atomically (temporary file, fsync, rename).
     pub fn save(&self, state: &ProvisionState) -> Result<(), String> {
         let mut state = state.clone();
+        if let Some(link) = &self.link {
+            state.oned_record = true;
+            link.save(&state)?;
+        }
         state.version = 1;
         let text = serde_json::to_vec_pretty(&state).map_err(|e| format!("cannot encode the provision: {e}"))?;
         opennebula::fsutil::write_atomic(&self.path, &text, 0o600)
             .map_err(|e| format!("cannot save {}: {e}", self.path.display()))
     }
 
-    /// Removes the file (the provision is gone).
+    /// Removes the record in oned and the file (the provision is gone).
     pub fn remove(&self) -> Result<(), String> {
+        if let Some(link) = &self.link {
+            link.remove()?;
+        }
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

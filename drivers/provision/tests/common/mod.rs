@@ -233,6 +233,12 @@ impl Bed {
 
     /// Runs `scaleway-provision ARGS` in-process with the fake hosts.
     pub fn run(&self, args: &[&str]) -> (u8, String, String) {
+        self.run_env(args, &[])
+    }
+
+    /// [`Bed::run`] with some variables of the environment replaced (another
+    /// frontend: another `ONE_SCALEWAY_STATE_DIR`).
+    pub fn run_env(&self, args: &[&str], overrides: &[(&str, &str)]) -> (u8, String, String) {
         let key = test_support::fixture_path("provision/oneadmin.pub");
         let vnm = self.dir.path().join("scaleway-vnm");
         if !vnm.exists() {
@@ -242,7 +248,7 @@ impl Bed {
         argv.extend(args.iter().map(Into::into));
         let takes_access = matches!(
             args,
-            ["create", ..] | ["configure", ..] | ["host", "add" | "configure" | "delete", ..]
+            ["create" | "adopt" | "configure", ..] | ["host", "add" | "configure" | "delete", ..]
         );
         if takes_access {
             argv.extend([
@@ -252,7 +258,13 @@ impl Bed {
                 vnm.into_os_string(),
             ]);
         }
-        let env = Env::from_pairs(self.env());
+        let env = Env::from_pairs(self.env().into_iter().map(|(k, v)| {
+            let v = overrides
+                .iter()
+                .find(|(o, _)| *o == k)
+                .map_or(v, |(_, o)| (*o).to_owned());
+            (k, v)
+        }));
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let io = Io {
             stdin: &mut &b""[..],
