@@ -430,8 +430,20 @@ fn keep(sb: &Sandbox, rep: &Report) -> anyhow::Result<()> {
         .filter(|(k, _)| ["ONE_LOCATION", "ONE_AUTH", "ONE_XMLRPC"].contains(&k.as_str()))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    // oneadmin's environment, for docs/deployment.md's rehearsal: a shell as the administrator.
+    let rc = sb.paths.work.join("oneadmin.rc");
+    let mut text = String::from("# oneadmin's environment in the sandbox (docs/deployment.md)\n");
+    for (k, v) in oned.env() {
+        text.push_str(&format!("export {k}='{}'\n", v.replace('\'', "'\\''")));
+    }
+    text.push_str("cd \"$HOME\"\nPS1='oneadmin@sandbox:\\w\\$ '\n");
+    std::fs::write(&rc, text).with_context(|| format!("cannot write {}", rc.display()))?;
     rep.part("--keep: the sandbox is up; look around (as root, from another terminal)");
     for line in [
+        format!(
+            "sudo -u oneadmin bash --rcfile {}   # a shell as oneadmin: scaleway-provision, onevm... (docs/deployment.md)",
+            rc.display()
+        ),
         format!(
             "sudo -u oneadmin env {} {}/bin/onevm list     # OpenNebula's CLI",
             env.join(" "),
