@@ -3,15 +3,16 @@
 # hosts and VMs as network namespaces, real nftables and FRR), print what happened and a pass/fail
 # summary.
 #
-#   sudo ./sandbox.sh [--keep] [--speed F] [--prefix P] [--no-build] [--cleanup]
+#   sudo ./sandbox.sh [--keep] [--speed F] [--hypervisor kvm|lxc] [--prefix P] [--no-build] [--cleanup]
 #
 # It installs the Debian packages it needs, builds OpenNebula from source (tests/oned/build.sh,
 # cached) and our workspace (cargo build --release --locked), and runs the orchestrator
 # (tests/sandbox): oned from a temporary ONE_LOCATION with our build installed by install.sh -d,
-# then provision, networks, VMs, real packets, a poweroff, a live migration, teardown, and the
+# then provision, networks, VMs, real packets, a poweroff, a live migration (KVM), teardown, and the
 # check that nothing is left. Exit 0 only if every check passed.
 #   --keep      leave the sandbox up after the checks, with commands to look around; Ctrl-C ends it
 #   --speed F   emulator speed (1.0 = Scaleway's real delays; default 0.1)
+#   --hypervisor lxc  LXC hosts (OpenNebula's LXC path; VMs are replaced, not moved); default kvm
 #   --prefix P  namespace prefix (default sbx)
 #   --no-build  use the binaries already in target/release
 #   --cleanup   remove what a killed sandbox left, and exit

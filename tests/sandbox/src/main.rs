@@ -6,7 +6,8 @@
 //! network mode (servers, private networks and flexible-IP routes as
 //! network namespaces, FRR on every server, each server its own files):
 //!
-//! 1. `scaleway-provision create` as oneadmin: 2 hosts, 2 public IPs (the
+//! 1. `scaleway-provision provider create` of the installed provider file,
+//!    then `create --json` as oneadmin: 2 hosts, 2 public IPs (the
 //!    hosts bootstrapped through the emulator's ssh alias; the package and
 //!    service phases skipped: the "OS image" has FRR running), registered
 //!    in oned;
@@ -18,14 +19,15 @@
 //!    sandbox's "libvirtd" turns into namespaces (`libvirt`);
 //! 4. real packets: the internet to each VM's flexible IP, each VM to the
 //!    internet (seen from its flexible IP), VM to VM over VXLAN/EVPN;
-//! 5. a poweroff and resume, a live migration, and the same checks; then
+//! 5. a poweroff and resume, a live migration (`--hypervisor lxc`: LXC
+//!    hosts, a VM replaced on the other host instead), and the same checks; then
 //!    vm2, beside vm1, tries to take vm1's traffic with real packets
 //!    (`hostile`): source spoofing, gratuitous ARP, vm1's MAC;
 //! 6. day 2 (`day2`): `ip add`, `onevnet addar`, a NIC hot-attached (real
 //!    packets on its flexible IP) and detached, `onevnet rmar`, `ip
-//!    delete`, `host add` (a VM migrated onto it, EVPN across), `host
-//!    delete`, a VM deleted during its live migration;
-//! 7. teardown, and nothing left at Scaleway, in oned, in the kernel, in
+//!    delete`, `host add` (a VM moved onto it, EVPN across), `host
+//!    delete`, a VM deleted during its live migration (KVM);
+//! 7. teardown (`delete`, then `provider delete`), and nothing left at Scaleway, in oned, in the kernel, in
 //!    FRR, on this machine.
 //!
 //! Exit: 0 when every step and check passed, 1 otherwise, 130 when
@@ -78,6 +80,10 @@ struct Cli {
     /// Emulator speed: every Scaleway delay is multiplied by F (1.0 is realistic: an OS install takes about 6 min).
     #[arg(long, value_name = "F", default_value_t = 0.1)]
     speed: f64,
+    /// The hosts' hypervisor: kvm, or lxc (OpenNebula's LXC path: a veth on the bridge, no live
+    /// migration; VMs are replaced, not moved).
+    #[arg(long, value_enum, default_value = "kvm")]
+    hypervisor: sandbox::Hypervisor,
     /// Prefix of every namespace (1 to 12 lower-case letters and digits).
     #[arg(long, default_value = "sbx")]
     prefix: String,
@@ -197,6 +203,7 @@ fn main() -> ExitCode {
         prefix: cli.prefix.clone(),
         speed: cli.speed,
         keep: cli.keep,
+        hypervisor: cli.hypervisor,
     };
     let before = Machine::observe(&ctl, &opts.prefix);
     let mut rep = Report::new();

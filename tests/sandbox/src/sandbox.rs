@@ -40,6 +40,25 @@ pub struct Opts {
     pub prefix: String,
     pub speed: f64,
     pub keep: bool,
+    /// The hosts' hypervisor: `kvm`, or `lxc` (OpenNebula's LXC path: no
+    /// live migration; a VM is replaced on the other host).
+    pub hypervisor: Hypervisor,
+}
+
+/// The hosts' hypervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hypervisor {
+    Kvm,
+    Lxc,
+}
+
+impl Hypervisor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Lxc => "lxc",
+        }
+    }
 }
 
 /// The sandbox's own files.
@@ -206,8 +225,9 @@ impl Sandbox {
                 "# the sandbox's edge cluster (see share/scaleway/provisions/edge-cluster.yaml); offer, OS and\n\
                  # billing are the provider's defaults\nname: &name {NAME}\ndescription: |\n  The sandbox's edge cluster,\n  \
                  on the emulated Scaleway.\nprovider: {ZONE}\ninputs:\n  number_hosts: 2\n  number_public_ips: 2\n  \
-                 dns: [1.1.1.1]\n  private_cidr: 172.18.0.0/24\n  public_ip_cidr: 172.30.0.0/16\n  hypervisor: kvm\n  \
-                 cluster_name: *name\n  opennebula_version: \"7.0\"\n"
+                 dns: [1.1.1.1]\n  private_cidr: 172.18.0.0/24\n  public_ip_cidr: 172.30.0.0/16\n  hypervisor: {hv}\n  \
+                 cluster_name: *name\n  opennebula_version: \"7.0\"\n",
+                hv = self.opts.hypervisor.as_str()
             ),
         )?;
         Ok(format!("work folder {work}"))

@@ -355,12 +355,13 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
     })?;
     packets(sb, rep, " (after the resume)")?;
 
-    rep.part("5. live migration of vm1");
     let (h1, h2) = (sb.host(0)?.name.clone(), sb.host(1)?.name.clone());
-    rep.step(&format!("onevm migrate --live vm1 from {h1} to {h2}"), false, || {
-        Ok(((), sb.migrate(0, 1)?))
+    let how = moving(sb);
+    rep.part(&format!("5. vm1 moves to {h2} ({how})"));
+    rep.step(&format!("{how} vm1 from {h1} to {h2}"), false, || {
+        Ok(((), sb.move_vm(0, 1)?))
     })?;
-    packets(sb, rep, " (after the migration)")?;
+    packets(sb, rep, " (after the move)")?;
     rep.step(&format!("{h1} keeps nothing of vm1"), true, || {
         let vm = sb.vms.first().context("no vm1")?;
         let addresses = vec![vm.external_ip.to_string(), vm.public_ip.to_string()];
@@ -387,6 +388,14 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         keep(sb, rep)?;
     }
     Ok(())
+}
+
+/// How a VM moves between hosts on this hypervisor.
+pub fn moving(sb: &Sandbox) -> &'static str {
+    match sb.opts.hypervisor {
+        crate::sandbox::Hypervisor::Kvm => "onevm migrate --live",
+        crate::sandbox::Hypervisor::Lxc => "onevm terminate + create (LXC: no live migration)",
+    }
 }
 
 /// Real packets: the internet and each VM, the VMs on the private network.

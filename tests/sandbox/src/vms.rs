@@ -45,11 +45,13 @@ impl Sandbox {
             if done(&vm) {
                 return Ok(vm);
             }
-            // BOOT_FAILURE (36) to PROLOG_UNDEPLOY_FAILURE (47): the action failed.
+            // BOOT_FAILURE (36) to PROLOG_UNDEPLOY_FAILURE (47), but for
+            // PROLOG_MIGRATE_POWEROFF (43) and PROLOG_MIGRATE_SUSPEND (45),
+            // which are on their way: the action failed.
             let failed = value(&vm, "STATE") == ACTIVE
                 && value(&vm, "LCM_STATE")
                     .parse::<u32>()
-                    .is_ok_and(|s| (36..=47).contains(&s));
+                    .is_ok_and(|s| (36..=47).contains(&s) && s != 43 && s != 45);
             if failed || started.elapsed() > Duration::from_secs(120) {
                 let log = std::fs::read_to_string(self.oned()?.location.join(format!("var/vms/{id}/vm.log")))
                     .unwrap_or_default();
@@ -193,6 +195,30 @@ impl Sandbox {
             d.name,
             self.plumbing(id)
         ))
+    }
+
+    /// Moves VM `index` to host `dest` as its hypervisor allows: a live
+    /// migration on KVM; on LXC (OpenNebula has no live migration for
+    /// containers, and its cold migration copies the VM's folder with an
+    /// `ssh` from host to host, which the emulated hosts do not have) a new
+    /// container of the same name on `dest` replaces it.
+    pub fn move_vm(&mut self, index: usize, dest: usize) -> anyhow::Result<String> {
+        match self.opts.hypervisor {
+            crate::sandbox::Hypervisor::Kvm => self.migrate(index, dest),
+            crate::sandbox::Hypervisor::Lxc => self.replace(index, dest),
+        }
+    }
+
+    /// `onevm terminate` of VM `index` (the VM driver's cancel, `clean`),
+    /// then `onevm create` and `deploy` of a VM of the same name on `dest`
+    /// (`pre`, the VM driver's deploy, `post`), at the same place in the list.
+    pub fn replace(&mut self, index: usize, dest: usize) -> anyhow::Result<String> {
+        let name = self.vms.get(index).context("no such VM")?.name.clone();
+        let gone = self.terminate(index)?;
+        let made = self.deploy(&name, dest)?;
+        let vm = self.vms.pop().context("the new VM is not listed")?;
+        self.vms.insert(index.min(self.vms.len()), vm);
+        Ok(format!("{gone}\n{made}"))
     }
 
     /// `onevm poweroff` then `onevm resume` of VM `index`: the VM driver's

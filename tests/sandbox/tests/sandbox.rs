@@ -35,15 +35,16 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
-#[test]
-#[ignore = "privileged: needs root, iproute2, nftables, frr; run by .ci/run"]
-fn the_sandbox_plays_the_whole_story_and_leaves_nothing() {
+/// Runs the sandbox with `args` (prefix `prefix`) and checks it passed,
+/// printed every proof, and left no namespace.
+fn play(prefix: &str, args: &[&str], proofs: &[&str]) {
     require_root();
     let started = Instant::now();
     let out = Command::new(SANDBOX)
         .arg("--bindir")
         .arg(bin_dir())
-        .args(["--prefix", "sbxt", "--speed", "0.05"])
+        .args(["--prefix", prefix, "--speed", "0.05"])
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -55,31 +56,55 @@ fn the_sandbox_plays_the_whole_story_and_leaves_nothing() {
         "the sandbox failed after {:.0}s:\n{stdout}\n{stderr}",
         started.elapsed().as_secs_f64()
     );
-    for proof in [
-        "scaleway-provision create (as oneadmin; hosts bootstrapped over ssh) ... ok",
-        "check: the host drivers ran as oneadmin (through sudo, with the shipped rules) ... ok",
-        "check: the internet reaches vm1 on its flexible IP ... ok",
-        "check: vm2 reaches the internet from its flexible IP ... ok",
-        "check: vm1 <-> vm2 on the private network ... ok",
-        "check: the internet reaches vm2 on its flexible IP (after the resume) ... ok",
-        "check: the internet reaches vm1 on its flexible IP (after the migration) ... ok",
-        "onevm nic-attach vm2 on the public network ... ok",
-        "scaleway-provision host add (a third host) ... ok",
-        "onevm recover --delete vm1 during its live migration ... ok",
-        "check: nothing left at Scaleway (the emulator is empty) ... ok",
-        "check: nothing left in oned ... ok",
-        "check: nothing left in the kernel, in FRR, on this machine ... ok",
-        ": PASSED",
-    ] {
+    for proof in proofs {
         assert!(stdout.contains(proof), "no {proof:?} in:\n{stdout}");
     }
     let left: Vec<String> = std::fs::read_dir("/run/netns")
         .map(|d| {
             d.filter_map(Result::ok)
                 .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with("sbxt-"))
+                .filter(|n| n.starts_with(&format!("{prefix}-")))
                 .collect()
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "namespaces left: {left:?}");
+}
+
+/// What every run proves.
+const PROOFS: [&str; 13] = [
+    "scaleway-provision provider create (the shipped provider file, kept in oned) ... ok",
+    "scaleway-provision create (as oneadmin; hosts bootstrapped over ssh) ... ok",
+    "check: the host drivers ran as oneadmin (through sudo, with the shipped rules) ... ok",
+    "check: the internet reaches vm1 on its flexible IP ... ok",
+    "check: vm2 reaches the internet from its flexible IP ... ok",
+    "check: vm1 <-> vm2 on the private network ... ok",
+    "check: the internet reaches vm2 on its flexible IP (after the resume) ... ok",
+    "check: the internet reaches vm1 on its flexible IP (after the move) ... ok",
+    "onevm nic-attach vm2 on the public network ... ok",
+    "scaleway-provision host add (a third host) ... ok",
+    "check: nothing left at Scaleway (the emulator is empty) ... ok",
+    "check: nothing left in oned ... ok",
+    "check: nothing left in the kernel, in FRR, on this machine ... ok",
+];
+
+#[test]
+#[ignore = "privileged: needs root, iproute2, nftables, frr; run by .ci/run"]
+fn the_sandbox_plays_the_whole_story_and_leaves_nothing() {
+    let mut proofs = PROOFS.to_vec();
+    proofs.extend([
+        "onevm migrate --live vm1 from",
+        "onevm recover --delete vm1 during its live migration ... ok",
+        ": PASSED",
+    ]);
+    play("sbxt", &[], &proofs);
+}
+
+/// The same story on LXC hosts (`hypervisor: lxc`): OpenNebula's LXC path,
+/// a veth on the bridge; VMs are replaced, not moved.
+#[test]
+#[ignore = "privileged: needs root, iproute2, nftables, frr; run by .ci/run"]
+fn the_sandbox_plays_the_story_on_lxc_hosts() {
+    let mut proofs = PROOFS.to_vec();
+    proofs.extend(["onevm terminate + create (LXC: no live migration) vm1 from", ": PASSED"]);
+    play("sbxl", &["--hypervisor", "lxc"], &proofs);
 }

@@ -65,10 +65,10 @@ pub struct Options {
     /// `one_vmm_exec` with our actions, run on the frontend), so that oned
     /// runs the network drivers around its actions as in production.
     pub test_vmm: Option<PathBuf>,
-    /// With `test_vmm`: the stock `kvm` drivers become the test ones (the
-    /// `kvm` VM driver runs the `sbx` actions, the `kvm` monitoring runs
+    /// With `test_vmm`: the stock `kvm` and `lxc` drivers become the test
+    /// ones (their VM drivers run the `sbx` actions, their monitoring runs
     /// OpenNebula's `dummy` probes on the frontend), for hosts registered as
-    /// KVM hosts (as `scaleway-provision` registers them).
+    /// KVM or LXC hosts (as `scaleway-provision` registers them).
     pub kvm_is_test_vmm: bool,
     /// The emulator's binary: a setuid-root copy becomes oned's `ssh` (the
     /// emulator's ssh alias, which enters the emulated hosts; only oneadmin

@@ -136,29 +136,44 @@ pub(super) fn repo() -> PathBuf {
     crate::tests_dir().parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// The stock `kvm` drivers become the test ones: the VM driver runs the test
-/// hypervisor's actions (`TYPE = "xml"`: no libvirt domain), the monitoring
-/// runs OpenNebula's `dummy` probes on the frontend.
+/// The stock `kvm` and `lxc` drivers become the test ones: the VM driver
+/// runs the test hypervisor's actions (`TYPE = "xml"`: no libvirt domain),
+/// the monitoring runs OpenNebula's `dummy` probes on the frontend.
 pub(super) fn kvm_as_test_vmm(location: &Path) {
+    let actions = VMM_ACTIONS.join(",");
     edit(
         &location.join("etc/oned.conf"),
-        &[(
-            "    ARGUMENTS      = \"-t 15 -r 0 kvm -p\",\n    DEFAULT        = \"vmm_exec/vmm_exec_kvm.conf\",\n    \
-             TYPE           = \"kvm\",",
-            &format!(
-                "    ARGUMENTS      = \"-t 15 -r 0 {} -l {}\",\n    \
-                 DEFAULT        = \"vmm_exec/vmm_exec_kvm.conf\",\n    TYPE           = \"xml\",",
-                super::TEST_VMM,
-                VMM_ACTIONS.join(",")
+        &[
+            (
+                "    ARGUMENTS      = \"-t 15 -r 0 kvm -p\",\n    DEFAULT        = \"vmm_exec/vmm_exec_kvm.conf\",\n    \
+                 TYPE           = \"kvm\",",
+                &format!(
+                    "    ARGUMENTS      = \"-t 15 -r 0 {} -l {actions}\",\n    \
+                     DEFAULT        = \"vmm_exec/vmm_exec_kvm.conf\",\n    TYPE           = \"xml\",",
+                    super::TEST_VMM,
+                ),
             ),
-        )],
+            // LXC hosts too (`hypervisor: lxc`): the same test hypervisor,
+            // handed the same actions (OpenNebula's LXC driver plugs a veth
+            // named after the NIC's TARGET into its BRIDGE, as ours does).
+            (
+                "    ARGUMENTS      = \"-t 15 -r 0 lxc\",",
+                &format!("    ARGUMENTS      = \"-t 15 -r 0 {} -l {actions}\",", super::TEST_VMM),
+            ),
+        ],
     );
     edit(
         &location.join("etc/monitord.conf"),
-        &[(
-            "    EXECUTABLE    = \"one_im_ssh\",\n    ARGUMENTS     = \"-r 3 -t 15 -w 90 kvm\",",
-            "    EXECUTABLE    = \"one_im_sh\",\n    ARGUMENTS     = \"-r 3 -t 15 -w 90 dummy\",",
-        )],
+        &[
+            (
+                "    EXECUTABLE    = \"one_im_ssh\",\n    ARGUMENTS     = \"-r 3 -t 15 -w 90 kvm\",",
+                "    EXECUTABLE    = \"one_im_sh\",\n    ARGUMENTS     = \"-r 3 -t 15 -w 90 dummy\",",
+            ),
+            (
+                "    EXECUTABLE    = \"one_im_ssh\",\n    ARGUMENTS     = \"-r 3 -t 15 -w 90 lxc\",",
+                "    EXECUTABLE    = \"one_im_sh\",\n    ARGUMENTS     = \"-r 3 -t 15 -w 90 dummy\",",
+            ),
+        ],
     );
 }
 
