@@ -16,7 +16,7 @@ pub const FORMAT: u32 = 1;
 /// The summary printed after a command: what the provision has, with ids and addresses.
 pub fn summary(s: &ProvisionState, ranges: Option<&[one::PublicRange]>) -> String {
     let mut out = format!("provision {} ({}): {}\n", s.name, s.id, s.phase.as_str());
-    let row = |out: &mut String, k: &str, v: String| out.push_str(&format!("  {k:<18}{v}\n"));
+    let row = |out: &mut String, k: &str, v: String| out.push_str(&format!("  {k:<19}{v}\n"));
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let id = |o: Option<i64>| o.map_or_else(|| "-".into(), |i| i.to_string());
     row(&mut out, "VPC", opt(&s.vpc));
