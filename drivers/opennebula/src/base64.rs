@@ -1,5 +1,6 @@
 //! Standard base64 (RFC 4648, `+/` alphabet, `=` padding), as OpenNebula's
-//! drivers exchange it (Ruby `Base64.encode64`/`strict_encode64`).
+//! drivers exchange it (Ruby `Base64.encode64`/`strict_encode64`), through
+//! the `base64` crate.
 //!
 //! Decoding tolerates ASCII whitespace anywhere (Ruby's `encode64` wraps at
 //! 60 characters; shells add a trailing newline) and rejects everything else
@@ -7,7 +8,8 @@
 
 use std::fmt;
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::{DecodeError, Engine, alphabet};
 
 /// Why a base64 text could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,79 +45,47 @@ impl fmt::Display for Base64Error {
 
 impl std::error::Error for Base64Error {}
 
-fn value_of(byte: u8) -> Option<u32> {
-    match byte {
-        b'A'..=b'Z' => Some(u32::from(byte - b'A')),
-        b'a'..=b'z' => Some(u32::from(byte - b'a') + 26),
-        b'0'..=b'9' => Some(u32::from(byte - b'0') + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
-}
+/// Standard alphabet; padding optional (Ruby's `decode64` does not need
+/// it); the unused bits of the last symbol ignored (as Ruby does).
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Decodes base64 text, skipping ASCII whitespace.
 pub fn decode(input: &[u8]) -> Result<Vec<u8>, Base64Error> {
-    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    let mut symbols = 0usize;
-    let mut padding = 0usize;
-    for (offset, &byte) in input.iter().enumerate() {
-        if byte.is_ascii_whitespace() {
-            continue;
-        }
-        if byte == b'=' {
-            padding += 1;
-            // Padding only completes a final quantum of 2 or 3 symbols.
-            if padding > 2 || symbols % 4 < 2 || (symbols + padding) % 4 == 1 {
-                return Err(Base64Error::MisplacedPadding { offset });
-            }
-            continue;
-        }
-        if padding > 0 {
-            return Err(Base64Error::MisplacedPadding { offset });
-        }
-        let value = value_of(byte).ok_or(Base64Error::InvalidByte { offset, byte })?;
-        acc = (acc << 6) | value;
-        bits += 6;
-        symbols += 1;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if symbols % 4 == 1 {
-        return Err(Base64Error::Truncated { symbols });
-    }
-    if padding > 0 && !(symbols + padding).is_multiple_of(4) {
-        return Err(Base64Error::Truncated { symbols });
-    }
-    Ok(out)
+    // The significant bytes, and where each was in the input (for errors).
+    let (text, origin): (Vec<u8>, Vec<usize>) = input
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_ascii_whitespace())
+        .map(|(i, &b)| (b, i))
+        .unzip();
+    let at = |i: usize| origin.get(i).copied().unwrap_or(input.len());
+    let first_padding = || text.iter().position(|&b| b == b'=').map_or(input.len(), at);
+    LENIENT.decode(&text).map_err(|e| match e {
+        DecodeError::InvalidByte(i, b'=') => Base64Error::MisplacedPadding { offset: at(i) },
+        DecodeError::InvalidByte(i, byte)
+        | DecodeError::InvalidLastSymbol {
+            offset: i,
+            symbol: byte,
+            ..
+        } => Base64Error::InvalidByte { offset: at(i), byte },
+        DecodeError::InvalidLength(_) => Base64Error::Truncated {
+            symbols: text.iter().filter(|&&b| b != b'=').count(),
+        },
+        DecodeError::InvalidPadding => Base64Error::MisplacedPadding {
+            offset: first_padding(),
+        },
+    })
 }
 
 /// Encodes bytes as one line of padded base64 (no newline), like Ruby's
 /// `Base64.strict_encode64`.
 pub fn encode(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let symbols = chunk.len() + 1;
-        for i in 0..4 {
-            if i < symbols {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 #[cfg(test)]
@@ -157,6 +127,11 @@ mod tests {
         assert_eq!(decode(b"Zm9vYg==\n").unwrap(), b"foob");
         assert_eq!(decode(b"Zm9vYg\n").unwrap(), b"foob", "padding is optional");
         assert_eq!(decode(b"Zm 9v\tYm Fy").unwrap(), b"foobar");
+        assert_eq!(
+            decode(b"Zg=").unwrap(),
+            b"f",
+            "short padding, as Ruby's decode64 reads it"
+        );
     }
 
     #[test]
@@ -165,10 +140,9 @@ mod tests {
             (b"<VM>", Base64Error::InvalidByte { offset: 0, byte: b'<' }),
             (b"Zm9v!", Base64Error::InvalidByte { offset: 4, byte: b'!' }),
             (b"Zm9v\0", Base64Error::InvalidByte { offset: 4, byte: 0 }),
-            (b"Zg==Zg==", Base64Error::MisplacedPadding { offset: 4 }),
+            (b"Zg==Zg==", Base64Error::MisplacedPadding { offset: 2 }),
             (b"Z===", Base64Error::MisplacedPadding { offset: 1 }),
             (b"Zm9vY", Base64Error::Truncated { symbols: 5 }),
-            (b"Zg=", Base64Error::Truncated { symbols: 2 }),
             (b"=", Base64Error::MisplacedPadding { offset: 0 }),
         ];
         for (input, expected) in cases {
