@@ -64,6 +64,16 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>, Base64Error> {
         .map(|(i, &b)| (b, i))
         .unzip();
     let at = |i: usize| origin.get(i).copied().unwrap_or(input.len());
+    // The first byte outside the alphabet (the crate may report a later one).
+    if let Some(i) = text
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='))
+    {
+        return Err(Base64Error::InvalidByte {
+            offset: at(i),
+            byte: text[i],
+        });
+    }
     let first_padding = || text.iter().position(|&b| b == b'=').map_or(input.len(), at);
     LENIENT.decode(&text).map_err(|e| match e {
         DecodeError::InvalidByte(i, b'=') => Base64Error::MisplacedPadding { offset: at(i) },

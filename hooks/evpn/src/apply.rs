@@ -9,12 +9,14 @@
 //! - [`System`]: the OS hostname and the forwarding sysctls, read from
 //!   `/proc/sys` ([`ProcSystem`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use netapply::{ApplyError, Tools};
 use opennebula::driver::Env;
 
 use crate::firewall::Rules;
+use crate::net::Vni;
 use crate::observed::{Observed, parse_links};
 use crate::plan::{LinkOp, LinkPlan};
 use crate::root::Private;
@@ -41,6 +43,8 @@ pub trait Frr {
     /// Makes the running configuration that of the file (`frr-reload.py
     /// --reload`: the differences only, no restart).
     fn reload(&self, path: &Path) -> Result<(), ApplyError>;
+    /// Adds and removes VNIs of the running `router bgp asn` (one `vtysh`).
+    fn vnis(&self, asn: u32, add: &BTreeSet<Vni>, remove: &BTreeSet<Vni>) -> Result<(), ApplyError>;
 }
 
 /// Forwarding, as the host has it.
@@ -290,6 +294,40 @@ impl Frr for FrrCommand<'_> {
             self.tools.show(&program, &args),
             ran.status,
             complaint(&ran.stdout, &ran.stderr)
+        )))
+    }
+
+    fn vnis(&self, asn: u32, add: &BTreeSet<Vni>, remove: &BTreeSet<Vni>) -> Result<(), ApplyError> {
+        let words = crate::frr::vni_commands(asn, add, remove);
+        self.vtysh_change(words, || {
+            Private::FrrVnis {
+                asn,
+                add: add.iter().map(|v| u32::from(*v)).collect(),
+                remove: remove.iter().map(|v| u32::from(*v)).collect(),
+            }
+            .to_json()
+        })
+    }
+}
+
+impl FrrCommand<'_> {
+    /// `vtysh` of these words for this instance, through the root helper
+    /// when not root; a line FRR refuses fails it.
+    fn vtysh_change(&self, words: Vec<String>, request: impl FnOnce() -> String) -> Result<(), ApplyError> {
+        let mut args = self.instance.vtysh_args();
+        args.extend(words);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = self.tools.run_root("vtysh", &args, b"", request)?;
+        let refused = crate::frr::vtysh_refused(&ran.stdout, &ran.stderr);
+        if ran.success && refused.is_none() {
+            return Ok(());
+        }
+        Err(ApplyError::new(format!(
+            "`{}` failed ({}): {} (is FRR running with bgpd enabled, and the host's configuration applied by \
+             evpn-config?)",
+            self.tools.show("vtysh", &args),
+            ran.status,
+            refused.unwrap_or_else(|| complaint(&ran.stdout, &ran.stderr))
         )))
     }
 }

@@ -3,13 +3,14 @@
 //! configuration last applied, a hostname and forwarding, a log of every
 //! call, and failures on demand.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use netapply::ApplyError;
 
 use crate::apply::{EvpnHost, Firewall, Forwarding, Frr, Links, System};
+use crate::net::Vni;
 use crate::observed::{Link, Observed};
 use crate::plan::{LinkOp, simulate};
 
@@ -191,6 +192,55 @@ impl Frr for FakeHost {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ApplyError::new(format!("cannot read {}: {e}", path.display())))?;
         s.frr = Some(text);
+        Ok(())
+    }
+
+    /// As FRR does: the running configuration's `vni` lines change, sorted
+    /// as `show running-config` (and the rendered file) lists them.
+    fn vnis(&self, asn: u32, add: &BTreeSet<Vni>, remove: &BTreeSet<Vni>) -> Result<(), ApplyError> {
+        let mut s = self.lock();
+        s.calls.push(format!(
+            "vtysh router bgp {asn}: vni +{:?} -{:?}",
+            add.iter().map(|v| u32::from(*v)).collect::<Vec<_>>(),
+            remove.iter().map(|v| u32::from(*v)).collect::<Vec<_>>()
+        ));
+        if let Some(m) = Self::failure(&mut s, "vtysh") {
+            return Err(ApplyError::new(m));
+        }
+        let text = s
+            .frr
+            .clone()
+            .ok_or_else(|| ApplyError::new("% BGP instance not found (no configuration applied)"))?;
+        if !text.contains(&format!("router bgp {asn}\n")) {
+            return Err(ApplyError::new(format!(
+                "% BGP instance name and AS number mismatch ({asn})"
+            )));
+        }
+        let mut vnis: BTreeSet<u32> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("  vni ").and_then(|n| n.parse().ok()))
+            .collect();
+        vnis.extend(add.iter().map(|v| u32::from(*v)));
+        for r in remove.difference(add) {
+            vnis.remove(&u32::from(*r));
+        }
+        let mut out = String::new();
+        let mut in_vnis = false;
+        for line in text.lines() {
+            if line.starts_with("  vni ") || line == "  exit-vni" {
+                continue;
+            }
+            if in_vnis && line == " exit-address-family" {
+                for v in &vnis {
+                    out.push_str(&format!("  vni {v}\n  exit-vni\n"));
+                }
+                in_vnis = false;
+            }
+            in_vnis |= line == "  advertise-all-vni";
+            out.push_str(line);
+            out.push('\n');
+        }
+        s.frr = Some(out);
         Ok(())
     }
 }

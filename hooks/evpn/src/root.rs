@@ -39,6 +39,20 @@ pub enum Private {
     FrrCheck { config: String },
     /// `frr-reload.py --reload --stdout` of this configuration.
     FrrReload { config: String },
+    /// `vtysh` adding and removing VNIs under `router bgp asn` (see
+    /// [`crate::frr::vni_commands`]).
+    FrrVnis { asn: u32, add: Vec<u32>, remove: Vec<u32> },
+}
+
+/// Most VNIs one change may name.
+const MAX_VNIS: usize = 4096;
+
+/// The typed VNIs of a request, or why not.
+pub fn vnis_of(numbers: &[u32]) -> Result<std::collections::BTreeSet<crate::net::Vni>, String> {
+    if numbers.len() > MAX_VNIS {
+        return Err(format!("{} VNIs in one change (at most {MAX_VNIS})", numbers.len()));
+    }
+    numbers.iter().map(|n| crate::net::Vni::try_from(*n)).collect()
 }
 
 impl Private {
@@ -136,6 +150,21 @@ pub fn execute(request: &Private, tools: &Tools) -> Result<Result<Ran, String>, 
             }
             tools.run("nft", &["-f", "-"], rules.script().as_bytes())?
         }
+        Private::FrrVnis { asn, add, remove } => {
+            let (add, remove) = match (vnis_of(add), vnis_of(remove)) {
+                (Ok(a), Ok(r)) if *asn > 0 => (a, r),
+                (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
+                _ => return Ok(Err("AS 0 is not an AS number".into())),
+            };
+            let words = crate::frr::vni_commands(*asn, &add, &remove);
+            let args: Vec<&str> = words.iter().map(String::as_str).collect();
+            let mut ran = tools.run("vtysh", &args, b"")?;
+            if let Some(refused) = crate::frr::vtysh_refused(&ran.stdout, &ran.stderr) {
+                ran.success = false;
+                ran.stderr.push_str(&refused);
+            }
+            ran
+        }
         Private::FrrCheck { config } | Private::FrrReload { config } => {
             if config.len() > MAX_CONFIG {
                 return Ok(Err(format!(
@@ -168,6 +197,24 @@ mod tests {
             ("onebr2".to_owned(), Some("bridge".to_owned())),
             ("vxlan1000002".to_owned(), Some("vxlan".to_owned())),
         ])
+    }
+
+    #[test]
+    fn vni_changes_are_typed() {
+        assert_eq!(vnis_of(&[7, 1_000_002]).unwrap().len(), 2);
+        assert!(vnis_of(&[0]).is_err());
+        assert!(vnis_of(&[1 << 24]).is_err());
+        assert!(vnis_of(&vec![5; MAX_VNIS + 1]).is_err());
+        let json = Private::FrrVnis {
+            asn: 65000,
+            add: vec![7],
+            remove: vec![],
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"scaleway_evpn":{"frr_vnis":{"add":[7],"asn":65000,"remove":[]}}}"#
+        );
     }
 
     #[test]

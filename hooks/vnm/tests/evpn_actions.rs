@@ -273,10 +273,15 @@ fn pre_sets_up_the_segment_and_lists_the_vni_once() {
         ),
         "{log}"
     );
-    assert!(log.contains("FRR reloaded: VNIs listed 1000002"), "{log}");
+    assert!(log.contains("FRR updated: VNIs listed 1000002"), "{log}");
     let calls = h.fake.take_calls();
     assert_eq!(calls[0], "ip -d -j addr show");
-    assert_eq!(calls[1], "vtysh -C -f");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c == "vtysh -C -f" || c == "frr-reload.py --reload"),
+        "only the VNI changes, in place: {calls:#?}"
+    );
     assert!(
         calls.contains(
             &"ip link add name vxlan1000002 mtu 1450 type vxlan id 1000002 local 10.0.0.2 dstport 4789 nolearning \
@@ -287,7 +292,7 @@ fn pre_sets_up_the_segment_and_lists_the_vni_once() {
     );
     assert_eq!(
         calls.last().unwrap(),
-        "frr-reload.py --reload",
+        "vtysh router bgp 65000: vni +[1000002] -[]",
         "FRR after the devices: {calls:#?}"
     );
     assert_eq!(h.frr_vnis(), ["vni 1000002"]);
@@ -476,6 +481,22 @@ fn conflicts_and_bad_mtus_change_nothing() {
 #[test]
 fn a_failed_reload_undoes_pre_and_a_failed_ip_undoes_itself() {
     let h = Hyper::configured();
+    // The change in place refused: the whole configuration is reloaded instead.
+    h.fake.fail_next("vtysh", "% BGP instance not found");
+    h.pre_ok(&vm(9, &[(0, 900)]));
+    let calls = h.fake.take_calls();
+    assert!(
+        calls.ends_with(&[
+            "vtysh router bgp 65000: vni +[900] -[]".to_owned(),
+            "vtysh -C -f".to_owned(),
+            "frr-reload.py --reload".to_owned()
+        ]),
+        "{calls:#?}"
+    );
+    assert_eq!(h.frr_vnis(), ["vni 900"]);
+    h.clean_ok(&vm(9, &[(0, 900)]));
+    // Both refused: pre is undone.
+    h.fake.fail_next("vtysh", "% BGP instance not found");
     h.fake
         .fail_next("frr-reload", "vtysh failed: Exiting: failed to connect to any daemons.");
     let (r, _) = h.pre(&vm(1, &[(0, 100)]));
@@ -490,6 +511,7 @@ fn a_failed_reload_undoes_pre_and_a_failed_ip_undoes_itself() {
     h.pre_ok(&vm(1, &[(0, 100)]));
     assert_eq!(h.frr_vnis(), ["vni 100"]);
     // clean: the devices go, a failed reload is a warning, and the next action lists the VNIs again.
+    h.fake.fail_next("vtysh", "% Unknown command");
     h.fake.fail_next("frr-reload", "daemons gone");
     let log = h.clean_ok(&vm(1, &[(0, 100)]));
     assert!(

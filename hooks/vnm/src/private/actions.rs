@@ -4,14 +4,13 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
-use evpn::apply::{EvpnHost, apply_links, undo};
+use evpn::apply::EvpnHost;
 use evpn::frr::FrrHost;
 use evpn::observed::Observed;
 use evpn::plan::{LinkPlan, Request, plan};
-use evpn::record::{HostConfig, Record, RecordFile, write_atomically};
+use evpn::record::{HostConfig, Record, RecordFile};
 use evpn::segment::{Underlay, resolve, select};
 use evpn::{Cluster, Role, Segment, User, Vni, firewall, frr};
 use netapply::lock::HostLock;
@@ -19,6 +18,7 @@ use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 
 use super::Settings;
+use super::apply::{Texts, VniChange, apply_change};
 
 fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
     Ok(HostLock::acquire(&settings.lock, settings.lock_timeout)?)
@@ -143,6 +143,15 @@ fn converge(
         }
         _ => None,
     };
+    // Only VNIs changed since FRR got our configuration: changed in place.
+    let vni_change = match (&after.config, frr, &after.announced) {
+        (Some(config), Frr::IfChanged, Some(announced)) if frr_text.is_some() => Some(VniChange {
+            asn: config.cluster.asn,
+            add: wanted.difference(announced).copied().collect(),
+            remove: announced.difference(&wanted).copied().collect(),
+        }),
+        _ => None,
+    };
     let firewall_text = match (&after.config, firewall) {
         (Some(c), true) => Some(firewall::Rules::Underlay {
             underlay: c.cluster.underlay,
@@ -181,6 +190,7 @@ fn converge(
         &settings.frr_conf,
         &Texts {
             frr: frr_text.as_deref(),
+            vnis: vni_change.as_ref(),
             firewall: firewall_text.as_ref(),
         },
         &p,
@@ -202,58 +212,6 @@ fn converge(
         dry_run: None,
         after,
     })
-}
-
-/// What a change writes besides links.
-struct Texts<'a> {
-    frr: Option<&'a str>,
-    firewall: Option<&'a firewall::Rules>,
-}
-
-/// Checks the FRR configuration (before anything changes), sets the
-/// firewall, applies the links, reloads FRR. Returns whether FRR was
-/// reloaded (a failed reload is an error when `undo_on_frr_failure`, after
-/// the links made are deleted again; otherwise a warning).
-fn apply_change(
-    log: &mut Log<'_>,
-    host: EvpnHost<'_>,
-    new_conf: &Path,
-    frr_conf: &Path,
-    texts: &Texts<'_>,
-    p: &LinkPlan,
-    undo_on_frr_failure: bool,
-) -> anyhow::Result<bool> {
-    if let Some(text) = texts.frr {
-        write_atomically(new_conf, text.as_bytes())
-            .with_context(|| format!("cannot write the FRR configuration {}", new_conf.display()))?;
-        host.frr
-            .check(new_conf)
-            .map_err(|e| anyhow!(e).context("nothing was changed"))?;
-    }
-    if let Some(rules) = texts.firewall {
-        host.firewall.apply(rules).context("cannot set the firewall table")?;
-    }
-    apply_links(host.links, p)?;
-    if texts.frr.is_none() {
-        return Ok(false);
-    }
-    match host.frr.reload(new_conf) {
-        Ok(()) => {
-            std::fs::rename(new_conf, frr_conf)
-                .with_context(|| format!("cannot rename {} (FRR was reloaded)", new_conf.display()))?;
-            Ok(true)
-        }
-        Err(mut e) if undo_on_frr_failure => {
-            undo(host.links, &p.ops, &mut e);
-            Err(anyhow!(e))
-        }
-        Err(e) => {
-            log.warn(format_args!(
-                "FRR's configuration could not be reloaded (the next action tries again): {e}"
-            ));
-            Ok(false)
-        }
-    }
 }
 
 fn output(outcome: &Outcome) -> Output {
@@ -359,7 +317,7 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Setti
         }
         if outcome.frr_reloaded {
             log.info(format_args!(
-                "FRR reloaded: VNIs listed {}",
+                "FRR updated: VNIs listed {}",
                 vnis(&outcome.after.wanted_vnis())
             ));
         }

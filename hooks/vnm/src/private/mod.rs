@@ -13,7 +13,9 @@
 //! Every action validates the VM's NICs first, then, under the host lock
 //! (the one the public driver uses), reads the record, observes the host's
 //! links, plans (`evpn::plan`, pure), renders and checks FRR's
-//! configuration when the VNIs changed, applies, and saves the record.
+//! configuration when the VNIs changed, applies (`private::apply`: only the
+//! VNIs changed in place with one `vtysh` when nothing else changed, else the
+//! whole configuration reloaded), and saves the record.
 //! Running an action twice is the same as once; `pre` that cannot finish
 //! (FRR refuses the reload) deletes the devices it made and changes nothing.
 //!
@@ -37,6 +39,7 @@
 //! `ONE_SCALEWAY_FRR_RELOAD`, see `evpn::apply`).
 
 mod actions;
+mod apply;
 
 use std::path::PathBuf;
 use std::time::Duration;

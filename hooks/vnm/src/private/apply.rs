@@ -1,0 +1,101 @@
+//! How a change of the host's private networking is applied: the FRR
+//! configuration checked before anything changes, the firewall, the links,
+//! then FRR: only the VNIs changed in place (`vtysh`, one process) when
+//! nothing else changed since FRR got our configuration, else the whole
+//! configuration reloaded (`frr-reload.py`); the rendered file is kept in
+//! either case, so a restarted FRR reads what runs.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use evpn::apply::{EvpnHost, apply_links, undo};
+use evpn::plan::LinkPlan;
+use evpn::record::write_atomically;
+use evpn::{Vni, firewall};
+use opennebula::driver::Log;
+
+/// The VNIs to add to and remove from FRR's running configuration.
+pub struct VniChange {
+    pub asn: u32,
+    pub add: BTreeSet<Vni>,
+    pub remove: BTreeSet<Vni>,
+}
+
+/// What a change writes besides links.
+pub struct Texts<'a> {
+    /// The whole FRR configuration, when FRR must change.
+    pub frr: Option<&'a str>,
+    /// With `frr`: only these VNIs changed.
+    pub vnis: Option<&'a VniChange>,
+    pub firewall: Option<&'a firewall::Rules>,
+}
+
+/// Checks the FRR configuration (before anything changes), sets the
+/// firewall, applies the links, reloads FRR. Returns whether FRR was
+/// reloaded (a failed reload is an error when `undo_on_frr_failure`, after
+/// the links made are deleted again; otherwise a warning).
+pub fn apply_change(
+    log: &mut Log<'_>,
+    host: EvpnHost<'_>,
+    new_conf: &Path,
+    frr_conf: &Path,
+    texts: &Texts<'_>,
+    p: &LinkPlan,
+    undo_on_frr_failure: bool,
+) -> anyhow::Result<bool> {
+    if let Some(text) = texts.frr {
+        write_atomically(new_conf, text.as_bytes())
+            .with_context(|| format!("cannot write the FRR configuration {}", new_conf.display()))?;
+        if texts.vnis.is_none() {
+            host.frr
+                .check(new_conf)
+                .map_err(|e| anyhow!(e).context("nothing was changed"))?;
+        }
+    }
+    if let Some(rules) = texts.firewall {
+        host.firewall.apply(rules).context("cannot set the firewall table")?;
+    }
+    apply_links(host.links, p)?;
+    if texts.frr.is_none() {
+        return Ok(false);
+    }
+    let in_place = texts.vnis.map(|v| host.frr.vnis(v.asn, &v.add, &v.remove));
+    let reloaded = match in_place {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => {
+            // FRR does not run what we think (restarted with another file,
+            // changed by hand): the whole configuration, checked, instead.
+            log.debug(format_args!(
+                "changing FRR's VNIs in place failed ({e}): reloading it whole"
+            ));
+            host.frr
+                .check(new_conf)
+                .map_err(|e| anyhow!(e).context("FRR's VNIs could not be changed"))
+                .and_then(|()| host.frr.reload(new_conf).map_err(|e| anyhow!(e)))
+                .map_err(|e| evpn_error(&e))
+        }
+        None => host.frr.reload(new_conf),
+    };
+    match reloaded {
+        Ok(()) => {
+            std::fs::rename(new_conf, frr_conf)
+                .with_context(|| format!("cannot rename {} (FRR was reloaded)", new_conf.display()))?;
+            Ok(true)
+        }
+        Err(mut e) if undo_on_frr_failure => {
+            undo(host.links, &p.ops, &mut e);
+            Err(anyhow!(e))
+        }
+        Err(e) => {
+            log.warn(format_args!(
+                "FRR's configuration could not be reloaded (the next action tries again): {e}"
+            ));
+            Ok(false)
+        }
+    }
+}
+
+fn evpn_error(e: &anyhow::Error) -> netapply::ApplyError {
+    netapply::ApplyError::new(format!("{e:#}"))
+}
