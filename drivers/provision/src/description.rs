@@ -34,7 +34,7 @@ use scaleway::yaml::{self, Spanned, at};
 use scaleway::{Region, Zone};
 use serde::Deserialize;
 
-use crate::provider::{Defaults, Provider, check_profile, check_zone};
+use crate::provider::{Defaults, Provider, RawConnection, check_profile, check_zone};
 
 /// Hypervisor of the hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,13 +109,6 @@ fn private(net: Ipv4Network) -> bool {
 
 /// OpenNebula versions whose packages the hosts can get.
 pub const OPENNEBULA_VERSIONS: [&str; 2] = ["7.0", "7.4"];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConnection {
-    zone: Spanned<String>,
-    profile: Option<Spanned<String>>,
-}
 
 /// `dns`: a list, or one string of addresses separated by spaces.
 #[derive(Deserialize)]

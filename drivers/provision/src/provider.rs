@@ -59,11 +59,19 @@ pub struct Provider {
     pub defaults: Defaults,
 }
 
+/// `connection:` of a provider file or a description.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConnection {
-    zone: Spanned<String>,
-    profile: Option<Spanned<String>>,
+pub struct RawConnection {
+    pub zone: Spanned<String>,
+    pub profile: Option<Spanned<String>>,
+}
+
+/// The (non-empty) text of `TEMPLATE/<name>` of one of our oned documents.
+pub fn template_attr(doc: &Element, name: &str) -> Option<String> {
+    doc.at(&format!("TEMPLATE/{name}"))
+        .map(|e| e.text.clone())
+        .filter(|t| !t.is_empty())
 }
 
 #[derive(Deserialize)]
@@ -182,11 +190,7 @@ impl Provider {
 
     fn from_document(doc: &Element) -> Result<(i64, Self), String> {
         let id = doc.child("ID").and_then(|e| e.text.parse().ok()).unwrap_or(-1);
-        let attr = |name: &str| {
-            doc.at(&format!("TEMPLATE/{name}"))
-                .map(|e| e.text.clone())
-                .filter(|t| !t.is_empty())
-        };
+        let attr = |name: &str| template_attr(doc, name);
         if attr(KIND).is_none() {
             return Err(format!(
                 "document {id} is not a provider of this tool (no TEMPLATE/{KIND})"

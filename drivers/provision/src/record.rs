@@ -102,11 +102,7 @@ impl Records<'_> {
 
     fn from_document(doc: &Element) -> R<Doc> {
         let id = doc.child("ID").and_then(|e| e.text.parse().ok()).unwrap_or(-1);
-        let attr = |name: &str| {
-            doc.at(&format!("TEMPLATE/{name}"))
-                .map(|e| e.text.clone())
-                .filter(|t| !t.is_empty())
-        };
+        let attr = |name: &str| crate::provider::template_attr(doc, name);
         if attr(KIND).is_none() {
             return Err(format!("document {id} is not a provision record of this tool"));
         }
