@@ -258,6 +258,27 @@ pub fn drivers_as_oneadmin(sb: &Sandbox) -> anyhow::Result<String> {
     Ok(lines.join("\n"))
 }
 
+/// Each VM's private NIC made its VNI known to FRR in place, through the
+/// root helper (`pre` as oneadmin), never by the fallback full reload.
+pub fn frr_in_place(sb: &Sandbox) -> anyhow::Result<String> {
+    let mut lines = Vec::new();
+    for vm in &sb.vms {
+        let path = sb.oned()?.location.join(format!("var/vms/{}/vm.log", vm.id));
+        let log = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        ensure!(
+            !log.contains("could not be changed in place"),
+            "VM {}: FRR's VNIs were reloaded whole:\n{log}",
+            vm.id
+        );
+        let updated = log
+            .lines()
+            .find(|l| l.contains("FRR updated: VNIs listed"))
+            .with_context(|| format!("VM {}: its pre did not list its VNI in FRR:\n{log}", vm.id))?;
+        lines.push(format!("VM {}: {}", vm.id, updated.trim()));
+    }
+    Ok(lines.join("\n"))
+}
+
 pub fn public_ranges(sb: &Sandbox) -> anyhow::Result<String> {
     let id = sb.cluster.public_vnet;
     let vnet = sb.show("onevnet", id)?;

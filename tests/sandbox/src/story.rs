@@ -343,6 +343,11 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         || Ok(((), drivers_as_oneadmin(sb)?)),
     )?;
     rep.step(
+        "FRR's VNIs changed in place by pre, through the root helper (no full reload)",
+        true,
+        || Ok(((), crate::checks::frr_in_place(sb)?)),
+    )?;
+    rep.step(
         "oneadmin can do nothing else as root (sudo and the root helper refuse)",
         true,
         || Ok(((), crate::checks::least_privilege(sb)?)),

@@ -66,8 +66,8 @@ pub fn apply_change(
         Some(Err(e)) => {
             // FRR does not run what we think (restarted with another file,
             // changed by hand): the whole configuration, checked, instead.
-            log.debug(format_args!(
-                "changing FRR's VNIs in place failed ({e}): reloading it whole"
+            log.warn(format_args!(
+                "FRR's VNIs could not be changed in place ({e}): its whole configuration is reloaded instead"
             ));
             host.frr
                 .check(new_conf)
