@@ -72,11 +72,13 @@ pub(crate) fn provisions(env: &Env) -> Result<Listing, String> {
         .collect();
     let from_oned = Oned::from_env(env)
         .map_err(|e| e.to_string())
-        .and_then(|oned| Records { oned: &oned }.list());
+        .and_then(|oned| Records { oned: &oned }.list_all());
     match from_oned {
         Ok(docs) => {
-            let mut all: Vec<Recorded> = docs.into_iter().map(|d| Ok(d.state)).collect();
-            let known = |n: &str| all.iter().any(|p| matches!(p, Ok(s) if s.name == n));
+            let mut all: Vec<Recorded> = docs.into_iter().map(|d| d.map(|d| d.state)).collect();
+            all.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+            all.dedup_by(|b, a| name_of(a) == name_of(b));
+            let known = |n: &str| all.iter().any(|p| name_of(p) == n);
             let mut stale_names = Vec::new();
             let mut only_here = Vec::new();
             for p in local {

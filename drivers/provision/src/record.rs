@@ -123,18 +123,37 @@ impl Records<'_> {
 
     /// Every provision record, by name.
     pub fn list(&self) -> R<Vec<Doc>> {
-        let docs = self
-            .oned
-            .documents(PROVISION_DOCUMENT)
-            .map_err(|e| format!("cannot list the provisions in oned: {e}"))?;
-        let mut all = docs.iter().map(Self::from_document).collect::<R<Vec<_>>>()?;
+        let mut all: Vec<Doc> = self.list_all()?.into_iter().filter_map(Result::ok).collect();
         all.sort_by(|a, b| a.state.name.cmp(&b.state.name).then(a.id.cmp(&b.id)));
         all.dedup_by(|b, a| a.state.name == b.state.name);
         Ok(all)
     }
 
-    /// The record of that name (the oldest, were there two).
+    /// Every provision record, each read or, for one that does not read,
+    /// its document's name and why (one damaged record hides no other).
+    pub fn list_all(&self) -> R<Vec<Result<Doc, (String, String)>>> {
+        let docs = self
+            .oned
+            .documents(PROVISION_DOCUMENT)
+            .map_err(|e| format!("cannot list the provisions in oned: {e}"))?;
+        Ok(docs
+            .iter()
+            .map(|d| {
+                Self::from_document(d).map_err(|e| (d.child("NAME").map(|n| n.text.clone()).unwrap_or_default(), e))
+            })
+            .collect())
+    }
+
+    /// The record of that name (the oldest, were there two); an error when
+    /// a record of that name does not read (nothing is done over it).
     pub fn find(&self, name: &str) -> R<Option<Doc>> {
+        let all = self.list_all()?;
+        if let Some((_, e)) = all.iter().filter_map(|r| r.as_ref().err()).find(|(n, _)| n == name) {
+            return Err(format!(
+                "the record of provision {name} in oned does not read ({e}): restore it from a backup of oned, or \
+                 delete that document and run `scaleway-provision adopt {name}`"
+            ));
+        }
         Ok(self.list()?.into_iter().find(|d| d.state.name == name))
     }
 

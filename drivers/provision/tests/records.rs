@@ -74,6 +74,31 @@ fn records_in_oned_serve_every_frontend_and_one_command_at_a_time() {
     check_cluster(&bed, "edge", true, 2, 3);
     assert_eq!(bed.record("edge").unwrap().hosts.len(), 2);
 
+    // A damaged record (a bad restore, another tool): listed as unreadable, the others still
+    // served, and nothing is done over it.
+    let damaged = bed
+        .oned
+        .api()
+        .call_id(
+            "one.document.allocate",
+            &[
+                Str("NAME = \"broken\"\nSCALEWAY_PROVISION = \"1\"\nBODY = \"{\"\n".into()),
+                Int(1201),
+            ],
+        )
+        .unwrap();
+    let listed = bed.ok(&["list"]);
+    assert!(
+        listed.contains("broken  unreadable:") && listed.contains("edge  "),
+        "{listed}"
+    );
+    let (code, _, err) = bed.run(&["ip", "add", "broken", "1"]);
+    assert!(
+        code == 1 && err.contains("the record of provision broken in oned does not read"),
+        "{err}"
+    );
+    bed.oned.api().call("one.document.delete", &[Int(damaged)]).unwrap();
+
     // Another frontend's command holds the lock: refused, saying who and what to do.
     let api = bed.oned.api();
     let holder = format!("other-frontend 4242 {}", now());
