@@ -3,7 +3,9 @@
 //! -n` when not root, a time limit, the tool's stderr kept in errors):
 //!
 //! - [`Links`]: `ip -d -j addr show` and one `ip -batch -` ([`IpLinks`]);
-//! - [`Firewall`]: one `nft -f -` transaction ([`NftFirewall`]);
+//! - [`Firewall`]: one `nft -f -` transaction for the firewall table, one
+//!   for the security group tables (after making sure `br_netfilter` passes
+//!   bridged traffic to them) ([`NftFirewall`]);
 //! - [`Frr`]: `vtysh -C -f <file>` (check) and `frr-reload.py --reload
 //!   <file>` ([`FrrCommand`]);
 //! - [`System`]: the OS hostname and the forwarding sysctls, read from
@@ -20,6 +22,7 @@ use crate::net::Vni;
 use crate::observed::{Observed, parse_links};
 use crate::plan::{LinkOp, LinkPlan};
 use crate::root::Private;
+use crate::sg::{Filters, bridge_netfilter};
 
 /// Links: read all, change with `ip` commands.
 pub trait Links {
@@ -30,10 +33,13 @@ pub trait Links {
     fn apply(&self, ops: &[LinkOp], keep_going: bool) -> Result<(), ApplyError>;
 }
 
-/// Our nftables table.
+/// Our nftables tables.
 pub trait Firewall {
     /// Makes the table `rules` (one `nft -f -` transaction).
     fn apply(&self, rules: &Rules) -> Result<(), ApplyError>;
+    /// Makes the security group tables `filters` (one `nft -f -`
+    /// transaction), `br_netfilter` on first when there is a port.
+    fn filters(&self, filters: &Filters) -> Result<(), ApplyError>;
 }
 
 /// The host's FRR.
@@ -143,6 +149,27 @@ impl Firewall for NftFirewall<'_> {
         let mut e = self.tools.failure("nft", &args, &ran);
         e.message
             .push_str(" (nothing was changed: the transaction is all or nothing)");
+        Err(e)
+    }
+
+    fn filters(&self, filters: &Filters) -> Result<(), ApplyError> {
+        // Through the root helper, the one request does both.
+        if !self.tools.uses_sudo() && !filters.ports.is_empty() {
+            bridge_netfilter(self.tools, Path::new("/proc/sys"))?;
+        }
+        let args = ["-f", "-"];
+        let ran = self.tools.run_root("nft", &args, filters.script().as_bytes(), || {
+            Private::Filters {
+                filters: filters.clone(),
+            }
+            .to_json()
+        })?;
+        if ran.success {
+            return Ok(());
+        }
+        let mut e = self.tools.failure("nft", &args, &ran);
+        e.message
+            .push_str(" (the security group tables were not changed: the transaction is all or nothing)");
         Err(e)
     }
 }

@@ -17,6 +17,7 @@ use crate::plan::{LinkOp, simulate};
 struct State {
     links: Observed,
     firewall: Option<String>,
+    filters: Option<crate::sg::Filters>,
     frr: Option<String>,
     hostname: String,
     forwarding: Forwarding,
@@ -44,6 +45,7 @@ impl FakeHost {
             state: Mutex::new(State {
                 links: Observed::default(),
                 firewall: None,
+                filters: None,
                 frr: None,
                 hostname: "host1".into(),
                 forwarding: Forwarding {
@@ -95,6 +97,11 @@ impl FakeHost {
     /// The `nft -f -` script last applied.
     pub fn firewall(&self) -> Option<String> {
         self.lock().firewall.clone()
+    }
+
+    /// The security group tables last applied.
+    pub fn filters(&self) -> Option<crate::sg::Filters> {
+        self.lock().filters.clone()
     }
 
     /// The FRR configuration last reloaded.
@@ -167,6 +174,17 @@ impl Firewall for FakeHost {
             return Err(ApplyError::new(m));
         }
         s.firewall = Some(rules.script());
+        Ok(())
+    }
+
+    fn filters(&self, filters: &crate::sg::Filters) -> Result<(), ApplyError> {
+        let mut s = self.lock();
+        s.calls.push("nft -f - (security groups)".into());
+        if let Some(m) = Self::failure(&mut s, "nft") {
+            return Err(ApplyError::new(m));
+        }
+        filters.check().map_err(ApplyError::new)?;
+        s.filters = Some(filters.clone());
         Ok(())
     }
 }

@@ -23,6 +23,8 @@
 //! - [`firewall`]: the nftables table that accepts BGP and VXLAN only from
 //!   the underlay ([`firewall::render`]);
 //! - [`observed`]: reading `ip -d -j addr show`.
+//! - [`sg`]: the VMs' security groups on their private ports (a `bridge`
+//!   table carrying the port in the packet mark, an `inet` table of chains).
 //!
 //! Side effects, behind traits ([`apply`]): `ip`, `nft`, `vtysh -C` and
 //! `frr-reload.py`, `/proc/sys`; a [`fake::FakeHost`] for tests. The host
@@ -40,6 +42,7 @@ pub mod plan;
 pub mod record;
 pub mod root;
 pub mod segment;
+pub mod sg;
 
 pub use cluster::{Cluster, ClusterError, Role};
 pub use net::{Ipv4Net, Vni};

@@ -4,8 +4,9 @@
 //!
 //! The record is how `clean` knows that no VM uses a network any more (its
 //! segment has no user left), how `pre` knows which VNIs FRR must list,
-//! and what `reconcile` puts back after a reboot. It is read and replaced
-//! atomically, only under the host lock.
+//! and what `reconcile` puts back after a reboot. It also holds each NIC's
+//! security group rules on its port (`sg`): the tables are written from it.
+//! It is read and replaced atomically, only under the host lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::Cluster;
 use crate::net::Vni;
 use crate::segment::{Segment, User};
+use crate::sg::{Filters, PortFilter, free_id};
 
 /// One segment and who uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub struct Record {
     pub segments: BTreeMap<Vni, SegmentState>,
     /// The VNIs of the FRR configuration last applied (`None`: never applied).
     pub announced: Option<BTreeSet<Vni>>,
+    /// Each NIC's security group rules on its port.
+    pub filters: BTreeMap<User, PortFilter>,
 }
 
 impl Record {
@@ -67,12 +71,60 @@ impl Record {
             .collect()
     }
 
-    /// Forgets the users `which` selects; segments left without users go.
+    /// Forgets the users `which` selects (and their filters); segments left
+    /// without users go.
     pub fn forget(&mut self, which: impl Fn(&User) -> bool) {
         for s in self.segments.values_mut() {
             s.users.retain(|u| !which(u));
         }
         self.segments.retain(|_, s| !s.users.is_empty());
+        self.filters.retain(|u, _| !which(u));
+    }
+
+    /// Records `user`'s security group rules on its `port`; the port keeps
+    /// its number, a new one gets the lowest free. A port another NIC holds
+    /// is refused.
+    pub fn set_filter(&mut self, user: User, port: &IfName, rules: Vec<secgroup::Rule>) -> Result<(), String> {
+        if let Some((other, _)) = self
+            .filters
+            .iter()
+            .find(|(u, f)| **u != user && f.port == port.as_str())
+        {
+            return Err(format!(
+                "port {port} of {user} is recorded on this host as {other}'s: run `clean` for {other} first"
+            ));
+        }
+        let id = match self.filters.get(&user) {
+            Some(f) if f.port == port.as_str() => f.id,
+            _ => {
+                let used: BTreeSet<u16> = self
+                    .filters
+                    .iter()
+                    .filter(|(u, _)| **u != user)
+                    .map(|(_, f)| f.id)
+                    .collect();
+                free_id(&used).ok_or_else(|| format!("no port number is left on this host for {user}"))?
+            }
+        };
+        self.filters.insert(
+            user,
+            PortFilter {
+                vm: user.vm,
+                nic_id: user.nic_id,
+                port: port.as_str().to_owned(),
+                id,
+                rules,
+            },
+        );
+        Ok(())
+    }
+
+    /// What the security group tables must hold.
+    pub fn filter_tables(&self) -> Filters {
+        Filters {
+            ports: self.filters.values().cloned().collect(),
+            vxlans: self.segments.values().map(|s| s.segment.vxlan.clone()).collect(),
+        }
     }
 
     /// Records `user` on `segment`. A VNI already on another bridge, or a
@@ -124,6 +176,8 @@ struct FileV1 {
     announced: Option<Vec<u32>>,
     #[serde(default)]
     segments: Vec<SegmentV1>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    filters: Vec<PortFilter>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -322,11 +376,23 @@ impl RecordFile {
                 Some(v) => Some(v.into_iter().map(Vni::new).collect::<Result<_, _>>().map_err(damaged)?),
                 None => None,
             },
+            filters: BTreeMap::new(),
         };
         for s in &file.segments {
             let state = s.to_state().map_err(damaged)?;
             record.segments.insert(state.segment.vni, state);
         }
+        for f in file.filters {
+            let user = User {
+                vm: f.vm,
+                nic_id: f.nic_id,
+            };
+            if !record.segments.values().any(|s| s.users.contains(&user)) {
+                return Err(damaged(format!("the filter of {user} belongs to no segment")));
+            }
+            record.filters.insert(user, f);
+        }
+        record.filter_tables().check().map_err(damaged)?;
         Ok(record)
     }
 
@@ -337,6 +403,7 @@ impl RecordFile {
             config: record.config.as_ref().map(ConfigV1::from),
             announced: record.announced.as_ref().map(|a| a.iter().map(|v| v.get()).collect()),
             segments: record.segments.values().map(SegmentV1::from).collect(),
+            filters: record.filters.values().cloned().collect(),
         };
         let fail = |e: String| ApplyError::new(format!("cannot save the host record {}: {e}", self.path.display()));
         let mut text = serde_json::to_vec_pretty(&file).map_err(|e| fail(e.to_string()))?;
@@ -391,7 +458,22 @@ mod tests {
             "{e}"
         );
         assert_eq!(r.users_of(2).len(), 2);
+        let port = |n: &str| n.parse::<IfName>().unwrap();
+        r.set_filter(user(1, 0), &port("one-1-0"), Vec::new()).unwrap();
+        r.set_filter(user(2, 1), &port("one-2-1"), Vec::new()).unwrap();
+        r.set_filter(user(2, 2), &port("one-2-2"), Vec::new()).unwrap();
+        let e = r.set_filter(user(3, 0), &port("one-2-2"), Vec::new()).unwrap_err();
+        assert!(e.contains("recorded on this host as VM 2 NIC 2's"), "{e}");
+        let ids = |r: &Record| r.filters.values().map(|f| f.id).collect::<Vec<_>>();
+        assert_eq!(ids(&r), [1, 2, 3]);
+        r.set_filter(user(2, 1), &port("one-2-1"), secgroup::default_rules())
+            .unwrap();
+        assert_eq!(ids(&r), [1, 2, 3], "a NIC keeps its port number");
         r.forget(|u| u.vm == 2);
+        assert_eq!(ids(&r), [1]);
+        r.set_filter(user(4, 0), &port("one-4-0"), Vec::new()).unwrap();
+        assert_eq!(ids(&r), [1, 2], "the lowest free number");
+        r.forget(|u| u.vm == 4);
         assert_eq!(r.segments.len(), 1, "VNI 200 had only VM 2");
         assert_eq!(r.segments[&Vni::new(100).unwrap()].users.len(), 1);
         assert_eq!(r.wanted_vnis().len(), 1);
@@ -416,6 +498,10 @@ mod tests {
         };
         record.use_segment(user(42, 1), &segment(100, "onebr.100")).unwrap();
         record.segments.values_mut().for_each(|s| s.created_bridge = true);
+        let port: IfName = "one-42-1".parse().unwrap();
+        record
+            .set_filter(user(42, 1), &port, secgroup::default_rules())
+            .unwrap();
         file.save(&record).unwrap();
         assert_eq!(file.load().unwrap(), record);
         let text = std::fs::read_to_string(file.path()).unwrap();

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::DEFAULT_FRR_RELOAD;
 use crate::firewall::Rules;
 use crate::plan::LinkOp;
+use crate::sg::{Filters, bridge_netfilter};
 
 /// The tag of this driver's requests (`{"scaleway_evpn": {...}}`).
 pub const TAG: &str = "scaleway_evpn";
@@ -35,6 +36,8 @@ pub enum Private {
     Links { ops: Vec<LinkOp>, keep_going: bool },
     /// Our firewall table (`table inet one_scaleway_evpn`) made exactly this.
     Firewall { rules: Rules },
+    /// Our security group tables made exactly this (`br_netfilter` on first).
+    Filters { filters: Filters },
     /// `vtysh -C -f` of this configuration.
     FrrCheck { config: String },
     /// `frr-reload.py --reload --stdout` of this configuration.
@@ -149,6 +152,15 @@ pub fn execute(request: &Private, tools: &Tools) -> Result<Result<Ran, String>, 
                 return Ok(Err(why));
             }
             tools.run("nft", &["-f", "-"], rules.script().as_bytes())?
+        }
+        Private::Filters { filters } => {
+            if let Err(why) = filters.check() {
+                return Ok(Err(why));
+            }
+            if !filters.ports.is_empty() {
+                bridge_netfilter(tools, Path::new("/proc/sys"))?;
+            }
+            tools.run("nft", &["-f", "-"], filters.script().as_bytes())?
         }
         Private::FrrVnis { asn, add, remove } => {
             let (add, remove) = match (vnis_of(add), vnis_of(remove)) {

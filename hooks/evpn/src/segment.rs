@@ -59,6 +59,10 @@ pub struct NicRequest {
     pub mtu: Option<u32>,
     /// `GUEST_MTU`: the MTU the guest uses.
     pub guest_mtu: Option<u32>,
+    /// `TARGET`: the VM's port on the bridge.
+    pub port: IfName,
+    /// The NIC's security group rules (`SECURITY_GROUPS`, group 0 when none).
+    pub rules: Vec<secgroup::Rule>,
 }
 
 /// The NICs an action works on.
@@ -70,7 +74,7 @@ pub struct Selection {
     pub hotplug: bool,
 }
 
-fn request(vm: u64, nic: &Nic) -> Result<NicRequest, SegmentError> {
+fn request(vm: &Vm, nic: &Nic) -> Result<NicRequest, SegmentError> {
     let path = nic.attrs.path();
     // A network made without VLAN_ID (oned gives a custom VN_MAD none) gets
     // its VNI from its network id.
@@ -101,13 +105,24 @@ fn request(vm: u64, nic: &Nic) -> Result<NicRequest, SegmentError> {
             )));
         }
     }
+    let port = nic.target.clone().ok_or_else(|| {
+        SegmentError(format!(
+            "{path}/TARGET is missing (oned names the VM's port there; its security groups are set on it)"
+        ))
+    })?;
+    let rules = secgroup::nic_rules(&vm.security_group_rules, &nic.attrs).map_err(|e| SegmentError(e.to_string()))?;
     Ok(NicRequest {
-        user: User { vm, nic_id: nic.nic_id },
+        user: User {
+            vm: vm.id,
+            nic_id: nic.nic_id,
+        },
         vni,
         bridge,
         phydev: nic.phydev.clone(),
         mtu: nic.mtu,
         guest_mtu: nic.guest_mtu,
+        port,
+        rules,
     })
 }
 
@@ -121,7 +136,7 @@ pub fn select(vm: &Vm) -> Result<Selection, SegmentError> {
     let requests = nics
         .iter()
         .filter(|n| !n.is_alias())
-        .map(|n| request(vm.id, n))
+        .map(|n| request(vm, n))
         .collect::<Result<Vec<_>, _>>()?;
     let mut by_vni: BTreeMap<Vni, &NicRequest> = BTreeMap::new();
     let mut by_bridge: BTreeMap<&str, &NicRequest> = BTreeMap::new();
@@ -270,7 +285,7 @@ mod tests {
     }
 
     fn nic(id: u32, extra: &str) -> String {
-        format!("<NIC><NIC_ID>{id}</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD>{extra}</NIC>")
+        format!("<NIC><NIC_ID>{id}</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD><TARGET>one-7-{id}</TARGET>{extra}</NIC>")
     }
 
     const GOOD: &str = "<VLAN_ID>100</VLAN_ID><BRIDGE>onebr.100</BRIDGE><PHYDEV>scwpriv0</PHYDEV>";
@@ -315,6 +330,12 @@ mod tests {
         assert_eq!(s.requests.len(), 1);
         assert_eq!(s.requests[0].vni.get(), 100);
         assert_eq!(s.requests[0].user.to_string(), "VM 7 NIC 0");
+        assert_eq!(s.requests[0].port.as_str(), "one-7-0");
+        assert_eq!(
+            s.requests[0].rules,
+            secgroup::default_rules(),
+            "no SECURITY_GROUPS: group 0's default"
+        );
         // During a hot attach of another driver's NIC, none of ours.
         let attached = "<NIC><NIC_ID>4</NIC_ID><VN_MAD>scaleway</VN_MAD><ATTACH>YES</ATTACH></NIC>";
         let s = select(&vm(&format!("{}{attached}", nic(0, GOOD)))).unwrap();
@@ -368,6 +389,14 @@ mod tests {
                 "GUEST_MTU = 100",
             ),
             (nic(0, "<VLAN_ID>5</VLAN_ID><BRIDGE>b;x</BRIDGE>"), "BRIDGE"),
+            (
+                format!("<NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD>{GOOD}</NIC>"),
+                "NIC[NIC_ID=0]/TARGET is missing",
+            ),
+            (
+                nic(0, &format!("{GOOD}<SECURITY_GROUPS>0,x</SECURITY_GROUPS>")),
+                "SECURITY_GROUPS",
+            ),
             (
                 format!(
                     "{}{}",

@@ -126,6 +126,46 @@ fn firewall_table() {
     );
 }
 
+/// Both security group tables: a NIC with rules, one in group 0, a VXLAN
+/// device.
+#[test]
+fn security_group_tables() {
+    use evpn::sg::{Filters, PortFilter};
+    use secgroup::{Direction, PortRange, Protocol, Rule, Target};
+    let rule = |direction, protocol, ports: &[(u16, u16)]| Rule {
+        group: 100,
+        direction,
+        protocol,
+        ports: ports.iter().map(|&(first, last)| PortRange { first, last }).collect(),
+        icmp_type: None,
+        target: Target::Any,
+    };
+    let filters = Filters {
+        ports: vec![
+            PortFilter {
+                vm: 7,
+                nic_id: 1,
+                port: "one-7-1".into(),
+                id: 1,
+                rules: vec![
+                    rule(Direction::Inbound, Protocol::Tcp, &[(22, 22), (8000, 8080)]),
+                    rule(Direction::Outbound, Protocol::All, &[]),
+                ],
+            },
+            PortFilter {
+                vm: 8,
+                nic_id: 0,
+                port: "one-8-0".into(),
+                id: 2,
+                rules: secgroup::default_rules(),
+            },
+        ],
+        vxlans: vec!["vxlan100".into()],
+    };
+    assert_eq!(filters.check(), Ok(()));
+    assert_golden("security_groups.nft", &filters.script());
+}
+
 /// FRR's own parser accepts every golden configuration (`vtysh -C -f`: no
 /// daemon needed), and refuses a broken one.
 #[test]

@@ -129,9 +129,8 @@ Status: documents are read and validated. scaleway (public): pre (host side: bri
 ARP, 1:1 NAT), post and clean (frontend: flexible IP attach/detach, host part over SSH through \
 clean_host) are complete; `reconcile` re-applies the host state after a reboot. scaleway_evpn \
 (private, VXLAN + BGP-EVPN through FRR): pre, post and clean are complete; `evpn-config FILE` \
-applies the cluster description to the host's FRR and firewall; `reconcile` as above. For both, \
-scaleway applies security groups (pre, clean, reconcile, update_sg); scaleway_evpn does not yet \
-(its update_sg warns). update_nic succeeds without changes, and vnet_create and vnet_delete have \
+applies the cluster description to the host's FRR and firewall; `reconcile` as above. Both apply \
+OpenNebula's security groups on the host (pre, clean, reconcile, update_sg). update_nic succeeds without changes, and vnet_create and vnet_delete have \
 nothing to do.")]
 struct Cli {
     /// Which driver (taken from the action file's folder when OpenNebula runs us).
@@ -245,16 +244,7 @@ fn private_action(action: Action, vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyh
         Action::Post => private::post(vm, log, env),
         Action::Clean => private::clean(vm, log, env),
         Action::CleanHost => bail!("clean_host is for the scaleway driver; scaleway_evpn cleans on the host in clean"),
-        Action::UpdateSg => {
-            // Defined behaviour: this driver does not filter traffic (see the README).
-            if !vm.security_group_rules.is_empty() && !vm.nics_of(VnMad::ScalewayEvpn.name())?.is_empty() {
-                log.warn(format_args!(
-                    "VM {}: security group rules are not enforced on scaleway_evpn NICs",
-                    vm.id
-                ));
-            }
-            Ok(Output::empty())
-        }
+        Action::UpdateSg => private::update_sg(vm, log, env),
         // The segment depends on VLAN_ID and the bridge, which update_nic does not change.
         Action::UpdateNic => Ok(Output::empty()),
         Action::VnetCreate | Action::VnetDelete | Action::Reconcile | Action::EvpnConfig => {

@@ -123,14 +123,22 @@ impl Hyper {
     }
 }
 
+/// The VM of `xml`; each NIC's port is `one-<VM>-<NIC>`, as oned names it.
 fn parse_vm(xml: &str) -> Vm {
+    let id = xml
+        .split_once("<ID>")
+        .and_then(|(_, rest)| rest.split_once("</ID>"))
+        .map(|(id, _)| id.to_owned())
+        .unwrap();
+    let xml = xml.replace("<TARGET>one-VM-", &format!("<TARGET>one-{id}-"));
     Vm::from_element(&opennebula::xml::parse(xml.as_bytes()).unwrap()).unwrap()
 }
 
 fn nic(nic_id: u32, vni: u32, extra: &str) -> String {
     format!(
         "<NIC><NIC_ID>{nic_id}</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD><VLAN_ID>{vni}</VLAN_ID>\
-         <BRIDGE>onebr.{vni}</BRIDGE><PHYDEV>scwpriv0</PHYDEV><GUEST_MTU>1450</GUEST_MTU>{extra}</NIC>"
+         <BRIDGE>onebr.{vni}</BRIDGE><PHYDEV>scwpriv0</PHYDEV><GUEST_MTU>1450</GUEST_MTU>\
+         <TARGET>one-VM-{nic_id}</TARGET>{extra}</NIC>"
     )
 }
 
@@ -156,6 +164,7 @@ fn evpn_config_renders_checks_and_reloads_frr_and_sets_the_firewall() {
             "ip -d -j addr show",
             "vtysh -C -f",
             "nft -f -",
+            "nft -f - (security groups)",
             "frr-reload.py --reload"
         ]
     );
@@ -254,7 +263,8 @@ fn vm_on(id: u64, nics: &[(u32, u32)]) -> Vm {
         .map(|&(n, net)| {
             format!(
                 "<NIC><NIC_ID>{n}</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD><NETWORK_ID>{net}</NETWORK_ID>\
-                 <BRIDGE>onebr{net}</BRIDGE><PHYDEV>scwpriv0</PHYDEV><GUEST_MTU>1450</GUEST_MTU></NIC>"
+                 <BRIDGE>onebr{net}</BRIDGE><PHYDEV>scwpriv0</PHYDEV><GUEST_MTU>1450</GUEST_MTU>\
+                 <TARGET>one-{id}-{n}</TARGET></NIC>"
             )
         })
         .collect();
@@ -310,7 +320,11 @@ fn pre_sets_up_the_segment_and_lists_the_vni_once() {
     assert_eq!(h.fake.take_calls(), ["ip -d -j addr show"]);
     // Another VM on the same network: its devices are there, FRR lists the VNI already.
     h.pre_ok(&vm_on(17, &[(0, 2)]));
-    assert_eq!(h.fake.take_calls(), ["ip -d -j addr show"]);
+    assert_eq!(
+        h.fake.take_calls(),
+        ["ip -d -j addr show", "nft -f - (security groups)"],
+        "only its port's security groups"
+    );
     assert_eq!(h.record(), ["1000002: VM 7 NIC 1, VM 17 NIC 0"]);
     // A second network: its own devices, FRR reloaded with both VNIs.
     h.pre_ok(&vm_on(18, &[(0, 3)]));
@@ -334,9 +348,11 @@ fn clean_removes_a_segment_only_with_its_last_user() {
     );
     assert_eq!(
         h.fake.take_calls(),
-        ["ip -d -j addr show"],
-        "nothing removed, FRR untouched"
+        ["ip -d -j addr show", "nft -f - (security groups)"],
+        "no device removed, FRR untouched; its ports' security groups gone"
     );
+    let ports: Vec<String> = h.fake.filters().unwrap().ports.iter().map(|p| p.port.clone()).collect();
+    assert_eq!(ports, ["one-17-0", "one-17-1"]);
     assert_eq!(h.record(), ["1000002: VM 17 NIC 0", "1000003: VM 17 NIC 1"]);
     let log = h.clean_ok(&other);
     assert!(

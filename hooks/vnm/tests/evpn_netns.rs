@@ -444,7 +444,7 @@ fn vm(id: u64, net: u32, mac: &str) -> Vm {
     parse_vm(&format!(
         "<VM><ID>{id}</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway_evpn</VN_MAD><NETWORK_ID>{net}</NETWORK_ID>\
          <BRIDGE>onebr{net}</BRIDGE><PHYDEV>scwpriv0</PHYDEV><GUEST_MTU>1450</GUEST_MTU><MAC>{mac}</MAC>\
-         </NIC></TEMPLATE></VM>"
+         <TARGET>one-{id}-0</TARGET></NIC></TEMPLATE></VM>"
     ))
 }
 
@@ -617,9 +617,13 @@ fn two_hosts_one_reflector_vnis_isolated_and_cleaned() {
         );
         assert_eq!(&now, before, "reloads keep the forwarding sysctls");
     }
-    // The firewall: our table only; BGP from outside the underlay is dropped.
+    // The firewall and the security groups (group 0 here: all open): our
+    // tables only; BGP from outside the underlay is dropped.
     let tables = a.ns.run_ok(&["nft", "list", "tables"], b"");
-    assert_eq!(tables.trim(), "table inet one_scaleway_evpn");
+    assert_eq!(
+        tables.trim(),
+        "table inet one_scaleway_evpn\ntable bridge one_scaleway_evpn_ports\ntable inet one_scaleway_evpn_sg"
+    );
     let (inside, outside) = (NetNs::new("evin"), NetNs::new("evout"));
     attach(lab.fabric.name(), inside.name(), "eth0", "p-in");
     attach(lab.fabric.name(), outside.name(), "eth0", "p-out");
@@ -639,7 +643,13 @@ fn two_hosts_one_reflector_vnis_isolated_and_cleaned() {
     // What a reboot takes (our table, the devices) comes back with reconcile;
     // libvirt plugs the VM's tap again.
     let before = (a.links(), a.ns.run_ok(&["nft", "list", "ruleset"], b""));
-    a.ns.run_ok(&["nft", "delete", "table", "inet", "one_scaleway_evpn"], b"");
+    for (family, table) in [
+        ("inet", "one_scaleway_evpn"),
+        ("bridge", "one_scaleway_evpn_ports"),
+        ("inet", "one_scaleway_evpn_sg"),
+    ] {
+        a.ns.run_ok(&["nft", "delete", "table", family, table], b"");
+    }
     ip(&a.name(), &["link", "del", "vxlan1000003"]);
     ip(&a.name(), &["link", "del", "onebr3"]);
     assert!(ping_tries(vb200.name(), addr(11), 2).is_none());

@@ -1,222 +1,19 @@
-//! `pre`, `clean`, `evpn-config` and `reconcile` of `scaleway_evpn`, on any
-//! host (real or fake): validate, lock, read the record, observe, plan,
-//! render, check, apply, record.
+//! `pre`, `clean` and `update_sg` of `scaleway_evpn`, on any host (real or
+//! fake): validate, lock, read the record, observe, plan, render, check,
+//! apply, record (one [`converge`]).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use evpn::apply::EvpnHost;
-use evpn::frr::FrrHost;
-use evpn::observed::Observed;
-use evpn::plan::{LinkPlan, Request, plan};
-use evpn::record::{HostConfig, Record, RecordFile};
+use evpn::record::RecordFile;
 use evpn::segment::{Underlay, resolve, select};
-use evpn::{Cluster, Role, Segment, User, Vni, firewall, frr};
-use netapply::lock::HostLock;
+use evpn::{Segment, User, Vni};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 
 use super::Settings;
-use super::apply::{Texts, VniChange, apply_change};
-
-fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
-    Ok(HostLock::acquire(&settings.lock, settings.lock_timeout)?)
-}
-
-fn vnis(set: &BTreeSet<Vni>) -> String {
-    if set.is_empty() {
-        "none".to_owned()
-    } else {
-        set.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
-    }
-}
-
-/// When FRR's configuration is rendered and reloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Frr {
-    /// When the VNIs to list differ from those of the last reload.
-    IfChanged,
-    /// Always (evpn-config, reconcile).
-    Always,
-}
-
-/// One change of the host: from the record `before` to `after`.
-struct Change<'a> {
-    before: &'a Record,
-    after: Record,
-    /// The VNIs of `after` whose segments must be ensured (the others are
-    /// left as they are).
-    ensure: BTreeSet<Vni>,
-    frr: Frr,
-    /// A failed FRR reload undoes the devices made (`pre`, `evpn-config`);
-    /// otherwise it is a warning and the next action tries again (`clean`,
-    /// whose devices are gone already).
-    undo_on_frr_failure: bool,
-    /// Set the firewall table too.
-    firewall: bool,
-}
-
-/// What a change did.
-struct Outcome {
-    plan: LinkPlan,
-    /// The FRR configuration was reloaded.
-    frr_reloaded: bool,
-    /// Dry run: what would have been done.
-    dry_run: Option<String>,
-    after: Record,
-}
-
-/// The FRR configuration of `config` with `vnis`, as this host must have it.
-fn render_frr(host: EvpnHost<'_>, config: &HostConfig, vnis: BTreeSet<Vni>) -> anyhow::Result<String> {
-    let forwarding = host.system.forwarding()?;
-    let text = frr::render(
-        &config.cluster,
-        &FrrHost {
-            local: config.local,
-            hostname: host.system.hostname()?,
-            ip_forwarding: forwarding.ipv4,
-            ipv6_forwarding: forwarding.ipv6,
-            vnis,
-        },
-    )?;
-    Ok(text)
-}
-
-/// Plans, checks and applies a change; saves the record when something
-/// changed.
-fn converge(
-    log: &mut Log<'_>,
-    host: EvpnHost<'_>,
-    settings: &Settings,
-    file: &RecordFile,
-    observed: &Observed,
-    change: Change<'_>,
-) -> anyhow::Result<Outcome> {
-    let Change {
-        before,
-        mut after,
-        ensure,
-        frr,
-        undo_on_frr_failure,
-        firewall,
-    } = change;
-    let request = Request {
-        ensure: after
-            .segments
-            .iter()
-            .filter(|(vni, _)| ensure.contains(vni))
-            .map(|(_, s)| s.segment.clone())
-            .collect(),
-        remove: before
-            .segments
-            .iter()
-            .filter(|(vni, _)| !after.segments.contains_key(vni))
-            .map(|(_, s)| s.segment.clone())
-            .collect(),
-        owned_bridges: before
-            .segments
-            .values()
-            .filter(|s| s.created_bridge)
-            .map(|s| s.segment.bridge.clone())
-            .collect(),
-        owned_vxlans: before.segments.values().map(|s| s.segment.vxlan.clone()).collect(),
-    };
-    let p = plan(&request, observed)?;
-    for note in &p.notes {
-        log.warn(note);
-    }
-    for s in after.segments.values_mut() {
-        if p.created_bridges.contains(&s.segment.bridge) {
-            s.created_bridge = true;
-        }
-    }
-    let wanted = after.wanted_vnis();
-    let frr_text = match (&after.config, frr) {
-        (Some(config), Frr::Always) => Some(render_frr(host, config, wanted.clone())?),
-        (Some(config), Frr::IfChanged) if after.announced.as_ref() != Some(&wanted) => {
-            Some(render_frr(host, config, wanted.clone())?)
-        }
-        (None, _) if after.announced.as_ref().is_some_and(|a| *a != wanted) => {
-            log.warn("no cluster description applied on this host (evpn-config): FRR's configuration is left as it is");
-            None
-        }
-        _ => None,
-    };
-    // Only VNIs changed since FRR got our configuration: changed in place.
-    let vni_change = match (&after.config, frr, &after.announced) {
-        (Some(config), Frr::IfChanged, Some(announced)) if frr_text.is_some() => Some(VniChange {
-            asn: config.cluster.asn,
-            add: wanted.difference(announced).copied().collect(),
-            remove: announced.difference(&wanted).copied().collect(),
-        }),
-        _ => None,
-    };
-    let firewall_text = match (&after.config, firewall) {
-        (Some(c), true) => Some(firewall::Rules::Underlay {
-            underlay: c.cluster.underlay,
-            device: c.device.clone(),
-        }),
-        _ => None,
-    };
-    if !p.is_empty() {
-        for line in p.to_string().lines().filter(|l| !l.starts_with("# note:")) {
-            log.debug(format_args!("plan: {line}"));
-        }
-    }
-    if settings.dry_run {
-        let mut text = p.to_string();
-        if let Some(f) = &firewall_text {
-            text.push_str("# nft -f -\n");
-            text.push_str(&f.script());
-        }
-        if let Some(f) = &frr_text {
-            text.push_str(&format!(
-                "# FRR configuration (vtysh -C -f, then frr-reload.py --reload)\n{f}"
-            ));
-        }
-        return Ok(Outcome {
-            plan: p,
-            frr_reloaded: false,
-            dry_run: Some(text),
-            after,
-        });
-    }
-    let new_conf = settings.frr_conf.with_extension("conf.new");
-    let applied = apply_change(
-        log,
-        host,
-        &new_conf,
-        &settings.frr_conf,
-        &Texts {
-            frr: frr_text.as_deref(),
-            vnis: vni_change.as_ref(),
-            firewall: firewall_text.as_ref(),
-        },
-        &p,
-        undo_on_frr_failure,
-    );
-    // Gone once renamed; left behind by a failure otherwise.
-    let _ = std::fs::remove_file(&new_conf);
-    let frr_reloaded = applied?;
-    if frr_reloaded {
-        after.announced = Some(wanted);
-    }
-    if after != *before {
-        file.save(&after)
-            .context("the changes were applied but not recorded (the next action records them)")?;
-    }
-    Ok(Outcome {
-        plan: p,
-        frr_reloaded,
-        dry_run: None,
-        after,
-    })
-}
-
-fn output(outcome: &Outcome) -> Output {
-    outcome.dry_run.clone().map_or_else(Output::empty, Output::text)
-}
+use super::converge::{Change, Frr, converge, lock, output, vnis};
 
 /// `pre` on `host`.
 pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Settings) -> anyhow::Result<Output> {
@@ -274,6 +71,7 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Setti
         log.debug(format_args!("{}: {segment}, guest MTU {guest_mtu}", r.user));
         after
             .use_segment(r.user, &segment)
+            .and_then(|()| after.set_filter(r.user, &r.port, r.rules.clone()))
             .map_err(|e| anyhow!(e))
             .with_context(context)?;
         segments.push((r.user, segment));
@@ -301,6 +99,7 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Setti
             frr: Frr::IfChanged,
             undo_on_frr_failure: true,
             firewall: false,
+            filters: false,
         },
     )
     .with_context(context)?;
@@ -399,6 +198,7 @@ pub fn clean_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Set
             frr: Frr::IfChanged,
             undo_on_frr_failure: false,
             firewall: false,
+            filters: false,
         },
     )
     .with_context(|| format!("VM {}: cannot remove its private NICs from this host", vm.id))?;
@@ -426,171 +226,68 @@ pub fn clean_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Set
     Ok(output(&outcome))
 }
 
-/// This host's underlay address and device, from the description and the host.
-fn find_local(cluster: &Cluster, observed: &Observed) -> anyhow::Result<(Ipv4Addr, String)> {
-    let local = match cluster.local {
-        Some(l) => l,
-        None => {
-            let mine: Vec<Ipv4Addr> = cluster
-                .hosts
-                .iter()
-                .copied()
-                .filter(|h| observed.holder_of(*h).is_some())
-                .collect();
-            match mine[..] {
-                [one] => one,
-                [] => {
-                    let held: Vec<String> = observed
-                        .links
-                        .values()
-                        .flat_map(|l| l.ipv4.iter().map(ToString::to_string))
-                        .collect();
-                    bail!(
-                        "none of HOSTS is an address of this host (it has {}): is this host in the cluster? LOCAL \
-                         names this host's underlay address",
-                        held.join(", ")
-                    );
-                }
-                _ => bail!(
-                    "this host holds several addresses of HOSTS ({}): set LOCAL",
-                    mine.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                ),
-            }
-        }
+/// `update_sg` on `host`: the VM's private NICs recorded on this host get
+/// the security group rules of the document (oned sends it for every VM of
+/// a group whose rules changed), in one transaction with everything else
+/// the tables hold; nothing for a VM that does not run here.
+pub fn update_sg_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Settings) -> anyhow::Result<Output> {
+    let selection = select(vm)?;
+    let elsewhere = |log: &mut Log<'_>| {
+        log.info(format_args!(
+            "VM {}: no private NIC of it on this host: its security groups apply where it runs",
+            vm.id
+        ));
+        Ok(Output::empty())
     };
-    let holder = observed.holder_of(local);
-    let device = match (&cluster.underlay_device, holder) {
-        (Some(d), Some(h)) if d.as_str() == h => h.to_owned(),
-        (Some(d), _) => bail!(
-            "UNDERLAY_DEVICE = {d} does not hold this host's underlay address {local} ({})",
-            holder.map_or_else(|| "no device does".to_owned(), |h| format!("{h} does"))
-        ),
-        (None, Some(h)) => h.to_owned(),
-        (None, None) => bail!("LOCAL = {local} is not an address of this host"),
-    };
-    Ok((local, device))
-}
-
-/// `evpn-config` on `host`: the cluster description `text` (read from `source`).
-pub fn evpn_config_with(
-    text: &str,
-    source: &str,
-    log: &mut Log<'_>,
-    host: EvpnHost<'_>,
-    settings: &Settings,
-) -> anyhow::Result<Output> {
-    let cluster = Cluster::parse(text).with_context(|| format!("the cluster description {source}"))?;
+    if selection.requests.is_empty() {
+        log.debug(format_args!("VM {}: no NIC of driver scaleway_evpn", vm.id));
+        return Ok(Output::empty());
+    }
+    if !settings.record.exists() {
+        return elsewhere(log);
+    }
     let _lock = lock(settings)?;
     let file = RecordFile::new(&settings.record);
     let record = file.load()?;
-    let observed = host.links.observe().context("cannot read the host's links")?;
-    let (local, device) = find_local(&cluster, &observed).context("cannot place this host in the cluster")?;
-    let role = cluster.role_of(local).unwrap_or(Role::Client);
     let mut after = record.clone();
-    // The recorded segments follow the host's underlay address (and the
-    // configured underlay device).
-    for s in after.segments.values_mut() {
-        s.segment.local = local;
-        if let Some(d) = &cluster.underlay_device {
-            s.segment.underlay = d.as_str().to_owned();
+    let mut updated = Vec::new();
+    for r in &selection.requests {
+        if !record.segments.values().any(|s| s.users.contains(&r.user)) {
+            continue;
         }
+        after
+            .set_filter(r.user, &r.port, r.rules.clone())
+            .map_err(|e| anyhow!(e))
+            .with_context(|| format!("VM {}: cannot update its security groups on this host", vm.id))?;
+        updated.push(format!("{} ({} rules)", r.user, r.rules.len()));
     }
-    let peers = match role {
-        Role::Reflector => cluster.hosts.len() - 1,
-        Role::Client => cluster.reflector_addresses().len(),
-    };
-    let reflectors = cluster
-        .reflector_addresses()
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (asn, underlay) = (cluster.asn, cluster.underlay);
-    after.config = Some(HostConfig {
-        cluster,
-        local,
-        device: device.clone(),
-    });
-    let summary = format!(
-        "{local} is {} of AS {asn} (reflectors {reflectors}), {peers} BGP peer{}, VNIs {}; firewall: BGP and VXLAN \
-         only from {underlay} on {device}",
-        match role {
-            Role::Reflector => "a route reflector",
-            Role::Client => "a client",
-        },
-        if peers == 1 { "" } else { "s" },
-        vnis(&after.wanted_vnis()),
-    );
-    let ensure: BTreeSet<Vni> = after.segments.keys().copied().collect();
+    if updated.is_empty() {
+        return elsewhere(log);
+    }
+    // Nothing but the tables changes: no link is observed or planned.
     let outcome = converge(
         log,
         host,
         settings,
         &file,
-        &observed,
+        &evpn::observed::Observed::default(),
         Change {
             before: &record,
             after,
-            ensure,
-            frr: Frr::Always,
-            undo_on_frr_failure: true,
-            firewall: true,
-        },
-    )
-    .context("cannot apply the cluster description")?;
-    if let Some(text) = outcome.dry_run {
-        return Ok(Output::text(text));
-    }
-    log.info(format_args!("FRR reloaded: {summary}"));
-    Ok(Output::text(format!("{summary}\n")))
-}
-
-/// `reconcile` on `host`: every recorded segment, FRR's configuration and
-/// the firewall, put back.
-pub fn reconcile_with(log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Settings) -> anyhow::Result<Output> {
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
-    let record = file.load()?;
-    if record.config.is_none() && record.segments.is_empty() {
-        log.info(format_args!(
-            "the host record {} holds nothing: nothing to reconcile",
-            file.path().display()
-        ));
-        return Ok(Output::text("reconciled 0 segments: nothing recorded\n"));
-    }
-    let observed = host.links.observe().context("cannot read the host's links")?;
-    let ensure: BTreeSet<Vni> = record.segments.keys().copied().collect();
-    let outcome = converge(
-        log,
-        host,
-        settings,
-        &file,
-        &observed,
-        Change {
-            before: &record,
-            after: record.clone(),
-            ensure,
-            frr: Frr::Always,
+            ensure: BTreeSet::new(),
+            frr: Frr::IfChanged,
             undo_on_frr_failure: false,
-            firewall: true,
+            firewall: false,
+            filters: true,
         },
     )
-    .context("cannot reconcile the host's private networks")?;
-    if let Some(text) = outcome.dry_run {
-        return Ok(Output::text(text));
+    .with_context(|| format!("VM {}: cannot update its security groups on this host", vm.id))?;
+    if outcome.dry_run.is_none() {
+        log.info(format_args!(
+            "VM {}: security groups set on {}",
+            vm.id,
+            updated.join(", ")
+        ));
     }
-    let n = record.segments.len();
-    let summary = format!(
-        "reconciled {n} segment{} (VNIs {}): {}{}",
-        if n == 1 { "" } else { "s" },
-        vnis(&record.segments.keys().copied().collect()),
-        if outcome.plan.is_empty() {
-            "devices already in place".to_owned()
-        } else {
-            format!("{} device changes", outcome.plan.ops.len())
-        },
-        if outcome.frr_reloaded { ", FRR reloaded" } else { "" }
-    );
-    log.info(&summary);
-    Ok(Output::text(format!("{summary}\n")))
+    Ok(output(&outcome))
 }

@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow};
 use evpn::apply::{EvpnHost, apply_links, undo};
 use evpn::plan::LinkPlan;
 use evpn::record::write_atomically;
+use evpn::sg::Filters;
 use evpn::{Vni, firewall};
 use opennebula::driver::Log;
 
@@ -29,10 +30,13 @@ pub struct Texts<'a> {
     /// With `frr`: only these VNIs changed.
     pub vnis: Option<&'a VniChange>,
     pub firewall: Option<&'a firewall::Rules>,
+    /// The security group tables, when they must be written.
+    pub filters: Option<&'a Filters>,
 }
 
 /// Checks the FRR configuration (before anything changes), sets the
-/// firewall, applies the links, reloads FRR. Returns whether FRR was
+/// firewall and the security group tables (before a VM's port exists),
+/// applies the links, reloads FRR. Returns whether FRR was
 /// reloaded (a failed reload is an error when `undo_on_frr_failure`, after
 /// the links made are deleted again; otherwise a warning).
 pub fn apply_change(
@@ -55,6 +59,11 @@ pub fn apply_change(
     }
     if let Some(rules) = texts.firewall {
         host.firewall.apply(rules).context("cannot set the firewall table")?;
+    }
+    if let Some(filters) = texts.filters {
+        host.firewall
+            .filters(filters)
+            .context("cannot set the security group tables")?;
     }
     apply_links(host.links, p)?;
     if texts.frr.is_none() {

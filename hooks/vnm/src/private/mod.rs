@@ -40,6 +40,8 @@
 
 mod actions;
 mod apply;
+mod config;
+mod converge;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,7 +51,8 @@ use evpn::apply::{EvpnHost, FrrCommand, FrrInstance, IpLinks, NftFirewall, ProcS
 use opennebula::driver::{Env, Log, Output};
 use opennebula::vm::Vm;
 
-pub use actions::{clean_with, evpn_config_with, pre_with, reconcile_with};
+pub use actions::{clean_with, pre_with, update_sg_with};
+pub use config::{evpn_config_with, reconcile_with};
 
 /// The host record's file name (in the state folder).
 pub const RECORD_FILE: &str = "vnm-evpn.json";
@@ -124,6 +127,11 @@ pub fn post(vm: &Vm, log: &mut Log<'_>, _env: &Env) -> anyhow::Result<Output> {
 /// `clean`: removes the VM's private NICs from this host.
 pub fn clean(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
     on_real_host(env, |host, settings| clean_with(vm, log, host, settings))
+}
+
+/// `update_sg`: the VM's security group rules, on its private ports here.
+pub fn update_sg(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
+    on_real_host(env, |host, settings| update_sg_with(vm, log, host, settings))
 }
 
 /// `scaleway-vnm --driver scaleway_evpn evpn-config FILE`: applies the
