@@ -1,10 +1,10 @@
 //! Security groups as a real oned hands them to our network drivers: a
 //! group with every rule form OpenNebula has (ports and ranges, UDP, ICMP
 //! and ICMPv6 types, a source range, a whole network, IPsec, outbound
-//! rules), a VM whose public NIC is in it, deployed; then the group's rules
-//! change (`onesecgroup update`) and oned runs `update_sg` on the VM's host.
-//! The documents oned sent must give the NIC the rules the group says, as
-//! our drivers read them; `UPDATE_FIXTURES=1` keeps them as
+//! rules), a VM whose public NIC and private NIC are in it, deployed; then
+//! the group's rules change (`onesecgroup update`) and oned runs `update_sg`
+//! of both drivers on the VM's host. The documents oned sent must give each
+//! NIC the rules the group says, as our drivers read them; `UPDATE_FIXTURES=1` keeps them as
 //! `tests/fixtures/vnm/secgroup-*.xml` (the namespace tests' documents).
 //!
 //! Privileged (oneadmin, the build): run by `sudo .ci/run`.
@@ -30,6 +30,19 @@ fn nic0_rules(doc: &str) -> Vec<Rule> {
         .find(|f| f.nic_id == 0)
         .unwrap_or_else(|| panic!("no filter for NIC 0\n{doc}"))
         .rules
+}
+
+/// The rules of the VM's private NIC 1 in a recorded document (and its port).
+fn nic1_rules(doc: &str) -> Vec<Rule> {
+    let vm = Vm::from_element(&xml::parse(doc.as_bytes()).unwrap()).unwrap();
+    let selection = evpn::segment::select(&vm).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+    let nic = selection
+        .requests
+        .into_iter()
+        .find(|r| r.user.nic_id == 1)
+        .unwrap_or_else(|| panic!("no private NIC 1\n{doc}"));
+    assert_eq!(nic.port.as_str(), format!("one-{}-1", vm.id), "{doc}");
+    nic.rules
 }
 
 /// The first recorded call `call` from record `from` on, waiting 60 s.
@@ -80,7 +93,7 @@ fn security_group_rules_reach_the_drivers_as_oned_writes_them() {
         &format!(
             "NAME = \"web\"\n{VM_EXTRAS}\
              NIC = [ NETWORK_ID = \"{}\", NAME = \"public\", SECURITY_GROUPS = \"{sg}\" ]\n\
-             NIC = [ NETWORK_ID = \"{}\" ]\n",
+             NIC = [ NETWORK_ID = \"{}\", SECURITY_GROUPS = \"{sg}\" ]\n",
             edge.public, edge.private
         ),
     );
@@ -156,6 +169,10 @@ fn security_group_rules_reach_the_drivers_as_oned_writes_them() {
         assert!(web.contains(e), "{e:?} not in the NIC's rules {web:#?}\n{pre}");
     }
     assert_eq!(web.len(), expected.len(), "{web:#?}");
+    // The private NIC, as scaleway_evpn's pre gets it: the same rules.
+    let pre_private = recorded(&oned, before, "vnm-scaleway_evpn-pre");
+    let private: Vec<Rule> = nic1_rules(&pre_private).into_iter().filter(|r| r.group == sg).collect();
+    assert_eq!(private, web, "{pre_private}");
 
     // The group's rules change: oned runs update_sg for the VM, on its host.
     let from = oned.records().len();
@@ -171,6 +188,13 @@ fn security_group_rules_reach_the_drivers_as_oned_writes_them() {
         [rule(Inbound, Protocol::Tcp, &[(8080, 8080)], None, Target::Any)],
         "{update}"
     );
+    // oned runs update_sg of each driver of the VM's NICs.
+    let update_private = recorded(&oned, from, "vnm-scaleway_evpn-update_sg");
+    let private: Vec<Rule> = nic1_rules(&update_private)
+        .into_iter()
+        .filter(|r| r.group == sg)
+        .collect();
+    assert_eq!(private, web, "{update_private}");
     // An IPv6 public NIC in the group.
     let vm6 = ipv6_vm(&oned, &edge, "web6", &format!(", SECURITY_GROUPS = \"{sg}\""), "");
     let from = oned.records().len();
@@ -190,6 +214,8 @@ fn security_group_rules_reach_the_drivers_as_oned_writes_them() {
         for (name, doc) in [
             ("secgroup-scaleway-pre", &pre),
             ("secgroup-scaleway-update_sg", &update),
+            ("secgroup-scaleway_evpn-pre", &pre_private),
+            ("secgroup-scaleway_evpn-update_sg", &update_private),
             ("secgroup6-scaleway-pre", &pre6),
         ] {
             std::fs::write(fixture_path(&format!("vnm/{name}.xml")), doc).unwrap();
