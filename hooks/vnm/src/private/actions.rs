@@ -259,7 +259,8 @@ pub fn update_sg_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: 
             .set_filter(r.user, &r.port, r.rules.clone())
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("VM {}: cannot update its security groups on this host", vm.id))?;
-        updated.push(format!("{} ({} rules)", r.user, r.rules.len()));
+        let n = r.rules.len();
+        updated.push(format!("{} ({n} rule{})", r.user, if n == 1 { "" } else { "s" }));
     }
     if updated.is_empty() {
         return elsewhere(log);

@@ -152,6 +152,73 @@ pub fn tcp(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> Result<
     Ok(peer)
 }
 
+/// Whether a TCP connection from `ns` to `to` reaches a listener in
+/// `listen_ns` on `at` within a second.
+pub fn tcp_ok(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> bool {
+    let listener = in_ns(listen_ns, move || TcpListener::bind(at).unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let connected = in_ns(ns, move || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_ok()
+    });
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let accepted = loop {
+        match listener.accept() {
+            Ok(_) => break true,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => break false,
+        }
+    };
+    connected && accepted
+}
+
+/// `tcp_ok`, tried for up to 5 s: the first connection after the VM is
+/// plugged may wait for neighbour discovery (IPv6 addresses are tentative
+/// for a moment) longer than one attempt allows.
+pub fn tcp_soon(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if tcp_ok(ns, to, listen_ns, at) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+    }
+}
+
+/// Whether UDP datagrams from `ns` to `to` reach a socket in `listen_ns`
+/// on `at`.
+pub fn udp_ok(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> bool {
+    let listener = in_ns(listen_ns, move || UdpSocket::bind(at).unwrap());
+    listener.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    in_ns(ns, move || {
+        let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)).unwrap();
+        for _ in 0..3 {
+            let _ = s.send_to(b"one-scaleway sg", to);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    });
+    let mut buf = [0u8; 64];
+    listener.recv_from(&mut buf).is_ok()
+}
+
+/// A connection from `ns` to `to` kept open, with the listener in
+/// `listen_ns` on `at` collecting what arrives until the client closes.
+pub fn open_connection(ns: &str, to: SocketAddr, listen_ns: &str, at: SocketAddr) -> (TcpStream, JoinHandle<String>) {
+    let listener = in_ns(listen_ns, move || TcpListener::bind(at).unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    });
+    let client = in_ns(ns, move || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(2)).unwrap()
+    });
+    (client, server)
+}
+
 pub fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), port)
 }
