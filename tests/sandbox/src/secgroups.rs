@@ -1,7 +1,8 @@
 //! Security groups through OpenNebula's own path: the administrator changes
 //! the rules of the default group 0 (`onesecgroup update`), oned runs
-//! `update_sg` for every VM of the group on its host, and the internet's
-//! traffic to a VM follows the new rules.
+//! `update_sg` of both drivers for every VM of the group on its host, and
+//! the traffic to a VM, from the internet (public NIC) and from another VM
+//! (private NIC), follows the new rules.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -52,9 +53,10 @@ fn update_group0(sb: &Sandbox, file: &str, rules: &str) -> anyhow::Result<String
     }
 }
 
-/// Group 0 allows only TCP 22 in (and everything out): the internet no
-/// longer reaches VM `i` on its service port, the VM still reaches it.
-pub fn restrict(sb: &Sandbox, i: usize) -> anyhow::Result<String> {
+/// Group 0 allows only TCP 22 in (and everything out): neither the
+/// internet nor VM `other` on the private network reaches VM `i` on its
+/// service port any more; VM `i` still reaches the internet.
+pub fn restrict(sb: &Sandbox, i: usize, other: usize) -> anyhow::Result<String> {
     let updated = update_group0(
         sb,
         "group0-ssh-only.tmpl",
@@ -66,20 +68,45 @@ pub fn restrict(sb: &Sandbox, i: usize) -> anyhow::Result<String> {
     if let Ok(a) = ask(&sb.inet(), to, 0, Duration::from_secs(3)) {
         bail!("{to} still answered ({}) after group 0 allowed only TCP 22 in", a.name);
     }
+    let from = sb.vms.get(other).context("no such VM")?;
+    let private = SocketAddr::new(vm.private_ip.into(), PORT);
+    if let Ok(a) = ask(&from.ns, private, 0, Duration::from_secs(3)) {
+        let h = sb.host(vm.host)?;
+        let tables = ["bridge one_scaleway_evpn_ports", "inet one_scaleway_evpn_sg"].map(|t| {
+            let mut args = vec!["list", "table"];
+            args.extend(t.split(' '));
+            sb.on_host(h, "nft", &args, b"")
+                .map_or_else(|e| format!("{e:#}"), |r| format!("{}{}", r.stdout, r.stderr))
+        });
+        bail!(
+            "{} -> {private} (private network) still answered ({}) after group 0 allowed only TCP 22 in; {}'s \
+             security group tables:\n{}",
+            from.name,
+            a.name,
+            h.name,
+            tables.join("")
+        );
+    }
     let out = outbound(sb, i)?;
     Ok(format!(
-        "{updated}\n{CLIENT_V4} -> {to}: refused (group 0: TCP 22 only)\n{out} (outbound still open)"
+        "{updated}\n{CLIENT_V4} -> {to}: refused (group 0: TCP 22 only)\n{} -> {private} (private \
+         network): refused\n{out} (outbound still open)",
+        from.name
     ))
 }
 
 /// Group 0 back to OpenNebula's default (all in, all out): the internet
-/// reaches VM `i` again.
-pub fn reopen(sb: &Sandbox, i: usize) -> anyhow::Result<String> {
+/// and VM `other` reach VM `i` again.
+pub fn reopen(sb: &Sandbox, i: usize, other: usize) -> anyhow::Result<String> {
     let updated = update_group0(
         sb,
         "group0-default.tmpl",
         "RULE = [ PROTOCOL = \"ALL\", RULE_TYPE = \"OUTBOUND\" ]\n\
          RULE = [ PROTOCOL = \"ALL\", RULE_TYPE = \"INBOUND\" ]\n",
     )?;
-    Ok(format!("{updated}\n{}", inbound(sb, i)?))
+    Ok(format!(
+        "{updated}\n{}\n{}",
+        inbound(sb, i)?,
+        crate::checks::private(sb, other, i)?
+    ))
 }

@@ -379,14 +379,14 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         || Ok(((), crate::hostile::attempt(sb, 1, 0)?)),
     )?;
     rep.step(
-        "onesecgroup update 0 (TCP 22 only in): oned's update_sg closes vm1 to the internet",
+        "onesecgroup update 0 (TCP 22 only in): oned's update_sg closes vm1 to the internet and to vm2",
         true,
-        || Ok(((), crate::secgroups::restrict(sb, 0)?)),
+        || Ok(((), crate::secgroups::restrict(sb, 0, 1)?)),
     )?;
     rep.step(
-        "onesecgroup update 0 (all open again): the internet reaches vm1",
+        "onesecgroup update 0 (all open again): the internet and vm2 reach vm1",
         true,
-        || Ok(((), crate::secgroups::reopen(sb, 0)?)),
+        || Ok(((), crate::secgroups::reopen(sb, 0, 1)?)),
     )?;
     crate::day2::run(sb, rep)?;
     if sb.opts.keep {

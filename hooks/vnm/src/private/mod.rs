@@ -5,10 +5,11 @@
 //! | function | when | what |
 //! |---|---|---|
 //! | [`evpn_config`] | provisioning, and whenever a host joins or leaves the cluster (on every host) | reads the cluster description, renders this host's FRR configuration, checks it with `vtysh -C -f`, applies it with `frr-reload.py` (no restart), and sets the firewall table |
-//! | [`pre`] | deploy, resume, migration (destination), attach_nic | for each NIC of the driver: the VNI's VXLAN device on the network's bridge, MTUs consistent, the VNI listed in FRR's configuration |
+//! | [`pre`] | deploy, resume, migration (destination), attach_nic | for each NIC of the driver: the VNI's VXLAN device on the network's bridge, MTUs consistent, the VNI listed in FRR's configuration, the NIC's security groups on its port |
 //! | [`post`] | after the VM started | nothing (everything is in place after `pre`) |
 //! | [`clean`] | shutdown, undeploy, migration (source), detach_nic | forgets the VM's NICs; a segment no VM on the host uses any more loses its VXLAN device, its bridge (if the driver made it) and its FRR `vni` line |
-//! | [`reconcile`] | after a reboot, or by hand | puts back every recorded segment, the FRR configuration and the firewall |
+//! | [`update_sg`] | oned, for each VM of a security group whose rules changed | the security group rules of the VM's private NICs on this host (`evpn::sg`), in one transaction |
+//! | [`reconcile`] | after a reboot, or by hand | puts back every recorded segment, the FRR configuration, the firewall and the security group tables |
 //!
 //! Every action validates the VM's NICs first, then, under the host lock
 //! (the one the public driver uses), reads the record, observes the host's
