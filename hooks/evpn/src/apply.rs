@@ -22,7 +22,7 @@ use crate::net::Vni;
 use crate::observed::{Observed, parse_links};
 use crate::plan::{LinkOp, LinkPlan};
 use crate::root::Private;
-use crate::sg::{Filters, bridge_netfilter};
+use crate::sg::Filters;
 
 /// Links: read all, change with `ip` commands.
 pub trait Links {
@@ -38,8 +38,10 @@ pub trait Firewall {
     /// Makes the table `rules` (one `nft -f -` transaction).
     fn apply(&self, rules: &Rules) -> Result<(), ApplyError>;
     /// Makes the security group tables `filters` (one `nft -f -`
-    /// transaction), `br_netfilter` on first when there is a port.
-    fn filters(&self, filters: &Filters) -> Result<(), ApplyError>;
+    /// transaction), `br_netfilter` on first when there is a port: in
+    /// place from `before` (what the record said they held), or whole
+    /// (without `before`, or when the update fails).
+    fn filters(&self, filters: &Filters, before: Option<&Filters>) -> Result<(), ApplyError>;
 }
 
 /// The host's FRR.
@@ -152,18 +154,22 @@ impl Firewall for NftFirewall<'_> {
         Err(e)
     }
 
-    fn filters(&self, filters: &Filters) -> Result<(), ApplyError> {
-        // Through the root helper, the one request does both.
-        if !self.tools.uses_sudo() && !filters.ports.is_empty() {
-            bridge_netfilter(self.tools, Path::new("/proc/sys"))?;
+    fn filters(&self, filters: &Filters, before: Option<&Filters>) -> Result<(), ApplyError> {
+        if before.is_some_and(|b| filters.update_script(b).is_empty()) {
+            return Ok(());
         }
         let args = ["-f", "-"];
-        let ran = self.tools.run_root("nft", &args, filters.script().as_bytes(), || {
-            Private::Filters {
+        let ran = if self.tools.uses_sudo() {
+            // The one request does it all, the fallback included.
+            let request = Private::Filters {
                 filters: filters.clone(),
+                before: before.cloned(),
             }
-            .to_json()
-        })?;
+            .to_json();
+            self.tools.run_root("nft", &args, b"", || request)?
+        } else {
+            crate::sg::apply(self.tools, filters, before)?
+        };
         if ran.success {
             return Ok(());
         }

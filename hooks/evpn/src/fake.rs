@@ -177,7 +177,7 @@ impl Firewall for FakeHost {
         Ok(())
     }
 
-    fn filters(&self, filters: &crate::sg::Filters) -> Result<(), ApplyError> {
+    fn filters(&self, filters: &crate::sg::Filters, _before: Option<&crate::sg::Filters>) -> Result<(), ApplyError> {
         let mut s = self.lock();
         s.calls.push("nft -f - (security groups)".into());
         if let Some(m) = Self::failure(&mut s, "nft") {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::DEFAULT_FRR_RELOAD;
 use crate::firewall::Rules;
 use crate::plan::LinkOp;
-use crate::sg::{Filters, bridge_netfilter};
+use crate::sg::Filters;
 
 /// The tag of this driver's requests (`{"scaleway_evpn": {...}}`).
 pub const TAG: &str = "scaleway_evpn";
@@ -36,8 +36,9 @@ pub enum Private {
     Links { ops: Vec<LinkOp>, keep_going: bool },
     /// Our firewall table (`table inet one_scaleway_evpn`) made exactly this.
     Firewall { rules: Rules },
-    /// Our security group tables made exactly this (`br_netfilter` on first).
-    Filters { filters: Filters },
+    /// Our security group tables made exactly this (`br_netfilter` on
+    /// first): in place from `before`, or whole.
+    Filters { filters: Filters, before: Option<Filters> },
     /// `vtysh -C -f` of this configuration.
     FrrCheck { config: String },
     /// `frr-reload.py --reload --stdout` of this configuration.
@@ -153,14 +154,14 @@ pub fn execute(request: &Private, tools: &Tools) -> Result<Result<Ran, String>, 
             }
             tools.run("nft", &["-f", "-"], rules.script().as_bytes())?
         }
-        Private::Filters { filters } => {
-            if let Err(why) = filters.check() {
+        Private::Filters { filters, before } => {
+            if let Err(why) = filters
+                .check()
+                .and_then(|()| before.as_ref().map_or(Ok(()), Filters::check))
+            {
                 return Ok(Err(why));
             }
-            if !filters.ports.is_empty() {
-                bridge_netfilter(tools, Path::new("/proc/sys"))?;
-            }
-            tools.run("nft", &["-f", "-"], filters.script().as_bytes())?
+            crate::sg::apply(tools, filters, before.as_ref())?
         }
         Private::FrrVnis { asn, add, remove } => {
             let (add, remove) = match (vnis_of(add), vnis_of(remove)) {

@@ -20,6 +20,8 @@ use nix::sched::CloneFlags;
 use opennebula::driver::Env;
 use test_support::{NetNs, TempDir, require_root, run_ok};
 
+mod sg_example;
+
 /// Runs `f` on a thread inside namespace `ns` (the tools it runs inherit it).
 fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = format!("/run/netns/{ns}");
@@ -128,6 +130,87 @@ fn ip_applies_a_segment_exactly_and_removes_it() {
         apply_links(&links, &plan(&remove, &links.observe().unwrap()).unwrap()).unwrap();
         assert_eq!(links.observe().unwrap(), bare, "the host as it was");
     });
+}
+
+/// The security group tables: written whole, updated in place (the same
+/// ruleset as written whole: a port added, one gone, one whose rules
+/// changed, a VXLAN device added; the base chains never re-created), an
+/// update over tables that are not what the record says falls back to
+/// writing them whole, another table untouched, and no port removes both
+/// tables.
+#[test]
+#[ignore = "privileged: needs root, iproute2 and nftables; run by .ci/run"]
+fn the_security_group_tables_are_updated_in_place_or_replaced() {
+    use sg_example::{filters, port};
+    require_root();
+    let ns = host_ns();
+    let n = ns.name().to_owned();
+    let nft = |args: &[&str]| {
+        let mut all = vec!["ip", "netns", "exec", &n, "nft"];
+        all.extend_from_slice(args);
+        run_ok(&all, b"")
+    };
+    // The listing, its lines sorted (chains list in the order they were made).
+    let listing = || {
+        let mut lines: Vec<String> = nft(&["list", "ruleset"]).lines().map(str::to_owned).collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    nft(&["add", "table", "ip", "someone_else"]);
+    let one = filters(vec![port(7, 1, 1, false), port(9, 0, 3, false)], &["vxlan100"]);
+    let two = filters(
+        vec![port(7, 1, 1, true), port(8, 0, 2, false)],
+        &["vxlan100", "vxlan200"],
+    );
+    let apply = |f: &evpn::sg::Filters, before: Option<&evpn::sg::Filters>| {
+        let (f, before) = (f.clone(), before.cloned());
+        in_ns(&n, move || {
+            let tools = Tools::direct(Duration::from_secs(10));
+            NftFirewall { tools: &tools }.filters(&f, before.as_ref())
+        })
+    };
+    // From no port (what the first pre on a host does).
+    apply(&one, Some(&evpn::sg::Filters::default())).unwrap();
+    let handle = nft(&["-a", "list", "chain", "bridge", "one_scaleway_evpn_ports", "prerouting"]);
+    apply(&two, Some(&one)).unwrap();
+    let updated = listing();
+    assert!(!updated.contains("nic-9-0") && !updated.contains("port-3"), "{updated}");
+    assert!(
+        updated.contains("nic-8-0-in") && updated.contains("\"vxlan200\""),
+        "{updated}"
+    );
+    assert_eq!(
+        nft(&["-a", "list", "chain", "bridge", "one_scaleway_evpn_ports", "prerouting"])
+            .lines()
+            .next(),
+        handle.lines().next(),
+        "the base chain was kept"
+    );
+    apply(&two, None).unwrap();
+    assert_eq!(listing(), updated, "in place = whole");
+    // Someone deleted a chain: the next update that touches it fails, and
+    // the tables are written whole.
+    apply(&one, None).unwrap();
+    let whole_one = listing();
+    apply(&two, Some(&one)).unwrap();
+    nft(&[
+        "delete",
+        "element",
+        "bridge",
+        "one_scaleway_evpn_ports",
+        "ports",
+        "{",
+        "\"one-8-0\"",
+        "}",
+    ]);
+    nft(&["delete", "chain", "bridge", "one_scaleway_evpn_ports", "port-2"]);
+    apply(&one, Some(&two)).unwrap();
+    assert_eq!(listing(), whole_one, "written whole after the failed update");
+    // Nothing differs: nothing is run (the tables are not even read).
+    apply(&one, Some(&one)).unwrap();
+    // No port: both tables go, the other table stays.
+    apply(&evpn::sg::Filters::default(), Some(&two)).unwrap();
+    assert_eq!(nft(&["list", "tables"]).trim(), "table ip someone_else");
 }
 
 #[test]

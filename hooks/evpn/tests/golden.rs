@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use evpn::frr::{FrrHost, render};
 use evpn::{Cluster, Vni, firewall};
 
+mod sg_example;
+
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
@@ -127,43 +129,19 @@ fn firewall_table() {
 }
 
 /// Both security group tables: a NIC with rules, one in group 0, a VXLAN
-/// device.
+/// device; written whole, and updated in place from tables that held
+/// another port instead of the second, the first in group 0, and another
+/// VXLAN device.
 #[test]
 fn security_group_tables() {
-    use evpn::sg::{Filters, PortFilter};
-    use secgroup::{Direction, PortRange, Protocol, Rule, Target};
-    let rule = |direction, protocol, ports: &[(u16, u16)]| Rule {
-        group: 100,
-        direction,
-        protocol,
-        ports: ports.iter().map(|&(first, last)| PortRange { first, last }).collect(),
-        icmp_type: None,
-        target: Target::Any,
-    };
-    let filters = Filters {
-        ports: vec![
-            PortFilter {
-                vm: 7,
-                nic_id: 1,
-                port: "one-7-1".into(),
-                id: 1,
-                rules: vec![
-                    rule(Direction::Inbound, Protocol::Tcp, &[(22, 22), (8000, 8080)]),
-                    rule(Direction::Outbound, Protocol::All, &[]),
-                ],
-            },
-            PortFilter {
-                vm: 8,
-                nic_id: 0,
-                port: "one-8-0".into(),
-                id: 2,
-                rules: secgroup::default_rules(),
-            },
-        ],
-        vxlans: vec!["vxlan100".into()],
-    };
-    assert_eq!(filters.check(), Ok(()));
-    assert_golden("security_groups.nft", &filters.script());
+    use sg_example::{filters, port};
+    let after = filters(vec![port(7, 1, 1, true), port(8, 0, 2, false)], &["vxlan100"]);
+    assert_golden("security_groups.nft", &after.script());
+    let before = filters(
+        vec![port(7, 1, 1, false), port(9, 0, 3, false)],
+        &["vxlan100", "vxlan200"],
+    );
+    assert_golden("security_groups_update.nft", &after.update_script(&before));
 }
 
 /// FRR's own parser accepts every golden configuration (`vtysh -C -f`: no

@@ -199,7 +199,7 @@ fn two_hosts_one_reflector_vnis_isolated_and_cleaned() {
     );
     // What a reboot takes (our table, the devices) comes back with reconcile;
     // libvirt plugs the VM's tap again.
-    let before = (a.links(), a.ns.run_ok(&["nft", "list", "ruleset"], b""));
+    let before = (a.links(), ruleset(a));
     for (family, table) in [
         ("inet", "one_scaleway_evpn"),
         ("bridge", "one_scaleway_evpn_ports"),
@@ -217,7 +217,7 @@ fn two_hosts_one_reflector_vnis_isolated_and_cleaned() {
         "{out}"
     );
     ip(&a.name(), &["link", "set", "one-2-0", "master", "onebr3"]);
-    assert_eq!((a.links(), a.ns.run_ok(&["nft", "list", "ruleset"], b"")), before);
+    assert_eq!((a.links(), ruleset(a)), before);
     assert!(
         ping(vb200.name(), addr(11)),
         "VNI 1000003 after reconcile\n{}",

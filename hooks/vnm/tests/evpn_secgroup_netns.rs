@@ -161,14 +161,14 @@ fn private_nics_are_filtered_by_their_groups_on_their_port() {
     check("after pre");
     // The host loses its tables (a reboot): reconcile puts them back from
     // the host record.
-    let before = a.ns.run_ok(&["nft", "list", "ruleset"], b"");
+    let before = ruleset(a);
     for (family, table) in [("bridge", "one_scaleway_evpn_ports"), ("inet", "one_scaleway_evpn_sg")] {
         a.ns.run_ok(&["nft", "delete", "table", family, table], b"");
     }
     assert!(tcp_ok(&v2, to1(81), &v1, to1(81)), "open without the tables");
     let (r, log) = a.run(private::reconcile);
     r.unwrap_or_else(|e| panic!("{e}\n{log}"));
-    assert_eq!(a.ns.run_ok(&["nft", "list", "ruleset"], b""), before);
+    assert_eq!(ruleset(a), before);
     check("after reconcile");
 
     // update_sg while a connection runs: the group now allows TCP 8080 in

@@ -30,8 +30,9 @@ pub struct Texts<'a> {
     /// With `frr`: only these VNIs changed.
     pub vnis: Option<&'a VniChange>,
     pub firewall: Option<&'a firewall::Rules>,
-    /// The security group tables, when they must be written.
-    pub filters: Option<&'a Filters>,
+    /// The security group tables, when they must be written, and what the
+    /// record said they held (to update them in place), if not written whole.
+    pub filters: Option<(&'a Filters, Option<&'a Filters>)>,
 }
 
 /// Checks the FRR configuration (before anything changes), sets the
@@ -60,9 +61,9 @@ pub fn apply_change(
     if let Some(rules) = texts.firewall {
         host.firewall.apply(rules).context("cannot set the firewall table")?;
     }
-    if let Some(filters) = texts.filters {
+    if let Some((filters, before)) = texts.filters {
         host.firewall
-            .filters(filters)
+            .filters(filters, before)
             .context("cannot set the security group tables")?;
     }
     apply_links(host.links, p)?;

@@ -160,8 +160,10 @@ pub(super) fn converge(
         }),
         _ => None,
     };
-    let filter_tables = after.filter_tables();
-    let filter_tables = (filters || filter_tables != before.filter_tables()).then_some(filter_tables);
+    let (filter_tables, filters_before) = (after.filter_tables(), before.filter_tables());
+    let filter_tables = (filters || filter_tables != filters_before).then_some(filter_tables);
+    // evpn-config and reconcile write them whole; the others in place.
+    let filters_before = (!firewall).then_some(&filters_before);
     if !p.is_empty() {
         for line in p.to_string().lines().filter(|l| !l.starts_with("# note:")) {
             log.debug(format_args!("plan: {line}"));
@@ -175,7 +177,7 @@ pub(super) fn converge(
         }
         if let Some(f) = &filter_tables {
             text.push_str("# nft -f - (security groups)\n");
-            text.push_str(&f.script());
+            text.push_str(&filters_before.map_or_else(|| f.script(), |b| f.update_script(b)));
         }
         if let Some(f) = &frr_text {
             text.push_str(&format!(
@@ -199,7 +201,7 @@ pub(super) fn converge(
             frr: frr_text.as_deref(),
             vnis: vni_change.as_ref(),
             firewall: firewall_text.as_ref(),
-            filters: filter_tables.as_ref(),
+            filters: filter_tables.as_ref().map(|f| (f, filters_before)),
         },
         &p,
         undo_on_frr_failure,

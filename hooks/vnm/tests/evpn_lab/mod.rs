@@ -277,6 +277,18 @@ impl Hyper {
     }
 }
 
+/// Host `h`'s nftables ruleset, its lines sorted: the same tables compare
+/// equal whatever order their chains were made in.
+pub fn ruleset(h: &Hyper) -> String {
+    let mut lines: Vec<String> =
+        h.ns.run_ok(&["nft", "list", "ruleset"], b"")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
 /// The underlay fabric and the hosts, each running FRR (empty until
 /// `evpn-config`).
 pub struct Lab {

@@ -1,0 +1,312 @@
+//! The security group tables as `nft -f -` scripts: replaced whole, or
+//! updated in place from what the record said they held.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use secgroup::Direction;
+
+use super::{FILTER_COMMENT, Filters, OURS, PORTS_COMMENT, chain_name, from_mark, to_mark};
+
+/// `family table` of our two tables ([`super::PORTS_TABLE`], [`super::FILTER_TABLE`]).
+const PORTS: &str = "bridge one_scaleway_evpn_ports";
+const FILTER: &str = "inet one_scaleway_evpn_sg";
+
+/// One chain: its table, name, hook and priority (base chains), rules.
+struct Chain {
+    table: &'static str,
+    name: String,
+    base: Option<(&'static str, &'static str)>,
+    rules: Vec<String>,
+}
+
+/// One map: its table, name, types, elements.
+struct Map {
+    table: &'static str,
+    name: &'static str,
+    types: &'static str,
+    elements: Vec<String>,
+}
+
+/// The chains of each port (the mark's setter, the NIC's two chains).
+fn port_chains(f: &Filters) -> Vec<Chain> {
+    let mut out = Vec::new();
+    for p in &f.ports {
+        out.push(Chain {
+            table: PORTS,
+            name: format!("port-{}", p.id),
+            base: None,
+            rules: vec![
+                format!(
+                    "meta mark & {OURS:#010x} != {OURS:#010x} meta mark set {:#010x} return",
+                    to_mark(p.id)
+                ),
+                format!("meta mark set meta mark & 0xffff0000 | {:#010x}", p.id),
+            ],
+        });
+        for d in [Direction::Inbound, Direction::Outbound] {
+            out.push(Chain {
+                table: FILTER,
+                name: chain_name(p.vm, p.nic_id, d),
+                base: None,
+                rules: secgroup::render::chain(&p.rules, d),
+            });
+        }
+    }
+    out
+}
+
+/// The base chains.
+fn base_chains() -> Vec<Chain> {
+    // Each base chain is named after its hook.
+    let chain = |table, hook: &'static str, priority, rules: &[&str]| Chain {
+        table,
+        name: hook.to_owned(),
+        base: Some((hook, priority)),
+        rules: rules.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    vec![
+        chain(PORTS, "prerouting", "-200", &["meta mark set iifname map @marks"]),
+        chain(PORTS, "forward", "-200", &["oifname vmap @ports"]),
+        chain(
+            FILTER,
+            "forward",
+            "filter",
+            &[
+                "meta mark & 0xffff0000 vmap @from_vm",
+                "meta mark & 0x8000ffff vmap @to_vm",
+            ],
+        ),
+        chain(FILTER, "input", "filter", &["meta mark & 0xffff0000 vmap @from_vm"]),
+    ]
+}
+
+fn maps(f: &Filters) -> Vec<Map> {
+    let verdicts = |d: Direction| -> Vec<String> {
+        f.ports
+            .iter()
+            .map(|p| {
+                let key = match d {
+                    Direction::Outbound => from_mark(p.id),
+                    Direction::Inbound => to_mark(p.id),
+                };
+                format!("{key:#010x} : jump {}", chain_name(p.vm, p.nic_id, d))
+            })
+            .collect()
+    };
+    vec![
+        Map {
+            table: PORTS,
+            name: "marks",
+            types: "ifname : mark",
+            elements: f
+                .vxlans
+                .iter()
+                .map(|v| format!("\"{v}\" : {OURS:#010x}"))
+                .chain(
+                    f.ports
+                        .iter()
+                        .map(|p| format!("\"{}\" : {:#010x}", p.port, from_mark(p.id))),
+                )
+                .collect(),
+        },
+        Map {
+            table: PORTS,
+            name: "ports",
+            types: "ifname : verdict",
+            elements: f
+                .ports
+                .iter()
+                .map(|p| format!("\"{}\" : jump port-{}", p.port, p.id))
+                .collect(),
+        },
+        Map {
+            table: FILTER,
+            name: "from_vm",
+            types: "mark : verdict",
+            elements: verdicts(Direction::Outbound),
+        },
+        Map {
+            table: FILTER,
+            name: "to_vm",
+            types: "mark : verdict",
+            elements: verdicts(Direction::Inbound),
+        },
+    ]
+}
+
+/// The script that removes both tables (nothing when they are absent).
+fn removal() -> String {
+    format!("table {PORTS}\ndelete table {PORTS}\ntable {FILTER}\ndelete table {FILTER}\n")
+}
+
+/// Both tables made `f` (after [`removal`]).
+fn body(f: &Filters) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "add table {PORTS} {{ comment \"{PORTS_COMMENT}\"; }}");
+    let _ = writeln!(out, "add table {FILTER} {{ comment \"{FILTER_COMMENT}\"; }}");
+    // Regular chains first: the maps' elements and the base rules jump to them.
+    let chains = port_chains(f);
+    for c in &chains {
+        add_chain(&mut out, c);
+    }
+    let maps = maps(f);
+    for m in &maps {
+        let _ = writeln!(out, "add map {} {} {{ type {}; }}", m.table, m.name, m.types);
+    }
+    for c in &base_chains() {
+        add_chain(&mut out, c);
+    }
+    for m in &maps {
+        add_elements(&mut out, m.table, m.name, &m.elements);
+    }
+    out
+}
+
+/// `add chain` (with its hook for a base chain) and its rules.
+fn add_chain(out: &mut String, c: &Chain) {
+    match c.base {
+        Some((hook, priority)) => {
+            let _ = writeln!(
+                out,
+                "add chain {} {} {{ type filter hook {hook} priority {priority}; policy accept; }}",
+                c.table, c.name
+            );
+        }
+        None => {
+            let _ = writeln!(out, "add chain {} {}", c.table, c.name);
+        }
+    }
+    add_rules(out, c);
+}
+
+fn add_rules(out: &mut String, c: &Chain) {
+    for r in &c.rules {
+        let _ = writeln!(out, "add rule {} {} {r}", c.table, c.name);
+    }
+}
+
+fn add_elements(out: &mut String, table: &str, map: &str, elements: &[String]) {
+    if !elements.is_empty() {
+        let _ = writeln!(out, "add element {table} {map} {{ {} }}", elements.join(", "));
+    }
+}
+
+/// The keys of a map's elements (`key : value`).
+fn keys(elements: &[String]) -> Vec<String> {
+    elements
+        .iter()
+        .filter_map(|e| e.split_once(" : ").map(|(k, _)| k.to_owned()))
+        .collect()
+}
+
+impl Filters {
+    /// The `nft -f -` script that makes both tables exactly this (created
+    /// if missing, their old content dropped, in one transaction); without
+    /// ports, the tables removed.
+    pub fn script(&self) -> String {
+        let mut out = removal();
+        if !self.ports.is_empty() {
+            out.push_str(&body(self));
+        }
+        out
+    }
+
+    /// The script that turns tables holding exactly `before` into this,
+    /// touching only what differs: a new port's chains and elements added,
+    /// a gone port's deleted, a port whose rules changed has its two chains
+    /// rewritten, VXLAN devices added or deleted; nothing when nothing
+    /// differs. (Adding is what the kernel does cheaply: a transaction that
+    /// deletes or rewrites anything costs about 15 ms more.) It fails, and
+    /// changes nothing, when the tables are not `before` (an element or a
+    /// chain missing or different): then [`Filters::script`]. From or to no
+    /// port, the tables are written whole.
+    pub fn update_script(&self, before: &Filters) -> String {
+        if before.ports.is_empty() || self.ports.is_empty() {
+            return self.script();
+        }
+        let identity = |p: &super::PortFilter| (p.vm, p.nic_id, p.port.clone(), p.id);
+        let old: BTreeSet<_> = before.ports.iter().map(identity).collect();
+        let new: BTreeSet<_> = self.ports.iter().map(identity).collect();
+        let gone = Filters {
+            ports: before
+                .ports
+                .iter()
+                .filter(|p| !new.contains(&identity(p)))
+                .cloned()
+                .collect(),
+            vxlans: before
+                .vxlans
+                .iter()
+                .filter(|v| !self.vxlans.contains(v))
+                .cloned()
+                .collect(),
+        };
+        let added = Filters {
+            ports: self
+                .ports
+                .iter()
+                .filter(|p| !old.contains(&identity(p)))
+                .cloned()
+                .collect(),
+            vxlans: self
+                .vxlans
+                .iter()
+                .filter(|v| !before.vxlans.contains(v))
+                .cloned()
+                .collect(),
+        };
+        let changed = Filters {
+            ports: self
+                .ports
+                .iter()
+                .filter(|p| {
+                    before
+                        .ports
+                        .iter()
+                        .any(|b| identity(b) == identity(p) && b.rules != p.rules)
+                })
+                .cloned()
+                .collect(),
+            vxlans: Vec::new(),
+        };
+        let mut out = String::new();
+        for c in &port_chains(&added) {
+            add_chain(&mut out, c);
+        }
+        // A port whose rules changed keeps its number: only its NIC's chains change.
+        for c in port_chains(&changed).iter().filter(|c| c.table == FILTER) {
+            let _ = writeln!(out, "flush chain {} {}", c.table, c.name);
+            add_rules(&mut out, c);
+        }
+        for m in &maps(&gone) {
+            let keys = keys(&m.elements);
+            if !keys.is_empty() {
+                let _ = writeln!(out, "delete element {} {} {{ {} }}", m.table, m.name, keys.join(", "));
+            }
+        }
+        for c in &port_chains(&gone) {
+            let _ = writeln!(
+                out,
+                "flush chain {} {}\ndelete chain {} {}",
+                c.table, c.name, c.table, c.name
+            );
+        }
+        for m in &maps(&added) {
+            add_elements(&mut out, m.table, m.name, &m.elements);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{FILTER_TABLE, PORTS_TABLE};
+    use super::*;
+
+    #[test]
+    fn the_tables_are_ours() {
+        assert_eq!(PORTS, format!("bridge {PORTS_TABLE}"));
+        assert_eq!(FILTER, format!("inet {FILTER_TABLE}"));
+    }
+}
