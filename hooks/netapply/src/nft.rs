@@ -99,8 +99,18 @@ fn address(v: &Value) -> Option<Ipv4Addr> {
     }
 }
 
-/// Recognises `dnat to ip daddr map @m` / `snat to ip saddr map @m`.
+/// Recognises `dnat to ip daddr map @m` / `snat to ip saddr map @m`, and
+/// `secgroup::SKIP_PRIVATE` (which nft 1.0.6 lists as a prefix match:
+/// `meta mark 0x80000000/1 accept`).
 fn rule(expr: &Value) -> Rule {
+    let skip = serde_json::json!([
+        {"match": {"op": "==", "left": {"meta": {"key": "mark"}},
+                   "right": {"prefix": {"addr": secgroup::PRIVATE_BRIDGED, "len": 1}}}},
+        {"accept": null}
+    ]);
+    if *expr == skip {
+        return Rule::SkipPrivate;
+    }
     let other = || Rule::Other(expr.to_string());
     let Some([statement]) = expr.as_array().map(Vec::as_slice) else {
         return other();
@@ -185,8 +195,9 @@ pub fn parse_table(json: &str) -> Result<NatState, String> {
 mod tests {
     use super::*;
 
-    /// What nft 1.0.6 prints for our table with one mapping.
-    const LISTED: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "ip", "name": "one_scaleway", "handle": 1}}, {"map": {"family": "ip", "name": "dnat_map", "table": "one_scaleway", "type": "ipv4_addr", "handle": 3, "map": "ipv4_addr", "elem": [["198.51.100.10", "172.16.5.2"]]}}, {"map": {"family": "ip", "name": "snat_map", "table": "one_scaleway", "type": "ipv4_addr", "handle": 4, "map": "ipv4_addr", "elem": [["172.16.5.2", "198.51.100.10"]]}}, {"chain": {"family": "ip", "table": "one_scaleway", "name": "prerouting", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}, {"chain": {"family": "ip", "table": "one_scaleway", "name": "postrouting", "handle": 2, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}, {"rule": {"family": "ip", "table": "one_scaleway", "chain": "prerouting", "handle": 5, "expr": [{"dnat": {"addr": {"map": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@dnat_map"}}}}]}}, {"rule": {"family": "ip", "table": "one_scaleway", "chain": "postrouting", "handle": 6, "expr": [{"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": {"map": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@snat_map"}}}}]}}]}"#;
+    /// What nft 1.0.6 prints for our table with one mapping (the
+    /// postrouting chain without its first rule).
+    const LISTED: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "ip", "name": "one_scaleway", "handle": 1}}, {"map": {"family": "ip", "name": "dnat_map", "table": "one_scaleway", "type": "ipv4_addr", "handle": 3, "map": "ipv4_addr", "elem": [["198.51.100.10", "172.16.5.2"]]}}, {"map": {"family": "ip", "name": "snat_map", "table": "one_scaleway", "type": "ipv4_addr", "handle": 4, "map": "ipv4_addr", "elem": [["172.16.5.2", "198.51.100.10"]]}}, {"chain": {"family": "ip", "table": "one_scaleway", "name": "prerouting", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}}, {"chain": {"family": "ip", "table": "one_scaleway", "name": "postrouting", "handle": 2, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}, {"rule": {"family": "ip", "table": "one_scaleway", "chain": "prerouting", "handle": 7, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": {"prefix": {"addr": 2147483648, "len": 1}}}}, {"accept": null}]}}, {"rule": {"family": "ip", "table": "one_scaleway", "chain": "prerouting", "handle": 5, "expr": [{"dnat": {"addr": {"map": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@dnat_map"}}}}]}}, {"rule": {"family": "ip", "table": "one_scaleway", "chain": "postrouting", "handle": 6, "expr": [{"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": {"map": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@snat_map"}}}}]}}]}"#;
 
     #[test]
     fn reads_the_listed_table() {
@@ -203,11 +214,14 @@ mod tests {
         );
         assert_eq!(
             pre.rules,
-            [Rule::NatMap {
-                snat: false,
-                field: "daddr".into(),
-                map: "dnat_map".into()
-            }]
+            [
+                Rule::SkipPrivate,
+                Rule::NatMap {
+                    snat: false,
+                    field: "daddr".into(),
+                    map: "dnat_map".into()
+                }
+            ]
         );
         // A rule with a counter is not ours.
         assert!(matches!(nat.chains["postrouting"].rules[..], [Rule::Other(_)]));

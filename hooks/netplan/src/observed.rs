@@ -150,6 +150,8 @@ pub enum Rule {
     /// `dnat to ip <field> map @<map>` (`snat: false`) or
     /// `snat to ip <field> map @<map>` (`snat: true`).
     NatMap { snat: bool, field: String, map: String },
+    /// `secgroup::SKIP_PRIVATE`: bridged private traffic is accepted untouched.
+    SkipPrivate,
     /// Anything else (its text, for messages).
     Other(String),
 }
@@ -327,11 +329,14 @@ pub fn simulate_nft(
                         prio: Some(prio),
                         rules: Vec::new(),
                     });
-                    c.rules = vec![Rule::NatMap {
-                        snat,
-                        field: field.into(),
-                        map: map.into(),
-                    }];
+                    c.rules = vec![
+                        Rule::SkipPrivate,
+                        Rule::NatMap {
+                            snat,
+                            field: field.into(),
+                            map: map.into(),
+                        },
+                    ];
                 }
             }
             NftOp::AddDnat { external: k, ip: v } | NftOp::AddSnat { ip: k, external: v } => {

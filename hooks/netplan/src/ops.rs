@@ -421,6 +421,7 @@ impl NftBatch {
                     "add chain {t} {chain} {{ type nat hook {hook} priority {prio}; policy accept; }}\n"
                 ));
                 out.push_str(&format!("flush chain {t} {chain}\n"));
+                out.push_str(&format!("add rule {t} {chain} {}\n", secgroup::SKIP_PRIVATE));
                 out.push_str(&format!("add rule {t} {chain} {rule}\n"));
             }
         }

@@ -361,8 +361,8 @@ fn many_endpoints_plan_one_transaction() {
     assert_eq!(p.processes(), 2);
     assert_eq!(
         p.nft.render().lines().count(),
-        37,
-        "NAT base (9 lines) + one line per map, guard base (23 lines) + one line per set"
+        39,
+        "NAT base (11 lines) + one line per map, guard base (23 lines) + one line per set"
     );
     let after = simulate(&Observed::default(), &p).unwrap();
     assert!(plan(&request, &after).unwrap().is_empty());

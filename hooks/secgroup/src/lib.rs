@@ -16,6 +16,17 @@ use opennebula::attr::{Attributes, DocError};
 
 pub use rule::{AddrRange, Direction, PortRange, Protocol, Rule, Target};
 
+/// The packet mark bit of a frame bridged through a private network's VM
+/// port or VXLAN device (`scaleway_evpn`'s security groups set it before
+/// the `inet` hooks see the frame; see `evpn::sg`).
+pub const PRIVATE_BRIDGED: u32 = 0x8000_0000;
+
+/// The first rule of the public driver's NAT and filter base chains:
+/// bridged private traffic (whose addresses may be anything a tenant chose,
+/// its public /31s included, once `br_netfilter` passes it to these hooks)
+/// is none of theirs.
+pub const SKIP_PRIVATE: &str = "meta mark & 0x80000000 == 0x80000000 accept";
+
 /// The rules of a NIC (or of a NIC alias's parent NIC), in the order of
 /// its `SECURITY_GROUPS`, from the VM document's rules. A group the
 /// document holds no rule of lets nothing through (as in OpenNebula).

@@ -4,7 +4,8 @@
 //! (bridged) and from one on the other host (VXLAN); source ranges; replies
 //! of established connections; IPv6; group 0 beside a restricted VM on one
 //! host; `update_sg` while a connection runs; `clean`, `reconcile`, and
-//! `br_netfilter` switched off by hand. The VM documents are the ones a
+//! `br_netfilter` switched off by hand; the public driver's NAT on the same
+//! host leaving bridged private traffic alone. The VM documents are the ones a
 //! real oned sent for a group with every rule form
 //! (`tests/fixtures/vnm/secgroup-scaleway_evpn-*.xml`, from
 //! `real_oned_secgroups.rs`), with the NIC's port and groups chosen.
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use evpn_lab::*;
 use netns_lab::{open_connection, sa, tcp_ok, tcp_soon, udp_ok};
+use netplan::ops::NftOp;
 use opennebula::vm::Vm;
 use scaleway_vnm::private;
 use test_support::{NetNs, fixture, require_root, set_attribute};
@@ -159,6 +161,30 @@ fn private_nics_are_filtered_by_their_groups_on_their_port() {
         );
     };
     check("after pre");
+    // The public driver's NAT on the same host maps VM 22's address to a
+    // flexible IP (the public /31s and a tenant's private network may
+    // overlap): bridged private traffic passes it untouched.
+    let fip: Ipv4Addr = "198.51.100.7".parse().unwrap();
+    let nat = netplan::ops::NftBatch {
+        ops: vec![
+            NftOp::EnsureBase,
+            NftOp::AddDnat {
+                external: fip,
+                ip: v4(2),
+            },
+            NftOp::AddSnat {
+                ip: v4(2),
+                external: fip,
+            },
+        ],
+    };
+    a.ns.run_ok(&["nft", "-f", "-"], nat.render().as_bytes());
+    assert_eq!(
+        netns_lab::tcp(&v2, to1(80), &v1, to1(80)),
+        Ok(IpAddr::V4(v4(2))),
+        "VM 21 sees VM 22's own address, not the flexible IP"
+    );
+    a.ns.run_ok(&["nft", "delete", "table", "ip", netplan::ops::NFT_TABLE], b"");
     // The host loses its tables (a reboot): reconcile puts them back from
     // the host record.
     let before = ruleset(a);

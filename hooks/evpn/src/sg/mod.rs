@@ -61,8 +61,9 @@ pub const FILTER_TABLE: &str = "one_scaleway_evpn_sg";
 /// Its comment.
 pub const FILTER_COMMENT: &str =
     "one-scaleway: OpenNebula security groups of the VMs' private NICs (OpenNebula VN_MAD scaleway_evpn)";
-/// The mark bit of a frame of ours.
-pub const OURS: u32 = 0x8000_0000;
+/// The mark bit of a frame of ours (the public driver's chains leave such
+/// frames alone).
+pub const OURS: u32 = secgroup::PRIVATE_BRIDGED;
 /// The largest port number.
 pub const MAX_ID: u16 = 0x7fff;
 

@@ -16,7 +16,10 @@
 //! - `input`: what a VM sends to the host itself, through its `-out` chain
 //!   (as OpenNebula's `INPUT` rule).
 //!
-//! A NIC alias is judged by its parent NIC's chains (as in OpenNebula). The
+//! Both base chains first accept what is bridged through a private
+//! network (`secgroup::SKIP_PRIVATE`: `scaleway_evpn` marks it; with
+//! `br_netfilter` it reaches these hooks, with whatever addresses a tenant
+//! chose). A NIC alias is judged by its parent NIC's chains (as in OpenNebula). The
 //! chains of a NIC are replaced in one transaction (`flush` then the
 //! rules), so `update_sg` never leaves a NIC open or half-filtered. The port
 //! guard makes sure a VM can only send from its own addresses, which is
@@ -139,13 +142,17 @@ pub const BASE: [(&str, &[&str]); 2] = [
     (
         "forward",
         &[
+            secgroup::SKIP_PRIVATE,
             "ip saddr vmap @out4",
             "ip6 saddr vmap @out6",
             "ip daddr vmap @in4",
             "ip6 daddr vmap @in6",
         ],
     ),
-    ("input", &["ip saddr vmap @out4", "ip6 saddr vmap @out6"]),
+    (
+        "input",
+        &[secgroup::SKIP_PRIVATE, "ip saddr vmap @out4", "ip6 saddr vmap @out6"],
+    ),
 ];
 
 /// The comment on the last rule (`drop`) of a NIC chain: a fingerprint of
