@@ -16,7 +16,7 @@ use crate::sandbox::{HostInfo, NAME, Sandbox};
 use crate::vms::value;
 
 /// The public network's ranges: `(AR_ID, EXTERNAL_IP, SCALEWAY_IP_ID)`.
-fn public_ars(sb: &Sandbox) -> anyhow::Result<Vec<(String, String, String)>> {
+pub fn public_ars(sb: &Sandbox) -> anyhow::Result<Vec<(String, String, String)>> {
     let v = sb.show("onevnet", sb.cluster.public_vnet)?;
     Ok(v.at("AR_POOL")
         .map(|p| {
@@ -89,7 +89,7 @@ fn one_more_range(sb: &Sandbox, before: usize, how: &str) -> anyhow::Result<(Str
     Ok((id, address))
 }
 
-fn ip_add(sb: &Sandbox) -> anyhow::Result<String> {
+pub fn ip_add(sb: &Sandbox) -> anyhow::Result<String> {
     let before = public_ars(sb)?.len();
     let out = provision(sb, &["ip", "add", NAME, "1"])?;
     let (id, address) = one_more_range(sb, before, "ip add")?;
@@ -200,7 +200,7 @@ fn running(vm: &Element) -> bool {
 }
 
 /// Removes range `ar` with `how` and checks its flexible IP is released.
-fn remove_range(sb: &Sandbox, ar: &(String, String, String), how: &str) -> anyhow::Result<String> {
+pub fn remove_range(sb: &Sandbox, ar: &(String, String, String), how: &str) -> anyhow::Result<String> {
     let (id, address, fip_id) = ar;
     let out = if how == "rmar" {
         sb.one("onevnet", &["rmar", &sb.cluster.public_vnet.to_string(), id])?

@@ -46,6 +46,7 @@ mod sandbox;
 mod secgroups;
 mod story;
 mod teardown;
+mod timing;
 mod vms;
 
 use std::path::PathBuf;
@@ -65,7 +66,7 @@ use crate::teardown::Machine;
     name = "one-scaleway-sandbox",
     version,
     after_help = "\
-Run it through sandbox.sh (sudo ./sandbox.sh [--keep] [--speed F]), which builds OpenNebula (cached) and \
+Run it through sandbox.sh (sudo ./sandbox.sh [--keep] [--timing] [--speed F]), which builds OpenNebula (cached) and \
 our workspace, then passes --bindir target/release. Root is needed (network namespaces, nftables, FRR, oned \
 as oneadmin). A log of every program run is written to $TMPDIR/one-scaleway-sandbox-PREFIX.log."
 )]
@@ -77,6 +78,10 @@ struct Cli {
     /// Leave the sandbox up after the checks, until Ctrl-C (then tear it down and check).
     #[arg(long)]
     keep: bool,
+    /// Part 7: a VM deployed and terminated at Scaleway's own speed (emulator speed 1.0), timed against
+    /// the same without our drivers (prints the figures).
+    #[arg(long)]
+    timing: bool,
     /// Emulator speed: every Scaleway delay is multiplied by F (1.0 is realistic: an OS install takes about 6 min).
     #[arg(long, value_name = "F", default_value_t = 0.1)]
     speed: f64,
@@ -203,6 +208,7 @@ fn main() -> ExitCode {
         prefix: cli.prefix.clone(),
         speed: cli.speed,
         keep: cli.keep,
+        timing: cli.timing,
         hypervisor: cli.hypervisor,
     };
     let before = Machine::observe(&ctl, &opts.prefix);

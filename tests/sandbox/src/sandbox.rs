@@ -40,6 +40,8 @@ pub struct Opts {
     pub prefix: String,
     pub speed: f64,
     pub keep: bool,
+    /// Part 7: deploy and terminate timed at Scaleway's own speed.
+    pub timing: bool,
     /// The hosts' hypervisor: `kvm`, or `lxc` (OpenNebula's LXC path: no
     /// live migration; a VM is replaced on the other host).
     pub hypervisor: Hypervisor,
@@ -204,7 +206,7 @@ impl Sandbox {
 
     /// How often the drivers poll Scaleway: as often, in emulated time, as
     /// they would for real (2 s), at least every 50 ms.
-    fn poll_ms(&self) -> String {
+    pub fn poll_ms(&self) -> String {
         ((2000.0 * self.opts.speed) as u64).clamp(50, 2000).to_string()
     }
 

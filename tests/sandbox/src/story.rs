@@ -389,6 +389,9 @@ pub fn run(sb: &mut Sandbox, rep: &mut Report) -> anyhow::Result<()> {
         || Ok(((), crate::secgroups::reopen(sb, 0, 1)?)),
     )?;
     crate::day2::run(sb, rep)?;
+    if sb.opts.timing {
+        crate::timing::run(sb, rep)?;
+    }
     if sb.opts.keep {
         keep(sb, rep)?;
     }

@@ -90,6 +90,8 @@ const PROOFS: [&str; 13] = [
     "check: nothing left in the kernel, in FRR, on this machine ... ok",
 ];
 
+/// The whole story on KVM hosts, with part 7 (`--timing`: a VM's deploy
+/// and terminate at Scaleway's own speed, the figures printed).
 #[test]
 #[ignore = "privileged: needs root, iproute2, nftables, frr; run by .ci/run"]
 fn the_sandbox_plays_the_whole_story_and_leaves_nothing() {
@@ -97,9 +99,11 @@ fn the_sandbox_plays_the_whole_story_and_leaves_nothing() {
     proofs.extend([
         "onevm migrate --live vm1 from",
         "onevm recover --delete vm1 during its live migration ... ok",
+        "deployed and terminated at emulator speed 1.0 ... ok",
+        "deploy to the VM answering on its flexible IP: ",
         ": PASSED",
     ]);
-    play("sbxt", &[], &proofs);
+    play("sbxt", &["--timing"], &proofs);
 }
 
 /// The same story on LXC hosts (`hypervisor: lxc`): OpenNebula's LXC path,
