@@ -99,22 +99,25 @@ fn evpn(bins: &Bins, reps: usize) -> anyhow::Result<Vec<Row>> {
     vms.push(VmNs::plug(&a, "one-1-0", "onebr.100", &mac(1), ip(100, 1))?);
     std::thread::sleep(SETTLE);
     let t0 = Instant::now();
+    let flood = a.flood_ready(100, b.underlay, t0, LIMIT);
     b.run(&bins.vnm, &config, "", &[])?;
     let configured = t0.elapsed();
     b.run(&pre, &[], &doc(2, 100, "edge-host2")?, &[])?;
     let pre_done = t0.elapsed();
     let vb = VmNs::plug(&b, "one-2-0", "onebr.100", &mac(2), ip(100, 2))?;
     let first = vb.first_reply(ip(100, 1), t0, LIMIT)?;
+    let flooding = flood.join().ok().flatten();
     vms.push(vb);
     rows.push(match first {
         Some(t) => Row::new(
             B,
             "new host: evpn-config + pre on B (1 run)",
             format!(
-                "{} (evpn-config {}, pre {})",
+                "{} (evpn-config {}, pre {}, A floods to B {})",
                 fmt_ms(util::ms(t)),
                 fmt_ms(util::ms(configured)),
-                fmt_ms(util::ms(pre_done - configured))
+                fmt_ms(util::ms(pre_done - configured)),
+                flooding.map_or_else(|| "never".to_owned(), |f| fmt_ms(util::ms(f)))
             ),
             "-",
         ),
@@ -126,6 +129,7 @@ fn evpn(bins: &Bins, reps: usize) -> anyhow::Result<Vec<Row>> {
 
     // A VNI new on B, repeated: ours (pre) and by hand (ip).
     let (mut ours, mut ours_pre, mut base, mut base_ip) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ours_flood, mut base_flood) = (Vec::new(), Vec::new());
     for r in 0..reps {
         let r32 = u32::try_from(r).unwrap_or(0);
         let (vni_ours, vni_hand) = (101 + r32, 201 + r32);
@@ -148,6 +152,7 @@ fn evpn(bins: &Bins, reps: usize) -> anyhow::Result<Vec<Row>> {
         )?);
         std::thread::sleep(SETTLE);
         let t0 = Instant::now();
+        let flood = a.flood_ready(vni_ours, b.underlay, t0, LIMIT);
         b.run(&pre, &[], &doc(vm + 2, vni_ours, "edge-host2")?, &[])?;
         ours_pre.push(util::ms(t0.elapsed()));
         let v = VmNs::plug(
@@ -160,7 +165,9 @@ fn evpn(bins: &Bins, reps: usize) -> anyhow::Result<Vec<Row>> {
         let first = v.first_reply(ip(vni_ours, 1), t0, LIMIT)?;
         vms.push(v);
         ours.push(first.map_or(f64::NAN, util::ms));
+        ours_flood.push(flood.join().ok().flatten().map_or(f64::NAN, util::ms));
         let t0 = Instant::now();
+        let flood = a.flood_ready(vni_hand, b.underlay, t0, LIMIT);
         by_hand(&b, vni_hand)?;
         base_ip.push(util::ms(t0.elapsed()));
         let v = VmNs::plug(
@@ -173,14 +180,25 @@ fn evpn(bins: &Bins, reps: usize) -> anyhow::Result<Vec<Row>> {
         let first = v.first_reply(ip(vni_hand, 1), t0, LIMIT)?;
         vms.push(v);
         base.push(first.map_or(f64::NAN, util::ms));
+        base_flood.push(flood.join().ok().flatten().map_or(f64::NAN, util::ms));
     }
     let lost = |v: &[f64]| v.iter().filter(|x| x.is_nan()).count();
     let (o, h) = (util::median_ms(&ours), util::median_ms(&base));
-    let mut ours_text = format!("{} (pre {})", fmt_ms(o), fmt_ms(util::median_ms(&ours_pre)));
+    let mut ours_text = format!(
+        "{} (pre {}, A floods to B {})",
+        fmt_ms(o),
+        fmt_ms(util::median_ms(&ours_pre)),
+        fmt_ms(util::median_ms(&ours_flood))
+    );
     if lost(&ours) > 0 {
         ours_text.push_str(&format!(", {} of {reps} never answered", lost(&ours)));
     }
-    let mut base_text = format!("by hand {} (ip {})", fmt_ms(h), fmt_ms(util::median_ms(&base_ip)));
+    let mut base_text = format!(
+        "by hand {} (ip {}, A floods to B {})",
+        fmt_ms(h),
+        fmt_ms(util::median_ms(&base_ip)),
+        fmt_ms(util::median_ms(&base_flood))
+    );
     if lost(&base) > 0 {
         base_text.push_str(&format!(", {} of {reps} never answered", lost(&base)));
     }

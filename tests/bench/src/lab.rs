@@ -139,6 +139,32 @@ impl Host {
         .check(&what)
     }
 
+    /// Watches (every 5 ms, from another thread) until this host's VXLAN
+    /// device of `vni` floods to `remote` (`remote`'s EVPN type-3 route for
+    /// `vni` received and installed):
+    /// the time since `since`, or `None` after `limit`.
+    pub fn flood_ready(
+        &self,
+        vni: u32,
+        remote: Ipv4Addr,
+        since: Instant,
+        limit: Duration,
+    ) -> std::thread::JoinHandle<Option<Duration>> {
+        let ns = self.ns.name().to_owned();
+        std::thread::spawn(move || {
+            let dev = format!("vxlan{vni}");
+            let wanted = format!("00:00:00:00:00:00 dst {remote} ");
+            while since.elapsed() < limit {
+                let shown = util::run_ok(&["ip", "netns", "exec", &ns, "bridge", "fdb", "show", "dev", &dev], b"");
+                if shown.is_ok_and(|t| t.lines().any(|l| l.starts_with(&wanted))) {
+                    return Some(since.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })
+    }
+
     /// Whether this host's BGP session to `peer` is established.
     pub fn bgp_up(&self, peer: Ipv4Addr) -> bool {
         self.frr
