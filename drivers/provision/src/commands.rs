@@ -15,7 +15,7 @@ use crate::ops::{self, BootstrapOptions, Ctx};
 use crate::provider::{Provider, Providers};
 use crate::record::Link;
 use crate::state::{self, ProvisionState, Store};
-use crate::{PROGRAM, bootstrap, check, cloud, one, plan, progress, remote, report};
+use crate::{PROGRAM, bootstrap, check, cloud, dry_run, one, progress, remote, report};
 
 /// Finds providers in oned (connecting on first use).
 fn provider_lookup(env: &Env) -> impl Fn(&str) -> Result<Option<Provider>, String> + '_ {
@@ -260,7 +260,7 @@ pub(crate) fn create(
                 ..ProvisionState::default()
             },
         };
-        let _ = write!(io.stdout, "{}", plan::render(&d, &s, &boot)?);
+        let _ = write!(io.stdout, "{}", dry_run::render(&d, &s, &boot)?);
         return Ok(());
     }
     let file_lock = take(&store, &d.name, env, false)?;
