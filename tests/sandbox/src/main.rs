@@ -98,14 +98,7 @@ struct Cli {
 }
 
 fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .is_some_and(|u| u == "0")
+    nix::unistd::geteuid().is_root()
 }
 
 /// `--cleanup`: the VM namespaces by name, then the emulator's leftovers.

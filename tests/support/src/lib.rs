@@ -214,14 +214,9 @@ pub fn encode(document: &str) -> Vec<u8> {
 /// process runs as root. Privileged tests call this first: they fail, never
 /// skip, where they cannot run.
 pub fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .expect("a Uid line");
+    let euid = nix::unistd::geteuid();
     assert!(
-        euid == "0",
+        euid.is_root(),
         "this privileged test needs root (effective uid {euid}): run it through `sudo .ci/run`, \
          or `sudo cargo test -- --include-ignored`"
     );
