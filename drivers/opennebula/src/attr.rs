@@ -212,14 +212,8 @@ pub struct Uuid(String);
 impl FromAttr for Uuid {
     const EXPECTED: &'static str = "a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)";
     fn from_attr(value: &str) -> Result<Self, String> {
-        let groups: Vec<&str> = value.split('-').collect();
-        let lengths = [8, 4, 4, 4, 12];
-        let ok = groups.len() == 5
-            && groups
-                .iter()
-                .zip(lengths)
-                .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
-        if ok {
+        // The canonical (hyphenated) form: the only one of 36 characters.
+        if value.len() == 36 && uuid::Uuid::try_parse(value).is_ok() {
             Ok(Self(value.to_ascii_lowercase()))
         } else {
             Err(String::new())

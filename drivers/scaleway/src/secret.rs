@@ -42,14 +42,10 @@ impl fmt::Display for SecretKey {
     }
 }
 
-/// Whether `s` is a UUID in canonical text form.
+/// Whether `s` is a UUID in canonical text form (`xxxxxxxx-xxxx-...`, the
+/// only form of 36 characters the `uuid` crate reads).
 pub fn is_uuid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
 #[cfg(test)]

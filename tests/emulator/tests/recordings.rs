@@ -160,12 +160,7 @@ fn parse_cassette(text: &str) -> Vec<Interaction> {
 }
 
 fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+    scaleway_emulator::util::is_uuid(s)
 }
 
 /// Replaces every mapped UUID in `s`.
