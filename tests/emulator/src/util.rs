@@ -68,56 +68,19 @@ pub fn is_uuid(s: &str) -> bool {
     s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Seconds since the epoch (may be fractional; never before it) as a time.
+fn at(epoch_seconds: f64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_secs_f64(epoch_seconds.max(0.0))
 }
 
-/// Splits seconds since the epoch (may be fractional) into civil parts.
-fn parts(epoch_seconds: f64) -> (i64, u32, u32, u32, u32, u32, u32, i64) {
-    let whole = epoch_seconds.floor();
-    let nanos = (((epoch_seconds - whole) * 1e9).round() as u32).min(999_999_999);
-    let secs = whole as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, mo, d) = civil_from_days(days);
-    (
-        y,
-        mo,
-        d,
-        (rem / 3600) as u32,
-        ((rem % 3600) / 60) as u32,
-        (rem % 60) as u32,
-        nanos,
-        days,
-    )
-}
-
-/// RFC 3339 UTC with nanoseconds: `2025-12-09T18:20:30.225934619Z`.
+/// RFC 3339 UTC with nanoseconds: `2025-12-09T18:20:30.225934619Z` (`humantime`).
 pub fn rfc3339(epoch_seconds: f64) -> String {
-    let (y, mo, d, h, mi, s, n, _) = parts(epoch_seconds);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{n:09}Z")
+    humantime::format_rfc3339_nanos(at(epoch_seconds)).to_string()
 }
 
-/// HTTP date (IMF-fixdate): `Wed, 25 Feb 2026 09:35:25 GMT`.
+/// HTTP date (IMF-fixdate): `Wed, 25 Feb 2026 09:35:25 GMT` (`httpdate`).
 pub fn http_date(epoch_seconds: f64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, mo, d, h, mi, s, _, days) = parts(epoch_seconds);
-    let wd = DAYS[days.rem_euclid(7) as usize];
-    let mon = MONTHS[(mo as usize).saturating_sub(1) % 12];
-    format!("{wd}, {d:02} {mon} {y:04} {h:02}:{mi:02}:{s:02} GMT")
+    httpdate::fmt_http_date(at(epoch_seconds))
 }
 
 /// Seconds since the Unix epoch, now.
