@@ -27,12 +27,14 @@
 //!   table carrying the port in the packet mark, an `inet` table of chains).
 //!
 //! Side effects, behind traits ([`apply`]): `ip`, `nft`, `vtysh -C` and
-//! `frr-reload.py`, `/proc/sys`; a [`fake::FakeHost`] for tests. The host
+//! `frr-reload.py`, `/proc/sys`; a `fake::FakeHost` for tests (feature `fake`, never in a release binary). The host
 //! lock and the tool runner are `netapply`'s; [`record`] keeps what the
 //! driver applied.
 
 pub mod apply;
 pub mod cluster;
+/// A fake host for tests: compiled into test builds only (feature `fake`).
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod firewall;
 pub mod frr;

@@ -1,7 +1,7 @@
 //! Appliers for the host side of the public network driver `scaleway`.
 //!
 //! Thin, behind traits, each with a real implementation and a fake
-//! ([`fake::FakeHost`]):
+//! (`fake::FakeHost`, in test builds: feature `fake`):
 //!
 //! - [`nft::Nft`]: our tables, read with `nft -j list table ip one_scaleway`
 //!   and `nft -j list table bridge one_scaleway_guard` ([`guard`] reads the
@@ -20,6 +20,8 @@
 //! [`observe`] reads what a plan starts from; [`apply`] applies a plan in
 //! its order and, when a step fails, undoes the additions made before it.
 
+/// A fake host for tests: compiled into test builds only (feature `fake`).
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod filter;
 pub mod guard;
