@@ -3,25 +3,25 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use netapply::lock::HostLock;
 use netapply::record::{Record, RecordFile};
 use netapply::{Host, apply, observe, observe_with_tables};
 use netplan::filter::FilterState;
 use netplan::model;
-use netplan::ops::{NFT_DNAT_MAP, NftOp, base_fingerprint};
-use netplan::{Endpoint, Observed, Owner, Plan, Public, Request, Selection, plan, query, select, tables_ok_after};
+use netplan::ops::{NftOp, base_fingerprint};
+use netplan::{Endpoint, Observed, Owner, Plan, Request, Selection, plan, query, select, tables_ok_after};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 
 use super::Settings;
 
 /// The endpoints of a list, for a log line.
-fn list(endpoints: &[Endpoint]) -> String {
+pub(super) fn list(endpoints: &[Endpoint]) -> String {
     endpoints.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-fn plural(n: usize, what: &str) -> String {
+pub(super) fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {
@@ -30,20 +30,20 @@ fn plural(n: usize, what: &str) -> String {
 }
 
 /// Whether two endpoints map the same addresses (owners aside).
-fn same_addresses(a: &Endpoint, b: &Endpoint) -> bool {
+pub(super) fn same_addresses(a: &Endpoint, b: &Endpoint) -> bool {
     a.public == b.public && a.bridge == b.bridge
 }
 
 /// Where an action runs: the host, its settings, the record's file.
 #[derive(Clone, Copy)]
-struct On<'a> {
-    host: Host<'a>,
-    settings: &'a Settings,
-    file: &'a RecordFile,
+pub(super) struct On<'a> {
+    pub(super) host: Host<'a>,
+    pub(super) settings: &'a Settings,
+    pub(super) file: &'a RecordFile,
 }
 
 /// How `run` learns the contents of our nft tables.
-enum Tables {
+pub(super) enum Tables {
     /// From the host record (`netplan::model`), when the record's base
     /// fingerprint is this version's; listed when the kernel refuses the
     /// transaction planned from it.
@@ -53,7 +53,7 @@ enum Tables {
 }
 
 /// Logs a plan's notes and, at debug level, its lines.
-fn log_plan(log: &mut Log<'_>, p: &Plan) {
+pub(super) fn log_plan(log: &mut Log<'_>, p: &Plan) {
     for note in &p.notes {
         log.warn(note);
     }
@@ -65,7 +65,11 @@ fn log_plan(log: &mut Log<'_>, p: &Plan) {
 }
 
 /// Applies `p` unless dry-running (then returns its text).
-fn apply_plan(host: Host<'_>, settings: &Settings, p: &Plan) -> Result<Option<String>, netapply::ApplyError> {
+pub(super) fn apply_plan(
+    host: Host<'_>,
+    settings: &Settings,
+    p: &Plan,
+) -> Result<Option<String>, netapply::ApplyError> {
     if settings.dry_run {
         return Ok(Some(p.to_string()));
     }
@@ -73,7 +77,7 @@ fn apply_plan(host: Host<'_>, settings: &Settings, p: &Plan) -> Result<Option<St
     Ok(None)
 }
 
-const CANNOT_OBSERVE: &str = "cannot read the host's network state";
+pub(super) const CANNOT_OBSERVE: &str = "cannot read the host's network state";
 
 /// Observes, plans, logs the plan, applies it unless dry-running, and saves
 /// the record (updated by `update`) when something was applied. Returns the
@@ -85,7 +89,7 @@ const CANNOT_OBSERVE: &str = "cannot read the host's network state";
 /// being read as always. When the kernel refuses that plan's transaction
 /// (a table gone after a reboot, an element the record does not know), the
 /// tables are listed and the request planned again.
-fn run(
+pub(super) fn run(
     log: &mut Log<'_>,
     on: On<'_>,
     record: &Record,
@@ -156,11 +160,11 @@ fn run(
     Ok((p, dry, after))
 }
 
-fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
+pub(super) fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
     Ok(HostLock::acquire(&settings.lock, settings.lock_timeout)?)
 }
 
-fn output(dry_run: Option<String>) -> Output {
+pub(super) fn output(dry_run: Option<String>) -> Output {
     dry_run.map_or_else(Output::empty, Output::text)
 }
 
@@ -179,7 +183,13 @@ pub fn update_sg_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Set
 
 /// `pre`, or `update_sg` (`only_here`: nothing for a VM the host record
 /// does not hold).
-fn set_up(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings, only_here: bool) -> anyhow::Result<Output> {
+pub(super) fn set_up(
+    vm: &Vm,
+    log: &mut Log<'_>,
+    host: Host<'_>,
+    settings: &Settings,
+    only_here: bool,
+) -> anyhow::Result<Output> {
     let Selection {
         endpoints,
         hotplug,
@@ -331,175 +341,4 @@ fn set_up(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings, only_
         }
     }
     Ok(output(dry))
-}
-
-/// The host part of `clean` on `host`.
-pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
-    // Validate first; a document we cannot read still lets us remove what
-    // the record holds for the VM, unless a NIC is being detached (then we
-    // would not know which).
-    let selection = match select(vm) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let hotplug = vm
-                .nics
-                .iter()
-                .any(|n| n.attrs.get("ATTACH").is_some_and(|v| v.eq_ignore_ascii_case("yes")));
-            if hotplug {
-                return Err(anyhow!(e).context(format!("VM {}: cannot tell which NIC is being detached", vm.id)));
-            }
-            log.warn(format_args!(
-                "VM {}: {e}; removing what the host record holds for the VM",
-                vm.id
-            ));
-            None
-        }
-    };
-    if selection.as_ref().is_some_and(|s| s.hotplug && s.endpoints.is_empty()) {
-        log.debug(format_args!(
-            "VM {}: the NIC being detached is not a public NIC of driver scaleway",
-            vm.id
-        ));
-        return Ok(Output::empty());
-    }
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
-    let on = On {
-        host,
-        settings,
-        file: &file,
-    };
-    let record = file.load()?;
-    let mut remove: Vec<Endpoint> = Vec::new();
-    match &selection {
-        Some(s) if s.hotplug => {
-            // The detached NIC, as the document and as the record say.
-            remove.extend(s.endpoints.iter().copied());
-            remove.extend(
-                record
-                    .of_vm(vm.id)
-                    .into_iter()
-                    .filter(|r| s.endpoints.iter().any(|e| e.owner == r.owner)),
-            );
-        }
-        Some(s) => {
-            remove.extend(s.endpoints.iter().copied());
-            remove.extend(record.of_vm(vm.id));
-        }
-        None => remove.extend(record.of_vm(vm.id)),
-    }
-    remove.sort();
-    remove.dedup();
-    if remove.is_empty() {
-        log.debug(format_args!(
-            "VM {}: no public NIC of driver scaleway on this host",
-            vm.id
-        ));
-        return Ok(Output::empty());
-    }
-    let owners: BTreeSet<Owner> = remove.iter().map(|e| e.owner).collect();
-    let keep: Vec<Endpoint> = record
-        .endpoints
-        .iter()
-        .filter(|r| !owners.contains(&r.owner))
-        .copied()
-        .collect();
-    let request = Request {
-        ensure: Vec::new(),
-        remove: remove.clone(),
-        keep,
-        owned_bridges: record.bridges.clone(),
-        filters: Vec::new(),
-    };
-    let recorded = remove.iter().any(|e| record.endpoints.contains(e));
-    let (p, dry, _) = run(log, on, &record, &request, Tables::FromRecord, |r| {
-        r.forget(owners);
-    })
-    .with_context(|| format!("VM {}: cannot remove its public NICs from this host", vm.id))?;
-    if dry.is_none() {
-        // Without a recorded endpoint, deleting its nft elements again
-        // (which `clean` does, whatever the record says) removed nothing.
-        if p.is_empty() || (!recorded && p.only_nft_elements()) {
-            log.info(format_args!("VM {}: nothing of it left on this host", vm.id));
-        } else {
-            log.info(format_args!("VM {}: removed {}", vm.id, list(&remove)));
-        }
-        for b in &p.bridges_deleted {
-            log.info(format_args!("bridge {b} deleted: no public NIC uses it any more"));
-        }
-    }
-    Ok(output(dry))
-}
-
-/// `reconcile` on `host`: everything the record holds, put back.
-pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
-    let on = On {
-        host,
-        settings,
-        file: &file,
-    };
-    let record = file.load()?;
-    if record.endpoints.is_empty() {
-        log.info(format_args!(
-            "the host record {} holds no public NIC: nothing to reconcile",
-            file.path().display()
-        ));
-        return Ok(Output::text("reconciled 0 public NICs: nothing recorded\n"));
-    }
-    let request = Request {
-        ensure: record.endpoints.clone(),
-        remove: Vec::new(),
-        keep: Vec::new(),
-        owned_bridges: record.bridges.clone(),
-        filters: record.filters.clone(),
-    };
-    let recorded: BTreeSet<_> = record
-        .endpoints
-        .iter()
-        .filter_map(|e| match e.public {
-            Public::V4 { external, .. } => Some(external),
-            Public::V6 { .. } => None,
-        })
-        .collect();
-    let vms: BTreeSet<u64> = record.endpoints.iter().map(|e| e.owner.vm).collect();
-    let count = record.endpoints.len();
-    let observed = observe(host, &query(&request)).context("cannot read the host's network state")?;
-    let strangers: Vec<String> = observed
-        .nat
-        .maps
-        .get(NFT_DNAT_MAP)
-        .map(|m| {
-            m.elements
-                .keys()
-                .filter(|k| !recorded.contains(k))
-                .map(ToString::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    if !strangers.is_empty() {
-        log.warn(format_args!(
-            "{NFT_DNAT_MAP} maps flexible IPs the host record does not hold, left alone: {}",
-            strangers.join(", ")
-        ));
-    }
-    let (p, dry, _) = run(log, on, &record, &request, Tables::Listed(Box::new(observed)), |_| {})
-        .context("cannot reconcile the host's public NICs")?;
-    if let Some(text) = dry {
-        return Ok(Output::text(text));
-    }
-    let what = format!(
-        "reconciled {} of {}",
-        plural(count, "public NIC"),
-        plural(vms.len(), "VM")
-    );
-    let summary = if p.is_empty() {
-        format!("{what}: already in place")
-    } else {
-        let changes = p.ip_before.len() + p.sysctls.len() + p.nft.ops.len() + p.ip_after.len();
-        format!("{what}: {}", plural(changes, "change"))
-    };
-    log.info(&summary);
-    Ok(Output::text(format!("{summary}\n")))
 }

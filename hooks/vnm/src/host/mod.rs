@@ -47,6 +47,8 @@
 //!   change nothing.
 
 mod actions;
+mod clean;
+mod reconcile;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,7 +61,9 @@ use netapply::sysctl::ProcSysctl;
 use opennebula::driver::{Env, Log, Output};
 use opennebula::vm::Vm;
 
-pub use actions::{clean_host_with, pre_with, reconcile_with, update_sg_with};
+pub use actions::{pre_with, update_sg_with};
+pub use clean::clean_host_with;
+pub use reconcile::reconcile_with;
 
 /// Folder of the host record.
 pub const STATE_DIR_ENV: &str = "ONE_SCALEWAY_STATE_DIR";
