@@ -268,6 +268,61 @@ mod tests {
         assert_eq!(check_links(&ok, &kinds()), Ok(()));
     }
 
+    /// A security group request the helper would render wrongly is refused
+    /// before anything runs: a port name that is not an interface name, a
+    /// number given twice, a rule that is not one oned accepts; in `before` too.
+    #[test]
+    fn bad_security_group_requests_are_refused_before_running() {
+        let port = |name: &str, id: u16| crate::sg::PortFilter {
+            vm: u64::from(id),
+            nic_id: 0,
+            port: name.into(),
+            id,
+            rules: secgroup::default_rules(),
+        };
+        let filters = |ports| crate::sg::Filters {
+            ports,
+            vxlans: vec!["vxlan7".into()],
+        };
+        let mut bad_rule = port("one-3-0", 3);
+        bad_rule.rules[0].ports = vec![secgroup::PortRange { first: 9, last: 1 }];
+        let tools = Tools::direct(std::time::Duration::from_secs(5));
+        for (request, why) in [
+            (
+                Private::Filters {
+                    filters: filters(vec![port("one-1-0;x", 1)]),
+                    before: None,
+                },
+                "not an interface name",
+            ),
+            (
+                Private::Filters {
+                    filters: filters(vec![port("one-1-0", 1), port("one-2-0", 1)]),
+                    before: None,
+                },
+                "given twice",
+            ),
+            (
+                Private::Filters {
+                    filters: filters(vec![bad_rule]),
+                    before: None,
+                },
+                "security group rule",
+            ),
+            (
+                Private::Filters {
+                    filters: filters(vec![port("one-1-0", 1)]),
+                    before: Some(filters(vec![port("-x", 1)])),
+                },
+                "not an interface name",
+            ),
+        ] {
+            let refused = execute(&request, &tools).unwrap().unwrap_err();
+            assert!(refused.contains(why), "{refused}");
+            assert_eq!(tools.spawned(), 0, "nothing ran");
+        }
+    }
+
     #[test]
     fn only_the_drivers_changes_exist() {
         for bad in [
