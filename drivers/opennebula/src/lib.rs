@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod ipam;
 pub mod message;
 pub mod oned;
+pub mod process;
 pub mod ssh;
 pub mod template;
 pub mod vm;

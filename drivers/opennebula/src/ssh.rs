@@ -22,23 +22,15 @@
 //! `ONE_SCALEWAY_SSH_TIMEOUT` (the overall limit, seconds; each user has
 //! its default).
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::driver::Env;
+use crate::process;
 
-/// What a remote command did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ran {
-    pub success: bool,
-    /// `exit status: N` or `signal: N`, as the local `ssh` ended.
-    pub status: String,
-    pub stdout: String,
-    pub stderr: String,
-}
+/// What a remote command did (`status` as the local `ssh` ended).
+pub use crate::process::Ran;
 
 /// A configured `ssh`.
 #[derive(Debug, Clone)]
@@ -114,58 +106,46 @@ impl Ssh {
     /// override them). `Err` when ssh cannot run, a word cannot be quoted,
     /// or the overall time limit passes (then ssh is killed).
     pub fn run(&self, host: &str, defaults: &[&str], words: &[&str], stdin: &[u8]) -> Result<Ran, String> {
+        let mut command = self.command(host, defaults, words)?;
+        let destination = self.destination(host);
+        match process::run(&mut command, stdin, self.timeout) {
+            Ok(out) => Ok(Ran::from(out)),
+            Err(e @ process::Failure::TimedOut { .. }) => Err(format!(
+                "{} {destination} did not finish within {} s: stopped (is the host reachable, and the command \
+                 stuck?); its last output: {}",
+                self.program,
+                self.timeout.as_secs(),
+                e.last_words()
+            )),
+            Err(e) => Err(format!("cannot run {}: {e}", self.program)),
+        }
+    }
+
+    /// The `ssh` command [`Ssh::run`] runs, for a caller with its own way of
+    /// running it (the sandbox: interruptible): the host validated, every
+    /// word quoted, the minimal environment.
+    pub fn command(&self, host: &str, defaults: &[&str], words: &[&str]) -> Result<Command, String> {
         if !valid_host(host) {
             return Err(format!("{host:?} is not a host name or address"));
         }
         let quoted = words.iter().map(|w| quote(w)).collect::<Result<Vec<_>, _>>()?;
-        let destination = match &self.user {
-            Some(u) => format!("{u}@{host}"),
-            None => host.to_owned(),
-        };
         let mut command = Command::new(&self.program);
         command
             .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=15"])
             .args(defaults)
             .args(&self.options)
-            .arg(&destination)
+            .arg(self.destination(host))
             .arg("--")
             .args(&quoted)
             .env_clear()
-            .envs(minimal_env())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.program))?;
-        let writer = child.stdin.take().map(|mut pipe| {
-            let data = stdin.to_vec();
-            // A remote side that exits early closes the pipe: its status says why.
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&data);
-            })
-        });
-        let stdout = reader(child.stdout.take());
-        let stderr = reader(child.stderr.take());
-        let status = wait(&mut child, self.timeout);
-        if let Some(w) = writer {
-            let _ = w.join();
-        }
-        let (stdout, stderr) = (collect(stdout), collect(stderr));
-        match status {
-            Some(status) => Ok(Ran {
-                success: status.success(),
-                status: status.to_string(),
-                stdout,
-                stderr,
-            }),
-            None => Err(format!(
-                "{} {destination} did not finish within {} s: stopped (is the host reachable, and the command \
-                 stuck?); its last output: {}",
-                self.program,
-                self.timeout.as_secs(),
-                stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("none")
-            )),
+            .envs(minimal_env());
+        Ok(command)
+    }
+
+    fn destination(&self, host: &str) -> String {
+        match &self.user {
+            Some(u) => format!("{u}@{host}"),
+            None => host.to_owned(),
         }
     }
 }
@@ -193,41 +173,6 @@ fn minimal_env() -> Vec<(String, String)> {
         .collect()
 }
 
-fn reader(pipe: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
-    pipe.map(|mut p| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = p.read_to_end(&mut buf);
-            buf
-        })
-    })
-}
-
-fn collect(handle: Option<JoinHandle<Vec<u8>>>) -> String {
-    let bytes = handle.and_then(|h| h.join().ok()).unwrap_or_default();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Waits for `child` at most `timeout`; kills it after that (`None`).
-fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if started.elapsed() < timeout => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-}
-
 /// Removes `host`'s entries from the known hosts file `known_hosts` (when
 /// a host is deleted: a new server that gets its address must not be
 /// refused as a changed key). A missing file is nothing to do.
@@ -238,17 +183,19 @@ pub fn forget_host(known_hosts: &Path, host: &str) -> Result<(), String> {
     if !known_hosts.exists() {
         return Ok(());
     }
-    let out = Command::new("ssh-keygen")
-        .arg("-R")
-        .arg(host)
-        .arg("-f")
-        .arg(known_hosts)
-        .env_clear()
-        .envs(minimal_env())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run ssh-keygen: {e}"))?;
-    if out.status.success() {
+    let out = process::run(
+        Command::new("ssh-keygen")
+            .arg("-R")
+            .arg(host)
+            .arg("-f")
+            .arg(known_hosts)
+            .env_clear()
+            .envs(minimal_env()),
+        b"",
+        Duration::from_secs(60),
+    )
+    .map_err(|e| format!("cannot run ssh-keygen: {e}"))?;
+    if out.success() {
         // ssh-keygen keeps the previous file as known_hosts.old.
         let _ = std::fs::remove_file(known_hosts.with_extension("old"));
         Ok(())
@@ -264,6 +211,7 @@ pub fn forget_host(known_hosts: &Path, host: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn words_are_single_quoted_for_any_shell() {

@@ -9,12 +9,12 @@
 //! reads a typed request on stdin, checks it, and runs the tool.
 
 use std::fmt;
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opennebula::driver::Env;
+use opennebula::process;
 
 /// Environment variable: how to get the privileges `ip`, `nft` and sysctl
 /// writes need. `auto` (default): nothing as root, else `sudo -n` of the
@@ -63,13 +63,7 @@ impl fmt::Display for ApplyError {
 impl std::error::Error for ApplyError {}
 
 /// What one run produced.
-#[derive(Debug, Clone)]
-pub struct Ran {
-    pub success: bool,
-    pub status: String,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use opennebula::process::Ran;
 
 /// How tools are run.
 #[derive(Debug)]
@@ -178,14 +172,15 @@ impl Tools {
     }
 
     fn spawn(&self, exe: &str, rest: &[&str], stdin: &[u8], shown: &str) -> Result<Ran, ApplyError> {
-        let mut child = Command::new(exe)
-            .args(rest)
-            .env("LC_ALL", "C")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
+        let mut cmd = Command::new(exe);
+        cmd.args(rest).env("LC_ALL", "C");
+        let result = process::run(&mut cmd, stdin, self.timeout);
+        if !matches!(result, Err(process::Failure::Spawn(_))) {
+            self.spawned.fetch_add(1, Ordering::Relaxed);
+        }
+        match result {
+            Ok(out) => Ok(Ran::from(out)),
+            Err(process::Failure::Spawn(e)) => {
                 let hint = match (e.kind(), exe) {
                     (std::io::ErrorKind::NotFound, "ip") => " (install iproute2)",
                     (std::io::ErrorKind::NotFound, "nft") => " (install nftables)",
@@ -195,53 +190,16 @@ impl Tools {
                     (std::io::ErrorKind::NotFound, _) => " (not found in PATH)",
                     _ => "",
                 };
-                ApplyError::new(format!("cannot run `{shown}`: {e}{hint}"))
-            })?;
-        self.spawned.fetch_add(1, Ordering::Relaxed);
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut buf);
-                }
-                buf
-            })
-        };
-        let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-        let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-        if let Some(mut pipe) = child.stdin.take() {
-            // A tool that exits early closes its stdin: its exit status says why.
-            let _ = pipe.write_all(stdin);
-        }
-        // A thread waits for the child (no polling: the result comes the
-        // moment it exits); past the time limit the child is killed by its
-        // PID, which stays its own until the waiting thread reaps it.
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let status = match rx.recv_timeout(self.timeout) {
-            Ok(Ok(status)) => status,
-            Ok(Err(e)) => return Err(ApplyError::new(format!("cannot wait for `{shown}`: {e}"))),
-            Err(_) => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = rx.recv();
-                return Err(ApplyError::new(format!(
-                    "`{shown}` did not finish within {} s and was stopped (is the host overloaded, or the \
-                     tool stuck on a lock?); {TIMEOUT_ENV} sets the limit",
-                    self.timeout.as_secs()
-                )));
+                Err(ApplyError::new(format!("cannot run `{shown}`: {e}{hint}")))
             }
-        };
-        let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
-        Ok(Ran {
-            success: status.success(),
-            status: status.to_string(),
-            stdout,
-            stderr,
-        })
+            Err(e @ process::Failure::TimedOut { .. }) => Err(ApplyError::new(format!(
+                "`{shown}` did not finish within {} s and was stopped (is the host overloaded, or the tool stuck \
+                 on a lock?); {TIMEOUT_ENV} sets the limit; its last output: {}",
+                self.timeout.as_secs(),
+                e.last_words()
+            ))),
+            Err(e) => Err(ApplyError::new(format!("`{shown}`: {e}"))),
+        }
     }
 
     /// The error for a tool that failed: its stderr on one line, and what to

@@ -17,7 +17,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -80,22 +81,9 @@ fn record(name: &str, args: &[String], stdin: &[u8]) -> (u8, String, String) {
     let Some(program) = real_program(name) else {
         return fail(format!("the real {name} is not found in {REAL_PATH_ENV}"));
     };
-    let child = Command::new(&program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot run {}: {e}", program.display())),
-    };
-    if let Some(mut pipe) = child.stdin.take() {
-        let _ = pipe.write_all(stdin);
-    }
-    let out = match child.wait_with_output() {
+    let out = match opennebula::process::run(Command::new(&program).args(args), stdin, Duration::from_secs(600)) {
         Ok(o) => o,
-        Err(e) => return fail(format!("waiting for {}: {e}", program.display())),
+        Err(e) => return fail(format!("running {}: {e}", program.display())),
     };
     let code = u8::try_from(out.status.code().unwrap_or(1)).unwrap_or(1);
     let (stdout, stderr) = (

@@ -3,17 +3,16 @@
 //! made and deleted by the bench, threads inside a namespace, the drivers'
 //! release binaries, statistics.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use opennebula::process;
 
 /// What one program run gave.
 #[derive(Debug, Clone)]
@@ -45,63 +44,17 @@ impl Ran {
     }
 }
 
-/// Runs `cmd` with `stdin`; kills it (SIGKILL) after `limit`. The elapsed
-/// time runs from just before the spawn to the exit.
+/// Runs `cmd` with `stdin`; kills it (SIGKILL) after `limit`
+/// ([`opennebula::process`]). The elapsed time runs from just before the
+/// spawn to the exit.
 pub fn run(cmd: &mut Command, stdin: &[u8], limit: Duration) -> anyhow::Result<Ran> {
     let shown = format!("{:?}", cmd.get_program());
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {shown}"))?;
-    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-    let input = stdin.to_vec();
-    let writer = child.stdin.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            // A program that exits early closes its stdin: its status says why.
-            let _ = pipe.write_all(&input);
-        })
-    });
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let (cancel, watch) = mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if watch.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
-            // Not reaped yet (the waiter has not returned): the PID is still the child's.
-            let _ = kill(pid, Signal::SIGKILL);
-            return true;
-        }
-        false
-    });
-    let status = child.wait();
-    let elapsed = start.elapsed();
-    let _ = cancel.send(());
-    let killed = watchdog.join().unwrap_or(false);
-    let status = status.with_context(|| format!("waiting for {shown}"))?;
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
-    if killed {
-        bail!("{shown} did not finish within {} s and was killed", limit.as_secs());
-    }
+    let out = process::run(cmd, stdin, limit).with_context(|| format!("running {shown}"))?;
     Ok(Ran {
-        code: status.code(),
-        stdout,
-        stderr,
-        elapsed,
+        code: out.status.code(),
+        stdout: out.stdout_text(),
+        stderr: out.stderr_text(),
+        elapsed: out.elapsed,
     })
 }
 

@@ -4,9 +4,9 @@
 //! output is captured and appended to the sandbox's log.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::unistd::Pid;
+use opennebula::process;
 
 /// Shared between the story and the signal thread.
 #[derive(Clone, Default)]
@@ -53,6 +54,25 @@ impl Ran {
             .collect();
         let chosen = if errors.is_empty() { &lines } else { &errors };
         chosen[chosen.len().saturating_sub(6)..].join("\n")
+    }
+}
+
+/// The runner tells the sandbox about its children (Ctrl-C stops them) and
+/// stops waiting when interrupted.
+impl process::Watch for Ctl {
+    fn started(&self, pid: u32) {
+        self.children.lock().unwrap_or_else(PoisonError::into_inner).insert(pid);
+    }
+
+    fn ended(&self, pid: u32) {
+        self.children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&pid);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.cancelled()
     }
 }
 
@@ -117,68 +137,42 @@ impl Ctl {
     pub fn run(&self, cmd: &mut Command, stdin: &[u8], limit: Duration) -> anyhow::Result<Ran> {
         self.check()?;
         let shown = show(cmd);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot run {shown}"))?;
-        let pid = child.id();
-        self.children.lock().unwrap_or_else(PoisonError::into_inner).insert(pid);
-        let input = stdin.to_vec();
-        let pipe = child.stdin.take();
-        let writer = std::thread::spawn(move || {
-            if let Some(mut p) = pipe {
-                // A program may exit before reading everything.
-                let _ = p.write_all(&input);
-            }
-        });
-        let reader = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut buf);
-                }
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        };
-        let out = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-        let err = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-        let started = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Ok(s),
-                Ok(None) if self.cancelled() => break Err("interrupted".to_owned()),
-                Ok(None) if started.elapsed() > limit => {
-                    break Err(format!("still running after {}s: killed", limit.as_secs()));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => break Err(e.to_string()),
-            }
-        };
-        if status.is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&pid);
-        let _ = writer.join();
-        let ran = Ran {
-            code: status.as_ref().ok().and_then(std::process::ExitStatus::code),
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
+        let result = process::run_watched(cmd, stdin, limit, Some(self));
+        let (status, ran) = match &result {
+            Ok(out) => (
+                out.status.to_string(),
+                Ran {
+                    code: out.status.code(),
+                    stdout: out.stdout_text(),
+                    stderr: out.stderr_text(),
+                },
+            ),
+            Err(process::Failure::TimedOut { stdout, stderr, .. }) => (
+                format!("still running after {}s: killed", limit.as_secs()),
+                Ran {
+                    code: None,
+                    stdout: String::from_utf8_lossy(stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(stderr).into_owned(),
+                },
+            ),
+            Err(e) => (
+                e.to_string(),
+                Ran {
+                    code: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                },
+            ),
         };
         self.note(&format!(
-            "$ {shown}\n  exit: {}\n  stdout:\n{}\n  stderr:\n{}",
-            status.as_ref().map_or_else(Clone::clone, ToString::to_string),
+            "$ {shown}\n  exit: {status}\n  stdout:\n{}\n  stderr:\n{}",
             indent(&ran.stdout),
             indent(&ran.stderr)
         ));
-        match status {
+        match result {
             Ok(_) => Ok(ran),
-            Err(e) => bail!("{shown}: {e}"),
+            Err(process::Failure::Spawn(e)) => Err(e).with_context(|| format!("cannot run {shown}")),
+            Err(_) => bail!("{shown}: {status}"),
         }
     }
 

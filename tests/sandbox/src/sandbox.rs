@@ -364,16 +364,15 @@ impl Sandbox {
         args: &[&str],
         stdin: &[u8],
     ) -> anyhow::Result<Ran> {
-        let words = std::iter::once(program)
-            .chain(args.iter().copied())
-            .map(opennebula::ssh::quote)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let mut cmd = Command::new(&self.paths.ssh);
+        let env = opennebula::driver::Env::from_pairs([("ONE_SCALEWAY_SSH", self.paths.ssh.display().to_string())]);
+        let ssh =
+            opennebula::ssh::Ssh::from_env(&env, Some(user), Duration::from_secs(180)).map_err(anyhow::Error::msg)?;
+        let words: Vec<&str> = std::iter::once(program).chain(args.iter().copied()).collect();
+        let mut cmd = ssh
+            .command(&host.public_ip.to_string(), &[], &words)
+            .map_err(anyhow::Error::msg)?;
         cmd.env("SCALEWAY_EMULATOR_PREFIX", &self.opts.prefix)
-            .env("SCALEWAY_EMULATOR_STATE_ROOT", &self.paths.state_root)
-            .args(["-o", "BatchMode=yes", &format!("{user}@{}", host.public_ip), "--"])
-            .args(words);
+            .env("SCALEWAY_EMULATOR_STATE_ROOT", &self.paths.state_root);
         self.ctl.run(&mut cmd, stdin, Duration::from_secs(180))
     }
 

@@ -7,7 +7,7 @@ pub mod onedsim;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The repository's `tests/` folder.
@@ -142,6 +142,10 @@ impl Ran {
     }
 }
 
+/// How long a program a test runs may take (then it is killed and the test
+/// fails): far more than any of ours needs.
+const PROGRAM_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Runs a program with arguments and stdin, as a separate process.
 pub fn run_program(program: &Path, args: &[&str], stdin: &[u8]) -> Ran {
     run_program_env(program, args, stdin, &[])
@@ -151,7 +155,8 @@ pub fn run_program(program: &Path, args: &[&str], stdin: &[u8]) -> Ran {
 /// (set after the Scaleway variables of the test's own environment are
 /// cleared).
 pub fn run_program_env(program: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Ran {
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .env_remove("ONE_SCALEWAY_LOG")
         // No real Scaleway credentials reach a test by accident.
@@ -162,21 +167,13 @@ pub fn run_program_env(program: &Path, args: &[&str], stdin: &[u8], env: &[(&str
         .env_remove("SCW_API_URL")
         .env_remove("SCW_DEFAULT_PROJECT_ID")
         .env_remove("SCW_DEFAULT_ZONE")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let mut pipe = child.stdin.take().expect("stdin is piped");
-    // The program may exit before reading everything: a broken pipe is fine.
-    let _ = pipe.write_all(stdin);
-    drop(pipe);
-    let out = child.wait_with_output().expect("wait for the program");
+        .envs(env.iter().copied());
+    let out = opennebula::process::run(&mut command, stdin, PROGRAM_LIMIT)
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
     Ran {
         code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: out.stdout_text(),
+        stderr: out.stderr_text(),
     }
 }
 

@@ -1,13 +1,11 @@
 //! Running drivers as oned does: `<dir>/<driver>/<action> <argument>`, the
 //! base64 document on stdin, stdout the answer, stderr the error.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use opennebula::template::{Template, Value};
-use opennebula::xml;
+use opennebula::{process, xml};
 
 use super::{Shared, lock};
 
@@ -89,59 +87,23 @@ fn execute(shared: &Shared, program: &Path, ran: &mut DriverRun) {
         .env_remove("SCW_DEFAULT_PROJECT_ID")
         .env_remove("SCW_DEFAULT_ZONE")
         .env("ONE_XMLRPC", &shared.url)
-        .envs(shared.config.driver_env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match command.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            ran.stderr = format!("{}: {e}", program.display());
-            return;
-        }
-    };
+        .envs(shared.config.driver_env.iter().map(|(k, v)| (k, v)));
     let input = opennebula::base64::encode(ran.message.as_bytes());
-    let stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(mut pipe) = stdin {
-            // The driver may exit before reading everything.
-            let _ = pipe.write_all(input.as_bytes());
+    match process::run(&mut command, input.as_bytes(), shared.config.driver_timeout) {
+        Ok(out) => {
+            ran.code = out.status.code();
+            ran.stdout = out.stdout_text();
+            ran.stderr = out.stderr_text();
         }
-    });
-    let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut out);
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        })
-    };
-    let out = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() < shared.config.driver_timeout => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let _ = writer.join();
-    ran.stdout = out.join().unwrap_or_default();
-    ran.stderr = err.join().unwrap_or_default();
-    match status {
-        Some(s) => ran.code = s.code(),
-        None => {
+        Err(process::Failure::TimedOut { stdout, stderr, .. }) => {
+            ran.stdout = String::from_utf8_lossy(&stdout).into_owned();
+            ran.stderr = String::from_utf8_lossy(&stderr).into_owned();
             let action = ran.action.rsplit('/').next().unwrap_or_default().to_owned();
             ran.stderr.push_str(&format!("\nTimeout executing {action}\n"));
         }
+        // As oned words a driver it cannot start.
+        Err(process::Failure::Spawn(e)) => ran.stderr = format!("{}: {e}", program.display()),
+        Err(e) => ran.stderr = format!("{}: {e}", program.display()),
     }
 }
 
