@@ -14,11 +14,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnetwork::Ipv4Network;
+use opennebula::store::{FileLock, StateFile, VERSION, Wait};
 use serde::{Deserialize, Serialize};
 
 /// The default `PRIVATE_CIDR`: 32,766 blocks, outside Scaleway's automatic
@@ -272,23 +272,31 @@ impl From<StoreError> for String {
     }
 }
 
-/// The state file, and the lock that guards it.
+/// The state file, and the lock that guards it
+/// ([`opennebula::store`]).
 #[derive(Debug, Clone)]
 pub struct Store {
-    path: PathBuf,
+    file: StateFile,
 }
 
 impl Store {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            file: StateFile::new(
+                path,
+                0o600,
+                "the address state",
+                "move it aside and run `scaleway-ipam rebuild-state` to rebuild it from Scaleway",
+            ),
+        }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     fn lock_path(&self) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
+        let mut p = self.path().to_path_buf().into_os_string();
         p.push(".lock");
         PathBuf::from(p)
     }
@@ -301,55 +309,19 @@ impl Store {
         rebuild: impl FnOnce() -> Result<State, E>,
         f: impl FnOnce(&mut State) -> Result<T, E>,
     ) -> Result<T, E> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                E::from(StoreError(format!(
-                    "cannot create the state folder {}: {e}",
-                    dir.display()
-                )))
-            })?;
-        }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.lock_path())
-            .map_err(|e| {
-                E::from(StoreError(format!(
-                    "cannot open the lock {}: {e}",
-                    self.lock_path().display()
-                )))
-            })?;
-        lock.lock()
-            .map_err(|e| E::from(StoreError(format!("cannot lock {}: {e}", self.lock_path().display()))))?;
-        let mut state = match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                E::from(StoreError(format!(
-                    "the address state {} is damaged ({e}); move it aside and run `scaleway-ipam rebuild-state` \
-                     to rebuild it from Scaleway",
-                    self.path.display()
-                )))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => rebuild()?,
-            Err(e) => return Err(E::from(StoreError(format!("cannot read {}: {e}", self.path.display())))),
+        let lock = FileLock::acquire(&self.lock_path(), Wait::Forever).map_err(|e| E::from(StoreError(e.message)))?;
+        let (mut state, existed) = match self.file.load::<State>().map_err(|e| E::from(StoreError(e.message)))? {
+            Some(state) => (state, true),
+            None => (rebuild()?, false),
         };
         let before = state.clone();
         let out = f(&mut state)?;
-        if state != before || !self.path.exists() {
-            self.save(&state).map_err(|e| E::from(StoreError(e)))?;
+        if state != before || !existed {
+            state.version = VERSION;
+            self.file.save(&state).map_err(|e| E::from(StoreError(e.message)))?;
         }
         drop(lock);
         Ok(out)
-    }
-
-    /// Replaces the file atomically: a temporary file, fsync, rename, fsync
-    /// of the folder.
-    fn save(&self, state: &State) -> Result<(), String> {
-        let mut state = state.clone();
-        state.version = 1;
-        let text = serde_json::to_vec_pretty(&state).map_err(|e| format!("cannot encode the address state: {e}"))?;
-        opennebula::fsutil::write_atomic(&self.path, &text, 0o600)
-            .map_err(|e| format!("cannot save the address state {}: {e}", self.path.display()))
     }
 }
 

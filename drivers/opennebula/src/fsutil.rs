@@ -14,6 +14,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     write_atomic_as(path, bytes, mode, None)
 }
 
+/// [`write_atomic`], creating the file's folder first if needed.
+pub fn write_atomic_creating(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_atomic(path, bytes, mode)
+}
+
 /// [`write_atomic`], the new file owned by `owner` (uid, gid) when given.
 /// The temporary file has an unpredictable name, is created anew (never
 /// through an existing file or link: `O_CREAT | O_EXCL`, `O_NOFOLLOW`), and

@@ -22,6 +22,7 @@ pub mod message;
 pub mod oned;
 pub mod process;
 pub mod ssh;
+pub mod store;
 pub mod template;
 pub mod vm;
 pub mod xml;

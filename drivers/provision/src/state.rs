@@ -12,11 +12,12 @@
 //! id, so even a step whose result was never recorded is found again by tag
 //! instead of being created twice.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use opennebula::driver::Env;
+use opennebula::store::{FileLock, StateFile, VERSION, Wait};
 use serde::{Deserialize, Serialize};
 
 /// Where a provision stands.
@@ -160,15 +161,15 @@ pub struct Store {
 /// A provision's file, locked for as long as this lives, and its record in
 /// oned once attached ([`crate::record::Link`]: written first).
 pub struct Locked {
-    path: PathBuf,
-    _lock: File,
+    file: StateFile,
+    _lock: FileLock,
     link: Option<crate::record::Link>,
 }
 
 impl std::fmt::Debug for Locked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Locked")
-            .field("path", &self.path)
+            .field("path", &self.file.path())
             .field("in_oned", &self.link.is_some())
             .finish()
     }
@@ -183,6 +184,16 @@ impl Store {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.json"))
+    }
+
+    /// The provision's file ([`opennebula::store::StateFile`], mode 0600).
+    fn file(&self, name: &str) -> StateFile {
+        StateFile::new(
+            self.path(name),
+            0o600,
+            "the provision file",
+            "move it aside: oned keeps the provision's record, and the next command on it writes this copy again",
+        )
     }
 
     /// Every provision recorded (names, sorted).
@@ -204,46 +215,29 @@ impl Store {
 
     /// Takes the provision's lock; fails at once if another command holds it.
     pub fn lock(&self, name: &str) -> Result<Locked, String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         let lock_path = self.dir.join(format!(".{name}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("cannot open the lock {}: {e}", lock_path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Locked {
-                path: self.path(name),
-                _lock: file,
+        match FileLock::acquire(&lock_path, Wait::No) {
+            Ok(lock) => Ok(Locked {
+                file: self.file(name),
+                _lock: lock,
                 link: None,
             }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            Err(e) if e.busy => Err(format!(
                 "another scaleway-provision command is working on provision {name}: wait for it to finish"
             )),
-            Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", lock_path.display())),
+            Err(e) => Err(e.message),
         }
     }
 
     /// Reads a provision without locking it (for `show` and `list`).
     pub fn read(&self, name: &str) -> Result<Option<ProvisionState>, String> {
-        read_file(&self.path(name))
-    }
-}
-
-fn read_file(path: &Path) -> Result<Option<ProvisionState>, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("the provision file {} is damaged: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        self.file(name).load().map_err(|e| e.message)
     }
 }
 
 impl Locked {
     pub fn load(&self) -> Result<Option<ProvisionState>, String> {
-        read_file(&self.path)
+        self.file.load().map_err(|e| e.message)
     }
 
     /// From now on, every save goes to oned's record first.
@@ -259,10 +253,8 @@ impl Locked {
             state.oned_record = true;
             link.save(&state)?;
         }
-        state.version = 1;
-        let text = serde_json::to_vec_pretty(&state).map_err(|e| format!("cannot encode the provision: {e}"))?;
-        opennebula::fsutil::write_atomic(&self.path, &text, 0o600)
-            .map_err(|e| format!("cannot save {}: {e}", self.path.display()))
+        state.version = VERSION;
+        self.file.save(&state).map_err(|e| e.message)
     }
 
     /// Removes the record in oned and the file (the provision is gone).
@@ -270,11 +262,7 @@ impl Locked {
         if let Some(link) = &self.link {
             link.remove()?;
         }
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("cannot remove {}: {e}", self.path.display())),
-        }
+        self.file.remove().map_err(|e| e.message)
     }
 }
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use netapply::ApplyError;
 use opennebula::attr::IfName;
+use opennebula::store::{StateFile, VERSION};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
@@ -330,40 +331,36 @@ impl SegmentV1 {
     }
 }
 
-/// The record's file.
+/// The record's file ([`opennebula::store::StateFile`]).
 #[derive(Debug, Clone)]
 pub struct RecordFile {
-    path: PathBuf,
+    file: StateFile,
 }
 
 impl RecordFile {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            file: StateFile::new(
+                path,
+                0o644,
+                "the driver's host record",
+                "move it aside, run `scaleway-vnm --driver scaleway_evpn evpn-config` again, and the next pre of \
+                 each VM records it again",
+            ),
+        }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Reads the record (empty when the file does not exist). Call it under
     /// the host lock.
     pub fn load(&self) -> Result<Record, ApplyError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::default()),
-            Err(e) => return Err(ApplyError::new(format!("cannot read {}: {e}", self.path.display()))),
+        let Some(file) = self.file.load::<FileV1>()? else {
+            return Ok(Record::default());
         };
-        let damaged = |problem: String| {
-            ApplyError::new(format!(
-                "the driver's host record {} is damaged ({problem}); move it aside, run `scaleway-vnm --driver \
-                 scaleway_evpn evpn-config` again, and the next pre of each VM records it again",
-                self.path.display()
-            ))
-        };
-        let file: FileV1 = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
-        if file.version != 1 {
-            return Err(damaged(format!("version {} is not 1", file.version)));
-        }
+        let damaged = |problem: String| ApplyError::from(self.file.damaged(problem));
         let mut record = Record {
             config: file
                 .config
@@ -398,27 +395,14 @@ impl RecordFile {
 
     /// Replaces the file atomically. Call it under the host lock.
     pub fn save(&self, record: &Record) -> Result<(), ApplyError> {
-        let file = FileV1 {
-            version: 1,
+        Ok(self.file.save(&FileV1 {
+            version: VERSION,
             config: record.config.as_ref().map(ConfigV1::from),
             announced: record.announced.as_ref().map(|a| a.iter().map(|v| v.get()).collect()),
             segments: record.segments.values().map(SegmentV1::from).collect(),
             filters: record.filters.values().cloned().collect(),
-        };
-        let fail = |e: String| ApplyError::new(format!("cannot save the host record {}: {e}", self.path.display()));
-        let mut text = serde_json::to_vec_pretty(&file).map_err(|e| fail(e.to_string()))?;
-        text.push(b'\n');
-        write_atomically(&self.path, &text).map_err(|e| fail(e.to_string()))
+        })?)
     }
-}
-
-/// Replaces `path` with `bytes` (mode 0644) atomically, creating its
-/// folder if needed (`opennebula::fsutil::write_atomic`).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    opennebula::fsutil::write_atomic(path, bytes, 0o644)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use netplan::endpoint::BridgeName;
 use netplan::filter::{NicFilter, nic_of};
 use netplan::{Endpoint, Owner, Port, Public};
+use opennebula::store::{StateFile, VERSION};
 use serde::{Deserialize, Serialize};
 
 use crate::run::ApplyError;
@@ -156,40 +157,36 @@ impl EndpointV1 {
     }
 }
 
-/// The record's file.
+/// The record's file ([`opennebula::store::StateFile`]).
 #[derive(Debug, Clone)]
 pub struct RecordFile {
-    path: PathBuf,
+    file: StateFile,
 }
 
 impl RecordFile {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            file: StateFile::new(
+                path,
+                0o644,
+                "the driver's host record",
+                "move it aside: the next pre of each VM records it again (reconcile then restores only what is \
+                 recorded)",
+            ),
+        }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Reads the record (empty when the file does not exist). Call it under
     /// the host lock.
     pub fn load(&self) -> Result<Record, ApplyError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::default()),
-            Err(e) => return Err(ApplyError::new(format!("cannot read {}: {e}", self.path.display()))),
+        let Some(file) = self.file.load::<FileV1>()? else {
+            return Ok(Record::default());
         };
-        let damaged = |problem: String| {
-            ApplyError::new(format!(
-                "the driver's host record {} is damaged ({problem}); move it aside: the next pre of each VM \
-                 records it again (reconcile then restores only what is recorded)",
-                self.path.display()
-            ))
-        };
-        let file: FileV1 = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
-        if file.version != 1 {
-            return Err(damaged(format!("version {} is not 1", file.version)));
-        }
+        let damaged = |problem: String| ApplyError::from(self.file.damaged(problem));
         for f in &file.filters {
             for r in &f.rules {
                 r.check()
@@ -214,20 +211,13 @@ impl RecordFile {
 
     /// Replaces the file atomically. Call it under the host lock.
     pub fn save(&self, record: &Record) -> Result<(), ApplyError> {
-        let file = FileV1 {
-            version: 1,
+        Ok(self.file.save(&FileV1 {
+            version: VERSION,
             base: record.base.clone(),
             filters: record.filters.clone(),
             bridges: record.bridges.iter().map(ToString::to_string).collect(),
             endpoints: record.endpoints.iter().map(EndpointV1::from).collect(),
-        };
-        let fail = |e: String| ApplyError::new(format!("cannot save the host record {}: {e}", self.path.display()));
-        let mut text = serde_json::to_vec_pretty(&file).map_err(|e| fail(e.to_string()))?;
-        text.push(b'\n');
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        }
-        opennebula::fsutil::write_atomic(&self.path, &text, 0o644).map_err(|e| fail(e.to_string()))
+        })?)
     }
 }
 

@@ -62,6 +62,12 @@ impl fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
+impl From<opennebula::store::StoreError> for ApplyError {
+    fn from(e: opennebula::store::StoreError) -> Self {
+        Self::new(e.message)
+    }
+}
+
 /// What one run produced.
 pub use opennebula::process::Ran;
 

@@ -11,7 +11,6 @@ use std::path::Path;
 use anyhow::{Context, anyhow};
 use evpn::apply::{EvpnHost, apply_links, undo};
 use evpn::plan::LinkPlan;
-use evpn::record::write_atomically;
 use evpn::sg::Filters;
 use evpn::{Vni, firewall};
 use opennebula::driver::Log;
@@ -50,7 +49,7 @@ pub fn apply_change(
     undo_on_frr_failure: bool,
 ) -> anyhow::Result<bool> {
     if let Some(text) = texts.frr {
-        write_atomically(new_conf, text.as_bytes())
+        opennebula::fsutil::write_atomic_creating(new_conf, text.as_bytes(), 0o644)
             .with_context(|| format!("cannot write the FRR configuration {}", new_conf.display()))?;
         if texts.vnis.is_none() {
             host.frr
