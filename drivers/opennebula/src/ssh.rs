@@ -22,6 +22,7 @@
 //! `ONE_SCALEWAY_SSH_TIMEOUT` (the overall limit, seconds; each user has
 //! its default).
 
+use anyhow::{Result, anyhow, bail};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -42,13 +43,11 @@ pub struct Ssh {
 }
 
 /// Quotes `word` for any remote login shell, or says why it cannot be.
-pub fn quote(word: &str) -> Result<String, String> {
+pub fn quote(word: &str) -> Result<String> {
     // A backslash is an escape inside fish's single quotes; tcsh expands
     // `!` (history) even inside single quotes and in `tcsh -c` (measured).
     if let Some(c) = word.chars().find(|c| c.is_control() || *c == '\\' || *c == '!') {
-        return Err(format!(
-            "refusing to send {word:?} to a remote shell: {c:?} cannot be quoted for every shell"
-        ));
+        bail!("refusing to send {word:?} to a remote shell: {c:?} cannot be quoted for every shell");
     }
     Ok(format!("'{}'", word.replace('\'', r"'\''")))
 }
@@ -77,13 +76,13 @@ impl Ssh {
     /// From `ONE_SCALEWAY_SSH` and `ONE_SCALEWAY_SSH_OPTIONS`; `user` is the
     /// login (`None`: ssh's own choice), `timeout` the overall limit of a
     /// command.
-    pub fn from_env(env: &Env, user: Option<&str>, timeout: Duration) -> Result<Self, String> {
+    pub fn from_env(env: &Env, user: Option<&str>, timeout: Duration) -> Result<Self> {
         if let Some(u) = user
             && (u.is_empty()
                 || u.starts_with('-')
                 || !u.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
         {
-            return Err(format!("{u:?} is not a user name"));
+            bail!("{u:?} is not a user name");
         }
         Ok(Self {
             program: env.get("ONE_SCALEWAY_SSH").unwrap_or("ssh").to_owned(),
@@ -105,28 +104,28 @@ impl Ssh {
     /// are ssh options that come before the configured ones (which may
     /// override them). `Err` when ssh cannot run, a word cannot be quoted,
     /// or the overall time limit passes (then ssh is killed).
-    pub fn run(&self, host: &str, defaults: &[&str], words: &[&str], stdin: &[u8]) -> Result<Ran, String> {
+    pub fn run(&self, host: &str, defaults: &[&str], words: &[&str], stdin: &[u8]) -> Result<Ran> {
         let mut command = self.command(host, defaults, words)?;
         let destination = self.destination(host);
         match process::run(&mut command, stdin, self.timeout) {
             Ok(out) => Ok(Ran::from(out)),
-            Err(e @ process::Failure::TimedOut { .. }) => Err(format!(
+            Err(e @ process::Failure::TimedOut { .. }) => Err(anyhow!(
                 "{} {destination} did not finish within {} s: stopped (is the host reachable, and the command \
                  stuck?); its last output: {}",
                 self.program,
                 self.timeout.as_secs(),
                 e.last_words()
             )),
-            Err(e) => Err(format!("cannot run {}: {e}", self.program)),
+            Err(e) => Err(anyhow!("cannot run {}: {e}", self.program)),
         }
     }
 
     /// The `ssh` command [`Ssh::run`] runs, for a caller with its own way of
     /// running it (the sandbox: interruptible): the host validated, every
     /// word quoted, the minimal environment.
-    pub fn command(&self, host: &str, defaults: &[&str], words: &[&str]) -> Result<Command, String> {
+    pub fn command(&self, host: &str, defaults: &[&str], words: &[&str]) -> Result<Command> {
         if !valid_host(host) {
-            return Err(format!("{host:?} is not a host name or address"));
+            bail!("{host:?} is not a host name or address");
         }
         let quoted = words.iter().map(|w| quote(w)).collect::<Result<Vec<_>, _>>()?;
         let mut command = Command::new(&self.program);
@@ -152,7 +151,7 @@ impl Ssh {
 
 /// The overall time limit of a remote command: `ONE_SCALEWAY_SSH_TIMEOUT`
 /// seconds, else `default`.
-pub fn timeout_from_env(env: &Env, default: u64) -> Result<Duration, String> {
+pub fn timeout_from_env(env: &Env, default: u64) -> Result<Duration> {
     match env.get("ONE_SCALEWAY_SSH_TIMEOUT") {
         None => Ok(Duration::from_secs(default)),
         Some(v) => v
@@ -160,7 +159,7 @@ pub fn timeout_from_env(env: &Env, default: u64) -> Result<Duration, String> {
             .ok()
             .filter(|s| *s > 0)
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("ONE_SCALEWAY_SSH_TIMEOUT={v:?} is not a number of seconds")),
+            .ok_or_else(|| anyhow!("ONE_SCALEWAY_SSH_TIMEOUT={v:?} is not a number of seconds")),
     }
 }
 
@@ -176,9 +175,9 @@ fn minimal_env() -> Vec<(String, String)> {
 /// Removes `host`'s entries from the known hosts file `known_hosts` (when
 /// a host is deleted: a new server that gets its address must not be
 /// refused as a changed key). A missing file is nothing to do.
-pub fn forget_host(known_hosts: &Path, host: &str) -> Result<(), String> {
+pub fn forget_host(known_hosts: &Path, host: &str) -> Result<()> {
     if !valid_host(host) {
-        return Err(format!("{host:?} is not a host name or address"));
+        bail!("{host:?} is not a host name or address");
     }
     if !known_hosts.exists() {
         return Ok(());
@@ -194,13 +193,13 @@ pub fn forget_host(known_hosts: &Path, host: &str) -> Result<(), String> {
         b"",
         Duration::from_secs(60),
     )
-    .map_err(|e| format!("cannot run ssh-keygen: {e}"))?;
+    .map_err(|e| anyhow!("cannot run ssh-keygen: {e}"))?;
     if out.success() {
         // ssh-keygen keeps the previous file as known_hosts.old.
         let _ = std::fs::remove_file(known_hosts.with_extension("old"));
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "ssh-keygen -R {host} -f {} failed: {}",
             known_hosts.display(),
             String::from_utf8_lossy(&out.stderr).trim()
@@ -253,7 +252,7 @@ mod tests {
         let (env, dir) = fake_ssh("exec sleep 30");
         let ssh = Ssh::from_env(&env, None, Duration::from_millis(300)).unwrap();
         let started = Instant::now();
-        let e = ssh.run("h", &[], &["true"], b"").unwrap_err();
+        let e = ssh.run("h", &[], &["true"], b"").unwrap_err().to_string();
         assert!(e.contains("did not finish within 0 s"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
         std::fs::remove_dir_all(dir).unwrap();

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{Result, anyhow, bail};
 use opennebula::driver::Env;
 
 use crate::bootstrap::Phase as BootPhase;
@@ -11,7 +12,7 @@ use crate::ops::BootstrapOptions;
 use crate::progress;
 
 /// The frontend's public keys: the given files, else `~/.ssh/*.pub`.
-pub(crate) fn public_keys(files: &[PathBuf], env: &Env) -> Result<Vec<String>, String> {
+pub(crate) fn public_keys(files: &[PathBuf], env: &Env) -> Result<Vec<String>> {
     let files: Vec<PathBuf> = if files.is_empty() {
         let home = PathBuf::from(env.get("HOME").unwrap_or("/var/lib/one"));
         let dir = home.join(".ssh");
@@ -26,10 +27,10 @@ pub(crate) fn public_keys(files: &[PathBuf], env: &Env) -> Result<Vec<String>, S
             .unwrap_or_default();
         found.sort();
         if found.is_empty() {
-            return Err(format!(
+            bail!(
                 "no public key in {}: create one (ssh-keygen) or give --ssh-key FILE",
                 dir.display()
-            ));
+            );
         }
         found
     } else {
@@ -37,7 +38,7 @@ pub(crate) fn public_keys(files: &[PathBuf], env: &Env) -> Result<Vec<String>, S
     };
     let mut keys = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        let text = std::fs::read_to_string(&f).map_err(|e| anyhow!("cannot read {}: {e}", f.display()))?;
         for line in text
             .lines()
             .map(str::trim)
@@ -45,18 +46,18 @@ pub(crate) fn public_keys(files: &[PathBuf], env: &Env) -> Result<Vec<String>, S
         {
             let mut words = line.split_whitespace();
             let (Some(kind), Some(data)) = (words.next(), words.next()) else {
-                return Err(format!("{}: {line:?} is not a public key", f.display()));
+                bail!("{}: {line:?} is not a public key", f.display());
             };
             let kind_ok = kind.chars().all(|c| c.is_ascii_alphanumeric() || "-@.".contains(c));
             let data_ok = data.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
             if !kind_ok || !data_ok {
-                return Err(format!("{}: not an OpenSSH public key line", f.display()));
+                bail!("{}: not an OpenSSH public key line", f.display());
             }
             keys.push(format!("{kind} {data}"));
         }
     }
     if keys.is_empty() {
-        return Err("no public key found: give --ssh-key FILE".into());
+        bail!("no public key found: give --ssh-key FILE");
     }
     Ok(keys)
 }
@@ -78,13 +79,13 @@ pub(crate) fn default_vnm(env: &Env) -> PathBuf {
         .unwrap_or(installed)
 }
 
-pub(crate) fn boot_options(access: &HostAccess, env: &Env, need_keys: bool) -> Result<BootstrapOptions, String> {
+pub(crate) fn boot_options(access: &HostAccess, env: &Env, need_keys: bool) -> Result<BootstrapOptions> {
     let skip = access
         .skip
         .iter()
         .filter(|s| !s.is_empty())
         .map(|s| {
-            BootPhase::parse(s).ok_or_else(|| format!("--skip {s:?}: one of packages, access, services, network, evpn"))
+            BootPhase::parse(s).ok_or_else(|| anyhow!("--skip {s:?}: one of packages, access, services, network, evpn"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(BootstrapOptions {

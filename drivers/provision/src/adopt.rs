@@ -13,6 +13,7 @@
 //!   added to a public network that exists: `ip add` and `ip delete` may
 //!   have changed their number since the description was written.
 
+use anyhow::{Error, Result, anyhow, bail};
 use opennebula::driver::{Env, Io};
 use opennebula::oned::Oned;
 use scaleway::baremetal::ServerFilter;
@@ -25,11 +26,9 @@ use crate::one::{One, Pool};
 use crate::state::{self, HostRecord, ProvisionState, Store};
 use crate::{ops, remote, report};
 
-type R<T> = Result<T, String>;
-
 /// The provision id its OpenNebula hosts and its VPC carry.
-fn find_id(d: &Description, client: &scaleway::Client, oned: &Oned, project: &str) -> R<String> {
-    let hosts = One { oned }.list(Pool::Host).map_err(|e| e.to_string())?;
+fn find_id(d: &Description, client: &scaleway::Client, oned: &Oned, project: &str) -> Result<String> {
+    let hosts = One { oned }.list(Pool::Host).map_err(Error::msg)?;
     let mut from_oned: Vec<String> = hosts
         .iter()
         .filter(|h| {
@@ -43,7 +42,7 @@ fn find_id(d: &Description, client: &scaleway::Client, oned: &Oned, project: &st
     from_oned.dedup();
     let vpcs = client
         .list_vpcs(&d.region, project, Some("one-scaleway"))
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::msg)?;
     let prefix = provision_tag("");
     let mut from_scaleway: Vec<String> = vpcs
         .iter()
@@ -58,12 +57,15 @@ fn find_id(d: &Description, client: &scaleway::Client, oned: &Oned, project: &st
     all.dedup();
     match all.as_slice() {
         [id] => Ok(id.clone()),
-        [] => Err(format!(
+        [] => Err(anyhow!(
             "nothing of provision {} was found: no OpenNebula host says PROVISION/NAME={}, no VPC named {} in {} \
              is tagged by one-scaleway",
-            d.name, d.name, d.name, d.region
+            d.name,
+            d.name,
+            d.name,
+            d.region
         )),
-        _ => Err(format!(
+        _ => Err(anyhow!(
             "provision {} has several ids (OpenNebula hosts: {}; VPCs: {}): adopt cannot tell which is the \
              provision; remove the other's resources first",
             d.name,
@@ -81,7 +83,7 @@ fn rebuild(
     client: &scaleway::Client,
     oned: &Oned,
     project: &str,
-) -> R<ProvisionState> {
+) -> Result<ProvisionState> {
     let mut s = ProvisionState {
         id: id.to_owned(),
         name: d.name.clone(),
@@ -100,8 +102,8 @@ fn rebuild(
                 name: None,
             },
         )
-        .map_err(|e| e.to_string())?;
-    let hosts = One { oned }.list(Pool::Host).map_err(|e| e.to_string())?;
+        .map_err(Error::msg)?;
+    let hosts = One { oned }.list(Pool::Host).map_err(Error::msg)?;
     let prefix = token(id, "host");
     for server in servers.iter().filter(|x| x.tags.contains(&provision_tag(id))) {
         let Some(index) = server
@@ -139,7 +141,7 @@ pub(crate) fn adopt(
     env: &Env,
     io: &mut Io<'_>,
     remote: Option<&dyn crate::bootstrap::Remote>,
-) -> R<()> {
+) -> Result<()> {
     let store = Store::new(&state::state_dir(env));
     let (file_lock, found) = take(&store, name, env, true)?;
     if let Some((s, in_oned)) = found {
@@ -153,24 +155,24 @@ pub(crate) fn adopt(
         return Ok(());
     }
     let file = file.ok_or_else(|| {
-        format!("no copy of provision {name} is left: give the description it was created from (adopt {name} FILE)")
+        anyhow!("no copy of provision {name} is left: give the description it was created from (adopt {name} FILE)")
     })?;
-    let (d, text) = read_description(file, env).map_err(|e| format!("{}: {}", file.display(), e.join("; ")))?;
+    let (d, text) = read_description(file, env).map_err(|e| anyhow!("{}: {}", file.display(), e.join("; ")))?;
     if d.name != name {
-        return Err(format!("{} describes provision {}, not {name}", file.display(), d.name));
+        bail!("{} describes provision {}, not {name}", file.display(), d.name);
     }
     let session = session(d, env)?;
     let project = session
         .client
         .credentials()
         .require_project()
-        .map_err(|e| e.to_string())?
+        .map_err(Error::msg)?
         .to_owned();
     let id = find_id(&session.d, &session.client, &session.oned, &project)?;
     let mut s = rebuild(&session.d, &text, &id, &session.client, &session.oned, &project)?;
     let public_exists = One { oned: &session.oned }
         .by_name(Pool::Vnet, &crate::one::public_network_name(&session.d))
-        .map_err(|e| e.to_string())?
+        .map_err(Error::msg)?
         .is_some_and(|f| f.provision.as_deref() == Some(id.as_str()));
     let c = checked(&session.d, &session.client, io)?;
     let boot = boot_options(access, env, true)?;

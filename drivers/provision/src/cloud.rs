@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use anyhow::{Result, anyhow};
 use scaleway::baremetal::{NewInstall, NewServer, PrivateNetworkStatus, Server, ServerFilter};
 use scaleway::flexible_ip::FipFilter;
 use scaleway::wait::{Progress, WaitPolicy, wait_until};
@@ -44,13 +45,13 @@ pub struct Waits {
 }
 
 impl Waits {
-    pub fn from_env(base: WaitPolicy, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn from_env(base: WaitPolicy, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let install = match env("ONE_SCALEWAY_INSTALL_WAIT") {
             None => 3600,
             Some(v) => v
                 .trim()
                 .parse()
-                .map_err(|_| format!("ONE_SCALEWAY_INSTALL_WAIT={v:?} is not a whole number of seconds"))?,
+                .map_err(|_| anyhow!("ONE_SCALEWAY_INSTALL_WAIT={v:?} is not a whole number of seconds"))?,
         };
         Ok(Self {
             short: base,
@@ -59,15 +60,13 @@ impl Waits {
     }
 }
 
-type R<T> = Result<T, String>;
-
-fn e(what: &str) -> impl Fn(Error) -> String + '_ {
-    move |err| format!("{what}: {err}")
+fn e(what: &str) -> impl Fn(Error) -> anyhow::Error + '_ {
+    move |err| anyhow!("{what}: {err}")
 }
 
 /// The frontend's keys registered in the project; keys that were there
 /// before are used and kept.
-pub fn ensure_ssh_keys(client: &Client, s: &ProvisionState, keys: &[String]) -> R<Vec<SshKeyRecord>> {
+pub fn ensure_ssh_keys(client: &Client, s: &ProvisionState, keys: &[String]) -> Result<Vec<SshKeyRecord>> {
     let prefix = format!("one-scaleway-{}-", s.id);
     let mut out = Vec::new();
     for (i, key) in keys.iter().enumerate() {
@@ -85,7 +84,7 @@ pub fn ensure_ssh_keys(client: &Client, s: &ProvisionState, keys: &[String]) -> 
     Ok(out)
 }
 
-pub fn ensure_vpc(client: &Client, region: &Region, s: &ProvisionState) -> R<String> {
+pub fn ensure_vpc(client: &Client, region: &Region, s: &ProvisionState) -> Result<String> {
     let t = token(&s.id, "vpc");
     if let Some(v) = client
         .list_vpcs(region, &s.project_id, Some(&t))
@@ -101,7 +100,7 @@ pub fn ensure_vpc(client: &Client, region: &Region, s: &ProvisionState) -> R<Str
         .map_err(e("creating the VPC"))
 }
 
-pub fn ensure_private_network(client: &Client, d: &Description, s: &ProvisionState, vpc: &str) -> R<String> {
+pub fn ensure_private_network(client: &Client, d: &Description, s: &ProvisionState, vpc: &str) -> Result<String> {
     let t = token(&s.id, "pn");
     if let Some(p) = client
         .list_private_networks(&d.region, &s.project_id, Some(&t))
@@ -126,7 +125,7 @@ pub fn ensure_private_network(client: &Client, d: &Description, s: &ProvisionSta
 }
 
 /// The public gateway (found by tag, or ordered); see [`wait_gateway`].
-pub fn ensure_gateway(client: &Client, d: &Description, s: &ProvisionState) -> R<String> {
+pub fn ensure_gateway(client: &Client, d: &Description, s: &ProvisionState) -> Result<String> {
     let t = token(&s.id, "gw");
     let id = match client
         .list_gateways(&d.zone, &s.project_id, Some(&t))
@@ -146,14 +145,14 @@ pub fn ensure_gateway(client: &Client, d: &Description, s: &ProvisionState) -> R
 }
 
 /// Waits until the gateway is running (a new one may read as missing for a moment).
-pub fn wait_gateway(client: &Client, d: &Description, id: &str, w: &Waits) -> R<()> {
+pub fn wait_gateway(client: &Client, d: &Description, id: &str, w: &Waits) -> Result<()> {
     patiently(|| client.wait_gateway_running(&d.zone, id, w.short), w)
         .map(drop)
         .map_err(e("waiting for the public gateway"))
 }
 
 /// The gateway's leg in the private network (default route pushed), ready.
-pub fn ensure_gateway_network(client: &Client, d: &Description, gw: &str, pn: &str, w: &Waits) -> R<String> {
+pub fn ensure_gateway_network(client: &Client, d: &Description, gw: &str, pn: &str, w: &Waits) -> Result<String> {
     let g = client
         .get_gateway(&d.zone, gw)
         .map_err(e("reading the public gateway"))?;
@@ -193,7 +192,7 @@ pub fn ensure_server(
     w: &Waits,
     step: &dyn Fn(&str),
     record: &dyn Fn(&str),
-) -> R<ServerUp> {
+) -> Result<ServerUp> {
     let t = token(&s.id, &format!("host{}", h.index));
     let what = format!("server {}", h.name);
     let existing = match &h.server_id {
@@ -252,7 +251,7 @@ pub fn ensure_server(
     let public_ip: Ipv4Addr = server
         .public_ipv4()
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("{what} ({}) has no public IPv4 address", server.id))?;
+        .ok_or_else(|| anyhow!("{what} ({}) has no public IPv4 address", server.id))?;
     let has_option = server
         .options
         .iter()
@@ -278,7 +277,7 @@ pub fn ensure_server(
     let mapping = mappings
         .iter()
         .find(|m| m.private_network_id == pn && m.status == PrivateNetworkStatus::Attached)
-        .ok_or_else(|| format!("{what} is not attached to private network {pn}"))?;
+        .ok_or_else(|| anyhow!("{what} is not attached to private network {pn}"))?;
     let ips = client
         .list_ipam_ips_of(&d.region, &mapping.id)
         .map_err(e(&format!("reading the private address of {what}")))?;
@@ -287,7 +286,7 @@ pub fn ensure_server(
         .filter(|i| !i.is_ipv6)
         .find_map(|i| i.address.split('/').next().and_then(|a| a.parse::<Ipv4Addr>().ok()))
         .filter(|a| d.private_cidr.contains(*a))
-        .ok_or_else(|| format!("{what} has no address in {} on the private network", d.private_cidr))?;
+        .ok_or_else(|| anyhow!("{what} has no address in {} on the private network", d.private_cidr))?;
     Ok(ServerUp {
         server_id: server.id,
         public_ip,
@@ -327,7 +326,7 @@ fn patiently<T>(op: impl Fn() -> scaleway::Result<T>, w: &Waits) -> scaleway::Re
 }
 
 /// Deletes a server (detached from private networks first) and waits until it is gone.
-pub fn delete_server(client: &Client, zone: &Zone, id: &str, w: &Waits) -> R<()> {
+pub fn delete_server(client: &Client, zone: &Zone, id: &str, w: &Waits) -> Result<()> {
     let what = format!("deleting server {id}");
     if find_patiently(|| client.find_server(zone, id), w)
         .map_err(e(&what))?
@@ -338,13 +337,13 @@ pub fn delete_server(client: &Client, zone: &Zone, id: &str, w: &Waits) -> R<()>
     let attached = match client.list_server_private_networks(zone, id) {
         Ok(list) => !list.is_empty(),
         Err(err) if err.is_not_found() => return Ok(()),
-        Err(err) => return Err(format!("{what}: {err}")),
+        Err(err) => return Err(anyhow!("{what}: {err}")),
     };
     if attached {
         match client.set_server_private_networks(zone, id, &[]) {
             Ok(_) => {}
             Err(err) if err.is_not_found() => return Ok(()),
-            Err(err) => return Err(format!("{what}: detaching it from the private network: {err}")),
+            Err(err) => return Err(anyhow!("{what}: detaching it from the private network: {err}")),
         }
     }
     client.delete_server(zone, id).map_err(e(&what))?;
@@ -352,7 +351,7 @@ pub fn delete_server(client: &Client, zone: &Zone, id: &str, w: &Waits) -> R<()>
 }
 
 /// Deletes the gateway network and waits until it is gone.
-pub fn delete_gateway_network(client: &Client, zone: &Zone, id: &str, w: &Waits) -> R<()> {
+pub fn delete_gateway_network(client: &Client, zone: &Zone, id: &str, w: &Waits) -> Result<()> {
     let what = format!("deleting gateway network {id}");
     client.delete_gateway_network(zone, id).map_err(e(&what))?;
     wait_until(
@@ -372,18 +371,18 @@ pub fn delete_gateway_network(client: &Client, zone: &Zone, id: &str, w: &Waits)
 }
 
 /// Deletes the gateway (and its IP) once it is not busy.
-pub fn delete_gateway(client: &Client, zone: &Zone, id: &str, w: &Waits) -> R<()> {
+pub fn delete_gateway(client: &Client, zone: &Zone, id: &str, w: &Waits) -> Result<()> {
     let what = format!("deleting public gateway {id}");
     match patiently(|| client.wait_gateway_running(zone, id, w.short), w) {
         Ok(_) => {}
         Err(err) if err.is_not_found() => return Ok(()),
-        Err(err) => return Err(format!("{what}: {err}")),
+        Err(err) => return Err(anyhow!("{what}: {err}")),
     }
     client.delete_gateway(zone, id, true).map(drop).map_err(e(&what))
 }
 
 /// Deletes the private network, waiting while it is still in use.
-pub fn delete_private_network(client: &Client, region: &Region, id: &str, w: &Waits) -> R<()> {
+pub fn delete_private_network(client: &Client, region: &Region, id: &str, w: &Waits) -> Result<()> {
     wait_until(
         "private network",
         id,
@@ -401,7 +400,7 @@ pub fn delete_private_network(client: &Client, region: &Region, id: &str, w: &Wa
 }
 
 /// Deletes the VPC, waiting while it still holds a network.
-pub fn delete_vpc(client: &Client, region: &Region, id: &str, w: &Waits) -> R<()> {
+pub fn delete_vpc(client: &Client, region: &Region, id: &str, w: &Waits) -> Result<()> {
     wait_until(
         "VPC",
         id,
@@ -427,7 +426,7 @@ pub struct Leftover {
 }
 
 /// Everything Scaleway still has with the provision's tag.
-pub fn leftovers(client: &Client, d: &Description, s: &ProvisionState) -> R<Vec<Leftover>> {
+pub fn leftovers(client: &Client, d: &Description, s: &ProvisionState) -> Result<Vec<Leftover>> {
     let tag = provision_tag(&s.id);
     let mut out = Vec::new();
     let servers = client

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use anyhow::{Error, Result, anyhow, bail};
 use opennebula::driver::{Env, Io};
 use opennebula::oned::Oned;
 
@@ -18,9 +19,9 @@ use crate::state::{self, ProvisionState, Store};
 use crate::{PROGRAM, bootstrap, check, cloud, dry_run, one, progress, remote, report};
 
 /// Finds providers in oned (connecting on first use).
-fn provider_lookup(env: &Env) -> impl Fn(&str) -> Result<Option<Provider>, String> + '_ {
+fn provider_lookup(env: &Env) -> impl Fn(&str) -> Result<Option<Provider>> + '_ {
     move |name: &str| {
-        let oned = Oned::from_env(env).map_err(|e| format!("cannot ask oned for providers: {e}"))?;
+        let oned = Oned::from_env(env).map_err(|e| anyhow!("cannot ask oned for providers: {e}"))?;
         Providers { oned: &oned }.get(name).map(|found| found.map(|(_, p)| p))
     }
 }
@@ -37,14 +38,14 @@ pub(crate) fn client_for(
     zone: &scaleway::Zone,
     profile: Option<&str>,
     env: &Env,
-) -> Result<(scaleway::Client, scaleway::Tuning), String> {
+) -> Result<(scaleway::Client, scaleway::Tuning)> {
     let from_env = |k: &str| env.get(k).map(str::to_owned);
     let fetch = |_: u64| Err("no provision id".to_owned());
     let mut credentials =
-        scaleway::config::resolve_for(&from_env, profile, None, Box::new(fetch)).map_err(|e| e.to_string())?;
+        scaleway::config::resolve_for(&from_env, profile, None, Box::new(fetch)).map_err(Error::msg)?;
     credentials.zone = Some(zone.clone());
-    let tuning = scaleway::Tuning::from_env(&from_env).map_err(|e| e.to_string())?;
-    let client = scaleway::Client::new(credentials, tuning.options.clone()).map_err(|e| e.to_string())?;
+    let tuning = scaleway::Tuning::from_env(&from_env).map_err(Error::msg)?;
+    let client = scaleway::Client::new(credentials, tuning.options.clone()).map_err(Error::msg)?;
     Ok((client, tuning))
 }
 
@@ -57,7 +58,7 @@ fn hypervisor_name(h: Hypervisor) -> &'static str {
 
 pub(crate) fn validate(file: &Path, json: bool, env: &Env, io: &mut Io<'_>) -> Result<(), Vec<String>> {
     let result = read_description(file, env).and_then(|(d, _)| {
-        let (client, _) = client_for(&d.zone, d.profile.as_deref(), env).map_err(|e| vec![e])?;
+        let (client, _) = client_for(&d.zone, d.profile.as_deref(), env).map_err(|e| vec![format!("{e:#}")])?;
         check::check(&d, &client).map(|c| (d, c))
     });
     let (d, checked) = match result {
@@ -144,9 +145,9 @@ impl Session {
     }
 }
 
-pub(crate) fn session(d: Description, env: &Env) -> Result<Session, String> {
+pub(crate) fn session(d: Description, env: &Env) -> Result<Session> {
     let (client, tuning) = client_for(&d.zone, d.profile.as_deref(), env)?;
-    let oned = Oned::from_env(env).map_err(|e| e.to_string())?;
+    let oned = Oned::from_env(env).map_err(Error::msg)?;
     let from_env = |k: &str| env.get(k).map(str::to_owned);
     let waits = cloud::Waits::from_env(tuning.wait, &from_env)?;
     Ok(Session { d, client, oned, waits })
@@ -155,23 +156,23 @@ pub(crate) fn session(d: Description, env: &Env) -> Result<Session, String> {
 /// The description recorded with a provision, its provider read again
 /// from oned. A provider whose zone is no longer the provision's is
 /// refused: the provision's resources are in the recorded zone.
-fn recorded_description(s: &ProvisionState, env: &Env) -> Result<Description, String> {
+fn recorded_description(s: &ProvisionState, env: &Env) -> Result<Description> {
     let d = description::parse(&s.description, &provider_lookup(env)).map_err(|e| {
-        format!(
+        anyhow!(
             "the description recorded with provision {} no longer reads: {}",
             s.name,
             e.join("; ")
         )
     })?;
     if !s.zone.is_empty() && s.zone != d.zone.as_str() {
-        return Err(format!(
+        bail!(
             "provision {} is in {}, but its provider {} now says {}: give the provider back its zone \
              (scaleway-provision provider update)",
             s.name,
             s.zone,
             d.provider.as_deref().unwrap_or("-"),
             d.zone
-        ));
+        );
     }
     Ok(d)
 }
@@ -188,15 +189,15 @@ pub(crate) fn take(
     name: &str,
     env: &Env,
     stale_too: bool,
-) -> Result<(state::Locked, Option<(ProvisionState, bool)>), String> {
+) -> Result<(state::Locked, Option<(ProvisionState, bool)>)> {
     let mut file_lock = store.lock(name)?;
-    let oned = Oned::from_env(env).map_err(|e| format!("cannot reach oned, which keeps the provisions: {e}"))?;
+    let oned = Oned::from_env(env).map_err(|e| anyhow!("cannot reach oned, which keeps the provisions: {e}"))?;
     let (link, from_oned) = Link::acquire(oned, name)?;
     file_lock.attach(link);
     let s = match from_oned {
         Some(s) => Some((s, true)),
         None => match file_lock.load()? {
-            Some(s) if s.oned_record && !stale_too => return Err(stale(name)),
+            Some(s) if s.oned_record && !stale_too => return Err(Error::msg(stale(name))),
             Some(mut s) => {
                 s.oned_record = false;
                 Some((s, false))
@@ -222,8 +223,8 @@ pub(crate) fn record_facts(s: &mut ProvisionState, d: &Description) {
     s.opennebula_version.clone_from(&d.opennebula_version);
 }
 
-pub(crate) fn checked(d: &Description, client: &scaleway::Client, io: &mut Io<'_>) -> Result<check::Checked, String> {
-    let c = check::check(d, client).map_err(|e| e.join("; "))?;
+pub(crate) fn checked(d: &Description, client: &scaleway::Client, io: &mut Io<'_>) -> Result<check::Checked> {
+    let c = check::check(d, client).map_err(|e| anyhow!(e.join("; ")))?;
     for w in &c.warnings {
         let _ = writeln!(io.stderr, "WARN: {PROGRAM}: {w}");
     }
@@ -247,8 +248,8 @@ pub(crate) fn create(
     env: &Env,
     io: &mut Io<'_>,
     remote: Option<&dyn bootstrap::Remote>,
-) -> Result<(), String> {
-    let (d, text) = read_description(file, env).map_err(|e| format!("{}: {}", file.display(), e.join("; ")))?;
+) -> Result<()> {
+    let (d, text) = read_description(file, env).map_err(|e| anyhow!("{}: {}", file.display(), e.join("; ")))?;
     let boot = boot_options(access, env, true)?;
     let store = Store::new(&state::state_dir(env));
     if dry_run {
@@ -266,10 +267,11 @@ pub(crate) fn create(
     let file_lock = take(&store, &d.name, env, false)?;
     let mut s = match file_lock.1.clone().map(|(s, _)| s) {
         Some(s) if s.description != text => {
-            return Err(format!(
+            bail!(
                 "provision {} exists with another description: `scaleway-provision show {}`; use host/ip commands to change it, or delete it first",
-                d.name, d.name
-            ));
+                d.name,
+                d.name
+            );
         }
         Some(s) => s,
         None => ProvisionState {
@@ -293,7 +295,7 @@ pub(crate) fn create(
             .client
             .credentials()
             .require_project()
-            .map_err(|e| e.to_string())?
+            .map_err(Error::msg)?
             .to_owned();
     }
     if s.phase == state::Phase::Ready {
@@ -342,7 +344,7 @@ pub(crate) fn operate(
     env: &Env,
     io: &mut Io<'_>,
     remote: Option<&dyn bootstrap::Remote>,
-) -> Result<(), String> {
+) -> Result<()> {
     let store = Store::new(&state::state_dir(env));
     let (file_lock, found) = take(&store, name, env, false)?;
     let Some(mut s) = found.map(|(s, _)| s) else {
@@ -352,7 +354,7 @@ pub(crate) fn operate(
                 let _ = writeln!(io.stdout, "provision {name} does not exist (nothing to delete)");
                 Ok(())
             }
-            _ => Err(format!("no provision named {name} (scaleway-provision list)")),
+            _ => Err(anyhow!("no provision named {name} (scaleway-provision list)")),
         };
     };
     let d = recorded_description(&s, env)?;
@@ -386,7 +388,7 @@ pub(crate) fn operate(
             let _ = writeln!(io.stdout, "configured host(s) {}", done.join(" "));
         }
         Op::HostAdd(n, _) => {
-            let c = c.ok_or("no check")?;
+            let c = c.ok_or_else(|| anyhow!("no check"))?;
             let added = ops::host_add(&ctx, &mut s, *n, &c)?;
             let _ = writeln!(io.stdout, "added {} host(s)", added.len());
         }

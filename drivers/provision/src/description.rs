@@ -29,6 +29,7 @@ use std::net::IpAddr;
 
 use std::ops::RangeInclusive;
 
+use anyhow::Result;
 use ipnetwork::Ipv4Network;
 use scaleway::yaml::{self, Spanned, at};
 use scaleway::{Region, Zone};
@@ -167,10 +168,7 @@ fn input(v: &Option<Spanned<String>>, default: Option<&String>) -> Option<Input>
 
 /// Reads and validates a description. `provider` finds a provider by name
 /// (`Ok(None)`: there is none). All problems are returned together.
-pub fn parse(
-    text: &str,
-    provider: &dyn Fn(&str) -> Result<Option<Provider>, String>,
-) -> Result<Description, Vec<String>> {
+pub fn parse(text: &str, provider: &dyn Fn(&str) -> Result<Option<Provider>>) -> Result<Description, Vec<String>> {
     let raw: RawDescription = yaml::from_str(text).map_err(|e| vec![format!("the description does not read: {e}")])?;
     let mut errors = Vec::new();
     let name = raw.name.value.clone();

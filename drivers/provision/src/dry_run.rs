@@ -1,6 +1,7 @@
 //! `create --dry-run`: what `create` would do, from the description alone
 //! (pure: no Scaleway or oned call), as text.
 
+use anyhow::Result;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -12,7 +13,7 @@ use crate::ops::{BootstrapOptions, cluster_facts};
 use crate::state::{HostRecord, ProvisionState};
 
 /// The plan of a new provision. `s` carries the id the provision would get.
-pub fn render(d: &Description, s: &ProvisionState, boot: &BootstrapOptions) -> Result<String, String> {
+pub fn render(d: &Description, s: &ProvisionState, boot: &BootstrapOptions) -> Result<String> {
     let mut out = String::new();
     let tags = cloud::tags(&s.id).join(", ");
     let _ = writeln!(

@@ -37,6 +37,7 @@ pub mod state;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use anyhow::{Result, anyhow};
 use opennebula::cli::parse_args;
 use opennebula::driver::{EXIT_FAILURE, Env, Io};
 
@@ -60,8 +61,8 @@ fn replace_file(path: &Path, text: &str) -> std::io::Result<PathBuf> {
     Ok(backup)
 }
 
-fn opennebula_config(oned: &Path, rc: &Path, write: bool, remove: bool, io: &mut Io<'_>) -> Result<(), String> {
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+fn opennebula_config(oned: &Path, rc: &Path, write: bool, remove: bool, io: &mut Io<'_>) -> Result<()> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| anyhow!("cannot read {}: {e}", p.display()));
     let edits = [
         (oned, oneconf::edit_oned_conf(&read(oned)?, !remove)?),
         (rc, oneconf::edit_vmm_execrc(&read(rc)?, !remove)?),
@@ -73,7 +74,7 @@ fn opennebula_config(oned: &Path, rc: &Path, write: bool, remove: bool, io: &mut
             let _ = writeln!(io.stdout, "{}: {change}", path.display());
         }
         if write && !edit.changes.is_empty() {
-            let backup = replace_file(path, &edit.text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let backup = replace_file(path, &edit.text).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
             let _ = writeln!(
                 io.stdout,
                 "{}: written (the previous version is in {})",
@@ -197,6 +198,6 @@ pub fn main_with_remote(argv: Vec<OsString>, env: &Env, mut io: Io<'_>, remote: 
     };
     match result {
         Ok(()) => 0,
-        Err(e) => fail(&mut io, command, &e),
+        Err(e) => fail(&mut io, command, &format!("{e:#}")),
     }
 }

@@ -2,6 +2,7 @@
 //! records, and copies from before oned kept them; stale copies are only
 //! warned about), and `unlock`.
 
+use anyhow::{Error, Result, anyhow};
 use opennebula::driver::{Env, Io};
 use opennebula::oned::Oned;
 
@@ -10,7 +11,7 @@ use crate::record::Records;
 use crate::state::{self, ProvisionState, Store};
 use crate::{PROGRAM, one, report};
 
-pub(crate) fn show(name: &str, json: bool, env: &Env, io: &mut Io<'_>) -> Result<(), String> {
+pub(crate) fn show(name: &str, json: bool, env: &Env, io: &mut Io<'_>) -> Result<()> {
     let listing = provisions(env)?;
     if let Some(w) = listing.warning() {
         let _ = writeln!(io.stderr, "WARN: {PROGRAM} show: {w}");
@@ -23,7 +24,8 @@ pub(crate) fn show(name: &str, json: bool, env: &Env, io: &mut Io<'_>) -> Result
             Err((n, e)) if n == name => Some(Err(e)),
             _ => None,
         })
-        .ok_or_else(|| format!("no provision named {name} (scaleway-provision list)"))??;
+        .ok_or_else(|| anyhow!("no provision named {name} (scaleway-provision list)"))?
+        .map_err(Error::msg)?;
     let ranges = s.one.public_network.and_then(|v| {
         Oned::from_env(env)
             .ok()
@@ -59,7 +61,7 @@ impl Listing {
 }
 
 /// Every provision: see [`Listing`].
-pub(crate) fn provisions(env: &Env) -> Result<Listing, String> {
+pub(crate) fn provisions(env: &Env) -> Result<Listing> {
     let store = Store::new(&state::state_dir(env));
     let local: Vec<Recorded> = store
         .names()?
@@ -67,11 +69,11 @@ pub(crate) fn provisions(env: &Env) -> Result<Listing, String> {
         .filter_map(|name| match store.read(&name) {
             Ok(Some(s)) => Some(Ok(s)),
             Ok(None) => None,
-            Err(e) => Some(Err((name, e))),
+            Err(e) => Some(Err((name, format!("{e:#}")))),
         })
         .collect();
     let from_oned = Oned::from_env(env)
-        .map_err(|e| e.to_string())
+        .map_err(Error::msg)
         .and_then(|oned| Records { oned: &oned }.list_all());
     match from_oned {
         Ok(docs) => {
@@ -100,7 +102,7 @@ pub(crate) fn provisions(env: &Env) -> Result<Listing, String> {
         Err(e) => Ok(Listing {
             all: local,
             stale: Vec::new(),
-            oned_error: Some(e),
+            oned_error: Some(format!("{e:#}")),
         }),
     }
 }
@@ -112,7 +114,7 @@ fn name_of(p: &Recorded) -> &str {
     }
 }
 
-pub(crate) fn list(json: bool, env: &Env, io: &mut Io<'_>) -> Result<(), String> {
+pub(crate) fn list(json: bool, env: &Env, io: &mut Io<'_>) -> Result<()> {
     let listing = provisions(env)?;
     if let Some(w) = listing.warning() {
         let _ = writeln!(io.stderr, "WARN: {PROGRAM} list: {w}");
@@ -161,12 +163,12 @@ pub(crate) fn list(json: bool, env: &Env, io: &mut Io<'_>) -> Result<(), String>
 
 /// `unlock`: releases oned's lock of a provision left by a command that
 /// is not running any more (on any frontend).
-pub(crate) fn unlock(name: &str, env: &Env, io: &mut Io<'_>) -> Result<(), String> {
-    let oned = Oned::from_env(env).map_err(|e| format!("cannot reach oned: {e}"))?;
+pub(crate) fn unlock(name: &str, env: &Env, io: &mut Io<'_>) -> Result<()> {
+    let oned = Oned::from_env(env).map_err(|e| anyhow!("cannot reach oned: {e}"))?;
     let records = Records { oned: &oned };
     let doc = records
         .find(name)?
-        .ok_or_else(|| format!("no provision named {name} in oned (scaleway-provision list)"))?;
+        .ok_or_else(|| anyhow!("no provision named {name} in oned (scaleway-provision list)"))?;
     if doc.locked_since.is_none() {
         let _ = writeln!(io.stdout, "provision {name} is not locked");
         return Ok(());

@@ -17,6 +17,7 @@
 //! - `vmm_execrc`: `scaleway-post scaleway-clean` in `VNMAD_LOCAL_ACTIONS`,
 //!   so those run on the frontend.
 
+use anyhow::{Result, anyhow, bail};
 use opennebula::template::{Template, Value};
 
 /// Marks the lines we add.
@@ -87,26 +88,24 @@ fn edit_ipam_arguments(arguments: &str, add: bool) -> Option<String> {
 }
 
 /// Adds (or with `add = false` removes) our registration in `oned.conf`.
-pub fn edit_oned_conf(text: &str, add: bool) -> Result<Edit, String> {
-    let parsed = Template::parse(text).map_err(|e| format!("oned.conf: {e}; edit it by hand (see the README)"))?;
+pub fn edit_oned_conf(text: &str, add: bool) -> Result<Edit> {
+    let parsed = Template::parse(text).map_err(|e| anyhow!("oned.conf: {e}; edit it by hand (see the README)"))?;
     let mut out = text.to_owned();
     let mut changes = Vec::new();
     // IPAM_MAD ARGUMENTS: edit in place, keeping the file's layout.
     let ipam = parsed
         .vector_named("IPAM_MAD")
-        .ok_or("oned.conf has no IPAM_MAD section")?;
+        .ok_or_else(|| anyhow!("oned.conf has no IPAM_MAD section"))?;
     let arguments = ipam
         .iter()
         .find(|(k, _)| k == "ARGUMENTS")
         .map(|(_, v)| v.as_str())
-        .ok_or("IPAM_MAD has no ARGUMENTS")?;
+        .ok_or_else(|| anyhow!("IPAM_MAD has no ARGUMENTS"))?;
     match edit_ipam_arguments(arguments, add) {
         Some(edited) => {
             let quoted = format!("\"{arguments}\"");
             if out.matches(&quoted).count() != 1 {
-                return Err(format!(
-                    "oned.conf: cannot find IPAM_MAD's ARGUMENTS {quoted} exactly once; edit it by hand"
-                ));
+                bail!("oned.conf: cannot find IPAM_MAD's ARGUMENTS {quoted} exactly once; edit it by hand");
             }
             out = out.replacen(&quoted, &format!("\"{edited}\""), 1);
             changes.push(format!("IPAM_MAD ARGUMENTS: \"{arguments}\" -> \"{edited}\""));
@@ -194,7 +193,7 @@ pub fn edit_oned_conf(text: &str, add: bool) -> Result<Edit, String> {
 }
 
 /// Adds (or removes) `scaleway-post scaleway-clean` in `VNMAD_LOCAL_ACTIONS`.
-pub fn edit_vmm_execrc(text: &str, add: bool) -> Result<Edit, String> {
+pub fn edit_vmm_execrc(text: &str, add: bool) -> Result<Edit> {
     const OURS: [&str; 2] = ["scaleway-post", "scaleway-clean"];
     let mut changes = Vec::new();
     let mut found = false;
@@ -332,16 +331,19 @@ mod tests {
         assert!(
             edit_oned_conf("LOG = [ SYSTEM = \"file\" ]\n", true)
                 .unwrap_err()
+                .to_string()
                 .contains("no IPAM_MAD")
         );
         assert!(
             edit_oned_conf("IPAM_MAD = [ EXECUTABLE = \"one_ipam\" ]\n", true)
                 .unwrap_err()
+                .to_string()
                 .contains("no ARGUMENTS")
         );
         assert!(
             edit_oned_conf("IPAM_MAD = [ ARGUMENTS = \"x\"\n", true)
                 .unwrap_err()
+                .to_string()
                 .contains("edit it by hand")
         );
     }

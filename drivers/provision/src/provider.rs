@@ -20,6 +20,7 @@
 //!   subscription_period: hourly
 //! ```
 
+use anyhow::{Error, Result, anyhow, bail};
 use opennebula::oned::{Oned, Param};
 use opennebula::template::Template;
 use opennebula::xml::Element;
@@ -94,26 +95,26 @@ pub fn is_provider_name(s: &str) -> bool {
 }
 
 /// A zone where provisions can be made, or why not.
-pub fn check_zone(zone: &str) -> Result<Zone, String> {
+pub fn check_zone(zone: &str) -> Result<Zone> {
     match Zone::new(zone) {
         Ok(z) if ZONES.contains(&z.as_str()) => Ok(z),
-        Ok(z) => Err(format!(
+        Ok(z) => Err(anyhow!(
             "zone {z}: Elastic Metal with flexible IPs exists only in {}",
             ZONES.join(", ")
         )),
-        Err(e) => Err(format!("zone: {e}")),
+        Err(e) => Err(anyhow!("zone: {e}")),
     }
 }
 
 /// A credentials profile name, or why not.
-pub fn check_profile(profile: &str) -> Result<(), String> {
+pub fn check_profile(profile: &str) -> Result<()> {
     if !profile.is_empty()
         && profile.len() <= 64
         && profile.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         Ok(())
     } else {
-        Err(format!("profile {profile:?}: letters, digits, '-', '_' and '.' only"))
+        Err(anyhow!("profile {profile:?}: letters, digits, '-', '_' and '.' only"))
     }
 }
 
@@ -163,7 +164,7 @@ impl Provider {
 
     /// The document template oned keeps: plain attributes, readable in
     /// `one.document.info` by anyone allowed to see the document.
-    fn template(&self, with_name: bool) -> Result<String, String> {
+    fn template(&self, with_name: bool) -> Result<String> {
         let mut t = Template::new();
         if with_name {
             t.single("NAME", &self.name);
@@ -185,21 +186,19 @@ impl Provider {
                 t.single(name, v);
             }
         }
-        t.render().map_err(|e| e.to_string())
+        t.render().map_err(Error::msg)
     }
 
-    fn from_document(doc: &Element) -> Result<(i64, Self), String> {
+    fn from_document(doc: &Element) -> Result<(i64, Self)> {
         let id = doc.child("ID").and_then(|e| e.text.parse().ok()).unwrap_or(-1);
         let attr = |name: &str| template_attr(doc, name);
         if attr(KIND).is_none() {
-            return Err(format!(
-                "document {id} is not a provider of this tool (no TEMPLATE/{KIND})"
-            ));
+            bail!("document {id} is not a provider of this tool (no TEMPLATE/{KIND})");
         }
         let p = Self {
             name: doc.child("NAME").map(|e| e.text.clone()).unwrap_or_default(),
             description: attr("DESCRIPTION").unwrap_or_default(),
-            zone: attr("ZONE").ok_or_else(|| format!("provider document {id} has no ZONE"))?,
+            zone: attr("ZONE").ok_or_else(|| anyhow!("provider document {id} has no ZONE"))?,
             profile: attr("PROFILE"),
             defaults: Defaults {
                 offer: attr("DEFAULT_OFFER"),
@@ -218,8 +217,8 @@ pub struct Providers<'a> {
 
 impl Providers<'_> {
     /// Every provider, by name.
-    pub fn list(&self) -> Result<Vec<(i64, Provider)>, String> {
-        let docs = self.oned.documents(PROVIDER_DOCUMENT).map_err(|e| e.to_string())?;
+    pub fn list(&self) -> Result<Vec<(i64, Provider)>> {
+        let docs = self.oned.documents(PROVIDER_DOCUMENT).map_err(Error::msg)?;
         let mut all = docs
             .iter()
             .map(Provider::from_document)
@@ -229,42 +228,43 @@ impl Providers<'_> {
     }
 
     /// The provider of that name.
-    pub fn get(&self, name: &str) -> Result<Option<(i64, Provider)>, String> {
+    pub fn get(&self, name: &str) -> Result<Option<(i64, Provider)>> {
         Ok(self.list()?.into_iter().find(|(_, p)| p.name == name))
     }
 
     /// Registers a new provider; refuses a name in use.
-    pub fn create(&self, p: &Provider) -> Result<i64, String> {
+    pub fn create(&self, p: &Provider) -> Result<i64> {
         if let Some((id, _)) = self.get(&p.name)? {
-            return Err(format!(
+            bail!(
                 "provider {} exists (document {id}): `scaleway-provision provider update {} FILE` changes it",
-                p.name, p.name
-            ));
+                p.name,
+                p.name
+            );
         }
         self.oned
             .call_id(
                 "one.document.allocate",
                 &[Param::Str(p.template(true)?), Param::Int(PROVIDER_DOCUMENT)],
             )
-            .map_err(|e| format!("oned refused the provider: {e}"))
+            .map_err(|e| anyhow!("oned refused the provider: {e}"))
     }
 
     /// Replaces a provider's content (its name stays).
-    pub fn update(&self, id: i64, p: &Provider) -> Result<(), String> {
+    pub fn update(&self, id: i64, p: &Provider) -> Result<()> {
         self.oned
             .call(
                 "one.document.update",
                 &[Param::Int(id), Param::Str(p.template(false)?), Param::Int(0)],
             )
             .map(|_| ())
-            .map_err(|e| format!("oned refused the update of provider {}: {e}", p.name))
+            .map_err(|e| anyhow!("oned refused the update of provider {}: {e}", p.name))
     }
 
-    pub fn delete(&self, id: i64) -> Result<(), String> {
+    pub fn delete(&self, id: i64) -> Result<()> {
         self.oned
             .call("one.document.delete", &[Param::Int(id)])
             .map(|_| ())
-            .map_err(|e| format!("oned refused to delete provider document {id}: {e}"))
+            .map_err(|e| anyhow!("oned refused to delete provider document {id}: {e}"))
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use anyhow::{Result, anyhow, bail};
 use opennebula::driver::{Env, Io};
 use opennebula::oned::Oned;
 
@@ -11,18 +12,18 @@ use crate::listing::provisions;
 use crate::provider::{Provider, Providers, check_zone};
 use crate::{reach, report};
 
-fn read_file(file: &Path) -> Result<Provider, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    Provider::parse(&text).map_err(|e| format!("{}: {}", file.display(), e.join("; ")))
+fn read_file(file: &Path) -> Result<Provider> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+    Provider::parse(&text).map_err(|e| anyhow!("{}: {}", file.display(), e.join("; ")))
 }
 
 /// Refuses a provider whose credentials cannot read every product a provision uses.
-fn check_reach(p: &Provider, env: &Env) -> Result<(), String> {
+fn check_reach(p: &Provider, env: &Env) -> Result<()> {
     let zone = check_zone(&p.zone)?;
     let (client, _) = client_for(&zone, p.profile.as_deref(), env)
-        .map_err(|e| format!("provider {}: its credentials do not resolve: {e}", p.name))?;
+        .map_err(|e| anyhow!("provider {}: its credentials do not resolve: {e}", p.name))?;
     reach::reach(&client, &zone).map_err(|errors| {
-        format!(
+        anyhow!(
             "provider {}: its credentials cannot do what a provision needs:\n  {}",
             p.name,
             errors.join("\n  ")
@@ -31,10 +32,10 @@ fn check_reach(p: &Provider, env: &Env) -> Result<(), String> {
 }
 
 /// The provisions of this frontend that use a provider.
-fn users(name: &str, env: &Env) -> Result<Vec<String>, String> {
+fn users(name: &str, env: &Env) -> Result<Vec<String>> {
     let listing = provisions(env)?;
     if let Some(e) = listing.oned_error {
-        return Err(format!("cannot tell which provisions use provider {name}: {e}"));
+        bail!("cannot tell which provisions use provider {name}: {e}");
     }
     Ok(listing
         .all
@@ -45,23 +46,24 @@ fn users(name: &str, env: &Env) -> Result<Vec<String>, String> {
         .collect())
 }
 
-fn found(providers: &Providers<'_>, name: &str) -> Result<(i64, Provider), String> {
+fn found(providers: &Providers<'_>, name: &str) -> Result<(i64, Provider)> {
     providers
         .get(name)?
-        .ok_or_else(|| format!("no provider named {name} (scaleway-provision provider list)"))
+        .ok_or_else(|| anyhow!("no provider named {name} (scaleway-provision provider list)"))
 }
 
-pub(crate) fn run(command: &ProviderCommand, env: &Env, io: &mut Io<'_>) -> Result<(), String> {
-    let oned = Oned::from_env(env).map_err(|e| format!("cannot reach oned: {e}"))?;
+pub(crate) fn run(command: &ProviderCommand, env: &Env, io: &mut Io<'_>) -> Result<()> {
+    let oned = Oned::from_env(env).map_err(|e| anyhow!("cannot reach oned: {e}"))?;
     let providers = Providers { oned: &oned };
     match command {
         ProviderCommand::Create { file } => {
             let p = read_file(file)?;
             if let Some((id, _)) = providers.get(&p.name)? {
-                return Err(format!(
+                bail!(
                     "provider {} exists (document {id}): `scaleway-provision provider update {} FILE` changes it",
-                    p.name, p.name
-                ));
+                    p.name,
+                    p.name
+                );
             }
             check_reach(&p, env)?;
             let id = providers.create(&p)?;
@@ -103,19 +105,19 @@ pub(crate) fn run(command: &ProviderCommand, env: &Env, io: &mut Io<'_>) -> Resu
             let (id, old) = found(&providers, name)?;
             let new = read_file(file)?;
             if new.name != *name {
-                return Err(format!(
+                bail!(
                     "{} names provider {}, not {name}: a provider's name does not change",
                     file.display(),
                     new.name
-                ));
+                );
             }
             let used = users(name, env)?;
             if new.zone != old.zone && !used.is_empty() {
-                return Err(format!(
+                bail!(
                     "provider {name} is in {} and provision(s) {} use it: its zone cannot change (make another provider)",
                     old.zone,
                     used.join(", ")
-                ));
+                );
             }
             check_reach(&new, env)?;
             providers.update(id, &new)?;
@@ -128,10 +130,10 @@ pub(crate) fn run(command: &ProviderCommand, env: &Env, io: &mut Io<'_>) -> Resu
             };
             let used = users(name, env)?;
             if !used.is_empty() {
-                return Err(format!(
+                bail!(
                     "provision(s) {} use provider {name}: delete them first",
                     used.join(", ")
-                ));
+                );
             }
             providers.delete(id)?;
             let _ = writeln!(io.stdout, "provider {name} deleted");

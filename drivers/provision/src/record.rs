@@ -14,6 +14,7 @@
 //! (`scaleway-provision unlock`). The lock is taken at oned's `ADMIN` level,
 //! which blocks no operation we make on the document.
 
+use anyhow::{Error, Result, anyhow, bail};
 use opennebula::oned::{Oned, Param};
 use opennebula::template::Template;
 use opennebula::xml::Element;
@@ -26,8 +27,6 @@ pub const PROVISION_DOCUMENT: i64 = 1201;
 const KIND: &str = "SCALEWAY_PROVISION";
 /// `one.document.lock` level 3: ADMIN (blocks only administrative operations).
 const LOCK_LEVEL: i64 = 3;
-
-type R<T> = Result<T, String>;
 
 /// A provision record as oned keeps it.
 #[derive(Debug, Clone)]
@@ -82,7 +81,7 @@ pub struct Records<'a> {
 }
 
 impl Records<'_> {
-    fn template(state: &ProvisionState, holder: Option<&str>, with_name: bool) -> R<String> {
+    fn template(state: &ProvisionState, holder: Option<&str>, with_name: bool) -> Result<String> {
         let mut t = Template::new();
         if with_name {
             t.single("NAME", &state.name);
@@ -94,21 +93,21 @@ impl Records<'_> {
         }
         let mut stored = state.clone();
         stored.version = 1;
-        let body = serde_json::to_string(&stored).map_err(|e| format!("cannot encode the provision: {e}"))?;
+        let body = serde_json::to_string(&stored).map_err(|e| anyhow!("cannot encode the provision: {e}"))?;
         t.single("BODY", &body);
         t.render()
-            .map_err(|e| format!("cannot write provision {} for oned: {e}", state.name))
+            .map_err(|e| anyhow!("cannot write provision {} for oned: {e}", state.name))
     }
 
-    fn from_document(doc: &Element) -> R<Doc> {
+    fn from_document(doc: &Element) -> Result<Doc> {
         let id = doc.child("ID").and_then(|e| e.text.parse().ok()).unwrap_or(-1);
         let attr = |name: &str| crate::provider::template_attr(doc, name);
         if attr(KIND).is_none() {
-            return Err(format!("document {id} is not a provision record of this tool"));
+            bail!("document {id} is not a provision record of this tool");
         }
-        let body = attr("BODY").ok_or_else(|| format!("provision document {id} has no BODY"))?;
+        let body = attr("BODY").ok_or_else(|| anyhow!("provision document {id} has no BODY"))?;
         let state: ProvisionState =
-            serde_json::from_str(&body).map_err(|e| format!("provision document {id} does not read: {e}"))?;
+            serde_json::from_str(&body).map_err(|e| anyhow!("provision document {id} does not read: {e}"))?;
         let locked_since = doc
             .at("LOCK/LOCKED")
             .filter(|l| l.text != "0")
@@ -122,7 +121,7 @@ impl Records<'_> {
     }
 
     /// Every provision record, by name.
-    pub fn list(&self) -> R<Vec<Doc>> {
+    pub fn list(&self) -> Result<Vec<Doc>> {
         let mut all: Vec<Doc> = self.list_all()?.into_iter().filter_map(Result::ok).collect();
         all.sort_by(|a, b| a.state.name.cmp(&b.state.name).then(a.id.cmp(&b.id)));
         all.dedup_by(|b, a| a.state.name == b.state.name);
@@ -131,35 +130,40 @@ impl Records<'_> {
 
     /// Every provision record, each read or, for one that does not read,
     /// its document's name and why (one damaged record hides no other).
-    pub fn list_all(&self) -> R<Vec<Result<Doc, (String, String)>>> {
+    pub fn list_all(&self) -> Result<Vec<Result<Doc, (String, String)>>> {
         let docs = self
             .oned
             .documents(PROVISION_DOCUMENT)
-            .map_err(|e| format!("cannot list the provisions in oned: {e}"))?;
+            .map_err(|e| anyhow!("cannot list the provisions in oned: {e}"))?;
         Ok(docs
             .iter()
             .map(|d| {
-                Self::from_document(d).map_err(|e| (d.child("NAME").map(|n| n.text.clone()).unwrap_or_default(), e))
+                Self::from_document(d).map_err(|e| {
+                    (
+                        d.child("NAME").map(|n| n.text.clone()).unwrap_or_default(),
+                        format!("{e:#}"),
+                    )
+                })
             })
             .collect())
     }
 
     /// The record of that name (the oldest, were there two); an error when
     /// a record of that name does not read (nothing is done over it).
-    pub fn find(&self, name: &str) -> R<Option<Doc>> {
+    pub fn find(&self, name: &str) -> Result<Option<Doc>> {
         let all = self.list_all()?;
         if let Some((_, e)) = all.iter().filter_map(|r| r.as_ref().err()).find(|(n, _)| n == name) {
-            return Err(format!(
+            bail!(
                 "the record of provision {name} in oned does not read ({e}): restore it from a backup of oned, or \
                  delete that document and run `scaleway-provision adopt {name}`"
-            ));
+            );
         }
         Ok(self.list()?.into_iter().find(|d| d.state.name == name))
     }
 
     /// Registers a new record, locked by this command; refuses when another
     /// frontend registered the same name at the same moment.
-    pub fn create(&self, state: &ProvisionState, holder: &str) -> R<i64> {
+    pub fn create(&self, state: &ProvisionState, holder: &str) -> Result<i64> {
         let id = self
             .oned
             .call_id(
@@ -169,13 +173,13 @@ impl Records<'_> {
                     Param::Int(PROVISION_DOCUMENT),
                 ],
             )
-            .map_err(|e| format!("oned refused the record of provision {}: {e}", state.name))?;
+            .map_err(|e| anyhow!("oned refused the record of provision {}: {e}", state.name))?;
         self.lock(id)?;
         match self.find(&state.name)? {
             Some(first) if first.id != id => {
                 let _ = self.unlock(id);
                 let _ = self.delete(id);
-                Err(format!(
+                Err(anyhow!(
                     "another frontend registered provision {} at the same moment: use another name, or \
                      operate it from there",
                     state.name
@@ -186,7 +190,7 @@ impl Records<'_> {
     }
 
     /// Replaces a record's content.
-    pub fn update(&self, id: i64, state: &ProvisionState, holder: Option<&str>) -> R<()> {
+    pub fn update(&self, id: i64, state: &ProvisionState, holder: Option<&str>) -> Result<()> {
         self.oned
             .call(
                 "one.document.update",
@@ -197,37 +201,37 @@ impl Records<'_> {
                 ],
             )
             .map(|_| ())
-            .map_err(|e| format!("cannot record provision {} in oned: {e}", state.name))
+            .map_err(|e| anyhow!("cannot record provision {} in oned: {e}", state.name))
     }
 
-    pub fn delete(&self, id: i64) -> R<()> {
+    pub fn delete(&self, id: i64) -> Result<()> {
         self.oned
             .call("one.document.delete", &[Param::Int(id)])
             .map(|_| ())
-            .map_err(|e| format!("oned refused to delete provision document {id}: {e}"))
+            .map_err(|e| anyhow!("oned refused to delete provision document {id}: {e}"))
     }
 
-    fn lock(&self, id: i64) -> R<()> {
+    fn lock(&self, id: i64) -> Result<()> {
         self.oned
             .call(
                 "one.document.lock",
                 &[Param::Int(id), Param::Int(LOCK_LEVEL), Param::Bool(true)],
             )
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(Error::msg)
     }
 
-    pub fn unlock(&self, id: i64) -> R<()> {
+    pub fn unlock(&self, id: i64) -> Result<()> {
         self.oned
             .call("one.document.unlock", &[Param::Int(id)])
             .map(|_| ())
-            .map_err(|e| format!("oned refused to unlock provision document {id}: {e}"))
+            .map_err(|e| anyhow!("oned refused to unlock provision document {id}: {e}"))
     }
 
     /// Takes the lock of an existing record for this command (taking over a
     /// lock left by a command of this frontend that died), and writes the
     /// holder. Returns the record as it is now.
-    pub fn acquire(&self, name: &str, holder: &str) -> R<Option<Doc>> {
+    pub fn acquire(&self, name: &str, holder: &str) -> Result<Option<Doc>> {
         let Some(doc) = self.find(name)? else {
             return Ok(None);
         };
@@ -235,25 +239,25 @@ impl Records<'_> {
             // Locked: by whom?
             let now = self
                 .find(name)?
-                .ok_or_else(|| format!("provision {name} vanished from oned"))?;
+                .ok_or_else(|| anyhow!("provision {name} vanished from oned"))?;
             match &now.holder {
                 Some(h) if left_by_a_dead_command_here(h, now.locked_since) => {
                     self.unlock(now.id)?;
                     self.lock(now.id)
-                        .map_err(|e| format!("cannot lock provision {name} in oned: {e}"))?;
+                        .map_err(|e| anyhow!("cannot lock provision {name} in oned: {e}"))?;
                 }
                 h => {
-                    return Err(format!(
+                    bail!(
                         "provision {name} is being operated by {}: wait for it to finish; if no command is \
                          running there any more, run `scaleway-provision unlock {name}`",
                         describe_holder(h.as_deref(), now.locked_since)
-                    ));
+                    );
                 }
             }
         }
         let doc = self
             .find(name)?
-            .ok_or_else(|| format!("provision {name} vanished from oned"))?;
+            .ok_or_else(|| anyhow!("provision {name} vanished from oned"))?;
         self.update(doc.id, &doc.state, Some(holder))?;
         Ok(Some(doc))
     }
@@ -271,7 +275,7 @@ pub struct Link {
 impl Link {
     /// Takes the record of `name` for this command; returns the link and
     /// the record oned has (none yet for a new provision).
-    pub fn acquire(oned: Oned, name: &str) -> R<(Self, Option<ProvisionState>)> {
+    pub fn acquire(oned: Oned, name: &str) -> Result<(Self, Option<ProvisionState>)> {
         let holder = holder_here();
         let doc = Records { oned: &oned }.acquire(name, &holder)?;
         let (id, state) = match doc {
@@ -285,8 +289,8 @@ impl Link {
         Ok((link, state))
     }
 
-    pub fn save(&self, state: &ProvisionState) -> R<()> {
-        let mut doc = self.doc.lock().map_err(|_| "a worker failed".to_owned())?;
+    pub fn save(&self, state: &ProvisionState) -> Result<()> {
+        let mut doc = self.doc.lock().map_err(|_| anyhow!("a worker failed"))?;
         let records = Records { oned: &self.oned };
         match doc.0 {
             Some(id) => records.update(id, state, Some(&doc.2))?,
@@ -301,8 +305,8 @@ impl Link {
     }
 
     /// Deletes the record (the provision is gone).
-    pub fn remove(&self) -> R<()> {
-        let mut doc = self.doc.lock().map_err(|_| "a worker failed".to_owned())?;
+    pub fn remove(&self) -> Result<()> {
+        let mut doc = self.doc.lock().map_err(|_| anyhow!("a worker failed"))?;
         if let Some(id) = doc.0.take() {
             let records = Records { oned: &self.oned };
             let _ = records.unlock(id);

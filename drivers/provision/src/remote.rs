@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use anyhow::{Result, anyhow};
 use opennebula::driver::Env;
 
 use crate::bootstrap::{Remote, RemoteOutput};
@@ -25,10 +26,10 @@ pub struct Ssh {
 }
 
 impl Ssh {
-    pub fn from_env(env: &Env, user: &str) -> Result<Self, String> {
+    pub fn from_env(env: &Env, user: &str) -> Result<Self> {
         let timeout = opennebula::ssh::timeout_from_env(env, DEFAULT_TIMEOUT)?;
         let ssh = opennebula::ssh::Ssh::from_env(env, Some(user), timeout)
-            .map_err(|_| format!("--ssh-user {user:?} is not a user name"))?;
+            .map_err(|_| anyhow!("--ssh-user {user:?} is not a user name"))?;
         Ok(Self {
             ssh,
             known_hosts: env.get("HOME").map(|h| PathBuf::from(h).join(".ssh/known_hosts")),
@@ -37,7 +38,7 @@ impl Ssh {
 }
 
 impl Remote for Ssh {
-    fn run(&self, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> Result<RemoteOutput, String> {
+    fn run(&self, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> Result<RemoteOutput> {
         let words: Vec<&str> = argv.iter().map(String::as_str).collect();
         let out = self.ssh.run(
             &host.to_string(),
@@ -54,7 +55,7 @@ impl Remote for Ssh {
 
     /// Removes the host's key from `known_hosts`: a server that gets the
     /// address later is not refused as a changed key.
-    fn forget(&self, host: Ipv4Addr) -> Result<(), String> {
+    fn forget(&self, host: Ipv4Addr) -> Result<()> {
         match &self.known_hosts {
             Some(file) => opennebula::ssh::forget_host(file, &host.to_string()),
             None => Ok(()),

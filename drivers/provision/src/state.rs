@@ -16,6 +16,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use anyhow::{Error, Result, anyhow};
 use opennebula::driver::Env;
 use opennebula::store::{FileLock, StateFile, VERSION, Wait};
 use serde::{Deserialize, Serialize};
@@ -197,11 +198,11 @@ impl Store {
     }
 
     /// Every provision recorded (names, sorted).
-    pub fn names(&self) -> Result<Vec<String>, String> {
+    pub fn names(&self) -> Result<Vec<String>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot read {}: {e}", self.dir.display())),
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", self.dir.display())),
         };
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
@@ -214,7 +215,7 @@ impl Store {
     }
 
     /// Takes the provision's lock; fails at once if another command holds it.
-    pub fn lock(&self, name: &str) -> Result<Locked, String> {
+    pub fn lock(&self, name: &str) -> Result<Locked> {
         let lock_path = self.dir.join(format!(".{name}.lock"));
         match FileLock::acquire(&lock_path, Wait::No) {
             Ok(lock) => Ok(Locked {
@@ -222,22 +223,22 @@ impl Store {
                 _lock: lock,
                 link: None,
             }),
-            Err(e) if e.busy => Err(format!(
+            Err(e) if e.busy => Err(anyhow!(
                 "another scaleway-provision command is working on provision {name}: wait for it to finish"
             )),
-            Err(e) => Err(e.message),
+            Err(e) => Err(Error::msg(e)),
         }
     }
 
     /// Reads a provision without locking it (for `show` and `list`).
-    pub fn read(&self, name: &str) -> Result<Option<ProvisionState>, String> {
-        self.file(name).load().map_err(|e| e.message)
+    pub fn read(&self, name: &str) -> Result<Option<ProvisionState>> {
+        self.file(name).load().map_err(Error::msg)
     }
 }
 
 impl Locked {
-    pub fn load(&self) -> Result<Option<ProvisionState>, String> {
-        self.file.load().map_err(|e| e.message)
+    pub fn load(&self) -> Result<Option<ProvisionState>> {
+        self.file.load().map_err(Error::msg)
     }
 
     /// From now on, every save goes to oned's record first.
@@ -247,32 +248,32 @@ impl Locked {
 
     /// Records the provision: in oned (when attached), then the file, replaced
     /// atomically (temporary file, fsync, rename).
-    pub fn save(&self, state: &ProvisionState) -> Result<(), String> {
+    pub fn save(&self, state: &ProvisionState) -> Result<()> {
         let mut state = state.clone();
         if let Some(link) = &self.link {
             state.oned_record = true;
             link.save(&state)?;
         }
         state.version = VERSION;
-        self.file.save(&state).map_err(|e| e.message)
+        self.file.save(&state).map_err(Error::msg)
     }
 
     /// Removes the record in oned and the file (the provision is gone).
-    pub fn remove(&self) -> Result<(), String> {
+    pub fn remove(&self) -> Result<()> {
         if let Some(link) = &self.link {
             link.remove()?;
         }
-        self.file.remove().map_err(|e| e.message)
+        self.file.remove().map_err(Error::msg)
     }
 }
 
 /// A new provision id: `p` and 12 random hex digits.
-pub fn new_id() -> Result<String, String> {
+pub fn new_id() -> Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 6];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+        .map_err(|e| anyhow!("cannot read /dev/urandom: {e}"))?;
     Ok(format!(
         "p{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -312,6 +313,7 @@ mod tests {
             store
                 .lock("edge")
                 .unwrap_err()
+                .to_string()
                 .contains("another scaleway-provision command")
         );
         assert!(store.lock("other").is_ok());
@@ -330,7 +332,7 @@ mod tests {
         drop(held);
         assert!(store.lock("edge").is_ok());
         std::fs::write(store.path("bad"), "{").unwrap();
-        assert!(store.read("bad").unwrap_err().contains("damaged"));
+        assert!(store.read("bad").unwrap_err().to_string().contains("damaged"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

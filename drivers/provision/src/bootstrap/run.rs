@@ -3,6 +3,7 @@
 //! checked before it is sent.
 
 use super::*;
+use anyhow::{Result, anyhow, bail};
 
 /// Prefixes `sudo -n` unless the SSH user is root.
 pub fn privileged(user: &str, argv: &[String]) -> Vec<String> {
@@ -118,10 +119,10 @@ pub struct RemoteOutput {
 
 /// Runs commands on hosts (SSH, or a fake in tests).
 pub trait Remote: Sync {
-    fn run(&self, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> Result<RemoteOutput, String>;
+    fn run(&self, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> Result<RemoteOutput>;
 
     /// Forgets what was learnt about a deleted host (its SSH host key).
-    fn forget(&self, _host: Ipv4Addr) -> Result<(), String> {
+    fn forget(&self, _host: Ipv4Addr) -> Result<()> {
         Ok(())
     }
 }
@@ -134,22 +135,17 @@ pub fn execute(
     user: &str,
     vnm: &[u8],
     progress: &dyn Fn(&str),
-) -> Result<(), String> {
+) -> Result<()> {
     for step in steps {
         progress(&format!("{} ({})", step.title, step.phase.as_str()));
-        execute_action(remote, host, &step.action, user, vnm).map_err(|e| format!("{}: {e}", step.title))?;
+        execute_action(remote, host, &step.action, user, vnm).map_err(|e| anyhow!("{}: {e}", step.title))?;
     }
     Ok(())
 }
 
-pub(super) fn checked(
-    remote: &dyn Remote,
-    host: Ipv4Addr,
-    argv: &[String],
-    stdin: &[u8],
-) -> Result<RemoteOutput, String> {
+pub(super) fn checked(remote: &dyn Remote, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> Result<RemoteOutput> {
     if let Some(bad) = argv.iter().find(|w| !safe_word(w)) {
-        return Err(format!("refusing to send {bad:?} to a remote shell"));
+        bail!("refusing to send {bad:?} to a remote shell");
     }
     let out = remote.run(host, argv, stdin)?;
     if out.success {
@@ -161,7 +157,7 @@ pub(super) fn checked(
             .rfind(|l| !l.trim().is_empty())
             .unwrap_or("no message")
             .to_owned();
-        Err(format!("`{}` failed on {host}: {why}", argv.join(" ")))
+        Err(anyhow!("`{}` failed on {host}: {why}", argv.join(" ")))
     }
 }
 
@@ -171,7 +167,7 @@ pub(super) fn execute_action(
     action: &Action,
     user: &str,
     vnm: &[u8],
-) -> Result<(), String> {
+) -> Result<()> {
     let ip = host.public_ip;
     match action {
         Action::Run { argv, stdin } => {

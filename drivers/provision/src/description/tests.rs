@@ -1,21 +1,22 @@
 use super::*;
+use anyhow::anyhow;
 
 const GOOD: &str = "name: edge-paris\nprovider: fr-par-1\ninputs:\n  number_hosts: 3\n  offer: EM-A116X-SSD\n  \
                     os: Ubuntu 24.04\n  number_public_ips: 2\n  dns: 1.1.1.1 9.9.9.9\n";
 
-fn providers(name: &str) -> Result<Option<Provider>, String> {
+fn providers(name: &str) -> Result<Option<Provider>> {
     Ok(match name {
         "fr-par-1" => {
-            Some(Provider::parse("name: fr-par-1\nconnection:\n  zone: fr-par-1\n").map_err(|e| e.join(";"))?)
+            Some(Provider::parse("name: fr-par-1\nconnection:\n  zone: fr-par-1\n").map_err(|e| anyhow!(e.join(";")))?)
         }
         "paris" => Some(
             Provider::parse(
                 "name: paris\nconnection: {zone: fr-par-2, profile: edge}\ndefaults:\n  offer: EM-B220E-NVME\n  \
                  os: Ubuntu 22.04\n  subscription_period: monthly\n",
             )
-            .map_err(|e| e.join(";"))?,
+            .map_err(|e| anyhow!(e.join(";")))?,
         ),
-        "broken" => return Err("oned is not answering".into()),
+        "broken" => return Err(anyhow!("oned is not answering")),
         _ => None,
     })
 }

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::{Error, Result, anyhow, bail};
 use opennebula::oned::{Oned, OnedError, Param};
 use opennebula::template::Template;
 use opennebula::xml::Element;
@@ -109,11 +110,11 @@ impl One<'_> {
 
     /// The object named `name` if it is this provision's; an error if that
     /// name belongs to something else.
-    fn ours(&self, pool: Pool, name: &str, provision: &str) -> Result<Option<i64>, String> {
-        match self.by_name(pool, name).map_err(|e| e.to_string())? {
+    fn ours(&self, pool: Pool, name: &str, provision: &str) -> Result<Option<i64>> {
+        match self.by_name(pool, name).map_err(Error::msg)? {
             None => Ok(None),
             Some(f) if f.provision.as_deref() == Some(provision) => Ok(Some(f.id)),
-            Some(f) => Err(format!(
+            Some(f) => Err(anyhow!(
                 "OpenNebula already has a {} named {name} (id {}) that is not of this provision: \
                  rename or delete it, or give the provision another name",
                 pool.what(),
@@ -123,18 +124,18 @@ impl One<'_> {
     }
 
     /// The cluster (created, or found by name).
-    pub fn ensure_cluster(&self, name: &str, s: &ProvisionState) -> Result<i64, String> {
-        let err = |e: OnedError| e.to_string();
+    pub fn ensure_cluster(&self, name: &str, s: &ProvisionState) -> Result<i64> {
+        let err = |e: OnedError| Error::msg(e);
         let id = match self.by_name(Pool::Cluster, name).map_err(err)? {
             Some(f) if f.provision.as_deref() == Some(s.id.as_str()) => return Ok(f.id),
             // Allocated by a run killed before it could mark it: empty and unmarked.
             Some(f) if f.provision.is_none() && s.one.cluster.is_none() && cluster_is_empty(&f.element) => f.id,
             Some(f) => {
-                return Err(format!(
+                bail!(
                     "OpenNebula already has a cluster named {name} (id {}) that is not of this provision: \
                      choose another cluster_name",
                     f.id
-                ));
+                );
             }
             None => self
                 .oned
@@ -151,26 +152,20 @@ impl One<'_> {
     }
 
     /// A host (created or found by name), with its PROVISION attributes.
-    pub fn ensure_host(
-        &self,
-        d: &Description,
-        s: &ProvisionState,
-        h: &HostRecord,
-        cluster: i64,
-    ) -> Result<i64, String> {
-        let err = |e: OnedError| e.to_string();
+    pub fn ensure_host(&self, d: &Description, s: &ProvisionState, h: &HostRecord, cluster: i64) -> Result<i64> {
+        let err = |e: OnedError| Error::msg(e);
         let name = h
             .public_ip
             .map(|i| i.to_string())
-            .ok_or_else(|| format!("host {} has no public address yet", h.name))?;
+            .ok_or_else(|| anyhow!("host {} has no public address yet", h.name))?;
         let id = match self.by_name(Pool::Host, &name).map_err(err)? {
             // A host named after our server's own address is ours, marked or not.
             Some(f) if f.provision.is_none() || f.provision.as_deref() == Some(s.id.as_str()) => f.id,
             Some(f) => {
-                return Err(format!(
+                bail!(
                     "OpenNebula already has a host named {name} (id {}) of another provision",
                     f.id
-                ));
+                );
             }
             None => self
                 .oned
@@ -206,7 +201,7 @@ impl One<'_> {
         t: &Template,
         cluster: Option<i64>,
         s: &ProvisionState,
-    ) -> Result<i64, String> {
+    ) -> Result<i64> {
         if let Some(id) = self.ours(pool, name, &s.id)? {
             if pool == Pool::Vnet {
                 self.wait_vnet_ready(id)?;
@@ -218,12 +213,14 @@ impl One<'_> {
             Pool::Datastore => "one.datastore.allocate",
             Pool::Vnet => "one.vn.allocate",
             Pool::VnTemplate => "one.vntemplate.allocate",
-            Pool::Cluster | Pool::Host => return Err(format!("{} is not allocated from a template", pool.what())),
+            Pool::Cluster | Pool::Host => {
+                bail!("{} is not allocated from a template", pool.what());
+            }
         };
         if let Some(c) = cluster {
             params.push(Param::Int(c));
         }
-        let id = self.oned.call_id(method, &params).map_err(|e| e.to_string())?;
+        let id = self.oned.call_id(method, &params).map_err(Error::msg)?;
         if pool == Pool::Vnet {
             self.wait_vnet_ready(id)?;
         }
@@ -233,13 +230,13 @@ impl One<'_> {
     /// Waits until network `id` is READY: oned answers `one.vn.allocate` at
     /// once and runs the network driver's `vnet_create` after (the network
     /// is INIT, then LOCK_CREATE), and refuses address ranges until then.
-    pub fn wait_vnet_ready(&self, id: i64) -> Result<(), String> {
+    pub fn wait_vnet_ready(&self, id: i64) -> Result<()> {
         let started = Instant::now();
         loop {
             let v = self
                 .oned
                 .call_xml("one.vn.info", &[Param::Int(id), Param::Bool(false)])
-                .map_err(|e| e.to_string())?;
+                .map_err(Error::msg)?;
             let state = v.child("STATE").map(|e| e.text.trim().to_owned()).unwrap_or_default();
             match state.as_str() {
                 // READY (a stand-in without states is ready too)
@@ -247,17 +244,17 @@ impl One<'_> {
                 // INIT, LOCK_CREATE
                 "0" | "2" if started.elapsed() < VNET_WAIT => std::thread::sleep(Duration::from_millis(200)),
                 "0" | "2" => {
-                    return Err(format!(
+                    bail!(
                         "network {id} is not ready after {} s (its VN_MAD's vnet_create still runs): see oned.log, \
                          then run the command again",
                         VNET_WAIT.as_secs()
-                    ));
+                    );
                 }
                 other => {
-                    return Err(format!(
+                    bail!(
                         "network {id} is in state {other} (5 = ERROR: its VN_MAD's vnet_create failed): see oned.log, \
                          delete it (onevnet delete {id}) and run the command again"
-                    ));
+                    );
                 }
             }
         }
@@ -266,23 +263,21 @@ impl One<'_> {
     /// Deletes an object; one already gone is fine. A network is gone only
     /// once its driver's `vnet_delete` ran (oned keeps it LOCK_DELETE until
     /// then, and its cluster cannot be deleted before): waits for that.
-    pub fn delete(&self, pool: Pool, id: i64) -> Result<(), String> {
-        let exists = |me: &Self| -> Result<bool, String> {
-            Ok(me.list(pool).map_err(|e| e.to_string())?.iter().any(|f| f.id == id))
-        };
+    pub fn delete(&self, pool: Pool, id: i64) -> Result<()> {
+        let exists = |me: &Self| -> Result<bool> { Ok(me.list(pool).map_err(Error::msg)?.iter().any(|f| f.id == id)) };
         if !exists(self)? {
             return Ok(());
         }
         self.oned
             .call(pool.delete_method(), &[Param::Int(id)])
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::msg)?;
         let started = Instant::now();
         while pool == Pool::Vnet && exists(self)? {
             if started.elapsed() > VNET_WAIT {
-                return Err(format!(
+                bail!(
                     "network {id} is still there {} s after its deletion (its VN_MAD's vnet_delete): see oned.log",
                     VNET_WAIT.as_secs()
-                ));
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -290,11 +285,11 @@ impl One<'_> {
     }
 
     /// The public ranges of this provision in a network: (AR id, flexible IP, its id).
-    pub fn public_ranges(&self, vnet: i64, provision: &str) -> Result<Vec<PublicRange>, String> {
+    pub fn public_ranges(&self, vnet: i64, provision: &str) -> Result<Vec<PublicRange>> {
         let v = self
             .oned
             .call_xml("one.vn.info", &[Param::Int(vnet), Param::Bool(false)])
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::msg)?;
         let Some(pool) = v.child("AR_POOL") else {
             return Ok(Vec::new());
         };
@@ -314,7 +309,7 @@ impl One<'_> {
     }
 
     /// Points the system datastore's replica at `host` (the first host).
-    pub fn set_replica_host(&self, datastore: i64, host: &str) -> Result<(), String> {
+    pub fn set_replica_host(&self, datastore: i64, host: &str) -> Result<()> {
         let mut t = Template::new();
         t.single("REPLICA_HOST", host);
         self.oned
@@ -323,25 +318,25 @@ impl One<'_> {
                 &[Param::Int(datastore), Param::Str(text(&t)?), Param::Int(1)],
             )
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(Error::msg)
     }
 
-    pub fn add_range(&self, vnet: i64, t: &Template) -> Result<(), String> {
+    pub fn add_range(&self, vnet: i64, t: &Template) -> Result<()> {
         self.oned
             .call("one.vn.add_ar", &[Param::Int(vnet), Param::Str(text(t)?)])
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(Error::msg)
     }
 
-    pub fn remove_range(&self, vnet: i64, ar: i64) -> Result<(), String> {
+    pub fn remove_range(&self, vnet: i64, ar: i64) -> Result<()> {
         self.oned
             .call("one.vn.rm_ar", &[Param::Int(vnet), Param::Int(ar)])
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(Error::msg)
     }
 
     /// The VMs on a host (`HOST/VMS/ID`).
-    pub fn host_vms(&self, host: i64) -> Result<Vec<i64>, String> {
+    pub fn host_vms(&self, host: i64) -> Result<Vec<i64>> {
         match self
             .oned
             .call_xml("one.host.info", &[Param::Int(host), Param::Bool(false)])
@@ -356,7 +351,7 @@ impl One<'_> {
                 .unwrap_or_default()),
             // oned: "[one.host.info] Error getting host [N]." (NO_EXISTS, 1024): gone, so no VMs.
             Err(e) if e.0.contains("Error getting host") => Ok(Vec::new()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Error::msg(e)),
         }
     }
 }

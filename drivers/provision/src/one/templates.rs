@@ -1,5 +1,6 @@
 //! The templates of a provision's OpenNebula objects (pure, golden-tested).
 
+use anyhow::{Error, Result};
 use opennebula::template::Template;
 
 use crate::description::{Description, Hypervisor};
@@ -147,6 +148,6 @@ pub fn private_template(d: &Description, s: &ProvisionState) -> Template {
 }
 
 /// Renders a template, or says which value cannot be written.
-pub fn text(t: &Template) -> Result<String, String> {
-    t.render().map_err(|e| e.to_string())
+pub fn text(t: &Template) -> Result<String> {
+    t.render().map_err(Error::msg)
 }

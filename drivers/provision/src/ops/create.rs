@@ -3,23 +3,25 @@
 //! OpenNebula objects registered.
 
 use super::*;
+use anyhow::{Result, anyhow, bail};
 
 /// Creates (or finishes creating) the provision.
-pub fn create(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked) -> R<()> {
+pub fn create(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked) -> Result<()> {
     match s.phase {
         Phase::Ready => return Ok(()),
         Phase::Deleting => {
-            return Err(format!(
+            bail!(
                 "provision {} is being deleted: run `scaleway-provision delete {}` to finish",
-                s.name, s.name
-            ));
+                s.name,
+                s.name
+            );
         }
         Phase::Creating => {}
     }
     if let Err(e) = create_steps(ctx, s, checked, ctx.d.public_ips) {
         return ctx.failed(
             s,
-            format!("{e}\n(run the same create again to continue, or `scaleway-provision delete {}` to remove what was made)", s.name),
+            format!("{e:#}\n(run the same create again to continue, or `scaleway-provision delete {}` to remove what was made)", s.name),
         );
     }
     s.phase = Phase::Ready;
@@ -29,17 +31,17 @@ pub fn create(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked) -> R<()>
 
 /// `adopt`: finishes a rebuilt record as a rerun of `create` would; a
 /// public network that exists gets no new range.
-pub fn adopt(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked, public_network_exists: bool) -> R<()> {
+pub fn adopt(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked, public_network_exists: bool) -> Result<()> {
     let target = if public_network_exists { 0 } else { ctx.d.public_ips };
     if let Err(e) = create_steps(ctx, s, checked, target) {
-        return ctx.failed(s, format!("{e}\n(run the same adopt again to continue)"));
+        return ctx.failed(s, format!("{e:#}\n(run the same adopt again to continue)"));
     }
     s.phase = Phase::Ready;
     s.last_error = None;
     ctx.save(s)
 }
 
-pub(super) fn create_steps(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked, target: u32) -> R<()> {
+pub(super) fn create_steps(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Checked, target: u32) -> Result<()> {
     let d = &ctx.d;
     ctx.say("SSH keys", "registering");
     s.ssh_keys = cloud::ensure_ssh_keys(&ctx.client, s, &ctx.boot.authorized_keys)?;
@@ -75,14 +77,14 @@ pub(super) fn create_steps(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Chec
     let gateway = std::thread::scope(|scope| {
         let gw = scope.spawn(|| gateway_steps(ctx, &shared));
         let servers = servers_up(ctx, &shared, &indexes, checked);
-        let gw = gw.join().unwrap_or_else(|_| Err("the gateway thread failed".into()));
+        let gw = gw.join().unwrap_or_else(|_| Err(anyhow!("the gateway thread failed")));
         match (gw, servers) {
             (Ok(()), Ok(())) => Ok(()),
-            (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+            (Err(a), Err(b)) => Err(anyhow!("{a}; {b}")),
             (Err(a), _) | (_, Err(a)) => Err(a),
         }
     });
-    *s = shared.into_inner().map_err(|_| "a worker failed".to_owned())?;
+    *s = shared.into_inner().map_err(|_| anyhow!("a worker failed"))?;
     gateway?;
     bootstrap_hosts(ctx, s, &indexes, &[])?;
     register(ctx, s)?;
@@ -90,7 +92,7 @@ pub(super) fn create_steps(ctx: &Ctx<'_>, s: &mut ProvisionState, checked: &Chec
     Ok(())
 }
 
-pub(super) fn gateway_steps(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>) -> R<()> {
+pub(super) fn gateway_steps(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>) -> Result<()> {
     let d = &ctx.d;
     let snapshot = lock(shared)?.clone();
     let pn = snapshot.private_network.clone().unwrap_or_default();
@@ -116,7 +118,12 @@ pub(super) fn gateway_steps(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>) -> R<
 }
 
 /// The servers of these hosts, in parallel, each recorded as soon as it is up.
-pub(super) fn servers_up(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, indexes: &[u32], checked: &Checked) -> R<()> {
+pub(super) fn servers_up(
+    ctx: &Ctx<'_>,
+    shared: &Mutex<ProvisionState>,
+    indexes: &[u32],
+    checked: &Checked,
+) -> Result<()> {
     let errors: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = indexes
             .iter()
@@ -124,20 +131,25 @@ pub(super) fn servers_up(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, indexes:
             .collect();
         handles
             .into_iter()
-            .filter_map(|h| h.join().unwrap_or_else(|_| Err("a server thread failed".into())).err())
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a server thread failed")))
+                    .err()
+            })
+            .map(|e| format!("{e:#}"))
             .collect()
     });
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(anyhow!(errors.join("; ")))
     }
 }
 
-pub(super) fn server_up(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, index: u32, checked: &Checked) -> R<()> {
+pub(super) fn server_up(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, index: u32, checked: &Checked) -> Result<()> {
     let (snapshot, host) = {
         let s = lock(shared)?;
-        let h = s.host(index).cloned().ok_or_else(|| format!("no host {index}"))?;
+        let h = s.host(index).cloned().ok_or_else(|| anyhow!("no host {index}"))?;
         (s.clone(), h)
     };
     let label = format!("server {}", host.name);
@@ -185,7 +197,7 @@ pub(super) fn server_up(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, index: u3
 }
 
 /// Registers the OpenNebula objects that are not registered yet.
-pub(super) fn register(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
+pub(super) fn register(ctx: &Ctx<'_>, s: &mut ProvisionState) -> Result<()> {
     let d = &ctx.d;
     let one = ctx.one();
     ctx.say("OpenNebula cluster", "registering");
@@ -238,8 +250,8 @@ pub(super) fn register(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
     Ok(())
 }
 
-pub(super) fn register_hosts(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
-    let cluster = s.one.cluster.ok_or("the cluster is not registered")?;
+pub(super) fn register_hosts(ctx: &Ctx<'_>, s: &mut ProvisionState) -> Result<()> {
+    let cluster = s.one.cluster.ok_or_else(|| anyhow!("the cluster is not registered"))?;
     for i in 0..s.hosts.len() {
         let h = s.hosts[i].clone();
         if h.one_id.is_some() {
@@ -254,8 +266,11 @@ pub(super) fn register_hosts(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
 }
 
 /// Adds public ranges (one flexible IP each) until the network has `target`.
-pub(super) fn converge_public_ranges(ctx: &Ctx<'_>, s: &ProvisionState, target: u32) -> R<()> {
-    let vnet = s.one.public_network.ok_or("the public network is not registered")?;
+pub(super) fn converge_public_ranges(ctx: &Ctx<'_>, s: &ProvisionState, target: u32) -> Result<()> {
+    let vnet = s
+        .one
+        .public_network
+        .ok_or_else(|| anyhow!("the public network is not registered"))?;
     let one = ctx.one();
     loop {
         let have = one.public_ranges(vnet, &s.id)?.len();
@@ -265,6 +280,6 @@ pub(super) fn converge_public_ranges(ctx: &Ctx<'_>, s: &ProvisionState, target: 
             return Ok(());
         }
         one.add_range(vnet, &one::public_range(&ctx.d, s))
-            .map_err(|e| format!("adding a public IP to network {vnet}: {e}"))?;
+            .map_err(|e| anyhow!("adding a public IP to network {vnet}: {e}"))?;
     }
 }

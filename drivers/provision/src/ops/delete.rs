@@ -2,10 +2,11 @@
 //! sweep of what is tagged with it.
 
 use super::*;
+use anyhow::{Error, Result, anyhow};
 
 /// `delete`: everything, in reverse order, then checks that nothing tagged
 /// with the provision is left at Scaleway.
-pub fn delete(ctx: &Ctx<'_>, s: &mut ProvisionState, force: bool) -> R<()> {
+pub fn delete(ctx: &Ctx<'_>, s: &mut ProvisionState, force: bool) -> Result<()> {
     if s.phase != Phase::Deleting {
         let all: Vec<u32> = s.hosts.iter().map(|h| h.index).collect();
         check_no_vms(ctx, s, &all, force)?;
@@ -13,12 +14,12 @@ pub fn delete(ctx: &Ctx<'_>, s: &mut ProvisionState, force: bool) -> R<()> {
         ctx.save(s)?;
     }
     if let Err(e) = delete_steps(ctx, s) {
-        return ctx.failed(s, format!("{e}\n(run the same delete again to continue)"));
+        return ctx.failed(s, format!("{e:#}\n(run the same delete again to continue)"));
     }
     ctx.file.remove()
 }
 
-pub(super) fn delete_steps(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
+pub(super) fn delete_steps(ctx: &Ctx<'_>, s: &mut ProvisionState) -> Result<()> {
     let one = ctx.one();
     if let Some(id) = s.one.private_template {
         one.delete(Pool::VnTemplate, id)?;
@@ -26,16 +27,11 @@ pub(super) fn delete_steps(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
         ctx.save(s)?;
     }
     if let Some(id) = s.one.public_network {
-        if one
-            .list(Pool::Vnet)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .any(|v| v.id == id)
-        {
+        if one.list(Pool::Vnet).map_err(Error::msg)?.iter().any(|v| v.id == id) {
             for r in one.public_ranges(id, &s.id)? {
                 ctx.say(&format!("address range {}", r.ar_id), "removing");
                 one.remove_range(id, r.ar_id)
-                    .map_err(|e| format!("removing address range {} of network {id}: {e}", r.ar_id))?;
+                    .map_err(|e| anyhow!("removing address range {} of network {id}: {e}", r.ar_id))?;
             }
         }
         one.delete(Pool::Vnet, id)?;
@@ -68,7 +64,7 @@ pub(super) fn delete_steps(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
         ctx.say("Scaleway", "nothing tagged with the provision is left");
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "still at Scaleway after the delete: {}",
             left.iter()
                 .map(|l| format!("{} {} ({})", l.kind, l.id, l.name))
@@ -79,7 +75,7 @@ pub(super) fn delete_steps(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
 }
 
 /// Deletes every Scaleway resource tagged with the provision, in reverse order.
-pub(super) fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
+pub(super) fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> Result<()> {
     let d = &ctx.d;
     let left = cloud::leftovers(&ctx.client, d, s)?;
     // What the tags show, and what the record holds (a resource just created
@@ -105,7 +101,7 @@ pub(super) fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
         );
         ctx.client
             .delete_fip(&d.zone, &fip, &s.project_id)
-            .map_err(|e| format!("deleting flexible IP {fip}: {e}"))?;
+            .map_err(|e| anyhow!("deleting flexible IP {fip}: {e}"))?;
     }
     let mut servers: Vec<(String, String)> = left
         .iter()
@@ -160,7 +156,7 @@ pub(super) fn sweep(ctx: &Ctx<'_>, s: &mut ProvisionState) -> R<()> {
     for key in keys {
         ctx.client
             .delete_ssh_key(&key)
-            .map_err(|e| format!("deleting SSH key {key}: {e}"))?;
+            .map_err(|e| anyhow!("deleting SSH key {key}: {e}"))?;
     }
     s.ssh_keys.clear();
     ctx.save(s)?;

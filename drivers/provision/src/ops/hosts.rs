@@ -2,20 +2,21 @@
 //! cluster, and the servers they leave behind deleted.
 
 use super::*;
+use anyhow::{Result, anyhow, bail};
 
 /// `host add N`.
-pub fn host_add(ctx: &Ctx<'_>, s: &mut ProvisionState, n: u32, checked: &Checked) -> R<Vec<u32>> {
+pub fn host_add(ctx: &Ctx<'_>, s: &mut ProvisionState, n: u32, checked: &Checked) -> Result<Vec<u32>> {
     ready(s)?;
     let indexes = match &s.pending {
         Some(Pending::HostAdd { indexes }) => indexes.clone(),
         Some(other) => return Err(pending_error(s, other)),
         None => {
             if s.hosts.len() + n as usize > crate::description::MAX_HOSTS as usize {
-                return Err(format!(
+                bail!(
                     "a provision has at most {} hosts ({} now)",
                     crate::description::MAX_HOSTS,
                     s.hosts.len()
-                ));
+                );
             }
             let first = s.next_host_index.max(1);
             let indexes: Vec<u32> = (first..first + n).collect();
@@ -34,12 +35,12 @@ pub fn host_add(ctx: &Ctx<'_>, s: &mut ProvisionState, n: u32, checked: &Checked
             indexes
         }
     };
-    let run = |s: &mut ProvisionState| -> R<()> {
+    let run = |s: &mut ProvisionState| -> Result<()> {
         s.ssh_keys = cloud::ensure_ssh_keys(&ctx.client, s, &ctx.boot.authorized_keys)?;
         ctx.save(s)?;
         let shared = Mutex::new(s.clone());
         let r = servers_up(ctx, &shared, &indexes, checked);
-        *s = shared.into_inner().map_err(|_| "a worker failed".to_owned())?;
+        *s = shared.into_inner().map_err(|_| anyhow!("a worker failed"))?;
         r?;
         let others: Vec<u32> = s
             .hosts
@@ -51,7 +52,7 @@ pub fn host_add(ctx: &Ctx<'_>, s: &mut ProvisionState, n: u32, checked: &Checked
         register_hosts(ctx, s)
     };
     if let Err(e) = run(s) {
-        return ctx.failed(s, format!("{e}\n(run the same host add again to continue)"));
+        return ctx.failed(s, format!("{e:#}\n(run the same host add again to continue)"));
     }
     s.pending = None;
     s.last_error = None;
@@ -65,7 +66,7 @@ pub fn host_add(ctx: &Ctx<'_>, s: &mut ProvisionState, n: u32, checked: &Checked
 /// host changes nothing but what drifted or what a newer one-scaleway
 /// ships. A host is marked not bootstrapped until its run succeeds: a
 /// failed or killed `configure` is finished by running it again.
-pub fn configure(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String]) -> R<Vec<String>> {
+pub fn configure(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String]) -> Result<Vec<String>> {
     ready(s)?;
     if let Some(p) = &s.pending {
         return Err(pending_error(s, p));
@@ -76,7 +77,7 @@ pub fn configure(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String]) -> R<Ve
         resolve_hosts(s, args)?
     };
     if indexes.is_empty() {
-        return Err(format!("provision {} has no hosts", s.name));
+        bail!("provision {} has no hosts", s.name);
     }
     for &i in &indexes {
         if let Some(h) = s.host_mut(i) {
@@ -85,7 +86,7 @@ pub fn configure(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String]) -> R<Ve
     }
     ctx.save(s)?;
     if let Err(e) = bootstrap_hosts(ctx, s, &indexes, &[]) {
-        return ctx.failed(s, format!("{e}\n(run the same configure again to finish)"));
+        return ctx.failed(s, format!("{e:#}\n(run the same configure again to finish)"));
     }
     s.last_error = None;
     ctx.save(s)?;
@@ -96,7 +97,7 @@ pub fn configure(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String]) -> R<Ve
 }
 
 /// `host delete ID...`.
-pub fn host_delete(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String], force: bool) -> R<Vec<String>> {
+pub fn host_delete(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String], force: bool) -> Result<Vec<String>> {
     ready(s)?;
     let indexes = match &s.pending {
         Some(Pending::HostDelete { indexes }) => indexes.clone(),
@@ -104,10 +105,10 @@ pub fn host_delete(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String], force
         None => {
             let indexes = resolve_hosts(s, args)?;
             if indexes.len() >= s.hosts.len() {
-                return Err(format!(
+                bail!(
                     "that would leave provision {} without hosts: delete the provision instead",
                     s.name
-                ));
+                );
             }
             check_no_vms(ctx, s, &indexes, force)?;
             s.pending = Some(Pending::HostDelete {
@@ -121,7 +122,7 @@ pub fn host_delete(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String], force
         .iter()
         .filter_map(|i| s.host(*i).map(|h| h.name.clone()))
         .collect();
-    let run = |s: &mut ProvisionState| -> R<()> {
+    let run = |s: &mut ProvisionState| -> Result<()> {
         for &i in &indexes {
             if let Some(id) = s.host(i).and_then(|h| h.one_id) {
                 ctx.one().delete(Pool::Host, id)?;
@@ -142,7 +143,7 @@ pub fn host_delete(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String], force
         bootstrap_hosts(ctx, s, &[], &rest)
     };
     if let Err(e) = run(s) {
-        return ctx.failed(s, format!("{e}\n(run the same host delete again to continue)"));
+        return ctx.failed(s, format!("{e:#}\n(run the same host delete again to continue)"));
     }
     s.pending = None;
     s.last_error = None;
@@ -150,7 +151,7 @@ pub fn host_delete(ctx: &Ctx<'_>, s: &mut ProvisionState, args: &[String], force
     Ok(names)
 }
 
-pub(super) fn check_no_vms(ctx: &Ctx<'_>, s: &ProvisionState, indexes: &[u32], force: bool) -> R<()> {
+pub(super) fn check_no_vms(ctx: &Ctx<'_>, s: &ProvisionState, indexes: &[u32], force: bool) -> Result<()> {
     if force {
         return Ok(());
     }
@@ -170,7 +171,7 @@ pub(super) fn check_no_vms(ctx: &Ctx<'_>, s: &ProvisionState, indexes: &[u32], f
     if busy.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "{}: migrate or terminate them first, or use --force",
             busy.join("; ")
         ))
@@ -178,7 +179,7 @@ pub(super) fn check_no_vms(ctx: &Ctx<'_>, s: &ProvisionState, indexes: &[u32], f
 }
 
 /// Deletes these hosts' servers in parallel and waits until they are gone.
-pub(super) fn delete_servers(ctx: &Ctx<'_>, s: &ProvisionState, indexes: &[u32]) -> R<()> {
+pub(super) fn delete_servers(ctx: &Ctx<'_>, s: &ProvisionState, indexes: &[u32]) -> Result<()> {
     let servers: Vec<(String, String)> = s
         .hosts
         .iter()
@@ -204,7 +205,7 @@ pub(super) fn forget_hosts<'h>(ctx: &Ctx<'_>, hosts: impl Iterator<Item = &'h cr
     }
 }
 
-pub(super) fn delete_server_ids(ctx: &Ctx<'_>, servers: &[(String, String)]) -> R<()> {
+pub(super) fn delete_server_ids(ctx: &Ctx<'_>, servers: &[(String, String)]) -> Result<()> {
     let errors: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = servers
             .iter()
@@ -220,12 +221,17 @@ pub(super) fn delete_server_ids(ctx: &Ctx<'_>, servers: &[(String, String)]) -> 
             .collect();
         handles
             .into_iter()
-            .filter_map(|h| h.join().unwrap_or_else(|_| Err("a server thread failed".into())).err())
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a server thread failed")))
+                    .err()
+            })
+            .map(|e| format!("{e:#}"))
             .collect()
     });
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(anyhow!(errors.join("; ")))
     }
 }

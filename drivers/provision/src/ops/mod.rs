@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use anyhow::{Error, Result, anyhow};
 use opennebula::oned::Oned;
 use scaleway::Client;
 
@@ -60,10 +61,8 @@ pub struct Ctx<'a> {
     pub file: Locked,
 }
 
-pub(super) type R<T> = Result<T, String>;
-
 impl Ctx<'_> {
-    pub(super) fn save(&self, s: &ProvisionState) -> R<()> {
+    pub(super) fn save(&self, s: &ProvisionState) -> Result<()> {
         self.file.save(s)
     }
 
@@ -76,10 +75,10 @@ impl Ctx<'_> {
     }
 
     /// Records `error` in the file and returns it.
-    pub(super) fn failed<T>(&self, s: &mut ProvisionState, error: String) -> R<T> {
+    pub(super) fn failed<T>(&self, s: &mut ProvisionState, error: String) -> Result<T> {
         s.last_error = Some(error.clone());
         let _ = self.save(s);
-        Err(error)
+        Err(Error::msg(error))
     }
 }
 
@@ -87,32 +86,33 @@ pub(super) fn host_name(d: &Description, index: u32) -> String {
     format!("{}-host{index}", d.name)
 }
 
-pub(super) fn lock(shared: &Mutex<ProvisionState>) -> R<std::sync::MutexGuard<'_, ProvisionState>> {
-    shared.lock().map_err(|_| "a worker failed while recording".to_owned())
+pub(super) fn lock(shared: &Mutex<ProvisionState>) -> Result<std::sync::MutexGuard<'_, ProvisionState>> {
+    shared.lock().map_err(|_| anyhow!("a worker failed while recording"))
 }
 
 /// Applies `f` to the shared record and saves it.
-pub(super) fn record(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, f: impl FnOnce(&mut ProvisionState)) -> R<()> {
+pub(super) fn record(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, f: impl FnOnce(&mut ProvisionState)) -> Result<()> {
     let mut s = lock(shared)?;
     f(&mut s);
     ctx.save(&s)
 }
 
-pub(super) fn ready(s: &ProvisionState) -> R<()> {
+pub(super) fn ready(s: &ProvisionState) -> Result<()> {
     match s.phase {
         Phase::Ready => Ok(()),
-        Phase::Creating => Err(format!(
+        Phase::Creating => Err(anyhow!(
             "provision {} is not created yet: run `scaleway-provision create` again to finish it",
             s.name
         )),
-        Phase::Deleting => Err(format!(
+        Phase::Deleting => Err(anyhow!(
             "provision {} is being deleted: run `scaleway-provision delete {}` to finish",
-            s.name, s.name
+            s.name,
+            s.name
         )),
     }
 }
 
-pub(super) fn pending_error(s: &ProvisionState, p: &Pending) -> String {
+pub(super) fn pending_error(s: &ProvisionState, p: &Pending) -> anyhow::Error {
     let what = match p {
         Pending::HostAdd { indexes } => format!("host add {}", indexes.len()),
         Pending::HostDelete { indexes } => format!(
@@ -125,7 +125,7 @@ pub(super) fn pending_error(s: &ProvisionState, p: &Pending) -> String {
         ),
         Pending::IpAdd { .. } => "ip add".to_owned(),
     };
-    format!(
+    anyhow!(
         "provision {} has an unfinished `{what}`: run that command again first",
         s.name
     )
@@ -133,7 +133,7 @@ pub(super) fn pending_error(s: &ProvisionState, p: &Pending) -> String {
 
 /// Resolves host arguments: OpenNebula host ids, host names (public
 /// addresses) or our names (`<provision>-host<N>`).
-pub fn resolve_hosts(s: &ProvisionState, args: &[String]) -> R<Vec<u32>> {
+pub fn resolve_hosts(s: &ProvisionState, args: &[String]) -> Result<Vec<u32>> {
     args.iter()
         .map(|a| {
             s.hosts
@@ -145,9 +145,10 @@ pub fn resolve_hosts(s: &ProvisionState, args: &[String]) -> R<Vec<u32>> {
                 })
                 .map(|h| h.index)
                 .ok_or_else(|| {
-                    format!(
+                    anyhow!(
                         "{a}: not a host of provision {} (give an OpenNebula host id, its name or {}-hostN)",
-                        s.name, s.name
+                        s.name,
+                        s.name
                     )
                 })
         })

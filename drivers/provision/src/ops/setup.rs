@@ -2,6 +2,7 @@
 //! bootstrap (`crate::bootstrap`'s plans run through the `Remote`).
 
 use super::*;
+use anyhow::{Result, anyhow, bail};
 
 pub(super) fn hypervisor_package(d: &Description) -> &'static str {
     match d.hypervisor {
@@ -10,29 +11,29 @@ pub(super) fn hypervisor_package(d: &Description) -> &'static str {
     }
 }
 
-pub(super) fn facts(h: &HostRecord) -> R<HostFacts> {
+pub(super) fn facts(h: &HostRecord) -> Result<HostFacts> {
     Ok(HostFacts {
         name: h.name.clone(),
         public_ip: h
             .public_ip
-            .ok_or_else(|| format!("host {} has no public address yet", h.name))?,
+            .ok_or_else(|| anyhow!("host {} has no public address yet", h.name))?,
         private_ip: h
             .private_ip
-            .ok_or_else(|| format!("host {} has no private address yet", h.name))?,
+            .ok_or_else(|| anyhow!("host {} has no private address yet", h.name))?,
         vlan: h.vlan,
         uplink: None,
     })
 }
 
 /// The cluster facts of the current hosts.
-pub fn cluster_facts(d: &Description, s: &ProvisionState, boot: &BootstrapOptions) -> R<ClusterFacts> {
+pub fn cluster_facts(d: &Description, s: &ProvisionState, boot: &BootstrapOptions) -> Result<ClusterFacts> {
     Ok(ClusterFacts {
         provision: s.name.clone(),
         hypervisor_package: hypervisor_package(d).to_owned(),
         ubuntu: d.os.1.clone(),
         opennebula_version: d.opennebula_version.clone(),
         private_cidr: d.private_cidr,
-        hosts: s.hosts.iter().map(facts).collect::<R<Vec<_>>>()?,
+        hosts: s.hosts.iter().map(facts).collect::<Result<Vec<_>>>()?,
         authorized_keys: boot.authorized_keys.iter().map(|k| format!("{k}\n")).collect(),
         frontend: None,
         skip: boot.skip.clone(),
@@ -42,7 +43,7 @@ pub fn cluster_facts(d: &Description, s: &ProvisionState, boot: &BootstrapOption
 
 /// Waits until SSH answers on a new server, then learns what the plan needs
 /// (the default-route device, the frontend's address as the host sees it).
-pub(super) fn observe(ctx: &Ctx<'_>, host: &mut HostFacts, frontend: &mut Option<std::net::IpAddr>) -> R<()> {
+pub(super) fn observe(ctx: &Ctx<'_>, host: &mut HostFacts, frontend: &mut Option<std::net::IpAddr>) -> Result<()> {
     let label = format!("host {}", host.name);
     let started = Instant::now();
     // An installed server answers SSH within moments; a failure that lasts
@@ -52,9 +53,11 @@ pub(super) fn observe(ctx: &Ctx<'_>, host: &mut HostFacts, frontend: &mut Option
         match ctx.remote.run(host.public_ip, &["true".to_owned()], &[]) {
             Ok(out) if out.success => break,
             Ok(out) if started.elapsed() >= deadline => {
-                return Err(format!("{label}: SSH does not answer: {}", out.stderr.trim()));
+                bail!("{label}: SSH does not answer: {}", out.stderr.trim());
             }
-            Err(e) if started.elapsed() >= deadline => return Err(format!("{label}: SSH does not answer: {e}")),
+            Err(e) if started.elapsed() >= deadline => {
+                bail!("{label}: SSH does not answer: {e}");
+            }
             _ => {
                 ctx.say(&label, "waiting for SSH");
                 std::thread::sleep(ctx.waits.short.interval);
@@ -86,12 +89,17 @@ pub(super) fn observe(ctx: &Ctx<'_>, host: &mut HostFacts, frontend: &mut Option
 
 /// Bootstraps the new hosts (`full`), and refreshes the others (hosts file,
 /// EVPN) when the set of hosts changed.
-pub(super) fn bootstrap_hosts(ctx: &Ctx<'_>, s: &mut ProvisionState, new: &[u32], refresh_others: &[u32]) -> R<()> {
+pub(super) fn bootstrap_hosts(
+    ctx: &Ctx<'_>,
+    s: &mut ProvisionState,
+    new: &[u32],
+    refresh_others: &[u32],
+) -> Result<()> {
     let vnm = if ctx.boot.skip.contains(&BootPhase::Evpn) {
         Vec::new()
     } else {
         std::fs::read(&ctx.boot.vnm).map_err(|e| {
-            format!(
+            anyhow!(
                 "cannot read {} (the scaleway-vnm the hosts get; install.sh puts it there, or give --vnm): {e}",
                 ctx.boot.vnm.display()
             )
@@ -103,7 +111,7 @@ pub(super) fn bootstrap_hosts(ctx: &Ctx<'_>, s: &mut ProvisionState, new: &[u32]
         .iter()
         .filter(|h| (new.contains(&h.index) && !h.bootstrapped) || refresh_others.contains(&h.index))
         .map(|h| facts(h).map(|f| (f, !h.bootstrapped)))
-        .collect::<R<_>>()?;
+        .collect::<Result<_>>()?;
     let mut frontend = None;
     let mut observed = Vec::new();
     for (mut f, full) in todo {
@@ -116,7 +124,7 @@ pub(super) fn bootstrap_hosts(ctx: &Ctx<'_>, s: &mut ProvisionState, new: &[u32]
     // The reflectors (first hosts) first, then the others in parallel.
     let cluster = &cluster;
     let vnm = &vnm;
-    let results: Vec<(String, R<()>)> = std::thread::scope(|scope| {
+    let results: Vec<(String, Result<()>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = observed
             .iter()
             .map(|(f, full)| {
@@ -135,7 +143,7 @@ pub(super) fn bootstrap_hosts(ctx: &Ctx<'_>, s: &mut ProvisionState, new: &[u32]
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| (String::new(), Err("a bootstrap thread failed".into())))
+                    .unwrap_or_else(|_| (String::new(), Err(anyhow!("a bootstrap thread failed"))))
             })
             .collect()
     });
@@ -154,6 +162,6 @@ pub(super) fn bootstrap_hosts(ctx: &Ctx<'_>, s: &mut ProvisionState, new: &[u32]
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(anyhow!(errors.join("; ")))
     }
 }

@@ -52,7 +52,7 @@ impl FakeHosts {
 }
 
 impl Remote for FakeHosts {
-    fn run(&self, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> Result<RemoteOutput, String> {
+    fn run(&self, host: Ipv4Addr, argv: &[String], stdin: &[u8]) -> anyhow::Result<RemoteOutput> {
         let mut words: Vec<&str> = argv.iter().map(String::as_str).collect();
         if words.first() == Some(&"sudo") {
             words.remove(0);
@@ -110,7 +110,7 @@ impl Remote for FakeHosts {
         }
     }
 
-    fn forget(&self, host: Ipv4Addr) -> Result<(), String> {
+    fn forget(&self, host: Ipv4Addr) -> anyhow::Result<()> {
         self.forgotten.lock().unwrap().push(host);
         Ok(())
     }
