@@ -71,7 +71,7 @@ fn summarize_vm(vm: &Vm) -> String {
         vm.security_group_rules.len()
     );
     // The rules each public NIC gets, as the driver reads them.
-    if let Ok(selection) = netplan::select(vm) {
+    if let Ok(selection) = public_plan::select(vm) {
         for f in &selection.filters {
             for r in &f.rules {
                 let _ = writeln!(out, "  NIC {} rule: {r:?}", f.nic_id);
@@ -175,7 +175,7 @@ fn documents_captured_from_a_real_oned_decode_to_golden_values() {
 fn the_public_nic_of_a_real_document_plans() {
     for name in ["vnm/deploy-scaleway-pre.xml", "vnm/migrate-scaleway-pre.xml"] {
         let vm = read_vm(&mut encode(&fixture(name)).as_slice()).unwrap();
-        let selected = netplan::endpoint::select(&vm).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let selected = public_plan::endpoint::select(&vm).unwrap_or_else(|e| panic!("{name}: {e}"));
         let shown: Vec<String> = selected.endpoints.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
@@ -188,7 +188,7 @@ fn the_public_nic_of_a_real_document_plans() {
     }
     // A hot-attach touches the attached NIC only.
     let vm = read_vm(&mut encode(&fixture("vnm/nic_attach-scaleway-pre.xml")).as_slice()).unwrap();
-    let shown: Vec<String> = netplan::endpoint::select(&vm)
+    let shown: Vec<String> = public_plan::endpoint::select(&vm)
         .unwrap()
         .endpoints
         .iter()

@@ -23,7 +23,7 @@ use test_support::{fixture_path, require_root};
 /// The rules of the VM's public NIC 0 in a recorded document.
 fn nic0_rules(doc: &str) -> Vec<Rule> {
     let vm = Vm::from_element(&xml::parse(doc.as_bytes()).unwrap()).unwrap();
-    let selection = netplan::select(&vm).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+    let selection = public_plan::select(&vm).unwrap_or_else(|e| panic!("{e}\n{doc}"));
     selection
         .filters
         .into_iter()

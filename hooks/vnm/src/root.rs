@@ -6,7 +6,7 @@
 //! root`, the only command the shipped sudoers rules allow. The host
 //! bootstrap installs this copy of the binary root-owned, so oneadmin can
 //! neither change it nor choose what it runs: it reads one typed request
-//! on stdin (`netapply::root::Public` for `scaleway`,
+//! on stdin (`public_apply::root::Public` for `scaleway`,
 //! `evpn::root::Private` for `scaleway_evpn`), refuses anything else or
 //! anything that would touch what is not the drivers' (exit 2, one line
 //! saying why), and otherwise runs the tool and passes on what the tool
@@ -16,7 +16,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use netapply::Tools;
+use host_tools::Tools;
 use opennebula::driver::Io;
 use serde::Deserialize;
 
@@ -31,7 +31,7 @@ pub const EXIT_REFUSED: u8 = 2;
 #[serde(deny_unknown_fields)]
 pub enum Request {
     #[serde(rename = "scaleway")]
-    Public(netapply::root::Public),
+    Public(public_apply::root::Public),
     #[serde(rename = "scaleway_evpn")]
     Private(evpn::root::Private),
 }
@@ -62,7 +62,7 @@ pub fn main(io: &mut Io<'_>) -> u8 {
     };
     let tools = Tools::direct(Duration::from_secs(120));
     let done = match &request {
-        Request::Public(r) => netapply::root::execute(r, &tools),
+        Request::Public(r) => public_apply::root::execute(r, &tools),
         Request::Private(r) => evpn::root::execute(r, &tools),
     };
     match done {
@@ -88,8 +88,8 @@ mod tests {
 
     #[test]
     fn the_drivers_requests_are_what_the_helper_reads() {
-        let public = netapply::root::Public::List {
-            table: netapply::root::Table::Guard,
+        let public = public_apply::root::Public::List {
+            table: public_apply::root::Table::Guard,
         };
         assert!(matches!(parse(&public.to_json()), Ok(Request::Public(r)) if r == public));
         let private = evpn::root::Private::FrrCheck {

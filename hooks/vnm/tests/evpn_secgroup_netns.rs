@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use evpn_lab::*;
 use netns_lab::{open_connection, sa, tcp_ok, tcp_soon, udp_ok};
-use netplan::ops::NftOp;
 use opennebula::vm::Vm;
+use public_plan::ops::NftOp;
 use scaleway_vnm::private;
 use test_support::{NetNs, fixture, require_root, set_attribute};
 
@@ -165,7 +165,7 @@ fn private_nics_are_filtered_by_their_groups_on_their_port() {
     // flexible IP (the public /31s and a tenant's private network may
     // overlap): bridged private traffic passes it untouched.
     let fip: Ipv4Addr = "198.51.100.7".parse().unwrap();
-    let nat = netplan::ops::NftBatch {
+    let nat = public_plan::ops::NftBatch {
         ops: vec![
             NftOp::EnsureBase,
             NftOp::AddDnat {
@@ -184,7 +184,7 @@ fn private_nics_are_filtered_by_their_groups_on_their_port() {
         Ok(IpAddr::V4(v4(2))),
         "VM 21 sees VM 22's own address, not the flexible IP"
     );
-    a.ns.run_ok(&["nft", "delete", "table", "ip", netplan::ops::NFT_TABLE], b"");
+    a.ns.run_ok(&["nft", "delete", "table", "ip", public_plan::ops::NFT_TABLE], b"");
     // The host loses its tables (a reboot): reconcile puts them back from
     // the host record.
     let before = ruleset(a);

@@ -1,5 +1,5 @@
 //! The host side of driver `scaleway` (`pre`, the host part of `clean`,
-//! `reconcile`) on the fake host of `netapply`: which NICs are touched, the
+//! `reconcile`) on the fake host of `public_apply`: which NICs are touched, the
 //! record, conflicts, dry runs, failures. Fast, no root.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -78,7 +78,7 @@ fn clean_removes_this_vm_only_and_twice_is_fine() {
         h.pre(&vm(u64::from(id), &[(0, id)])).0.unwrap();
         h.fake.plug(&format!("one-{id}-0"), "scwpub0");
     }
-    let others = |k: &netplan::Observed| (k.nat.maps["dnat_map"].elements.len(), k.routes.len(), k.proxies.len());
+    let others = |k: &public_plan::Observed| (k.nat.maps["dnat_map"].elements.len(), k.routes.len(), k.proxies.len());
     h.fake.unplug("one-2-0");
     let (r, log) = h.clean(&vm(2, &[(0, 2)]));
     assert_eq!(r, Ok(String::new()), "{log}");
@@ -265,7 +265,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         text.contains("add element ip one_scaleway dnat_map { 198.51.100.1 : 172.30.0.4 }"),
         "{text}"
     );
-    assert_eq!(h.fake.kernel(), netplan::Observed::default());
+    assert_eq!(h.fake.kernel(), public_plan::Observed::default());
     assert!(!h.record_path().exists());
 }
 

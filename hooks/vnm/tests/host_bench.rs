@@ -12,16 +12,17 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use netapply::ip::IpCommand;
-use netapply::nft::NftCommand;
-use netapply::record::{Record, RecordFile};
-use netapply::sysctl::ProcSysctl;
-use netapply::{Host, Tools};
-use netplan::endpoint::BridgeName;
-use netplan::{Endpoint, Owner, Port, Public};
+use host_tools::Tools;
 use nix::sched::CloneFlags;
 use opennebula::driver::{Level, Log};
 use opennebula::vm::Vm;
+use public_apply::Host;
+use public_apply::ip::IpCommand;
+use public_apply::nft::NftCommand;
+use public_apply::record::{Record, RecordFile};
+use public_apply::sysctl::ProcSysctl;
+use public_plan::endpoint::BridgeName;
+use public_plan::{Endpoint, Owner, Port, Public};
 use scaleway_vnm::host::{Settings, clean_host_with, pre_with, reconcile_with};
 use test_support::{NetNs, TempDir, require_root};
 

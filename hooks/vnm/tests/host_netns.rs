@@ -699,7 +699,7 @@ fn a_hostile_vm_cannot_spoof_its_neighbour_or_take_its_traffic() {
     let host = a.state();
     let entry = host.neighbours.get(&(IpAddr::V4(private(1)), "scwpub0".to_owned()));
     assert!(
-        entry.is_some_and(|n| n.permanent && n.mac.map(netplan::endpoint::mac_text) == Some(victim_mac.clone())),
+        entry.is_some_and(|n| n.permanent && n.mac.map(public_plan::endpoint::mac_text) == Some(victim_mac.clone())),
         "the host's entry for the victim moved: {entry:?}"
     );
     assert_eq!(
@@ -879,7 +879,7 @@ fn a_hostile_vm_cannot_spoof_its_neighbour_over_ipv6() {
     let host = a.state();
     let entry = host.neighbours.get(&(v6(victim_ip), "scwpub0".to_owned()));
     assert!(
-        entry.is_some_and(|n| n.permanent && n.mac.map(netplan::endpoint::mac_text) == Some(mac_of_tap("one-1-0"))),
+        entry.is_some_and(|n| n.permanent && n.mac.map(public_plan::endpoint::mac_text) == Some(mac_of_tap("one-1-0"))),
         "the host's entry for the victim moved: {entry:?}"
     );
     let seen = tcp(

@@ -9,8 +9,8 @@
 mod fake_hyper;
 
 use fake_hyper::{Hyper, vm};
-use netapply::record::RecordFile;
-use netplan::ops::base_fingerprint;
+use public_apply::record::RecordFile;
+use public_plan::ops::base_fingerprint;
 
 fn listings(calls: &[String]) -> usize {
     calls.iter().filter(|c| c.starts_with("nft -j list")).count()

@@ -13,9 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use netapply::record::{Record, RecordFile};
-use netplan::endpoint::BridgeName;
-use netplan::{Endpoint, Owner, Port, Public};
+use public_apply::record::{Record, RecordFile};
+use public_plan::endpoint::BridgeName;
+use public_plan::{Endpoint, Owner, Port, Public};
 
 use crate::cloud::{PublicNic, b64, vm_document};
 use crate::measure::SYSTEM_PATH;

@@ -193,7 +193,7 @@ pub fn enter_ns(path: &str) -> anyhow::Result<()> {
 
 /// Whether the bench runs as root.
 pub fn is_root() -> bool {
-    netapply::run::effective_uid() == 0
+    host_tools::run::effective_uid() == 0
 }
 
 /// Whether `program` is in PATH.
@@ -256,7 +256,7 @@ impl Bins {
             (&bins.vnm, &["hooks", "drivers/scaleway", "drivers/opennebula"][..]),
             (
                 &bins.provision,
-                &["drivers/provision", "drivers/scaleway", "hooks/evpn"][..],
+                &["drivers/provision", "drivers/scaleway", "hooks/private"][..],
             ),
         ] {
             let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();

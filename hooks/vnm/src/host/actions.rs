@@ -4,15 +4,15 @@
 use std::collections::BTreeSet;
 
 use anyhow::Context;
-use netapply::lock::HostLock;
-use netapply::record::{Record, RecordFile};
-use netapply::{Host, apply, observe, observe_with_tables};
-use netplan::filter::FilterState;
-use netplan::model;
-use netplan::ops::{NftOp, base_fingerprint};
-use netplan::{Endpoint, Observed, Owner, Plan, Request, Selection, plan, query, select, tables_ok_after};
+use host_tools::lock::HostLock;
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
+use public_apply::record::{Record, RecordFile};
+use public_apply::{Host, apply, observe, observe_with_tables};
+use public_plan::filter::FilterState;
+use public_plan::model;
+use public_plan::ops::{NftOp, base_fingerprint};
+use public_plan::{Endpoint, Observed, Owner, Plan, Request, Selection, plan, query, select, tables_ok_after};
 
 use super::Settings;
 
@@ -44,7 +44,7 @@ pub(super) struct On<'a> {
 
 /// How `run` learns the contents of our nft tables.
 pub(super) enum Tables {
-    /// From the host record (`netplan::model`), when the record's base
+    /// From the host record (`public_plan::model`), when the record's base
     /// fingerprint is this version's; listed when the kernel refuses the
     /// transaction planned from it.
     FromRecord,
@@ -69,7 +69,7 @@ pub(super) fn apply_plan(
     host: Host<'_>,
     settings: &Settings,
     p: &Plan,
-) -> Result<Option<String>, netapply::ApplyError> {
+) -> Result<Option<String>, host_tools::ApplyError> {
     if settings.dry_run {
         return Ok(Some(p.to_string()));
     }

@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, anyhow};
-use netapply::Host;
-use netapply::record::RecordFile;
-use netplan::{Endpoint, Owner, Request, select};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
+use public_apply::Host;
+use public_apply::record::RecordFile;
+use public_plan::{Endpoint, Owner, Request, select};
 
 use super::Settings;
 use super::actions::*;

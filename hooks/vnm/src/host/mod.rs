@@ -7,14 +7,14 @@
 //! | [`pre`] | deploy, resume, migration (destination), attach_nic | ensures the bridge, the /32 route, the proxy ARP entry, the sysctls and the 1:1 NAT of every public NIC of the VM (only the NIC being attached during attach_nic) |
 //! | [`clean_host`] | shutdown, undeploy, migration (source), detach_nic | removes exactly this VM's NICs' routes, proxy entries and NAT elements (only the NIC being detached during detach_nic); the bridge goes once nothing uses it |
 //! | [`reconcile`] | after a reboot (the kernel forgot everything), or by hand | re-applies everything the record holds, in one nft transaction |
-//! | [`update_sg`] | oned, for each VM of a security group whose rules changed | sets the security group rules of the VM's public NICs (`netplan::filter`) in one transaction, if the VM runs here |
+//! | [`update_sg`] | oned, for each VM of a security group whose rules changed | sets the security group rules of the VM's public NICs (`public_plan::filter`) in one transaction, if the VM runs here |
 //!
 //! Every action validates the VM's NICs before touching anything, takes the
-//! host lock, observes the host, plans (pure, `netplan`), applies
-//! (`netapply`) and updates the record, all under the lock. `pre` and
+//! host lock, observes the host, plans (pure, `public_plan`), applies
+//! (`public_apply`) and updates the record, all under the lock. `pre` and
 //! `clean` read only what their NICs concern (their routes, proxy and
 //! neighbour entries, sysctls) and do not list our nft tables: the host
-//! record says what those hold (`netplan::model`), and the kernel checks it
+//! record says what those hold (`public_plan::model`), and the kernel checks it
 //! when it applies the transaction; a refused transaction (tables gone
 //! after a reboot, an element the record does not know) makes the action
 //! list the tables and plan again. `reconcile` always lists them. Running an
@@ -42,7 +42,7 @@
 //!   folder: not in a folder every local account can write, where another
 //!   account could take the lock file and hold it), `ONE_SCALEWAY_LOCK_TIMEOUT`: seconds
 //!   to wait for it (default 120);
-//! - `ONE_SCALEWAY_SUDO`, `ONE_SCALEWAY_TOOL_TIMEOUT`: see `netapply::run`;
+//! - `ONE_SCALEWAY_SUDO`, `ONE_SCALEWAY_TOOL_TIMEOUT`: see `public_apply::run`;
 //! - `ONE_SCALEWAY_DRY_RUN=yes`: observe and plan, print the plan on stdout,
 //!   change nothing.
 
@@ -54,12 +54,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use netapply::Host;
-use netapply::ip::IpCommand;
-use netapply::nft::NftCommand;
-use netapply::sysctl::ProcSysctl;
 use opennebula::driver::{Env, Log, Output};
 use opennebula::vm::Vm;
+use public_apply::Host;
+use public_apply::ip::IpCommand;
+use public_apply::nft::NftCommand;
+use public_apply::sysctl::ProcSysctl;
 
 pub use actions::{pre_with, update_sg_with};
 pub use clean::clean_host_with;
@@ -119,7 +119,7 @@ impl Settings {
 /// thread's network namespace).
 fn on_real_host<T>(env: &Env, f: impl FnOnce(Host<'_>, &Settings) -> anyhow::Result<T>) -> anyhow::Result<T> {
     let settings = Settings::from_env(env)?;
-    let tools = netapply::Tools::from_env(env).context("the driver's settings")?;
+    let tools = host_tools::Tools::from_env(env).context("the driver's settings")?;
     let nft = NftCommand { tools: &tools };
     let ip = IpCommand { tools: &tools };
     let sysctl = ProcSysctl::new(&tools);

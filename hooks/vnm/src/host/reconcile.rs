@@ -4,11 +4,11 @@
 use std::collections::BTreeSet;
 
 use anyhow::Context;
-use netapply::record::RecordFile;
-use netapply::{Host, observe};
-use netplan::ops::NFT_DNAT_MAP;
-use netplan::{Public, Request, query};
 use opennebula::driver::{Log, Output};
+use public_apply::record::RecordFile;
+use public_apply::{Host, observe};
+use public_plan::ops::NFT_DNAT_MAP;
+use public_plan::{Public, Request, query};
 
 use super::Settings;
 use super::actions::*;

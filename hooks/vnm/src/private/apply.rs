@@ -105,6 +105,6 @@ pub fn apply_change(
     }
 }
 
-fn evpn_error(e: &anyhow::Error) -> netapply::ApplyError {
-    netapply::ApplyError::new(format!("{e:#}"))
+fn evpn_error(e: &anyhow::Error) -> host_tools::ApplyError {
+    host_tools::ApplyError::new(format!("{e:#}"))
 }

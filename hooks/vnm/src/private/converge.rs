@@ -12,7 +12,7 @@ use evpn::observed::Observed;
 use evpn::plan::{LinkPlan, Request, plan};
 use evpn::record::{HostConfig, Record, RecordFile};
 use evpn::{Vni, firewall, frr};
-use netapply::lock::HostLock;
+use host_tools::lock::HostLock;
 use opennebula::driver::{Log, Output};
 
 use super::Settings;

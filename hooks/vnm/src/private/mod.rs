@@ -90,7 +90,7 @@ impl Settings {
 /// calling thread's namespaces).
 fn on_real_host<T>(env: &Env, f: impl FnOnce(EvpnHost<'_>, &Settings) -> anyhow::Result<T>) -> anyhow::Result<T> {
     let settings = Settings::from_env(env)?;
-    let tools = netapply::Tools::from_env(env).context("the driver's settings")?;
+    let tools = host_tools::Tools::from_env(env).context("the driver's settings")?;
     let links = IpLinks { tools: &tools };
     let firewall = NftFirewall { tools: &tools };
     let frr = FrrCommand {

@@ -1,5 +1,5 @@
 //! A fake hypervisor for the host side of driver `scaleway`: the fake host
-//! of `netapply`, a lock and a record in a temporary folder, and VM
+//! of `public_apply`, a lock and a record in a temporary folder, and VM
 //! documents (shared by `host_actions.rs` and `host_tables.rs`).
 
 #![allow(dead_code, clippy::unwrap_used)] // test code, each file uses a part
@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netapply::Host;
-use netapply::fake::FakeHost;
-use netapply::record::RecordFile;
 use opennebula::driver::{Level, Log, Output};
 use opennebula::vm::Vm;
+use public_apply::Host;
+use public_apply::fake::FakeHost;
+use public_apply::record::RecordFile;
 use scaleway_vnm::host::{Settings, clean_host_with, pre_with, reconcile_with, update_sg_with};
 use test_support::{TempDir, fixture};
 

@@ -13,15 +13,16 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use netapply::ip::IpCommand;
-use netapply::nft::NftCommand;
-use netapply::sysctl::ProcSysctl;
-use netapply::{Host, Tools};
-use netplan::Observed;
+use host_tools::Tools;
 use nix::sched::CloneFlags;
 use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
 use opennebula::driver::{Env, Level, Log, Output};
 use opennebula::vm::Vm;
+use public_apply::Host;
+use public_apply::ip::IpCommand;
+use public_apply::nft::NftCommand;
+use public_apply::sysctl::ProcSysctl;
+use public_plan::Observed;
 use scaleway_vnm::host;
 use test_support::{NetNs, TempDir, run_ok};
 
@@ -300,7 +301,7 @@ impl Hyper {
                 ip: &ip,
                 sysctl: &sysctl,
             };
-            netapply::observe(host, &netplan::Query::all()).unwrap()
+            public_apply::observe(host, &public_plan::Query::all()).unwrap()
         })
     }
 

@@ -1,0 +1,16 @@
+//! What both network drivers (`scaleway`, `scaleway_evpn`) use on a host.
+//!
+//! - [`run::Tools`]: runs `ip`, `nft` and `sysctl` from argument vectors
+//!   (never a shell, [`opennebula::process`] underneath), as root directly or,
+//!   as oneadmin, through `sudo -n` of the root helper with a typed request;
+//!   every failure is an [`ApplyError`] that keeps the tool's stderr and says
+//!   what to do;
+//! - [`lock::HostLock`]: the host-wide lock that serialises every change a
+//!   driver makes on the host ([`opennebula::store::FileLock`]);
+//! - [`links::link_kinds`]: the kind of every link (the root helper's checks).
+
+pub mod links;
+pub mod lock;
+pub mod run;
+
+pub use run::{ApplyError, Tools};

@@ -1,0 +1,275 @@
+//! The record of what the driver applied on this host: every public
+//! endpoint with its owner (VM, NIC) and the bridges the driver created.
+//!
+//! The kernel forgets routes, proxy entries and nft elements at a reboot;
+//! the record lets `reconcile` put them back, lets `clean` remove a VM's
+//! endpoints even when the document it gets is not the one `pre` got, and
+//! names the owner of an address in a conflict. It is a small JSON file,
+//! read and replaced (temporary file, fsync, rename, fsync of the folder)
+//! only under the host lock.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use opennebula::store::{StateFile, VERSION};
+use public_plan::endpoint::BridgeName;
+use public_plan::filter::{NicFilter, nic_of};
+use public_plan::{Endpoint, Owner, Port, Public};
+use serde::{Deserialize, Serialize};
+
+use host_tools::run::ApplyError;
+
+/// What the driver applied on this host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub endpoints: Vec<Endpoint>,
+    /// Bridges the driver created (the only ones it may delete).
+    pub bridges: BTreeSet<BridgeName>,
+    /// The fingerprint of the tables' base (`public_plan::ops::base_fingerprint`)
+    /// last declared or found intact on this host: while it is this
+    /// version's, `pre` and `clean` trust the record for the tables'
+    /// contents instead of listing them.
+    pub base: Option<String>,
+    /// The security group rules set on each NIC (restored by `reconcile`).
+    pub filters: Vec<NicFilter>,
+}
+
+impl Record {
+    /// The endpoints of VM `vm`.
+    pub fn of_vm(&self, vm: u64) -> Vec<Endpoint> {
+        self.endpoints.iter().filter(|e| e.owner.vm == vm).copied().collect()
+    }
+
+    /// Replaces the endpoints of the same owners, or adds them.
+    pub fn put(&mut self, endpoints: &[Endpoint]) {
+        self.forget(endpoints.iter().map(|e| e.owner));
+        self.endpoints.extend_from_slice(endpoints);
+        self.endpoints.sort_by_key(|e| e.owner);
+    }
+
+    /// Forgets the endpoints of these owners (and the rules of a NIC left
+    /// without endpoint).
+    pub fn forget(&mut self, owners: impl IntoIterator<Item = Owner>) {
+        let owners: BTreeSet<Owner> = owners.into_iter().collect();
+        self.endpoints.retain(|e| !owners.contains(&e.owner));
+        let endpoints = &self.endpoints;
+        self.filters
+            .retain(|f| endpoints.iter().any(|e| nic_of(e) == (f.vm, f.nic_id)));
+    }
+
+    /// Replaces the rules of the same NICs, or adds them.
+    pub fn put_filters(&mut self, filters: &[NicFilter]) {
+        self.filters
+            .retain(|f| !filters.iter().any(|n| (n.vm, n.nic_id) == (f.vm, f.nic_id)));
+        self.filters.extend_from_slice(filters);
+        self.filters.sort_by_key(|f| (f.vm, f.nic_id));
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileV1 {
+    version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base: Option<String>,
+    #[serde(default)]
+    bridges: Vec<String>,
+    #[serde(default)]
+    endpoints: Vec<EndpointV1>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    filters: Vec<NicFilter>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndpointV1 {
+    vm: u64,
+    nic_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alias_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent_id: Option<u32>,
+    bridge: String,
+    ip: IpAddr,
+    gateway: IpAddr,
+    /// The flexible IP (IPv4) or the first address of the flexible /64 (IPv6).
+    external_ip: IpAddr,
+    /// The VM's port (tap) and MAC the guard lets through (absent in
+    /// records written before the port guard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
+
+impl EndpointV1 {
+    fn from(e: &Endpoint) -> Self {
+        let (ip, gateway, external_ip) = match e.public {
+            Public::V4 { ip, gateway, external } => (IpAddr::V4(ip), IpAddr::V4(gateway), IpAddr::V4(external)),
+            Public::V6 { ip, gateway, prefix } => (IpAddr::V6(ip), IpAddr::V6(gateway), IpAddr::V6(prefix)),
+        };
+        Self {
+            vm: e.owner.vm,
+            nic_id: e.owner.nic_id,
+            alias_id: e.owner.alias.map(|a| a.0),
+            parent_id: e.owner.alias.map(|a| a.1),
+            bridge: e.bridge.to_string(),
+            ip,
+            gateway,
+            external_ip,
+            port: e.port.map(|p| p.tap.to_string()),
+            mac: e.port.map(|p| p.mac_text()),
+        }
+    }
+
+    fn to_endpoint(&self) -> Result<Endpoint, String> {
+        let who = format!("VM {} NIC {}", self.vm, self.nic_id);
+        let bridge = BridgeName::parse(&self.bridge).map_err(|e| format!("{who}: bridge {:?}: {e}", self.bridge))?;
+        let public = match (self.ip, self.gateway, self.external_ip) {
+            (IpAddr::V4(ip), IpAddr::V4(gateway), IpAddr::V4(external)) => Public::V4 { ip, gateway, external },
+            (IpAddr::V6(ip), IpAddr::V6(gateway), IpAddr::V6(prefix)) => Public::V6 { ip, gateway, prefix },
+            _ => return Err(format!("{who}: mixes IPv4 and IPv6 addresses")),
+        };
+        let alias = match (self.alias_id, self.parent_id) {
+            (Some(a), Some(p)) => Some((a, p)),
+            (None, None) => None,
+            _ => return Err(format!("{who}: alias_id and parent_id go together")),
+        };
+        let port = match (&self.port, &self.mac) {
+            (Some(tap), Some(mac)) => Some(Port {
+                tap: BridgeName::parse(tap).map_err(|e| format!("{who}: port {tap:?}: {e}"))?,
+                mac: <opennebula::attr::MacAddr as opennebula::attr::FromAttr>::from_attr(mac)
+                    .map_err(|_| format!("{who}: mac {mac:?} is not a MAC address"))?
+                    .0,
+            }),
+            (None, None) => None,
+            _ => return Err(format!("{who}: port and mac go together")),
+        };
+        Ok(Endpoint {
+            owner: Owner {
+                vm: self.vm,
+                nic_id: self.nic_id,
+                alias,
+            },
+            bridge,
+            public,
+            port,
+        })
+    }
+}
+
+/// The record's file ([`opennebula::store::StateFile`]).
+#[derive(Debug, Clone)]
+pub struct RecordFile {
+    file: StateFile,
+}
+
+impl RecordFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            file: StateFile::new(
+                path,
+                0o644,
+                "the driver's host record",
+                "move it aside: the next pre of each VM records it again (reconcile then restores only what is \
+                 recorded)",
+            ),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Reads the record (empty when the file does not exist). Call it under
+    /// the host lock.
+    pub fn load(&self) -> Result<Record, ApplyError> {
+        let Some(file) = self.file.load::<FileV1>()? else {
+            return Ok(Record::default());
+        };
+        let damaged = |problem: String| ApplyError::from(self.file.damaged(problem));
+        for f in &file.filters {
+            for r in &f.rules {
+                r.check()
+                    .map_err(|e| damaged(format!("VM {} NIC {}: a security group rule: {e}", f.vm, f.nic_id)))?;
+            }
+        }
+        let mut record = Record {
+            base: file.base.clone(),
+            filters: file.filters.clone(),
+            ..Record::default()
+        };
+        for b in &file.bridges {
+            record
+                .bridges
+                .insert(BridgeName::parse(b).map_err(|e| damaged(format!("bridge {b:?}: {e}")))?);
+        }
+        for e in &file.endpoints {
+            record.endpoints.push(e.to_endpoint().map_err(damaged)?);
+        }
+        Ok(record)
+    }
+
+    /// Replaces the file atomically. Call it under the host lock.
+    pub fn save(&self, record: &Record) -> Result<(), ApplyError> {
+        Ok(self.file.save(&FileV1 {
+            version: VERSION,
+            base: record.base.clone(),
+            filters: record.filters.clone(),
+            bridges: record.bridges.iter().map(ToString::to_string).collect(),
+            endpoints: record.endpoints.iter().map(EndpointV1::from).collect(),
+        })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(vm: u64, nic: u32, v6: bool) -> Endpoint {
+        Endpoint {
+            owner: Owner {
+                vm,
+                nic_id: nic,
+                alias: (nic == 2).then_some((0, 0)),
+            },
+            bridge: BridgeName::parse("scwpub0").unwrap(),
+            public: if v6 {
+                Public::V6 {
+                    ip: "2001:db8:1::2".parse().unwrap(),
+                    gateway: "2001:db8:1::1".parse().unwrap(),
+                    prefix: "2001:db8:1::".parse().unwrap(),
+                }
+            } else {
+                Public::V4 {
+                    ip: "172.30.0.4".parse().unwrap(),
+                    gateway: "172.30.0.5".parse().unwrap(),
+                    external: "51.15.0.1".parse().unwrap(),
+                }
+            },
+            port: (vm != 7).then(|| Port {
+                tap: BridgeName::parse(&format!("one-{vm}-{nic}")).unwrap(),
+                mac: [2, 0, 0, 0, vm as u8, nic as u8],
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_damage() {
+        let dir = test_support::TempDir::new("record");
+        let file = RecordFile::new(dir.path().join("state/vnm-public.json"));
+        assert_eq!(file.load().unwrap(), Record::default());
+        let mut record = Record::default();
+        record.put(&[endpoint(42, 0, false), endpoint(42, 2, false), endpoint(7, 0, true)]);
+        record.bridges.insert(BridgeName::parse("scwpub0").unwrap());
+        file.save(&record).unwrap();
+        assert_eq!(file.load().unwrap(), record);
+        assert_eq!(record.of_vm(42).len(), 2);
+        record.forget([endpoint(42, 0, false).owner]);
+        assert_eq!(record.of_vm(42).len(), 1);
+        std::fs::write(file.path(), r#"{"version": 1, "endpoints": [{"vm": 1, "nic_id": 0, "bridge": "a b", "ip": "1.2.3.4", "gateway": "1.2.3.5", "external_ip": "5.6.7.8"}]}"#).unwrap();
+        let e = file.load().unwrap_err().to_string();
+        assert!(e.contains("is damaged") && e.contains("bridge \"a b\""), "{e}");
+        std::fs::write(file.path(), "{").unwrap();
+        assert!(file.load().unwrap_err().to_string().contains("is damaged"));
+    }
+}
