@@ -14,7 +14,11 @@ use crate::checks::{inbound, outbound};
 use crate::netns::{PORT, ask};
 use crate::sandbox::Sandbox;
 
-/// The VMs of group 0 oned has not brought up to date yet, or a failure.
+/// The VMs of the sandbox oned has not brought up to date yet in group 0,
+/// or a failure. A VM counts as done only once it is in `UPDATED_VMS`:
+/// oned takes a VM out of `OUTDATED_VMS` and saves the group before it
+/// puts the VM in `UPDATING_VMS` (`LifeCycleManager::trigger_updatesg`),
+/// so for a moment the VM is in no list.
 fn pending(sb: &Sandbox) -> anyhow::Result<Vec<String>> {
     let sg = sb.show("onesecgroup", 0)?;
     let ids = |list: &str| -> Vec<String> {
@@ -29,7 +33,13 @@ fn pending(sb: &Sandbox) -> anyhow::Result<Vec<String>> {
             failed.join(", ")
         );
     }
-    Ok([ids("UPDATING_VMS"), ids("OUTDATED_VMS")].concat())
+    let updated = ids("UPDATED_VMS");
+    Ok(sb
+        .vms
+        .iter()
+        .map(|vm| vm.id.to_string())
+        .filter(|id| !updated.contains(id))
+        .collect())
 }
 
 /// `onesecgroup update 0` with `rules`, then waits until oned has run
