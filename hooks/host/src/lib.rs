@@ -12,5 +12,6 @@
 pub mod links;
 pub mod lock;
 pub mod run;
+pub mod skeleton;
 
 pub use run::{ApplyError, Tools};

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use anyhow::Context;
+use host_tools::ApplyError;
 use host_tools::lock::HostLock;
+use host_tools::skeleton::{Change, Observe, converge};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 use public_apply::record::{Record, RecordFile};
@@ -42,122 +44,134 @@ pub(super) struct On<'a> {
     pub(super) file: &'a RecordFile,
 }
 
-/// How `run` learns the contents of our nft tables.
-pub(super) enum Tables {
-    /// From the host record (`public_plan::model`), when the record's base
-    /// fingerprint is this version's; listed when the kernel refuses the
-    /// transaction planned from it.
-    FromRecord,
-    /// Listed already, with the rest of the host's state (`reconcile`).
-    Listed(Box<Observed>),
-}
-
-/// Logs a plan's notes and, at debug level, its lines.
-pub(super) fn log_plan(log: &mut Log<'_>, p: &Plan) {
-    for note in &p.notes {
-        log.warn(note);
-    }
-    if !p.is_empty() {
-        for line in p.to_string().lines().filter(|l| !l.starts_with("# note:")) {
-            log.debug(format_args!("plan: {line}"));
-        }
-    }
-}
-
-/// Applies `p` unless dry-running (then returns its text).
-pub(super) fn apply_plan(
-    host: Host<'_>,
-    settings: &Settings,
-    p: &Plan,
-) -> Result<Option<String>, host_tools::ApplyError> {
-    if settings.dry_run {
-        return Ok(Some(p.to_string()));
-    }
-    apply(host, p)?;
-    Ok(None)
-}
-
 pub(super) const CANNOT_OBSERVE: &str = "cannot read the host's network state";
 
-/// Observes, plans, logs the plan, applies it unless dry-running, and saves
-/// the record (updated by `update`) when something was applied. Returns the
-/// plan, its text when dry-running, and the updated record.
-///
-/// With [`Tables::FromRecord`], our nft tables are not listed (that grows
-/// with the number of NICs on the host): the plan starts from the record's
-/// model of them, the links, routes and neighbour entries of this request
-/// being read as always. When the kernel refuses that plan's transaction
-/// (a table gone after a reboot, an element the record does not know), the
-/// tables are listed and the request planned again.
+/// One change of the public driver on a host ([`host_tools::skeleton`]):
+/// the request it plans, where it runs.
+struct PublicChange<'a> {
+    on: On<'a>,
+    request: &'a Request,
+}
+
+/// What a public plan starts from.
+struct PublicObserved {
+    observed: Observed,
+    /// Our nft tables taken from the record's model, not listed.
+    from_model: bool,
+    /// The record's tables' base is this version's.
+    current: bool,
+}
+
+impl Change for PublicChange<'_> {
+    type Record = Record;
+    type Observed = PublicObserved;
+    type Plan = Plan;
+    type Applied = ();
+
+    /// With [`Observe::Cheaply`], our nft tables are not listed (that grows
+    /// with the number of NICs on the host) while the record's base
+    /// fingerprint is this version's: the plan starts from the record's
+    /// model of them, the links, routes and neighbour entries of this
+    /// request being read as always.
+    fn observe(&self, before: &Record, _after: &Record, how: Observe) -> anyhow::Result<PublicObserved> {
+        let (host, request) = (self.on.host, self.request);
+        let current = before.base.as_deref() == Some(base_fingerprint().as_str());
+        let ours = || request.keep.iter().chain(&request.remove);
+        if how == Observe::Cheaply
+            && current
+            && let Some((nat, guard)) = model::tables(ours())
+        {
+            let filter = FilterState::model(&before.filters, ours());
+            let observed = observe_with_tables(host, &query(request), nat, guard, filter).context(CANNOT_OBSERVE)?;
+            return Ok(PublicObserved {
+                observed,
+                from_model: true,
+                current,
+            });
+        }
+        Ok(PublicObserved {
+            observed: observe(host, &query(request)).context(CANNOT_OBSERVE)?,
+            from_model: false,
+            current,
+        })
+    }
+
+    fn plan(&self, _before: &Record, _after: &Record, o: &PublicObserved) -> anyhow::Result<Plan> {
+        let mut p = plan(self.request, &o.observed)?;
+        if !o.from_model && !self.request.ensure.is_empty() && !o.current {
+            // A host set up by an older version (or never): its tables'
+            // base is declared again, whatever their listing says.
+            p.nft.redeclare();
+        }
+        Ok(p)
+    }
+
+    fn describe(&self, p: &Plan) -> (Vec<String>, String) {
+        (
+            p.notes.clone(),
+            if p.is_empty() { String::new() } else { p.to_string() },
+        )
+    }
+
+    fn dry_run(&self, p: &Plan) -> String {
+        p.to_string()
+    }
+
+    fn apply(&self, _log: &mut Log<'_>, p: &Plan) -> anyhow::Result<()> {
+        Ok(apply(self.on.host, p)?)
+    }
+
+    /// The kernel refused a transaction planned from the record's model (a
+    /// table gone after a reboot, an element the record does not know).
+    fn observe_again(&self, e: &anyhow::Error, o: &PublicObserved) -> Option<String> {
+        e.downcast_ref::<ApplyError>()
+            .filter(|e| e.nft_refused && o.from_model)
+            .map(|e| format!("our nft tables are not as the host record says ({e}): reading them and planning again"))
+    }
+
+    fn settle(&self, after: &mut Record, o: &PublicObserved, p: &Plan, _applied: Option<&()>) {
+        after.bridges.extend(p.bridges_created.iter().copied());
+        for b in &p.bridges_deleted {
+            after.bridges.remove(b);
+        }
+        if !o.from_model {
+            // The fingerprint stays (or becomes) this version's when the
+            // base is this version's afterwards: declared whole by this
+            // plan, or found intact (or declared in part) on a host whose
+            // record already had it.
+            after.base =
+                (p.nft.declares_base() || (o.current && tables_ok_after(&o.observed, p))).then_some(base_fingerprint());
+        }
+    }
+
+    fn save(&self, record: &Record) -> anyhow::Result<()> {
+        Ok(self.on.file.save(record)?)
+    }
+}
+
+/// One change of the host from `record` to `record` updated by `update`
+/// ([`host_tools::skeleton::converge`]); `listed`: the host's state read
+/// already (`reconcile`), else observed from the record's model when
+/// possible. Returns the plan, its text when dry-running, and the record
+/// after.
 pub(super) fn run(
     log: &mut Log<'_>,
     on: On<'_>,
     record: &Record,
     request: &Request,
-    tables: Tables,
+    listed: Option<Observed>,
     update: impl FnOnce(&mut Record),
 ) -> anyhow::Result<(Plan, Option<String>, Record)> {
-    let On { host, settings, file } = on;
-    let fingerprint = base_fingerprint();
     let mut after = record.clone();
     update(&mut after);
-    let settle = |after: &mut Record, p: &Plan| {
-        after.bridges.extend(p.bridges_created.iter().copied());
-        for b in &p.bridges_deleted {
-            after.bridges.remove(b);
-        }
-    };
-    let save = |after: &Record| -> anyhow::Result<()> {
-        if after != record && !settings.dry_run {
-            file.save(after)
-                .context("the network changes were applied but not recorded (the next action records them)")?;
-        }
-        Ok(())
-    };
-    let listed = match tables {
-        Tables::Listed(observed) => Some(observed),
-        Tables::FromRecord => None,
-    };
-    let modelled = (listed.is_none() && record.base.as_deref() == Some(fingerprint.as_str()))
-        .then(|| model::tables(request.keep.iter().chain(&request.remove)))
-        .flatten();
-    if let Some((nat, guard)) = modelled {
-        let filter = FilterState::model(&record.filters, request.keep.iter().chain(&request.remove));
-        let observed = observe_with_tables(host, &query(request), nat, guard, filter).context(CANNOT_OBSERVE)?;
-        let p = plan(request, &observed)?;
-        log_plan(log, &p);
-        match apply_plan(host, settings, &p) {
-            Ok(dry) => {
-                settle(&mut after, &p);
-                save(&after)?;
-                return Ok((p, dry, after));
-            }
-            Err(e) if e.nft_refused => log.debug(format_args!(
-                "our nft tables are not as the host record says ({e}): reading them and planning again"
-            )),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let observed = match listed {
-        Some(observed) => *observed,
-        None => observe(host, &query(request)).context(CANNOT_OBSERVE)?,
-    };
-    let mut p = plan(request, &observed)?;
-    let current = record.base.as_deref() == Some(fingerprint.as_str());
-    if !request.ensure.is_empty() && !current {
-        // A host set up by an older version (or never): its tables' base
-        // is declared again, whatever their listing says.
-        p.nft.redeclare();
-    }
-    log_plan(log, &p);
-    let dry = apply_plan(host, settings, &p)?;
-    settle(&mut after, &p);
-    // The fingerprint stays (or becomes) this version's when the base is
-    // this version's afterwards: declared whole by this plan, or found
-    // intact (or declared in part) on a host whose record already had it.
-    after.base = (p.nft.declares_base() || (current && tables_ok_after(&observed, &p))).then_some(fingerprint);
-    save(&after)?;
-    Ok((p, dry, after))
+    let observed = listed.map(|observed| PublicObserved {
+        observed,
+        from_model: false,
+        current: record.base.as_deref() == Some(base_fingerprint().as_str()),
+    });
+    let change = PublicChange { on, request };
+    let done = converge(&change, log, record, after, observed, on.settings.dry_run)?;
+    Ok((done.plan, done.dry_run, done.after))
 }
 
 pub(super) fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
@@ -269,7 +283,7 @@ pub(super) fn set_up(
             owned_bridges: record.bridges.clone(),
             filters: Vec::new(),
         };
-        let (_, dry, updated) = run(log, on, &record, &request, Tables::FromRecord, |r| {
+        let (_, dry, updated) = run(log, on, &record, &request, None, |r| {
             r.forget(stale.iter().map(|e| e.owner));
         })
         .with_context(context)?;
@@ -289,7 +303,7 @@ pub(super) fn set_up(
         owned_bridges: record.bridges.clone(),
         filters: filters.clone(),
     };
-    let (p, dry, _) = run(log, on, &record, &request, Tables::FromRecord, |r| {
+    let (p, dry, _) = run(log, on, &record, &request, None, |r| {
         r.forget(moved.iter().map(|e| e.owner));
         r.put(&endpoints);
         r.put_filters(&filters);

@@ -93,7 +93,7 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
         filters: Vec::new(),
     };
     let recorded = remove.iter().any(|e| record.endpoints.contains(e));
-    let (p, dry, _) = run(log, on, &record, &request, Tables::FromRecord, |r| {
+    let (p, dry, _) = run(log, on, &record, &request, None, |r| {
         r.forget(owners);
     })
     .with_context(|| format!("VM {}: cannot remove its public NICs from this host", vm.id))?;

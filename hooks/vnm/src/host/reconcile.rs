@@ -66,8 +66,8 @@ pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) ->
             strangers.join(", ")
         ));
     }
-    let (p, dry, _) = run(log, on, &record, &request, Tables::Listed(Box::new(observed)), |_| {})
-        .context("cannot reconcile the host's public NICs")?;
+    let (p, dry, _) =
+        run(log, on, &record, &request, Some(observed), |_| {}).context("cannot reconcile the host's public NICs")?;
     if let Some(text) = dry {
         return Ok(Output::text(text));
     }

@@ -11,8 +11,10 @@ use evpn::frr::FrrHost;
 use evpn::observed::Observed;
 use evpn::plan::{LinkPlan, Request, plan};
 use evpn::record::{HostConfig, Record, RecordFile};
+use evpn::sg::Filters;
 use evpn::{Vni, firewall, frr};
 use host_tools::lock::HostLock;
+use host_tools::skeleton::{self, Observe};
 use opennebula::driver::{Log, Output};
 
 use super::Settings;
@@ -83,8 +85,180 @@ fn render_frr(host: EvpnHost<'_>, config: &HostConfig, vnis: BTreeSet<Vni>) -> a
     Ok(text)
 }
 
+/// One change of the private driver on a host ([`host_tools::skeleton`]).
+struct PrivateChange<'a> {
+    host: EvpnHost<'a>,
+    settings: &'a Settings,
+    file: &'a RecordFile,
+    ensure: &'a BTreeSet<Vni>,
+    frr: Frr,
+    undo_on_frr_failure: bool,
+    firewall: bool,
+    filters: bool,
+}
+
+/// A planned private change: the links, and what is written besides.
+struct PrivatePlan {
+    links: LinkPlan,
+    wanted: BTreeSet<Vni>,
+    frr: Option<String>,
+    vnis: Option<VniChange>,
+    firewall: Option<firewall::Rules>,
+    /// The security group tables to write, and what the record said they
+    /// held (to update them in place) unless written whole.
+    filters: Option<(Filters, Option<Filters>)>,
+    /// FRR's VNIs should change but the host has no cluster description.
+    frr_left: bool,
+}
+
+impl skeleton::Change for PrivateChange<'_> {
+    type Record = Record;
+    type Observed = Observed;
+    type Plan = PrivatePlan;
+    /// FRR was reloaded.
+    type Applied = bool;
+
+    fn observe(&self, _before: &Record, _after: &Record, _how: Observe) -> anyhow::Result<Observed> {
+        self.host.links.observe().context("cannot read the host's links")
+    }
+
+    fn plan(&self, before: &Record, after: &Record, observed: &Observed) -> anyhow::Result<PrivatePlan> {
+        let request = Request {
+            ensure: after
+                .segments
+                .iter()
+                .filter(|(vni, _)| self.ensure.contains(vni))
+                .map(|(_, s)| s.segment.clone())
+                .collect(),
+            remove: before
+                .segments
+                .iter()
+                .filter(|(vni, _)| !after.segments.contains_key(vni))
+                .map(|(_, s)| s.segment.clone())
+                .collect(),
+            owned_bridges: before
+                .segments
+                .values()
+                .filter(|s| s.created_bridge)
+                .map(|s| s.segment.bridge.clone())
+                .collect(),
+            owned_vxlans: before.segments.values().map(|s| s.segment.vxlan.clone()).collect(),
+        };
+        let links = plan(&request, observed)?;
+        let wanted = after.wanted_vnis();
+        let frr_text = match (&after.config, self.frr) {
+            (Some(config), Frr::Always) => Some(render_frr(self.host, config, wanted.clone())?),
+            (Some(config), Frr::IfChanged) if after.announced.as_ref() != Some(&wanted) => {
+                Some(render_frr(self.host, config, wanted.clone())?)
+            }
+            _ => None,
+        };
+        // Only VNIs changed since FRR got our configuration: changed in place.
+        let vnis = match (&after.config, self.frr, &after.announced) {
+            (Some(config), Frr::IfChanged, Some(announced)) if frr_text.is_some() => Some(VniChange {
+                asn: config.cluster.asn,
+                add: wanted.difference(announced).copied().collect(),
+                remove: announced.difference(&wanted).copied().collect(),
+            }),
+            _ => None,
+        };
+        let firewall = match (&after.config, self.firewall) {
+            (Some(c), true) => Some(firewall::Rules::Underlay {
+                underlay: c.cluster.underlay,
+                device: c.device.clone(),
+            }),
+            _ => None,
+        };
+        let (tables, tables_before) = (after.filter_tables(), before.filter_tables());
+        let filters = (self.filters || tables != tables_before).then(|| {
+            // evpn-config and reconcile write them whole; the others in place.
+            (tables, (!self.firewall).then_some(tables_before))
+        });
+        let frr_left = after.config.is_none() && after.announced.as_ref().is_some_and(|a| *a != wanted);
+        Ok(PrivatePlan {
+            links,
+            wanted,
+            frr_left,
+            frr: frr_text,
+            vnis,
+            firewall,
+            filters,
+        })
+    }
+
+    fn describe(&self, p: &PrivatePlan) -> (Vec<String>, String) {
+        let mut notes = p.links.notes.clone();
+        if p.frr_left {
+            notes.push(
+                "no cluster description applied on this host (evpn-config): FRR's configuration is left as it is"
+                    .to_owned(),
+            );
+        }
+        let lines = if p.links.is_empty() {
+            String::new()
+        } else {
+            p.links.to_string()
+        };
+        (notes, lines)
+    }
+
+    fn dry_run(&self, p: &PrivatePlan) -> String {
+        let mut text = p.links.to_string();
+        if let Some(f) = &p.firewall {
+            text.push_str("# nft -f -\n");
+            text.push_str(&f.script());
+        }
+        if let Some((f, before)) = &p.filters {
+            text.push_str("# nft -f - (security groups)\n");
+            text.push_str(&before.as_ref().map_or_else(|| f.script(), |b| f.update_script(b)));
+        }
+        if let Some(f) = &p.frr {
+            text.push_str(&format!(
+                "# FRR configuration (vtysh -C -f, then frr-reload.py --reload)\n{f}"
+            ));
+        }
+        text
+    }
+
+    fn apply(&self, log: &mut Log<'_>, p: &PrivatePlan) -> anyhow::Result<bool> {
+        let new_conf = self.settings.frr_conf.with_extension("conf.new");
+        let applied = apply_change(
+            log,
+            self.host,
+            &new_conf,
+            &self.settings.frr_conf,
+            &Texts {
+                frr: p.frr.as_deref(),
+                vnis: p.vnis.as_ref(),
+                firewall: p.firewall.as_ref(),
+                filters: p.filters.as_ref().map(|(f, before)| (f, before.as_ref())),
+            },
+            &p.links,
+            self.undo_on_frr_failure,
+        );
+        // Gone once renamed; left behind by a failure otherwise.
+        let _ = std::fs::remove_file(&new_conf);
+        applied
+    }
+
+    fn settle(&self, after: &mut Record, _observed: &Observed, p: &PrivatePlan, frr_reloaded: Option<&bool>) {
+        for s in after.segments.values_mut() {
+            if p.links.created_bridges.contains(&s.segment.bridge) {
+                s.created_bridge = true;
+            }
+        }
+        if frr_reloaded == Some(&true) {
+            after.announced = Some(p.wanted.clone());
+        }
+    }
+
+    fn save(&self, record: &Record) -> anyhow::Result<()> {
+        Ok(self.file.save(record)?)
+    }
+}
+
 /// Plans, checks and applies a change; saves the record when something
-/// changed.
+/// changed ([`host_tools::skeleton::converge`]).
 pub(super) fn converge(
     log: &mut Log<'_>,
     host: EvpnHost<'_>,
@@ -95,132 +269,29 @@ pub(super) fn converge(
 ) -> anyhow::Result<Outcome> {
     let Change {
         before,
-        mut after,
+        after,
         ensure,
         frr,
         undo_on_frr_failure,
         firewall,
         filters,
     } = change;
-    let request = Request {
-        ensure: after
-            .segments
-            .iter()
-            .filter(|(vni, _)| ensure.contains(vni))
-            .map(|(_, s)| s.segment.clone())
-            .collect(),
-        remove: before
-            .segments
-            .iter()
-            .filter(|(vni, _)| !after.segments.contains_key(vni))
-            .map(|(_, s)| s.segment.clone())
-            .collect(),
-        owned_bridges: before
-            .segments
-            .values()
-            .filter(|s| s.created_bridge)
-            .map(|s| s.segment.bridge.clone())
-            .collect(),
-        owned_vxlans: before.segments.values().map(|s| s.segment.vxlan.clone()).collect(),
-    };
-    let p = plan(&request, observed)?;
-    for note in &p.notes {
-        log.warn(note);
-    }
-    for s in after.segments.values_mut() {
-        if p.created_bridges.contains(&s.segment.bridge) {
-            s.created_bridge = true;
-        }
-    }
-    let wanted = after.wanted_vnis();
-    let frr_text = match (&after.config, frr) {
-        (Some(config), Frr::Always) => Some(render_frr(host, config, wanted.clone())?),
-        (Some(config), Frr::IfChanged) if after.announced.as_ref() != Some(&wanted) => {
-            Some(render_frr(host, config, wanted.clone())?)
-        }
-        (None, _) if after.announced.as_ref().is_some_and(|a| *a != wanted) => {
-            log.warn("no cluster description applied on this host (evpn-config): FRR's configuration is left as it is");
-            None
-        }
-        _ => None,
-    };
-    // Only VNIs changed since FRR got our configuration: changed in place.
-    let vni_change = match (&after.config, frr, &after.announced) {
-        (Some(config), Frr::IfChanged, Some(announced)) if frr_text.is_some() => Some(VniChange {
-            asn: config.cluster.asn,
-            add: wanted.difference(announced).copied().collect(),
-            remove: announced.difference(&wanted).copied().collect(),
-        }),
-        _ => None,
-    };
-    let firewall_text = match (&after.config, firewall) {
-        (Some(c), true) => Some(firewall::Rules::Underlay {
-            underlay: c.cluster.underlay,
-            device: c.device.clone(),
-        }),
-        _ => None,
-    };
-    let (filter_tables, filters_before) = (after.filter_tables(), before.filter_tables());
-    let filter_tables = (filters || filter_tables != filters_before).then_some(filter_tables);
-    // evpn-config and reconcile write them whole; the others in place.
-    let filters_before = (!firewall).then_some(&filters_before);
-    if !p.is_empty() {
-        for line in p.to_string().lines().filter(|l| !l.starts_with("# note:")) {
-            log.debug(format_args!("plan: {line}"));
-        }
-    }
-    if settings.dry_run {
-        let mut text = p.to_string();
-        if let Some(f) = &firewall_text {
-            text.push_str("# nft -f -\n");
-            text.push_str(&f.script());
-        }
-        if let Some(f) = &filter_tables {
-            text.push_str("# nft -f - (security groups)\n");
-            text.push_str(&filters_before.map_or_else(|| f.script(), |b| f.update_script(b)));
-        }
-        if let Some(f) = &frr_text {
-            text.push_str(&format!(
-                "# FRR configuration (vtysh -C -f, then frr-reload.py --reload)\n{f}"
-            ));
-        }
-        return Ok(Outcome {
-            plan: p,
-            frr_reloaded: false,
-            dry_run: Some(text),
-            after,
-        });
-    }
-    let new_conf = settings.frr_conf.with_extension("conf.new");
-    let applied = apply_change(
-        log,
+    let private = PrivateChange {
         host,
-        &new_conf,
-        &settings.frr_conf,
-        &Texts {
-            frr: frr_text.as_deref(),
-            vnis: vni_change.as_ref(),
-            firewall: firewall_text.as_ref(),
-            filters: filter_tables.as_ref().map(|f| (f, filters_before)),
-        },
-        &p,
+        settings,
+        file,
+        ensure: &ensure,
+        frr,
         undo_on_frr_failure,
-    );
-    // Gone once renamed; left behind by a failure otherwise.
-    let _ = std::fs::remove_file(&new_conf);
-    let frr_reloaded = applied?;
-    if frr_reloaded {
-        after.announced = Some(wanted);
-    }
-    if after != *before {
-        file.save(&after)
-            .context("the changes were applied but not recorded (the next action records them)")?;
-    }
+        firewall,
+        filters,
+    };
+    let done = skeleton::converge(&private, log, before, after, Some(observed.clone()), settings.dry_run)?;
     Ok(Outcome {
-        plan: p,
-        frr_reloaded,
-        dry_run: None,
-        after,
+        plan: done.plan.links,
+        frr_reloaded: done.applied == Some(true),
+        dry_run: done.dry_run,
+        after: done.after,
     })
 }
 
