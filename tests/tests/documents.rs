@@ -208,7 +208,7 @@ fn a_private_network_without_vlan_id_gets_its_vni_from_its_id() {
     let vm = read_vm(&mut encode(&fixture("vnm/deploy-scaleway_evpn-pre.xml")).as_slice()).unwrap();
     let nic = &vm.nics_of("scaleway_evpn").unwrap()[0];
     assert_eq!(nic.vlan_id, None, "oned sent no VLAN_ID");
-    let selected = evpn::segment::select(&vm).unwrap();
+    let selected = private_plan::segment::select(&vm).unwrap();
     assert_eq!(selected.requests[0].vni.get(), 1_000_000 + nic.network_id.unwrap());
 }
 

@@ -35,7 +35,7 @@ fn nic0_rules(doc: &str) -> Vec<Rule> {
 /// The rules of the VM's private NIC 1 in a recorded document (and its port).
 fn nic1_rules(doc: &str) -> Vec<Rule> {
     let vm = Vm::from_element(&xml::parse(doc.as_bytes()).unwrap()).unwrap();
-    let selection = evpn::segment::select(&vm).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+    let selection = private_plan::segment::select(&vm).unwrap_or_else(|e| panic!("{e}\n{doc}"));
     let nic = selection
         .requests
         .into_iter()

@@ -251,7 +251,7 @@ fn network_drivers_under_a_real_vm_driver() {
         .get("deploy-scaleway_evpn-pre")
         .expect("scaleway_evpn pre at deploy");
     let read = Vm::from_element(&xml::parse(pre.as_bytes()).unwrap()).unwrap();
-    let selected = evpn::segment::select(&read).unwrap_or_else(|e| panic!("{e}\n{pre}"));
+    let selected = private_plan::segment::select(&read).unwrap_or_else(|e| panic!("{e}\n{pre}"));
     assert_eq!(selected.requests.len(), 1);
     assert_eq!(selected.requests[0].vni.get(), 1_000_000 + private, "{pre}");
     if std::env::var_os("UPDATE_FIXTURES").is_some() {

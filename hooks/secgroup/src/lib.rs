@@ -18,7 +18,7 @@ pub use rule::{AddrRange, Direction, PortRange, Protocol, Rule, Target};
 
 /// The packet mark bit of a frame bridged through a private network's VM
 /// port or VXLAN device (`scaleway_evpn`'s security groups set it before
-/// the `inet` hooks see the frame; see `evpn::sg`).
+/// the `inet` hooks see the frame; see `private_plan::sg`).
 pub const PRIVATE_BRIDGED: u32 = 0x8000_0000;
 
 /// The first rule of the public driver's NAT and filter base chains:

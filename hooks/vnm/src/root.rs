@@ -7,7 +7,7 @@
 //! bootstrap installs this copy of the binary root-owned, so oneadmin can
 //! neither change it nor choose what it runs: it reads one typed request
 //! on stdin (`public_apply::root::Public` for `scaleway`,
-//! `evpn::root::Private` for `scaleway_evpn`), refuses anything else or
+//! `private_apply::root::Private` for `scaleway_evpn`), refuses anything else or
 //! anything that would touch what is not the drivers' (exit 2, one line
 //! saying why), and otherwise runs the tool and passes on what the tool
 //! printed and whether it succeeded. It reads no environment variable
@@ -33,7 +33,7 @@ pub enum Request {
     #[serde(rename = "scaleway")]
     Public(public_apply::root::Public),
     #[serde(rename = "scaleway_evpn")]
-    Private(evpn::root::Private),
+    Private(private_apply::root::Private),
 }
 
 /// Parses a request (what the helper accepts, and nothing else).
@@ -63,7 +63,7 @@ pub fn main(io: &mut Io<'_>) -> u8 {
     let tools = Tools::direct(Duration::from_secs(120));
     let done = match &request {
         Request::Public(r) => public_apply::root::execute(r, &tools),
-        Request::Private(r) => evpn::root::execute(r, &tools),
+        Request::Private(r) => private_apply::root::execute(r, &tools),
     };
     match done {
         Ok(Ok(ran)) => {
@@ -92,7 +92,7 @@ mod tests {
             table: public_apply::root::Table::Guard,
         };
         assert!(matches!(parse(&public.to_json()), Ok(Request::Public(r)) if r == public));
-        let private = evpn::root::Private::FrrCheck {
+        let private = private_apply::root::Private::FrrCheck {
             config: "frr version 8.4\n".into(),
         };
         assert!(matches!(parse(&private.to_json()), Ok(Request::Private(r)) if r == private));

@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use evpn::apply::{EvpnHost, Forwarding};
-use evpn::fake::FakeHost;
-use evpn::record::RecordFile;
 use opennebula::driver::{Level, Log, Output};
 use opennebula::vm::Vm;
+use private_apply::apply::{EvpnHost, Forwarding};
+use private_apply::fake::FakeHost;
+use private_apply::record::RecordFile;
 use scaleway_vnm::private::{Settings, clean_with, evpn_config_with, pre_with, reconcile_with};
 use test_support::{TempDir, fixture};
 
@@ -387,11 +387,11 @@ fn a_bridge_the_driver_did_not_make_stays() {
     let mut links = h.fake.links();
     links.links.insert(
         "onebr.100".into(),
-        evpn::observed::Link {
+        private_plan::observed::Link {
             kind: Some("bridge".into()),
             mtu: 1500,
             up: true,
-            ..evpn::observed::Link::default()
+            ..private_plan::observed::Link::default()
         },
     );
     h.fake.set_links(links);

@@ -232,7 +232,7 @@ mod tests {
             skip: Vec::new(),
             ssh_user: "ubuntu".into(),
         };
-        let parsed = evpn::cluster::Cluster::parse(&evpn_description(&cluster)).unwrap();
+        let parsed = private_plan::cluster::Cluster::parse(&evpn_description(&cluster)).unwrap();
         parsed.validate().unwrap();
         assert_eq!(parsed.reflector_addresses().len(), 2);
         // Every word sent to a host passes the shell-safety check.

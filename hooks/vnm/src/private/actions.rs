@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, anyhow};
-use evpn::apply::EvpnHost;
-use evpn::record::RecordFile;
-use evpn::segment::{Underlay, resolve, select};
-use evpn::{Segment, User, Vni};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
+use private_apply::apply::EvpnHost;
+use private_apply::record::RecordFile;
+use private_plan::segment::{Underlay, resolve, select};
+use private_plan::{Segment, User, Vni};
 
 use super::Settings;
 use super::converge::{Change, Frr, converge, lock, output, vnis};
@@ -271,7 +271,7 @@ pub fn update_sg_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: 
         host,
         settings,
         &file,
-        &evpn::observed::Observed::default(),
+        &private_plan::observed::Observed::default(),
         Change {
             before: &record,
             after,

@@ -9,11 +9,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use evpn::apply::{EvpnHost, apply_links, undo};
-use evpn::plan::LinkPlan;
-use evpn::sg::Filters;
-use evpn::{Vni, firewall};
 use opennebula::driver::Log;
+use private_apply::apply::{EvpnHost, apply_links, undo};
+use private_plan::plan::LinkPlan;
+use private_plan::sg::Filters;
+use private_plan::{Vni, firewall};
 
 /// The VNIs to add to and remove from FRR's running configuration.
 pub struct VniChange {

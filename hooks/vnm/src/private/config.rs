@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, bail};
-use evpn::apply::EvpnHost;
-use evpn::observed::Observed;
-use evpn::record::{HostConfig, RecordFile};
-use evpn::{Cluster, Role, Vni};
 use opennebula::driver::{Log, Output};
+use private_apply::apply::EvpnHost;
+use private_apply::record::{HostConfig, RecordFile};
+use private_plan::observed::Observed;
+use private_plan::{Cluster, Role, Vni};
 
 use super::Settings;
 use super::converge::{Change, Frr, converge, lock, vnis};

@@ -6,16 +6,16 @@
 use std::collections::BTreeSet;
 
 use anyhow::Context;
-use evpn::apply::EvpnHost;
-use evpn::frr::FrrHost;
-use evpn::observed::Observed;
-use evpn::plan::{LinkPlan, Request, plan};
-use evpn::record::{HostConfig, Record, RecordFile};
-use evpn::sg::Filters;
-use evpn::{Vni, firewall, frr};
 use host_tools::lock::HostLock;
 use host_tools::skeleton::{self, Observe};
 use opennebula::driver::{Log, Output};
+use private_apply::apply::EvpnHost;
+use private_apply::record::{HostConfig, Record, RecordFile};
+use private_plan::frr::FrrHost;
+use private_plan::observed::Observed;
+use private_plan::plan::{LinkPlan, Request, plan};
+use private_plan::sg::Filters;
+use private_plan::{Vni, firewall, frr};
 
 use super::Settings;
 use super::apply::{Texts, VniChange, apply_change};

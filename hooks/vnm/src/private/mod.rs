@@ -8,12 +8,12 @@
 //! | [`pre`] | deploy, resume, migration (destination), attach_nic | for each NIC of the driver: the VNI's VXLAN device on the network's bridge, MTUs consistent, the VNI listed in FRR's configuration, the NIC's security groups on its port |
 //! | [`post`] | after the VM started | nothing (everything is in place after `pre`) |
 //! | [`clean`] | shutdown, undeploy, migration (source), detach_nic | forgets the VM's NICs; a segment no VM on the host uses any more loses its VXLAN device, its bridge (if the driver made it) and its FRR `vni` line |
-//! | [`update_sg`] | oned, for each VM of a security group whose rules changed | the security group rules of the VM's private NICs on this host (`evpn::sg`), in one transaction |
+//! | [`update_sg`] | oned, for each VM of a security group whose rules changed | the security group rules of the VM's private NICs on this host (`private_plan::sg`), in one transaction |
 //! | [`reconcile`] | after a reboot, or by hand | puts back every recorded segment, the FRR configuration, the firewall and the security group tables |
 //!
 //! Every action validates the VM's NICs first, then, under the host lock
 //! (the one the public driver uses), reads the record, observes the host's
-//! links, plans (`evpn::plan`, pure), renders and checks FRR's
+//! links, plans (`private_plan::plan`, pure), renders and checks FRR's
 //! configuration when the VNIs changed, applies (`private::apply`: only the
 //! VNIs changed in place with one `vtysh` when nothing else changed, else the
 //! whole configuration reloaded), and saves the record.
@@ -37,7 +37,7 @@
 //! `ONE_SCALEWAY_LOCK_TIMEOUT`, `ONE_SCALEWAY_SUDO`,
 //! `ONE_SCALEWAY_TOOL_TIMEOUT`, `ONE_SCALEWAY_DRY_RUN`): which FRR instance
 //! (`ONE_SCALEWAY_FRR_DIR`, `ONE_SCALEWAY_FRR_PATHSPACE`,
-//! `ONE_SCALEWAY_FRR_RELOAD`, see `evpn::apply`).
+//! `ONE_SCALEWAY_FRR_RELOAD`, see `private_apply::apply`).
 
 mod actions;
 mod apply;
@@ -48,9 +48,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use evpn::apply::{EvpnHost, FrrCommand, FrrInstance, IpLinks, NftFirewall, ProcSystem};
 use opennebula::driver::{Env, Log, Output};
 use opennebula::vm::Vm;
+use private_apply::apply::{EvpnHost, FrrCommand, FrrInstance, IpLinks, NftFirewall, ProcSystem};
 
 pub use actions::{clean_with, pre_with, update_sg_with};
 pub use config::{evpn_config_with, reconcile_with};
@@ -116,7 +116,7 @@ pub fn pre(vm: &Vm, log: &mut Log<'_>, env: &Env) -> anyhow::Result<Output> {
 
 /// `post`: nothing to do on the host once the VM runs (`pre` did it all).
 pub fn post(vm: &Vm, log: &mut Log<'_>, _env: &Env) -> anyhow::Result<Output> {
-    let nics = vm.nics_of(evpn::VN_MAD)?;
+    let nics = vm.nics_of(private_plan::VN_MAD)?;
     log.debug(format_args!(
         "VM {}: {} NICs of scaleway_evpn, nothing to do after the VM started",
         vm.id,

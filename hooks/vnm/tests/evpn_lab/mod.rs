@@ -231,8 +231,8 @@ impl Hyper {
     }
 
     /// The links as the driver sees them (kinds, MTUs, ports, VXLAN settings).
-    pub fn links(&self) -> evpn::observed::Observed {
-        evpn::observed::parse_links(&self.ns.run_ok(&["ip", "-d", "-j", "addr", "show"], b"")).unwrap()
+    pub fn links(&self) -> private_plan::observed::Observed {
+        private_plan::observed::parse_links(&self.ns.run_ok(&["ip", "-d", "-j", "addr", "show"], b"")).unwrap()
     }
 
     /// `ip -d link show` (for the VXLAN settings as iproute2 prints them).

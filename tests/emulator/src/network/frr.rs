@@ -36,7 +36,7 @@ use nix::unistd::Pid;
 pub const DAEMONS: &str = "/usr/lib/frr";
 /// The daemons started, with the file that shows each is ready.
 const READY: [(&str, &str); 2] = [("zebra", "zserv.api"), ("bgpd", "bgpd.vty")];
-/// The variable the drivers read (see `evpn::apply`).
+/// The variable the drivers read (see `private_apply::apply`).
 pub const FRR_DIR_ENV: &str = "ONE_SCALEWAY_FRR_DIR";
 
 const START_WAIT: Duration = Duration::from_secs(10);

@@ -11,15 +11,16 @@
 
 use std::time::Duration;
 
-use evpn::apply::{Firewall, Frr, FrrCommand, FrrInstance, IpLinks, Links, NftFirewall, apply_links};
-use evpn::frr::{FrrHost, render};
-use evpn::plan::{Request, plan};
-use evpn::{Cluster, Segment, Vni, firewall};
 use host_tools::Tools;
 use nix::sched::CloneFlags;
 use opennebula::driver::Env;
+use private_apply::apply::{Firewall, Frr, FrrCommand, FrrInstance, IpLinks, Links, NftFirewall, apply_links};
+use private_plan::frr::{FrrHost, render};
+use private_plan::plan::{Request, plan};
+use private_plan::{Cluster, Segment, Vni, firewall};
 use test_support::{NetNs, TempDir, require_root, run_ok};
 
+#[path = "../../plan/tests/sg_example/mod.rs"]
 mod sg_example;
 
 /// Runs `f` on a thread inside namespace `ns` (the tools it runs inherit it).
@@ -115,7 +116,9 @@ fn ip_applies_a_segment_exactly_and_removes_it() {
             &links.observe().unwrap(),
         )
         .unwrap();
-        broken.ops.insert(4, evpn::plan::LinkOp::SetUp("no-such-dev".into()));
+        broken
+            .ops
+            .insert(4, private_plan::plan::LinkOp::SetUp("no-such-dev".into()));
         let e = apply_links(&links, &broken).unwrap_err().to_string();
         assert!(
             e.contains("(at `ip link set dev no-such-dev up`)") && e.contains("deleted again"),
@@ -162,7 +165,7 @@ fn the_security_group_tables_are_updated_in_place_or_replaced() {
         vec![port(7, 1, 1, true), port(8, 0, 2, false)],
         &["vxlan100", "vxlan200"],
     );
-    let apply = |f: &evpn::sg::Filters, before: Option<&evpn::sg::Filters>| {
+    let apply = |f: &private_plan::sg::Filters, before: Option<&private_plan::sg::Filters>| {
         let (f, before) = (f.clone(), before.cloned());
         in_ns(&n, move || {
             let tools = Tools::direct(Duration::from_secs(10));
@@ -170,7 +173,7 @@ fn the_security_group_tables_are_updated_in_place_or_replaced() {
         })
     };
     // From no port (what the first pre on a host does).
-    apply(&one, Some(&evpn::sg::Filters::default())).unwrap();
+    apply(&one, Some(&private_plan::sg::Filters::default())).unwrap();
     let handle = nft(&["-a", "list", "chain", "bridge", "one_scaleway_evpn_ports", "prerouting"]);
     apply(&two, Some(&one)).unwrap();
     let updated = listing();
@@ -209,7 +212,7 @@ fn the_security_group_tables_are_updated_in_place_or_replaced() {
     // Nothing differs: nothing is run (the tables are not even read).
     apply(&one, Some(&one)).unwrap();
     // No port: both tables go, the other table stays.
-    apply(&evpn::sg::Filters::default(), Some(&two)).unwrap();
+    apply(&private_plan::sg::Filters::default(), Some(&two)).unwrap();
     assert_eq!(nft(&["list", "tables"]).trim(), "table ip someone_else");
 }
 

@@ -1,5 +1,5 @@
 //! A fake host for tests: simulated links (with the kernel's rules from
-//! [`crate::plan::simulate`]), the firewall script and the FRR
+//! [`private_plan::plan::simulate`]), the firewall script and the FRR
 //! configuration last applied, a hostname and forwarding, a log of every
 //! call, and failures on demand.
 
@@ -10,14 +10,14 @@ use std::sync::{Mutex, MutexGuard};
 use host_tools::ApplyError;
 
 use crate::apply::{EvpnHost, Firewall, Forwarding, Frr, Links, System};
-use crate::net::Vni;
-use crate::observed::{Link, Observed};
-use crate::plan::{LinkOp, simulate};
+use private_plan::net::Vni;
+use private_plan::observed::{Link, Observed};
+use private_plan::plan::{LinkOp, simulate};
 
 struct State {
     links: Observed,
     firewall: Option<String>,
-    filters: Option<crate::sg::Filters>,
+    filters: Option<private_plan::sg::Filters>,
     frr: Option<String>,
     hostname: String,
     forwarding: Forwarding,
@@ -100,7 +100,7 @@ impl FakeHost {
     }
 
     /// The security group tables last applied.
-    pub fn filters(&self) -> Option<crate::sg::Filters> {
+    pub fn filters(&self) -> Option<private_plan::sg::Filters> {
         self.lock().filters.clone()
     }
 
@@ -167,7 +167,7 @@ impl Links for FakeHost {
 }
 
 impl Firewall for FakeHost {
-    fn apply(&self, rules: &crate::firewall::Rules) -> Result<(), ApplyError> {
+    fn apply(&self, rules: &private_plan::firewall::Rules) -> Result<(), ApplyError> {
         let mut s = self.lock();
         s.calls.push("nft -f -".into());
         if let Some(m) = Self::failure(&mut s, "nft") {
@@ -177,7 +177,11 @@ impl Firewall for FakeHost {
         Ok(())
     }
 
-    fn filters(&self, filters: &crate::sg::Filters, _before: Option<&crate::sg::Filters>) -> Result<(), ApplyError> {
+    fn filters(
+        &self,
+        filters: &private_plan::sg::Filters,
+        _before: Option<&private_plan::sg::Filters>,
+    ) -> Result<(), ApplyError> {
         let mut s = self.lock();
         s.calls.push("nft -f - (security groups)".into());
         if let Some(m) = Self::failure(&mut s, "nft") {

@@ -17,10 +17,10 @@ use opennebula::attr::IfName;
 use opennebula::store::{StateFile, VERSION};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Cluster;
-use crate::net::Vni;
-use crate::segment::{Segment, User};
-use crate::sg::{Filters, PortFilter, free_id};
+use private_plan::cluster::Cluster;
+use private_plan::net::Vni;
+use private_plan::segment::{Segment, User};
+use private_plan::sg::{Filters, PortFilter, free_id};
 
 /// One segment and who uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 use host_tools::{ApplyError, Tools};
 use opennebula::driver::Env;
 
-use crate::firewall::Rules;
-use crate::net::Vni;
-use crate::observed::{Observed, parse_links};
-use crate::plan::{LinkOp, LinkPlan};
 use crate::root::Private;
-use crate::sg::Filters;
+use private_plan::firewall::Rules;
+use private_plan::net::Vni;
+use private_plan::observed::{Observed, parse_links};
+use private_plan::plan::{LinkOp, LinkPlan};
+use private_plan::sg::Filters;
 
 /// Links: read all, change with `ip` commands.
 pub trait Links {
@@ -168,7 +168,7 @@ impl Firewall for NftFirewall<'_> {
             .to_json();
             self.tools.run_root("nft", &args, b"", || request)?
         } else {
-            crate::sg::apply(self.tools, filters, before)?
+            crate::filters::apply(self.tools, filters, before)?
         };
         if ran.success {
             return Ok(());
@@ -331,7 +331,7 @@ impl Frr for FrrCommand<'_> {
     }
 
     fn vnis(&self, asn: u32, add: &BTreeSet<Vni>, remove: &BTreeSet<Vni>) -> Result<(), ApplyError> {
-        let words = crate::frr::vni_commands(asn, add, remove);
+        let words = private_plan::frr::vni_commands(asn, add, remove);
         self.vtysh_change(words, || {
             Private::FrrVnis {
                 asn,
@@ -351,7 +351,7 @@ impl FrrCommand<'_> {
         args.extend(words);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let ran = self.tools.run_root("vtysh", &args, b"", request)?;
-        let refused = crate::frr::vtysh_refused(&ran.stdout, &ran.stderr);
+        let refused = private_plan::frr::vtysh_refused(&ran.stdout, &ran.stderr);
         if ran.success && refused.is_none() {
             return Ok(());
         }

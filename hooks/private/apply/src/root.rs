@@ -15,9 +15,9 @@ use opennebula::attr::IfName;
 use serde::{Deserialize, Serialize};
 
 use crate::apply::DEFAULT_FRR_RELOAD;
-use crate::firewall::Rules;
-use crate::plan::LinkOp;
-use crate::sg::Filters;
+use private_plan::firewall::Rules;
+use private_plan::plan::LinkOp;
+use private_plan::sg::Filters;
 
 /// The tag of this driver's requests (`{"scaleway_evpn": {...}}`).
 pub const TAG: &str = "scaleway_evpn";
@@ -44,7 +44,7 @@ pub enum Private {
     /// `frr-reload.py --reload --stdout` of this configuration.
     FrrReload { config: String },
     /// `vtysh` adding and removing VNIs under `router bgp asn` (see
-    /// [`crate::frr::vni_commands`]).
+    /// [`private_plan::frr::vni_commands`]).
     FrrVnis { asn: u32, add: Vec<u32>, remove: Vec<u32> },
 }
 
@@ -52,11 +52,11 @@ pub enum Private {
 const MAX_VNIS: usize = 4096;
 
 /// The typed VNIs of a request, or why not.
-pub fn vnis_of(numbers: &[u32]) -> Result<std::collections::BTreeSet<crate::net::Vni>, String> {
+pub fn vnis_of(numbers: &[u32]) -> Result<std::collections::BTreeSet<private_plan::net::Vni>, String> {
     if numbers.len() > MAX_VNIS {
         return Err(format!("{} VNIs in one change (at most {MAX_VNIS})", numbers.len()));
     }
-    numbers.iter().map(|n| crate::net::Vni::try_from(*n)).collect()
+    numbers.iter().map(|n| private_plan::net::Vni::try_from(*n)).collect()
 }
 
 impl Private {
@@ -161,7 +161,7 @@ pub fn execute(request: &Private, tools: &Tools) -> Result<Result<Ran, String>, 
             {
                 return Ok(Err(why));
             }
-            crate::sg::apply(tools, filters, before.as_ref())?
+            crate::filters::apply(tools, filters, before.as_ref())?
         }
         Private::FrrVnis { asn, add, remove } => {
             let (add, remove) = match (vnis_of(add), vnis_of(remove)) {
@@ -169,10 +169,10 @@ pub fn execute(request: &Private, tools: &Tools) -> Result<Result<Ran, String>, 
                 (Err(why), _) | (_, Err(why)) => return Ok(Err(why)),
                 _ => return Ok(Err("AS 0 is not an AS number".into())),
             };
-            let words = crate::frr::vni_commands(*asn, &add, &remove);
+            let words = private_plan::frr::vni_commands(*asn, &add, &remove);
             let args: Vec<&str> = words.iter().map(String::as_str).collect();
             let mut ran = tools.run("vtysh", &args, b"")?;
-            if let Some(refused) = crate::frr::vtysh_refused(&ran.stdout, &ran.stderr) {
+            if let Some(refused) = private_plan::frr::vtysh_refused(&ran.stdout, &ran.stderr) {
                 ran.success = false;
                 ran.stderr.push_str(&refused);
             }
@@ -273,14 +273,14 @@ mod tests {
     /// number given twice, a rule that is not one oned accepts; in `before` too.
     #[test]
     fn bad_security_group_requests_are_refused_before_running() {
-        let port = |name: &str, id: u16| crate::sg::PortFilter {
+        let port = |name: &str, id: u16| private_plan::sg::PortFilter {
             vm: u64::from(id),
             nic_id: 0,
             port: name.into(),
             id,
             rules: secgroup::default_rules(),
         };
-        let filters = |ports| crate::sg::Filters {
+        let filters = |ports| private_plan::sg::Filters {
             ports,
             vxlans: vec!["vxlan7".into()],
         };

@@ -1,5 +1,5 @@
 //! The rendered FRR configurations and firewall, compared with
-//! `tests/golden/*` (`UPDATE_GOLDEN=1 cargo test -p evpn` accepts changes;
+//! `tests/golden/*` (`UPDATE_GOLDEN=1 cargo test -p private-plan` accepts changes;
 //! review the diff): a route reflector and a client with 1, 2 and 3
 //! reflectors, VNIs being added, and the firewall table. Every golden FRR
 //! file is also checked by FRR itself (`vtysh -C -f`).
@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use evpn::frr::{FrrHost, render};
-use evpn::{Cluster, Vni, firewall};
+use private_plan::frr::{FrrHost, render};
+use private_plan::{Cluster, Vni, firewall};
 
 mod sg_example;
 

@@ -1,4 +1,5 @@
-//! The host side of the private network driver `scaleway_evpn`: VXLAN
+//! The host side of the private network driver `scaleway_evpn`, its pure
+//! part (planners and renderers): VXLAN
 //! segments whose remote endpoints and MAC addresses are learnt through
 //! BGP-EVPN (FRR) between the hosts of an edge cluster, not by flooding.
 //!
@@ -26,23 +27,14 @@
 //! - [`sg`]: the VMs' security groups on their private ports (a `bridge`
 //!   table carrying the port in the packet mark, an `inet` table of chains).
 //!
-//! Side effects, behind traits ([`apply`]): `ip`, `nft`, `vtysh -C` and
-//! `frr-reload.py`, `/proc/sys`; a `fake::FakeHost` for tests (feature `fake`, never in a release binary). The host
-//! lock and the tool runner are `host_tools`'s; [`record`] keeps what the
-//! driver applied.
+//! Their side effects are `private_apply`'s.
 
-pub mod apply;
 pub mod cluster;
-/// A fake host for tests: compiled into test builds only (feature `fake`).
-#[cfg(any(test, feature = "fake"))]
-pub mod fake;
 pub mod firewall;
 pub mod frr;
 pub mod net;
 pub mod observed;
 pub mod plan;
-pub mod record;
-pub mod root;
 pub mod segment;
 pub mod sg;
 

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each file uses a part
 
-use evpn::sg::{Filters, PortFilter};
+use private_plan::sg::{Filters, PortFilter};
 use secgroup::{Direction, PortRange, Protocol, Rule, Target};
 
 fn rule(direction: Direction, protocol: Protocol, ports: &[(u16, u16)]) -> Rule {
