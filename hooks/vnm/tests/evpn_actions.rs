@@ -1,5 +1,5 @@
 //! The private driver `scaleway_evpn` (`evpn-config`, `pre`, `clean`,
-//! `reconcile`) on the fake host of `evpn`: the segments, the FRR
+//! `reconcile`) on the fake host of `private_apply`: the segments, the FRR
 //! configuration and when it is reloaded, the record and who uses which
 //! VNI, conflicts, hot attach/detach, failures and their undoing, dry runs.
 //! Fast, no root.
