@@ -124,26 +124,7 @@ pub(super) fn servers_up(
     indexes: &[u32],
     checked: &Checked,
 ) -> Result<()> {
-    let errors: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = indexes
-            .iter()
-            .map(|&i| scope.spawn(move || server_up(ctx, shared, i, checked)))
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a server thread failed")))
-                    .err()
-            })
-            .map(|e| format!("{e:#}"))
-            .collect()
-    });
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(anyhow!(errors.join("; ")))
-    }
+    in_parallel(indexes, "server", |&i| server_up(ctx, shared, i, checked))
 }
 
 pub(super) fn server_up(ctx: &Ctx<'_>, shared: &Mutex<ProvisionState>, index: u32, checked: &Checked) -> Result<()> {

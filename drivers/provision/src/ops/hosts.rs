@@ -206,32 +206,11 @@ pub(super) fn forget_hosts<'h>(ctx: &Ctx<'_>, hosts: impl Iterator<Item = &'h cr
 }
 
 pub(super) fn delete_server_ids(ctx: &Ctx<'_>, servers: &[(String, String)]) -> Result<()> {
-    let errors: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = servers
-            .iter()
-            .map(|(name, id)| {
-                scope.spawn(move || {
-                    let label = format!("server {name}");
-                    ctx.say(&label, "deleting");
-                    let r = cloud::delete_server(&ctx.client, &ctx.d.zone, id, &ctx.waits);
-                    ctx.say(&label, if r.is_ok() { "deleted" } else { "delete failed" });
-                    r
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a server thread failed")))
-                    .err()
-            })
-            .map(|e| format!("{e:#}"))
-            .collect()
-    });
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(anyhow!(errors.join("; ")))
-    }
+    in_parallel(servers, "server", |(name, id)| {
+        let label = format!("server {name}");
+        ctx.say(&label, "deleting");
+        let r = cloud::delete_server(&ctx.client, &ctx.d.zone, id, &ctx.waits);
+        ctx.say(&label, if r.is_ok() { "deleted" } else { "delete failed" });
+        r
+    })
 }

@@ -82,6 +82,29 @@ impl Ctx<'_> {
     }
 }
 
+/// Runs `work` on every item, each in a thread of its own, and waits for
+/// all; their errors joined (`what` names a thread that panicked).
+pub(super) fn in_parallel<T: Sync>(items: &[T], what: &str, work: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    let work = &work;
+    let errors: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items.iter().map(|item| scope.spawn(move || work(item))).collect();
+        handles
+            .into_iter()
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a {what} thread failed")))
+                    .err()
+            })
+            .map(|e| format!("{e:#}"))
+            .collect()
+    });
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(errors.join("; ")))
+    }
+}
+
 pub(super) fn host_name(d: &Description, index: u32) -> String {
     format!("{}-host{index}", d.name)
 }
