@@ -174,8 +174,12 @@ pub(super) fn run(
     Ok((done.plan, done.dry_run, done.after))
 }
 
-pub(super) fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
-    Ok(HostLock::acquire(&settings.lock, settings.lock_timeout)?)
+/// The skeleton's steps after validation: the host lock, then the record.
+pub(super) fn begin(settings: &Settings) -> anyhow::Result<(HostLock, RecordFile, Record)> {
+    let lock = HostLock::acquire(&settings.lock, settings.lock_timeout)?;
+    let file = RecordFile::new(&settings.record);
+    let record = file.load()?;
+    Ok((lock, file, record))
 }
 
 pub(super) fn output(dry_run: Option<String>) -> Output {
@@ -221,14 +225,12 @@ pub(super) fn set_up(
         ));
         return Ok(Output::empty());
     }
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
+    let (_lock, file, record) = begin(settings)?;
     let on = On {
         host,
         settings,
         file: &file,
     };
-    let record = file.load()?;
     if only_here && record.of_vm(vm.id).is_empty() {
         log.info(format_args!(
             "VM {}: no public NIC of it on this host: its security groups apply where it runs",

@@ -8,7 +8,6 @@ use anyhow::{Context, anyhow};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 use public_apply::Host;
-use public_apply::record::RecordFile;
 use public_plan::{Endpoint, Owner, Request, select};
 
 use super::Settings;
@@ -43,14 +42,12 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
         ));
         return Ok(Output::empty());
     }
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
+    let (_lock, file, record) = begin(settings)?;
     let on = On {
         host,
         settings,
         file: &file,
     };
-    let record = file.load()?;
     let mut remove: Vec<Endpoint> = Vec::new();
     match &selection {
         Some(s) if s.hotplug => {

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 
 use anyhow::Context;
 use opennebula::driver::{Log, Output};
-use public_apply::record::RecordFile;
 use public_apply::{Host, observe};
 use public_plan::ops::NFT_DNAT_MAP;
 use public_plan::{Public, Request, query};
@@ -15,14 +14,12 @@ use super::actions::*;
 
 /// `reconcile` on `host`: everything the record holds, put back.
 pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
+    let (_lock, file, record) = begin(settings)?;
     let on = On {
         host,
         settings,
         file: &file,
     };
-    let record = file.load()?;
     if record.endpoints.is_empty() {
         log.info(format_args!(
             "the host record {} holds no public NIC: nothing to reconcile",

@@ -8,12 +8,11 @@ use anyhow::{Context, anyhow};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 use private_apply::apply::EvpnHost;
-use private_apply::record::RecordFile;
 use private_plan::segment::{Underlay, resolve, select};
 use private_plan::{Segment, User, Vni};
 
 use super::Settings;
-use super::converge::{Change, Frr, converge, lock, output, vnis};
+use super::converge::{Change, Frr, begin, converge, output, vnis};
 
 /// `pre` on `host`.
 pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Settings) -> anyhow::Result<Output> {
@@ -42,9 +41,7 @@ pub fn pre_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Setti
     if !settings.record.exists() {
         return Err(no_config());
     }
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
-    let record = file.load()?;
+    let (_lock, file, record) = begin(settings)?;
     let Some(config) = record.config.clone() else {
         return Err(no_config());
     };
@@ -165,9 +162,7 @@ pub fn clean_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Set
     if !settings.record.exists() {
         return Ok(nothing_recorded(log, vm.id));
     }
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
-    let record = file.load()?;
+    let (_lock, file, record) = begin(settings)?;
     let mut after = record.clone();
     match &detached {
         Some(users) => after.forget(|u| users.contains(u)),
@@ -246,9 +241,7 @@ pub fn update_sg_with(vm: &Vm, log: &mut Log<'_>, host: EvpnHost<'_>, settings: 
     if !settings.record.exists() {
         return elsewhere(log);
     }
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
-    let record = file.load()?;
+    let (_lock, file, record) = begin(settings)?;
     let mut after = record.clone();
     let mut updated = Vec::new();
     for r in &selection.requests {

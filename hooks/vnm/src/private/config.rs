@@ -8,12 +8,12 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, bail};
 use opennebula::driver::{Log, Output};
 use private_apply::apply::EvpnHost;
-use private_apply::record::{HostConfig, RecordFile};
+use private_apply::record::HostConfig;
 use private_plan::observed::Observed;
 use private_plan::{Cluster, Role, Vni};
 
 use super::Settings;
-use super::converge::{Change, Frr, converge, lock, vnis};
+use super::converge::{Change, Frr, begin, converge, vnis};
 
 /// This host's underlay address and device, from the description and the host.
 fn find_local(cluster: &Cluster, observed: &Observed) -> anyhow::Result<(Ipv4Addr, String)> {
@@ -69,9 +69,7 @@ pub fn evpn_config_with(
     settings: &Settings,
 ) -> anyhow::Result<Output> {
     let cluster = Cluster::parse(text).with_context(|| format!("the cluster description {source}"))?;
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
-    let record = file.load()?;
+    let (_lock, file, record) = begin(settings)?;
     let observed = host.links.observe().context("cannot read the host's links")?;
     let (local, device) = find_local(&cluster, &observed).context("cannot place this host in the cluster")?;
     let role = cluster.role_of(local).unwrap_or(Role::Client);
@@ -138,9 +136,7 @@ pub fn evpn_config_with(
 /// `reconcile` on `host`: every recorded segment, FRR's configuration and
 /// the firewall, put back.
 pub fn reconcile_with(log: &mut Log<'_>, host: EvpnHost<'_>, settings: &Settings) -> anyhow::Result<Output> {
-    let _lock = lock(settings)?;
-    let file = RecordFile::new(&settings.record);
-    let record = file.load()?;
+    let (_lock, file, record) = begin(settings)?;
     if record.config.is_none() && record.segments.is_empty() {
         log.info(format_args!(
             "the host record {} holds nothing: nothing to reconcile",

@@ -20,8 +20,12 @@ use private_plan::{Vni, firewall, frr};
 use super::Settings;
 use super::apply::{Texts, VniChange, apply_change};
 
-pub(super) fn lock(settings: &Settings) -> anyhow::Result<HostLock> {
-    Ok(HostLock::acquire(&settings.lock, settings.lock_timeout)?)
+/// The skeleton's steps after validation: the host lock, then the record.
+pub(super) fn begin(settings: &Settings) -> anyhow::Result<(HostLock, RecordFile, Record)> {
+    let lock = HostLock::acquire(&settings.lock, settings.lock_timeout)?;
+    let file = RecordFile::new(&settings.record);
+    let record = file.load()?;
+    Ok((lock, file, record))
 }
 
 pub(super) fn vnis(set: &BTreeSet<Vni>) -> String {
