@@ -6,9 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use public_plan::filter::{FILTER_TABLE, FilterAddr, FilterState};
 use serde_json::Value;
 
-fn text(v: &Value) -> Option<&str> {
-    v.as_str()
-}
+use crate::listing::objects;
 
 /// A map key: `"172.30.0.4"`, `"2001:db8::5"` (a /128), or
 /// `{"prefix": {"addr", "len"}}`.
@@ -31,42 +29,32 @@ fn key(v: &Value) -> Option<FilterAddr> {
 /// driver writes are left out (the driver never deletes what it does not
 /// recognise).
 pub fn parse(json: &str) -> Result<FilterState, String> {
-    let root: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let items = root
-        .get("nftables")
-        .and_then(Value::as_array)
-        .ok_or("no \"nftables\" array")?;
     let mut s = FilterState::default();
-    for item in items {
-        if let Some(t) = item.get("table") {
-            s.table |= t.get("name").and_then(text) == Some(FILTER_TABLE);
-        } else if let Some(m) = item.get("map") {
-            let name = m.get("name").and_then(text).ok_or("a map without a name")?;
-            let kind = m.get("type").and_then(text).unwrap_or_default().to_owned();
-            let interval = m
-                .get("flags")
-                .and_then(Value::as_array)
-                .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("interval")));
-            s.maps.insert(name.to_owned(), (kind, interval));
-            let elements = s.elements.entry(name.to_owned()).or_default();
-            for e in m.get("elem").and_then(Value::as_array).into_iter().flatten() {
-                if let Some([k, v]) = e.as_array().map(Vec::as_slice)
-                    && let Some(addr) = key(k.get("elem").and_then(|x| x.get("val")).unwrap_or(k))
-                    && let Some(target) = v.get("jump").and_then(|j| j.get("target")).and_then(text)
-                {
-                    elements.insert(addr, target.to_owned());
+    for o in objects(json)? {
+        match o.kind.as_str() {
+            "table" => s.table |= o.text("name") == Some(FILTER_TABLE),
+            "map" => {
+                let name = o.name()?;
+                let kind = o.text("type").unwrap_or_default().to_owned();
+                s.maps.insert(name.to_owned(), (kind, o.has_flag("interval")));
+                let elements = s.elements.entry(name.to_owned()).or_default();
+                for e in o.elements() {
+                    if let Some([k, v]) = e.as_array().map(Vec::as_slice)
+                        && let Some(addr) = key(k.get("elem").and_then(|x| x.get("val")).unwrap_or(k))
+                        && let Some(target) = v.get("jump").and_then(|j| j.get("target")).and_then(Value::as_str)
+                    {
+                        elements.insert(addr, target.to_owned());
+                    }
                 }
             }
-        } else if let Some(c) = item.get("chain") {
-            let name = c.get("name").and_then(text).ok_or("a chain without a name")?;
-            s.chains.entry(name.to_owned()).or_default().0 = c.get("hook").and_then(text).map(str::to_owned);
-        } else if let Some(r) = item.get("rule") {
-            let chain = r.get("chain").and_then(text).ok_or("a rule without a chain")?;
-            s.chains
-                .entry(chain.to_owned())
+            "chain" => s.chains.entry(o.name()?.to_owned()).or_default().0 = o.text("hook").map(str::to_owned),
+            "rule" => s
+                .chains
+                .entry(o.chain()?.to_owned())
                 .or_default()
                 .1
-                .push(r.get("comment").and_then(text).map(str::to_owned));
+                .push(o.text("comment").map(str::to_owned)),
+            _ => {}
         }
     }
     Ok(s)

@@ -7,6 +7,8 @@ use public_plan::endpoint::BridgeName;
 use public_plan::guard::{GUARD_TABLE, GuardChain, GuardElem, GuardState};
 use serde_json::Value;
 
+use crate::listing::objects;
+
 fn text(v: &Value) -> Option<&str> {
     v.as_str()
 }
@@ -73,45 +75,37 @@ fn element(set: &str, v: &Value) -> Option<GuardElem> {
 /// that are not of a form the driver writes are left out (the driver never
 /// deletes what it does not recognise).
 pub fn parse(json: &str) -> Result<GuardState, String> {
-    let root: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let items = root
-        .get("nftables")
-        .and_then(Value::as_array)
-        .ok_or("no \"nftables\" array")?;
     let mut g = GuardState::default();
-    for item in items {
-        if let Some(t) = item.get("table") {
-            g.table |= t.get("name").and_then(text) == Some(GUARD_TABLE);
-        } else if let Some(set) = item.get("set") {
-            let name = set.get("name").and_then(text).ok_or("a set without a name")?;
-            let types = match set.get("type") {
-                Some(Value::String(s)) => vec![s.clone()],
-                Some(Value::Array(a)) => a.iter().filter_map(text).map(str::to_owned).collect(),
-                _ => Vec::new(),
-            };
-            let interval = set
-                .get("flags")
-                .and_then(Value::as_array)
-                .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("interval")));
-            g.sets.insert(name.to_owned(), (types, interval));
-            for e in set.get("elem").and_then(Value::as_array).into_iter().flatten() {
-                let e = e.get("elem").and_then(|x| x.get("val")).unwrap_or(e);
-                if let Some(el) = element(name, e) {
-                    g.elements.insert(el);
+    for o in objects(json)? {
+        match o.kind.as_str() {
+            "table" => g.table |= o.text("name") == Some(GUARD_TABLE),
+            "set" => {
+                let name = o.name()?;
+                let types = match o.body.get("type") {
+                    Some(Value::String(s)) => vec![s.clone()],
+                    Some(Value::Array(a)) => a.iter().filter_map(text).map(str::to_owned).collect(),
+                    _ => Vec::new(),
+                };
+                g.sets.insert(name.to_owned(), (types, o.has_flag("interval")));
+                for e in o.elements() {
+                    let e = e.get("elem").and_then(|x| x.get("val")).unwrap_or(e);
+                    if let Some(el) = element(name, e) {
+                        g.elements.insert(el);
+                    }
                 }
             }
-        } else if let Some(c) = item.get("chain") {
-            let name = c.get("name").and_then(text).ok_or("a chain without a name")?;
-            let chain = g.chains.entry(name.to_owned()).or_default();
-            chain.hook = c.get("hook").and_then(text).map(str::to_owned);
-            chain.prio = c.get("prio").and_then(Value::as_i64);
-        } else if let Some(r) = item.get("rule") {
-            let chain = r.get("chain").and_then(text).ok_or("a rule without a chain")?;
-            g.chains
-                .entry(chain.to_owned())
+            "chain" => {
+                let chain = g.chains.entry(o.name()?.to_owned()).or_default();
+                chain.hook = o.text("hook").map(str::to_owned);
+                chain.prio = o.body.get("prio").and_then(Value::as_i64);
+            }
+            "rule" => g
+                .chains
+                .entry(o.chain()?.to_owned())
                 .or_insert_with(GuardChain::default)
                 .rules
-                .push(r.get("comment").and_then(text).map(str::to_owned));
+                .push(o.text("comment").map(str::to_owned)),
+            _ => {}
         }
     }
     Ok(g)

@@ -27,6 +27,7 @@ pub mod fake;
 pub mod filter;
 pub mod guard;
 pub mod ip;
+pub mod listing;
 pub mod nft;
 pub mod record;
 pub mod root;

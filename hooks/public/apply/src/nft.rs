@@ -10,6 +10,7 @@ use public_plan::observed::{ChainState, MapState, NatState, Rule};
 use public_plan::ops::NFT_TABLE;
 use serde_json::Value;
 
+use crate::listing::objects;
 use crate::root::{Public, Table};
 use host_tools::run::{ApplyError, Tools};
 
@@ -140,52 +141,48 @@ fn rule(expr: &Value) -> Rule {
 
 /// Reads `nft -j list table ip one_scaleway`.
 pub fn parse_table(json: &str) -> Result<NatState, String> {
-    let root: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let items = root
-        .get("nftables")
-        .and_then(Value::as_array)
-        .ok_or("no \"nftables\" array")?;
     let mut nat = NatState::default();
-    for item in items {
-        if let Some(t) = item.get("table") {
-            nat.table |= t.get("name").and_then(text) == Some(NFT_TABLE);
-        } else if let Some(m) = item.get("map") {
-            let name = m.get("name").and_then(text).ok_or("a map without a name")?;
-            let kind = |k: &str| match m.get(k) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => String::new(),
-            };
-            let mut elements = BTreeMap::new();
-            for e in m.get("elem").and_then(Value::as_array).into_iter().flatten() {
-                if let Some([k, v]) = e.as_array().map(Vec::as_slice)
-                    && let (Some(k), Some(v)) = (address(k), address(v))
-                {
-                    elements.insert(k, v);
+    for o in objects(json)? {
+        match o.kind.as_str() {
+            "table" => nat.table |= o.text("name") == Some(NFT_TABLE),
+            "map" => {
+                let kind = |k: &str| match o.body.get(k) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => String::new(),
+                };
+                let mut elements = BTreeMap::new();
+                for e in o.elements() {
+                    if let Some([k, v]) = e.as_array().map(Vec::as_slice)
+                        && let (Some(k), Some(v)) = (address(k), address(v))
+                    {
+                        elements.insert(k, v);
+                    }
                 }
+                nat.maps.insert(
+                    o.name()?.to_owned(),
+                    MapState {
+                        key_type: kind("type"),
+                        data_type: kind("map"),
+                        elements,
+                    },
+                );
             }
-            nat.maps.insert(
-                name.to_owned(),
-                MapState {
-                    key_type: kind("type"),
-                    data_type: kind("map"),
-                    elements,
-                },
-            );
-        } else if let Some(c) = item.get("chain") {
-            let name = c.get("name").and_then(text).ok_or("a chain without a name")?;
-            let chain = nat.chains.entry(name.to_owned()).or_default();
-            chain.kind = c.get("type").and_then(text).map(str::to_owned);
-            chain.hook = c.get("hook").and_then(text).map(str::to_owned);
-            chain.prio = c.get("prio").and_then(Value::as_i64);
-        } else if let Some(r) = item.get("rule") {
-            let chain = r.get("chain").and_then(text).ok_or("a rule without a chain")?;
-            let rule = rule(r.get("expr").unwrap_or(&Value::Null));
-            nat.chains
-                .entry(chain.to_owned())
-                .or_insert_with(ChainState::default)
-                .rules
-                .push(rule);
+            "chain" => {
+                let chain = nat.chains.entry(o.name()?.to_owned()).or_default();
+                chain.kind = o.text("type").map(str::to_owned);
+                chain.hook = o.text("hook").map(str::to_owned);
+                chain.prio = o.body.get("prio").and_then(Value::as_i64);
+            }
+            "rule" => {
+                let rule = rule(o.body.get("expr").unwrap_or(&Value::Null));
+                nat.chains
+                    .entry(o.chain()?.to_owned())
+                    .or_insert_with(ChainState::default)
+                    .rules
+                    .push(rule);
+            }
+            _ => {}
         }
     }
     Ok(nat)
