@@ -59,6 +59,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ar;
+mod document;
 mod driver;
 mod methods;
 mod model;

@@ -436,6 +436,41 @@ fn documents_serve_oneprovision_s_credentials() {
     assert_eq!(calls[1].0, "one.documentpool.info");
 }
 
+/// The provisioner's records: allocated with the name out of the template,
+/// locked (a second `lock` with `test` refused), updated, unlocked, deleted.
+#[test]
+fn documents_are_allocated_locked_updated_and_deleted_as_oned_does() {
+    let sim = OnedSim::start(Config {
+        documents: documents(),
+        ..Config::default()
+    })
+    .unwrap();
+    let oned = client(&sim);
+    let doc = id(
+        &oned,
+        "one.document.allocate",
+        &[s("NAME = edge\nBODY = \"1\""), i(1201)],
+    );
+    assert!(doc > 3, "after the documents given at start");
+    let info = raw(&oned, "one.document.info", &[i(doc)]);
+    assert!(
+        info.contains("<NAME>edge</NAME><TYPE>1201</TYPE>") && !info.contains("<LOCK>"),
+        "{info}"
+    );
+    assert!(!info.contains("<TEMPLATE><NAME>"), "{info}");
+    id(&oned, "one.document.lock", &[i(doc), i(3), Param::Bool(true)]);
+    assert!(raw(&oned, "one.document.info", &[i(doc)]).contains("<LOCK><LOCKED>3</LOCKED>"));
+    assert!(error(&oned, "one.document.lock", &[i(doc), i(3), Param::Bool(true)]).contains("locked"));
+    id(&oned, "one.document.update", &[i(doc), s("BODY = \"2\""), i(0)]);
+    assert!(raw(&oned, "one.document.info", &[i(doc)]).contains("<BODY><![CDATA[2]]></BODY>"));
+    id(&oned, "one.document.unlock", &[i(doc)]);
+    assert!(!raw(&oned, "one.document.info", &[i(doc)]).contains("<LOCK>"));
+    assert_eq!(oned.documents(1201).unwrap().len(), 1);
+    id(&oned, "one.document.delete", &[i(doc)]);
+    assert!(oned.documents(1201).unwrap().is_empty());
+    assert!(error(&oned, "one.document.delete", &[i(3)]).contains("not changed"));
+}
+
 #[test]
 fn missing_objects_are_oned_s_no_exists() {
     let sim = sim();

@@ -56,7 +56,19 @@ fn every_body_is_valid_against_opennebula_s_schemas() {
         "one.vntemplate.allocate",
         &[s("NAME = t\nVN_MAD = bridge\nAR = [ TYPE = ETHER, SIZE = 1 ]")],
     );
+    let record = id(
+        &oned,
+        "one.document.allocate",
+        &[s("NAME = edge\nKIND = x\nBODY = \"{}\""), i(1201)],
+    );
+    id(
+        &oned,
+        "one.document.lock",
+        &[i(record), i(3), opennebula::oned::Param::Bool(true)],
+    );
     let bodies = [
+        raw(&oned, "one.document.info", &[i(record)]),
+        raw(&oned, "one.documentpool.info", &[i(-2), i(-1), i(-1), i(1201)]),
         raw(&oned, "one.clusterpool.info", &[]),
         raw(&oned, "one.cluster.info", &[i(cluster)]),
         raw(&oned, "one.cluster.info", &[i(0)]),

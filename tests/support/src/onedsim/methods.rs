@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::model::{self, Cluster, Datastore, Host, State, VnTemplate};
 use super::params::{Params, Reply};
 use super::rpc::{ACTION, AUTHENTICATION, Answer, Arg, FAULT_NO_SUCH_METHOD, INTERNAL, Request};
-use super::{Shared, lock, ranges, vnet};
+use super::{Shared, document, lock, ranges, vnet};
 
 type Handler = fn(&Shared, &Params<'_>) -> Reply;
 
@@ -54,8 +54,13 @@ fn handler(method: &str) -> Option<Handler> {
         "one.vntemplate.info" => vntemplate_info,
         "one.vntemplate.update" => vntemplate_update,
         "one.vntemplate.delete" => vntemplate_delete,
-        "one.documentpool.info" => document_pool,
-        "one.document.info" => document_info,
+        "one.documentpool.info" => document::pool,
+        "one.document.info" => document::info,
+        "one.document.allocate" => document::allocate,
+        "one.document.update" => document::update,
+        "one.document.delete" => document::delete,
+        "one.document.lock" => document::lock,
+        "one.document.unlock" => document::unlock,
         "one.vnpool.info" => vnet::pool_info,
         "one.vn.allocate" => vnet::allocate,
         "one.vn.info" => vnet::info,
@@ -474,24 +479,4 @@ fn vntemplate_delete(shared: &Shared, p: &Params<'_>) -> Reply {
         .remove(&id)
         .ok_or_else(|| p.no_exists("virtual network template", id))?;
     Ok(Answer::Int(id))
-}
-
-/// `one.documentpool.info(filter, start, end, type)`.
-fn document_pool(shared: &Shared, p: &Params<'_>) -> Reply {
-    let doc_type = p.int(3)?;
-    let st = lock(&shared.state);
-    let mut body = String::new();
-    for d in st.documents.values().filter(|d| d.doc_type == doc_type) {
-        if p.in_pool(d.id)? {
-            body.push_str(&d.xml);
-        }
-    }
-    Ok(Answer::Str(format!("<DOCUMENT_POOL>{body}</DOCUMENT_POOL>")))
-}
-
-fn document_info(shared: &Shared, p: &Params<'_>) -> Reply {
-    let id = p.int(0)?;
-    let st = lock(&shared.state);
-    let d = st.documents.get(&id).ok_or_else(|| p.no_exists("document", id))?;
-    Ok(Answer::Str(d.xml.clone()))
 }

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use opennebula::template::{Template, Value};
 use opennebula::xml;
 
+use super::document::Document;
 use super::vnet::Vnet;
 use super::{ClusterView, DatastoreView, HostView, VnTemplateView};
 
@@ -422,37 +423,6 @@ impl VnTemplate {
             name: self.name.clone(),
             template: self.template.clone(),
         }
-    }
-}
-
-/// A document given at start, served as given.
-pub(crate) struct Document {
-    pub id: i64,
-    pub doc_type: i64,
-    pub xml: String,
-}
-
-impl Document {
-    fn parse(text: &str) -> Result<Self, String> {
-        let root = xml::parse(text.as_bytes()).map_err(|e| format!("onedsim: a document that is not XML: {e}"))?;
-        let number = |name: &str| {
-            root.child(name)
-                .and_then(|e| e.text.trim().parse::<i64>().ok())
-                .ok_or_else(|| format!("onedsim: a DOCUMENT without a numeric {name}"))
-        };
-        if root.name != "DOCUMENT" {
-            return Err(format!("onedsim: <{}> is not a DOCUMENT", root.name));
-        }
-        // Served without its XML declaration, as in oned's answers.
-        let body = match text.trim_start().strip_prefix("<?xml") {
-            Some(rest) => rest.split_once("?>").map_or(rest, |(_, r)| r),
-            None => text,
-        };
-        Ok(Self {
-            id: number("ID")?,
-            doc_type: number("TYPE")?,
-            xml: body.trim().to_owned(),
-        })
     }
 }
 
