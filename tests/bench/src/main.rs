@@ -184,5 +184,9 @@ fn suite(cli: &Cli) -> anyhow::Result<()> {
         std::fs::write(out, table::markdown(title, &machine, &rows, &legend))?;
         eprintln!("wrote {}", out.display());
     }
+    let failed = rows.iter().filter(|r| r.is_failed()).count();
+    if failed > 0 {
+        anyhow::bail!("{failed} row(s) of the table FAILED: their benchmark did not run to the end");
+    }
     Ok(())
 }

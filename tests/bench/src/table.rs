@@ -39,6 +39,11 @@ impl Row {
         Self::new(bench, param, format!("FAILED: {why}"), "-")
     }
 
+    /// Whether the row is a failure (not a figure, not a skip).
+    pub fn is_failed(&self) -> bool {
+        self.ours.starts_with("FAILED: ")
+    }
+
     pub fn skipped(bench: &str, why: &str) -> Self {
         Self::new(bench, "-", format!("skipped: {why}"), "-")
     }

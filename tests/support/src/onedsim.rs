@@ -314,6 +314,11 @@ impl OnedSim {
         }
     }
 
+    /// Whether the stand-in answers `method` (else oned's "not defined" fault).
+    pub fn answers(method: &str) -> bool {
+        methods::handler(method).is_some()
+    }
+
     /// The VMs running on a host (`HOST/VMS/ID`, `HOST_SHARE/RUNNING_VMS`):
     /// a host with VMs cannot be deleted.
     pub fn set_host_vms(&self, host_id: i64, vms: &[i64]) -> Result<(), String> {

@@ -10,7 +10,7 @@ use super::{Shared, document, lock, ranges, vnet};
 
 type Handler = fn(&Shared, &Params<'_>) -> Reply;
 
-fn handler(method: &str) -> Option<Handler> {
+pub(crate) fn handler(method: &str) -> Option<Handler> {
     Some(match method {
         "one.clusterpool.info" => |s, _| {
             Ok(pool(s, "CLUSTER_POOL", |st| {
