@@ -42,7 +42,7 @@
 //!   folder: not in a folder every local account can write, where another
 //!   account could take the lock file and hold it), `ONE_SCALEWAY_LOCK_TIMEOUT`: seconds
 //!   to wait for it (default 120);
-//! - `ONE_SCALEWAY_SUDO`, `ONE_SCALEWAY_TOOL_TIMEOUT`: see `public_apply::run`;
+//! - `ONE_SCALEWAY_SUDO`, `ONE_SCALEWAY_TOOL_TIMEOUT`: see `host_tools::run`;
 //! - `ONE_SCALEWAY_DRY_RUN=yes`: observe and plan, print the plan on stdout,
 //!   change nothing.
 
