@@ -7,10 +7,13 @@
 //!   what to do;
 //! - [`lock::HostLock`]: the host-wide lock that serialises every change a
 //!   driver makes on the host ([`opennebula::store::FileLock`]);
+//! - [`netlink::Rtnl`]: links, addresses, routes and neighbour entries read
+//!   and changed in this process (rtnetlink), no `ip` process;
 //! - [`links::link_kinds`]: the kind of every link (the root helper's checks).
 
 pub mod links;
 pub mod lock;
+pub mod netlink;
 pub mod run;
 pub mod skeleton;
 

@@ -1,31 +1,30 @@
 //! The host's links as the drivers' checks need them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::run::Tools;
+use crate::netlink::Rtnl;
 
 /// The kind of every link of the host (`None`: a device without a kind,
-/// a physical one).
-pub fn link_kinds(tools: &Tools) -> Result<BTreeMap<String, Option<String>>, String> {
-    let ran = tools
-        .run("ip", &["-d", "-j", "link", "show"], b"")
-        .map_err(|e| e.to_string())?;
-    if !ran.success {
-        return Err(format!("`ip -d -j link show` failed: {}", ran.stderr.trim()));
-    }
-    let links: serde_json::Value = serde_json::from_str(&ran.stdout).map_err(|e| e.to_string())?;
-    Ok(links
-        .as_array()
+/// a physical one), read through rtnetlink.
+pub fn link_kinds() -> Result<BTreeMap<String, Option<String>>, String> {
+    let mut rtnl = Rtnl::open(Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    Ok(rtnl
+        .links(None)
+        .map_err(|e| e.to_string())?
         .into_iter()
-        .flatten()
-        .filter_map(|l| {
-            let name = l.get("ifname")?.as_str()?.to_owned();
-            let kind = l
-                .get("linkinfo")
-                .and_then(|i| i.get("info_kind"))
-                .and_then(|k| k.as_str())
-                .map(str::to_owned);
-            Some((name, kind))
-        })
+        .map(|l| (l.name, l.kind))
         .collect())
+}
+
+/// The kind of each of `names` that exists.
+pub fn link_kinds_of<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<BTreeMap<String, Option<String>>, String> {
+    let mut rtnl = Rtnl::open(Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    let mut kinds = BTreeMap::new();
+    for name in names {
+        if let Some(l) = rtnl.link(name).map_err(|e| e.to_string())? {
+            kinds.insert(l.name, l.kind);
+        }
+    }
+    Ok(kinds)
 }

@@ -148,6 +148,11 @@ impl Tools {
         }
     }
 
+    /// The time limit of one tool (and of one rtnetlink answer).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// How many processes were started so far.
     pub fn spawned(&self) -> usize {
         self.spawned.load(Ordering::Relaxed)

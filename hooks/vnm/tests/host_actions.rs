@@ -33,7 +33,7 @@ fn pre_twice_is_pre_once() {
     assert_eq!(
         h.fake.take_calls(),
         [
-            "ip -d -j -batch -",
+            "netlink read",
             "nft -f - <<< add element ip one_scaleway dnat_map { 198.51.100.1 : 172.30.0.4 }; add element ip \
              one_scaleway snat_map { 172.30.0.4 : 198.51.100.1 }; add element bridge one_scaleway_guard ports { \
              \"one-1-0\" }; add element bridge one_scaleway_guard macs { \"one-1-0\" . 02:00:00:00:01:00 }; add \

@@ -17,7 +17,7 @@ use nix::sched::CloneFlags;
 use opennebula::driver::{Level, Log};
 use opennebula::vm::Vm;
 use public_apply::Host;
-use public_apply::ip::IpCommand;
+use public_apply::ip::IpNetlink;
 use public_apply::nft::NftCommand;
 use public_apply::record::{Record, RecordFile};
 use public_apply::sysctl::ProcSysctl;
@@ -79,7 +79,7 @@ fn measure(ns: &str, n: u32, dir: &std::path::Path) -> String {
         let tools = Tools::direct(Duration::from_secs(120));
         let (nft, ip, sysctl) = (
             NftCommand { tools: &tools },
-            IpCommand { tools: &tools },
+            IpNetlink { tools: &tools },
             ProcSysctl::new(&tools),
         );
         let host = Host {

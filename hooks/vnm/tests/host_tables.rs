@@ -25,14 +25,19 @@ fn the_record_stands_in_for_the_tables_until_the_kernel_disagrees() {
     assert_eq!(listings(&h.fake.take_calls()), 3);
     let record = RecordFile::new(h.record_path()).load().unwrap();
     assert_eq!(record.base, Some(base_fingerprint()));
-    // Then nothing is listed: one read of this VM's routes and neighbours,
-    // one `ip -batch`, one transaction.
+    // Then nothing is listed: this VM's links, routes and neighbours read
+    // and changed through rtnetlink (no process), one nft transaction.
     let before = h.fake.processes();
     let (r, log) = h.pre(&vm(2, &[(0, 2)]));
     assert_eq!(r, Ok(String::new()), "{log}");
     let calls = h.fake.take_calls();
     assert_eq!(listings(&calls), 0, "{calls:?}");
-    assert_eq!(h.fake.processes() - before, 3, "{calls:?}");
+    assert_eq!(h.fake.processes() - before, 1, "{calls:?}");
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("netlink")).count(),
+        2,
+        "{calls:?}"
+    );
     let (r, log) = h.clean(&vm(1, &[(0, 1)]));
     assert_eq!(r, Ok(String::new()), "{log}");
     assert_eq!(listings(&h.fake.take_calls()), 0);
@@ -150,7 +155,7 @@ fn update_sg_sets_only_the_chains_whose_rules_changed() {
         "{calls:?}"
     );
     assert!(nft[0].contains("tcp dport { 8080 } return"), "{calls:?}");
-    assert!(!calls.iter().any(|c| c.starts_with("ip -batch")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("netlink change")), "{calls:?}");
     let rules = RecordFile::new(h.record_path()).load().unwrap().filters;
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].rules.iter().filter(|r| r.group == 100).count(), 1);

@@ -135,7 +135,7 @@ fn config_file(config: &str) -> Result<std::path::PathBuf, ApplyError> {
 pub fn execute(request: &Private, tools: &Tools) -> Result<Result<Ran, String>, ApplyError> {
     let ran = match request {
         Private::Links { ops, keep_going } => {
-            if let Err(why) = host_tools::links::link_kinds(tools).and_then(|k| check_links(ops, &k)) {
+            if let Err(why) = host_tools::links::link_kinds().and_then(|k| check_links(ops, &k)) {
                 return Ok(Err(why));
             }
             let script: String = ops.iter().map(|o| format!("{}\n", o.args().join(" "))).collect();

@@ -60,7 +60,8 @@ impl FakeHost {
         std::mem::take(&mut self.lock().calls)
     }
 
-    /// How many `ip`/`nft` processes the real host would have started.
+    /// How many `nft` processes the real host would have started (links,
+    /// routes and neighbour entries are rtnetlink messages).
     pub fn processes(&self) -> usize {
         self.lock().processes
     }
@@ -145,8 +146,7 @@ impl Nft for FakeHost {
 impl Ip for FakeHost {
     fn observe(&self, query: &Query) -> Result<IpState, ApplyError> {
         let mut s = self.lock();
-        s.processes += 1;
-        s.calls.push("ip -d -j -batch -".into());
+        s.calls.push("netlink read".into());
         Ok(IpState {
             links: s.kernel.links.clone(),
             routes: s
@@ -160,14 +160,14 @@ impl Ip for FakeHost {
                 .kernel
                 .proxies
                 .iter()
-                .filter(|(a, _)| query.all || query.proxies.contains(a))
+                .filter(|(a, d)| query.all || query.proxies.iter().any(|(qa, qd)| qa == a && qd.as_str() == d))
                 .cloned()
                 .collect(),
             neighbours: s
                 .kernel
                 .neighbours
                 .iter()
-                .filter(|((a, _), _)| query.all || query.neighbours.contains(a))
+                .filter(|((a, d), _)| query.all || query.neighbours.iter().any(|(qa, qd)| qa == a && qd.as_str() == d))
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
             addresses: s.kernel.addresses.clone(),
@@ -179,10 +179,9 @@ impl Ip for FakeHost {
             return Ok(());
         }
         let mut s = self.lock();
-        s.processes += 1;
         let lines: Vec<String> = ops.iter().map(ToString::to_string).collect();
-        let force = if keep_going { "-force " } else { "" };
-        s.calls.push(format!("ip {force}-batch - <<< {}", lines.join("; ")));
+        let force = if keep_going { " (keep going)" } else { "" };
+        s.calls.push(format!("netlink change{force}: {}", lines.join("; ")));
         let injected = Self::failure(&mut s, "ip");
         let mut first: Option<ApplyError> = None;
         for (i, op) in ops.iter().enumerate() {
@@ -193,7 +192,7 @@ impl Ip for FakeHost {
             };
             if let Err(m) = result {
                 let e = ApplyError {
-                    message: format!("`ip {force}-batch -` failed (exit status: 1): {m} (at `ip {op}`)"),
+                    message: format!("`ip {op}` failed: {m}"),
                     failed_line: Some(i + 1),
                     nft_refused: false,
                 };

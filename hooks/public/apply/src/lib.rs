@@ -8,11 +8,13 @@
 //!   latter; [`observe_with_tables`] takes them from the host record's model
 //!   instead), changed with one `nft -f -` transaction ([`nft::NftCommand`];
 //!   a transaction the kernel refuses is an [`ApplyError`] with `nft_refused`);
-//! - [`ip::Ip`]: links, routes and proxy neighbour entries, read with one
-//!   `ip -d -j -batch -` and changed with one `ip -batch -` ([`ip::IpCommand`]);
+//! - [`ip::Ip`]: links, routes, proxy and neighbour entries, read one entry
+//!   at a time (what the request names) and changed in order through
+//!   rtnetlink from the driver's own process ([`ip::IpNetlink`],
+//!   [`host_tools::netlink`]): no `ip` process;
 //! - [`sysctl::Sysctl`]: `/proc/sys`, written and read back ([`sysctl::ProcSysctl`]).
 //!
-//! No shell, ever: every tool runs from an argument vector
+//! No shell, ever: every tool (`nft`) runs from an argument vector
 //! ([`host_tools::Tools`], through `sudo -n` when not root), and every error
 //! keeps the tool's stderr. Around them: the host-wide lock
 //! ([`host_tools::lock::HostLock`]) and the record of what was applied

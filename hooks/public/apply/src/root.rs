@@ -7,7 +7,8 @@
 //! other nftables table, no other sysctl), checks what the types cannot
 //! (an `ip` change touches only bridges, or a bridge it creates; a sysctl
 //! value is 0 or 1), renders it with the very functions the driver uses,
-//! and runs the tool. What the tool printed and its exit status come back
+//! and runs the tool (or, for links, routes and neighbours, sends the
+//! rtnetlink messages itself). What the tool printed and its exit status come back
 //! unchanged, so the driver reads them as if it had run the tool itself.
 
 use std::collections::BTreeMap;
@@ -17,7 +18,8 @@ use public_plan::ops::NFT_TABLE;
 use public_plan::{IpOp, NftBatch, NftOp, SysctlKey};
 use serde::{Deserialize, Serialize};
 
-use host_tools::links::link_kinds;
+use host_tools::links::link_kinds_of;
+use host_tools::netlink::Rtnl;
 use host_tools::run::{ApplyError, Ran, Tools};
 
 /// The tag of this driver's requests (`{"scaleway": {...}}`).
@@ -27,7 +29,8 @@ pub const TAG: &str = "scaleway";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Public {
-    /// `ip [-force] -batch -` of these commands.
+    /// These link, route and neighbour changes, in order, through
+    /// rtnetlink (`keep_going`: every one tried, for undoing).
     Ip { ops: Vec<IpOp>, keep_going: bool },
     /// `nft -f -` of this batch (our two tables only, by construction).
     Nft { ops: Vec<NftOp> },
@@ -103,9 +106,9 @@ pub fn check_ip(ops: &[IpOp], kinds: &BTreeMap<String, Option<String>>) -> Resul
 }
 
 /// Checks a request against the host; `Err` says why it is refused.
-fn check(request: &Public, tools: &Tools) -> Result<(), String> {
+fn check(request: &Public) -> Result<(), String> {
     match request {
-        Public::Ip { ops, .. } => check_ip(ops, &link_kinds(tools)?),
+        Public::Ip { ops, .. } => check_ip(ops, &link_kinds_of(ops.iter().map(IpOp::dev))?),
         Public::Sysctl { value, .. } if value != "0" && value != "1" => {
             Err(format!("sysctl value {value:?} is not 0 or 1"))
         }
@@ -120,21 +123,36 @@ fn check(request: &Public, tools: &Tools) -> Result<(), String> {
     }
 }
 
+/// What a change made in this process reports, as if a tool had run.
+fn ran(success: bool, stdout: String, stderr: String) -> Ran {
+    Ran {
+        success,
+        status: format!("exit status: {}", u8::from(!success)),
+        stdout,
+        stderr,
+    }
+}
+
 /// Checks and runs `request` (as root): what the tool printed and its
 /// status, or why the request is refused.
 pub fn execute(request: &Public, tools: &Tools) -> Result<Result<Ran, String>, ApplyError> {
-    if let Err(why) = check(request, tools) {
+    if let Err(why) = check(request) {
         return Ok(Err(why));
     }
     let ran = match request {
         Public::Ip { ops, keep_going } => {
-            let script: String = ops.iter().map(|o| format!("{o}\n")).collect();
-            let flags: &[&str] = if *keep_going {
-                &["-force", "-batch", "-"]
-            } else {
-                &["-batch", "-"]
-            };
-            tools.run("ip", flags, script.as_bytes())?
+            let mut rtnl = Rtnl::open(tools.timeout()).map_err(|e| ApplyError::new(e.message))?;
+            match crate::ip::apply_netlink(&mut rtnl, ops, *keep_going) {
+                Ok(()) => ran(true, String::new(), String::new()),
+                Err(e) => ran(
+                    false,
+                    serde_json::to_string(&crate::ip::Failed {
+                        failed_line: e.failed_line,
+                    })
+                    .unwrap_or_default(),
+                    e.message,
+                ),
+            }
         }
         Public::Nft { ops } => {
             let script = NftBatch { ops: ops.clone() }.render();
@@ -147,18 +165,8 @@ pub fn execute(request: &Public, tools: &Tools) -> Result<Result<Ran, String>, A
         Public::Sysctl { key, value } => {
             let path = std::path::Path::new("/proc/sys").join(key.path());
             match std::fs::write(&path, format!("{value}\n")) {
-                Ok(()) => Ran {
-                    success: true,
-                    status: "exit status: 0".into(),
-                    stdout: String::new(),
-                    stderr: String::new(),
-                },
-                Err(e) => Ran {
-                    success: false,
-                    status: "exit status: 1".into(),
-                    stdout: String::new(),
-                    stderr: format!("cannot write {}: {e}", path.display()),
-                },
+                Ok(()) => ran(true, String::new(), String::new()),
+                Err(e) => ran(false, String::new(), format!("cannot write {}: {e}", path.display())),
             }
         }
     };
@@ -232,12 +240,11 @@ mod tests {
                 rules: vec![rule],
             }],
         };
-        let tools = Tools::direct(std::time::Duration::from_secs(5));
-        assert_eq!(check(&request(rule.clone()), &tools), Ok(()));
+        assert_eq!(check(&request(rule.clone())), Ok(()));
         // Ports on ICMP: no rule oned accepts, and none the driver sends.
         rule.protocol = secgroup::Protocol::Icmp;
         rule.ports = vec![secgroup::PortRange { first: 22, last: 22 }];
-        let e = check(&request(rule), &tools).unwrap_err();
+        let e = check(&request(rule)).unwrap_err();
         assert!(
             e.contains("a security group rule: ports are supported only for TCP and UDP"),
             "{e}"

@@ -52,22 +52,29 @@ fn applies_in_order_and_twice_is_once() {
     };
     round(&fake, &request).unwrap();
     let calls = fake.take_calls();
-    let kinds: Vec<&str> = calls.iter().map(|c| c.split(" <<<").next().unwrap()).collect();
+    let kinds: Vec<&str> = calls
+        .iter()
+        .map(|c| c.split(" <<<").next().unwrap().split(": ").next().unwrap())
+        .collect();
     assert_eq!(
         kinds,
         [
             "nft -j list table ip one_scaleway",
             "nft -j list table bridge one_scaleway_guard",
             "nft -j list table inet one_scaleway_sg",
-            "ip -d -j -batch -",
-            "ip -batch -",
+            "netlink read",
+            "netlink change",
             "sysctl net.ipv4.ip_forward = 1",
             "sysctl net.ipv4.conf.scwpub0.forwarding = 1",
             "sysctl net.ipv4.neigh.scwpub0.proxy_delay = 0",
             "nft -f -",
         ]
     );
-    assert_eq!(fake.processes(), 6, "4 to observe, 2 to apply");
+    assert_eq!(
+        fake.processes(),
+        4,
+        "3 nft listings, 1 nft transaction (links, routes, neighbours: rtnetlink)"
+    );
     let second = round(&fake, &request).unwrap();
     assert!(second.is_empty());
     assert_eq!(fake.take_calls().len(), 4, "a second pre only observes");
@@ -118,7 +125,7 @@ fn a_failed_ip_line_undoes_the_lines_before_it() {
     )
     .unwrap_err();
     assert!(
-        e.contains("(at `ip neigh replace 172.30.0.8 lladdr 02:00:00:00:02:02 dev scwpub0 nud permanent`)"),
+        e.contains("`ip neigh replace 172.30.0.8 lladdr 02:00:00:00:02:02 dev scwpub0 nud permanent` failed: "),
         "{e}"
     );
     assert!(e.contains("were undone"), "{e}");

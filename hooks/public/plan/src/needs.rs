@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::endpoint::{Endpoint, Public};
+use crate::endpoint::{BridgeName, Endpoint, Public};
 use crate::ops::{Proxy, Route, SysctlKey, SysctlWrite};
 use crate::plan::Request;
 
@@ -119,19 +119,25 @@ pub fn sysctl_keys<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> BTr
         .collect()
 }
 
-/// What to observe before planning a request: the routes (by prefix) and
-/// proxy entries (by address) its endpoints concern, and the sysctls of the
-/// endpoints to ensure; or, with `all`, every route and proxy entry. Links
-/// and our nft table are always read whole. Asking only for what the plan
-/// looks at keeps a host's observation from growing with the number of
-/// VMs it runs.
+/// What to observe before planning a request: the links (by name), routes
+/// (by prefix), proxy and neighbour entries (by address and bridge) its
+/// endpoints concern, the ports of a bridge it may delete, the host's own
+/// addresses (of the families of the endpoints to ensure) and the sysctls
+/// of the endpoints to ensure; or, with `all`, everything. Asking only for
+/// what the plan looks at keeps a host's observation from growing with the
+/// number of VMs it runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     pub all: bool,
+    pub links: BTreeSet<BridgeName>,
+    /// Bridges the plan may delete: their ports are read.
+    pub ports: BTreeSet<BridgeName>,
     pub routes: BTreeSet<(IpAddr, u8)>,
-    pub proxies: BTreeSet<IpAddr>,
-    /// Neighbour entries (by address).
-    pub neighbours: BTreeSet<IpAddr>,
+    pub proxies: BTreeSet<(IpAddr, BridgeName)>,
+    /// Neighbour entries (not proxies).
+    pub neighbours: BTreeSet<(IpAddr, BridgeName)>,
+    /// The host's own addresses: (IPv4, IPv6).
+    pub addresses: (bool, bool),
     pub sysctls: BTreeSet<SysctlKey>,
 }
 
@@ -140,6 +146,7 @@ impl Query {
     pub fn all() -> Self {
         Self {
             all: true,
+            addresses: (true, true),
             ..Self::default()
         }
     }
@@ -151,11 +158,26 @@ pub fn query(request: &Request) -> Query {
         sysctls: sysctl_keys(&request.ensure),
         ..Query::default()
     };
+    for e in &request.ensure {
+        match e.public {
+            Public::V4 { .. } => q.addresses.0 = true,
+            Public::V6 { .. } => q.addresses.1 = true,
+        }
+    }
     for e in request.ensure.iter().chain(&request.remove) {
         let o = objects(e);
+        q.links.insert(e.bridge);
         q.routes.extend(o.routes.iter().map(|r| (r.dst, r.len)));
-        q.proxies.extend(o.proxies.iter().map(|p| p.addr));
-        q.neighbours.extend(crate::guard::neighbour(e).map(|n| n.addr));
+        q.proxies.extend(o.proxies.iter().map(|p| (p.addr, p.dev)));
+        q.neighbours.extend(crate::guard::neighbour(e).map(|n| (n.addr, n.dev)));
+    }
+    // A bridge of ours that no endpoint keeps may be deleted: its ports say
+    // whether it can be.
+    for e in &request.remove {
+        let used = request.keep.iter().chain(&request.ensure).any(|k| k.bridge == e.bridge);
+        if request.owned_bridges.contains(&e.bridge) && !used {
+            q.ports.insert(e.bridge);
+        }
     }
     q
 }

@@ -1,5 +1,5 @@
 //! The changes a plan is made of, typed, and their text: `ip` argument
-//! vectors (one `ip -batch -` line each), sysctl writes and the `nft -f -`
+//! vectors (one `ip` command each, what the rtnetlink change does), sysctl writes and the `nft -f -`
 //! script. Every kernel object name comes from the constants here.
 
 use std::fmt;
@@ -189,9 +189,9 @@ pub enum IpOp {
 }
 
 impl IpOp {
-    /// The argument vector after `ip` (also one line of `ip -batch -`:
-    /// every argument is an address, a keyword or a validated interface
-    /// name, none holds a space or a quote).
+    /// The argument vector after `ip` of the same change (for the dry run
+    /// and messages: every argument is an address, a keyword or a validated
+    /// interface name, none holds a space or a quote).
     pub fn args(&self) -> Vec<String> {
         let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
         match self {
@@ -239,6 +239,16 @@ impl IpOp {
                 ])
             }
             Self::DeleteNeigh(n) => s(&["neigh", "del", &n.addr.to_string(), "dev", n.dev.as_str()]),
+        }
+    }
+
+    /// The device it touches (or creates).
+    pub fn dev(&self) -> &str {
+        match self {
+            Self::AddBridge { name, .. } | Self::SetUp(name) | Self::DeleteLink(name) => name.as_str(),
+            Self::AddRoute(r) | Self::DeleteRoute(r) => r.dev.as_str(),
+            Self::AddProxy(p) | Self::DeleteProxy(p) => p.dev.as_str(),
+            Self::SetNeigh(n) | Self::DeleteNeigh(n) => n.dev.as_str(),
         }
     }
 

@@ -137,7 +137,11 @@ fn section(title: &str, p: &Plan) -> String {
 fn first_nic() {
     let mut host = Host::default();
     let p = host.pre(&vm(42, &[(0, 1, false)]));
-    assert_eq!(p.processes(), 2, "one ip batch and one nft transaction");
+    assert_eq!(
+        p.processes(),
+        1,
+        "one nft transaction (the ip changes are rtnetlink messages)"
+    );
     let again = host.pre(&vm(42, &[(0, 1, false)]));
     let out = section("pre of VM 42 (one NIC) on an empty host", &p)
         + &section("pre of VM 42 again (idempotent re-apply)", &again);
@@ -358,7 +362,7 @@ fn many_endpoints_plan_one_transaction() {
         ..Request::default()
     };
     let p = plan(&request, &Observed::default()).unwrap();
-    assert_eq!(p.processes(), 2);
+    assert_eq!(p.processes(), 1);
     assert_eq!(
         p.nft.render().lines().count(),
         39,

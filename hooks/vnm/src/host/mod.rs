@@ -57,7 +57,7 @@ use anyhow::{Context, bail};
 use opennebula::driver::{Env, Log, Output};
 use opennebula::vm::Vm;
 use public_apply::Host;
-use public_apply::ip::IpCommand;
+use public_apply::ip::IpNetlink;
 use public_apply::nft::NftCommand;
 use public_apply::sysctl::ProcSysctl;
 
@@ -121,7 +121,7 @@ fn on_real_host<T>(env: &Env, f: impl FnOnce(Host<'_>, &Settings) -> anyhow::Res
     let settings = Settings::from_env(env)?;
     let tools = host_tools::Tools::from_env(env).context("the driver's settings")?;
     let nft = NftCommand { tools: &tools };
-    let ip = IpCommand { tools: &tools };
+    let ip = IpNetlink { tools: &tools };
     let sysctl = ProcSysctl::new(&tools);
     f(
         Host {

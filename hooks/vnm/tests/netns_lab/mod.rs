@@ -19,7 +19,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
 use opennebula::driver::{Env, Level, Log, Output};
 use opennebula::vm::Vm;
 use public_apply::Host;
-use public_apply::ip::IpCommand;
+use public_apply::ip::IpNetlink;
 use public_apply::nft::NftCommand;
 use public_apply::sysctl::ProcSysctl;
 use public_plan::Observed;
@@ -293,7 +293,7 @@ impl Hyper {
             let tools = Tools::direct(Duration::from_secs(10));
             let (nft, ip, sysctl) = (
                 NftCommand { tools: &tools },
-                IpCommand { tools: &tools },
+                IpNetlink { tools: &tools },
                 ProcSysctl::new(&tools),
             );
             let host = Host {

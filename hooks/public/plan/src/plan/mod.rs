@@ -82,8 +82,8 @@ pub struct Request {
     pub filters: Vec<crate::filter::NicFilter>,
 }
 
-/// The changes, in the order they are applied: `ip_before` (one `ip -batch
-/// -`), `sysctls`, `nft` (one transaction), `ip_after` (one `ip -batch -`).
+/// The changes, in the order they are applied: `ip_before` (rtnetlink
+/// changes, in order), `sysctls`, `nft` (one transaction), `ip_after`.
 /// Additions come first and NAT last, so a flexible IP is only ever
 /// translated to an address the host routes; removals take the NAT away
 /// first.
@@ -122,12 +122,11 @@ impl Plan {
                 .all(|o| !matches!(o, NftOp::EnsureBase | NftOp::EnsureGuard))
     }
 
-    /// How many tool processes applying it starts (`ip`, `nft`; sysctls are
-    /// file writes).
+    /// How many tool processes applying it starts as root: `nft` (the
+    /// `ip` changes are rtnetlink messages from the driver's process,
+    /// sysctls file writes).
     pub fn processes(&self) -> usize {
-        usize::from(!self.ip_before.is_empty())
-            + usize::from(!self.nft.is_empty())
-            + usize::from(!self.ip_after.is_empty())
+        usize::from(!self.nft.is_empty())
     }
 }
 
@@ -140,7 +139,7 @@ impl fmt::Display for Plan {
             return writeln!(f, "# nothing to change");
         }
         if !self.ip_before.is_empty() {
-            writeln!(f, "# ip -batch -")?;
+            writeln!(f, "# ip (rtnetlink, in order)")?;
             for op in &self.ip_before {
                 writeln!(f, "{op}")?;
             }
@@ -156,7 +155,7 @@ impl fmt::Display for Plan {
             f.write_str(&self.nft.render())?;
         }
         if !self.ip_after.is_empty() {
-            writeln!(f, "# ip -batch -")?;
+            writeln!(f, "# ip (rtnetlink, in order)")?;
             for op in &self.ip_after {
                 writeln!(f, "{op}")?;
             }
