@@ -19,7 +19,7 @@ use netlink_packet_core::{
     NetlinkPayload,
 };
 use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -119,6 +119,12 @@ pub struct Rtnl {
     seq: u32,
 }
 
+/// Links are asked for without their counters (what a read never uses,
+/// and most of the kernel's work for each link).
+fn skip_stats() -> LinkAttribute {
+    LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats])
+}
+
 impl Rtnl {
     /// A socket with strict checking (the kernel filters dumps and refuses
     /// what it does not understand), extended acknowledgements, and
@@ -210,6 +216,7 @@ impl Rtnl {
     pub fn link(&mut self, name: &str) -> Result<Option<LinkEntry>, Error> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        m.attributes.push(skip_stats());
         Ok(match self.get(Msg::GetLink(m))? {
             Some(Msg::NewLink(l)) => Some(link_entry(&l)),
             _ => None,
@@ -220,6 +227,7 @@ impl Rtnl {
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<LinkEntry>, Error> {
         let mut m = LinkMessage::default();
         m.header.index = index;
+        m.attributes.push(skip_stats());
         Ok(match self.get(Msg::GetLink(m))? {
             Some(Msg::NewLink(l)) => Some(link_entry(&l)),
             _ => None,
@@ -229,6 +237,7 @@ impl Rtnl {
     /// Every link, or (filtered by the kernel) the ports of `master`.
     pub fn links(&mut self, master: Option<u32>) -> Result<Vec<LinkEntry>, Error> {
         let mut m = LinkMessage::default();
+        m.attributes.push(skip_stats());
         if let Some(master) = master {
             m.attributes.push(LinkAttribute::Controller(master));
         }

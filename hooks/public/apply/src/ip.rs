@@ -228,8 +228,13 @@ fn neigh_state(e: &netlink::NeighEntry) -> NeighState {
 /// failure and its 1-based position; with `keep_going` every op is tried.
 pub fn apply_netlink(rtnl: &mut Rtnl, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError> {
     let mut first: Option<ApplyError> = None;
+    // Each device's index, asked once (a link created or deleted is asked again).
+    let mut indexes: BTreeMap<String, u32> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
-        if let Err(e) = apply_one(rtnl, op) {
+        if matches!(op, IpOp::AddBridge { .. } | IpOp::DeleteLink(_)) {
+            indexes.remove(op.dev());
+        }
+        if let Err(e) = apply_one(rtnl, &mut indexes, op) {
             let e = ApplyError {
                 message: format!("`ip {op}` failed: {e}"),
                 failed_line: Some(i + 1),
@@ -244,12 +249,17 @@ pub fn apply_netlink(rtnl: &mut Rtnl, ops: &[IpOp], keep_going: bool) -> Result<
     first.map_or(Ok(()), Err)
 }
 
-fn apply_one(rtnl: &mut Rtnl, op: &IpOp) -> Result<(), netlink::Error> {
+fn apply_one(rtnl: &mut Rtnl, indexes: &mut BTreeMap<String, u32>, op: &IpOp) -> Result<(), netlink::Error> {
     let mut index = |dev: &str| -> Result<u32, netlink::Error> {
-        rtnl.link(dev)?.map(|l| l.index).ok_or_else(|| netlink::Error {
+        if let Some(i) = indexes.get(dev) {
+            return Ok(*i);
+        }
+        let i = rtnl.link(dev)?.map(|l| l.index).ok_or_else(|| netlink::Error {
             errno: Some(19),
             message: format!("Cannot find device \"{dev}\""),
-        })
+        })?;
+        indexes.insert(dev.to_owned(), i);
+        Ok(i)
     };
     match *op {
         IpOp::AddBridge { name, mac } => rtnl.add_bridge(name.as_str(), mac),

@@ -11,11 +11,64 @@
 //! or set is missing ("No such file or directory": the host rebooted),
 //! and the action reads the tables and plans again.
 
-use crate::endpoint::Endpoint;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use crate::endpoint::{Endpoint, Public};
+use crate::filter::{NicFilter, nic_of};
 use crate::guard::{GuardState, elements};
 use crate::needs::objects;
 use crate::observed::{NatState, simulate_nft};
 use crate::ops::{NftBatch, NftOp};
+use crate::plan::Request;
+
+/// What identifies an endpoint's elements in our tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Vm(u64),
+    Port(crate::endpoint::BridgeName),
+    Mac([u8; 6]),
+    Addr(IpAddr),
+}
+
+fn keys(e: &Endpoint) -> Vec<Key> {
+    let mut k = vec![Key::Vm(e.owner.vm)];
+    if let Some(p) = e.port {
+        k.extend([Key::Port(p.tap), Key::Mac(p.mac)]);
+    }
+    match e.public {
+        Public::V4 { ip, gateway, external } => k.extend([ip, gateway, external].map(|a| Key::Addr(a.into()))),
+        Public::V6 { ip, gateway, prefix } => k.extend([ip, gateway, prefix].map(|a| Key::Addr(a.into()))),
+    }
+    k
+}
+
+/// The part of the record a plan for `request` looks at: the endpoints it
+/// removes, and those it keeps that share a VM, a port (tap or MAC) or an
+/// address (private, gateway, flexible IP, IPv6 prefix) with one it
+/// ensures or removes. The other endpoints' elements are neither read nor
+/// changed by the plan, so modelling them would only make every action
+/// cost more with the number of NICs on the host.
+pub fn touching(request: &Request) -> Vec<&Endpoint> {
+    let wanted: BTreeSet<Key> = request.ensure.iter().chain(&request.remove).flat_map(keys).collect();
+    request
+        .keep
+        .iter()
+        .filter(|k| keys(k).iter().any(|key| wanted.contains(key)))
+        .chain(&request.remove)
+        .collect()
+}
+
+/// The recorded security group rules of the NICs a plan for `request`
+/// looks at (those of `touching`, and those it ensures).
+pub fn touching_filters(request: &Request, touching: &[&Endpoint], filters: &[NicFilter]) -> Vec<NicFilter> {
+    let nics: BTreeSet<(u64, u32)> = touching.iter().copied().chain(&request.ensure).map(nic_of).collect();
+    filters
+        .iter()
+        .filter(|f| nics.contains(&(f.vm, f.nic_id)))
+        .cloned()
+        .collect()
+}
 
 /// Both tables as declaring their base and adding the elements of
 /// `endpoints` to empty tables makes them; `None` when the endpoints
@@ -75,6 +128,38 @@ mod tests {
             ..crate::Observed::default()
         };
         crate::plan::tables_ok_after(&observed, &crate::Plan::default())
+    }
+
+    #[test]
+    fn only_the_endpoints_a_request_touches_are_modelled() {
+        let new = endpoint(1, 1, 1);
+        let unrelated = endpoint(2, 2, 2);
+        let same_vm = endpoint(1, 3, 3);
+        let same_fip = endpoint(4, 4, 1);
+        let mut same_private = endpoint(5, 1, 5);
+        same_private.port = None;
+        let gone = endpoint(6, 6, 6);
+        let request = Request {
+            ensure: vec![new],
+            remove: vec![gone],
+            keep: vec![unrelated, same_vm, same_fip, same_private],
+            ..Request::default()
+        };
+        assert_eq!(
+            touching(&request),
+            [&request.keep[1], &request.keep[2], &request.keep[3], &gone]
+        );
+        let filter = |vm| NicFilter {
+            vm,
+            nic_id: 0,
+            rules: Vec::new(),
+        };
+        let recorded = [filter(1), filter(2), filter(4), filter(9)];
+        let kept: Vec<u64> = touching_filters(&request, &touching(&request), &recorded)
+            .iter()
+            .map(|f| f.vm)
+            .collect();
+        assert_eq!(kept, [1, 4]);
     }
 
     #[test]

@@ -76,12 +76,14 @@ impl Change for PublicChange<'_> {
     fn observe(&self, before: &Record, _after: &Record, how: Observe) -> anyhow::Result<PublicObserved> {
         let (host, request) = (self.on.host, self.request);
         let current = before.base.as_deref() == Some(base_fingerprint().as_str());
-        let ours = || request.keep.iter().chain(&request.remove);
+        // Only the recorded endpoints this request touches are modelled.
+        let ours = model::touching(request);
         if how == Observe::Cheaply
             && current
-            && let Some((nat, guard)) = model::tables(ours())
+            && let Some((nat, guard)) = model::tables(ours.iter().copied())
         {
-            let filter = FilterState::model(&before.filters, ours());
+            let filters = model::touching_filters(request, &ours, &before.filters);
+            let filter = FilterState::model(&filters, ours.iter().copied());
             let observed = observe_with_tables(host, &query(request), nat, guard, filter).context(CANNOT_OBSERVE)?;
             return Ok(PublicObserved {
                 observed,
