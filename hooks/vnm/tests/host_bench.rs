@@ -3,7 +3,7 @@
 //! fresh network namespace per N. Prints, for one more VM with one NIC:
 //! the time of its `pre`, of a second `pre` (nothing to do), of its
 //! `clean`, and the processes each starts; and how long `reconcile` takes
-//! to put all N back (one nft transaction, one ip batch).
+//! to put all N back (one nft transaction, rtnetlink for the rest).
 //!
 //! `sudo cargo test -p scaleway-vnm --test host_bench -- --ignored --nocapture`
 
@@ -142,6 +142,10 @@ fn host_apply_time_for_one_more_nic() {
         let dir = TempDir::new("vnm-bench");
         println!("{}", measure(ns.name(), n, dir.path()));
     }
-    println!("fill = reconcile of N recorded NICs on an empty host (one nft transaction, one ip batch);");
-    println!("pre/again/clean = one more VM with one NIC; procs = ip/nft processes started (sysctls are file writes)");
+    println!(
+        "fill = reconcile of N recorded NICs on an empty host (one nft transaction, the links, routes and neighbour entries through rtnetlink);"
+    );
+    println!(
+        "pre/again/clean = one more VM with one NIC; procs = processes started: nft (links, routes, neighbours: rtnetlink; sysctls: file writes)"
+    );
 }

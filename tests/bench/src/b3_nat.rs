@@ -2,7 +2,7 @@
 //! there, on a real kernel, inside namespaces the bench makes (one for our
 //! driver, one for the baseline, per N). Ours: the release `scaleway-vnm`
 //! through its action files (`pre`, `clean_host`; the N recorded NICs put
-//! in place by `reconcile`: one nft transaction, one ip batch). Baseline:
+//! in place by `reconcile`: one nft transaction, rtnetlink). Baseline:
 //! the existing implementation's approach, one `iptables` (iptables-nft)
 //! process per rule, 2 rules per IP, as `shared/lab/03-nat-bench.sh` (the N
 //! existing rules loaded with one `iptables-restore`).
