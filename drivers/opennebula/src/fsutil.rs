@@ -29,6 +29,23 @@ pub fn write_atomic_creating(path: &Path, bytes: &[u8], mode: u32) -> std::io::R
 /// configuration file holding a password is never world-readable, even
 /// briefly.
 pub fn write_atomic_as(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    replace(path, bytes, mode, owner, true)
+}
+
+/// [`write_atomic_creating`] without the two fsyncs: a reader sees the old
+/// file or the new one (the rename), and so does a crash on ext4 (which
+/// writes a file renamed over another before the rename), but the last
+/// change may be lost with the machine. For the hosts' records: after a
+/// host crash oned deploys its VMs again, and each `pre` records its VM
+/// again; an action then does not wait for a disk busy with the VMs' images.
+pub fn write_replacing_creating(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    replace(path, bytes, mode, None, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>, sync: bool) -> std::io::Result<()> {
     let (mut file, tmp) = create_temporary(path)?;
     let mut write = || -> std::io::Result<()> {
         file.write_all(bytes)?;
@@ -36,9 +53,11 @@ pub fn write_atomic_as(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32,
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
         }
         file.set_permissions(Permissions::from_mode(mode))?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = path.parent().filter(|d| sync && !d.as_os_str().is_empty()) {
             File::open(dir)?.sync_all()?;
         }
         Ok(())

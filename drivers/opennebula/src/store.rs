@@ -49,6 +49,8 @@ pub struct StateFile {
     mode: u32,
     what: String,
     when_damaged: String,
+    /// Saved with fsyncs (the default), or not ([`StateFile::without_fsync`]).
+    durable: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -66,7 +68,18 @@ impl StateFile {
             mode,
             what: what.to_owned(),
             when_damaged: when_damaged.to_owned(),
+            durable: true,
         }
+    }
+
+    /// Saved without waiting for the disk
+    /// ([`fsutil::write_replacing_creating`]): for the hosts' records,
+    /// whose last change, if a host crash loses it, the next action on the
+    /// VM records again.
+    #[must_use]
+    pub fn without_fsync(mut self) -> Self {
+        self.durable = false;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -109,7 +122,12 @@ impl StateFile {
         let fail = |e: String| StoreError::new(format!("cannot save {} {}: {e}", self.what, self.path.display()));
         let mut text = serde_json::to_vec_pretty(value).map_err(|e| fail(e.to_string()))?;
         text.push(b'\n');
-        fsutil::write_atomic_creating(&self.path, &text, self.mode).map_err(|e| fail(e.to_string()))
+        if self.durable {
+            fsutil::write_atomic_creating(&self.path, &text, self.mode)
+        } else {
+            fsutil::write_replacing_creating(&self.path, &text, self.mode)
+        }
+        .map_err(|e| fail(e.to_string()))
     }
 
     /// Removes the file; a missing one is nothing to do.
@@ -254,6 +272,29 @@ mod tests {
         }
         file.remove().unwrap();
         file.remove().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_fsync_it_still_replaces_whole_files_with_their_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("nosync");
+        let file = StateFile::new(dir.join("a/state.json"), 0o640, "the test state", "move it aside").without_fsync();
+        for n in 0..3 {
+            let thing = Thing {
+                version: VERSION,
+                names: vec![n.to_string(); n],
+            };
+            file.save(&thing).unwrap();
+            assert_eq!(file.load::<Thing>().unwrap(), Some(thing));
+        }
+        let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        let left: Vec<_> = std::fs::read_dir(dir.join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["state.json"], "no temporary file left");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -346,7 +346,8 @@ impl RecordFile {
                 "the driver's host record",
                 "move it aside, run `scaleway-vnm --driver scaleway_evpn evpn-config` again, and the next pre of \
                  each VM records it again",
-            ),
+            )
+            .without_fsync(),
         }
     }
 

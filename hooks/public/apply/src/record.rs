@@ -172,7 +172,8 @@ impl RecordFile {
                 "the driver's host record",
                 "move it aside: the next pre of each VM records it again (reconcile then restores only what is \
                  recorded)",
-            ),
+            )
+            .without_fsync(),
         }
     }
 
