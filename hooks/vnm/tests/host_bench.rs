@@ -86,6 +86,7 @@ fn measure(ns: &str, n: u32, dir: &std::path::Path) -> String {
             nft: &nft,
             ip: &ip,
             sysctl: &sysctl,
+            helper: None,
         };
         let settings = Settings {
             record: dir.join("vnm-public.json"),

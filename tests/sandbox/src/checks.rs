@@ -162,35 +162,59 @@ pub fn least_privilege(sb: &Sandbox) -> anyhow::Result<String> {
         ensure!(!ran.ok(), "oneadmin may run `sudo {}` on {}", args.join(" "), h.name);
         lines.push(format!("sudo {}: refused by sudo", args.join(" ")));
     }
-    // The helper: only the drivers' typed changes, on the drivers' devices.
-    for (request, what) in [
+    // The helper: only the drivers' typed changes, on the drivers' devices
+    // (each refused for the reason given: a refusal for another reason,
+    // such as a request of an older shape, would prove nothing).
+    let apply = |ip_after: &str, sysctls: &str, nft: &str| {
+        format!(
+            r#"{{"scaleway": {{"apply": {{"ip_before": [], "sysctls": {sysctls}, "nft": {nft}, "ip_after": {ip_after}}}}}}}"#
+        )
+    };
+    for (request, what, why) in [
         (
-            r#"{"scaleway": {"ip": {"ops": [{"delete_link": "scwpriv0"}], "keep_going": false}}}"#,
+            apply(r#"[{"delete_link": "scwpriv0"}]"#, "[]", "[]"),
             "deleting the private network's interface",
+            "scwpriv0 is not a bridge",
         ),
         (
-            r#"{"scaleway": {"ip": {"ops": [{"delete_route": {"dst": "0.0.0.0", "len": 0, "via": null, "dev": "scwpriv0"}}], "keep_going": false}}}"#,
+            apply(
+                r#"[{"delete_route": {"dst": "0.0.0.0", "len": 0, "via": null, "dev": "scwpriv0"}}]"#,
+                "[]",
+                "[]",
+            ),
             "deleting the default route",
+            "the driver routes only /32, /64 and /128",
         ),
         (
-            r#"{"scaleway": {"sysctl": {"key": "kernel/core_pattern", "value": "1"}}}"#,
+            apply("[]", r#"[{"key": "kernel/core_pattern", "value": "1"}]"#, "[]"),
             "a sysctl outside the driver's",
+            "not a request of the drivers",
         ),
-        (r#"{"scaleway": {"nft": {"script": "flush ruleset"}}}"#, "an nft script"),
         (
-            r#"{"scaleway_evpn": {"links": {"ops": [{"delete": "lo"}], "keep_going": false}}}"#,
+            apply("[]", "[]", r#"{"script": "flush ruleset"}"#),
+            "an nft script",
+            "not a request of the drivers",
+        ),
+        (
+            r#"{"scaleway_evpn": {"links": {"ops": [{"delete": "lo"}], "keep_going": false}}}"#.to_owned(),
             "deleting lo",
+            "lo is not a bridge or a VXLAN device",
         ),
         (
-            r#"{"scaleway_evpn": {"frr_check": {"path": "/etc/shadow"}}}"#,
+            r#"{"scaleway_evpn": {"frr_check": {"path": "/etc/shadow"}}}"#.to_owned(),
             "reading a file",
+            "not a request of the drivers",
         ),
-        ("ip netns exec x sh", "a command line"),
+        (
+            "ip netns exec x sh".to_owned(),
+            "a command line",
+            "not a request of the drivers",
+        ),
     ] {
         let ran = sb.on_host_as("oneadmin", h, "sudo", &["-n", ROOT_HELPER, "root"], request.as_bytes())?;
         ensure!(
-            !ran.ok() && ran.stderr.contains("scaleway-vnm root: refused: "),
-            "the root helper on {} did not refuse {what} ({request}): {}",
+            !ran.ok() && ran.stderr.contains("scaleway-vnm root: refused: ") && ran.stderr.contains(why),
+            "the root helper on {} did not refuse {what} ({request}) for its reason ({why}): {}",
             h.name,
             ran.complaint()
         );

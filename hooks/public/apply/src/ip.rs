@@ -38,7 +38,8 @@ pub trait Ip {
     fn apply(&self, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError>;
 }
 
-/// The real kernel, through rtnetlink.
+/// The real kernel, through rtnetlink (changes need root: as oneadmin the
+/// root helper applies them, [`crate::apply`]).
 pub struct IpNetlink<'a> {
     pub tools: &'a Tools,
 }
@@ -300,13 +301,6 @@ pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
-/// What the root helper prints on stdout when an `ip` request failed: the
-/// failed operation's position.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Failed {
-    pub failed_line: Option<usize>,
-}
-
 impl Ip for IpNetlink<'_> {
     fn observe(&self, query: &Query) -> Result<IpState, ApplyError> {
         let rtnl = Rtnl::open(self.tools.timeout()).map_err(|e| read_error(&e))?;
@@ -317,30 +311,13 @@ impl Ip for IpNetlink<'_> {
         if ops.is_empty() {
             return Ok(());
         }
-        if !self.tools.uses_sudo() {
-            let mut rtnl = Rtnl::open(self.tools.timeout()).map_err(|e| ApplyError::new(e.message))?;
-            return apply_netlink(&mut rtnl, ops, keep_going).map_err(|mut e| {
-                if e.message.contains("Operation not permitted") {
-                    e.message.push_str(
-                        " (network changes need root: run the driver as root, or set ONE_SCALEWAY_SUDO=always)",
-                    );
-                }
-                e
-            });
-        }
-        let request = crate::root::Public::Ip {
-            ops: ops.to_vec(),
-            keep_going,
-        }
-        .to_json();
-        let ran = self.tools.run_root("ip", &[], b"", || request)?;
-        if ran.success {
-            return Ok(());
-        }
-        let mut e = self.tools.failure("ip", &[], &ran);
-        e.failed_line = serde_json::from_str::<Failed>(ran.stdout.trim())
-            .ok()
-            .and_then(|f| f.failed_line);
-        Err(e)
+        let mut rtnl = Rtnl::open(self.tools.timeout()).map_err(|e| ApplyError::new(e.message))?;
+        apply_netlink(&mut rtnl, ops, keep_going).map_err(|mut e| {
+            if e.message.contains("Operation not permitted") {
+                e.message
+                    .push_str(" (network changes need root: run the driver as root, or set ONE_SCALEWAY_SUDO=always)");
+            }
+            e
+        })
     }
 }

@@ -16,7 +16,8 @@
 //!
 //! No shell, ever: every tool (`nft`) runs from an argument vector
 //! ([`host_tools::Tools`], through `sudo -n` when not root), and every error
-//! keeps the tool's stderr. Around them: the host-wide lock
+//! keeps the tool's stderr. As oneadmin, [`apply`] sends a plan's changes to
+//! the root helper in one request ([`root`]). Around them: the host-wide lock
 //! ([`host_tools::lock::HostLock`]) and the record of what was applied
 //! ([`record::RecordFile`]).
 //!
@@ -37,7 +38,7 @@ pub mod sysctl;
 
 use public_plan::{IpOp, Observed, Plan, Query};
 
-use host_tools::ApplyError;
+use host_tools::{ApplyError, Tools};
 
 /// The three side effects of one host.
 #[derive(Clone, Copy)]
@@ -45,6 +46,9 @@ pub struct Host<'a> {
     pub nft: &'a dyn nft::Nft,
     pub ip: &'a dyn ip::Ip,
     pub sysctl: &'a dyn sysctl::Sysctl,
+    /// When set (the driver is not root), [`apply`] sends the whole plan
+    /// to the root helper through these tools, in one request.
+    pub helper: Option<&'a Tools>,
 }
 
 /// Reads the host state a plan starts from: our tables, links, and the
@@ -105,6 +109,9 @@ fn undo(host: Host<'_>, applied: &[IpOp], error: &mut ApplyError) {
 /// failure in `ip_after` (removals) leaves the rest removed, and removing
 /// again finishes the job.
 pub fn apply(host: Host<'_>, plan: &Plan) -> Result<(), ApplyError> {
+    if let Some(tools) = host.helper {
+        return through_helper(tools, plan);
+    }
     if let Err(mut e) = host.ip.apply(&plan.ip_before, false) {
         let done = e
             .failed_line
@@ -124,4 +131,21 @@ pub fn apply(host: Host<'_>, plan: &Plan) -> Result<(), ApplyError> {
         return Err(e);
     }
     host.ip.apply(&plan.ip_after, false)
+}
+
+/// [`apply`] by the root helper: one `sudo -n` of it with the plan's
+/// changes ([`root::Public::Apply`]); it applies them as [`apply`] does.
+fn through_helper(tools: &Tools, plan: &Plan) -> Result<(), ApplyError> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let what = "apply (the plan's ip, sysctl and nft changes)";
+    let ran = tools.run_root(what, &[], b"", || root::Public::apply(plan).to_json())?;
+    if ran.success {
+        return Ok(());
+    }
+    let failed: root::Failed = serde_json::from_str(ran.stdout.trim()).unwrap_or_default();
+    let mut e = tools.failure(what, &[], &ran);
+    e.nft_refused = failed.nft_refused;
+    Err(e)
 }

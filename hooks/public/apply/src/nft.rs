@@ -73,9 +73,7 @@ impl Nft for NftCommand<'_> {
         }
         let script = batch.render();
         let args = ["-f", "-"];
-        let ran = self.tools.run_root("nft", &args, script.as_bytes(), || {
-            Public::Nft { ops: batch.ops.clone() }.to_json()
-        })?;
+        let ran = self.tools.run("nft", &args, script.as_bytes())?;
         if ran.success {
             Ok(())
         } else {

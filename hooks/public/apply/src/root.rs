@@ -2,24 +2,24 @@
 //! typed ([`Public`]), how they are checked, and how they run.
 //!
 //! The driver (as oneadmin) sends one request as JSON on the helper's
-//! stdin; the helper (as root, through sudo) parses it into these types
+//! stdin: a plan's changes (one per action), or the listing of one of our
+//! tables. The helper (as root, through sudo) parses it into these types
 //! (so only the driver's own kinds of change exist: no `netns exec`, no
 //! other nftables table, no other sysctl), checks what the types cannot
 //! (an `ip` change touches only bridges, or a bridge it creates; a sysctl
-//! value is 0 or 1), renders it with the very functions the driver uses,
-//! and runs the tool (or, for links, routes and neighbours, sends the
-//! rtnetlink messages itself). What the tool printed and its exit status come back
-//! unchanged, so the driver reads them as if it had run the tool itself.
+//! value is 0 or 1; security group rules), and applies it with the very
+//! functions the driver uses as root ([`crate::apply`]: rtnetlink, the
+//! sysctl files, one `nft -f -`). What failed, and whether the kernel
+//! refused the nft transaction, come back on stderr and stdout.
 
 use std::collections::BTreeMap;
 
 use public_plan::guard::GUARD_TABLE;
 use public_plan::ops::NFT_TABLE;
-use public_plan::{IpOp, NftBatch, NftOp, SysctlKey};
+use public_plan::{IpOp, NftBatch, NftOp, Plan, SysctlKey, SysctlWrite};
 use serde::{Deserialize, Serialize};
 
 use host_tools::links::link_kinds_of;
-use host_tools::netlink::Rtnl;
 use host_tools::run::{ApplyError, Ran, Tools};
 
 /// The tag of this driver's requests (`{"scaleway": {...}}`).
@@ -29,15 +29,51 @@ pub const TAG: &str = "scaleway";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Public {
-    /// These link, route and neighbour changes, in order, through
-    /// rtnetlink (`keep_going`: every one tried, for undoing).
-    Ip { ops: Vec<IpOp>, keep_going: bool },
-    /// `nft -f -` of this batch (our two tables only, by construction).
-    Nft { ops: Vec<NftOp> },
+    /// A plan's changes, applied by the helper as the driver applies them
+    /// as root ([`crate::apply`]: in order, the additions undone when a
+    /// later step fails): one request, one `sudo`, per action.
+    Apply {
+        ip_before: Vec<IpOp>,
+        sysctls: Vec<SysctlSetting>,
+        nft: Vec<NftOp>,
+        ip_after: Vec<IpOp>,
+    },
     /// `nft -j list table` of one of our tables.
     List { table: Table },
-    /// A sysctl the driver sets, to 0 or 1.
-    Sysctl { key: SysctlKey, value: String },
+}
+
+/// A sysctl the driver sets, to 0 or 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysctlSetting {
+    pub key: SysctlKey,
+    pub value: String,
+}
+
+/// What the helper prints on stdout when applying failed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Failed {
+    /// The kernel refused the nft transaction.
+    pub nft_refused: bool,
+}
+
+impl Public {
+    /// The request applying `plan`.
+    pub fn apply(plan: &Plan) -> Self {
+        Self::Apply {
+            ip_before: plan.ip_before.clone(),
+            sysctls: plan
+                .sysctls
+                .iter()
+                .map(|s| SysctlSetting {
+                    key: s.key.clone(),
+                    value: s.value.to_owned(),
+                })
+                .collect(),
+            nft: plan.nft.ops.clone(),
+            ip_after: plan.ip_after.clone(),
+        }
+    }
 }
 
 /// Our tables.
@@ -107,20 +143,27 @@ pub fn check_ip(ops: &[IpOp], kinds: &BTreeMap<String, Option<String>>) -> Resul
 
 /// Checks a request against the host; `Err` says why it is refused.
 fn check(request: &Public) -> Result<(), String> {
-    match request {
-        Public::Ip { ops, .. } => check_ip(ops, &link_kinds_of(ops.iter().map(IpOp::dev))?),
-        Public::Sysctl { value, .. } if value != "0" && value != "1" => {
-            Err(format!("sysctl value {value:?} is not 0 or 1"))
-        }
-        Public::Nft { ops } => ops.iter().try_for_each(|op| match op {
-            NftOp::SetFilter { rules, .. } => rules
-                .iter()
-                .try_for_each(secgroup::Rule::check)
-                .map_err(|e| format!("a security group rule: {e}")),
-            _ => Ok(()),
-        }),
-        _ => Ok(()),
+    let Public::Apply {
+        ip_before,
+        sysctls,
+        nft,
+        ip_after,
+    } = request
+    else {
+        return Ok(());
+    };
+    let ip: Vec<IpOp> = ip_before.iter().chain(ip_after).copied().collect();
+    check_ip(&ip, &link_kinds_of(ip.iter().map(IpOp::dev))?)?;
+    if let Some(s) = sysctls.iter().find(|s| s.value != "0" && s.value != "1") {
+        return Err(format!("sysctl value {:?} is not 0 or 1", s.value));
     }
+    nft.iter().try_for_each(|op| match op {
+        NftOp::SetFilter { rules, .. } => rules
+            .iter()
+            .try_for_each(secgroup::Rule::check)
+            .map_err(|e| format!("a security group rule: {e}")),
+        _ => Ok(()),
+    })
 }
 
 /// What a change made in this process reports, as if a tool had run.
@@ -139,38 +182,55 @@ pub fn execute(request: &Public, tools: &Tools) -> Result<Result<Ran, String>, A
     if let Err(why) = check(request) {
         return Ok(Err(why));
     }
-    let ran = match request {
-        Public::Ip { ops, keep_going } => {
-            let mut rtnl = Rtnl::open(tools.timeout()).map_err(|e| ApplyError::new(e.message))?;
-            match crate::ip::apply_netlink(&mut rtnl, ops, *keep_going) {
+    let done = match request {
+        Public::Apply {
+            ip_before,
+            sysctls,
+            nft,
+            ip_after,
+        } => {
+            let plan = Plan {
+                ip_before: ip_before.clone(),
+                sysctls: sysctls
+                    .iter()
+                    .map(|s| SysctlWrite {
+                        key: s.key.clone(),
+                        value: if s.value == "1" { "1" } else { "0" },
+                    })
+                    .collect(),
+                nft: NftBatch { ops: nft.clone() },
+                ip_after: ip_after.clone(),
+                ..Plan::default()
+            };
+            let (n, i, s) = (
+                crate::nft::NftCommand { tools },
+                crate::ip::IpNetlink { tools },
+                crate::sysctl::ProcSysctl::new(tools),
+            );
+            let host = crate::Host {
+                nft: &n,
+                ip: &i,
+                sysctl: &s,
+                helper: None,
+            };
+            match crate::apply(host, &plan) {
                 Ok(()) => ran(true, String::new(), String::new()),
                 Err(e) => ran(
                     false,
-                    serde_json::to_string(&crate::ip::Failed {
-                        failed_line: e.failed_line,
+                    serde_json::to_string(&Failed {
+                        nft_refused: e.nft_refused,
                     })
                     .unwrap_or_default(),
                     e.message,
                 ),
             }
         }
-        Public::Nft { ops } => {
-            let script = NftBatch { ops: ops.clone() }.render();
-            tools.run("nft", &["-f", "-"], script.as_bytes())?
-        }
         Public::List { table } => {
             let (family, name) = table.name();
             tools.run("nft", &["-j", "list", "table", family, name], b"")?
         }
-        Public::Sysctl { key, value } => {
-            let path = std::path::Path::new("/proc/sys").join(key.path());
-            match std::fs::write(&path, format!("{value}\n")) {
-                Ok(()) => ran(true, String::new(), String::new()),
-                Err(e) => ran(false, String::new(), format!("cannot write {}: {e}", path.display())),
-            }
-        }
     };
-    Ok(Ok(ran))
+    Ok(Ok(done))
 }
 
 #[cfg(test)]
@@ -194,18 +254,23 @@ mod tests {
     #[test]
     fn requests_round_trip_through_json() {
         let b = BridgeName::parse("scwpub1").unwrap();
-        let r = Public::Ip {
-            ops: vec![
+        let r = Public::Apply {
+            ip_before: vec![
                 IpOp::AddBridge {
                     name: b,
                     mac: [2, 0x5c, 0, 0, 0, 1],
                 },
                 IpOp::SetUp(b),
             ],
-            keep_going: false,
+            sysctls: vec![SysctlSetting {
+                key: SysctlKey::ip_forward(),
+                value: "1".into(),
+            }],
+            nft: vec![NftOp::EnsureBase],
+            ip_after: Vec::new(),
         };
         let json = r.to_json();
-        assert!(json.starts_with("{\"scaleway\":{\"ip\":"), "{json}");
+        assert!(json.starts_with("{\"scaleway\":{\"apply\":"), "{json}");
         let inner: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(serde_json::from_value::<Public>(inner["scaleway"].clone()).unwrap(), r);
     }
@@ -213,32 +278,53 @@ mod tests {
     #[test]
     fn only_the_drivers_changes_exist() {
         // No such request: a shell, a file, another table, another sysctl.
+        let apply = |ip: &str, sysctls: &str, nft: &str| {
+            format!(r#"{{"apply": {{"ip_before": {ip}, "sysctls": {sysctls}, "nft": {nft}, "ip_after": []}}}}"#)
+        };
         for bad in [
-            r#"{"exec": {"argv": ["sh"]}}"#,
-            r#"{"ip": {"ops": [{"netns_exec": "sh"}], "keep_going": false}}"#,
-            r#"{"nft": {"ops": [{"flush_ruleset": null}]}}"#,
-            r#"{"nft": {"script": "flush ruleset"}}"#,
-            r#"{"list": {"table": "raw"}}"#,
-            r#"{"sysctl": {"key": "kernel/core_pattern", "value": "1"}}"#,
-            r#"{"sysctl": {"key": "net/ipv4/conf/all/rp_filter", "value": "0"}}"#,
-            r#"{"sysctl": {"key": "net/ipv4/conf/../../kernel/x/forwarding", "value": "1"}}"#,
-            r#"{"ip": {"ops": [{"set_up": "a b"}], "keep_going": false}}"#,
-            r#"{"ip": {"ops": [], "keep_going": false, "extra": 1}}"#,
+            r#"{"exec": {"argv": ["sh"]}}"#.to_owned(),
+            apply(r#"[{"netns_exec": "sh"}]"#, "[]", "[]"),
+            apply("[]", "[]", r#"[{"flush_ruleset": null}]"#),
+            apply("[]", "[]", r#"{"script": "flush ruleset"}"#),
+            r#"{"list": {"table": "raw"}}"#.to_owned(),
+            apply("[]", r#"[{"key": "kernel/core_pattern", "value": "1"}]"#, "[]"),
+            apply("[]", r#"[{"key": "net/ipv4/conf/all/rp_filter", "value": "0"}]"#, "[]"),
+            apply(
+                "[]",
+                r#"[{"key": "net/ipv4/conf/../../kernel/x/forwarding", "value": "1"}]"#,
+                "[]",
+            ),
+            apply(r#"[{"set_up": "a b"}]"#, "[]", "[]"),
+            r#"{"apply": {"ip_before": [], "sysctls": [], "nft": [], "ip_after": [], "extra": 1}}"#.to_owned(),
+            // The requests of earlier versions are no more.
+            r#"{"ip": {"ops": [], "keep_going": false}}"#.to_owned(),
+            r#"{"sysctl": {"key": "net/ipv4/conf/scwpub0/forwarding", "value": "1"}}"#.to_owned(),
         ] {
-            assert!(parse(bad).is_err(), "{bad} was accepted");
+            assert!(parse(&bad).is_err(), "{bad} was accepted");
         }
-        assert!(parse(r#"{"sysctl": {"key": "net/ipv4/conf/scwpub0/forwarding", "value": "1"}}"#).is_ok());
+        let ok = apply(
+            "[]",
+            r#"[{"key": "net/ipv4/conf/scwpub0/forwarding", "value": "1"}]"#,
+            "[]",
+        );
+        assert!(parse(&ok).is_ok(), "{ok}");
+        // A value other than 0 or 1 parses, and is refused.
+        let two = parse(&apply("[]", r#"[{"key": "net/ipv4/ip_forward", "value": "2"}]"#, "[]")).unwrap();
+        assert_eq!(check(&two), Err("sysctl value \"2\" is not 0 or 1".to_owned()));
     }
 
     #[test]
     fn security_group_rules_are_checked() {
         let mut rule = secgroup::default_rules().remove(0);
-        let request = |rule: secgroup::Rule| Public::Nft {
-            ops: vec![NftOp::SetFilter {
+        let request = |rule: secgroup::Rule| Public::Apply {
+            ip_before: Vec::new(),
+            sysctls: Vec::new(),
+            nft: vec![NftOp::SetFilter {
                 vm: 7,
                 nic_id: 0,
                 rules: vec![rule],
             }],
+            ip_after: Vec::new(),
         };
         assert_eq!(check(&request(rule.clone())), Ok(()));
         // Ports on ICMP: no rule oned accepts, and none the driver sends.

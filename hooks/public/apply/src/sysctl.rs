@@ -47,23 +47,8 @@ impl Sysctl for ProcSysctl<'_> {
 
     fn write(&self, key: &SysctlKey, value: &str) -> Result<(), ApplyError> {
         let path = self.root.join(key.path());
-        if self.tools.uses_sudo() {
-            let setting = format!("{key}={value}");
-            let args = ["-q", "-w", setting.as_str()];
-            let ran = self.tools.run_root("sysctl", &args, b"", || {
-                crate::root::Public::Sysctl {
-                    key: key.clone(),
-                    value: value.to_owned(),
-                }
-                .to_json()
-            })?;
-            if !ran.success {
-                return Err(self.tools.failure("sysctl", &args, &ran));
-            }
-        } else {
-            std::fs::write(&path, format!("{value}\n"))
-                .map_err(|e| ApplyError::new(format!("cannot set sysctl {key} = {value} ({}): {e}", path.display())))?;
-        }
+        std::fs::write(&path, format!("{value}\n"))
+            .map_err(|e| ApplyError::new(format!("cannot set sysctl {key} = {value} ({}): {e}", path.display())))?;
         match self.read(key)? {
             Some(v) if v == value => Ok(()),
             Some(v) => Err(ApplyError::new(format!(

@@ -33,6 +33,7 @@ fn host(fake: &FakeHost) -> Host<'_> {
         nft: fake,
         ip: fake,
         sysctl: fake,
+        helper: None,
     }
 }
 

@@ -128,6 +128,7 @@ fn on_real_host<T>(env: &Env, f: impl FnOnce(Host<'_>, &Settings) -> anyhow::Res
             nft: &nft,
             ip: &ip,
             sysctl: &sysctl,
+            helper: tools.uses_sudo().then_some(&tools),
         },
         &settings,
     )

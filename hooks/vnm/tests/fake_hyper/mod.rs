@@ -42,6 +42,7 @@ impl Hyper {
             nft: &self.fake,
             ip: &self.fake,
             sysctl: &self.fake,
+            helper: None,
         }
     }
 

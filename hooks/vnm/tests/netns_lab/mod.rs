@@ -300,6 +300,7 @@ impl Hyper {
                 nft: &nft,
                 ip: &ip,
                 sysctl: &sysctl,
+                helper: None,
             };
             public_apply::observe(host, &public_plan::Query::all()).unwrap()
         })
