@@ -92,7 +92,9 @@ fn changes_are_what_ip_would_make_and_reads_find_them() {
             (r.dst, r.len, r.oif, r.table),
             (ip("172.30.0.6"), 32, Some(br), MAIN_TABLE)
         );
+        // The table the lookup ended in is named.
         let r = nl.route_match(ip("192.0.2.7")).unwrap().unwrap();
+        assert_eq!(r.table, MAIN_TABLE);
         assert_eq!((r.dst, r.len, r.gateway), (ip("192.0.2.0"), 24, Some(ip("10.20.0.1"))));
         // A lookup ending in a blackhole, or finding nothing (no default
         // route here), is refused.

@@ -278,7 +278,14 @@ impl Rtnl {
         let mut m = RouteMessage::default();
         m.header.address_family = family(dst);
         m.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
-        m.header.flags = RouteFlags::FibMatch;
+        // IPv4 names the table the lookup ended in only when asked
+        // (LookupTable; else it says "main" whatever the table); IPv6 always
+        // does, and refuses the flag.
+        m.header.flags = if dst.is_ipv4() {
+            RouteFlags::FibMatch | RouteFlags::LookupTable
+        } else {
+            RouteFlags::FibMatch
+        };
         m.attributes.push(RouteAttribute::Destination(RouteAddress::from(dst)));
         Ok(match self.exchange(Msg::GetRoute(m), 0)?.pop() {
             Some(Msg::NewRoute(r)) => route_entry(&r),

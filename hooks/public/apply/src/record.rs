@@ -5,8 +5,9 @@
 //! the record lets `reconcile` put them back, lets `clean` remove a VM's
 //! endpoints even when the document it gets is not the one `pre` got, and
 //! names the owner of an address in a conflict. It is a small JSON file,
-//! read and replaced (temporary file, fsync, rename, fsync of the folder)
-//! only under the host lock.
+//! read and replaced (temporary file, rename; no fsync: a host crash may
+//! lose its last change, which the VM's next `pre` records again) only
+//! under the host lock.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
