@@ -140,6 +140,16 @@ fn host_apply_time_for_one_more_nic() {
     );
     for n in [1, 100, 1000, 5000] {
         let ns = NetNs::new("bench");
+        // An uplink and a default route, as every host has.
+        for args in [
+            &["ip", "link", "add", "uplink0", "type", "veth", "peer", "uplink1"][..],
+            &["ip", "link", "set", "uplink0", "up"],
+            &["ip", "link", "set", "uplink1", "up"],
+            &["ip", "addr", "add", "10.20.0.5/24", "dev", "uplink0"],
+            &["ip", "route", "add", "default", "via", "10.20.0.1"],
+        ] {
+            ns.run_ok(args, b"");
+        }
         let dir = TempDir::new("vnm-bench");
         println!("{}", measure(ns.name(), n, dir.path()));
     }

@@ -36,7 +36,7 @@ fn addresses(i: u32) -> (Ipv4Addr, Ipv4Addr, Ipv4Addr) {
 
 pub fn legend() -> Vec<String> {
     vec![
-        "3: real kernel in namespaces made for the run; ours = the release scaleway-vnm `pre` (add) / `clean_host` \
+        "3: real kernel in namespaces made for the run (each with an uplink and a default route, as a host has); ours = the release scaleway-vnm `pre` (add) / `clean_host` \
          (remove) of one VM with one public NIC with N already on the host (bridge, /32 route, proxy ARP, a permanent \
          neighbour entry, 2 NAT map elements, 3 port guard elements, the NIC's security group chains and 2 \
          verdict map elements, record), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
@@ -139,7 +139,7 @@ fn rows_of(n: u32, ours: &Figures, base: Option<&Figures>, how: As) -> Vec<Row> 
 }
 
 fn measure_ours(bins: &Bins, n: u32, reps: usize, how: As) -> anyhow::Result<Figures> {
-    let ns = NetNs::new("nat")?;
+    let ns = NetNs::new("nat")?.with_uplink()?;
     let dir = TempDir::new("nat")?;
     let links = dir.join("remotes");
     crate::cloud::link_actions(bins, &links)?;
@@ -252,7 +252,7 @@ fn rules(i: u32) -> [[String; 6]; 2] {
 }
 
 fn measure_iptables(n: u32, reps: usize, how: As) -> anyhow::Result<Figures> {
-    let ns = NetNs::new("ipt")?;
+    let ns = NetNs::new("ipt")?.with_uplink()?;
     util::in_ns(ns.name(), move || -> anyhow::Result<Figures> {
         let mut script = String::from("*nat\n");
         for i in 0..n {

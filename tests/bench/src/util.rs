@@ -117,6 +117,21 @@ impl NetNs {
         &self.name
     }
 
+    /// An uplink (a veth pair, 10.20.0.5/24 on `uplink0`) and a default
+    /// route through it, as every host has.
+    pub fn with_uplink(self) -> anyhow::Result<Self> {
+        for args in [
+            &["link", "add", "uplink0", "type", "veth", "peer", "uplink1"][..],
+            &["link", "set", "uplink0", "up"],
+            &["link", "set", "uplink1", "up"],
+            &["addr", "add", "10.20.0.5/24", "dev", "uplink0"],
+            &["route", "add", "default", "via", "10.20.0.1"],
+        ] {
+            self.ip(args)?;
+        }
+        Ok(self)
+    }
+
     /// `ip -n <ns> args...`.
     pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut all = vec!["ip", "-n", self.name.as_str()];
