@@ -9,9 +9,11 @@
 //! on stdin (`public_apply::root::Public` for `scaleway`,
 //! `private_apply::root::Private` for `scaleway_evpn`), refuses anything else or
 //! anything that would touch what is not the drivers' (exit 2, one line
-//! saying why), and otherwise runs the tool and passes on what the tool
-//! printed and whether it succeeded. It reads no environment variable
-//! and no file oneadmin can write.
+//! saying why), and otherwise makes the change (the public driver: a whole
+//! plan per request, through rtnetlink, the sysctl files and one `nft -f
+//! -`) or runs the tool, and passes on what failed and whether it
+//! succeeded. It reads no environment variable and no file oneadmin can
+//! write.
 
 use std::io::Read;
 use std::time::Duration;

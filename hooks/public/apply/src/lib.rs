@@ -139,6 +139,11 @@ fn through_helper(tools: &Tools, plan: &Plan) -> Result<(), ApplyError> {
     if plan.is_empty() {
         return Ok(());
     }
+    if !tools.uses_sudo() {
+        return Err(ApplyError::new(
+            "internal error: a plan sent to the root helper by a driver that does not use it",
+        ));
+    }
     let what = "apply (the plan's ip, sysctl and nft changes)";
     let ran = tools.run_root(what, &[], b"", || root::Public::apply(plan).to_json())?;
     if ran.success {
