@@ -183,26 +183,11 @@ impl Ip for FakeHost {
         let force = if keep_going { " (keep going)" } else { "" };
         s.calls.push(format!("netlink change{force}: {}", lines.join("; ")));
         let injected = Self::failure(&mut s, "ip");
-        let mut first: Option<ApplyError> = None;
-        for (i, op) in ops.iter().enumerate() {
-            // An injected failure hits the last line.
-            let result = match &injected {
-                Some(m) if i + 1 == ops.len() => Err(m.clone()),
-                _ => simulate_ip(&mut s.kernel, op),
-            };
-            if let Err(m) = result {
-                let e = ApplyError {
-                    message: format!("`ip {op}` failed: {m}"),
-                    failed_line: Some(i + 1),
-                    nft_refused: false,
-                };
-                if !keep_going {
-                    return Err(e);
-                }
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        // An injected failure hits the last line.
+        crate::ip::in_order(ops, keep_going, |i, op| match &injected {
+            Some(m) if i + 1 == ops.len() => Err(m.clone()),
+            _ => simulate_ip(&mut s.kernel, op),
+        })
     }
 }
 

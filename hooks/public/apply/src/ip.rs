@@ -228,16 +228,30 @@ fn neigh_state(e: &netlink::NeighEntry) -> NeighState {
 /// Applies `ops` in order through `rtnl` (as root): `Err` names the first
 /// failure and its 1-based position; with `keep_going` every op is tried.
 pub fn apply_netlink(rtnl: &mut Rtnl, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError> {
-    let mut first: Option<ApplyError> = None;
     // Each device's index, asked once (a link created or deleted is asked again).
     let mut indexes: BTreeMap<String, u32> = BTreeMap::new();
-    for (i, op) in ops.iter().enumerate() {
+    in_order(ops, keep_going, |_, op| {
         if matches!(op, IpOp::AddBridge { .. } | IpOp::DeleteLink(_)) {
             indexes.remove(op.dev());
         }
-        if let Err(e) = apply_one(rtnl, &mut indexes, op) {
+        apply_one(rtnl, &mut indexes, op).map_err(|e| e.to_string())
+    })
+}
+
+/// Runs `one` on each of `ops` in order (with its 0-based position),
+/// stopping at the first failure or, with `keep_going`, trying every one:
+/// the error names the first failed change and its 1-based position. The
+/// real kernel's and the fake host's way to apply a list of changes.
+pub fn in_order(
+    ops: &[IpOp],
+    keep_going: bool,
+    mut one: impl FnMut(usize, &IpOp) -> Result<(), String>,
+) -> Result<(), ApplyError> {
+    let mut first: Option<ApplyError> = None;
+    for (i, op) in ops.iter().enumerate() {
+        if let Err(m) = one(i, op) {
             let e = ApplyError {
-                message: format!("`ip {op}` failed: {e}"),
+                message: format!("`ip {op}` failed: {m}"),
                 failed_line: Some(i + 1),
                 nft_refused: false,
             };
