@@ -99,9 +99,17 @@ impl Service {
                 handle: Some(handle),
             }),
             Ok(Err(e)) => bail!("a service in {ns}: {e}"),
-            Err(_) => bail!("the service thread in {ns} ended"),
+            Err(_) => match handle_error(handle) {
+                Some(e) => bail!("a service in {ns}: {e:#}"),
+                None => bail!("the service thread in {ns} ended"),
+            },
         }
     }
+}
+
+/// The error a thread ended with, if it ended with one.
+fn handle_error(handle: JoinHandle<anyhow::Result<()>>) -> Option<anyhow::Error> {
+    handle.join().ok().and_then(Result::err)
 }
 
 impl Drop for Service {
@@ -174,6 +182,14 @@ pub fn ask(ns: &str, to: SocketAddr, payload: usize, limit: Duration) -> anyhow:
 }
 
 /// Every network namespace (`/run/netns`).
+/// Whether namespace `ns` is ready to enter: `ip netns add` creates
+/// `/run/netns/<ns>` first and mounts the namespace on it after, so a name
+/// in the listing may still be an empty file for a moment.
+pub fn mounted(ns: &str) -> bool {
+    nix::sys::statfs::statfs(format!("/run/netns/{ns}").as_str())
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
 pub fn namespaces() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/run/netns")
         .map(|d| {
@@ -184,4 +200,41 @@ pub fn namespaces() -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::process::Command;
+
+    /// A name listed in /run/netns before `ip netns add` has mounted the
+    /// namespace on it (the moment the timing part once hit) is not ready, and
+    /// a service started in it says why.
+    #[test]
+    #[ignore = "privileged: needs root and iproute2; run by .ci/run"]
+    fn a_namespace_is_ready_once_mounted_and_a_service_says_why_it_cannot_start() {
+        test_support::require_root();
+        let name = format!("sbxu-{}", std::process::id());
+        std::fs::create_dir_all("/run/netns").unwrap();
+        let path = format!("/run/netns/{name}");
+        std::fs::write(&path, "").unwrap();
+        assert!(namespaces().contains(&name));
+        assert!(!mounted(&name), "an empty file is not a namespace");
+        let err = Service::start(&name, "x", (Ipv4Addr::LOCALHOST, 0).into())
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("setns"), "{err:#}");
+        std::fs::remove_file(&path).unwrap();
+        assert!(!mounted(&name));
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+        assert!(ok.success());
+        let ready = mounted(&name);
+        let service = Service::start(&name, "x", (Ipv4Addr::LOCALHOST, 0).into()).map(drop);
+        let deleted = Command::new("ip").args(["netns", "del", &name]).status().unwrap();
+        assert!(ready && deleted.success());
+        service.unwrap();
+        assert!(!mounted(&name));
+    }
 }

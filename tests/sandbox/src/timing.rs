@@ -162,10 +162,9 @@ fn measure(sb: &Sandbox) -> anyhow::Result<String> {
     let measured = (|| -> anyhow::Result<String> {
         let t = Instant::now();
         start_deploy(sb, vm)?;
-        // The VM's service listens as soon as its namespace exists.
-        until(t, &format!("VM {vm}'s namespace"), || {
-            Ok(crate::netns::namespaces().contains(&ns))
-        })?;
+        // The VM's service listens as soon as its namespace exists (mounted:
+        // `ip netns add` names it a moment before).
+        until(t, &format!("VM {vm}'s namespace"), || Ok(crate::netns::mounted(&ns)))?;
         let _service = Service::start(&ns, "timed", (std::net::Ipv4Addr::UNSPECIFIED, PORT).into())?;
         let inet = sb.inet();
         let answered = until(t, &format!("{to} answering"), || {
