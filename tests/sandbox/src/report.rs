@@ -11,6 +11,8 @@ pub struct Row {
     pub ok: bool,
     pub took: Duration,
     pub check: bool,
+    /// Why it failed (`{:#}` of its error).
+    pub error: Option<String>,
 }
 
 /// The steps so far.
@@ -62,6 +64,7 @@ impl Report {
         let result = f();
         let took = began.elapsed();
         let ok = result.is_ok();
+        let mut error = None;
         match &result {
             Ok((_, details)) => {
                 out(&format!("ok ({:.1}s)\n", took.as_secs_f64()));
@@ -71,9 +74,11 @@ impl Report {
             }
             Err(e) => {
                 out(&format!("FAILED ({:.1}s)\n", took.as_secs_f64()));
-                for l in format!("{e:#}").lines() {
+                let text = format!("{e:#}");
+                for l in text.lines() {
                     out(&format!("           {l}\n"));
                 }
+                error = Some(text);
             }
         }
         self.rows.push(Row {
@@ -81,6 +86,7 @@ impl Report {
             ok,
             took,
             check,
+            error,
         });
         result.map(|(t, _)| t)
     }
@@ -123,6 +129,36 @@ impl Report {
                 self.start.elapsed().as_secs_f64()
             ),
         );
+        // Again at the very end, where a log cut in the middle still shows it.
+        for r in &self.rows {
+            if let Some(e) = &r.error {
+                let _ = std::fmt::Write::write_fmt(&mut s, format_args!("  failed: {}\n", r.name));
+                for l in e.lines() {
+                    let _ = std::fmt::Write::write_fmt(&mut s, format_args!("    {l}\n"));
+                }
+            }
+        }
         s
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_ends_with_what_failed_and_why() {
+        let mut rep = Report::new();
+        rep.step("a step that works", false, || Ok(((), String::new())))
+            .unwrap();
+        let err = rep.step::<()>("check this", true, || Err(anyhow::anyhow!("the cause\nits detail")));
+        assert!(err.is_err());
+        let summary = rep.summary(false);
+        assert!(
+            summary
+                .ends_with("FAILED (1 step(s) failed)\n  failed: check: check this\n    the cause\n    its detail\n"),
+            "{summary}"
+        );
     }
 }
