@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnetwork::Ipv4Network;
-use opennebula::store::{FileLock, StateFile, VERSION, Wait};
+use opennebula::store::{FileLock, StateFile, VERSION, Versioned, Wait};
 use serde::{Deserialize, Serialize};
 
 /// The default `PRIVATE_CIDR`: 32,766 blocks, outside Scaleway's automatic
@@ -207,6 +207,12 @@ pub struct State {
     /// Ranges without a private block (IPv6), by registration token.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unblocked: BTreeMap<String, Allocation>,
+}
+
+impl Versioned for State {
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 impl Serialize for Block {

@@ -42,6 +42,11 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// What a state file holds: it says which version of its format it is.
+pub trait Versioned {
+    fn version(&self) -> u32;
+}
+
 /// A typed state file.
 #[derive(Debug, Clone)]
 pub struct StateFile {
@@ -100,19 +105,30 @@ impl StateFile {
 
     /// Reads the file: `None` when it does not exist. A file that is not
     /// JSON of `T`, or of another version than [`VERSION`], is damaged.
-    pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
+    /// One pass over the file when it is right (a host's record is read by
+    /// every action); the version is looked for on its own only to explain
+    /// a file that is not `T`.
+    pub fn load<T: DeserializeOwned + Versioned>(&self) -> Result<Option<T>, StoreError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::new(format!("cannot read {}: {e}", self.path.display()))),
         };
-        let version: Version = serde_json::from_slice(&bytes).map_err(|e| self.damaged(e))?;
-        match version.version {
-            Some(VERSION) => {}
-            Some(v) => return Err(self.damaged(format!("version {v} is not {VERSION}"))),
-            None => return Err(self.damaged("it has no version")),
+        let wrong_version = |v: Option<u32>| match v {
+            Some(VERSION) => None,
+            Some(v) => Some(self.damaged(format!("version {v} is not {VERSION}"))),
+            None => Some(self.damaged("it has no version")),
+        };
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(value) => match wrong_version(Some(value.version())) {
+                None => Ok(Some(value)),
+                Some(e) => Err(e),
+            },
+            Err(e) => {
+                let version: Version = serde_json::from_slice(&bytes).map_err(|e| self.damaged(e))?;
+                Err(wrong_version(version.version).unwrap_or_else(|| self.damaged(e)))
+            }
         }
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| self.damaged(e))
     }
 
     /// Replaces the file with `value` (which carries `"version":
@@ -234,6 +250,12 @@ mod tests {
     struct Thing {
         version: u32,
         names: Vec<String>,
+    }
+
+    impl Versioned for Thing {
+        fn version(&self) -> u32 {
+            self.version
+        }
     }
 
     fn scratch(name: &str) -> PathBuf {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Error, Result, anyhow};
 use opennebula::driver::Env;
-use opennebula::store::{FileLock, StateFile, VERSION, Wait};
+use opennebula::store::{FileLock, StateFile, VERSION, Versioned, Wait};
 use serde::{Deserialize, Serialize};
 
 /// Where a provision stands.
@@ -129,6 +129,12 @@ pub struct ProvisionState {
     pub next_host_index: u32,
     pub hosts: Vec<HostRecord>,
     pub one: OneRecord,
+}
+
+impl Versioned for ProvisionState {
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 impl ProvisionState {

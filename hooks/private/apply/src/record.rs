@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use host_tools::ApplyError;
 use opennebula::attr::IfName;
-use opennebula::store::{StateFile, VERSION};
+use opennebula::store::{StateFile, VERSION, Versioned};
 use serde::{Deserialize, Serialize};
 
 use private_plan::cluster::Cluster;
@@ -179,6 +179,12 @@ struct FileV1 {
     segments: Vec<SegmentV1>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     filters: Vec<PortFilter>,
+}
+
+impl Versioned for FileV1 {
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use opennebula::store::{StateFile, VERSION};
+use opennebula::store::{StateFile, VERSION, Versioned};
 use public_plan::endpoint::BridgeName;
 use public_plan::filter::{NicFilter, nic_of};
 use public_plan::{Endpoint, Owner, Port, Public};
@@ -54,15 +54,14 @@ impl Record {
     pub fn forget(&mut self, owners: impl IntoIterator<Item = Owner>) {
         let owners: BTreeSet<Owner> = owners.into_iter().collect();
         self.endpoints.retain(|e| !owners.contains(&e.owner));
-        let endpoints = &self.endpoints;
-        self.filters
-            .retain(|f| endpoints.iter().any(|e| nic_of(e) == (f.vm, f.nic_id)));
+        let nics: BTreeSet<(u64, u32)> = self.endpoints.iter().map(nic_of).collect();
+        self.filters.retain(|f| nics.contains(&(f.vm, f.nic_id)));
     }
 
     /// Replaces the rules of the same NICs, or adds them.
     pub fn put_filters(&mut self, filters: &[NicFilter]) {
-        self.filters
-            .retain(|f| !filters.iter().any(|n| (n.vm, n.nic_id) == (f.vm, f.nic_id)));
+        let nics: BTreeSet<(u64, u32)> = filters.iter().map(|n| (n.vm, n.nic_id)).collect();
+        self.filters.retain(|f| !nics.contains(&(f.vm, f.nic_id)));
         self.filters.extend_from_slice(filters);
         self.filters.sort_by_key(|f| (f.vm, f.nic_id));
     }
@@ -79,6 +78,12 @@ struct FileV1 {
     endpoints: Vec<EndpointV1>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     filters: Vec<NicFilter>,
+}
+
+impl Versioned for FileV1 {
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -273,5 +278,38 @@ mod tests {
         assert!(e.contains("is damaged") && e.contains("bridge \"a b\""), "{e}");
         std::fs::write(file.path(), "{").unwrap();
         assert!(file.load().unwrap_err().to_string().contains("is damaged"));
+    }
+
+    #[test]
+    fn a_nics_rules_go_with_its_last_endpoint_and_are_replaced_whole() {
+        // `group` tells the versions apart.
+        let rules = |vm, nic_id, group| NicFilter {
+            vm,
+            nic_id,
+            rules: vec![secgroup::Rule {
+                group,
+                direction: secgroup::Direction::Inbound,
+                protocol: secgroup::Protocol::All,
+                ports: Vec::new(),
+                icmp_type: None,
+                target: secgroup::Target::Any,
+            }],
+        };
+        let mut record = Record::default();
+        // NIC 0 of VM 42 has an alias (NIC 2, judged by NIC 0's rules).
+        record.put(&[endpoint(42, 0, false), endpoint(42, 2, false), endpoint(7, 0, true)]);
+        record.put_filters(&[rules(42, 0, 1), rules(7, 0, 1)]);
+        record.put_filters(&[rules(42, 0, 2)]);
+        assert_eq!(record.filters, [rules(7, 0, 1), rules(42, 0, 2)]);
+        record.forget([endpoint(42, 0, false).owner]);
+        assert_eq!(
+            record.filters,
+            [rules(7, 0, 1), rules(42, 0, 2)],
+            "the alias still uses them"
+        );
+        record.forget([endpoint(42, 2, false).owner]);
+        assert_eq!(record.filters, [rules(7, 0, 1)]);
+        record.forget([endpoint(7, 0, true).owner]);
+        assert!(record.filters.is_empty() && record.endpoints.is_empty());
     }
 }
