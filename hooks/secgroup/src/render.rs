@@ -17,7 +17,8 @@
 //! established connections (and related ICMP errors) first, the neighbour
 //! discovery a VM needs (inbound: router advertisement, solicitation,
 //! advertisement, redirect; outbound: router solicitation, neighbour
-//! solicitation and advertisement), and `drop` last. A rule that lets a
+//! solicitation and advertisement; a rule per type, no anonymous set), and
+//! `drop` last. A rule that lets a
 //! packet through returns to the table's base chain, where the other end's
 //! chain (another VM on the host) still judges it.
 
@@ -119,16 +120,30 @@ pub fn chain(rules: &[Rule], direction: Direction) -> Vec<String> {
             }
         }
     }
-    out.push(match direction {
-        Direction::Inbound => {
-            "icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return".to_owned()
-        }
-        Direction::Outbound => {
-            "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } return".to_owned()
-        }
-    });
+    out.extend(
+        neighbour_discovery(direction)
+            .iter()
+            .map(|t| format!("icmpv6 type {t} return")),
+    );
     out.push("drop".to_owned());
     out
+}
+
+/// The ICMPv6 neighbour discovery types a VM needs in `direction`, one rule
+/// each: a set (`icmpv6 type { ... }`) would be an anonymous set of its
+/// own in every NIC's chain, and `nft` reads every set of the ruleset
+/// before each transaction, so a host's every action would grow with its
+/// NICs.
+fn neighbour_discovery(direction: Direction) -> &'static [&'static str] {
+    match direction {
+        Direction::Inbound => &[
+            "nd-router-advert",
+            "nd-neighbor-solicit",
+            "nd-neighbor-advert",
+            "nd-redirect",
+        ],
+        Direction::Outbound => &["nd-router-solicit", "nd-neighbor-solicit", "nd-neighbor-advert"],
+    }
 }
 
 #[cfg(test)]
@@ -244,11 +259,23 @@ mod tests {
             [
                 "ct state established,related return",
                 "meta l4proto tcp return",
-                "icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return",
+                "icmpv6 type nd-router-advert return",
+                "icmpv6 type nd-neighbor-solicit return",
+                "icmpv6 type nd-neighbor-advert return",
+                "icmpv6 type nd-redirect return",
                 "drop"
             ]
         );
         assert_eq!(chain(&rules, Direction::Outbound)[1], "return");
-        assert_eq!(chain(&[], Direction::Outbound).len(), 3, "no rule: only replies and ND");
+        assert_eq!(
+            chain(&[], Direction::Outbound)[1..],
+            [
+                "icmpv6 type nd-router-solicit return",
+                "icmpv6 type nd-neighbor-solicit return",
+                "icmpv6 type nd-neighbor-advert return",
+                "drop"
+            ],
+            "no rule: only replies and ND"
+        );
     }
 }

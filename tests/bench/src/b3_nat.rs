@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use public_apply::record::{Record, RecordFile};
 use public_plan::endpoint::BridgeName;
+use public_plan::filter::NicFilter;
 use public_plan::{Endpoint, Owner, Port, Public};
 
 use crate::cloud::{PublicNic, b64, vm_document};
@@ -39,7 +40,8 @@ pub fn legend() -> Vec<String> {
         "3: real kernel in namespaces made for the run (each with an uplink and a default route, as a host has); ours = the release scaleway-vnm `pre` (add) / `clean_host` \
          (remove) of one VM with one public NIC with N already on the host (bridge, /32 route, proxy ARP, a permanent \
          neighbour entry, 2 NAT map elements, 3 port guard elements, the NIC's security group chains and 2 \
-         verdict map elements, record), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
+         verdict map elements, record; the N others likewise, each NIC in OpenNebula's default security group as on a real \
+         host, so 2N security group chains), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
          = the existing implementation's NAT only: 2 `iptables -w -t nat -A/-D` processes per IP (iptables-nft), \
          the N existing rules loaded by one `iptables-restore --noflush` (timed as the `all N` baseline); it does \
          no route, proxy ARP or record, so it is a lower bound of that implementation; `as oneadmin` (N up to 100, \
@@ -163,12 +165,6 @@ fn measure_ours(bins: &Bins, n: u32, reps: usize, how: As) -> anyhow::Result<Fig
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    RecordFile::new(state.join("vnm-public.json"))
-        .save(&Record {
-            endpoints,
-            ..Record::default()
-        })
-        .context("writing the record")?;
     let (ip, gateway, external) = addresses(n);
     let nic = PublicNic {
         nic_id: 0,
@@ -178,7 +174,34 @@ fn measure_ours(bins: &Bins, n: u32, reps: usize, how: As) -> anyhow::Result<Fig
         gateway: gateway.to_string(),
         external: external.to_string(),
     };
-    let doc = b64(&vm_document(u64::from(n) + 1, &[nic], None, "edge-host1", 3)?);
+    let xml = vm_document(u64::from(n) + 1, &[nic], None, "edge-host1", 3)?;
+    // Every NIC in OpenNebula is in a security group (the default one, 0,
+    // unless the network names others): the N NICs already on the host
+    // have the measured VM's rules (those of the captured document: the
+    // default group), hence their chains, as on a real host.
+    let vm = opennebula::xml::parse(xml.as_bytes())
+        .map_err(|e| anyhow::anyhow!("the VM document: {e}"))
+        .and_then(|root| opennebula::vm::Vm::from_element(&root).map_err(|e| anyhow::anyhow!("{e}")))?;
+    let rules = match endpoints.first() {
+        Some(e) => public_plan::filter::select(&vm, &[*e])?.remove(0).rules,
+        None => Vec::new(),
+    };
+    let filters = endpoints
+        .iter()
+        .map(|e| NicFilter {
+            vm: e.owner.vm,
+            nic_id: e.owner.nic_id,
+            rules: rules.clone(),
+        })
+        .collect();
+    RecordFile::new(state.join("vnm-public.json"))
+        .save(&Record {
+            endpoints,
+            filters,
+            ..Record::default()
+        })
+        .context("writing the record")?;
+    let doc = b64(&xml);
     let env = [
         ("PATH".to_owned(), SYSTEM_PATH.to_owned()),
         ("ONE_SCALEWAY_STATE_DIR".into(), state.display().to_string()),
