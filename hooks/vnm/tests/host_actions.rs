@@ -29,7 +29,8 @@ fn pre_twice_is_pre_once() {
     assert_eq!(h.fake.kernel(), kernel);
     // The tables are not listed (the record says what they hold); the
     // VM's elements are added again, a no-op for elements that exist; its
-    // security group chains, recorded with the same rules, are not touched.
+    // security group (the default one: open both ways, so no chain and
+    // `continue` elements), recorded with the same rules, is not touched.
     assert_eq!(
         h.fake.take_calls(),
         [
@@ -38,8 +39,7 @@ fn pre_twice_is_pre_once() {
              one_scaleway snat_map { 172.30.0.4 : 198.51.100.1 }; add element bridge one_scaleway_guard ports { \
              \"one-1-0\" }; add element bridge one_scaleway_guard macs { \"one-1-0\" . 02:00:00:00:01:00 }; add \
              element bridge one_scaleway_guard addr4 { \"one-1-0\" . 172.30.0.4 }; add element inet one_scaleway_sg \
-             in4 { 172.30.0.4 : jump nic-1-0-in }; add element inet one_scaleway_sg out4 { 172.30.0.4 : jump \
-             nic-1-0-out }"
+             in4 { 172.30.0.4 : continue }; add element inet one_scaleway_sg out4 { 172.30.0.4 : continue }"
         ]
     );
     assert_eq!(

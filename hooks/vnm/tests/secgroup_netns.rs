@@ -147,14 +147,39 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
     let (r, log) = a.reconcile();
     r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     check("after reconcile");
-    // clean takes VM 1's chains and addresses away, VM 2's stay.
+    // clean takes VM 1's chains and addresses away, VM 2's stay (group 0
+    // lets everything through both ways: no chain, its addresses `continue`).
+    let table = a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_sg"], b"");
+    assert!(table.contains("nic-1-0-in") && !table.contains("nic-2-0"), "{table}");
     a.clean(&doc1);
     let table = a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_sg"], b"");
-    assert!(!table.contains("nic-1-0") && table.contains("nic-2-0-in"), "{table}");
+    assert!(
+        !table.contains("nic-1-0") && !table.contains(&private(1).to_string()),
+        "{table}"
+    );
+    assert!(table.contains(&format!("{} : continue", private(2))), "{table}");
     assert!(
         tcp_ok(&inet, sa(fip(2), 8093), &v2, sa(private(2), 8093)),
         "VM 2 after VM 1's clean"
     );
+    // VM 2 into group 100 (its chains made, its addresses re-pointed to
+    // them in one transaction), then back to group 0 (the other way).
+    for (groups, open) in [("100", false), ("0", true)] {
+        let doc = captured("vnm/secgroup-scaleway-pre.xml", 2, 2, groups);
+        let (r, log) = a.act(&doc, host::update_sg);
+        r.unwrap_or_else(|e| panic!("{e}\n{log}"));
+        assert_eq!(
+            tcp_ok(&inet, sa(fip(2), 8093), &v2, sa(private(2), 8093)),
+            open,
+            "VM 2 in group {groups}: TCP 8093"
+        );
+        assert!(
+            tcp_soon(&inet, sa(fip(2), 8005), &v2, sa(private(2), 8005)),
+            "VM 2 in group {groups}: TCP 8005"
+        );
+        let table = a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_sg"], b"");
+        assert_eq!(table.contains("nic-2-0-in"), !open, "{table}");
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use public_plan::filter::{FILTER_TABLE, FilterAddr, FilterState};
+use public_plan::filter::{CONTINUE, FILTER_TABLE, FilterAddr, FilterState};
 use serde_json::Value;
 
 use crate::listing::objects;
@@ -25,6 +25,14 @@ fn key(v: &Value) -> Option<FilterAddr> {
     }
 }
 
+/// A map element's verdict: the chain it jumps to, or `continue`.
+fn target(v: &Value) -> Option<String> {
+    if v.get(CONTINUE).is_some() {
+        return Some(CONTINUE.to_owned());
+    }
+    v.get("jump")?.get("target")?.as_str().map(str::to_owned)
+}
+
 /// The table, from its listing. Elements that are not of a form the
 /// driver writes are left out (the driver never deletes what it does not
 /// recognise).
@@ -41,9 +49,9 @@ pub fn parse(json: &str) -> Result<FilterState, String> {
                 for e in o.elements() {
                     if let Some([k, v]) = e.as_array().map(Vec::as_slice)
                         && let Some(addr) = key(k.get("elem").and_then(|x| x.get("val")).unwrap_or(k))
-                        && let Some(target) = v.get("jump").and_then(|j| j.get("target")).and_then(Value::as_str)
+                        && let Some(target) = target(v)
                     {
-                        elements.insert(addr, target.to_owned());
+                        elements.insert(addr, target);
                     }
                 }
             }
@@ -65,7 +73,7 @@ mod tests {
     use super::*;
 
     /// What nft 1.0.6 prints for the table with one NIC (rules shortened).
-    const LISTED: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "inet", "name": "one_scaleway_sg", "handle": 9}}, {"map": {"family": "inet", "name": "in4", "table": "one_scaleway_sg", "type": "ipv4_addr", "handle": 3, "map": "verdict", "elem": [["172.30.0.4", {"jump": {"target": "nic-7-0-in"}}]]}}, {"map": {"family": "inet", "name": "in6", "table": "one_scaleway_sg", "type": "ipv6_addr", "handle": 5, "map": "verdict", "flags": ["interval"], "elem": [[{"prefix": {"addr": "2001:db8:1::", "len": 64}}, {"jump": {"target": "nic-7-0-in"}}]]}}, {"chain": {"family": "inet", "table": "one_scaleway_sg", "name": "nic-7-0-in", "handle": 1}}, {"chain": {"family": "inet", "table": "one_scaleway_sg", "name": "forward", "handle": 7, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}, {"rule": {"family": "inet", "table": "one_scaleway_sg", "chain": "nic-7-0-in", "handle": 12, "expr": [{"drop": null}], "comment": "one-scaleway sg rules 00ff"}}]}"#;
+    const LISTED: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "inet", "name": "one_scaleway_sg", "handle": 9}}, {"map": {"family": "inet", "name": "in4", "table": "one_scaleway_sg", "type": "ipv4_addr", "handle": 3, "map": "verdict", "elem": [["172.30.0.4", {"jump": {"target": "nic-7-0-in"}}], ["172.30.0.6", {"continue": null}]]}}, {"map": {"family": "inet", "name": "in6", "table": "one_scaleway_sg", "type": "ipv6_addr", "handle": 5, "map": "verdict", "flags": ["interval"], "elem": [[{"prefix": {"addr": "2001:db8:1::", "len": 64}}, {"jump": {"target": "nic-7-0-in"}}]]}}, {"chain": {"family": "inet", "table": "one_scaleway_sg", "name": "nic-7-0-in", "handle": 1}}, {"chain": {"family": "inet", "table": "one_scaleway_sg", "name": "forward", "handle": 7, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}, {"rule": {"family": "inet", "table": "one_scaleway_sg", "chain": "nic-7-0-in", "handle": 12, "expr": [{"drop": null}], "comment": "one-scaleway sg rules 00ff"}}]}"#;
 
     #[test]
     fn reads_the_listed_table() {
@@ -74,6 +82,10 @@ mod tests {
         assert_eq!(
             s.target("in4", FilterAddr::V4("172.30.0.4".parse().unwrap())),
             Some("nic-7-0-in")
+        );
+        assert_eq!(
+            s.target("in4", FilterAddr::V4("172.30.0.6".parse().unwrap())),
+            Some(CONTINUE)
         );
         assert_eq!(
             s.target("in6", FilterAddr::V6("2001:db8:1::".parse().unwrap(), 64)),

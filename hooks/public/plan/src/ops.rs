@@ -327,30 +327,33 @@ pub enum NftOp {
     DeleteGuard(GuardElem),
     /// Declares the security groups' table, its maps and base chains.
     EnsureFilters,
-    /// Sets a NIC's two chains to its security group rules (declared,
-    /// flushed and filled in the same transaction).
+    /// Sets a NIC's chains to its security group rules (declared, flushed
+    /// and filled in the same transaction): the chain of each direction
+    /// its rules do not leave open ([`crate::filter::open`]).
     SetFilter {
         vm: u64,
         nic_id: u32,
         rules: Vec<secgroup::Rule>,
     },
-    /// Deletes a NIC's two chains (its addresses go first).
+    /// Deletes one of a NIC's chains (the addresses jumping to it go first).
     DeleteFilter {
         vm: u64,
         nic_id: u32,
+        direction: secgroup::Direction,
     },
-    /// Sends the traffic of a VM address through its NIC's chains.
+    /// Sends the traffic of a VM address in one direction to `target` (its
+    /// NIC's chain, or on).
     AddFilterAddr {
         addr: crate::filter::FilterAddr,
-        vm: u64,
-        nic_id: u32,
+        direction: secgroup::Direction,
+        target: crate::filter::FilterTarget,
     },
-    /// Takes a VM address out of the maps (added then deleted: a missing
-    /// one is no error).
+    /// Takes a VM address out of one direction's map, where it goes to
+    /// `target` (added then deleted: a missing one is no error).
     DeleteFilterAddr {
         addr: crate::filter::FilterAddr,
-        vm: u64,
-        nic_id: u32,
+        direction: secgroup::Direction,
+        target: crate::filter::FilterTarget,
     },
 }
 

@@ -73,6 +73,56 @@ impl fmt::Display for FilterAddr {
     }
 }
 
+/// Where a VM address's traffic goes in one direction's map: to its
+/// NIC's chain of that direction, or on (`continue`, as if it had no
+/// element: the NIC's rules let everything through in that direction, so
+/// it needs no chain; OpenNebula's default security group does, both ways).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FilterTarget {
+    Chain { vm: u64, nic_id: u32 },
+    Continue,
+}
+
+impl FilterTarget {
+    /// The target of NIC `(vm, nic_id)` with `rules` in `direction`.
+    pub fn of(vm: u64, nic_id: u32, rules: &[Rule], direction: Direction) -> Self {
+        if open(rules, direction) {
+            Self::Continue
+        } else {
+            Self::Chain { vm, nic_id }
+        }
+    }
+
+    /// The element's verdict as nft writes it.
+    pub fn verdict(self, direction: Direction) -> String {
+        match self {
+            Self::Chain { vm, nic_id } => format!("jump {}", chain_name(vm, nic_id, direction)),
+            Self::Continue => "continue".to_owned(),
+        }
+    }
+
+    /// As [`FilterState::elements`] keeps it: the chain's name, or `continue`.
+    pub fn listed(self, direction: Direction) -> String {
+        match self {
+            Self::Chain { vm, nic_id } => chain_name(vm, nic_id, direction),
+            Self::Continue => CONTINUE.to_owned(),
+        }
+    }
+}
+
+/// A map element's target when it is the `continue` verdict.
+pub const CONTINUE: &str = "continue";
+
+/// Whether `rules` let everything through in `direction` (a rule of every
+/// protocol from or to every address): the NIC's chain of that direction
+/// would only ever return, so it has none ([`FilterTarget::Continue`]).
+pub fn open(rules: &[Rule], direction: Direction) -> bool {
+    rules
+        .iter()
+        .any(|r| r.direction == direction && r.protocol == secgroup::Protocol::All && r.target == secgroup::Target::Any)
+}
+
 /// The NIC whose chains judge an endpoint's traffic: its own, or its
 /// parent's for an alias.
 pub fn nic_of(e: &Endpoint) -> (u64, u32) {
@@ -227,14 +277,20 @@ impl FilterState {
                 rules: f.rules.clone(),
             });
         }
+        let rules: BTreeMap<(u64, u32), &Vec<Rule>> = filters.iter().map(|f| ((f.vm, f.nic_id), &f.rules)).collect();
         for e in endpoints {
             let (vm, nic_id) = nic_of(e);
-            if filters.iter().any(|f| (f.vm, f.nic_id) == (vm, nic_id)) {
-                ops.extend(
-                    addrs(e)
-                        .into_iter()
-                        .map(|addr| NftOp::AddFilterAddr { addr, vm, nic_id }),
-                );
+            if let Some(rules) = rules.get(&(vm, nic_id)) {
+                for addr in addrs(e) {
+                    for direction in DIRECTIONS {
+                        let target = FilterTarget::of(vm, nic_id, rules, direction);
+                        ops.push(NftOp::AddFilterAddr {
+                            addr,
+                            direction,
+                            target,
+                        });
+                    }
+                }
             }
         }
         // Conflicting records make a model that plans re-pointing; the
@@ -251,9 +307,22 @@ pub(crate) fn plan(request: &Request, observed: &FilterState, p: &mut Plan) {
     let wanted: BTreeMap<(u64, u32), &Vec<Rule>> =
         request.filters.iter().map(|f| ((f.vm, f.nic_id), &f.rules)).collect();
     for (&(vm, nic_id), rules) in &wanted {
-        let stale = DIRECTIONS
-            .iter()
-            .any(|&d| observed.chain_tag(&chain_name(vm, nic_id, d)) != Some(chain_tag(rules, d).as_str()));
+        let mut stale = false;
+        for d in DIRECTIONS {
+            let chain = chain_name(vm, nic_id, d);
+            if open(rules, d) {
+                // No chain: one left from before goes once nothing jumps to it.
+                if observed.chains.contains_key(&chain) {
+                    ops.push(NftOp::DeleteFilter {
+                        vm,
+                        nic_id,
+                        direction: d,
+                    });
+                }
+            } else {
+                stale |= observed.chain_tag(&chain) != Some(chain_tag(rules, d).as_str());
+            }
+        }
         if stale {
             ops.push(NftOp::SetFilter {
                 vm,
@@ -264,10 +333,23 @@ pub(crate) fn plan(request: &Request, observed: &FilterState, p: &mut Plan) {
     }
     let still: Vec<&Endpoint> = request.ensure.iter().chain(&request.keep).collect();
     let mut deleted = BTreeSet::new();
-    let mut delete = |ops: &mut Vec<NftOp>, addr: FilterAddr, vm: u64, nic_id: u32| {
-        if deleted.insert((addr, vm, nic_id)) {
-            ops.push(NftOp::DeleteFilterAddr { addr, vm, nic_id });
+    let mut delete = |ops: &mut Vec<NftOp>, addr: FilterAddr, direction: Direction, target: FilterTarget| {
+        if deleted.insert((addr, direction)) {
+            ops.push(NftOp::DeleteFilterAddr {
+                addr,
+                direction,
+                target,
+            });
         }
+    };
+    // What the NIC's element of an address is in the observed map.
+    let current = |addr: FilterAddr, d: Direction| -> Option<FilterTarget> {
+        let listed = observed.target(map(addr, d), addr)?;
+        if listed == CONTINUE {
+            return Some(FilterTarget::Continue);
+        }
+        let (vm, nic_id) = parse_chain_name(listed)?;
+        Some(FilterTarget::Chain { vm, nic_id })
     };
     for e in &request.remove {
         let (vm, nic_id) = nic_of(e);
@@ -275,9 +357,19 @@ pub(crate) fn plan(request: &Request, observed: &FilterState, p: &mut Plan) {
             let needed = still
                 .iter()
                 .any(|s| nic_of(s) == (vm, nic_id) && addrs(s).contains(&addr));
-            let chain = chain_name(vm, nic_id, Direction::Inbound);
-            if !needed && observed.target(map(addr, Direction::Inbound), addr) == Some(chain.as_str()) {
-                delete(&mut ops, addr, vm, nic_id);
+            // `continue` names no NIC: it is this one's when no other
+            // endpoint that stays has the address.
+            let held = still.iter().any(|s| addrs(s).contains(&addr));
+            for d in DIRECTIONS {
+                match current(addr, d) {
+                    Some(t @ FilterTarget::Chain { vm: v, nic_id: n }) if !needed && (v, n) == (vm, nic_id) => {
+                        delete(&mut ops, addr, d, t);
+                    }
+                    Some(FilterTarget::Continue) if !needed && !held => {
+                        delete(&mut ops, addr, d, FilterTarget::Continue);
+                    }
+                    _ => {}
+                }
             }
         }
     }
@@ -286,35 +378,40 @@ pub(crate) fn plan(request: &Request, observed: &FilterState, p: &mut Plan) {
         .iter()
         .map(nic_of)
         .filter(|key| !still.iter().any(|s| nic_of(s) == *key))
-        .filter(|&(vm, nic)| {
-            DIRECTIONS
-                .iter()
-                .any(|&d| observed.chains.contains_key(&chain_name(vm, nic, d)))
-        })
         .collect();
     for (vm, nic_id) in gone {
-        ops.push(NftOp::DeleteFilter { vm, nic_id });
+        for direction in DIRECTIONS {
+            if observed.chains.contains_key(&chain_name(vm, nic_id, direction)) {
+                ops.push(NftOp::DeleteFilter { vm, nic_id, direction });
+            }
+        }
     }
     let mut added = BTreeSet::new();
     for e in &request.ensure {
         let (vm, nic_id) = nic_of(e);
-        let chain = chain_name(vm, nic_id, Direction::Inbound);
-        if !wanted.contains_key(&(vm, nic_id)) && !observed.chains.contains_key(&chain) {
-            continue;
-        }
-        for addr in addrs(e) {
-            match observed.target(map(addr, Direction::Inbound), addr) {
-                Some(c) if c == chain => continue,
-                Some(other) => {
-                    // Left by another NIC (a crash, a record lost): re-pointed.
-                    if let Some((ovm, onic)) = parse_chain_name(other) {
-                        delete(&mut ops, addr, ovm, onic);
-                    }
+        for d in DIRECTIONS {
+            let target = match wanted.get(&(vm, nic_id)) {
+                Some(rules) => FilterTarget::of(vm, nic_id, rules, d),
+                // Rules not given (a record from before security groups):
+                // the NIC's chain when it has one, else nothing.
+                None if observed.chains.contains_key(&chain_name(vm, nic_id, d)) => FilterTarget::Chain { vm, nic_id },
+                None => continue,
+            };
+            for addr in addrs(e) {
+                match current(addr, d) {
+                    Some(t) if t == target => continue,
+                    // Left by another NIC (a crash, a record lost), or this
+                    // one's from before its rules changed: re-pointed.
+                    Some(other) => delete(&mut ops, addr, d, other),
+                    None => {}
                 }
-                None => {}
-            }
-            if added.insert((addr, vm, nic_id)) {
-                ops.push(NftOp::AddFilterAddr { addr, vm, nic_id });
+                if added.insert((addr, d)) {
+                    ops.push(NftOp::AddFilterAddr {
+                        addr,
+                        direction: d,
+                        target,
+                    });
+                }
             }
         }
     }
@@ -373,11 +470,35 @@ mod tests {
         p.nft.ops
     }
 
+    fn add(n: u8, direction: Direction, target: FilterTarget) -> NftOp {
+        NftOp::AddFilterAddr {
+            addr: FilterAddr::V4([172, 30, 0, 4 * n].into()),
+            direction,
+            target,
+        }
+    }
+
+    fn delete(n: u8, direction: Direction, target: FilterTarget) -> NftOp {
+        NftOp::DeleteFilterAddr {
+            addr: FilterAddr::V4([172, 30, 0, 4 * n].into()),
+            direction,
+            target,
+        }
+    }
+
+    const IN: Direction = Direction::Inbound;
+    const OUT: Direction = Direction::Outbound;
+    const ON: FilterTarget = FilterTarget::Continue;
+    const NIC7: FilterTarget = FilterTarget::Chain { vm: 7, nic_id: 0 };
+
+    /// `filter`'s rules: inbound TCP to one port (a chain), outbound
+    /// everything (open: no chain, the elements `continue`).
     #[test]
     fn chains_are_set_only_when_their_rules_change() {
         let (nic, alias) = (endpoint(7, 0, None, 1), endpoint(7, 2, Some((0, 0)), 2));
         let recorded = FilterState::model(&[filter(7, 0, 22)], [&nic, &alias]);
         assert!(recorded.base_ok());
+        assert!(recorded.chains.contains_key("nic-7-0-in") && !recorded.chains.contains_key("nic-7-0-out"));
         let same = Request {
             ensure: vec![nic],
             keep: vec![alias],
@@ -387,12 +508,9 @@ mod tests {
         // The same rules: the VM's address is asserted again, the chains stay.
         assert_eq!(
             ops(&same, &FilterState::model(&[filter(7, 0, 22)], [&alias])),
-            [NftOp::AddFilterAddr {
-                addr: FilterAddr::V4([172, 30, 0, 4].into()),
-                vm: 7,
-                nic_id: 0
-            }]
+            [add(1, IN, NIC7), add(1, OUT, ON)]
         );
+        assert!(ops(&same, &recorded).is_empty());
         // Other rules: the chains are set again, nothing else.
         let other = Request {
             filters: vec![filter(7, 0, 443)],
@@ -403,29 +521,107 @@ mod tests {
             matches!(planned[..], [NftOp::SetFilter { nic_id: 0, .. }]),
             "{planned:?}"
         );
-        // The alias goes: its address only; the NIC's chains stay for the NIC.
+        // The alias goes: its address only; the NIC's chain stays for the NIC.
         let detach = Request {
             remove: vec![alias],
             keep: vec![nic],
             ..Request::default()
         };
-        assert_eq!(
-            ops(&detach, &recorded),
-            [NftOp::DeleteFilterAddr {
-                addr: FilterAddr::V4([172, 30, 0, 8].into()),
-                vm: 7,
-                nic_id: 0
-            }]
-        );
-        // Both go: their addresses, then the chains.
+        assert_eq!(ops(&detach, &recorded), [delete(2, IN, NIC7), delete(2, OUT, ON)]);
+        // Both go: their addresses, then the chain.
         let clean = Request {
             remove: vec![nic, alias],
             ..Request::default()
         };
         let planned = ops(&clean, &recorded);
-        assert_eq!(planned.len(), 3, "{planned:?}");
-        assert_eq!(planned[2], NftOp::DeleteFilter { vm: 7, nic_id: 0 });
+        assert_eq!(planned.len(), 5, "{planned:?}");
+        assert_eq!(
+            planned[4],
+            NftOp::DeleteFilter {
+                vm: 7,
+                nic_id: 0,
+                direction: IN
+            }
+        );
         // An unknown table (listed empty): the base is declared with the rest.
         assert_eq!(ops(&same, &FilterState::default())[0], NftOp::EnsureFilters);
+    }
+
+    /// Rules that open a direction, then close it again (`update_sg`): the
+    /// elements are re-pointed in the transaction that adds or deletes the
+    /// chain, which the simulation (nft's rules) accepts.
+    #[test]
+    fn a_direction_opened_or_closed_moves_its_elements_and_its_chain() {
+        let nic = endpoint(7, 0, None, 1);
+        let closed = filter(7, 0, 22);
+        let mut open_both = closed.clone();
+        open_both.rules = secgroup::default_rules();
+        for (from, to, expected) in [
+            (
+                &closed,
+                &open_both,
+                vec![
+                    NftOp::DeleteFilter {
+                        vm: 7,
+                        nic_id: 0,
+                        direction: IN,
+                    },
+                    delete(1, IN, NIC7),
+                    add(1, IN, ON),
+                ],
+            ),
+            (
+                &open_both,
+                &closed,
+                vec![
+                    NftOp::SetFilter {
+                        vm: 7,
+                        nic_id: 0,
+                        rules: closed.rules.clone(),
+                    },
+                    delete(1, IN, ON),
+                    add(1, IN, NIC7),
+                ],
+            ),
+        ] {
+            let mut host = FilterState::model(std::slice::from_ref(from), [&nic]);
+            let request = Request {
+                ensure: vec![nic],
+                filters: vec![to.clone()],
+                ..Request::default()
+            };
+            let planned = ops(&request, &host);
+            assert_eq!(planned, expected);
+            simulate(&mut host, &planned).unwrap();
+            assert_eq!(host, FilterState::model(std::slice::from_ref(to), [&nic]));
+            let mut script = String::new();
+            render(&planned, &mut script);
+            assert!(!script.contains("nic-7-0-out"), "{script}");
+        }
+        assert!(
+            FilterState::model(&[open_both], [&nic])
+                .chains
+                .keys()
+                .all(|c| !c.starts_with("nic-"))
+        );
+    }
+
+    /// A `continue` element names no NIC: a NIC that goes takes it only
+    /// when no endpoint that stays has the address.
+    #[test]
+    fn an_open_address_another_endpoint_holds_stays() {
+        let (gone, holder) = (endpoint(7, 0, None, 1), endpoint(8, 0, None, 1));
+        let host = FilterState::model(&[filter(8, 0, 22)], [&holder]);
+        let request = Request {
+            remove: vec![gone],
+            keep: vec![holder],
+            ..Request::default()
+        };
+        assert!(ops(&request, &host).is_empty());
+        let alone = Request {
+            remove: vec![gone],
+            ..Request::default()
+        };
+        assert_eq!(ops(&alone, &host), [delete(1, OUT, ON)]);
     }
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use secgroup::Direction;
 
 use super::{
-    BASE, DIRECTIONS, FILTER_COMMENT, FILTER_TABLE, FilterAddr, FilterState, MAPS, chain_name, chain_tag, map, rule_tag,
+    BASE, DIRECTIONS, FILTER_COMMENT, FILTER_TABLE, FilterAddr, FilterState, FilterTarget, MAPS, chain_name, chain_tag,
+    map, open, rule_tag,
 };
 use crate::ops::NftOp;
 
@@ -26,11 +27,15 @@ pub fn render(ops: &[NftOp], out: &mut String) {
     }
     let declared: BTreeSet<String> = ops
         .iter()
-        .filter_map(|o| match o {
-            NftOp::SetFilter { vm, nic_id, .. } | NftOp::DeleteFilter { vm, nic_id } => Some((*vm, *nic_id)),
-            _ => None,
+        .flat_map(|o| match o {
+            NftOp::SetFilter { vm, nic_id, rules } => DIRECTIONS
+                .iter()
+                .filter(|&&d| !open(rules, d))
+                .map(|&d| chain_name(*vm, *nic_id, d))
+                .collect(),
+            NftOp::DeleteFilter { vm, nic_id, direction } => vec![chain_name(*vm, *nic_id, *direction)],
+            _ => Vec::new(),
         })
-        .flat_map(|(vm, nic)| DIRECTIONS.map(|d| chain_name(vm, nic, d)))
         .collect();
     for c in &declared {
         out.push_str(&format!("add chain {t} {c}\n"));
@@ -51,7 +56,7 @@ pub fn render(ops: &[NftOp], out: &mut String) {
     }
     for op in ops {
         if let NftOp::SetFilter { vm, nic_id, rules } = op {
-            for d in DIRECTIONS {
+            for d in DIRECTIONS.into_iter().filter(|&d| !open(rules, d)) {
                 let c = chain_name(*vm, *nic_id, d);
                 out.push_str(&format!("flush chain {t} {c}\n"));
                 let lines = secgroup::render::chain(rules, d);
@@ -69,30 +74,34 @@ pub fn render(ops: &[NftOp], out: &mut String) {
             }
         }
     }
-    let element = |addr: FilterAddr, vm: u64, nic: u32, d: Direction| {
-        format!("{} {{ {addr} : jump {} }}", map(addr, d), chain_name(vm, nic, d))
+    let element = |addr: FilterAddr, d: Direction, target: FilterTarget| {
+        format!("{} {{ {addr} : {} }}", map(addr, d), target.verdict(d))
     };
     for op in ops {
-        if let NftOp::DeleteFilterAddr { addr, vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let e = element(addr, vm, nic_id, d);
-                out.push_str(&format!("add element {t} {e}\ndelete element {t} {e}\n"));
-            }
+        if let NftOp::DeleteFilterAddr {
+            addr,
+            direction,
+            target,
+        } = *op
+        {
+            let e = element(addr, direction, target);
+            out.push_str(&format!("add element {t} {e}\ndelete element {t} {e}\n"));
         }
     }
     for op in ops {
-        if let NftOp::DeleteFilter { vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let c = chain_name(vm, nic_id, d);
-                out.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
-            }
+        if let NftOp::DeleteFilter { vm, nic_id, direction } = *op {
+            let c = chain_name(vm, nic_id, direction);
+            out.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
         }
     }
     for op in ops {
-        if let NftOp::AddFilterAddr { addr, vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                out.push_str(&format!("add element {t} {}\n", element(addr, vm, nic_id, d)));
-            }
+        if let NftOp::AddFilterAddr {
+            addr,
+            direction,
+            target,
+        } = *op
+        {
+            out.push_str(&format!("add element {t} {}\n", element(addr, direction, target)));
         }
     }
 }
@@ -134,64 +143,69 @@ pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
     for op in ops {
         match op {
             NftOp::SetFilter { vm, nic_id, rules } => {
-                for d in DIRECTIONS {
+                for d in DIRECTIONS.into_iter().filter(|&d| !open(rules, d)) {
                     let n = secgroup::render::chain(rules, d).len();
                     let mut tags = vec![None; n.saturating_sub(1)];
                     tags.push(Some(chain_tag(rules, d)));
                     next.chains.insert(chain_name(*vm, *nic_id, d), (None, tags));
                 }
             }
-            NftOp::DeleteFilter { vm, nic_id } => {
-                for d in DIRECTIONS {
-                    next.chains.entry(chain_name(*vm, *nic_id, d)).or_default();
-                }
+            NftOp::DeleteFilter { vm, nic_id, direction } => {
+                next.chains.entry(chain_name(*vm, *nic_id, *direction)).or_default();
             }
             _ => {}
         }
     }
     for op in ops {
-        if let NftOp::DeleteFilterAddr { addr, vm, nic_id } = *op {
-            element(&mut next, addr, vm, nic_id, false)?;
+        if let NftOp::DeleteFilterAddr {
+            addr,
+            direction,
+            target,
+        } = *op
+        {
+            element(&mut next, addr, direction, target, false)?;
         }
     }
     for op in ops {
-        if let NftOp::DeleteFilter { vm, nic_id } = *op {
-            for d in DIRECTIONS {
-                let c = chain_name(vm, nic_id, d);
-                if next.elements.values().any(|m| m.values().any(|v| *v == c)) {
-                    return Err("Error: Could not process rule: Device or resource busy".into());
-                }
-                next.chains.remove(&c);
+        if let NftOp::DeleteFilter { vm, nic_id, direction } = *op {
+            let c = chain_name(vm, nic_id, direction);
+            if next.elements.values().any(|m| m.values().any(|v| *v == c)) {
+                return Err("Error: Could not process rule: Device or resource busy".into());
             }
+            next.chains.remove(&c);
         }
     }
     for op in ops {
-        if let NftOp::AddFilterAddr { addr, vm, nic_id } = *op {
-            element(&mut next, addr, vm, nic_id, true)?;
+        if let NftOp::AddFilterAddr {
+            addr,
+            direction,
+            target,
+        } = *op
+        {
+            element(&mut next, addr, direction, target, true)?;
         }
     }
     *s = next;
     Ok(())
 }
 
-/// Adds (`add`) or deletes the elements of `addr` jumping to the NIC's
-/// chains, as nft does: the chain must exist, and a key jumping elsewhere
-/// fails. (A deletion is rendered as an addition then a deletion.)
-fn element(s: &mut FilterState, addr: FilterAddr, vm: u64, nic_id: u32, add: bool) -> Result<(), String> {
-    for d in DIRECTIONS {
-        let c = chain_name(vm, nic_id, d);
-        if !s.chains.contains_key(&c) {
-            return Err("Error: Could not process rule: No such file or directory".into());
+/// Adds (`add`) or deletes the element of `addr` going to `target` in
+/// `direction`'s map, as nft does: a chain jumped to must exist, and a key
+/// going elsewhere fails. (A deletion is rendered as an addition then a
+/// deletion.)
+fn element(s: &mut FilterState, addr: FilterAddr, d: Direction, target: FilterTarget, add: bool) -> Result<(), String> {
+    let c = target.listed(d);
+    if matches!(target, FilterTarget::Chain { .. }) && !s.chains.contains_key(&c) {
+        return Err("Error: Could not process rule: No such file or directory".into());
+    }
+    let m = s.elements.entry(map(addr, d).to_owned()).or_default();
+    match m.get(&addr) {
+        Some(other) if *other != c => return Err("Error: Could not process rule: File exists".into()),
+        _ if add => {
+            m.insert(addr, c);
         }
-        let m = s.elements.entry(map(addr, d).to_owned()).or_default();
-        match m.get(&addr) {
-            Some(other) if *other != c => return Err("Error: Could not process rule: File exists".into()),
-            _ if add => {
-                m.insert(addr, c);
-            }
-            _ => {
-                m.remove(&addr);
-            }
+        _ => {
+            m.remove(&addr);
         }
     }
     Ok(())
