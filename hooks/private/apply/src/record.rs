@@ -353,7 +353,8 @@ impl RecordFile {
                 "move it aside, run `scaleway-vnm --driver scaleway_evpn evpn-config` again, and the next pre of \
                  each VM records it again",
             )
-            .without_fsync(),
+            .without_fsync()
+            .compact(),
         }
     }
 

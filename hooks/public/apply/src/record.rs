@@ -4,8 +4,8 @@
 //! The kernel forgets routes, proxy entries and nft elements at a reboot;
 //! the record lets `reconcile` put them back, lets `clean` remove a VM's
 //! endpoints even when the document it gets is not the one `pre` got, and
-//! names the owner of an address in a conflict. It is a small JSON file,
-//! read and replaced (temporary file, rename; no fsync: a host crash may
+//! names the owner of an address in a conflict. It is a JSON file on one
+//! line (`jq . FILE` indents it), read and replaced (temporary file, rename; no fsync: a host crash may
 //! lose its last change, which the VM's next `pre` records again) only
 //! under the host lock.
 
@@ -179,7 +179,8 @@ impl RecordFile {
                 "move it aside: the next pre of each VM records it again (reconcile then restores only what is \
                  recorded)",
             )
-            .without_fsync(),
+            .without_fsync()
+            .compact(),
         }
     }
 

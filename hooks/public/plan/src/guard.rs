@@ -435,24 +435,38 @@ pub(crate) fn plan(
     }
     p.ip_before.extend(neighbours.into_iter().map(IpOp::SetNeigh));
 
-    // What the VMs losing endpoints had, minus what anything that stays needs.
-    let before = elements(
-        still
-            .iter()
-            .copied()
-            .chain(remove)
-            .filter(|e| removed.contains(&e.owner.vm)),
-    );
-    let kept = elements(still.iter().copied());
+    if remove.is_empty() {
+        return Ok(());
+    }
+    // What the VMs losing endpoints had, minus what anything that stays
+    // needs. An element names a port (tap), so only the VMs with a port of
+    // theirs can need one of them: those are the ones modelled, not every
+    // VM on the host.
+    let losing: Vec<&Endpoint> = still
+        .iter()
+        .copied()
+        .chain(remove)
+        .filter(|e| removed.contains(&e.owner.vm))
+        .collect();
+    let taps: BTreeSet<BridgeName> = losing.iter().filter_map(|e| e.port.map(|p| p.tap)).collect();
+    let sharing: BTreeSet<u64> = still
+        .iter()
+        .filter(|e| removed.contains(&e.owner.vm) || e.port.is_some_and(|p| taps.contains(&p.tap)))
+        .map(|e| e.owner.vm)
+        .collect();
+    let before = elements(losing.iter().copied());
+    let kept = elements(still.iter().copied().filter(|e| sharing.contains(&e.owner.vm)));
     for el in before.difference(&kept) {
         if observed.guard.elements.contains(el) {
             p.nft.ops.push(NftOp::DeleteGuard(*el));
         }
     }
+    let gone: BTreeSet<(IpAddr, BridgeName)> = remove.iter().filter_map(neighbour).map(|n| (n.addr, n.dev)).collect();
     let kept_neighbours: BTreeSet<(IpAddr, BridgeName)> = still
         .iter()
         .filter_map(|e| neighbour(e))
         .map(|n| (n.addr, n.dev))
+        .filter(|k| gone.contains(k))
         .collect();
     for n in remove.iter().filter_map(neighbour) {
         let theirs = observed.neighbours.get(&(n.addr, n.dev.as_str().to_owned()));

@@ -80,7 +80,7 @@ fn round_trips_and_refuses_damage() {
     file.save(&record).unwrap();
     assert_eq!(file.load().unwrap(), record);
     let text = std::fs::read_to_string(file.path()).unwrap();
-    assert!(text.contains("\"as\": 65000"), "{text}");
+    assert!(text.contains("\"as\":65000"), "{text}");
     std::fs::write(file.path(), r#"{"version": 1, "segments": [{"vni": 0, "bridge": "b", "underlay": "u", "local": "10.0.0.2", "mtu": 1450, "created_bridge": true, "users": []}]}"#).unwrap();
     let e = file.load().unwrap_err().to_string();
     assert!(e.contains("is damaged (segment: 0 is not a VXLAN"), "{e}");
