@@ -39,9 +39,10 @@ pub fn legend() -> Vec<String> {
     vec![
         "3: real kernel in namespaces made for the run (each with an uplink and a default route, as a host has); ours = the release scaleway-vnm `pre` (add) / `clean_host` \
          (remove) of one VM with one public NIC with N already on the host (bridge, /32 route, proxy ARP, a permanent \
-         neighbour entry, 2 NAT map elements, 3 port guard elements, the NIC's security group chains and 2 \
-         verdict map elements, record; the N others likewise, each NIC in OpenNebula's default security group as on a real \
-         host, so 2N security group chains), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
+         neighbour entry, 2 NAT map elements, 3 port guard elements, 2 security group verdict map elements (and the \
+         NIC's chains when its rules restrict), record; the N others likewise, each NIC in OpenNebula's default security group as on a real \
+         host: open both ways, so no chain and its verdict map elements `continue`; `restricted group`: every NIC's \
+         inbound rule made TCP 22 only, a chain per NIC), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
          = the existing implementation's NAT only: 2 `iptables -w -t nat -A/-D` processes per IP (iptables-nft), \
          the N existing rules loaded by one `iptables-restore --noflush` (timed as the `all N` baseline); it does \
          no route, proxy ARP or record, so it is a lower bound of that implementation; `as oneadmin` (N up to 100, \
@@ -62,13 +63,25 @@ pub fn run(bins: &Bins, sizes: &[u32], reps: usize) -> Vec<Row> {
         .collect();
     }
     let mut rows = Vec::new();
+    let mut bases = Vec::new();
     for &n in sizes {
         let ours = measure_ours(bins, n, reps, As::Root);
         let base = measure_iptables(n, reps, As::Root);
         match (ours, base) {
-            (Ok(o), Ok(b)) => rows.extend(rows_of(n, &o, Some(&b), As::Root)),
+            (Ok(o), Ok(b)) => {
+                rows.extend(rows_of(n, &o, Some(&b), As::Root));
+                bases.push((n, b));
+            }
             (Err(e), _) => rows.push(Row::failed(B, &format!("N={n}"), &format!("ours: {e:#}"))),
             (_, Err(e)) => rows.push(Row::failed(B, &format!("N={n}"), &format!("iptables: {e:#}"))),
+        }
+    }
+    // Every NIC in a group that restricts its inbound traffic: a chain per
+    // NIC (their outbound stays open), against the same baseline.
+    for (n, b) in bases.into_iter().filter(|(n, _)| *n <= 1000) {
+        match measure_ours(bins, n, reps, As::Restricted) {
+            Ok(o) => rows.extend(rows_of(n, &o, Some(&b), As::Restricted)),
+            Err(e) => rows.push(Row::failed(B, &format!("N={n}, restricted"), &format!("ours: {e:#}"))),
         }
     }
     // As in production: the driver as oneadmin, what needs root through
@@ -97,6 +110,8 @@ enum As {
     Root,
     /// Run as oneadmin would: through `sudo -n` (of the root helper, for ours).
     Sudo,
+    /// Run as root, every NIC in a group restricting its inbound traffic.
+    Restricted,
 }
 
 fn ours_only(bins: &Bins, n: u32, reps: usize) -> Vec<Row> {
@@ -120,6 +135,11 @@ fn rows_of(n: u32, ours: &Figures, base: Option<&Figures>, how: As) -> Vec<Row> 
             ("add one NIC, as oneadmin", "pre", "2× sudo iptables -A"),
             ("remove one NIC, as oneadmin", "clean_host", "2× sudo iptables -D"),
             ("all N at once, as oneadmin", "reconcile", "sudo iptables-restore"),
+        ],
+        As::Restricted => [
+            ("add one NIC, restricted group", "pre", "2× iptables -A"),
+            ("remove one NIC, restricted group", "clean_host", "2× iptables -D"),
+            ("all N at once, restricted group", "reconcile", "iptables-restore"),
         ],
     };
     let o = [ours.0, ours.1, ours.2];
@@ -174,7 +194,19 @@ fn measure_ours(bins: &Bins, n: u32, reps: usize, how: As) -> anyhow::Result<Fig
         gateway: gateway.to_string(),
         external: external.to_string(),
     };
-    let xml = vm_document(u64::from(n) + 1, &[nic], None, "edge-host1", 3)?;
+    let mut xml = vm_document(u64::from(n) + 1, &[nic], None, "edge-host1", 3)?;
+    if how == As::Restricted {
+        // The captured document's group 0, its inbound rule made TCP 22 only.
+        let all_in = "<PROTOCOL>ALL</PROTOCOL><RULE_TYPE>INBOUND</RULE_TYPE>";
+        anyhow::ensure!(
+            xml.contains(all_in),
+            "the VM document has no inbound rule of every protocol"
+        );
+        xml = xml.replace(
+            all_in,
+            "<PROTOCOL>TCP</PROTOCOL><RANGE>22</RANGE><RULE_TYPE>INBOUND</RULE_TYPE>",
+        );
+    }
     // Every NIC in OpenNebula is in a security group (the default one, 0,
     // unless the network names others): the N NICs already on the host
     // have the measured VM's rules (those of the captured document: the
@@ -239,7 +271,7 @@ fn measure_ours(bins: &Bins, n: u32, reps: usize, how: As) -> anyhow::Result<Fig
 
 fn iptables(args: &[&str], how: As) -> anyhow::Result<f64> {
     let mut cmd = match how {
-        As::Root => Command::new("iptables"),
+        As::Root | As::Restricted => Command::new("iptables"),
         As::Sudo => {
             let mut c = Command::new("sudo");
             c.args(["-n", "iptables"]);
