@@ -14,6 +14,7 @@ pub mod rule;
 
 use opennebula::attr::{Attributes, DocError};
 
+pub use render::open;
 pub use rule::{AddrRange, Direction, PortRange, Protocol, Rule, Target};
 
 /// The packet mark bit of a frame bridged through a private network's VM

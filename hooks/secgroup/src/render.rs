@@ -107,6 +107,16 @@ pub fn rule_lines(rule: &Rule) -> Vec<String> {
     }
 }
 
+/// Whether `rules` let everything through in `direction` (a rule of every
+/// protocol from or to every address, as group 0's): the chain of that
+/// direction would only ever return, so the drivers make none (the NIC's
+/// element in their verdict map `continue`s instead).
+pub fn open(rules: &[Rule], direction: Direction) -> bool {
+    rules
+        .iter()
+        .any(|r| r.direction == direction && r.protocol == Protocol::All && r.target == Target::Any)
+}
+
 /// The whole chain of one direction for a NIC with `rules` (the rules of
 /// the other direction are skipped).
 pub fn chain(rules: &[Rule], direction: Direction) -> Vec<String> {

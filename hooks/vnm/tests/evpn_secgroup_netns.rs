@@ -220,13 +220,34 @@ fn private_nics_are_filtered_by_their_groups_on_their_port() {
     r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert!(log.contains("VM 23: no private NIC of it on this host"), "{log}");
 
+    // VM 22 (group 0: open both ways, no chain) into group 100 and back:
+    // its chains made and its elements re-pointed in one transaction, then
+    // the other way.
+    for (groups, open) in [("100", false), ("0", true)] {
+        let doc = captured("vnm/secgroup-scaleway_evpn-pre.xml", 22, groups);
+        let (r, log) = a.run(move |log, env| private::update_sg(&doc, log, env));
+        r.unwrap_or_else(|e| panic!("{e}\n{log}"));
+        assert_eq!(
+            tcp_ok(&v3, sa(v4(2), 8093), &v2, sa(v4(2), 8093)),
+            open,
+            "VM 22 in group {groups}: TCP 8093"
+        );
+        assert!(
+            tcp_ok(&v3, sa(v4(2), 8005), &v2, sa(v4(2), 8005)),
+            "VM 22 in group {groups}: TCP 8005"
+        );
+        let table =
+            a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_evpn_sg"], b"");
+        assert_eq!(table.contains("nic-22-1-in"), !open, "{table}");
+    }
+
     // clean: VM 21's chains and port go, VM 22's stay; the last VM's clean
     // removes both tables.
     a.unplug("one-21-1");
     a.clean(&doc21);
     let table =
         a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_evpn_sg"], b"");
-    assert!(!table.contains("nic-21-1") && table.contains("nic-22-1-in"), "{table}");
+    assert!(!table.contains("nic-21-1") && table.contains(": continue"), "{table}");
     let ports =
         a.ns.run_ok(&["nft", "list", "table", "bridge", "one_scaleway_evpn_ports"], b"");
     assert!(!ports.contains("one-21-1") && ports.contains("one-22-1"), "{ports}");

@@ -178,8 +178,14 @@ fn the_security_group_tables_are_updated_in_place_or_replaced() {
     apply(&two, Some(&one)).unwrap();
     let updated = listing();
     assert!(!updated.contains("nic-9-0") && !updated.contains("port-3"), "{updated}");
+    // Port 8 is in group 0 (open both ways: no chain); port 7's inbound
+    // closed (a chain, its element re-pointed), its outbound still open.
     assert!(
-        updated.contains("nic-8-0-in") && updated.contains("\"vxlan200\""),
+        !updated.contains("nic-8-0") && updated.contains("port-2") && updated.contains("\"vxlan200\""),
+        "{updated}"
+    );
+    assert!(
+        updated.contains("nic-7-1-in") && !updated.contains("nic-7-1-out"),
         "{updated}"
     );
     assert_eq!(

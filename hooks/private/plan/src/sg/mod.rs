@@ -20,7 +20,9 @@
 //!   receiver's `-in` chain by its low half (map `to_vm`); at `input`, what
 //!   a VM sends to the host itself, through its `-out` chain. The chains
 //!   hold the NIC's rules as OpenNebula's iptables driver applies them
-//!   (`secgroup::render`), exactly as the public driver's.
+//!   (`secgroup::render`), exactly as the public driver's; a direction the
+//!   rules leave wide open (group 0's) has no chain, its element
+//!   `continue`s (`secgroup::open`).
 //!
 //! So a VM's rules follow its port whatever addresses it uses (a NIC alias
 //! shares its parent's port and rules, as in OpenNebula), two private

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use secgroup::Direction;
 
-use super::{FILTER_COMMENT, Filters, OURS, PORTS_COMMENT, chain_name, from_mark, to_mark};
+use super::{FILTER_COMMENT, Filters, OURS, PORTS_COMMENT, PortFilter, chain_name, from_mark, to_mark};
 
 /// `family table` of our two tables ([`super::PORTS_TABLE`], [`super::FILTER_TABLE`]).
 const PORTS: &str = "bridge one_scaleway_evpn_ports";
@@ -45,15 +45,45 @@ fn port_chains(f: &Filters) -> Vec<Chain> {
             ],
         });
         for d in [Direction::Inbound, Direction::Outbound] {
-            out.push(Chain {
-                table: FILTER,
-                name: chain_name(p.vm, p.nic_id, d),
-                base: None,
-                rules: secgroup::render::chain(&p.rules, d),
-            });
+            if let Some(c) = nic_chain(p, d) {
+                out.push(c);
+            }
         }
     }
     out
+}
+
+/// The NIC's chain of direction `d`: none when its rules leave that
+/// direction wide open (its element in the map then `continue`s).
+fn nic_chain(p: &PortFilter, d: Direction) -> Option<Chain> {
+    (!secgroup::open(&p.rules, d)).then(|| Chain {
+        table: FILTER,
+        name: chain_name(p.vm, p.nic_id, d),
+        base: None,
+        rules: secgroup::render::chain(&p.rules, d),
+    })
+}
+
+/// The element of port `p` in the map of direction `d` (`from_vm`: its
+/// frames, `to_vm`: frames to it).
+fn verdict(p: &PortFilter, d: Direction) -> String {
+    let key = match d {
+        Direction::Outbound => from_mark(p.id),
+        Direction::Inbound => to_mark(p.id),
+    };
+    if secgroup::open(&p.rules, d) {
+        format!("{key:#010x} : continue")
+    } else {
+        format!("{key:#010x} : jump {}", chain_name(p.vm, p.nic_id, d))
+    }
+}
+
+/// The map of direction `d`.
+fn map_of(d: Direction) -> &'static str {
+    match d {
+        Direction::Outbound => "from_vm",
+        Direction::Inbound => "to_vm",
+    }
 }
 
 /// The base chains.
@@ -82,18 +112,7 @@ fn base_chains() -> Vec<Chain> {
 }
 
 fn maps(f: &Filters) -> Vec<Map> {
-    let verdicts = |d: Direction| -> Vec<String> {
-        f.ports
-            .iter()
-            .map(|p| {
-                let key = match d {
-                    Direction::Outbound => from_mark(p.id),
-                    Direction::Inbound => to_mark(p.id),
-                };
-                format!("{key:#010x} : jump {}", chain_name(p.vm, p.nic_id, d))
-            })
-            .collect()
-    };
+    let verdicts = |d: Direction| -> Vec<String> { f.ports.iter().map(|p| verdict(p, d)).collect() };
     vec![
         Map {
             table: PORTS,
@@ -256,28 +275,43 @@ impl Filters {
                 .cloned()
                 .collect(),
         };
-        let changed = Filters {
-            ports: self
-                .ports
-                .iter()
-                .filter(|p| {
-                    before
-                        .ports
-                        .iter()
-                        .any(|b| identity(b) == identity(p) && b.rules != p.rules)
-                })
-                .cloned()
-                .collect(),
-            vxlans: Vec::new(),
-        };
+        // Ports whose rules changed keep their numbers: only their NIC's
+        // chains and elements change, direction by direction.
+        let changed: Vec<(&PortFilter, &PortFilter)> = self
+            .ports
+            .iter()
+            .filter_map(|p| {
+                before
+                    .ports
+                    .iter()
+                    .find(|b| identity(b) == identity(p) && b.rules != p.rules)
+                    .map(|b| (b, p))
+            })
+            .collect();
         let mut out = String::new();
         for c in &port_chains(&added) {
             add_chain(&mut out, c);
         }
-        // A port whose rules changed keeps its number: only its NIC's chains change.
-        for c in port_chains(&changed).iter().filter(|c| c.table == FILTER) {
-            let _ = writeln!(out, "flush chain {} {}", c.table, c.name);
-            add_rules(&mut out, c);
+        let mut repointed = Vec::new();
+        let mut closed = Vec::new();
+        for &(old, new) in &changed {
+            for d in [Direction::Inbound, Direction::Outbound] {
+                match (nic_chain(old, d), nic_chain(new, d)) {
+                    (Some(_), Some(c)) => {
+                        let _ = writeln!(out, "flush chain {} {}", c.table, c.name);
+                        add_rules(&mut out, &c);
+                    }
+                    (None, Some(c)) => {
+                        add_chain(&mut out, &c);
+                        repointed.push((new, d));
+                    }
+                    (Some(c), None) => {
+                        closed.push(c);
+                        repointed.push((new, d));
+                    }
+                    (None, None) => {}
+                }
+            }
         }
         for m in &maps(&gone) {
             let keys = keys(&m.elements);
@@ -285,7 +319,11 @@ impl Filters {
                 let _ = writeln!(out, "delete element {} {} {{ {} }}", m.table, m.name, keys.join(", "));
             }
         }
-        for c in &port_chains(&gone) {
+        for &(p, d) in &repointed {
+            let keys = keys(&[verdict(p, d)]);
+            let _ = writeln!(out, "delete element {FILTER} {} {{ {} }}", map_of(d), keys.join(", "));
+        }
+        for c in port_chains(&gone).iter().chain(&closed) {
             let _ = writeln!(
                 out,
                 "flush chain {} {}\ndelete chain {} {}",
@@ -294,6 +332,9 @@ impl Filters {
         }
         for m in &maps(&added) {
             add_elements(&mut out, m.table, m.name, &m.elements);
+        }
+        for &(p, d) in &repointed {
+            add_elements(&mut out, FILTER, map_of(d), &[verdict(p, d)]);
         }
         out
     }

@@ -114,14 +114,9 @@ impl FilterTarget {
 /// A map element's target when it is the `continue` verdict.
 pub const CONTINUE: &str = "continue";
 
-/// Whether `rules` let everything through in `direction` (a rule of every
-/// protocol from or to every address): the NIC's chain of that direction
-/// would only ever return, so it has none ([`FilterTarget::Continue`]).
-pub fn open(rules: &[Rule], direction: Direction) -> bool {
-    rules
-        .iter()
-        .any(|r| r.direction == direction && r.protocol == secgroup::Protocol::All && r.target == secgroup::Target::Any)
-}
+/// Whether a NIC's rules leave a direction wide open: then it has no chain
+/// for it ([`FilterTarget::Continue`]).
+pub use secgroup::open;
 
 /// The NIC whose chains judge an endpoint's traffic: its own, or its
 /// parent's for an alias.
