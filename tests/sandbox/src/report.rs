@@ -19,6 +19,9 @@ pub struct Row {
 pub struct Report {
     start: Instant,
     pub rows: Vec<Row>,
+    /// Print steps as they run (not in unit tests, whose output they would
+    /// leak: the test harness only captures `print!`).
+    loud: bool,
 }
 
 fn out(text: &str) {
@@ -32,17 +35,24 @@ impl Report {
         Report {
             start: Instant::now(),
             rows: Vec::new(),
+            loud: true,
+        }
+    }
+
+    fn out(&self, text: &str) {
+        if self.loud {
+            out(text);
         }
     }
 
     /// A heading between parts of the story.
     pub fn part(&self, title: &str) {
-        out(&format!("\n== {title}\n"));
+        self.out(&format!("\n== {title}\n"));
     }
 
     /// A line of information (not a step).
     pub fn say(&self, text: &str) {
-        out(&format!("{text}\n"));
+        self.out(&format!("{text}\n"));
     }
 
     /// Runs one step (`check`: a verification rather than an action);
@@ -59,7 +69,7 @@ impl Report {
         } else {
             name.to_owned()
         };
-        out(&format!("[{:6.1}s] {label} ... ", self.start.elapsed().as_secs_f64()));
+        self.out(&format!("[{:6.1}s] {label} ... ", self.start.elapsed().as_secs_f64()));
         let began = Instant::now();
         let result = f();
         let took = began.elapsed();
@@ -67,16 +77,16 @@ impl Report {
         let mut error = None;
         match &result {
             Ok((_, details)) => {
-                out(&format!("ok ({:.1}s)\n", took.as_secs_f64()));
+                self.out(&format!("ok ({:.1}s)\n", took.as_secs_f64()));
                 for l in details.lines() {
-                    out(&format!("           {l}\n"));
+                    self.out(&format!("           {l}\n"));
                 }
             }
             Err(e) => {
-                out(&format!("FAILED ({:.1}s)\n", took.as_secs_f64()));
+                self.out(&format!("FAILED ({:.1}s)\n", took.as_secs_f64()));
                 let text = format!("{e:#}");
                 for l in text.lines() {
-                    out(&format!("           {l}\n"));
+                    self.out(&format!("           {l}\n"));
                 }
                 error = Some(text);
             }
@@ -150,6 +160,7 @@ mod tests {
     #[test]
     fn the_summary_ends_with_what_failed_and_why() {
         let mut rep = Report::new();
+        rep.loud = false;
         rep.step("a step that works", false, || Ok(((), String::new())))
             .unwrap();
         let err = rep.step::<()>("check this", true, || Err(anyhow::anyhow!("the cause\nits detail")));
