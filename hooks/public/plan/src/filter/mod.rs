@@ -601,6 +601,41 @@ mod tests {
         );
     }
 
+    /// A host set up by a version that gave every NIC two chains: a NIC of
+    /// group 0 found with its chains (a listing, after the model's
+    /// transaction was refused) loses them, its elements re-pointed, in
+    /// one transaction nft accepts.
+    #[test]
+    fn chains_an_earlier_version_made_for_an_open_nic_go() {
+        let nic = endpoint(7, 0, None, 1);
+        let mut old = FilterState::model(&[filter(7, 0, 22)], [&nic]);
+        // What the earlier version made: both chains, both elements jumping.
+        let tags = |d| (None, vec![Some(chain_tag(&secgroup::default_rules(), d))]);
+        old.chains.insert("nic-7-0-out".into(), tags(OUT));
+        old.chains.insert("nic-7-0-in".into(), tags(IN));
+        let addr = FilterAddr::V4([172, 30, 0, 4].into());
+        old.elements.get_mut("out4").unwrap().insert(addr, "nic-7-0-out".into());
+        let request = Request {
+            ensure: vec![nic],
+            filters: vec![NicFilter {
+                vm: 7,
+                nic_id: 0,
+                rules: secgroup::default_rules(),
+            }],
+            ..Request::default()
+        };
+        let planned = ops(&request, &old);
+        let mut host = old.clone();
+        simulate(&mut host, &planned).unwrap();
+        let open = NicFilter {
+            vm: 7,
+            nic_id: 0,
+            rules: secgroup::default_rules(),
+        };
+        assert_eq!(host, FilterState::model(&[open], [&nic]), "{planned:?}");
+        assert!(host.chains.keys().all(|c| !c.starts_with("nic-")));
+    }
+
     /// A `continue` element names no NIC: a NIC that goes takes it only
     /// when no endpoint that stays has the address.
     #[test]
