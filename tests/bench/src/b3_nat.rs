@@ -41,8 +41,9 @@ pub fn legend() -> Vec<String> {
          (remove) of one VM with one public NIC with N already on the host (bridge, /32 route, proxy ARP, a permanent \
          neighbour entry, 2 NAT map elements, 3 port guard elements, 2 security group verdict map elements (and the \
          NIC's chains when its rules restrict), record; the N others likewise, each NIC in OpenNebula's default security group as on a real \
-         host: open both ways, so no chain and its verdict map elements `continue`; `restricted group`: every NIC's \
-         inbound rule made TCP 22 only, a chain per NIC), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
+         host: open both ways, so no chain and its verdict map elements `continue`; `restricted group`: every NIC in \
+         group 100 of the document a real oned sent for a group with every rule form (ports, ranges, ICMP, IPsec; both \
+         directions restricted), two chains per NIC), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
          = the existing implementation's NAT only: 2 `iptables -w -t nat -A/-D` processes per IP (iptables-nft), \
          the N existing rules loaded by one `iptables-restore --noflush` (timed as the `all N` baseline); it does \
          no route, proxy ARP or record, so it is a lower bound of that implementation; `as oneadmin` (N up to 100, \
@@ -76,8 +77,8 @@ pub fn run(bins: &Bins, sizes: &[u32], reps: usize) -> Vec<Row> {
             (_, Err(e)) => rows.push(Row::failed(B, &format!("N={n}"), &format!("iptables: {e:#}"))),
         }
     }
-    // Every NIC in a group that restricts its inbound traffic: a chain per
-    // NIC (their outbound stays open), against the same baseline.
+    // Every NIC in a restrictive group (both directions): two chains per
+    // NIC, against the same baseline.
     for (n, b) in bases.into_iter().filter(|(n, _)| *n <= 1000) {
         match measure_ours(bins, n, reps, As::Restricted) {
             Ok(o) => rows.extend(rows_of(n, &o, Some(&b), As::Restricted)),
@@ -110,7 +111,7 @@ enum As {
     Root,
     /// Run as oneadmin would: through `sudo -n` (of the root helper, for ours).
     Sudo,
-    /// Run as root, every NIC in a group restricting its inbound traffic.
+    /// Run as root, every NIC in a restrictive group (two chains each).
     Restricted,
 }
 
@@ -194,19 +195,35 @@ fn measure_ours(bins: &Bins, n: u32, reps: usize, how: As) -> anyhow::Result<Fig
         gateway: gateway.to_string(),
         external: external.to_string(),
     };
-    let mut xml = vm_document(u64::from(n) + 1, &[nic], None, "edge-host1", 3)?;
-    if how == As::Restricted {
-        // The captured document's group 0, its inbound rule made TCP 22 only.
-        let all_in = "<PROTOCOL>ALL</PROTOCOL><RULE_TYPE>INBOUND</RULE_TYPE>";
-        anyhow::ensure!(
-            xml.contains(all_in),
-            "the VM document has no inbound rule of every protocol"
+    let id = u64::from(n) + 1;
+    let xml = if how == As::Restricted {
+        // The document a real oned sent for a VM in group 100 (every rule
+        // form, both directions restricted: `real_oned_secgroups.rs`), its
+        // NIC given this run's addresses and group 100 only, as the
+        // namespace tests do.
+        let mut doc = test_support::set_attribute(
+            &test_support::fixture("vnm/secgroup-scaleway-pre.xml"),
+            "VM",
+            "",
+            "",
+            "ID",
+            Some(&id.to_string()),
         );
-        xml = xml.replace(
-            all_in,
-            "<PROTOCOL>TCP</PROTOCOL><RANGE>22</RANGE><RULE_TYPE>INBOUND</RULE_TYPE>",
-        );
-    }
+        for (attr, value) in [
+            ("IP", nic.ip.clone()),
+            ("GATEWAY", nic.gateway.clone()),
+            ("EXTERNAL_IP", nic.external.clone()),
+            ("MAC", crate::cloud::mac_of(&nic.ip)),
+            ("TARGET", format!("one-{id}-0")),
+            ("BRIDGE", "scwpub0".to_owned()),
+            ("SECURITY_GROUPS", "100".to_owned()),
+        ] {
+            doc = test_support::set_attribute(&doc, "NIC", "NIC_ID", "0", attr, Some(&value));
+        }
+        doc
+    } else {
+        vm_document(id, &[nic], None, "edge-host1", 3)?
+    };
     // Every NIC in OpenNebula is in a security group (the default one, 0,
     // unless the network names others): the N NICs already on the host
     // have the measured VM's rules (those of the captured document: the
