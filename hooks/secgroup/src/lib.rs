@@ -9,11 +9,13 @@
 //! nftables rules of a NIC's two chains, rule form by rule form as
 //! OpenNebula's own iptables driver.
 
+pub mod chain;
 pub mod render;
 pub mod rule;
 
 use opennebula::attr::{Attributes, DocError};
 
+pub use chain::Fingerprint;
 pub use render::open;
 pub use rule::{AddrRange, Direction, PortRange, Protocol, Rule, Target};
 

@@ -142,23 +142,34 @@ fn update_sg_sets_only_the_chains_whose_rules_changed() {
     assert!(h.fake.take_calls().is_empty());
     h.pre(&pre).0.unwrap();
     h.fake.take_calls();
-    // New rules: one transaction that flushes and fills the NIC's chains,
-    // nothing listed, no ip change.
+    let chain = |rules: &[secgroup::Rule]| {
+        public_plan::filter::FilterChain::of(rules, secgroup::Direction::Inbound)
+            .unwrap()
+            .name()
+    };
+    let old = chain(&RecordFile::new(h.record_path()).load().unwrap().filters[0].rules);
+    // New rules: one transaction that fills the chain of the new rules,
+    // moves the NIC's elements to it and deletes the old one (no other NIC
+    // uses it), nothing listed, no ip change.
     let (r, log) = h.update_sg(&update);
     assert_eq!(r, Ok(String::new()), "{log}");
     assert!(log.contains("VM 3: security groups set on NIC 0 (1 rule)"), "{log}");
     let calls = h.fake.take_calls();
     let nft: Vec<&String> = calls.iter().filter(|c| c.starts_with("nft")).collect();
     assert_eq!(nft.len(), 1, "{calls:?}");
-    assert!(
-        nft[0].contains("flush chain inet one_scaleway_sg nic-3-0-in"),
-        "{calls:?}"
-    );
-    assert!(nft[0].contains("tcp dport { 8080 } return"), "{calls:?}");
-    assert!(!calls.iter().any(|c| c.starts_with("netlink change")), "{calls:?}");
     let rules = RecordFile::new(h.record_path()).load().unwrap().filters;
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].rules.iter().filter(|r| r.group == 100).count(), 1);
+    let new = chain(&rules[0].rules);
+    for line in [
+        format!("flush chain inet one_scaleway_sg {new}"),
+        format!("jump {new}"),
+        format!("flush chain inet one_scaleway_sg {old}; delete chain inet one_scaleway_sg {old}"),
+    ] {
+        assert!(nft[0].contains(&line), "{line} in {calls:?}");
+    }
+    assert!(nft[0].contains("tcp dport { 8080 } return"), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("netlink change")), "{calls:?}");
     // The same rules again: the chains stay.
     let (r, log) = h.update_sg(&update);
     assert_eq!(r, Ok(String::new()), "{log}");

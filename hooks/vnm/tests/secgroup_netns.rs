@@ -147,39 +147,48 @@ fn each_rule_form_lets_in_and_out_only_what_it_says() {
     let (r, log) = a.reconcile();
     r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     check("after reconcile");
-    // clean takes VM 1's chains and addresses away, VM 2's stay (group 0
-    // lets everything through both ways: no chain, its addresses `continue`).
-    let table = a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_sg"], b"");
-    assert!(table.contains("nic-1-0-in") && !table.contains("nic-2-0"), "{table}");
-    a.clean(&doc1);
-    let table = a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_sg"], b"");
-    assert!(
-        !table.contains("nic-1-0") && !table.contains(&private(1).to_string()),
-        "{table}"
-    );
-    assert!(table.contains(&format!("{} : continue", private(2))), "{table}");
-    assert!(
-        tcp_ok(&inet, sa(fip(2), 8093), &v2, sa(private(2), 8093)),
-        "VM 2 after VM 1's clean"
-    );
-    // VM 2 into group 100 (its chains made, its addresses re-pointed to
-    // them in one transaction), then back to group 0 (the other way).
-    for (groups, open) in [("100", false), ("0", true)] {
+    let table = || a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_sg"], b"");
+    let chains = |t: &str| t.matches("\tchain sg-").count();
+    // Group 100's two chains; group 0 lets everything through both ways:
+    // no chain, VM 2's addresses `continue`.
+    let t = table();
+    assert!(chains(&t) == 2 && !t.contains("nic-"), "{t}");
+    assert!(t.contains(&format!("{} : continue", private(2))), "{t}");
+    // VM 2 into group 100 (its addresses re-pointed in one transaction):
+    // VM 1's chains, shared.
+    let in_group = |groups| {
         let doc = captured("vnm/secgroup-scaleway-pre.xml", 2, 2, groups);
         let (r, log) = a.act(&doc, host::update_sg);
         r.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    };
+    let vm2_filtered = |what: &str, filtered: bool| {
         assert_eq!(
             tcp_ok(&inet, sa(fip(2), 8093), &v2, sa(private(2), 8093)),
-            open,
-            "VM 2 in group {groups}: TCP 8093"
+            !filtered,
+            "{what}: VM 2's TCP 8093"
         );
         assert!(
             tcp_soon(&inet, sa(fip(2), 8005), &v2, sa(private(2), 8005)),
-            "VM 2 in group {groups}: TCP 8005"
+            "{what}: VM 2's TCP 8005"
         );
-        let table = a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_sg"], b"");
-        assert_eq!(table.contains("nic-2-0-in"), !open, "{table}");
-    }
+    };
+    in_group("100");
+    vm2_filtered("VM 2 in group 100", true);
+    let t = table();
+    assert!(chains(&t) == 2 && !t.contains(": continue"), "{t}");
+    // clean takes VM 1's addresses away; the chains stay for VM 2.
+    a.clean(&doc1);
+    let t = table();
+    assert!(chains(&t) == 2 && !t.contains(&private(1).to_string()), "{t}");
+    vm2_filtered("after VM 1's clean", true);
+    // VM 2 back to group 0: the chains go with their last NIC.
+    in_group("0");
+    vm2_filtered("VM 2 back in group 0", false);
+    let t = table();
+    assert!(
+        chains(&t) == 0 && t.contains(&format!("{} : continue", private(2))),
+        "{t}"
+    );
 }
 
 #[test]

@@ -158,7 +158,7 @@ fn check(request: &Public) -> Result<(), String> {
         return Err(format!("sysctl value {:?} is not 0 or 1", s.value));
     }
     nft.iter().try_for_each(|op| match op {
-        NftOp::SetFilter { rules, .. } => rules
+        NftOp::SetChain { rules, .. } => rules
             .iter()
             .try_for_each(secgroup::Rule::check)
             .map_err(|e| format!("a security group rule: {e}")),
@@ -319,9 +319,8 @@ mod tests {
         let request = |rule: secgroup::Rule| Public::Apply {
             ip_before: Vec::new(),
             sysctls: Vec::new(),
-            nft: vec![NftOp::SetFilter {
-                vm: 7,
-                nic_id: 0,
+            nft: vec![NftOp::SetChain {
+                direction: secgroup::Direction::Inbound,
                 rules: vec![rule],
             }],
             ip_after: Vec::new(),

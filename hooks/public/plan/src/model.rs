@@ -11,11 +11,11 @@
 //! or set is missing ("No such file or directory": the host rebooted),
 //! and the action reads the tables and plans again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::endpoint::{Endpoint, Public};
-use crate::filter::{NicFilter, nic_of};
+use crate::filter::{FilterChain, FilterState, FilterTarget, NicFilter, Targets, chains_in_use, nic_of};
 use crate::guard::{GuardState, elements};
 use crate::needs::objects;
 use crate::observed::{NatState, simulate_nft};
@@ -68,6 +68,41 @@ pub fn touching_filters(request: &Request, touching: &[&Endpoint], filters: &[Ni
         .filter(|f| nics.contains(&(f.vm, f.nic_id)))
         .cloned()
         .collect()
+}
+
+/// The filters' table as the record says it is, for a plan of `request`:
+/// the chains of the NICs it looks at, the elements of `touching` and of
+/// the NICs it ensures with other rules than recorded (their elements move
+/// to the chain of their new rules; the others' are added again as they
+/// are), and the chains that NICs the plan leaves alone use, which it must
+/// not delete.
+pub fn filters(request: &Request, touching: &[&Endpoint], recorded: &[NicFilter]) -> FilterState {
+    let filters = touching_filters(request, touching, recorded);
+    let old: BTreeMap<(u64, u32), &Vec<secgroup::Rule>> =
+        filters.iter().map(|f| ((f.vm, f.nic_id), &f.rules)).collect();
+    let changed: BTreeSet<(u64, u32)> = request
+        .filters
+        .iter()
+        .map(|f| ((f.vm, f.nic_id), &f.rules))
+        .filter(|(nic, rules)| old.get(nic).is_some_and(|o| o != rules))
+        .map(|(nic, _)| nic)
+        .collect();
+    let moved = request.ensure.iter().filter(|e| changed.contains(&nic_of(e)));
+    let mut state = FilterState::model(&filters, touching.iter().copied().chain(moved));
+    // Only a NIC that goes or changes rules may leave a chain unused.
+    let except: BTreeSet<(u64, u32)> = request.remove.iter().map(nic_of).chain(changed).collect();
+    let mut targets = Targets::default();
+    let candidates: BTreeSet<FilterChain> = filters
+        .iter()
+        .filter(|f| except.contains(&(f.vm, f.nic_id)))
+        .flat_map(|f| targets.get(&f.rules))
+        .filter_map(|t| match t {
+            FilterTarget::Chain(c) => Some(c),
+            FilterTarget::Continue => None,
+        })
+        .collect();
+    state.used_elsewhere = chains_in_use(recorded, &except, &candidates);
+    state
 }
 
 /// Both tables as declaring their base and adding the elements of

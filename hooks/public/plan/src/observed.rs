@@ -306,8 +306,8 @@ pub fn simulate_nft(
             | NftOp::AddGuard(_)
             | NftOp::DeleteGuard(_)
             | NftOp::EnsureFilters
-            | NftOp::SetFilter { .. }
-            | NftOp::DeleteFilter { .. }
+            | NftOp::SetChain { .. }
+            | NftOp::DeleteChain(_)
             | NftOp::AddFilterAddr { .. }
             | NftOp::DeleteFilterAddr { .. } => {}
             NftOp::EnsureBase => {

@@ -327,22 +327,17 @@ pub enum NftOp {
     DeleteGuard(GuardElem),
     /// Declares the security groups' table, its maps and base chains.
     EnsureFilters,
-    /// Sets a NIC's chains to its security group rules (declared, flushed
-    /// and filled in the same transaction): the chain of each direction
-    /// its rules do not leave open ([`crate::filter::open`]).
-    SetFilter {
-        vm: u64,
-        nic_id: u32,
+    /// Declares the shared chain of `direction` for `rules`, and sets its
+    /// rules (`flush` then the rules, the last one tagged): nothing when
+    /// the rules leave that direction open ([`crate::filter::FilterChain`]).
+    SetChain {
+        direction: secgroup::Direction,
         rules: Vec<secgroup::Rule>,
     },
-    /// Deletes one of a NIC's chains (the addresses jumping to it go first).
-    DeleteFilter {
-        vm: u64,
-        nic_id: u32,
-        direction: secgroup::Direction,
-    },
-    /// Sends the traffic of a VM address in one direction to `target` (its
-    /// NIC's chain, or on).
+    /// Deletes one of our chains (nothing jumps to it any more).
+    DeleteChain(crate::filter::FilterChain),
+    /// Sends the traffic of a VM address in one direction to `target` (the
+    /// chain of its NIC's rules, or on).
     AddFilterAddr {
         addr: crate::filter::FilterAddr,
         direction: secgroup::Direction,

@@ -71,6 +71,7 @@ impl Host {
             keep,
             owned_bridges: self.owned.clone(),
             filters: if ensure { selection.filters } else { Vec::new() },
+            ..Request::default()
         }
     }
 

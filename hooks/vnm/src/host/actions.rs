@@ -11,9 +11,8 @@ use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 use public_apply::record::{Record, RecordFile};
 use public_apply::{Host, apply, observe, observe_with_tables};
-use public_plan::filter::FilterState;
 use public_plan::model;
-use public_plan::ops::{NftOp, base_fingerprint};
+use public_plan::ops::base_fingerprint;
 use public_plan::{Endpoint, Observed, Owner, Plan, Request, Selection, plan, query, select, tables_ok_after};
 
 use super::Settings;
@@ -82,8 +81,7 @@ impl Change for PublicChange<'_> {
             && current
             && let Some((nat, guard)) = model::tables(ours.iter().copied())
         {
-            let filters = model::touching_filters(request, &ours, &before.filters);
-            let filter = FilterState::model(&filters, ours.iter().copied());
+            let filter = model::filters(request, &ours, &before.filters);
             let observed = observe_with_tables(host, &query(request), nat, guard, filter).context(CANNOT_OBSERVE)?;
             return Ok(PublicObserved {
                 observed,
@@ -269,6 +267,7 @@ pub(super) fn set_up(
         ));
     }
     let context = || format!("VM {}: cannot set up its public NICs on this host", vm.id);
+    let before_filters: Vec<_> = record.filters.iter().filter(|f| f.vm == vm.id).cloned().collect();
     let mut record = record;
     let mut dry_text = Vec::new();
     // Stale endpoints go first, in a plan of their own: a re-addressed NIC
@@ -286,6 +285,7 @@ pub(super) fn set_up(
                 .collect(),
             owned_bridges: record.bridges.clone(),
             filters: Vec::new(),
+            collect_chains: false,
         };
         let (_, dry, updated) = run(log, on, &record, &request, None, |r| {
             r.forget(stale.iter().map(|e| e.owner));
@@ -306,6 +306,7 @@ pub(super) fn set_up(
         keep,
         owned_bridges: record.bridges.clone(),
         filters: filters.clone(),
+        collect_chains: false,
     };
     let (p, dry, _) = run(log, on, &record, &request, None, |r| {
         r.forget(moved.iter().map(|e| e.owner));
@@ -318,16 +319,9 @@ pub(super) fn set_up(
         dry_text.concat()
     });
     if dry.is_none() {
-        let updated: Vec<String> = p
-            .nft
-            .ops
+        let updated: Vec<String> = public_plan::filter::changed(&p.nft.ops, &filters, &before_filters)
             .iter()
-            .filter_map(|o| match o {
-                NftOp::SetFilter { nic_id, rules, .. } => {
-                    Some(format!("NIC {nic_id} ({})", plural(rules.len(), "rule")))
-                }
-                _ => None,
-            })
+            .map(|f| format!("NIC {} ({})", f.nic_id, plural(f.rules.len(), "rule")))
             .collect();
         if only_here {
             if updated.is_empty() {

@@ -88,6 +88,7 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
         keep,
         owned_bridges: record.bridges.clone(),
         filters: Vec::new(),
+        collect_chains: false,
     };
     let recorded = remove.iter().any(|e| record.endpoints.contains(e));
     let (p, dry, _) = run(log, on, &record, &request, None, |r| {

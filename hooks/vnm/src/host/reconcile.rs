@@ -33,6 +33,9 @@ pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) ->
         keep: Vec::new(),
         owned_bridges: record.bridges.clone(),
         filters: record.filters.clone(),
+        // The chains nothing jumps to (left by a crash, or by an earlier
+        // version) go.
+        collect_chains: true,
     };
     let recorded: BTreeSet<_> = record
         .endpoints

@@ -1,12 +1,17 @@
 //! Security groups of the public NICs, enforced on the host.
 //!
-//! Each public NIC gets two chains of its own in `table inet
-//! one_scaleway_sg`, `nic-<vm>-<nic>-in` and `-out`, holding its security
-//! group rules as OpenNebula's own drivers apply them (`secgroup::render`:
-//! replies of established connections, the rules, neighbour discovery,
-//! `drop`). Verdict maps send a packet to the chains of the NIC it concerns,
-//! by the VM's address as the VM sees it (its private address behind the
-//! 1:1 NAT, its IPv6 /64 and address):
+//! A NIC's security group rules become two chains in `table inet
+//! one_scaleway_sg`, one per direction, holding the rules as OpenNebula's
+//! own drivers apply them (`secgroup::render`: replies of established
+//! connections, the rules, neighbour discovery, `drop`). A chain holds
+//! nothing of its NIC, so NICs whose rules render the same chain share it:
+//! `sg-<fingerprint>-in` and `-out` ([`FilterChain::Shared`],
+//! `secgroup::chain`), and a direction the rules leave wide open has none
+//! (its elements `continue`). A host has a chain per rule set, not per NIC:
+//! `nft` reads every chain before each transaction. Verdict maps send a
+//! packet to the chain of the NIC it concerns, by the VM's address as the
+//! VM sees it (its private address behind the 1:1 NAT, its IPv6 /64 and
+//! address):
 //!
 //! - `forward` (priority `filter`, after the DNAT of `prerouting` and before
 //!   the SNAT of `postrouting`): the sender's `-out` chain by source
@@ -19,26 +24,31 @@
 //! Both base chains first accept what is bridged through a private
 //! network (`secgroup::SKIP_PRIVATE`: `scaleway_evpn` marks it; with
 //! `br_netfilter` it reaches these hooks, with whatever addresses a tenant
-//! chose). A NIC alias is judged by its parent NIC's chains (as in OpenNebula). The
-//! chains of a NIC are replaced in one transaction (`flush` then the
-//! rules), so `update_sg` never leaves a NIC open or half-filtered. The port
-//! guard makes sure a VM can only send from its own addresses, which is
-//! what keying the chains on source addresses relies on.
+//! chose). A NIC alias is judged by its parent NIC's chains (as in
+//! OpenNebula). New rules re-point a NIC's elements to their chain, made in
+//! the same transaction when no NIC had it, and the old chain goes in that
+//! transaction once nothing jumps to it (the record says which NICs the
+//! plan does not see use it: [`chains_in_use`]), so `update_sg` never
+//! leaves a NIC open or half-filtered. The port guard makes sure a VM can
+//! only send from its own addresses, which is what keying the chains on
+//! source addresses relies on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use opennebula::vm::Vm;
-use secgroup::{Direction, Rule};
+use secgroup::{Direction, Fingerprint, Rule};
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::{Endpoint, Public};
 use crate::ops::NftOp;
-use crate::plan::{Plan, PlanError, Request};
+use crate::plan::PlanError;
 
+mod plan;
 mod script;
 
+pub(crate) use plan::plan;
 pub use script::{is_filter_op, render, simulate};
 
 /// Our table (family `inet`).
@@ -73,41 +83,113 @@ impl fmt::Display for FilterAddr {
     }
 }
 
-/// Where a VM address's traffic goes in one direction's map: to its
-/// NIC's chain of that direction, or on (`continue`, as if it had no
-/// element: the NIC's rules let everything through in that direction, so
-/// it needs no chain; OpenNebula's default security group does, both ways).
+/// One of our chains: shared by every NIC whose rules render it
+/// (`secgroup::chain`), or a NIC's own, as versions before shared chains
+/// made them (found on an upgraded host, deleted once nothing jumps to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FilterChain {
+    Shared {
+        fingerprint: Fingerprint,
+        direction: Direction,
+    },
+    Nic {
+        vm: u64,
+        nic_id: u32,
+        direction: Direction,
+    },
+}
+
+impl FilterChain {
+    /// The chain of `direction` for `rules`: none when they leave it open.
+    pub fn of(rules: &[Rule], direction: Direction) -> Option<Self> {
+        (!open(rules, direction)).then(|| Self::Shared {
+            fingerprint: Fingerprint::of(rules, direction),
+            direction,
+        })
+    }
+
+    /// Its name in the table.
+    pub fn name(self) -> String {
+        match self {
+            Self::Shared { fingerprint, direction } => secgroup::chain::name(fingerprint, direction),
+            Self::Nic { vm, nic_id, direction } => {
+                format!("nic-{vm}-{nic_id}-{}", suffix(direction))
+            }
+        }
+    }
+
+    /// The chain a name in the table is (`None`: a base chain, or not ours).
+    pub fn parse(name: &str) -> Option<Self> {
+        if let Some((fingerprint, direction)) = secgroup::chain::parse_name(name) {
+            return Some(Self::Shared { fingerprint, direction });
+        }
+        let rest = name.strip_prefix("nic-")?;
+        let (rest, direction) = match rest.strip_suffix("-in") {
+            Some(r) => (r, Direction::Inbound),
+            None => (rest.strip_suffix("-out")?, Direction::Outbound),
+        };
+        let (vm, nic) = rest.split_once('-')?;
+        Some(Self::Nic {
+            vm: vm.parse().ok()?,
+            nic_id: nic.parse().ok()?,
+            direction,
+        })
+    }
+
+    pub fn direction(self) -> Direction {
+        match self {
+            Self::Shared { direction, .. } | Self::Nic { direction, .. } => direction,
+        }
+    }
+}
+
+fn suffix(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Inbound => "in",
+        Direction::Outbound => "out",
+    }
+}
+
+/// Where a VM address's traffic goes in one direction's map: to the chain
+/// of its NIC's rules, or on (`continue`, as if it had no element: the
+/// NIC's rules let everything through in that direction, so it needs no
+/// chain; OpenNebula's default security group does, both ways).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum FilterTarget {
-    Chain { vm: u64, nic_id: u32 },
+    Chain(FilterChain),
     Continue,
 }
 
 impl FilterTarget {
-    /// The target of NIC `(vm, nic_id)` with `rules` in `direction`.
-    pub fn of(vm: u64, nic_id: u32, rules: &[Rule], direction: Direction) -> Self {
-        if open(rules, direction) {
-            Self::Continue
-        } else {
-            Self::Chain { vm, nic_id }
-        }
+    /// The target of a NIC with `rules` in `direction`.
+    pub fn of(rules: &[Rule], direction: Direction) -> Self {
+        FilterChain::of(rules, direction).map_or(Self::Continue, Self::Chain)
     }
 
     /// The element's verdict as nft writes it.
-    pub fn verdict(self, direction: Direction) -> String {
+    pub fn verdict(self) -> String {
         match self {
-            Self::Chain { vm, nic_id } => format!("jump {}", chain_name(vm, nic_id, direction)),
-            Self::Continue => "continue".to_owned(),
+            Self::Chain(c) => format!("jump {}", c.name()),
+            Self::Continue => CONTINUE.to_owned(),
         }
     }
 
     /// As [`FilterState::elements`] keeps it: the chain's name, or `continue`.
-    pub fn listed(self, direction: Direction) -> String {
+    pub fn listed(self) -> String {
         match self {
-            Self::Chain { vm, nic_id } => chain_name(vm, nic_id, direction),
+            Self::Chain(c) => c.name(),
             Self::Continue => CONTINUE.to_owned(),
         }
+    }
+
+    /// The target a listed element names (`None`: a chain not ours).
+    pub fn parse(listed: &str) -> Option<Self> {
+        if listed == CONTINUE {
+            return Some(Self::Continue);
+        }
+        FilterChain::parse(listed).map(Self::Chain)
     }
 }
 
@@ -136,15 +218,6 @@ pub fn addrs(e: &Endpoint) -> Vec<FilterAddr> {
             out
         }
     }
-}
-
-/// A chain's name.
-pub fn chain_name(vm: u64, nic: u32, direction: Direction) -> String {
-    let d = match direction {
-        Direction::Inbound => "in",
-        Direction::Outbound => "out",
-    };
-    format!("nic-{vm}-{nic}-{d}")
 }
 
 /// The rules of the NICs the endpoints belong to (the parent NIC for an
@@ -200,27 +273,6 @@ pub const BASE: [(&str, &[&str]); 2] = [
     ),
 ];
 
-/// The comment on the last rule (`drop`) of a NIC chain: a fingerprint of
-/// its rules, so a listing tells whether the chain holds what is wanted.
-pub fn chain_tag(rules: &[Rule], direction: Direction) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for line in secgroup::render::chain(rules, direction) {
-        for b in line.bytes().chain([b'\n']) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    format!("one-scaleway sg rules {h:016x}")
-}
-
-/// The NIC a chain name belongs to.
-pub fn parse_chain_name(name: &str) -> Option<(u64, u32)> {
-    let rest = name.strip_prefix("nic-")?;
-    let rest = rest.strip_suffix("-in").or_else(|| rest.strip_suffix("-out"))?;
-    let (vm, nic) = rest.split_once('-')?;
-    Some((vm.parse().ok()?, nic.parse().ok()?))
-}
-
 /// The filters' table, as listed or as the host record says it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterState {
@@ -229,8 +281,12 @@ pub struct FilterState {
     pub maps: BTreeMap<String, (String, bool)>,
     /// Chain name -> hook (base chains) and each rule's comment.
     pub chains: BTreeMap<String, (Option<String>, Vec<Option<String>>)>,
-    /// Map name -> address -> the chain it jumps to.
+    /// Map name -> address -> the chain it jumps to, or `continue`.
     pub elements: BTreeMap<String, BTreeMap<FilterAddr, String>>,
+    /// Chains that elements this state leaves out jump to (a model of the
+    /// NICs an action touches: the chains the record's other NICs use,
+    /// [`chains_in_use`]); a plan deletes none of them.
+    pub used_elsewhere: BTreeSet<FilterChain>,
 }
 
 impl FilterState {
@@ -250,7 +306,7 @@ impl FilterState {
             })
     }
 
-    /// The fingerprint a NIC chain holds (its last rule's comment).
+    /// The tag a chain holds (its last rule's comment).
     pub fn chain_tag(&self, name: &str) -> Option<&str> {
         self.chains.get(name)?.1.last()?.as_deref()
     }
@@ -265,20 +321,27 @@ impl FilterState {
     pub fn model<'a>(filters: &[NicFilter], endpoints: impl IntoIterator<Item = &'a Endpoint>) -> Self {
         let mut s = Self::default();
         let mut ops = vec![NftOp::EnsureFilters];
+        let mut targets = Targets::default();
+        let mut set = BTreeSet::new();
+        let mut of_nic = BTreeMap::new();
         for f in filters {
-            ops.push(NftOp::SetFilter {
-                vm: f.vm,
-                nic_id: f.nic_id,
-                rules: f.rules.clone(),
-            });
+            let t = targets.get(&f.rules);
+            for (direction, target) in DIRECTIONS.into_iter().zip(t) {
+                if let FilterTarget::Chain(c) = target
+                    && set.insert(c)
+                {
+                    ops.push(NftOp::SetChain {
+                        direction,
+                        rules: f.rules.clone(),
+                    });
+                }
+            }
+            of_nic.insert((f.vm, f.nic_id), t);
         }
-        let rules: BTreeMap<(u64, u32), &Vec<Rule>> = filters.iter().map(|f| ((f.vm, f.nic_id), &f.rules)).collect();
         for e in endpoints {
-            let (vm, nic_id) = nic_of(e);
-            if let Some(rules) = rules.get(&(vm, nic_id)) {
+            if let Some(t) = of_nic.get(&nic_of(e)) {
                 for addr in addrs(e) {
-                    for direction in DIRECTIONS {
-                        let target = FilterTarget::of(vm, nic_id, rules, direction);
+                    for (direction, target) in DIRECTIONS.into_iter().zip(*t) {
                         ops.push(NftOp::AddFilterAddr {
                             addr,
                             direction,
@@ -295,125 +358,78 @@ impl FilterState {
     }
 }
 
-/// Plans the filters of `request` against `observed` (listed, or the
-/// record's model).
-pub(crate) fn plan(request: &Request, observed: &FilterState, p: &mut Plan) {
-    let mut ops = Vec::new();
-    let wanted: BTreeMap<(u64, u32), &Vec<Rule>> =
-        request.filters.iter().map(|f| ((f.vm, f.nic_id), &f.rules)).collect();
-    for (&(vm, nic_id), rules) in &wanted {
-        let mut stale = false;
-        for d in DIRECTIONS {
-            let chain = chain_name(vm, nic_id, d);
-            if open(rules, d) {
-                // No chain: one left from before goes once nothing jumps to it.
-                if observed.chains.contains_key(&chain) {
-                    ops.push(NftOp::DeleteFilter {
-                        vm,
-                        nic_id,
-                        direction: d,
-                    });
-                }
-            } else {
-                stale |= observed.chain_tag(&chain) != Some(chain_tag(rules, d).as_str());
+/// The targets of rule sets, each computed once (a fingerprint renders the
+/// chain and hashes it; a host's NICs have a few rule sets between them).
+#[derive(Debug, Default)]
+pub struct Targets<'a>(HashMap<&'a [Rule], [FilterTarget; 2]>);
+
+impl<'a> Targets<'a> {
+    /// The targets of a NIC with `rules`, inbound then outbound.
+    pub fn get(&mut self, rules: &'a [Rule]) -> [FilterTarget; 2] {
+        *self
+            .0
+            .entry(rules)
+            .or_insert_with(|| DIRECTIONS.map(|d| FilterTarget::of(rules, d)))
+    }
+}
+
+/// The shared chains of `candidates` that NICs of `filters` other than
+/// `except` jump to: what a plan that sees only `except`'s elements must
+/// not delete.
+pub fn chains_in_use(
+    filters: &[NicFilter],
+    except: &BTreeSet<(u64, u32)>,
+    candidates: &BTreeSet<FilterChain>,
+) -> BTreeSet<FilterChain> {
+    let mut out = BTreeSet::new();
+    if candidates.is_empty() {
+        return out;
+    }
+    let mut targets = Targets::default();
+    for f in filters.iter().filter(|f| !except.contains(&(f.vm, f.nic_id))) {
+        for t in targets.get(&f.rules) {
+            if let FilterTarget::Chain(c) = t
+                && candidates.contains(&c)
+            {
+                out.insert(c);
             }
         }
-        if stale {
-            ops.push(NftOp::SetFilter {
-                vm,
-                nic_id,
-                rules: (*rules).clone(),
-            });
+        if out.len() == candidates.len() {
+            break;
         }
     }
-    let still: Vec<&Endpoint> = request.ensure.iter().chain(&request.keep).collect();
-    let mut deleted = BTreeSet::new();
-    let mut delete = |ops: &mut Vec<NftOp>, addr: FilterAddr, direction: Direction, target: FilterTarget| {
-        if deleted.insert((addr, direction)) {
-            ops.push(NftOp::DeleteFilterAddr {
-                addr,
-                direction,
-                target,
-            });
-        }
-    };
-    // What the NIC's element of an address is in the observed map.
-    let current = |addr: FilterAddr, d: Direction| -> Option<FilterTarget> {
-        let listed = observed.target(map(addr, d), addr)?;
-        if listed == CONTINUE {
-            return Some(FilterTarget::Continue);
-        }
-        let (vm, nic_id) = parse_chain_name(listed)?;
-        Some(FilterTarget::Chain { vm, nic_id })
-    };
-    for e in &request.remove {
-        let (vm, nic_id) = nic_of(e);
-        for addr in addrs(e) {
-            let needed = still
-                .iter()
-                .any(|s| nic_of(s) == (vm, nic_id) && addrs(s).contains(&addr));
-            // `continue` names no NIC: it is this one's when no other
-            // endpoint that stays has the address.
-            let held = still.iter().any(|s| addrs(s).contains(&addr));
-            for d in DIRECTIONS {
-                match current(addr, d) {
-                    Some(t @ FilterTarget::Chain { vm: v, nic_id: n }) if !needed && (v, n) == (vm, nic_id) => {
-                        delete(&mut ops, addr, d, t);
-                    }
-                    Some(FilterTarget::Continue) if !needed && !held => {
-                        delete(&mut ops, addr, d, FilterTarget::Continue);
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    let gone: BTreeSet<(u64, u32)> = request
-        .remove
+    out
+}
+
+/// The NICs of `filters` whose filtering changes: rules other than
+/// `recorded`, or one of their chains set by `ops` (found missing or not
+/// ours).
+pub fn changed<'a>(ops: &[NftOp], filters: &'a [NicFilter], recorded: &[NicFilter]) -> Vec<&'a NicFilter> {
+    let set: BTreeSet<FilterChain> = ops
         .iter()
-        .map(nic_of)
-        .filter(|key| !still.iter().any(|s| nic_of(s) == *key))
+        .filter_map(|o| match o {
+            NftOp::SetChain { direction, rules } => FilterChain::of(rules, *direction),
+            _ => None,
+        })
         .collect();
-    for (vm, nic_id) in gone {
-        for direction in DIRECTIONS {
-            if observed.chains.contains_key(&chain_name(vm, nic_id, direction)) {
-                ops.push(NftOp::DeleteFilter { vm, nic_id, direction });
-            }
-        }
+    filters
+        .iter()
+        .filter(|f| {
+            !recorded.contains(f)
+                || DIRECTIONS
+                    .iter()
+                    .any(|&d| FilterChain::of(&f.rules, d).is_some_and(|c| set.contains(&c)))
+        })
+        .collect()
+}
+
+/// The direction of a map (`in4`, `out6`, ...).
+pub fn direction_of(map: &str) -> Option<Direction> {
+    match map {
+        "in4" | "in6" => Some(Direction::Inbound),
+        "out4" | "out6" => Some(Direction::Outbound),
+        _ => None,
     }
-    let mut added = BTreeSet::new();
-    for e in &request.ensure {
-        let (vm, nic_id) = nic_of(e);
-        for d in DIRECTIONS {
-            let target = match wanted.get(&(vm, nic_id)) {
-                Some(rules) => FilterTarget::of(vm, nic_id, rules, d),
-                // Rules not given (a record from before security groups):
-                // the NIC's chain when it has one, else nothing.
-                None if observed.chains.contains_key(&chain_name(vm, nic_id, d)) => FilterTarget::Chain { vm, nic_id },
-                None => continue,
-            };
-            for addr in addrs(e) {
-                match current(addr, d) {
-                    Some(t) if t == target => continue,
-                    // Left by another NIC (a crash, a record lost), or this
-                    // one's from before its rules changed: re-pointed.
-                    Some(other) => delete(&mut ops, addr, d, other),
-                    None => {}
-                }
-                if added.insert((addr, d)) {
-                    ops.push(NftOp::AddFilterAddr {
-                        addr,
-                        direction: d,
-                        target,
-                    });
-                }
-            }
-        }
-    }
-    if !ops.is_empty() && !observed.base_ok() {
-        ops.insert(0, NftOp::EnsureFilters);
-    }
-    p.nft.ops.extend(ops);
 }
 
 /// The map of one family and direction.
@@ -429,229 +445,4 @@ pub fn map(addr: FilterAddr, direction: Direction) -> &'static str {
 pub(crate) const DIRECTIONS: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::endpoint::{BridgeName, Owner, Port};
-
-    fn endpoint(vm: u64, nic_id: u32, alias: Option<(u32, u32)>, n: u8) -> Endpoint {
-        Endpoint {
-            owner: Owner { vm, nic_id, alias },
-            bridge: BridgeName::parse("scwpub0").unwrap(),
-            public: Public::V4 {
-                ip: [172, 30, 0, 4 * n].into(),
-                gateway: [172, 30, 0, 4 * n + 1].into(),
-                external: [198, 51, 100, n].into(),
-            },
-            port: Some(Port {
-                tap: BridgeName::parse(&format!("one-{vm}-0")).unwrap(),
-                mac: [2, 0, 0, 0, 0, n],
-            }),
-        }
-    }
-
-    fn filter(vm: u64, nic_id: u32, inbound_port: u16) -> NicFilter {
-        let mut rules = secgroup::default_rules();
-        rules[1].protocol = secgroup::Protocol::Tcp;
-        rules[1].ports = vec![secgroup::PortRange {
-            first: inbound_port,
-            last: inbound_port,
-        }];
-        NicFilter { vm, nic_id, rules }
-    }
-
-    fn ops(request: &Request, observed: &FilterState) -> Vec<NftOp> {
-        let mut p = Plan::default();
-        plan(request, observed, &mut p);
-        p.nft.ops
-    }
-
-    fn add(n: u8, direction: Direction, target: FilterTarget) -> NftOp {
-        NftOp::AddFilterAddr {
-            addr: FilterAddr::V4([172, 30, 0, 4 * n].into()),
-            direction,
-            target,
-        }
-    }
-
-    fn delete(n: u8, direction: Direction, target: FilterTarget) -> NftOp {
-        NftOp::DeleteFilterAddr {
-            addr: FilterAddr::V4([172, 30, 0, 4 * n].into()),
-            direction,
-            target,
-        }
-    }
-
-    const IN: Direction = Direction::Inbound;
-    const OUT: Direction = Direction::Outbound;
-    const ON: FilterTarget = FilterTarget::Continue;
-    const NIC7: FilterTarget = FilterTarget::Chain { vm: 7, nic_id: 0 };
-
-    /// `filter`'s rules: inbound TCP to one port (a chain), outbound
-    /// everything (open: no chain, the elements `continue`).
-    #[test]
-    fn chains_are_set_only_when_their_rules_change() {
-        let (nic, alias) = (endpoint(7, 0, None, 1), endpoint(7, 2, Some((0, 0)), 2));
-        let recorded = FilterState::model(&[filter(7, 0, 22)], [&nic, &alias]);
-        assert!(recorded.base_ok());
-        assert!(recorded.chains.contains_key("nic-7-0-in") && !recorded.chains.contains_key("nic-7-0-out"));
-        let same = Request {
-            ensure: vec![nic],
-            keep: vec![alias],
-            filters: vec![filter(7, 0, 22)],
-            ..Request::default()
-        };
-        // The same rules: the VM's address is asserted again, the chains stay.
-        assert_eq!(
-            ops(&same, &FilterState::model(&[filter(7, 0, 22)], [&alias])),
-            [add(1, IN, NIC7), add(1, OUT, ON)]
-        );
-        assert!(ops(&same, &recorded).is_empty());
-        // Other rules: the chains are set again, nothing else.
-        let other = Request {
-            filters: vec![filter(7, 0, 443)],
-            ..same.clone()
-        };
-        let planned = ops(&other, &recorded);
-        assert!(
-            matches!(planned[..], [NftOp::SetFilter { nic_id: 0, .. }]),
-            "{planned:?}"
-        );
-        // The alias goes: its address only; the NIC's chain stays for the NIC.
-        let detach = Request {
-            remove: vec![alias],
-            keep: vec![nic],
-            ..Request::default()
-        };
-        assert_eq!(ops(&detach, &recorded), [delete(2, IN, NIC7), delete(2, OUT, ON)]);
-        // Both go: their addresses, then the chain.
-        let clean = Request {
-            remove: vec![nic, alias],
-            ..Request::default()
-        };
-        let planned = ops(&clean, &recorded);
-        assert_eq!(planned.len(), 5, "{planned:?}");
-        assert_eq!(
-            planned[4],
-            NftOp::DeleteFilter {
-                vm: 7,
-                nic_id: 0,
-                direction: IN
-            }
-        );
-        // An unknown table (listed empty): the base is declared with the rest.
-        assert_eq!(ops(&same, &FilterState::default())[0], NftOp::EnsureFilters);
-    }
-
-    /// Rules that open a direction, then close it again (`update_sg`): the
-    /// elements are re-pointed in the transaction that adds or deletes the
-    /// chain, which the simulation (nft's rules) accepts.
-    #[test]
-    fn a_direction_opened_or_closed_moves_its_elements_and_its_chain() {
-        let nic = endpoint(7, 0, None, 1);
-        let closed = filter(7, 0, 22);
-        let mut open_both = closed.clone();
-        open_both.rules = secgroup::default_rules();
-        for (from, to, expected) in [
-            (
-                &closed,
-                &open_both,
-                vec![
-                    NftOp::DeleteFilter {
-                        vm: 7,
-                        nic_id: 0,
-                        direction: IN,
-                    },
-                    delete(1, IN, NIC7),
-                    add(1, IN, ON),
-                ],
-            ),
-            (
-                &open_both,
-                &closed,
-                vec![
-                    NftOp::SetFilter {
-                        vm: 7,
-                        nic_id: 0,
-                        rules: closed.rules.clone(),
-                    },
-                    delete(1, IN, ON),
-                    add(1, IN, NIC7),
-                ],
-            ),
-        ] {
-            let mut host = FilterState::model(std::slice::from_ref(from), [&nic]);
-            let request = Request {
-                ensure: vec![nic],
-                filters: vec![to.clone()],
-                ..Request::default()
-            };
-            let planned = ops(&request, &host);
-            assert_eq!(planned, expected);
-            simulate(&mut host, &planned).unwrap();
-            assert_eq!(host, FilterState::model(std::slice::from_ref(to), [&nic]));
-            let mut script = String::new();
-            render(&planned, &mut script);
-            assert!(!script.contains("nic-7-0-out"), "{script}");
-        }
-        assert!(
-            FilterState::model(&[open_both], [&nic])
-                .chains
-                .keys()
-                .all(|c| !c.starts_with("nic-"))
-        );
-    }
-
-    /// A host set up by a version that gave every NIC two chains: a NIC of
-    /// group 0 found with its chains (a listing, after the model's
-    /// transaction was refused) loses them, its elements re-pointed, in
-    /// one transaction nft accepts.
-    #[test]
-    fn chains_an_earlier_version_made_for_an_open_nic_go() {
-        let nic = endpoint(7, 0, None, 1);
-        let mut old = FilterState::model(&[filter(7, 0, 22)], [&nic]);
-        // What the earlier version made: both chains, both elements jumping.
-        let tags = |d| (None, vec![Some(chain_tag(&secgroup::default_rules(), d))]);
-        old.chains.insert("nic-7-0-out".into(), tags(OUT));
-        old.chains.insert("nic-7-0-in".into(), tags(IN));
-        let addr = FilterAddr::V4([172, 30, 0, 4].into());
-        old.elements.get_mut("out4").unwrap().insert(addr, "nic-7-0-out".into());
-        let request = Request {
-            ensure: vec![nic],
-            filters: vec![NicFilter {
-                vm: 7,
-                nic_id: 0,
-                rules: secgroup::default_rules(),
-            }],
-            ..Request::default()
-        };
-        let planned = ops(&request, &old);
-        let mut host = old.clone();
-        simulate(&mut host, &planned).unwrap();
-        let open = NicFilter {
-            vm: 7,
-            nic_id: 0,
-            rules: secgroup::default_rules(),
-        };
-        assert_eq!(host, FilterState::model(&[open], [&nic]), "{planned:?}");
-        assert!(host.chains.keys().all(|c| !c.starts_with("nic-")));
-    }
-
-    /// A `continue` element names no NIC: a NIC that goes takes it only
-    /// when no endpoint that stays has the address.
-    #[test]
-    fn an_open_address_another_endpoint_holds_stays() {
-        let (gone, holder) = (endpoint(7, 0, None, 1), endpoint(8, 0, None, 1));
-        let host = FilterState::model(&[filter(8, 0, 22)], [&holder]);
-        let request = Request {
-            remove: vec![gone],
-            keep: vec![holder],
-            ..Request::default()
-        };
-        assert!(ops(&request, &host).is_empty());
-        let alone = Request {
-            remove: vec![gone],
-            ..Request::default()
-        };
-        assert_eq!(ops(&alone, &host), [delete(1, OUT, ON)]);
-    }
-}
+mod tests;

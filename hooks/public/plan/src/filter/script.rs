@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 use secgroup::Direction;
 
 use super::{
-    BASE, DIRECTIONS, FILTER_COMMENT, FILTER_TABLE, FilterAddr, FilterState, FilterTarget, MAPS, chain_name, chain_tag,
-    map, open, rule_tag,
+    BASE, FILTER_COMMENT, FILTER_TABLE, FilterAddr, FilterChain, FilterState, FilterTarget, MAPS, map, rule_tag,
 };
 use crate::ops::NftOp;
 
@@ -27,14 +26,10 @@ pub fn render(ops: &[NftOp], out: &mut String) {
     }
     let declared: BTreeSet<String> = ops
         .iter()
-        .flat_map(|o| match o {
-            NftOp::SetFilter { vm, nic_id, rules } => DIRECTIONS
-                .iter()
-                .filter(|&&d| !open(rules, d))
-                .map(|&d| chain_name(*vm, *nic_id, d))
-                .collect(),
-            NftOp::DeleteFilter { vm, nic_id, direction } => vec![chain_name(*vm, *nic_id, *direction)],
-            _ => Vec::new(),
+        .filter_map(|o| match o {
+            NftOp::SetChain { direction, rules } => FilterChain::of(rules, *direction).map(FilterChain::name),
+            NftOp::DeleteChain(c) => Some(c.name()),
+            _ => None,
         })
         .collect();
     for c in &declared {
@@ -55,27 +50,25 @@ pub fn render(ops: &[NftOp], out: &mut String) {
         }
     }
     for op in ops {
-        if let NftOp::SetFilter { vm, nic_id, rules } = op {
-            for d in DIRECTIONS.into_iter().filter(|&d| !open(rules, d)) {
-                let c = chain_name(*vm, *nic_id, d);
-                out.push_str(&format!("flush chain {t} {c}\n"));
-                let lines = secgroup::render::chain(rules, d);
-                let last = lines.len().saturating_sub(1);
-                for (i, line) in lines.iter().enumerate() {
-                    if i == last {
-                        out.push_str(&format!(
-                            "add rule {t} {c} {line} comment \"{}\"\n",
-                            chain_tag(rules, d)
-                        ));
-                    } else {
-                        out.push_str(&format!("add rule {t} {c} {line}\n"));
-                    }
+        if let NftOp::SetChain { direction, rules } = op
+            && let Some(FilterChain::Shared { fingerprint, .. }) = FilterChain::of(rules, *direction)
+        {
+            let c = secgroup::chain::name(fingerprint, *direction);
+            out.push_str(&format!("flush chain {t} {c}\n"));
+            let lines = secgroup::render::chain(rules, *direction);
+            let last = lines.len().saturating_sub(1);
+            for (i, line) in lines.iter().enumerate() {
+                if i == last {
+                    let tag = secgroup::chain::tag(fingerprint);
+                    out.push_str(&format!("add rule {t} {c} {line} comment \"{tag}\"\n"));
+                } else {
+                    out.push_str(&format!("add rule {t} {c} {line}\n"));
                 }
             }
         }
     }
     let element = |addr: FilterAddr, d: Direction, target: FilterTarget| {
-        format!("{} {{ {addr} : {} }}", map(addr, d), target.verdict(d))
+        format!("{} {{ {addr} : {} }}", map(addr, d), target.verdict())
     };
     for op in ops {
         if let NftOp::DeleteFilterAddr {
@@ -89,8 +82,8 @@ pub fn render(ops: &[NftOp], out: &mut String) {
         }
     }
     for op in ops {
-        if let NftOp::DeleteFilter { vm, nic_id, direction } = *op {
-            let c = chain_name(vm, nic_id, direction);
+        if let NftOp::DeleteChain(c) = op {
+            let c = c.name();
             out.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
         }
     }
@@ -142,16 +135,17 @@ pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
     }
     for op in ops {
         match op {
-            NftOp::SetFilter { vm, nic_id, rules } => {
-                for d in DIRECTIONS.into_iter().filter(|&d| !open(rules, d)) {
-                    let n = secgroup::render::chain(rules, d).len();
+            NftOp::SetChain { direction, rules } => {
+                if let Some(FilterChain::Shared { fingerprint, .. }) = FilterChain::of(rules, *direction) {
+                    let n = secgroup::render::chain(rules, *direction).len();
                     let mut tags = vec![None; n.saturating_sub(1)];
-                    tags.push(Some(chain_tag(rules, d)));
-                    next.chains.insert(chain_name(*vm, *nic_id, d), (None, tags));
+                    tags.push(Some(secgroup::chain::tag(fingerprint)));
+                    next.chains
+                        .insert(secgroup::chain::name(fingerprint, *direction), (None, tags));
                 }
             }
-            NftOp::DeleteFilter { vm, nic_id, direction } => {
-                next.chains.entry(chain_name(*vm, *nic_id, *direction)).or_default();
+            NftOp::DeleteChain(c) => {
+                next.chains.entry(c.name()).or_default();
             }
             _ => {}
         }
@@ -167,8 +161,8 @@ pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
         }
     }
     for op in ops {
-        if let NftOp::DeleteFilter { vm, nic_id, direction } = *op {
-            let c = chain_name(vm, nic_id, direction);
+        if let NftOp::DeleteChain(c) = op {
+            let c = c.name();
             if next.elements.values().any(|m| m.values().any(|v| *v == c)) {
                 return Err("Error: Could not process rule: Device or resource busy".into());
             }
@@ -194,8 +188,8 @@ pub fn simulate(s: &mut FilterState, ops: &[NftOp]) -> Result<(), String> {
 /// going elsewhere fails. (A deletion is rendered as an addition then a
 /// deletion.)
 fn element(s: &mut FilterState, addr: FilterAddr, d: Direction, target: FilterTarget, add: bool) -> Result<(), String> {
-    let c = target.listed(d);
-    if matches!(target, FilterTarget::Chain { .. }) && !s.chains.contains_key(&c) {
+    let c = target.listed();
+    if matches!(target, FilterTarget::Chain(_)) && !s.chains.contains_key(&c) {
         return Err("Error: Could not process rule: No such file or directory".into());
     }
     let m = s.elements.entry(map(addr, d).to_owned()).or_default();
@@ -216,8 +210,8 @@ pub fn is_filter_op(op: &NftOp) -> bool {
     matches!(
         op,
         NftOp::EnsureFilters
-            | NftOp::SetFilter { .. }
-            | NftOp::DeleteFilter { .. }
+            | NftOp::SetChain { .. }
+            | NftOp::DeleteChain(_)
             | NftOp::AddFilterAddr { .. }
             | NftOp::DeleteFilterAddr { .. }
     )

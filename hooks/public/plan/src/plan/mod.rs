@@ -80,6 +80,9 @@ pub struct Request {
     /// The security group rules to set on NICs (those of `ensure`, or of
     /// a VM whose groups changed).
     pub filters: Vec<crate::filter::NicFilter>,
+    /// Delete every chain of the filters' table nothing jumps to (a
+    /// listing's plan: `reconcile`).
+    pub collect_chains: bool,
 }
 
 /// The changes, in the order they are applied: `ip_before` (rtnetlink
