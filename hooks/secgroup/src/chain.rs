@@ -12,6 +12,7 @@
 //! with another tenant's would be judged by that tenant's chain, or judge
 //! that tenant's VMs by its own.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -73,6 +74,22 @@ impl Serialize for Fingerprint {
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The fingerprints of rule sets, each computed once (a host's NICs have a
+/// few rule sets between them; a fingerprint renders and hashes a chain).
+#[derive(Debug, Default)]
+pub struct Fingerprints<'a>(HashMap<&'a [Rule], [Option<Fingerprint>; 2]>);
+
+impl<'a> Fingerprints<'a> {
+    /// The chains of a NIC with `rules`, inbound then outbound (`None`: the
+    /// rules leave that direction open, [`crate::open`]: no chain).
+    pub fn of(&mut self, rules: &'a [Rule]) -> [Option<Fingerprint>; 2] {
+        *self.0.entry(rules).or_insert_with(|| {
+            [Direction::Inbound, Direction::Outbound]
+                .map(|d| (!crate::open(rules, d)).then(|| Fingerprint::of(rules, d)))
+        })
     }
 }
 

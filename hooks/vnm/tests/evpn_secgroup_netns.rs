@@ -220,9 +220,28 @@ fn private_nics_are_filtered_by_their_groups_on_their_port() {
     r.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert!(log.contains("VM 23: no private NIC of it on this host"), "{log}");
 
-    // VM 22 (group 0: open both ways, no chain) into group 100 and back:
-    // its chains made and its elements re-pointed in one transaction, then
-    // the other way.
+    let table = || {
+        a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_evpn_sg"], b"")
+    };
+    let chains = |t: &str| t.matches("\tchain sg-").count();
+    let alone = chains(&table());
+    // VM 22 (group 0: open both ways, no chain) into VM 21's rules: VM 21's
+    // chains, shared, its elements re-pointed to them.
+    let same = captured("vnm/secgroup-scaleway_evpn-update_sg.xml", 22, "100");
+    let (r, log) = a.run(move |log, env| private::update_sg(&same, log, env));
+    r.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    let t = table();
+    assert!(alone == 2 && chains(&t) == alone, "{t}");
+    assert!(
+        !tcp_ok(&v3, sa(v4(2), 8005), &v2, sa(v4(2), 8005)),
+        "VM 22: 8005 refused"
+    );
+    assert!(
+        tcp_ok(&v3, sa(v4(2), 8080), &v2, sa(v4(2), 8080)),
+        "VM 22: 8080 allowed"
+    );
+    // Into group 100 (chains of its own rules made, its elements re-pointed
+    // in one transaction), and back to group 0 (the other way).
     for (groups, open) in [("100", false), ("0", true)] {
         let doc = captured("vnm/secgroup-scaleway_evpn-pre.xml", 22, groups);
         let (r, log) = a.run(move |log, env| private::update_sg(&doc, log, env));
@@ -236,18 +255,16 @@ fn private_nics_are_filtered_by_their_groups_on_their_port() {
             tcp_ok(&v3, sa(v4(2), 8005), &v2, sa(v4(2), 8005)),
             "VM 22 in group {groups}: TCP 8005"
         );
-        let table =
-            a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_evpn_sg"], b"");
-        assert_eq!(table.contains("nic-22-1-in"), !open, "{table}");
+        let t = table();
+        assert_eq!(chains(&t), if open { alone } else { alone + 2 }, "{t}");
     }
 
     // clean: VM 21's chains and port go, VM 22's stay; the last VM's clean
     // removes both tables.
     a.unplug("one-21-1");
     a.clean(&doc21);
-    let table =
-        a.ns.run_ok(&["nft", "list", "table", "inet", "one_scaleway_evpn_sg"], b"");
-    assert!(!table.contains("nic-21-1") && table.contains(": continue"), "{table}");
+    let t = table();
+    assert!(chains(&t) == 0 && t.contains(": continue"), "{t}");
     let ports =
         a.ns.run_ok(&["nft", "list", "table", "bridge", "one_scaleway_evpn_ports"], b"");
     assert!(!ports.contains("one-21-1") && ports.contains("one-22-1"), "{ports}");

@@ -20,9 +20,11 @@
 //!   receiver's `-in` chain by its low half (map `to_vm`); at `input`, what
 //!   a VM sends to the host itself, through its `-out` chain. The chains
 //!   hold the NIC's rules as OpenNebula's iptables driver applies them
-//!   (`secgroup::render`), exactly as the public driver's; a direction the
-//!   rules leave wide open (group 0's) has no chain, its element
-//!   `continue`s (`secgroup::open`).
+//!   (`secgroup::render`), exactly as the public driver's, and are shared
+//!   by every port whose rules are the same (`sg-<fingerprint>-in` and
+//!   `-out`, `secgroup::chain`: a chain per rule set, not per port); a
+//!   direction the rules leave wide open (group 0's) has no chain, its
+//!   element `continue`s (`secgroup::open`).
 //!
 //! So a VM's rules follow its port whatever addresses it uses (a NIC alias
 //! shares its parent's port and rules, as in OpenNebula), two private
@@ -46,7 +48,7 @@
 use std::collections::BTreeSet;
 
 use opennebula::attr::IfName;
-use secgroup::{Direction, Rule};
+use secgroup::Rule;
 use serde::{Deserialize, Serialize};
 
 mod script;
@@ -87,15 +89,6 @@ pub struct Filters {
     pub ports: Vec<PortFilter>,
     /// Our VXLAN devices (their frames are marked as ours).
     pub vxlans: Vec<String>,
-}
-
-/// A chain's name.
-pub fn chain_name(vm: u64, nic: u32, direction: Direction) -> String {
-    let d = match direction {
-        Direction::Inbound => "in",
-        Direction::Outbound => "out",
-    };
-    format!("nic-{vm}-{nic}-{d}")
 }
 
 /// The mark of a frame from port `id`.
@@ -161,7 +154,7 @@ pub const BRIDGE_NF_KEYS: [&str; 2] = ["bridge-nf-call-iptables", "bridge-nf-cal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secgroup::{PortRange, Protocol, Target};
+    use secgroup::{Direction, PortRange, Protocol, Target};
 
     fn rule(direction: Direction, protocol: Protocol, ports: &[(u16, u16)]) -> Rule {
         Rule {

@@ -1,12 +1,13 @@
 //! The security group tables as `nft -f -` scripts: replaced whole, or
 //! updated in place from what the record said they held.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use secgroup::Direction;
+use secgroup::chain::Fingerprints;
+use secgroup::{Direction, Fingerprint, Rule};
 
-use super::{FILTER_COMMENT, Filters, OURS, PORTS_COMMENT, PortFilter, chain_name, from_mark, to_mark};
+use super::{FILTER_COMMENT, Filters, OURS, PORTS_COMMENT, PortFilter, from_mark, to_mark};
 
 /// `family table` of our two tables ([`super::PORTS_TABLE`], [`super::FILTER_TABLE`]).
 const PORTS: &str = "bridge one_scaleway_evpn_ports";
@@ -28,11 +29,11 @@ struct Map {
     elements: Vec<String>,
 }
 
-/// The chains of each port (the mark's setter, the NIC's two chains).
+/// The mark's setter of each port.
 fn port_chains(f: &Filters) -> Vec<Chain> {
-    let mut out = Vec::new();
-    for p in &f.ports {
-        out.push(Chain {
+    f.ports
+        .iter()
+        .map(|p| Chain {
             table: PORTS,
             name: format!("port-{}", p.id),
             base: None,
@@ -43,38 +44,53 @@ fn port_chains(f: &Filters) -> Vec<Chain> {
                 ),
                 format!("meta mark set meta mark & 0xffff0000 | {:#010x}", p.id),
             ],
-        });
-        for d in [Direction::Inbound, Direction::Outbound] {
-            if let Some(c) = nic_chain(p, d) {
-                out.push(c);
+        })
+        .collect()
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+
+/// The chains the ports' rules need, by name: one per rule set and
+/// direction, shared by every port with those rules (`secgroup::chain`);
+/// none for a direction the rules leave wide open (the port's element in
+/// the map then `continue`s).
+fn nic_chains<'a>(f: &'a Filters, fps: &mut Fingerprints<'a>) -> BTreeMap<String, Chain> {
+    let mut out = BTreeMap::new();
+    for p in &f.ports {
+        for (d, fp) in DIRECTIONS.into_iter().zip(fps.of(&p.rules)) {
+            if let Some(fp) = fp {
+                let name = secgroup::chain::name(fp, d);
+                out.entry(name.clone()).or_insert_with(|| Chain {
+                    table: FILTER,
+                    name,
+                    base: None,
+                    rules: secgroup::render::chain(&p.rules, d),
+                });
             }
         }
     }
     out
 }
 
-/// The NIC's chain of direction `d`: none when its rules leave that
-/// direction wide open (its element in the map then `continue`s).
-fn nic_chain(p: &PortFilter, d: Direction) -> Option<Chain> {
-    (!secgroup::open(&p.rules, d)).then(|| Chain {
-        table: FILTER,
-        name: chain_name(p.vm, p.nic_id, d),
-        base: None,
-        rules: secgroup::render::chain(&p.rules, d),
-    })
-}
-
 /// The element of port `p` in the map of direction `d` (`from_vm`: its
 /// frames, `to_vm`: frames to it).
-fn verdict(p: &PortFilter, d: Direction) -> String {
+fn verdict<'a>(p: &'a PortFilter, d: Direction, fps: &mut Fingerprints<'a>) -> String {
     let key = match d {
         Direction::Outbound => from_mark(p.id),
         Direction::Inbound => to_mark(p.id),
     };
-    if secgroup::open(&p.rules, d) {
-        format!("{key:#010x} : continue")
-    } else {
-        format!("{key:#010x} : jump {}", chain_name(p.vm, p.nic_id, d))
+    match target(&p.rules, d, fps) {
+        Some(fp) => format!("{key:#010x} : jump {}", secgroup::chain::name(fp, d)),
+        None => format!("{key:#010x} : continue"),
+    }
+}
+
+/// The chain of `rules` in direction `d` (`None`: open).
+fn target<'a>(rules: &'a [Rule], d: Direction, fps: &mut Fingerprints<'a>) -> Option<Fingerprint> {
+    let [i, o] = fps.of(rules);
+    match d {
+        Direction::Inbound => i,
+        Direction::Outbound => o,
     }
 }
 
@@ -111,8 +127,9 @@ fn base_chains() -> Vec<Chain> {
     ]
 }
 
-fn maps(f: &Filters) -> Vec<Map> {
-    let verdicts = |d: Direction| -> Vec<String> { f.ports.iter().map(|p| verdict(p, d)).collect() };
+fn maps<'a>(f: &'a Filters, fps: &mut Fingerprints<'a>) -> Vec<Map> {
+    let mut verdicts = |d: Direction| -> Vec<String> { f.ports.iter().map(|p| verdict(p, d, fps)).collect() };
+    let (from_vm, to_vm) = (verdicts(Direction::Outbound), verdicts(Direction::Inbound));
     vec![
         Map {
             table: PORTS,
@@ -143,13 +160,13 @@ fn maps(f: &Filters) -> Vec<Map> {
             table: FILTER,
             name: "from_vm",
             types: "mark : verdict",
-            elements: verdicts(Direction::Outbound),
+            elements: from_vm,
         },
         Map {
             table: FILTER,
             name: "to_vm",
             types: "mark : verdict",
-            elements: verdicts(Direction::Inbound),
+            elements: to_vm,
         },
     ]
 }
@@ -165,11 +182,11 @@ fn body(f: &Filters) -> String {
     let _ = writeln!(out, "add table {PORTS} {{ comment \"{PORTS_COMMENT}\"; }}");
     let _ = writeln!(out, "add table {FILTER} {{ comment \"{FILTER_COMMENT}\"; }}");
     // Regular chains first: the maps' elements and the base rules jump to them.
-    let chains = port_chains(f);
-    for c in &chains {
+    let mut fps = Fingerprints::default();
+    for c in port_chains(f).iter().chain(nic_chains(f, &mut fps).values()) {
         add_chain(&mut out, c);
     }
-    let maps = maps(f);
+    let maps = maps(f, &mut fps);
     for m in &maps {
         let _ = writeln!(out, "add map {} {} {{ type {}; }}", m.table, m.name, m.types);
     }
@@ -275,8 +292,9 @@ impl Filters {
                 .cloned()
                 .collect(),
         };
-        // Ports whose rules changed keep their numbers: only their NIC's
-        // chains and elements change, direction by direction.
+        // Ports whose rules changed keep their numbers: only their
+        // elements change, direction by direction, to the chains of their
+        // new rules.
         let changed: Vec<(&PortFilter, &PortFilter)> = self
             .ports
             .iter()
@@ -288,53 +306,54 @@ impl Filters {
                     .map(|b| (b, p))
             })
             .collect();
+        let mut fps = Fingerprints::default();
+        let (old_chains, new_chains) = (nic_chains(before, &mut fps), nic_chains(self, &mut fps));
         let mut out = String::new();
         for c in &port_chains(&added) {
             add_chain(&mut out, c);
         }
+        for (name, c) in &new_chains {
+            if !old_chains.contains_key(name) {
+                // Flushed first: a chain left by an action interrupted
+                // before its record was saved is written once, not twice.
+                let _ = writeln!(out, "add chain {} {name}\nflush chain {} {name}", c.table, c.table);
+                add_rules(&mut out, c);
+            }
+        }
         let mut repointed = Vec::new();
-        let mut closed = Vec::new();
         for &(old, new) in &changed {
-            for d in [Direction::Inbound, Direction::Outbound] {
-                match (nic_chain(old, d), nic_chain(new, d)) {
-                    (Some(_), Some(c)) => {
-                        let _ = writeln!(out, "flush chain {} {}", c.table, c.name);
-                        add_rules(&mut out, &c);
-                    }
-                    (None, Some(c)) => {
-                        add_chain(&mut out, &c);
-                        repointed.push((new, d));
-                    }
-                    (Some(c), None) => {
-                        closed.push(c);
-                        repointed.push((new, d));
-                    }
-                    (None, None) => {}
+            for d in DIRECTIONS {
+                if target(&old.rules, d, &mut fps) != target(&new.rules, d, &mut fps) {
+                    repointed.push((new, d));
                 }
             }
         }
-        for m in &maps(&gone) {
+        for m in &maps(&gone, &mut fps) {
             let keys = keys(&m.elements);
             if !keys.is_empty() {
                 let _ = writeln!(out, "delete element {} {} {{ {} }}", m.table, m.name, keys.join(", "));
             }
         }
         for &(p, d) in &repointed {
-            let keys = keys(&[verdict(p, d)]);
+            let keys = keys(&[verdict(p, d, &mut fps)]);
             let _ = writeln!(out, "delete element {FILTER} {} {{ {} }}", map_of(d), keys.join(", "));
         }
-        for c in port_chains(&gone).iter().chain(&closed) {
+        let unused = old_chains
+            .iter()
+            .filter(|(name, _)| !new_chains.contains_key(*name))
+            .map(|(_, c)| c);
+        for c in port_chains(&gone).iter().chain(unused) {
             let _ = writeln!(
                 out,
                 "flush chain {} {}\ndelete chain {} {}",
                 c.table, c.name, c.table, c.name
             );
         }
-        for m in &maps(&added) {
+        for m in &maps(&added, &mut fps) {
             add_elements(&mut out, m.table, m.name, &m.elements);
         }
         for &(p, d) in &repointed {
-            add_elements(&mut out, FILTER, map_of(d), &[verdict(p, d)]);
+            add_elements(&mut out, FILTER, map_of(d), &[verdict(p, d, &mut fps)]);
         }
         out
     }
@@ -344,6 +363,57 @@ impl Filters {
 mod tests {
     use super::super::{FILTER_TABLE, PORTS_TABLE};
     use super::*;
+
+    fn port(vm: u64, id: u16, ssh_only: bool) -> PortFilter {
+        let mut rules = secgroup::default_rules();
+        if ssh_only {
+            rules[1].protocol = secgroup::Protocol::Tcp;
+            rules[1].ports = vec![secgroup::PortRange { first: 22, last: 22 }];
+        }
+        PortFilter {
+            vm,
+            nic_id: 0,
+            port: format!("one-{vm}-0"),
+            id,
+            rules,
+        }
+    }
+
+    fn filters(ports: Vec<PortFilter>) -> Filters {
+        Filters {
+            ports,
+            vxlans: vec!["vxlan100".into()],
+        }
+    }
+
+    /// Ports with the same rules share one chain: written once, kept while a
+    /// port jumps to it, deleted with the last one.
+    #[test]
+    fn ports_of_one_rule_set_share_a_chain() {
+        let chain = secgroup::chain::name(
+            secgroup::Fingerprint::of(&port(7, 1, true).rules, Direction::Inbound),
+            Direction::Inbound,
+        );
+        let both = filters(vec![port(7, 1, true), port(8, 2, true)]);
+        let whole = both.script();
+        assert_eq!(
+            whole.matches(&format!("add chain {FILTER} {chain}\n")).count(),
+            1,
+            "{whole}"
+        );
+        assert_eq!(whole.matches(&format!("jump {chain}")).count(), 2, "{whole}");
+        let one = filters(vec![port(8, 2, true)]);
+        let gone = format!("delete chain {FILTER} {chain}");
+        assert!(!one.update_script(&both).contains(&gone));
+        // A third port with those rules: its elements only.
+        let three = filters(vec![port(7, 1, true), port(8, 2, true), port(9, 3, true)]);
+        assert!(!three.update_script(&both).contains(&format!("add chain {FILTER}")));
+        // The last port's rules open everything: its element re-pointed, the chain deleted.
+        let open = filters(vec![port(8, 2, false)]);
+        let update = open.update_script(&one);
+        assert!(update.contains(&gone), "{update}");
+        assert!(update.contains("to_vm { 0x80000002 : continue }"), "{update}");
+    }
 
     #[test]
     fn the_tables_are_ours() {

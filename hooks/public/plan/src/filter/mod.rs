@@ -33,7 +33,7 @@
 //! only send from its own addresses, which is what keying the chains on
 //! source addresses relies on.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -358,18 +358,21 @@ impl FilterState {
     }
 }
 
-/// The targets of rule sets, each computed once (a fingerprint renders the
-/// chain and hashes it; a host's NICs have a few rule sets between them).
+/// The targets of rule sets, each computed once
+/// (`secgroup::chain::Fingerprints`).
 #[derive(Debug, Default)]
-pub struct Targets<'a>(HashMap<&'a [Rule], [FilterTarget; 2]>);
+pub struct Targets<'a>(secgroup::chain::Fingerprints<'a>);
 
 impl<'a> Targets<'a> {
     /// The targets of a NIC with `rules`, inbound then outbound.
     pub fn get(&mut self, rules: &'a [Rule]) -> [FilterTarget; 2] {
-        *self
-            .0
-            .entry(rules)
-            .or_insert_with(|| DIRECTIONS.map(|d| FilterTarget::of(rules, d)))
+        let [i, o] = self.0.of(rules);
+        let target = |fp: Option<Fingerprint>, direction| {
+            fp.map_or(FilterTarget::Continue, |fingerprint| {
+                FilterTarget::Chain(FilterChain::Shared { fingerprint, direction })
+            })
+        };
+        [target(i, Direction::Inbound), target(o, Direction::Outbound)]
     }
 }
 
