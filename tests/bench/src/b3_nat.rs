@@ -39,11 +39,11 @@ pub fn legend() -> Vec<String> {
     vec![
         "3: real kernel in namespaces made for the run (each with an uplink and a default route, as a host has); ours = the release scaleway-vnm `pre` (add) / `clean_host` \
          (remove) of one VM with one public NIC with N already on the host (bridge, /32 route, proxy ARP, a permanent \
-         neighbour entry, 2 NAT map elements, 3 port guard elements, 2 security group verdict map elements (and the \
-         NIC's chains when its rules restrict), record; the N others likewise, each NIC in OpenNebula's default security group as on a real \
+         neighbour entry, 2 NAT map elements, 3 port guard elements, 2 security group verdict map elements (jumping to \
+         the chains of its rules when they restrict, shared by the NICs with the same rules), record; the N others likewise, each NIC in OpenNebula's default security group as on a real \
          host: open both ways, so no chain and its verdict map elements `continue`; `restricted group`: every NIC in \
          group 100 of the document a real oned sent for a group with every rule form (ports, ranges, ICMP, IPsec; both \
-         directions restricted), two chains per NIC), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
+         directions restricted): two chains, shared by the N+1 NICs), median of the repetitions; `all N at once` = `reconcile` of N recorded NICs. Baseline \
          = the existing implementation's NAT only: 2 `iptables -w -t nat -A/-D` processes per IP (iptables-nft), \
          the N existing rules loaded by one `iptables-restore --noflush` (timed as the `all N` baseline); it does \
          no route, proxy ARP or record, so it is a lower bound of that implementation; `as oneadmin` (N up to 100, \
@@ -111,7 +111,8 @@ enum As {
     Root,
     /// Run as oneadmin would: through `sudo -n` (of the root helper, for ours).
     Sudo,
-    /// Run as root, every NIC in a restrictive group (two chains each).
+    /// Run as root, every NIC in one restrictive group (the group's two
+    /// chains, shared).
     Restricted,
 }
 

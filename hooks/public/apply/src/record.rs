@@ -9,7 +9,7 @@
 //! lose its last change, which the VM's next `pre` records again) only
 //! under the host lock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ use opennebula::store::{StateFile, VERSION, Versioned};
 use public_plan::endpoint::BridgeName;
 use public_plan::filter::{NicFilter, nic_of};
 use public_plan::{Endpoint, Owner, Port, Public};
+use secgroup::Rule;
 use serde::{Deserialize, Serialize};
 
 use host_tools::run::ApplyError;
@@ -76,8 +77,25 @@ struct FileV1 {
     bridges: Vec<String>,
     #[serde(default)]
     endpoints: Vec<EndpointV1>,
+    /// Each NIC's rules: a rule set of `rule_sets` (or, in a record of an
+    /// earlier version, the rules themselves).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    filters: Vec<NicFilter>,
+    filters: Vec<FilterV1>,
+    /// The distinct rule sets of the NICs (a host's NICs have a few between
+    /// them: written and checked once each, not once per NIC).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rule_sets: Vec<Vec<Rule>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterV1 {
+    vm: u64,
+    nic_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    set: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rules: Option<Vec<Rule>>,
 }
 
 impl Versioned for FileV1 {
@@ -195,17 +213,39 @@ impl RecordFile {
             return Ok(Record::default());
         };
         let damaged = |problem: String| ApplyError::from(self.file.damaged(problem));
-        for f in &file.filters {
-            for r in &f.rules {
-                r.check()
-                    .map_err(|e| damaged(format!("VM {} NIC {}: a security group rule: {e}", f.vm, f.nic_id)))?;
-            }
+        let check = |rules: &[Rule], whose: &dyn Fn() -> String| {
+            rules
+                .iter()
+                .try_for_each(Rule::check)
+                .map_err(|e| damaged(format!("{}: a security group rule: {e}", whose())))
+        };
+        for (n, set) in file.rule_sets.iter().enumerate() {
+            check(set, &|| format!("rule set {n}"))?;
         }
         let mut record = Record {
             base: file.base.clone(),
-            filters: file.filters.clone(),
             ..Record::default()
         };
+        for f in file.filters {
+            let whose = || format!("VM {} NIC {}", f.vm, f.nic_id);
+            let rules = match (f.set, f.rules) {
+                (Some(n), None) => file
+                    .rule_sets
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| damaged(format!("{}: rule set {n} is missing", whose())))?,
+                (None, Some(rules)) => {
+                    check(&rules, &whose)?;
+                    rules
+                }
+                _ => return Err(damaged(format!("{}: one of set and rules is needed", whose()))),
+            };
+            record.filters.push(NicFilter {
+                vm: f.vm,
+                nic_id: f.nic_id,
+                rules,
+            });
+        }
         for b in &file.bridges {
             record
                 .bridges
@@ -219,10 +259,29 @@ impl RecordFile {
 
     /// Replaces the file atomically. Call it under the host lock.
     pub fn save(&self, record: &Record) -> Result<(), ApplyError> {
+        let mut sets: HashMap<&[Rule], usize> = HashMap::new();
+        let mut rule_sets = Vec::new();
+        let filters = record
+            .filters
+            .iter()
+            .map(|f| {
+                let set = *sets.entry(&f.rules).or_insert_with(|| {
+                    rule_sets.push(f.rules.clone());
+                    rule_sets.len() - 1
+                });
+                FilterV1 {
+                    vm: f.vm,
+                    nic_id: f.nic_id,
+                    set: Some(set),
+                    rules: None,
+                }
+            })
+            .collect();
         Ok(self.file.save(&FileV1 {
             version: VERSION,
             base: record.base.clone(),
-            filters: record.filters.clone(),
+            filters,
+            rule_sets,
             bridges: record.bridges.iter().map(ToString::to_string).collect(),
             endpoints: record.endpoints.iter().map(EndpointV1::from).collect(),
         })?)
@@ -279,6 +338,38 @@ mod tests {
         assert!(e.contains("is damaged") && e.contains("bridge \"a b\""), "{e}");
         std::fs::write(file.path(), "{").unwrap();
         assert!(file.load().unwrap_err().to_string().contains("is damaged"));
+    }
+
+    /// NICs with the same rules: one rule set in the file. A record of the
+    /// earlier form (each NIC its rules) still loads.
+    #[test]
+    fn rule_sets_are_written_once() {
+        let dir = test_support::TempDir::new("record");
+        let file = RecordFile::new(dir.path().join("vnm-public.json"));
+        let mut record = Record::default();
+        record.put(&[endpoint(42, 0, false), endpoint(7, 0, true), endpoint(8, 0, true)]);
+        let nic = |vm, rules: Vec<Rule>| NicFilter { vm, nic_id: 0, rules };
+        let mut closed = secgroup::default_rules();
+        closed.remove(0);
+        record.put_filters(&[
+            nic(42, secgroup::default_rules()),
+            nic(7, closed.clone()),
+            nic(8, secgroup::default_rules()),
+        ]);
+        file.save(&record).unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert_eq!(text.matches("\"direction\"").count(), 3, "{text}");
+        assert_eq!(file.load().unwrap(), record);
+        let earlier = r#"{"version": 1, "endpoints": [], "filters": [{"vm": 7, "nic_id": 0, "rules": [{"group": 0, "direction": "inbound", "protocol": "all", "ports": [], "icmp_type": null, "target": "any"}]}]}"#;
+        std::fs::write(file.path(), earlier).unwrap();
+        assert_eq!(file.load().unwrap().filters, [nic(7, closed)]);
+        for damaged in [r#""set": 3"#, r#""set": 0, "rules": []"#] {
+            let text =
+                format!(r#"{{"version": 1, "filters": [{{"vm": 7, "nic_id": 0, {damaged}}}], "rule_sets": [[]]}}"#);
+            std::fs::write(file.path(), text).unwrap();
+            let e = file.load().unwrap_err().to_string();
+            assert!(e.contains("is damaged") && e.contains("VM 7 NIC 0"), "{e}");
+        }
     }
 
     #[test]

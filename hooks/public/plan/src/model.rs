@@ -71,11 +71,12 @@ pub fn touching_filters(request: &Request, touching: &[&Endpoint], filters: &[Ni
 }
 
 /// The filters' table as the record says it is, for a plan of `request`:
-/// the chains of the NICs it looks at, the elements of `touching` and of
-/// the NICs it ensures with other rules than recorded (their elements move
-/// to the chain of their new rules; the others' are added again as they
-/// are), and the chains that NICs the plan leaves alone use, which it must
-/// not delete.
+/// the chains of the NICs it looks at, those its NICs' rules need that a
+/// recorded NIC already uses (shared: not set again, which would cost the
+/// kernel a flush), the elements of `touching` and of the NICs it ensures
+/// with other rules than recorded (their elements move to the chain of
+/// their new rules; the others' are added again as they are), and the
+/// chains that NICs the plan leaves alone use, which it must not delete.
 pub fn filters(request: &Request, touching: &[&Endpoint], recorded: &[NicFilter]) -> FilterState {
     let filters = touching_filters(request, touching, recorded);
     let old: BTreeMap<(u64, u32), &Vec<secgroup::Rule>> =
@@ -89,9 +90,27 @@ pub fn filters(request: &Request, touching: &[&Endpoint], recorded: &[NicFilter]
         .collect();
     let moved = request.ensure.iter().filter(|e| changed.contains(&nic_of(e)));
     let mut state = FilterState::model(&filters, touching.iter().copied().chain(moved));
+    let mut targets = Targets::default();
+    let mut needed = BTreeMap::new();
+    for f in &request.filters {
+        for t in targets.get(&f.rules) {
+            if let FilterTarget::Chain(c) = t
+                && !state.chains.contains_key(&c.name())
+            {
+                needed.entry(c).or_insert(&f.rules);
+            }
+        }
+    }
+    let wanted: BTreeSet<FilterChain> = needed.keys().copied().collect();
+    for c in chains_in_use(recorded, &BTreeSet::new(), &wanted) {
+        let op = NftOp::SetChain {
+            direction: c.direction(),
+            rules: needed[&c].clone(),
+        };
+        let _ = crate::filter::simulate(&mut state, &[op]);
+    }
     // Only a NIC that goes or changes rules may leave a chain unused.
     let except: BTreeSet<(u64, u32)> = request.remove.iter().map(nic_of).chain(changed).collect();
-    let mut targets = Targets::default();
     let candidates: BTreeSet<FilterChain> = filters
         .iter()
         .filter(|f| except.contains(&(f.vm, f.nic_id)))
@@ -195,6 +214,37 @@ mod tests {
             .map(|f| f.vm)
             .collect();
         assert_eq!(kept, [1, 4]);
+    }
+
+    /// A NIC of a rule set other recorded NICs have: their chains are in
+    /// the model, so its plan only adds its elements (setting a chain again
+    /// costs the kernel a flush); the chains of a new rule set are set.
+    #[test]
+    fn a_shared_chain_in_use_is_modelled() {
+        let ssh = |vm| {
+            let mut rules = secgroup::default_rules();
+            rules[1].protocol = secgroup::Protocol::Tcp;
+            rules[1].ports = vec![secgroup::PortRange { first: 22, last: 22 }];
+            NicFilter { vm, nic_id: 0, rules }
+        };
+        let recorded = [ssh(2), ssh(3)];
+        let mut https = ssh(1);
+        https.rules[1].ports[0].first = 443;
+        https.rules[1].ports[0].last = 443;
+        for (filter, sets) in [(ssh(1), 0), (https, 1)] {
+            let request = Request {
+                ensure: vec![endpoint(1, 1, 1)],
+                keep: vec![endpoint(2, 2, 2), endpoint(3, 3, 3)],
+                filters: vec![filter],
+                ..Request::default()
+            };
+            let observed = filters(&request, &touching(&request), &recorded);
+            let mut p = crate::Plan::default();
+            crate::filter::plan(&request, &observed, &mut p);
+            let set = p.nft.ops.iter().filter(|o| matches!(o, NftOp::SetChain { .. })).count();
+            assert_eq!(set, sets, "{:?}", p.nft.ops);
+            assert_eq!(p.nft.ops.len(), sets + 2, "{:?}", p.nft.ops);
+        }
     }
 
     #[test]
