@@ -170,3 +170,44 @@ fn changes_are_what_ip_would_make_and_reads_find_them() {
     let left = ns.run_ok(&["ip", "-j", "route", "show", "172.30.0.4/32"], b"");
     assert_eq!(left.trim(), "[]");
 }
+
+/// Thousands of changes in a few writes: each one's result in order, a
+/// refused one in the middle does not stop those after it, and the kernel
+/// holds exactly what was acknowledged.
+#[test]
+#[ignore = "needs root: run with --include-ignored"]
+fn a_batch_gives_each_change_its_own_result() {
+    use host_tools::netlink::Change;
+    require_root();
+    let ns = NetNs::new("nlb");
+    ns.run_ok(&["ip", "link", "add", "scwpub0", "type", "bridge"], b"");
+    ns.run_ok(&["ip", "link", "set", "scwpub0", "up"], b"");
+    ns.run_ok(&["ip", "route", "add", "172.30.4.0/32", "dev", "scwpub0"], b"");
+    let results = inside(&ns, |nl| {
+        let br = nl.link("scwpub0").unwrap().unwrap().index;
+        // 3,000 changes: routes (one already there), proxy and neighbour entries.
+        let changes: Vec<Change> = (0..1000u32)
+            .flat_map(|n| {
+                let a = IpAddr::from([172, 30, (n >> 8) as u8 + 1, n as u8]);
+                let a = if n == 768 { ip("172.30.4.0") } else { a };
+                [
+                    Change::route(true, a, 32, None, br),
+                    Change::proxy(true, a, br),
+                    Change::neighbour(a, br, [2, 0, 0, 0, (n >> 8) as u8, n as u8]),
+                ]
+            })
+            .collect();
+        nl.apply_all(changes).unwrap()
+    });
+    assert_eq!(results.len(), 3000);
+    let refused: Vec<usize> = (0..3000).filter(|&i| results[i].is_err()).collect();
+    assert_eq!(refused, [3 * 768], "only the route already there");
+    let e = results[3 * 768].clone().unwrap_err();
+    assert_eq!(e.errno, Some(EEXIST), "{e}");
+    let routes = ns.run_ok(&["ip", "route", "show", "dev", "scwpub0"], b"");
+    assert_eq!(routes.lines().count(), 1000, "{routes}");
+    let proxies = ns.run_ok(&["ip", "neigh", "show", "proxy"], b"");
+    assert_eq!(proxies.lines().count(), 1000);
+    let neigh = ns.run_ok(&["ip", "neigh", "show", "dev", "scwpub0", "nud", "permanent"], b"");
+    assert_eq!(neigh.lines().count(), 1000);
+}

@@ -15,19 +15,19 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
+use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourMessage, NeighbourState};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as Msg};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+mod batch;
 mod messages;
+
+pub use batch::Change;
 use messages::{address_entry, extack_message, family, link_entry, neigh_entry, neigh_message, route_entry};
 
 /// A failure: the kernel refused (`errno`), or the socket failed.
@@ -110,6 +110,33 @@ pub struct NeighEntry {
     pub permanent: bool,
 }
 
+/// A request's bytes (`NLM_F_REQUEST | flags`, sequence number `seq`),
+/// appended to `buf`.
+pub(super) fn serialize(msg: Msg, flags: u16, seq: u32, buf: &mut Vec<u8>) {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | flags;
+    header.sequence_number = seq;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+    packet.finalize();
+    let start = buf.len();
+    buf.resize(start + packet.buffer_len(), 0);
+    packet.serialize(&mut buf[start..]);
+}
+
+/// The kernel's refusal in an error message (`None`: an acknowledgement).
+pub(super) fn refusal(e: &netlink_packet_core::ErrorMessage) -> Option<Error> {
+    let errno = e.code?.get().abs();
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    let text = text.split(" (os error").next().unwrap_or_default().to_owned();
+    Some(Error {
+        errno: Some(errno),
+        message: match extack_message(&e.header) {
+            Some(why) if !why.is_empty() => format!("{text}: {why}"),
+            _ => text,
+        },
+    })
+}
+
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
 
@@ -148,14 +175,9 @@ impl Rtnl {
     /// Sends `msg` with `flags` and reads the answers: every message of a
     /// dump, the one answer of a get, nothing for an acknowledged change.
     fn exchange(&mut self, msg: Msg, flags: u16) -> Result<Vec<Msg>, Error> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-        packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf);
+        let seq = self.next_seq();
+        let mut buf = Vec::new();
+        serialize(msg, flags, seq, &mut buf);
         self.socket.send(&buf, 0)?;
         let mut out = Vec::new();
         loop {
@@ -173,19 +195,7 @@ impl Rtnl {
                 }
                 match answer.payload {
                     NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) => {
-                        let Some(code) = e.code else { return Ok(out) };
-                        let errno = code.get().abs();
-                        let text = io::Error::from_raw_os_error(errno).to_string();
-                        let text = text.split(" (os error").next().unwrap_or_default().to_owned();
-                        return Err(Error {
-                            errno: Some(errno),
-                            message: match extack_message(&e.header) {
-                                Some(why) if !why.is_empty() => format!("{text}: {why}"),
-                                _ => text,
-                            },
-                        });
-                    }
+                    NetlinkPayload::Error(e) => return refusal(&e).map_or(Ok(out), Err),
                     NetlinkPayload::InnerMessage(m) => {
                         out.push(m);
                         if flags & (NLM_F_DUMP | NLM_F_ACK) == 0 {
@@ -196,6 +206,12 @@ impl Rtnl {
                 }
             }
         }
+    }
+
+    /// The next sequence number.
+    pub(super) fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
     }
 
     /// A get: its one answer, or `None` when the entry does not exist.
@@ -379,55 +395,29 @@ impl Rtnl {
         self.change(Msg::DelLink(m), 0)
     }
 
-    /// `ip route add|del DST/LEN [via VIA] dev INDEX` in the main table,
-    /// as `ip` makes it (protocol boot; scope link without a gateway).
+    /// `ip route add|del DST/LEN [via VIA] dev INDEX` in the main table
+    /// ([`Change::route`]).
     pub fn route(&mut self, add: bool, dst: IpAddr, len: u8, via: Option<IpAddr>, index: u32) -> Result<(), Error> {
-        let mut m = RouteMessage::default();
-        m.header.address_family = family(dst);
-        m.header.destination_prefix_length = len;
-        m.header.table = RouteHeader::RT_TABLE_MAIN;
-        if add {
-            m.header.protocol = RouteProtocol::Boot;
-            m.header.kind = RouteType::Unicast;
-            m.header.scope = if dst.is_ipv4() && via.is_none() {
-                RouteScope::Link
-            } else {
-                RouteScope::Universe
-            };
-        } else if dst.is_ipv4() {
-            m.header.scope = RouteScope::NoWhere;
-        }
-        m.attributes.push(RouteAttribute::Destination(RouteAddress::from(dst)));
-        if let Some(via) = via {
-            m.attributes.push(RouteAttribute::Gateway(RouteAddress::from(via)));
-        }
-        m.attributes.push(RouteAttribute::Oif(index));
-        if add {
-            self.change(Msg::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL)
-        } else {
-            self.change(Msg::DelRoute(m), 0)
-        }
+        self.apply(Change::route(add, dst, len, via, index))
     }
 
     /// `ip neigh add|del proxy ADDR dev INDEX`.
     pub fn proxy(&mut self, add: bool, addr: IpAddr, index: u32) -> Result<(), Error> {
-        let m = neigh_message(addr, index, true);
-        if add {
-            self.change(Msg::NewNeighbour(m), NLM_F_CREATE | NLM_F_EXCL)
-        } else {
-            self.change(Msg::DelNeighbour(m), 0)
-        }
+        self.apply(Change::proxy(add, addr, index))
     }
 
     /// `ip neigh replace ADDR lladdr MAC dev INDEX nud permanent`.
     pub fn set_neighbour(&mut self, addr: IpAddr, index: u32, mac: [u8; 6]) -> Result<(), Error> {
-        let mut m = neigh_message(addr, index, false);
-        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        self.change(Msg::NewNeighbour(m), NLM_F_CREATE | NLM_F_REPLACE)
+        self.apply(Change::neighbour(addr, index, mac))
     }
 
     /// `ip neigh del ADDR dev INDEX`.
     pub fn delete_neighbour(&mut self, addr: IpAddr, index: u32) -> Result<(), Error> {
-        self.change(Msg::DelNeighbour(neigh_message(addr, index, false)), 0)
+        self.apply(Change::delete_neighbour(addr, index))
+    }
+
+    /// One change, acknowledged.
+    pub fn apply(&mut self, c: Change) -> Result<(), Error> {
+        self.change(c.msg, c.flags)
     }
 }

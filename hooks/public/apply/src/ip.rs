@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use host_tools::netlink::{self, Rtnl};
+use host_tools::netlink::{self, Change, Rtnl};
 use public_plan::guard::NeighState;
 use public_plan::observed::{HostAddress, Link, ObservedRoute};
 use public_plan::{IpOp, Query};
@@ -227,21 +227,118 @@ fn neigh_state(e: &netlink::NeighEntry) -> NeighState {
 
 /// Applies `ops` in order through `rtnl` (as root): `Err` names the first
 /// failure and its 1-based position; with `keep_going` every op is tried.
+/// A run of route and neighbour changes goes in one batch (one write for
+/// many: `reconcile` makes thousands); when one of them fails and not
+/// `keep_going`, the ones after it in the batch are undone, so only the
+/// changes before the failure stay made, as when they go one by one.
 pub fn apply_netlink(rtnl: &mut Rtnl, ops: &[IpOp], keep_going: bool) -> Result<(), ApplyError> {
     // Each device's index, asked once (a link created or deleted is asked again).
     let mut indexes: BTreeMap<String, u32> = BTreeMap::new();
-    in_order(ops, keep_going, |_, op| {
-        if matches!(op, IpOp::AddBridge { .. } | IpOp::DeleteLink(_)) {
-            indexes.remove(op.dev());
+    let mut first: Option<ApplyError> = None;
+    let mut i = 0;
+    while i < ops.len() {
+        let run = ops[i..].iter().take_while(|o| batched(o)).count().max(1);
+        let outcome = if run > 1 {
+            batch(rtnl, &mut indexes, &ops[i..i + run])
+        } else {
+            if matches!(ops[i], IpOp::AddBridge { .. } | IpOp::DeleteLink(_)) {
+                indexes.remove(ops[i].dev());
+            }
+            vec![apply_one(rtnl, &mut indexes, &ops[i]).map_err(|e| e.to_string())]
+        };
+        if let Some(k) = outcome.iter().position(Result::is_err) {
+            let op = &ops[i + k];
+            let e = ApplyError {
+                message: format!("`ip {op}` failed: {}", outcome[k].clone().err().unwrap_or_default()),
+                failed_line: Some(i + k + 1),
+                nft_refused: false,
+            };
+            if !keep_going {
+                let made = ops[i + k + 1..i + run]
+                    .iter()
+                    .zip(&outcome[k + 1..])
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(op, _)| op);
+                let undo: Vec<IpOp> = made.rev().filter_map(IpOp::undo).collect();
+                for op in &undo {
+                    let _ = apply_one(rtnl, &mut indexes, op);
+                }
+                return Err(e);
+            }
+            first.get_or_insert(e);
         }
-        apply_one(rtnl, &mut indexes, op).map_err(|e| e.to_string())
+        i += run;
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Route and neighbour changes: what goes in a batch.
+fn batched(op: &IpOp) -> bool {
+    !matches!(op, IpOp::AddBridge { .. } | IpOp::SetUp(_) | IpOp::DeleteLink(_))
+}
+
+/// Route and neighbour changes in one batch: each one's result.
+fn batch(rtnl: &mut Rtnl, indexes: &mut BTreeMap<String, u32>, ops: &[IpOp]) -> Vec<Result<(), String>> {
+    let mut out: Vec<Result<(), String>> = vec![Ok(()); ops.len()];
+    let mut changes = Vec::new();
+    let mut sent = Vec::new();
+    for (k, op) in ops.iter().enumerate() {
+        match index(rtnl, indexes, op.dev()) {
+            Ok(i) => {
+                changes.extend(change(op, i));
+                sent.push(k);
+            }
+            Err(e) => out[k] = Err(e.to_string()),
+        }
+    }
+    match rtnl.apply_all(changes) {
+        Ok(results) => {
+            for (k, r) in sent.into_iter().zip(results) {
+                out[k] = r.map_err(|e| e.to_string());
+            }
+        }
+        // The socket failed: what the kernel made of the batch is unknown.
+        Err(e) => {
+            for k in sent {
+                out[k] = Err(format!("{e} (a batch of changes; run the action again)"));
+            }
+        }
+    }
+    out
+}
+
+/// The index of device `dev`, asked once.
+fn index(rtnl: &mut Rtnl, indexes: &mut BTreeMap<String, u32>, dev: &str) -> Result<u32, netlink::Error> {
+    if let Some(i) = indexes.get(dev) {
+        return Ok(*i);
+    }
+    let i = rtnl.link(dev)?.map(|l| l.index).ok_or_else(|| netlink::Error {
+        errno: Some(19),
+        message: format!("Cannot find device \"{dev}\""),
+    })?;
+    indexes.insert(dev.to_owned(), i);
+    Ok(i)
+}
+
+/// A route or neighbour change on the device with index `i` (`None`: a
+/// link change).
+fn change(op: &IpOp, i: u32) -> Option<Change> {
+    Some(match *op {
+        IpOp::AddRoute(r) | IpOp::DeleteRoute(r) => {
+            Change::route(matches!(op, IpOp::AddRoute(_)), r.dst, r.len, r.via, i)
+        }
+        IpOp::AddProxy(p) | IpOp::DeleteProxy(p) => Change::proxy(matches!(op, IpOp::AddProxy(_)), p.addr, i),
+        IpOp::SetNeigh(n) => Change::neighbour(n.addr, i, n.mac),
+        IpOp::DeleteNeigh(n) => Change::delete_neighbour(n.addr, i),
+        IpOp::AddBridge { .. } | IpOp::SetUp(_) | IpOp::DeleteLink(_) => return None,
     })
 }
 
 /// Runs `one` on each of `ops` in order (with its 0-based position),
 /// stopping at the first failure or, with `keep_going`, trying every one:
-/// the error names the first failed change and its 1-based position. The
-/// real kernel's and the fake host's way to apply a list of changes.
+/// the error names the first failed change and its 1-based position: the
+/// fake host's way to apply a list of changes, reporting as
+/// [`apply_netlink`] does.
 pub fn in_order(
     ops: &[IpOp],
     keep_going: bool,
@@ -265,43 +362,14 @@ pub fn in_order(
 }
 
 fn apply_one(rtnl: &mut Rtnl, indexes: &mut BTreeMap<String, u32>, op: &IpOp) -> Result<(), netlink::Error> {
-    let mut index = |dev: &str| -> Result<u32, netlink::Error> {
-        if let Some(i) = indexes.get(dev) {
-            return Ok(*i);
-        }
-        let i = rtnl.link(dev)?.map(|l| l.index).ok_or_else(|| netlink::Error {
-            errno: Some(19),
-            message: format!("Cannot find device \"{dev}\""),
-        })?;
-        indexes.insert(dev.to_owned(), i);
-        Ok(i)
+    let i = match *op {
+        IpOp::AddBridge { name, mac } => return rtnl.add_bridge(name.as_str(), mac),
+        _ => index(rtnl, indexes, op.dev())?,
     };
-    match *op {
-        IpOp::AddBridge { name, mac } => rtnl.add_bridge(name.as_str(), mac),
-        IpOp::SetUp(name) => {
-            let i = index(name.as_str())?;
-            rtnl.set_up(i)
-        }
-        IpOp::DeleteLink(name) => {
-            let i = index(name.as_str())?;
-            rtnl.delete_link(i)
-        }
-        IpOp::AddRoute(r) | IpOp::DeleteRoute(r) => {
-            let i = index(r.dev.as_str())?;
-            rtnl.route(matches!(op, IpOp::AddRoute(_)), r.dst, r.len, r.via, i)
-        }
-        IpOp::AddProxy(p) | IpOp::DeleteProxy(p) => {
-            let i = index(p.dev.as_str())?;
-            rtnl.proxy(matches!(op, IpOp::AddProxy(_)), p.addr, i)
-        }
-        IpOp::SetNeigh(n) => {
-            let i = index(n.dev.as_str())?;
-            rtnl.set_neighbour(n.addr, i, n.mac)
-        }
-        IpOp::DeleteNeigh(n) => {
-            let i = index(n.dev.as_str())?;
-            rtnl.delete_neighbour(n.addr, i)
-        }
+    match (op, change(op, i)) {
+        (_, Some(c)) => rtnl.apply(c),
+        (IpOp::DeleteLink(_), None) => rtnl.delete_link(i),
+        (_, None) => rtnl.set_up(i),
     }
 }
 

@@ -160,3 +160,78 @@ fn a_query_reads_exactly_what_it_names_wherever_the_lookup_ends() {
     assert!(all.links.contains_key("scwpub1") && all.links.contains_key("vm-1-0"));
     assert!(all.proxies.len() == 2 && all.neighbours.len() == 1, "{all:?}");
 }
+
+/// Route and neighbour changes go in one batch: a refused one stops the
+/// list there, and those after it in the batch (made by the kernel, which
+/// goes on) are undone; with `keep_going` they stay and the first failure
+/// is named.
+#[test]
+#[ignore = "needs root: run with --include-ignored"]
+fn a_failure_in_a_batch_leaves_only_the_changes_before_it() {
+    use public_apply::ip::apply_netlink;
+    use public_plan::IpOp;
+    use public_plan::ops::{Proxy, Route};
+    require_root();
+    let ns = NetNs::new("obb");
+    for args in [
+        &["link", "add", "scwpub0", "type", "bridge"][..],
+        &["link", "set", "scwpub0", "up"],
+        &["route", "add", "172.30.0.6/32", "dev", "scwpub0"],
+    ] {
+        let mut all = vec!["ip"];
+        all.extend_from_slice(args);
+        ns.run_ok(&all, b"");
+    }
+    let route = |a: &str| {
+        IpOp::AddRoute(Route {
+            dst: ip(a),
+            len: 32,
+            via: None,
+            dev: bridge("scwpub0"),
+        })
+    };
+    let ops = vec![
+        route("172.30.0.4"),
+        route("172.30.0.6"),
+        route("172.30.0.8"),
+        IpOp::AddProxy(Proxy {
+            addr: ip("172.30.0.9"),
+            dev: bridge("scwpub0"),
+        }),
+    ];
+    let path = format!("/run/netns/{}", ns.name());
+    let apply = move |ops: Vec<IpOp>, keep_going: bool| {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).unwrap();
+            apply_netlink(&mut Rtnl::open(Duration::from_secs(10)).unwrap(), &ops, keep_going)
+        })
+        .join()
+        .unwrap()
+    };
+    let shown = || {
+        let routes = ns.run_ok(&["ip", "route", "show", "dev", "scwpub0"], b"");
+        let proxies = ns.run_ok(&["ip", "neigh", "show", "proxy"], b"");
+        format!("{routes}{proxies}")
+    };
+    let e = apply(ops.clone(), false).unwrap_err();
+    assert_eq!(e.failed_line, Some(2), "{e}");
+    assert!(e.message.contains("ip route add 172.30.0.6/32"), "{e}");
+    let after = shown();
+    assert!(
+        after.contains("172.30.0.4 ") && after.contains("172.30.0.6 "),
+        "{after}"
+    );
+    assert!(
+        !after.contains("172.30.0.8") && !after.contains("172.30.0.9"),
+        "{after}"
+    );
+    let e = apply(ops, true).unwrap_err();
+    assert_eq!(e.failed_line, Some(1), "{e}");
+    let after = shown();
+    assert!(
+        after.contains("172.30.0.8 ") && after.contains("172.30.0.9 "),
+        "{after}"
+    );
+}

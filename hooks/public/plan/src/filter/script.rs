@@ -1,7 +1,7 @@
 //! The security groups' table in `nft -f -` scripts, and on the
 //! simulated host.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use secgroup::Direction;
 
@@ -67,19 +67,32 @@ pub fn render(ops: &[NftOp], out: &mut String) {
             }
         }
     }
-    let element = |addr: FilterAddr, d: Direction, target: FilterTarget| {
-        format!("{} {{ {addr} : {} }}", map(addr, d), target.verdict())
+    // Elements grouped one line per map and kind (one command, one kernel
+    // message for many: `reconcile` writes thousands). A deletion is an
+    // addition then a deletion of the same element: idempotent, and
+    // refused when the key goes elsewhere.
+    let grouped = |pick: &dyn Fn(&NftOp) -> Option<(FilterAddr, Direction, FilterTarget)>| {
+        let mut maps: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (addr, d, target) in ops.iter().filter_map(pick) {
+            maps.entry(map(addr, d))
+                .or_default()
+                .push(format!("{addr} : {}", target.verdict()));
+        }
+        maps
     };
-    for op in ops {
-        if let NftOp::DeleteFilterAddr {
+    let deleted = grouped(&|o| match *o {
+        NftOp::DeleteFilterAddr {
             addr,
             direction,
             target,
-        } = *op
-        {
-            let e = element(addr, direction, target);
-            out.push_str(&format!("add element {t} {e}\ndelete element {t} {e}\n"));
-        }
+        } => Some((addr, direction, target)),
+        _ => None,
+    });
+    for (m, items) in &deleted {
+        let items = items.join(", ");
+        out.push_str(&format!(
+            "add element {t} {m} {{ {items} }}\ndelete element {t} {m} {{ {items} }}\n"
+        ));
     }
     for op in ops {
         if let NftOp::DeleteChain(c) = op {
@@ -87,15 +100,16 @@ pub fn render(ops: &[NftOp], out: &mut String) {
             out.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
         }
     }
-    for op in ops {
-        if let NftOp::AddFilterAddr {
+    let added = grouped(&|o| match *o {
+        NftOp::AddFilterAddr {
             addr,
             direction,
             target,
-        } = *op
-        {
-            out.push_str(&format!("add element {t} {}\n", element(addr, direction, target)));
-        }
+        } => Some((addr, direction, target)),
+        _ => None,
+    });
+    for (m, items) in &added {
+        out.push_str(&format!("add element {t} {m} {{ {} }}\n", items.join(", ")));
     }
 }
 
