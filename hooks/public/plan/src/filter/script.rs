@@ -71,23 +71,32 @@ pub fn render(ops: &[NftOp], out: &mut String) {
     // message for many: `reconcile` writes thousands). A deletion is an
     // addition then a deletion of the same element: idempotent, and
     // refused when the key goes elsewhere.
-    let grouped = |pick: &dyn Fn(&NftOp) -> Option<(FilterAddr, Direction, FilterTarget)>| {
+    // `added`: the additions' elements, else the deletions'.
+    let grouped = |added: bool| {
         let mut maps: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (addr, d, target) in ops.iter().filter_map(pick) {
-            maps.entry(map(addr, d))
-                .or_default()
-                .push(format!("{addr} : {}", target.verdict()));
+        for op in ops {
+            if let (
+                NftOp::AddFilterAddr {
+                    addr,
+                    direction,
+                    target,
+                }
+                | NftOp::DeleteFilterAddr {
+                    addr,
+                    direction,
+                    target,
+                },
+                true,
+            ) = (op, added == matches!(op, NftOp::AddFilterAddr { .. }))
+            {
+                maps.entry(map(*addr, *direction))
+                    .or_default()
+                    .push(format!("{addr} : {}", target.verdict()));
+            }
         }
         maps
     };
-    let deleted = grouped(&|o| match *o {
-        NftOp::DeleteFilterAddr {
-            addr,
-            direction,
-            target,
-        } => Some((addr, direction, target)),
-        _ => None,
-    });
+    let deleted = grouped(false);
     for (m, items) in &deleted {
         let items = items.join(", ");
         out.push_str(&format!(
@@ -100,14 +109,7 @@ pub fn render(ops: &[NftOp], out: &mut String) {
             out.push_str(&format!("flush chain {t} {c}\ndelete chain {t} {c}\n"));
         }
     }
-    let added = grouped(&|o| match *o {
-        NftOp::AddFilterAddr {
-            addr,
-            direction,
-            target,
-        } => Some((addr, direction, target)),
-        _ => None,
-    });
+    let added = grouped(true);
     for (m, items) in &added {
         out.push_str(&format!("add element {t} {m} {{ {} }}\n", items.join(", ")));
     }
