@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage as Msg;
 use netlink_packet_route::neighbour::NeighbourAttribute;
 use netlink_packet_route::route::{
@@ -123,18 +123,7 @@ impl Rtnl {
             let mut answers: Vec<Option<Result<(), Error>>> = vec![None; pending.len()];
             self.socket.send(&buf, 0)?;
             while answers.iter().any(Option::is_none) {
-                let (data, _) = self.socket.recv_from_full()?;
-                let mut rest = data.as_slice();
-                while !rest.is_empty() {
-                    let answer = NetlinkMessage::<Msg>::deserialize(rest).map_err(|e| Error {
-                        errno: None,
-                        message: format!("rtnetlink: cannot read the kernel's answer: {e}"),
-                    })?;
-                    let len = usize::try_from(answer.header.length).unwrap_or(usize::MAX);
-                    rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-                    if len == 0 {
-                        break;
-                    }
+                for answer in self.receive()? {
                     if let (Some(&at), NetlinkPayload::Error(e)) =
                         (pending.get(&answer.header.sequence_number), &answer.payload)
                         && let Some(slot) = answers.get_mut(at)

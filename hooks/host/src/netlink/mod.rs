@@ -172,6 +172,26 @@ impl Rtnl {
         Ok(Self { socket, seq: 0 })
     }
 
+    /// The messages of the kernel's next answer (one read).
+    pub(super) fn receive(&mut self) -> Result<Vec<NetlinkMessage<Msg>>, Error> {
+        let (data, _) = self.socket.recv_from_full()?;
+        let mut rest = data.as_slice();
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let answer = NetlinkMessage::<Msg>::deserialize(rest).map_err(|e| Error {
+                errno: None,
+                message: format!("rtnetlink: cannot read the kernel's answer: {e}"),
+            })?;
+            let len = usize::try_from(answer.header.length).unwrap_or(usize::MAX);
+            rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+            if len == 0 {
+                break;
+            }
+            out.push(answer);
+        }
+        Ok(out)
+    }
+
     /// Sends `msg` with `flags` and reads the answers: every message of a
     /// dump, the one answer of a get, nothing for an acknowledged change.
     fn exchange(&mut self, msg: Msg, flags: u16) -> Result<Vec<Msg>, Error> {
@@ -181,16 +201,8 @@ impl Rtnl {
         self.socket.send(&buf, 0)?;
         let mut out = Vec::new();
         loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut rest = data.as_slice();
-            while !rest.is_empty() {
-                let answer = NetlinkMessage::<Msg>::deserialize(rest).map_err(|e| Error {
-                    errno: None,
-                    message: format!("rtnetlink: cannot read the kernel's answer: {e}"),
-                })?;
-                let len = usize::try_from(answer.header.length).unwrap_or(usize::MAX);
-                rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-                if len == 0 || answer.header.sequence_number != self.seq {
+            for answer in self.receive()? {
+                if answer.header.sequence_number != self.seq {
                     continue;
                 }
                 match answer.payload {
