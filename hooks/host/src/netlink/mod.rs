@@ -144,7 +144,14 @@ pub const MAIN_TABLE: u32 = 254;
 pub struct Rtnl {
     socket: Socket,
     seq: u32,
+    /// Where the kernel's answers are read ([`ANSWER`] bytes).
+    answer: Vec<u8>,
 }
+
+/// The largest answer the kernel sends: a dump's part is at most 32 KiB,
+/// so one read of this size takes any answer whole (instead of a read
+/// that peeks at its size first: two system calls per answer).
+const ANSWER: usize = 64 * 1024;
 
 /// Links are asked for without their counters (what a read never uses,
 /// and most of the kernel's work for each link).
@@ -169,13 +176,24 @@ impl Rtnl {
         );
         nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
             .map_err(io::Error::from)?;
-        Ok(Self { socket, seq: 0 })
+        Ok(Self {
+            socket,
+            seq: 0,
+            answer: Vec::with_capacity(ANSWER),
+        })
     }
 
     /// The messages of the kernel's next answer (one read).
     pub(super) fn receive(&mut self) -> Result<Vec<NetlinkMessage<Msg>>, Error> {
-        let (data, _) = self.socket.recv_from_full()?;
-        let mut rest = data.as_slice();
+        self.answer.clear();
+        let len = self.socket.recv(&mut self.answer, nix::libc::MSG_TRUNC)?;
+        if len > self.answer.len() {
+            return Err(Error {
+                errno: None,
+                message: format!("rtnetlink: an answer of {len} bytes, larger than {ANSWER}"),
+            });
+        }
+        let mut rest = self.answer.as_slice();
         let mut out = Vec::new();
         while !rest.is_empty() {
             let answer = NetlinkMessage::<Msg>::deserialize(rest).map_err(|e| Error {
