@@ -272,10 +272,11 @@ impl Rtnl {
 
     /// Every entry of a dump, consistent: made again when the kernel says
     /// a change came during it (entries may then be missing or twice).
-    /// Kernel 6.x flags its link, address and route dumps so, not its
-    /// neighbour dumps (measured: a neighbour dump under a stream of
-    /// changes missed an entry, unflagged); the drivers read neighbour
-    /// entries one at a time (a dump of them is for diagnostics and tests).
+    /// The kernel marks its link and address dumps so (route dumps resume
+    /// by key); not its neighbour dumps (measured: a neighbour dump under a
+    /// stream of changes missed an entry, unmarked), so the drivers read
+    /// neighbour entries one at a time (a dump of them is for diagnostics
+    /// and tests).
     fn dump(&mut self, msg: &Msg) -> Result<Vec<Msg>, Error> {
         consistent(DUMP_TRIES, || self.exchange(msg.clone(), NLM_F_DUMP))
     }
