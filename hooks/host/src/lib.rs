@@ -9,11 +9,15 @@
 //!   driver makes on the host ([`opennebula::store::FileLock`]);
 //! - [`netlink::Rtnl`]: links, addresses, routes and neighbour entries read
 //!   and changed in this process (rtnetlink), no `ip` process;
+//! - [`nftables::Nftables`]: elements of existing nftables sets and maps
+//!   added and deleted in this process (nf_tables netlink, one atomic
+//!   batch), no `nft` process for what changes only elements;
 //! - [`links::link_kinds`]: the kind of every link (the root helper's checks).
 
 pub mod links;
 pub mod lock;
 pub mod netlink;
+pub mod nftables;
 pub mod run;
 pub mod skeleton;
 

@@ -157,6 +157,6 @@ fn host_apply_time_for_one_more_nic() {
         "fill = reconcile of N recorded NICs on an empty host (one nft transaction, the links, routes and neighbour entries through rtnetlink);"
     );
     println!(
-        "pre/again/clean = one more VM with one NIC; procs = processes started: nft (links, routes, neighbours: rtnetlink; sysctls: file writes)"
+        "pre/again/clean = one more VM with one NIC; procs = processes started: nft when more than elements change (elements: nf_tables netlink; links, routes, neighbours: rtnetlink; sysctls: file writes)"
     );
 }

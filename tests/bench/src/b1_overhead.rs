@@ -41,7 +41,7 @@ pub fn run(bins: &Bins, runs: usize, root: bool, frr: bool) -> (Vec<Row>, Vec<St
         "1: median wall time of {runs} runs (spawn to exit) and peak memory (the largest VmHWM, the process's own \
          resident high-water mark, read at its exit through a ptrace exit stop) of each action, release binaries run \
          as oned runs them; Scaleway = emulator at speed 0 on loopback, oned = onedsim in memory, host tools = \
-         record/replay stand-ins (a call costs about the stand-in row's time); baseline = /bin/true measured the same \
+         record/replay stand-ins (a call costs about the stand-in row's time; what the drivers do through netlink, the namespace's kernel); baseline = /bin/true measured the same \
          way"
     )];
     let truth = Run::new(Path::new("/bin/true"), &[], String::new(), &[]);

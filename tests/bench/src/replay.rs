@@ -1,5 +1,7 @@
 //! Host actions against a fake: `ip`, `nft`, `sysctl`, `vtysh` and
-//! `frr-reload.py` are the bench's record/replay stand-ins (see `shim`).
+//! `frr-reload.py` are the bench's record/replay stand-ins (see `shim`);
+//! what the drivers do through netlink (links, routes, neighbour entries,
+//! the public driver's nftables elements) reaches the namespace's kernel.
 //!
 //! In a namespace made for it, a first VM is set up for real (so the host
 //! is in its steady state: bridge, sysctls, FRR configured), then the
@@ -92,6 +94,12 @@ pub fn public(bins: &Bins, runs: usize) -> anyhow::Result<Results> {
     let (snap_a, snap_b) = (dir.join("record-a.json"), dir.join("record-b.json"));
     std::fs::copy(&record, &snap_a).context("the record after VM 1")?;
     let (tape_pre, tape_clean) = (dir.join("tape-pre.jsonl"), dir.join("tape-clean.jsonl"));
+    // In the steady state neither action may run a tool (the VM's nftables
+    // elements and its links, routes and neighbours go through netlink):
+    // their tapes may stay empty.
+    for tape in [&tape_pre, &tape_clean] {
+        std::fs::write(tape, "")?;
+    }
     real(&pre, &vm2, &mode(&shims, "record", &tape_pre, &claims))?;
     std::fs::copy(&record, &snap_b)?;
     real(&clean, &vm2, &mode(&shims, "record", &tape_clean, &claims))?;

@@ -31,7 +31,7 @@ fn route_address(a: &RouteAddress) -> Option<IpAddr> {
 /// The kernel's extended error message, from an error's payload: the
 /// request's header (capped: the socket asks for it alone), then
 /// attributes; `NLMSGERR_ATTR_MSG` (1) is a string.
-pub(super) fn extack_message(payload: &[u8]) -> Option<String> {
+pub(crate) fn extack_message(payload: &[u8]) -> Option<String> {
     let mut rest = payload.get(16..)?;
     while rest.len() >= 4 {
         let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));

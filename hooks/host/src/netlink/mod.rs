@@ -29,7 +29,8 @@ mod batch;
 mod messages;
 
 pub use batch::Change;
-use messages::{address_entry, extack_message, family, link_entry, neigh_entry, neigh_message, route_entry};
+pub(crate) use messages::extack_message;
+use messages::{address_entry, family, link_entry, neigh_entry, neigh_message, route_entry};
 
 /// A failure: the kernel refused (`errno`), or the socket failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

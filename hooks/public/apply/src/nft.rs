@@ -1,5 +1,6 @@
-//! Our nftables table: read with `nft -j list table ip one_scaleway`,
-//! changed with one `nft -f -` transaction.
+//! Our nftables tables: read with `nft -j list table ...`, changed with
+//! one transaction: `nft -f -`, or, when it changes nothing but elements,
+//! nf_tables netlink from this process ([`crate::elements`]).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -12,6 +13,7 @@ use serde_json::Value;
 
 use crate::listing::objects;
 use crate::root::{Public, Table};
+use host_tools::nftables::Nftables;
 use host_tools::run::{ApplyError, Tools};
 
 /// The nftables side effects.
@@ -70,6 +72,16 @@ impl Nft for NftCommand<'_> {
     fn apply(&self, batch: &NftBatch) -> Result<(), ApplyError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        // Only elements (most `pre` and `clean`): nf_tables netlink from
+        // this process, no `nft` process (not through sudo: the root
+        // helper applies a plan itself, here).
+        if !self.tools.uses_sudo()
+            && let Some(changes) = crate::elements::changes(batch)
+        {
+            let applied = Nftables::open(self.tools.timeout()).and_then(|mut n| n.apply(&changes));
+            return applied
+                .map_err(|e| ApplyError::new(format!("{e} (nothing was changed: the transaction is all or nothing)")));
         }
         let script = batch.render();
         let args = ["-f", "-"];

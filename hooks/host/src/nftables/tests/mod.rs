@@ -1,0 +1,198 @@
+//! The messages are nft's: each element form we send, against the bytes
+//! nft 1.0.6 sent for it (`strace -e trace=sendmsg -s 4096 -v nft -f FILE`
+//! on our tables, the `NFTA_SET_ELEM_LIST_ELEMENTS` attribute of each
+//! message, its 4-byte header included).
+
+#![allow(clippy::unwrap_used)] // test code
+
+use super::*;
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn change(add: bool, family: Family, table: &str, set: &str, elements: Vec<Element>) -> Change {
+    Change {
+        add,
+        family,
+        table: table.into(),
+        set: set.into(),
+        elements,
+    }
+}
+
+fn nat(add: bool, pairs: &[(&str, &str)]) -> Change {
+    let elements = pairs
+        .iter()
+        .map(|(k, v)| Element {
+            key: Value::default().ipv4(v4(k)),
+            data: Data::Value(Value::default().ipv4(v4(v))),
+        })
+        .collect();
+    change(add, Family::Ip, "one_scaleway", "dnat_map", elements)
+}
+
+fn guard(add: bool, set: &str, key: Value) -> Change {
+    change(
+        add,
+        Family::Bridge,
+        "one_scaleway_guard",
+        set,
+        vec![Element { key, data: Data::None }],
+    )
+}
+
+fn filter(addr: &str, verdict: Verdict) -> Change {
+    let e = Element {
+        key: Value::default().ipv4(v4(addr)),
+        data: Data::Verdict(verdict),
+    };
+    change(true, Family::Inet, "one_scaleway_sg", "in4", vec![e])
+}
+
+/// What nft sent, as strace printed it (the header, then the payload).
+fn sent(len: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = len.to_ne_bytes().to_vec();
+    out.extend_from_slice(&(0x8003u16).to_ne_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+const PORT: &[u8] = b"one-2-0\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+
+#[test]
+fn every_element_form_is_what_nft_sends() {
+    let port = || Value::default().ifname("one-2-0");
+    let mac = [0x02, 0x00, 0xac, 0x14, 0x00, 0x02];
+    let cases: Vec<(Change, Vec<u8>)> = vec![
+        (
+            nat(true, &[("198.18.0.1", "172.20.0.2")]),
+            sent(32, b"\x1c\x00\x01\x80\x0c\x00\x01\x80\x08\x00\x01\x00\xc6\x12\x00\x01\x0c\x00\x02\x80\x08\x00\x01\x00\xac\x14\x00\x02"),
+        ),
+        (
+            nat(true, &[("198.18.0.7", "172.20.0.2"), ("198.18.0.3", "172.20.0.4")]),
+            sent(
+                60,
+                b"\x1c\x00\x01\x80\x0c\x00\x01\x80\x08\x00\x01\x00\xc6\x12\x00\x07\x0c\x00\x02\x80\x08\x00\x01\x00\xac\x14\x00\x02\x1c\x00\x02\x80\x0c\x00\x01\x80\x08\x00\x01\x00\xc6\x12\x00\x03\x0c\x00\x02\x80\x08\x00\x01\x00\xac\x14\x00\x04",
+            ),
+        ),
+        (
+            nat(false, &[("198.18.0.1", "172.20.0.2")]),
+            sent(20, b"\x10\x00\x01\x80\x0c\x00\x01\x80\x08\x00\x01\x00\xc6\x12\x00\x01"),
+        ),
+        (
+            guard(true, "ports", port()),
+            sent(32, &[b"\x1c\x00\x01\x80\x18\x00\x01\x80\x14\x00\x01\x00", PORT].concat()),
+        ),
+        (
+            guard(true, "macs", port().ether(mac)),
+            sent(
+                40,
+                &[b"\x24\x00\x01\x80\x20\x00\x01\x80\x1c\x00\x01\x00", PORT, b"\x02\x00\xac\x14\x00\x02\x00\x00"].concat(),
+            ),
+        ),
+        (
+            guard(false, "macs", port().ether(mac)),
+            sent(
+                40,
+                &[b"\x24\x00\x01\x80\x20\x00\x01\x80\x1c\x00\x01\x00", PORT, b"\x02\x00\xac\x14\x00\x02\x00\x00"].concat(),
+            ),
+        ),
+        (
+            guard(true, "addr4", port().ipv4(v4("172.20.0.2"))),
+            sent(
+                36,
+                &[b"\x20\x00\x01\x80\x1c\x00\x01\x80\x18\x00\x01\x00", PORT, b"\xac\x14\x00\x02"].concat(),
+            ),
+        ),
+        (
+            filter("172.20.0.2", Verdict::Continue),
+            sent(36, b"\x20\x00\x01\x80\x0c\x00\x01\x80\x08\x00\x01\x00\xac\x14\x00\x02\x10\x00\x02\x80\x0c\x00\x02\x80\x08\x00\x01\x00\xff\xff\xff\xff"),
+        ),
+        (
+            filter("172.20.0.9", Verdict::Jump("sg-x-in".into())),
+            sent(48, b"\x2c\x00\x01\x80\x0c\x00\x01\x80\x08\x00\x01\x00\xac\x14\x00\x09\x1c\x00\x02\x80\x18\x00\x02\x80\x08\x00\x01\x00\xff\xff\xff\xfd\x0c\x00\x02\x00sg-x-in\x00"),
+        ),
+    ];
+    for (c, want) in cases {
+        assert_eq!(elements(&c), want, "{c}");
+    }
+}
+
+#[test]
+fn changes_read_as_nft_scripts() {
+    let port = Value::default().ifname("one-2-0");
+    assert_eq!(
+        nat(false, &[("198.18.0.1", "172.20.0.2"), ("198.18.0.3", "172.20.0.4")]).to_string(),
+        "delete element ip one_scaleway dnat_map { 198.18.0.1 : 172.20.0.2, 198.18.0.3 : 172.20.0.4 }"
+    );
+    assert_eq!(
+        guard(true, "macs", port.ether([2, 0, 0xac, 0x14, 0, 2])).to_string(),
+        "add element bridge one_scaleway_guard macs { \"one-2-0\" . 02:00:ac:14:00:02 }"
+    );
+    assert_eq!(
+        filter("172.20.0.9", Verdict::Jump("sg-1-in".into())).to_string(),
+        "add element inet one_scaleway_sg in4 { 172.20.0.9 : jump sg-1-in }"
+    );
+    assert_eq!(
+        Value::default()
+            .ifname("one-2-0")
+            .ipv6("2001:db8::1".parse().unwrap())
+            .to_string(),
+        "\"one-2-0\" . 2001:db8::1"
+    );
+}
+
+/// The batch: begin, one acknowledged message per change (its family,
+/// `NLM_F_CREATE` for an addition), end; sequence numbers from `seq`.
+#[test]
+fn a_batch_is_begin_changes_end() {
+    let changes = [
+        nat(true, &[("198.18.0.1", "172.20.0.2")]),
+        guard(false, "ports", Value::default().ifname("one-2-0")),
+    ];
+    let buf = encode(&changes, 7);
+    let mut headers = Vec::new();
+    let mut rest = buf.as_slice();
+    while !rest.is_empty() {
+        let len = u32::from_ne_bytes(rest[..4].try_into().unwrap()) as usize;
+        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
+        let flags = u16::from_ne_bytes(rest[6..8].try_into().unwrap());
+        let seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
+        headers.push((kind, flags, seq, rest[16], u16::from_be_bytes([rest[18], rest[19]])));
+        rest = &rest[len..];
+    }
+    assert_eq!(
+        headers,
+        [
+            (16, 1, 7, 0, 10),
+            ((10 << 8) | 12, 1 | 4 | 0x400, 8, 2, 0),
+            ((10 << 8) | 14, 1 | 4, 9, 7, 0),
+            (17, 1, 10, 0, 10),
+        ]
+    );
+}
+
+/// The kernel's answers: acknowledgements and refusals by sequence
+/// number, with what follows the errno.
+#[test]
+fn answers_are_read_by_sequence_number() {
+    let mut buf = Vec::new();
+    for (seq, code) in [(8u32, 0i32), (9, -2)] {
+        buf.extend_from_slice(&36u32.to_ne_bytes());
+        buf.extend_from_slice(&2u16.to_ne_bytes());
+        buf.extend_from_slice(&0u16.to_ne_bytes());
+        buf.extend_from_slice(&seq.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes());
+        buf.extend_from_slice(&code.to_ne_bytes());
+        buf.extend_from_slice(&[0; 16]);
+    }
+    let got: Vec<(u32, i32, usize)> = answers(&buf).into_iter().map(|(s, e, r)| (s, e, r.len())).collect();
+    assert_eq!(got, [(8, 0, 16), (9, 2, 16)]);
+    let e = refusal(2, &[0; 16], &nat(true, &[("198.18.0.1", "172.20.0.2")]));
+    assert_eq!(
+        e.message,
+        "the kernel refused `add element ip one_scaleway dnat_map { 198.18.0.1 : 172.20.0.2 }`: No such file or directory"
+    );
+    assert_eq!(e.errno, Some(2));
+}

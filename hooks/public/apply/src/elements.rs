@@ -1,0 +1,182 @@
+//! A transaction that changes nothing but elements of our sets and maps,
+//! as nf_tables netlink changes ([`host_tools::nftables`]), applied from
+//! the driver's process instead of an `nft` process: most `pre` and
+//! `clean` (a VM's NAT mappings, its port's guard elements, its addresses'
+//! security group verdicts, when the tables and chains are there).
+//!
+//! The changes are the script's own, line for line ([`NftBatch::render`]:
+//! the same order, a deletion as an addition then a deletion of the same
+//! element); what declares or deletes a table, chain or rule, and elements
+//! of interval sets (IPv6 prefixes, whose ends nft computes), are left to
+//! `nft -f -`.
+
+use host_tools::nftables::{Change, Data, Element, Family, Value, Verdict};
+use public_plan::NftBatch;
+use public_plan::filter::{FilterAddr, FilterTarget, map};
+use public_plan::guard::{GUARD_TABLE, GuardElem, SETS};
+use public_plan::ops::{NFT_DNAT_MAP, NFT_SNAT_MAP, NFT_TABLE, NftOp};
+
+/// The most elements sent this way (a larger change, `reconcile`'s,
+/// declares the base anyway).
+const MOST: usize = 256;
+
+fn v4(a: std::net::Ipv4Addr) -> Value {
+    Value::default().ipv4(a)
+}
+
+/// A guard element's key (`None`: an interval set's).
+fn guard_key(e: &GuardElem) -> Option<Value> {
+    let port = |t: &public_plan::endpoint::BridgeName| Value::default().ifname(t.as_str());
+    match e {
+        GuardElem::Port(t) => Some(port(t)),
+        GuardElem::Mac(t, mac) => Some(port(t).ether(*mac)),
+        GuardElem::Addr4(t, a) => Some(port(t).ipv4(*a)),
+        GuardElem::Addr6(..) | GuardElem::Nd6(..) => None,
+    }
+}
+
+fn verdict(t: FilterTarget) -> Verdict {
+    match t {
+        FilterTarget::Chain(c) => Verdict::Jump(c.name()),
+        FilterTarget::Continue => Verdict::Continue,
+    }
+}
+
+/// Whether `op` is an element change this module sends.
+fn element(op: &NftOp) -> bool {
+    match op {
+        NftOp::AddDnat { .. } | NftOp::AddSnat { .. } | NftOp::DeleteDnat { .. } | NftOp::DeleteSnat { .. } => true,
+        NftOp::AddGuard(e) | NftOp::DeleteGuard(e) => guard_key(e).is_some(),
+        NftOp::AddFilterAddr { addr, .. } | NftOp::DeleteFilterAddr { addr, .. } => {
+            matches!(addr, FilterAddr::V4(_))
+        }
+        NftOp::EnsureBase
+        | NftOp::EnsureGuard
+        | NftOp::EnsureFilters
+        | NftOp::SetChain { .. }
+        | NftOp::DeleteChain(_) => false,
+    }
+}
+
+/// Appends the changes of `elements` (of one set): an addition, or a
+/// deletion as an addition then a deletion.
+fn push(out: &mut Vec<Change>, delete: bool, family: Family, table: &str, set: &str, elements: Vec<Element>) {
+    if elements.is_empty() {
+        return;
+    }
+    let change = |add: bool, elements: Vec<Element>| Change {
+        add,
+        family,
+        table: table.to_owned(),
+        set: set.to_owned(),
+        elements,
+    };
+    if delete {
+        out.push(change(true, elements.clone()));
+        out.push(change(false, elements));
+    } else {
+        out.push(change(true, elements));
+    }
+}
+
+/// The batch as element changes, in its script's order; `None` when it
+/// holds anything else.
+pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
+    if batch.is_empty() || !batch.ops.iter().all(element) || batch.ops.len() > MOST {
+        return None;
+    }
+    let ops = &batch.ops;
+    let mut out = Vec::new();
+    let pick = |f: &dyn Fn(&NftOp) -> Option<Element>| ops.iter().filter_map(f).collect::<Vec<_>>();
+    let nat = |key, value| Element {
+        key: v4(key),
+        data: Data::Value(v4(value)),
+    };
+    for (delete, set, elements) in [
+        (
+            true,
+            NFT_DNAT_MAP,
+            pick(&|o| match o {
+                NftOp::DeleteDnat { external, ip } => Some(nat(*external, *ip)),
+                _ => None,
+            }),
+        ),
+        (
+            true,
+            NFT_SNAT_MAP,
+            pick(&|o| match o {
+                NftOp::DeleteSnat { ip, external } => Some(nat(*ip, *external)),
+                _ => None,
+            }),
+        ),
+        (
+            false,
+            NFT_DNAT_MAP,
+            pick(&|o| match o {
+                NftOp::AddDnat { external, ip } => Some(nat(*external, *ip)),
+                _ => None,
+            }),
+        ),
+        (
+            false,
+            NFT_SNAT_MAP,
+            pick(&|o| match o {
+                NftOp::AddSnat { ip, external } => Some(nat(*ip, *external)),
+                _ => None,
+            }),
+        ),
+    ] {
+        push(&mut out, delete, Family::Ip, NFT_TABLE, set, elements);
+    }
+    for delete in [true, false] {
+        for (set, _) in SETS {
+            let elements = pick(&|o| {
+                match o {
+                    NftOp::DeleteGuard(e) if delete && e.set() == set => guard_key(e),
+                    NftOp::AddGuard(e) if !delete && e.set() == set => guard_key(e),
+                    _ => None,
+                }
+                .map(|key| Element { key, data: Data::None })
+            });
+            push(&mut out, delete, Family::Bridge, GUARD_TABLE, set, elements);
+        }
+    }
+    for delete in [true, false] {
+        let mut maps: std::collections::BTreeMap<&str, Vec<Element>> = std::collections::BTreeMap::new();
+        for op in ops {
+            let (NftOp::DeleteFilterAddr {
+                addr,
+                direction,
+                target,
+            }
+            | NftOp::AddFilterAddr {
+                addr,
+                direction,
+                target,
+            }) = op
+            else {
+                continue;
+            };
+            if let (FilterAddr::V4(a), true) = (addr, delete == matches!(op, NftOp::DeleteFilterAddr { .. })) {
+                maps.entry(map(*addr, *direction)).or_default().push(Element {
+                    key: v4(*a),
+                    data: Data::Verdict(verdict(*target)),
+                });
+            }
+        }
+        for (m, elements) in maps {
+            push(
+                &mut out,
+                delete,
+                Family::Inet,
+                public_plan::filter::FILTER_TABLE,
+                m,
+                elements,
+            );
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;
