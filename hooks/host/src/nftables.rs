@@ -5,7 +5,9 @@
 //! applies all or nothing. What declares tables, chains or rules stays an
 //! `nft -f -` transaction; this is for the changes most actions make, a
 //! VM's elements, without an `nft` process (about 4 ms of the 7 ms a `pre`
-//! took). Changes need `CAP_NET_ADMIN` (root, or the root helper).
+//! took); and whether a table exists ([`Nftables::has_table`]: what a
+//! listing of a missing table would start an `nft` process to learn).
+//! Needs `CAP_NET_ADMIN` (root, or the root helper).
 //!
 //! Every message asks for an acknowledgement: the batch succeeded when the
 //! kernel acknowledged every message, and its first refusal (with the
@@ -195,6 +197,9 @@ impl fmt::Display for Change {
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFTA_TABLE_NAME: u16 = 1;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NLM_F_REQUEST: u16 = 1;
@@ -414,9 +419,8 @@ fn io_error(e: io::Error) -> Error {
     }
 }
 
-/// The acknowledgements and errors in `buf`: (sequence number, errno,
-/// what follows the errno).
-fn answers(buf: &[u8]) -> Vec<(u32, i32, &[u8])> {
+/// The messages in `buf`: (sequence number, type, what follows the header).
+fn messages(buf: &[u8]) -> Vec<(u32, u16, &[u8])> {
     let mut out = Vec::new();
     let mut rest = buf;
     while rest.len() >= 16 {
@@ -426,13 +430,77 @@ fn answers(buf: &[u8]) -> Vec<(u32, i32, &[u8])> {
         if len < 16 || len > rest.len() {
             break;
         }
-        if kind == NLMSG_ERROR && len >= 20 {
-            let code = i32::from_ne_bytes([rest[16], rest[17], rest[18], rest[19]]);
-            out.push((seq, code.saturating_abs(), &rest[20..len]));
-        }
+        out.push((seq, kind, &rest[16..len]));
         rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
     out
+}
+
+/// An error message's errno (0: an acknowledgement) and what follows it.
+fn error(body: &[u8]) -> Option<(i32, &[u8])> {
+    let code = i32::from_ne_bytes(body.get(..4)?.try_into().ok()?);
+    Some((code.saturating_abs(), &body[4..]))
+}
+
+impl Nftables {
+    /// Whether the table `name` of `family` exists: one request (where
+    /// listing a missing table would start an `nft` process to learn it).
+    pub fn has_table(&mut self, family: Family, name: &str) -> Result<bool, Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut buf = Vec::new();
+        message(
+            &mut buf,
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
+            0,
+            seq,
+            family.code(),
+            0,
+            |buf| string(buf, NFTA_TABLE_NAME, name),
+        );
+        self.socket.send(&buf, 0).map_err(io_error)?;
+        let mut answer = Vec::with_capacity(8192);
+        loop {
+            answer.clear();
+            self.socket.recv(&mut answer, 0).map_err(io_error)?;
+            for (s, kind, body) in messages(&answer) {
+                if s != seq {
+                    continue;
+                }
+                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+                    return Ok(true);
+                }
+                if kind == NLMSG_ERROR {
+                    return match error(body) {
+                        Some((ENOENT, _)) => Ok(false),
+                        Some((0, _)) => Ok(true),
+                        Some((errno, rest)) => Err(Error {
+                            errno: Some(errno),
+                            message: format!(
+                                "nftables netlink: cannot read table {} {name}: {}",
+                                family.name(),
+                                extack_message(rest).unwrap_or_else(|| io::Error::from_raw_os_error(errno).to_string())
+                            ),
+                        }),
+                        None => Err(io_error(io::Error::other("a truncated answer"))),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// `ENOENT`.
+const ENOENT: i32 = 2;
+
+/// The acknowledgements and errors in `buf`: (sequence number, errno,
+/// what follows the errno).
+fn answers(buf: &[u8]) -> Vec<(u32, i32, &[u8])> {
+    messages(buf)
+        .into_iter()
+        .filter(|(_, kind, _)| *kind == NLMSG_ERROR)
+        .filter_map(|(seq, _, body)| error(body).map(|(errno, rest)| (seq, errno, rest)))
+        .collect()
 }
 
 /// The kernel's refusal of `change`.

@@ -20,7 +20,7 @@
 //! when the driver says an apply failed because its observation was a model
 //! the kernel contradicted, and saves the record when it changed.
 
-use opennebula::driver::Log;
+use opennebula::driver::{Level, Log};
 
 /// How [`Change::observe`] may learn the host's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +55,12 @@ pub trait Change {
         observed: &Self::Observed,
     ) -> anyhow::Result<Self::Plan>;
 
-    /// The plan's warnings (logged as `WARN:`) and its lines (logged as
-    /// `DEBUG: plan: ...`).
-    fn describe(&self, plan: &Self::Plan) -> (Vec<String>, String);
+    /// The plan's warnings (logged as `WARN:`).
+    fn notes(&self, plan: &Self::Plan) -> Vec<String>;
+
+    /// The plan's lines (logged as `DEBUG: plan: ...`; rendered only when
+    /// the debug level is on: `reconcile`'s are thousands).
+    fn lines(&self, plan: &Self::Plan) -> String;
 
     /// What a dry run prints instead of applying.
     fn dry_run(&self, plan: &Self::Plan) -> String;
@@ -117,12 +120,13 @@ pub fn converge<C: Change>(
     let mut again = true;
     loop {
         let plan = change.plan(before, &after, &observed)?;
-        let (notes, lines) = change.describe(&plan);
-        for note in &notes {
+        for note in &change.notes(&plan) {
             log.warn(note);
         }
-        for line in lines.lines().filter(|l| !l.starts_with("# note:")) {
-            log.debug(format_args!("plan: {line}"));
+        if log.level() >= Level::Debug {
+            for line in change.lines(&plan).lines().filter(|l| !l.starts_with("# note:")) {
+                log.debug(format_args!("plan: {line}"));
+            }
         }
         if dry_run {
             let text = change.dry_run(&plan);
@@ -191,8 +195,12 @@ mod tests {
                 .push(format!("plan {before}->{after} from {o:?}"));
             Ok(format!("# note: n\nset {after}"))
         }
-        fn describe(&self, p: &String) -> (Vec<String>, String) {
-            (vec!["careful".into()], p.clone())
+        fn notes(&self, _: &String) -> Vec<String> {
+            vec!["careful".into()]
+        }
+        fn lines(&self, p: &String) -> String {
+            self.calls.borrow_mut().push("lines".into());
+            p.clone()
         }
         fn dry_run(&self, p: &String) -> String {
             format!("would {p}")
@@ -222,9 +230,19 @@ mod tests {
     }
 
     fn run(fake: &Fake, before: u32, after: u32, dry_run: bool) -> (anyhow::Result<Converged<Fake>>, String) {
+        run_at(Level::Debug, fake, before, after, dry_run)
+    }
+
+    fn run_at(
+        level: Level,
+        fake: &Fake,
+        before: u32,
+        after: u32,
+        dry_run: bool,
+    ) -> (anyhow::Result<Converged<Fake>>, String) {
         let mut err = Vec::new();
         let out = {
-            let mut log = Log::new(&mut err, opennebula::driver::Level::Debug, "t");
+            let mut log = Log::new(&mut err, level, "t");
             converge(fake, &mut log, &before, after, None, dry_run)
         };
         (out, String::from_utf8(err).unwrap())
@@ -242,6 +260,7 @@ mod tests {
             [
                 "observe Cheaply",
                 "plan 1->2 from Cheaply",
+                "lines",
                 "apply set 2",
                 "settle true",
                 "save 102"
@@ -254,6 +273,17 @@ mod tests {
         assert!(!log.contains("# note"), "{log}");
     }
 
+    /// Below the debug level the plan's lines are not even rendered
+    /// (`reconcile`'s are thousands); its warnings are logged.
+    #[test]
+    fn the_plan_is_rendered_only_for_the_debug_log() {
+        let fake = Fake::default();
+        let (done, log) = run_at(Level::Info, &fake, 1, 2, false);
+        done.unwrap();
+        assert!(!fake.calls.borrow().iter().any(|c| c == "lines"));
+        assert!(log.contains("WARN: t: careful") && !log.contains("plan:"), "{log}");
+    }
+
     #[test]
     fn a_dry_run_applies_and_saves_nothing() {
         let fake = Fake::default();
@@ -262,7 +292,7 @@ mod tests {
         assert!(done.applied.is_none());
         assert_eq!(
             *fake.calls.borrow(),
-            ["observe Cheaply", "plan 1->2 from Cheaply", "settle false"]
+            ["observe Cheaply", "plan 1->2 from Cheaply", "lines", "settle false"]
         );
     }
 
@@ -279,9 +309,9 @@ mod tests {
             [
                 "observe Cheaply",
                 "plan 1->2 from Cheaply",
+                "lines",
                 "apply set 2",
                 "observe Fully",
-                "plan 1->2 from Fully"
             ]
         );
         assert!(log.contains("DEBUG: t: misled (refused)"), "{log}");

@@ -192,3 +192,25 @@ fn a_refused_change_leaves_nothing_of_its_batch() {
     let e = inside(&ns, |nft| nft.apply(&[nat(true, "198.18.0.1", "172.20.0.2")])).unwrap_err();
     assert_eq!(e.errno, Some(2), "{e}");
 }
+
+#[test]
+#[ignore = "needs root: run with --include-ignored"]
+fn a_table_is_found_by_family_and_name() {
+    require_root();
+    let ns = NetNs::new("nftt");
+    let found = |ns: &NetNs| {
+        inside(ns, |nft| {
+            [
+                (Family::Ip, "t4"),
+                (Family::Bridge, "tb"),
+                (Family::Inet, "ti"),
+                (Family::Ip, "tb"),
+                (Family::Inet, "t4"),
+            ]
+            .map(|(f, n)| nft.has_table(f, n).unwrap())
+        })
+    };
+    assert_eq!(found(&ns), [false; 5]);
+    ns.run_ok(&["nft", "-f", "-"], TABLES.as_bytes());
+    assert_eq!(found(&ns), [true, true, true, false, false]);
+}

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::listing::objects;
 use crate::root::{Public, Table};
-use host_tools::nftables::Nftables;
+use host_tools::nftables::{Family as NfFamily, Nftables};
 use host_tools::run::{ApplyError, Tools};
 
 /// The nftables side effects.
@@ -38,6 +38,18 @@ impl NftCommand<'_> {
     /// `parse`; an absent table is the default state.
     fn list<T: Default>(&self, table: Table, parse: fn(&str) -> Result<T, String>) -> Result<T, ApplyError> {
         let (family, name) = table.name();
+        // As root, a missing table (after a reboot: what `reconcile` finds)
+        // is learnt without an `nft` process.
+        if !self.tools.uses_sudo() {
+            let nf = match table {
+                Table::Nat => NfFamily::Ip,
+                Table::Guard => NfFamily::Bridge,
+                Table::Filter => NfFamily::Inet,
+            };
+            if let Ok(false) = Nftables::open(self.tools.timeout()).and_then(|mut n| n.has_table(nf, name)) {
+                return Ok(T::default());
+            }
+        }
         let args = ["-j", "list", "table", family, name];
         let ran = self
             .tools

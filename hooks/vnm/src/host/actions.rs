@@ -106,11 +106,12 @@ impl Change for PublicChange<'_> {
         Ok(p)
     }
 
-    fn describe(&self, p: &Plan) -> (Vec<String>, String) {
-        (
-            p.notes.clone(),
-            if p.is_empty() { String::new() } else { p.to_string() },
-        )
+    fn notes(&self, p: &Plan) -> Vec<String> {
+        p.notes.clone()
+    }
+
+    fn lines(&self, p: &Plan) -> String {
+        if p.is_empty() { String::new() } else { p.to_string() }
     }
 
     fn dry_run(&self, p: &Plan) -> String {

@@ -190,7 +190,7 @@ impl skeleton::Change for PrivateChange<'_> {
         })
     }
 
-    fn describe(&self, p: &PrivatePlan) -> (Vec<String>, String) {
+    fn notes(&self, p: &PrivatePlan) -> Vec<String> {
         let mut notes = p.links.notes.clone();
         if p.frr_left {
             notes.push(
@@ -198,12 +198,15 @@ impl skeleton::Change for PrivateChange<'_> {
                     .to_owned(),
             );
         }
-        let lines = if p.links.is_empty() {
+        notes
+    }
+
+    fn lines(&self, p: &PrivatePlan) -> String {
+        if p.links.is_empty() {
             String::new()
         } else {
             p.links.to_string()
-        };
-        (notes, lines)
+        }
     }
 
     fn dry_run(&self, p: &PrivatePlan) -> String {
