@@ -174,7 +174,8 @@ pub fn query(request: &Request) -> Query {
     // A bridge of ours that no endpoint keeps may be deleted: its ports say
     // whether it can be.
     for e in &request.remove {
-        let used = request.keep.iter().chain(&request.ensure).any(|k| k.bridge == e.bridge);
+        let used = request.busy_bridges.contains(&e.bridge)
+            || request.keep.iter().chain(&request.ensure).any(|k| k.bridge == e.bridge);
         if request.owned_bridges.contains(&e.bridge) && !used {
             q.ports.insert(e.bridge);
         }

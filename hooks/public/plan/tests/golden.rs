@@ -75,8 +75,10 @@ impl Host {
         }
     }
 
+    /// The plan, which is also the plan of the request narrowed to the
+    /// endpoints it touches (`model::narrow`, what the driver plans).
     fn plan(&self, request: &Request) -> Plan {
-        plan(request, &self.kernel).unwrap()
+        checked(request, &self.kernel).unwrap()
     }
 
     /// Applies the plan, records the result, and checks that planning the
@@ -130,6 +132,15 @@ impl Host {
     }
 }
 
+/// The plan of `request`, which is also the plan of the request narrowed
+/// to the endpoints it touches (`model::narrow`: what the driver plans).
+fn checked(request: &Request, kernel: &Observed) -> Result<Plan, public_plan::PlanError> {
+    let whole = plan(request, kernel);
+    let narrowed = plan(&public_plan::model::narrow(request.clone()), kernel);
+    assert_eq!(whole, narrowed, "narrowing the request changed its plan");
+    whole
+}
+
 fn section(title: &str, p: &Plan) -> String {
     format!("## {title}\n{p}\n")
 }
@@ -174,19 +185,25 @@ fn conflict_is_refused_naming_both() {
         "<VM><ID>2</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
          <TARGET>one-2-0</TARGET><MAC>02:00:00:00:02:00</MAC><IP>172.30.0.8</IP><GATEWAY>172.30.0.9</GATEWAY><EXTERNAL_IP>51.15.0.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
     );
-    let same_external = plan(&host.request(&claim, true), &host.kernel).unwrap_err().to_string();
+    let same_external = checked(&host.request(&claim, true), &host.kernel)
+        .unwrap_err()
+        .to_string();
     // VM 3 claims VM 1's private address with another flexible IP.
     let claim = parse_vm(
         "<VM><ID>3</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
          <TARGET>one-3-0</TARGET><MAC>02:00:00:00:03:00</MAC><IP>172.30.0.4</IP><GATEWAY>172.30.0.5</GATEWAY><EXTERNAL_IP>51.15.0.99</EXTERNAL_IP></NIC></TEMPLATE></VM>",
     );
-    let same_private = plan(&host.request(&claim, true), &host.kernel).unwrap_err().to_string();
+    let same_private = checked(&host.request(&claim, true), &host.kernel)
+        .unwrap_err()
+        .to_string();
     // The same, set by hand (not in the record).
     host.record.clear();
-    let by_hand = plan(&host.request(&claim, true), &host.kernel).unwrap_err().to_string();
+    let by_hand = checked(&host.request(&claim, true), &host.kernel)
+        .unwrap_err()
+        .to_string();
     // Two NICs of one VM with one flexible IP.
     let twice = vm(5, &[(0, 7, false), (1, 7, false)]);
-    let twice = plan(&Host::default().request(&twice, true), &Observed::default())
+    let twice = checked(&Host::default().request(&twice, true), &Observed::default())
         .unwrap_err()
         .to_string();
     for m in [&same_external, &same_private, &by_hand] {
@@ -209,11 +226,11 @@ fn conflict_is_refused_naming_both() {
             dev: dev.into(),
         });
     }
-    let inside = plan(&Host::default().request(&vm(6, &[(0, 1, false)]), true), &underlay)
+    let inside = checked(&Host::default().request(&vm(6, &[(0, 1, false)]), true), &underlay)
         .unwrap_err()
         .to_string();
     underlay.addresses.remove(0);
-    plan(&Host::default().request(&vm(6, &[(0, 1, false)]), true), &underlay).unwrap();
+    checked(&Host::default().request(&vm(6, &[(0, 1, false)]), true), &underlay).unwrap();
     assert_golden(
         "conflict.txt",
         &format!(
@@ -320,7 +337,7 @@ fn repairs_our_table_and_refuses_a_foreign_one() {
             rules: Vec::new(),
         },
     );
-    let refused = plan(&host.request(&vm(2, &[(0, 2, false)]), true), &host.kernel)
+    let refused = checked(&host.request(&vm(2, &[(0, 2, false)]), true), &host.kernel)
         .unwrap_err()
         .to_string();
     // A device of another kind under our bridge's name.
@@ -333,7 +350,7 @@ fn repairs_our_table_and_refuses_a_foreign_one() {
             master: None,
         },
     );
-    let not_bridge = plan(&other.request(&vm(1, &[(0, 1, false)]), true), &other.kernel)
+    let not_bridge = checked(&other.request(&vm(1, &[(0, 1, false)]), true), &other.kernel)
         .unwrap_err()
         .to_string();
     assert_golden(
@@ -362,7 +379,7 @@ fn many_endpoints_plan_one_transaction() {
         ensure: endpoints,
         ..Request::default()
     };
-    let p = plan(&request, &Observed::default()).unwrap();
+    let p = checked(&request, &Observed::default()).unwrap();
     assert_eq!(p.processes(), 1);
     assert_eq!(
         p.nft.render().lines().count(),
@@ -370,5 +387,5 @@ fn many_endpoints_plan_one_transaction() {
         "NAT base (11 lines) + one line per map, guard base (23 lines) + one line per set"
     );
     let after = simulate(&Observed::default(), &p).unwrap();
-    assert!(plan(&request, &after).unwrap().is_empty());
+    assert!(checked(&request, &after).unwrap().is_empty());
 }

@@ -275,7 +275,7 @@ pub(super) fn set_up(
     // may keep its flexible IP, whose old mapping must be gone before the
     // new one is added. (Rare: only when a VM's NIC changed under us.)
     if !stale.is_empty() {
-        let request = Request {
+        let request = model::narrow(Request {
             ensure: Vec::new(),
             remove: stale.clone(),
             keep: record
@@ -286,8 +286,8 @@ pub(super) fn set_up(
                 .collect(),
             owned_bridges: record.bridges.clone(),
             filters: Vec::new(),
-            collect_chains: false,
-        };
+            ..Request::default()
+        });
         let (_, dry, updated) = run(log, on, &record, &request, None, |r| {
             r.forget(stale.iter().map(|e| e.owner));
         })
@@ -301,14 +301,14 @@ pub(super) fn set_up(
         .filter(|r| !selected.contains(&r.owner) && !moved.iter().any(|m| m.owner == r.owner))
         .copied()
         .collect();
-    let request = Request {
+    let request = model::narrow(Request {
         ensure: endpoints.clone(),
         remove: Vec::new(),
         keep,
         owned_bridges: record.bridges.clone(),
         filters: filters.clone(),
-        collect_chains: false,
-    };
+        ..Request::default()
+    });
     let (p, dry, _) = run(log, on, &record, &request, None, |r| {
         r.forget(moved.iter().map(|e| e.owner));
         r.put(&endpoints);

@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow};
 use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 use public_apply::Host;
-use public_plan::{Endpoint, Owner, Request, select};
+use public_plan::{Endpoint, Owner, Request, model, select};
 
 use super::Settings;
 use super::actions::*;
@@ -82,14 +82,13 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
         .filter(|r| !owners.contains(&r.owner))
         .copied()
         .collect();
-    let request = Request {
+    let request = model::narrow(Request {
         ensure: Vec::new(),
         remove: remove.clone(),
         keep,
         owned_bridges: record.bridges.clone(),
-        filters: Vec::new(),
-        collect_chains: false,
-    };
+        ..Request::default()
+    });
     let recorded = remove.iter().any(|e| record.endpoints.contains(e));
     let (p, dry, _) = run(log, on, &record, &request, None, |r| {
         r.forget(owners);

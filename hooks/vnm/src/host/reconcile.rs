@@ -36,6 +36,7 @@ pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) ->
         // The chains nothing jumps to (left by a crash, or by an earlier
         // version) go.
         collect_chains: true,
+        ..Request::default()
     };
     let recorded: BTreeSet<_> = record
         .endpoints

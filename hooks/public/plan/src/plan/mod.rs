@@ -77,6 +77,9 @@ pub struct Request {
     pub keep: Vec<Endpoint>,
     /// Bridges we created (the only ones we may delete).
     pub owned_bridges: BTreeSet<BridgeName>,
+    /// Bridges that endpoints beyond `ensure`, `remove` and `keep` use
+    /// (those [`crate::model::narrow`] leaves out): never deleted.
+    pub busy_bridges: BTreeSet<BridgeName>,
     /// The security group rules to set on NICs (those of `ensure`, or of
     /// a VM whose groups changed).
     pub filters: Vec<crate::filter::NicFilter>,

@@ -12,7 +12,7 @@ pub(super) fn plan_removal(request: &Request, observed: &Observed, p: &mut Plan)
     let mut still_proxies = BTreeSet::new();
     let mut still_external = BTreeSet::new();
     let mut still_private = BTreeSet::new();
-    let mut still_bridges = BTreeSet::new();
+    let mut still_bridges = request.busy_bridges.clone();
     for e in request.ensure.iter().chain(&request.keep) {
         still_bridges.insert(e.bridge);
         let o = objects(e);
