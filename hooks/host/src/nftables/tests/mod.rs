@@ -189,10 +189,53 @@ fn answers_are_read_by_sequence_number() {
     }
     let got: Vec<(u32, i32, usize)> = answers(&buf).into_iter().map(|(s, e, r)| (s, e, r.len())).collect();
     assert_eq!(got, [(8, 0, 16), (9, 2, 16)]);
-    let e = refusal(2, &[0; 16], &nat(true, &[("198.18.0.1", "172.20.0.2")]));
+    let e = refusal(
+        2,
+        &[0; 16],
+        &format!("`{}`", nat(true, &[("198.18.0.1", "172.20.0.2")])),
+    );
     assert_eq!(
         e.message,
         "the kernel refused `add element ip one_scaleway dnat_map { 198.18.0.1 : 172.20.0.2 }`: No such file or directory"
     );
     assert_eq!(e.errno, Some(2));
+}
+
+/// An error message of sequence number `seq`.
+fn answer(seq: u32, code: i32) -> Vec<u8> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(&36u32.to_ne_bytes());
+    buf.extend_from_slice(&2u16.to_ne_bytes());
+    buf.extend_from_slice(&0u16.to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&code.to_ne_bytes());
+    buf.extend_from_slice(&[0; 16]);
+    buf
+}
+
+/// A batch is done when every change is answered; the first refused
+/// change is the one named; a refused begin or end is the batch's refusal
+/// at once (no answer for its changes would come).
+#[test]
+fn answers_are_tallied() {
+    let changes = [
+        nat(true, &[("198.18.0.1", "172.20.0.2")]),
+        guard(true, "ports", Value::default().ifname("one-2-0")),
+    ];
+    let mut t = Tally::new(10, &changes);
+    t.read(&answer(11, 0)).unwrap();
+    assert!(!t.done());
+    t.read(&[answer(12, 0), answer(99, -2)].concat()).unwrap();
+    assert!(t.done() && t.refused.is_none());
+    let mut t = Tally::new(10, &changes);
+    t.read(&[answer(12, -17), answer(11, -2)].concat()).unwrap();
+    let (i, e) = t.refused.unwrap();
+    assert_eq!((i, e.errno), (0, Some(2)));
+    assert!(e.message.contains("dnat_map"), "{e}");
+    for refused in [10, 13] {
+        let mut t = Tally::new(10, &changes);
+        let e = t.read(&answer(refused, -95)).unwrap_err();
+        assert!(e.message.starts_with("the kernel refused the nftables batch: "), "{e}");
+    }
 }

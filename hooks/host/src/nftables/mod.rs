@@ -193,148 +193,10 @@ impl fmt::Display for Change {
     }
 }
 
-// nfnetlink and nf_tables (linux/netfilter/nfnetlink.h, nf_tables.h).
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFNL_MSG_BATCH_BEGIN: u16 = 16;
-const NFNL_MSG_BATCH_END: u16 = 17;
-const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_GETTABLE: u16 = 1;
-const NFTA_TABLE_NAME: u16 = 1;
-const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_DELSETELEM: u16 = 14;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
-const NLM_F_CREATE: u16 = 0x400;
-const NLMSG_ERROR: u16 = 2;
-const NLA_F_NESTED: u16 = 0x8000;
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
+mod wire;
 
-/// An attribute: length, type, payload, padded to 4 bytes.
-fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let len = u16::try_from(4 + payload.len()).unwrap_or(u16::MAX);
-    buf.extend_from_slice(&len.to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(payload);
-    buf.resize(buf.len().next_multiple_of(4), 0);
-}
-
-/// A NUL-terminated string attribute.
-fn string(buf: &mut Vec<u8>, kind: u16, s: &str) {
-    let mut payload = s.as_bytes().to_vec();
-    payload.push(0);
-    attr(buf, kind, &payload);
-}
-
-/// A nested attribute holding what `fill` writes.
-fn nest(buf: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; 4]);
-    fill(buf);
-    let len = u16::try_from(buf.len() - start).unwrap_or(u16::MAX);
-    buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-    buf[start + 2..start + 4].copy_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-}
-
-/// One message: header, `nfgenmsg`, then what `fill` writes.
-fn message(
-    buf: &mut Vec<u8>,
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    family: u8,
-    res_id: u16,
-    fill: impl FnOnce(&mut Vec<u8>),
-) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; 4]);
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-    buf.extend_from_slice(&seq.to_ne_bytes());
-    buf.extend_from_slice(&0u32.to_ne_bytes());
-    buf.extend_from_slice(&[family, 0]);
-    buf.extend_from_slice(&res_id.to_be_bytes());
-    fill(buf);
-    let len = u32::try_from(buf.len() - start).unwrap_or(u32::MAX);
-    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
-}
-
-/// The `NFTA_SET_ELEM_LIST_ELEMENTS` of `change` (what nft 1.0.6 sends:
-/// keys, and for an addition to a map its values).
-pub fn elements(change: &Change) -> Vec<u8> {
-    let mut buf = Vec::new();
-    nest(&mut buf, NFTA_SET_ELEM_LIST_ELEMENTS, |buf| {
-        // nft numbers the list's entries (the kernel reads them in order,
-        // whatever their type).
-        for (e, n) in change.elements.iter().zip(1u16..) {
-            nest(buf, n, |buf| {
-                nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, &e.key.bytes));
-                match (&e.data, change.add) {
-                    (Data::Value(v), true) => {
-                        nest(buf, NFTA_SET_ELEM_DATA, |buf| attr(buf, NFTA_DATA_VALUE, &v.bytes));
-                    }
-                    (Data::Verdict(v), true) => nest(buf, NFTA_SET_ELEM_DATA, |buf| {
-                        nest(buf, NFTA_DATA_VERDICT, |buf| {
-                            let (code, chain) = v.code();
-                            attr(buf, NFTA_VERDICT_CODE, &code.to_be_bytes());
-                            if let Some(c) = chain {
-                                string(buf, NFTA_VERDICT_CHAIN, c);
-                            }
-                        });
-                    }),
-                    _ => {}
-                }
-            });
-        }
-    });
-    buf
-}
-
-/// The batch of `changes`: begin (sequence number `seq`), one message per
-/// change (`seq + 1`, ...; each acknowledged), end.
-pub fn encode(changes: &[Change], seq: u32) -> Vec<u8> {
-    let mut buf = Vec::new();
-    message(&mut buf, NFNL_MSG_BATCH_BEGIN, 0, seq, 0, NFNL_SUBSYS_NFTABLES, |_| {});
-    let mut n = seq;
-    for c in changes {
-        n = n.wrapping_add(1);
-        let (kind, flags) = if c.add {
-            (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK)
-        } else {
-            (NFT_MSG_DELSETELEM, NLM_F_ACK)
-        };
-        message(
-            &mut buf,
-            (NFNL_SUBSYS_NFTABLES << 8) | kind,
-            flags,
-            n,
-            c.family.code(),
-            0,
-            |buf| {
-                string(buf, NFTA_SET_ELEM_LIST_TABLE, &c.table);
-                string(buf, NFTA_SET_ELEM_LIST_SET, &c.set);
-                buf.extend_from_slice(&elements(c));
-            },
-        );
-    }
-    message(
-        &mut buf,
-        NFNL_MSG_BATCH_END,
-        0,
-        n.wrapping_add(1),
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        |_| {},
-    );
-    buf
-}
+use wire::{NLMSG_ERROR, TABLE, answers, encode_get_table, error, messages};
+pub use wire::{elements, encode};
 
 /// The largest batch sent in one write (the socket's send buffer is
 /// larger; a bigger change is for `nft -f`).
@@ -383,31 +245,73 @@ impl Nftables {
         self.socket.send(&batch, 0).map_err(io_error)?;
         // The kernel processes the batch in the write: its answers (one
         // per message) are queued when it returns; read until one for every
-        // change came.
-        let mut answered = vec![false; changes.len()];
-        let mut refused: Option<(usize, Error)> = None;
+        // change came, or the first refusal and what is queued after it.
+        let mut tally = Tally::new(first, changes);
         let mut buf = Vec::with_capacity(8192);
-        while answered.iter().any(|a| !a) {
+        while !tally.done() {
             buf.clear();
-            let flags = if refused.is_some() { nix::libc::MSG_DONTWAIT } else { 0 };
+            let flags = if tally.refused.is_some() {
+                nix::libc::MSG_DONTWAIT
+            } else {
+                0
+            };
             match self.socket.recv(&mut buf, flags) {
-                Ok(_) => {}
-                Err(e) if refused.is_some() && e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(refused.map_or_else(|| io_error(e), |(_, r)| r)),
-            }
-            for (seq, errno, rest) in answers(&buf) {
-                let Some(i) = seq.wrapping_sub(first).checked_sub(1).map(|i| i as usize) else {
-                    continue;
-                };
-                if let Some(done) = answered.get_mut(i) {
-                    *done = true;
-                    if errno != 0 && refused.as_ref().is_none_or(|(k, _)| i < *k) {
-                        refused = Some((i, refusal(errno, rest, &changes[i])));
-                    }
-                }
+                Ok(_) => tally.read(&buf)?,
+                Err(e) if tally.refused.is_some() && e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(tally.refused.map_or_else(|| io_error(e), |(_, r)| r)),
             }
         }
-        refused.map_or(Ok(()), |(_, e)| Err(e))
+        tally.refused.map_or(Ok(()), |(_, e)| Err(e))
+    }
+}
+
+/// The answers to a batch so far.
+struct Tally<'a> {
+    /// The batch's first sequence number (its begin).
+    first: u32,
+    changes: &'a [Change],
+    answered: Vec<bool>,
+    /// The first refused change.
+    refused: Option<(usize, Error)>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(first: u32, changes: &'a [Change]) -> Self {
+        Self {
+            first,
+            changes,
+            answered: vec![false; changes.len()],
+            refused: None,
+        }
+    }
+
+    /// Every change answered.
+    fn done(&self) -> bool {
+        self.answered.iter().all(|a| *a)
+    }
+
+    /// Takes the answers in `buf`; a refusal of the batch's begin or end
+    /// (the kernel then reads none of its changes) is the error.
+    fn read(&mut self, buf: &[u8]) -> Result<(), Error> {
+        let last = u32::try_from(self.changes.len()).unwrap_or(u32::MAX).saturating_add(1);
+        for (seq, errno, rest) in answers(buf) {
+            let offset = seq.wrapping_sub(self.first);
+            let change = offset.checked_sub(1).map(|i| i as usize);
+            match change.filter(|i| *i < self.changes.len()) {
+                Some(i) => {
+                    self.answered[i] = true;
+                    if errno != 0 && self.refused.as_ref().is_none_or(|(k, _)| i < *k) {
+                        let what = format!("`{}`", self.changes[i]);
+                        self.refused = Some((i, refusal(errno, rest, &what)));
+                    }
+                }
+                None if errno != 0 && offset <= last => {
+                    return Err(refusal(errno, rest, "the nftables batch"));
+                }
+                None => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -419,45 +323,13 @@ fn io_error(e: io::Error) -> Error {
     }
 }
 
-/// The messages in `buf`: (sequence number, type, what follows the header).
-fn messages(buf: &[u8]) -> Vec<(u32, u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut rest = buf;
-    while rest.len() >= 16 {
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        let seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        if len < 16 || len > rest.len() {
-            break;
-        }
-        out.push((seq, kind, &rest[16..len]));
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
-    }
-    out
-}
-
-/// An error message's errno (0: an acknowledgement) and what follows it.
-fn error(body: &[u8]) -> Option<(i32, &[u8])> {
-    let code = i32::from_ne_bytes(body.get(..4)?.try_into().ok()?);
-    Some((code.saturating_abs(), &body[4..]))
-}
-
 impl Nftables {
     /// Whether the table `name` of `family` exists: one request (where
     /// listing a missing table would start an `nft` process to learn it).
     pub fn has_table(&mut self, family: Family, name: &str) -> Result<bool, Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let mut buf = Vec::new();
-        message(
-            &mut buf,
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
-            0,
-            seq,
-            family.code(),
-            0,
-            |buf| string(buf, NFTA_TABLE_NAME, name),
-        );
+        let buf = encode_get_table(family.code(), name, seq);
         self.socket.send(&buf, 0).map_err(io_error)?;
         let mut answer = Vec::with_capacity(8192);
         loop {
@@ -467,7 +339,7 @@ impl Nftables {
                 if s != seq {
                     continue;
                 }
-                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+                if kind == TABLE {
                     return Ok(true);
                 }
                 if kind == NLMSG_ERROR {
@@ -493,26 +365,16 @@ impl Nftables {
 /// `ENOENT`.
 const ENOENT: i32 = 2;
 
-/// The acknowledgements and errors in `buf`: (sequence number, errno,
-/// what follows the errno).
-fn answers(buf: &[u8]) -> Vec<(u32, i32, &[u8])> {
-    messages(buf)
-        .into_iter()
-        .filter(|(_, kind, _)| *kind == NLMSG_ERROR)
-        .filter_map(|(seq, _, body)| error(body).map(|(errno, rest)| (seq, errno, rest)))
-        .collect()
-}
-
-/// The kernel's refusal of `change`.
-fn refusal(errno: i32, payload: &[u8], change: &Change) -> Error {
+/// The kernel's refusal of `what` (a change, the batch).
+fn refusal(errno: i32, payload: &[u8], what: &str) -> Error {
     let text = io::Error::from_raw_os_error(errno).to_string();
     let text = text.split(" (os error").next().unwrap_or_default().to_owned();
     let why = extack_message(payload).filter(|w| !w.is_empty());
     Error {
         errno: Some(errno),
         message: match why {
-            Some(why) => format!("the kernel refused `{change}`: {text}: {why}"),
-            None => format!("the kernel refused `{change}`: {text}"),
+            Some(why) => format!("the kernel refused {what}: {text}: {why}"),
+            None => format!("the kernel refused {what}: {text}"),
         },
     }
 }
