@@ -53,7 +53,8 @@ fn a_conflict_is_refused_and_changes_nothing() {
     let h = Hyper::new();
     h.pre(&vm(1, &[(0, 1)])).0.unwrap();
     let kernel = h.fake.kernel();
-    let record = std::fs::read(h.record_path()).unwrap();
+    let record = h.record_files();
+    assert!(!record.is_empty());
     // VM 2 is handed VM 1's flexible IP with another private block.
     let thief = parse_vm(
         "<VM><ID>2</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
@@ -68,7 +69,7 @@ fn a_conflict_is_refused_and_changes_nothing() {
         "{e}"
     );
     assert_eq!(h.fake.kernel(), kernel);
-    assert_eq!(std::fs::read(h.record_path()).unwrap(), record);
+    assert_eq!(h.record_files(), record);
 }
 
 #[test]
@@ -266,7 +267,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         "{text}"
     );
     assert_eq!(h.fake.kernel(), public_plan::Observed::default());
-    assert!(!h.record_path().exists());
+    assert!(h.record_files().is_empty());
 }
 
 #[test]
@@ -285,7 +286,7 @@ fn a_failed_step_leaves_nothing_half_done_and_no_record() {
         k.links.is_empty() && k.routes.is_empty() && k.proxies.is_empty(),
         "{k:?}"
     );
-    assert!(!h.record_path().exists());
+    assert!(h.record_files().is_empty());
     h.pre(&vm(1, &[(0, 1)])).0.unwrap();
     assert_eq!(h.record().len(), 1);
 }
@@ -334,4 +335,29 @@ fn settings_come_from_the_environment() {
         )
     );
     assert!(Settings::from_env(&Env::from_pairs([("ONE_SCALEWAY_DRY_RUN", "perhaps")])).is_err());
+}
+
+/// A host record of an earlier version (one file of every endpoint) is
+/// moved into the record's folder by the next action that changes
+/// something: its VMs are still known (a conflict with one is refused), and
+/// the file is gone.
+#[test]
+fn the_single_record_file_of_an_earlier_version_is_moved_in() {
+    let h = Hyper::new();
+    h.pre(&vm(1, &[(0, 1)])).0.unwrap();
+    let earlier = r#"{"version":1,"bridges":["scwpub0"],"endpoints":[{"vm":1,"nic_id":0,"bridge":"scwpub0","ip":"172.30.0.4","gateway":"172.30.0.5","external_ip":"198.51.100.1","port":"one-1-0","mac":"02:00:00:00:01:00"}]}"#;
+    let folder = public_apply::record::RecordFile::new(h.record_path()).path().to_owned();
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::write(h.record_path(), earlier).unwrap();
+    // A VM handed VM 1's flexible IP: refused, naming VM 1; nothing moved.
+    let (r, _) = h.pre(&parse_vm(
+        "<VM><ID>2</ID><TEMPLATE><NIC><NIC_ID>0</NIC_ID><VN_MAD>scaleway</VN_MAD><BRIDGE>scwpub0</BRIDGE>\
+         <TARGET>one-2-0</TARGET><MAC>02:00:00:00:02:00</MAC><IP>172.30.0.8</IP><GATEWAY>172.30.0.9</GATEWAY><EXTERNAL_IP>198.51.100.1</EXTERNAL_IP></NIC></TEMPLATE></VM>",
+    ));
+    assert!(r.unwrap_err().contains("(VM 1 NIC 0)"));
+    assert!(h.record_path().exists() && !folder.exists());
+    h.pre(&vm(3, &[(0, 3)])).0.unwrap();
+    assert!(!h.record_path().exists());
+    assert_eq!(h.record().len(), 2);
+    assert!(folder.join("index").exists() && folder.join("host.json").exists());
 }

@@ -37,7 +37,7 @@ use crate::util::{self, TempDir};
 /// What to do to files before a run.
 #[derive(Debug, Clone)]
 pub enum Reset {
-    /// Copy a file over another.
+    /// Copy a file (or a folder) over another.
     Copy(PathBuf, PathBuf),
     /// Remove a folder's contents.
     Clear(PathBuf),
@@ -153,7 +153,7 @@ fn child(spec: &Path) -> anyhow::Result<Value> {
         for reset in r["reset"].as_array().into_iter().flatten() {
             match (reset[0].as_str(), reset[1].as_str(), reset[2].as_str()) {
                 (Some("copy"), Some(from), Some(to)) => {
-                    std::fs::copy(from, to).with_context(|| format!("copy {from} to {to}"))?;
+                    crate::util::copy_over(Path::new(from), Path::new(to))?;
                 }
                 (Some("clear"), Some(dir), _) => {
                     let _ = std::fs::remove_dir_all(dir);

@@ -65,7 +65,8 @@ pub fn public(bins: &Bins, runs: usize) -> anyhow::Result<Results> {
     crate::cloud::link_actions(bins, &links)?;
     let shims = shims(bins, dir.path())?;
     let state = dir.join("state");
-    let record = state.join("vnm-public.json");
+    // The host record: a folder (`public_apply::record`).
+    let record = state.join("vnm-public");
     let base = vec![
         ("ONE_SCALEWAY_STATE_DIR".to_owned(), state.display().to_string()),
         (
@@ -91,8 +92,8 @@ pub fn public(bins: &Bins, runs: usize) -> anyhow::Result<Results> {
     let claims = dir.join("claims");
     std::fs::create_dir_all(&claims)?;
     real(&pre, &vm1, &[])?;
-    let (snap_a, snap_b) = (dir.join("record-a.json"), dir.join("record-b.json"));
-    std::fs::copy(&record, &snap_a).context("the record after VM 1")?;
+    let (snap_a, snap_b) = (dir.join("record-a"), dir.join("record-b"));
+    util::copy_over(&record, &snap_a).context("the record after VM 1")?;
     let (tape_pre, tape_clean) = (dir.join("tape-pre.jsonl"), dir.join("tape-clean.jsonl"));
     // In the steady state neither action may run a tool (the VM's nftables
     // elements and its links, routes and neighbours go through netlink):
@@ -101,7 +102,7 @@ pub fn public(bins: &Bins, runs: usize) -> anyhow::Result<Results> {
         std::fs::write(tape, "")?;
     }
     real(&pre, &vm2, &mode(&shims, "record", &tape_pre, &claims))?;
-    std::fs::copy(&record, &snap_b)?;
+    util::copy_over(&record, &snap_b)?;
     real(&clean, &vm2, &mode(&shims, "record", &tape_clean, &claims))?;
     let mut results = Vec::new();
     for (label, program, tape, snap) in [

@@ -310,6 +310,24 @@ fn newest_rs(dir: &Path) -> Option<std::time::SystemTime> {
     newest
 }
 
+/// Copies file or folder `from` over `to` (a folder replaced whole).
+pub fn copy_over(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if !from.is_dir() {
+        std::fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+        return Ok(());
+    }
+    match std::fs::remove_dir_all(to) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        copy_over(&entry.path(), &to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
 /// Links `target` as `dir/<relative>` (the way install.sh lays out the
 /// action files); returns the link.
 pub fn link_as(target: &Path, dir: &Path, relative: &str) -> anyhow::Result<PathBuf> {

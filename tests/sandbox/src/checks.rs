@@ -268,7 +268,7 @@ pub fn least_privilege(sb: &Sandbox) -> anyhow::Result<String> {
 pub fn drivers_as_oneadmin(sb: &Sandbox) -> anyhow::Result<String> {
     let mut lines = Vec::new();
     for h in &sb.cluster.hosts {
-        let files = ["vnm-public.json", "vnm-evpn.json"].map(|f| format!("/var/lib/one/scaleway/{f}"));
+        let files = ["vnm-public/host.json", "vnm-evpn.json"].map(|f| format!("/var/lib/one/scaleway/{f}"));
         let ran = sb.on_host(h, "stat", &["-c", "%U %n", &files[0], &files[1]], b"")?;
         ensure!(ran.ok(), "{}: {}", h.name, ran.complaint());
         ensure!(

@@ -93,7 +93,15 @@ pub fn touching_filters(request: &Request, touching: &[&Endpoint], filters: &[Ni
 /// with other rules than recorded (their elements move to the chain of
 /// their new rules; the others' are added again as they are), and the
 /// chains that NICs the plan leaves alone use, which it must not delete.
-pub fn filters(request: &Request, touching: &[&Endpoint], recorded: &[NicFilter]) -> FilterState {
+///
+/// `outside`: chains NICs beyond the record's part the action read use
+/// (they exist, and stay).
+pub fn filters(
+    request: &Request,
+    touching: &[&Endpoint],
+    recorded: &[NicFilter],
+    outside: &BTreeSet<FilterChain>,
+) -> FilterState {
     let filters = touching_filters(request, touching, recorded);
     let old: BTreeMap<(u64, u32), &Vec<secgroup::Rule>> =
         filters.iter().map(|f| ((f.vm, f.nic_id), &f.rules)).collect();
@@ -118,7 +126,9 @@ pub fn filters(request: &Request, touching: &[&Endpoint], recorded: &[NicFilter]
         }
     }
     let wanted: BTreeSet<FilterChain> = needed.keys().copied().collect();
-    for c in chains_in_use(recorded, &BTreeSet::new(), &wanted) {
+    let mut existing = chains_in_use(recorded, &BTreeSet::new(), &wanted);
+    existing.extend(wanted.intersection(outside).copied());
+    for c in existing {
         let op = NftOp::SetChain {
             direction: c.direction(),
             rules: needed[&c].clone(),
@@ -137,6 +147,7 @@ pub fn filters(request: &Request, touching: &[&Endpoint], recorded: &[NicFilter]
         })
         .collect();
     state.used_elsewhere = chains_in_use(recorded, &except, &candidates);
+    state.used_elsewhere.extend(candidates.intersection(outside).copied());
     state
 }
 
@@ -254,7 +265,7 @@ mod tests {
                 filters: vec![filter],
                 ..Request::default()
             };
-            let observed = filters(&request, &touching(&request), &recorded);
+            let observed = filters(&request, &touching(&request), &recorded, &BTreeSet::new());
             let mut p = crate::Plan::default();
             crate::filter::plan(&request, &observed, &mut p);
             let set = p.nft.ops.iter().filter(|o| matches!(o, NftOp::SetChain { .. })).count();

@@ -11,6 +11,7 @@ use opennebula::driver::{Log, Output};
 use opennebula::vm::Vm;
 use public_apply::record::{Record, RecordFile};
 use public_apply::{Host, apply, observe, observe_with_tables};
+use public_plan::filter::NicFilter;
 use public_plan::model;
 use public_plan::ops::base_fingerprint;
 use public_plan::{Endpoint, Observed, Owner, Plan, Request, Selection, plan, query, select, tables_ok_after};
@@ -81,7 +82,7 @@ impl Change for PublicChange<'_> {
             && current
             && let Some((nat, guard)) = model::tables(ours.iter().copied())
         {
-            let filter = model::filters(request, &ours, &before.filters);
+            let filter = model::filters(request, &ours, &before.filters, &before.view.outside_chains);
             let observed = observe_with_tables(host, &query(request), nat, guard, filter).context(CANNOT_OBSERVE)?;
             return Ok(PublicObserved {
                 observed,
@@ -175,11 +176,24 @@ pub(super) fn run(
     Ok((done.plan, done.dry_run, done.after))
 }
 
+/// What of the record an action reads.
+#[derive(Clone, Copy)]
+pub(super) enum Read<'a> {
+    /// Everything (`reconcile`).
+    All,
+    /// What an action on VM `vm` with these endpoints and rules looks at
+    /// ([`RecordFile::load_for`]).
+    For(u64, &'a [Endpoint], &'a [NicFilter]),
+}
+
 /// The skeleton's steps after validation: the host lock, then the record.
-pub(super) fn begin(settings: &Settings) -> anyhow::Result<(HostLock, RecordFile, Record)> {
+pub(super) fn begin(settings: &Settings, read: Read<'_>) -> anyhow::Result<(HostLock, RecordFile, Record)> {
     let lock = HostLock::acquire(&settings.lock, settings.lock_timeout)?;
     let file = RecordFile::new(&settings.record);
-    let record = file.load()?;
+    let record = match read {
+        Read::All => file.load()?,
+        Read::For(vm, endpoints, filters) => file.load_for(vm, endpoints, filters)?,
+    };
     Ok((lock, file, record))
 }
 
@@ -226,7 +240,7 @@ pub(super) fn set_up(
         ));
         return Ok(Output::empty());
     }
-    let (_lock, file, record) = begin(settings)?;
+    let (_lock, file, record) = begin(settings, Read::For(vm.id, &endpoints, &filters))?;
     let on = On {
         host,
         settings,
@@ -285,6 +299,7 @@ pub(super) fn set_up(
                 .copied()
                 .collect(),
             owned_bridges: record.bridges.clone(),
+            busy_bridges: record.view.busy_bridges.clone(),
             filters: Vec::new(),
             ..Request::default()
         });
@@ -306,6 +321,7 @@ pub(super) fn set_up(
         remove: Vec::new(),
         keep,
         owned_bridges: record.bridges.clone(),
+        busy_bridges: record.view.busy_bridges.clone(),
         filters: filters.clone(),
         ..Request::default()
     });

@@ -42,7 +42,8 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
         ));
         return Ok(Output::empty());
     }
-    let (_lock, file, record) = begin(settings)?;
+    let named: Vec<Endpoint> = selection.as_ref().map(|s| s.endpoints.clone()).unwrap_or_default();
+    let (_lock, file, record) = begin(settings, Read::For(vm.id, &named, &[]))?;
     let on = On {
         host,
         settings,
@@ -87,6 +88,7 @@ pub fn clean_host_with(vm: &Vm, log: &mut Log<'_>, host: Host<'_>, settings: &Se
         remove: remove.clone(),
         keep,
         owned_bridges: record.bridges.clone(),
+        busy_bridges: record.view.busy_bridges.clone(),
         ..Request::default()
     });
     let recorded = remove.iter().any(|e| record.endpoints.contains(e));

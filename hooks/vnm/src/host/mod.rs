@@ -31,7 +31,7 @@
 //!
 //! Settings (environment):
 //!
-//! - `ONE_SCALEWAY_STATE_DIR`: folder of the host record `vnm-public.json`
+//! - `ONE_SCALEWAY_STATE_DIR`: folder of the host record `vnm-public/`
 //!   (default `$ONE_LOCATION/var/scaleway`, else `/var/lib/one/scaleway`:
 //!   under oneadmin's home on a host, which `onehost sync` leaves alone,
 //!   unlike `/var/tmp/one`, and which survives reboots, unlike `/run`; the

@@ -14,7 +14,7 @@ use super::actions::*;
 
 /// `reconcile` on `host`: everything the record holds, put back.
 pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) -> anyhow::Result<Output> {
-    let (_lock, file, record) = begin(settings)?;
+    let (_lock, file, record) = begin(settings, Read::All)?;
     let on = On {
         host,
         settings,
@@ -67,11 +67,14 @@ pub fn reconcile_with(log: &mut Log<'_>, host: Host<'_>, settings: &Settings) ->
             strangers.join(", ")
         ));
     }
-    let (p, dry, _) =
+    let (p, dry, after) =
         run(log, on, &record, &request, Some(observed), |_| {}).context("cannot reconcile the host's public NICs")?;
     if let Some(text) = dry {
         return Ok(Output::text(text));
     }
+    // The index of the record's keys written again, exact (after a crash
+    // its counts may be too high: actions then read more than they need).
+    file.reindex(&after)?;
     let what = format!(
         "reconciled {} of {}",
         plural(count, "public NIC"),

@@ -90,6 +90,27 @@ impl Hyper {
     pub fn record_path(&self) -> PathBuf {
         self.settings.record.clone()
     }
+
+    /// Every file of the record's folder and its content (nothing when
+    /// there is no folder).
+    pub fn record_files(&self) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &std::path::Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.insert(path.clone(), std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        walk(RecordFile::new(&self.settings.record).path(), &mut out);
+        out
+    }
 }
 
 pub fn parse_vm(xml: &str) -> Vm {
