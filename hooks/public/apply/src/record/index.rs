@@ -7,6 +7,7 @@
 //! count too high costs a slower path (every bucket read). Counters are
 //! read and written in place, two bytes each: an action creates no file.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -16,6 +17,8 @@ use sha2::{Digest, Sha256};
 
 /// The counters.
 const SLOTS: u64 = 1 << 20;
+/// The pages the index is written in.
+const PAGE: usize = 4096;
 /// What the file starts with.
 const MAGIC: &[u8; 8] = b"oskidx01";
 
@@ -96,17 +99,19 @@ impl Index {
     /// Writes the index of `keys` (each once per VM holding it) at `path`,
     /// replacing what was there at once.
     pub(super) fn build(path: &Path, keys: impl IntoIterator<Item = String>) -> io::Result<()> {
-        let mut counters = vec![0u16; SLOTS as usize];
+        // Zeroed (the allocator's fresh pages), counted in place; only the
+        // pages holding a count are written (a host's keys touch a few of
+        // the 512 pages), the file's others left a hole.
+        let mut bytes = vec![0u8; offset(SLOTS) as usize];
+        bytes[..MAGIC.len()].copy_from_slice(MAGIC);
+        let mut pages = BTreeSet::from([0usize]);
         for key in keys {
             for p in places(&key) {
-                let c = &mut counters[p as usize];
-                *c = c.saturating_add(1);
+                let at = offset(p) as usize;
+                let c = u16::from_le_bytes([bytes[at], bytes[at + 1]]).saturating_add(1);
+                bytes[at..at + 2].copy_from_slice(&c.to_le_bytes());
+                pages.insert(at / PAGE);
             }
-        }
-        let mut bytes = Vec::with_capacity(offset(SLOTS) as usize);
-        bytes.extend_from_slice(MAGIC);
-        for c in counters {
-            bytes.extend_from_slice(&c.to_le_bytes());
         }
         let tmp: PathBuf = path.with_extension(format!("{}.tmp", std::process::id()));
         let written = OpenOptions::new()
@@ -117,13 +122,10 @@ impl Index {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)
             .and_then(|f| {
-                // Sparse: only the pages holding a count are written (a
-                // host's few keys are a few pages of the 2 MiB).
                 f.set_len(bytes.len() as u64)?;
-                for (n, page) in bytes.chunks(4096).enumerate() {
-                    if n == 0 || page.iter().any(|b| *b != 0) {
-                        f.write_all_at(page, n as u64 * 4096)?;
-                    }
+                for page in pages {
+                    let end = ((page + 1) * PAGE).min(bytes.len());
+                    f.write_all_at(&bytes[page * PAGE..end], (page * PAGE) as u64)?;
                 }
                 Ok(())
             });
