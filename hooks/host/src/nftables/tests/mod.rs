@@ -177,16 +177,7 @@ fn a_batch_is_begin_changes_end() {
 /// number, with what follows the errno.
 #[test]
 fn answers_are_read_by_sequence_number() {
-    let mut buf = Vec::new();
-    for (seq, code) in [(8u32, 0i32), (9, -2)] {
-        buf.extend_from_slice(&36u32.to_ne_bytes());
-        buf.extend_from_slice(&2u16.to_ne_bytes());
-        buf.extend_from_slice(&0u16.to_ne_bytes());
-        buf.extend_from_slice(&seq.to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes());
-        buf.extend_from_slice(&code.to_ne_bytes());
-        buf.extend_from_slice(&[0; 16]);
-    }
+    let buf = [answer(8, 0), answer(9, -2)].concat();
     let got: Vec<(u32, i32, usize)> = answers(&buf).into_iter().map(|(s, e, r)| (s, e, r.len())).collect();
     assert_eq!(got, [(8, 0, 16), (9, 2, 16)]);
     let e = refusal(
