@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use host_tools::nftables::{Change, Data, Element, Family, Nftables, Value, Verdict};
+use host_tools::nftables::{Change, Data, Element, Elements, Family, Nftables, Value, Verdict};
 use nix::sched::CloneFlags;
 use test_support::{NetNs, require_root};
 
@@ -44,21 +44,24 @@ fn v4(s: &str) -> Ipv4Addr {
 }
 
 fn change(add: bool, family: Family, table: &str, set: &str, elements: Vec<Element>) -> Change {
-    Change {
+    Change::from(Elements {
         add,
         family,
         table: table.into(),
         set: set.into(),
         elements,
+    })
+}
+
+fn nat_element(k: Ipv4Addr, v: Ipv4Addr) -> Element {
+    Element {
+        key: Value::default().ipv4(k),
+        data: Data::Value(Value::default().ipv4(v)),
     }
 }
 
 fn nat(add: bool, k: &str, v: &str) -> Change {
-    let e = Element {
-        key: Value::default().ipv4(v4(k)),
-        data: Data::Value(Value::default().ipv4(v4(v))),
-    };
-    change(add, Family::Ip, "t4", "nat", vec![e])
+    change(add, Family::Ip, "t4", "nat", vec![nat_element(v4(k), v4(v))])
 }
 
 fn port(add: bool, set: &str, name: &str, n: u8) -> Change {
@@ -158,7 +161,7 @@ fn a_refused_change_leaves_nothing_of_its_batch() {
                 Family::Ip,
                 "t4",
                 "nosuch",
-                nat(true, "1.2.3.4", "5.6.7.8").elements,
+                vec![nat_element(v4("1.2.3.4"), v4("5.6.7.8"))],
             ),
         ])
     })
@@ -213,4 +216,31 @@ fn a_table_is_found_by_family_and_name() {
     assert_eq!(found(&ns), [false; 5]);
     ns.run_ok(&["nft", "-f", "-"], TABLES.as_bytes());
     assert_eq!(found(&ns), [true, true, true, false, false]);
+}
+
+/// `reconcile` sends thousands of elements in one batch (megabytes, one
+/// write); only its last message is acknowledged, the kernel answering
+/// every refused one: thousands of refusals are still an error, not a
+/// wait for an acknowledgement lost in a full socket.
+#[test]
+#[ignore = "needs root: run with --include-ignored"]
+fn a_large_batch_is_one_write_and_its_refusals_are_read() {
+    require_root();
+    let ns = NetNs::new("nftl");
+    ns.run_ok(&["nft", "-f", "-"], TABLES.as_bytes());
+    let addr = |n: u32| Ipv4Addr::from(0x0a00_0000 + n);
+    let many: Vec<Change> = (0..20_000)
+        .map(|n| change(true, Family::Ip, "t4", "nat", vec![nat_element(addr(n), addr(n + 1))]))
+        .collect();
+    inside(&ns, move |nft| nft.apply(&many)).unwrap();
+    let listed = ns.run_ok(&["nft", "list", "map", "ip", "t4", "nat"], b"");
+    assert_eq!(listed.matches(" : 10.").count(), 20_000);
+    let refused: Vec<Change> = (0..20_000)
+        .map(|n| change(true, Family::Ip, "t4", "nosuch", vec![nat_element(addr(n), addr(n))]))
+        .collect();
+    let e = inside(&ns, move |nft| nft.apply(&refused)).unwrap_err();
+    assert!(e.errno.is_some(), "{e}");
+    assert!(e.message.contains("refused"), "{e}");
+    let listed = ns.run_ok(&["nft", "list", "map", "ip", "t4", "nat"], b"");
+    assert_eq!(listed.matches(" : 10.").count(), 20_000, "nothing of the refused batch");
 }

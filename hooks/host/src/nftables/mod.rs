@@ -1,17 +1,18 @@
-//! Elements of existing nftables sets and maps added and deleted through
-//! nf_tables netlink, from the driver's own process: the messages `nft -f`
-//! sends for `add element` and `delete element` (the same attributes, byte
-//! for byte, as nft 1.0.6's: `tests/mod.rs`), in one batch that the kernel
-//! applies all or nothing. What declares tables, chains or rules stays an
-//! `nft -f -` transaction; this is for the changes most actions make, a
-//! VM's elements, without an `nft` process (about 4 ms of the 7 ms a `pre`
-//! took); and whether a table exists ([`Nftables::has_table`]: what a
-//! listing of a missing table would start an `nft` process to learn).
-//! Needs `CAP_NET_ADMIN` (root, or the root helper).
+//! nftables changes sent through nf_tables netlink from the driver's own
+//! process: elements of sets and maps added and deleted, and tables, sets,
+//! chains and rules declared ([`decl`]): the messages `nft -f` sends for
+//! them (the same attributes, byte for byte, as nft 1.0.6's: `tests/mod.rs`
+//! and the public driver's `base` tests), in one batch that the kernel
+//! applies all or nothing, without an `nft` process (about 4 ms of a `pre`,
+//! a third of a `reconcile`); and whether a table exists
+//! ([`Nftables::has_table`]: what a listing of a missing table would start
+//! an `nft` process to learn). Needs `CAP_NET_ADMIN` (root, or the root
+//! helper).
 //!
-//! Every message asks for an acknowledgement: the batch succeeded when the
-//! kernel acknowledged every message, and its first refusal (with the
-//! kernel's explanation) names the change it refused.
+//! The batch is one write, whatever its size; only its last message asks
+//! for an acknowledgement: the kernel answers every refused message anyway,
+//! in order, before it, so that answer ends the batch's, and its first
+//! refusal (with the kernel's explanation) names the change it refused.
 
 use std::fmt;
 use std::io;
@@ -169,7 +170,7 @@ impl fmt::Display for Element {
 /// A deletion names its elements by key (their values are in its text
 /// only, as nft sends them).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub struct Elements {
     pub add: bool,
     pub family: Family,
     pub table: String,
@@ -178,7 +179,7 @@ pub struct Change {
 }
 
 /// As `nft -f` reads it.
-impl fmt::Display for Change {
+impl fmt::Display for Elements {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let items: Vec<String> = self.elements.iter().map(ToString::to_string).collect();
         write!(
@@ -193,19 +194,24 @@ impl fmt::Display for Change {
     }
 }
 
+pub mod decl;
 mod wire;
+
+pub use decl::Change;
 
 use wire::{NLMSG_ERROR, TABLE, answers, encode_get_table, error, messages};
 pub use wire::{elements, encode};
 
-/// The largest batch sent in one write (the socket's send buffer is
-/// larger; a bigger change is for `nft -f`).
-pub const MAX_BATCH: usize = 64 * 1024;
+/// The largest batch sent in one write (the socket's send buffer is made
+/// as large): `reconcile` of 10,000 NICs writes about 3 MB.
+pub const MAX_BATCH: usize = 64 << 20;
 
 /// An nf_tables netlink socket.
 pub struct Nftables {
     socket: Socket,
     seq: u32,
+    /// The send buffer forced so far (0: the default).
+    sndbuf: usize,
 }
 
 impl Nftables {
@@ -222,7 +228,11 @@ impl Nftables {
         );
         nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
             .map_err(|e| io_error(e.into()))?;
-        Ok(Self { socket, seq: 0 })
+        Ok(Self {
+            socket,
+            seq: 0,
+            sndbuf: 0,
+        })
     }
 
     /// Applies `changes` as one transaction: all, or (the kernel refused
@@ -232,7 +242,7 @@ impl Nftables {
             return Ok(());
         }
         let first = self.seq.wrapping_add(1);
-        let batch = encode(changes, first);
+        let (batch, owners) = encode(changes, first);
         if batch.len() > MAX_BATCH {
             return Err(Error {
                 errno: None,
@@ -240,13 +250,23 @@ impl Nftables {
             });
         }
         self.seq = first
-            .wrapping_add(u32::try_from(changes.len()).unwrap_or(u32::MAX))
+            .wrapping_add(u32::try_from(owners.len()).unwrap_or(u32::MAX))
             .wrapping_add(1);
+        // The kernel reads a batch in one message, refused when larger than
+        // the socket's send buffer (we have CAP_NET_ADMIN: forced).
+        let size = batch.len().saturating_add(4096);
+        if size > self.sndbuf {
+            nix::sys::socket::setsockopt(&self.socket, nix::sys::socket::sockopt::SndBufForce, &size)
+                .map_err(|e| io_error(e.into()))?;
+            self.sndbuf = size;
+        }
         self.socket.send(&batch, 0).map_err(io_error)?;
-        // The kernel processes the batch in the write: its answers (one
-        // per message) are queued when it returns; read until one for every
-        // change came, or the first refusal and what is queued after it.
-        let mut tally = Tally::new(first, changes);
+        // The kernel processes the batch in the write: its answers (an
+        // error for each refused message, in order, then the last
+        // message's acknowledgement) are queued when it returns; read
+        // until the last message is answered, or the first refusal and
+        // what is queued after it.
+        let mut tally = Tally::new(first, changes, &owners);
         let mut buf = Vec::with_capacity(8192);
         while !tally.done() {
             buf.clear();
@@ -258,6 +278,14 @@ impl Nftables {
             match self.socket.recv(&mut buf, flags) {
                 Ok(_) => tally.read(&buf)?,
                 Err(e) if tally.refused.is_some() && e.kind() == io::ErrorKind::WouldBlock => break,
+                // More answers than the socket holds: only refusals are
+                // that many (a batch that passes has one answer).
+                Err(e) if tally.refused.is_none() && e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                    return Err(Error {
+                        errno: Some(nix::libc::ENOBUFS),
+                        message: "the kernel refused the nftables batch (more refusals than could be read)".into(),
+                    });
+                }
                 Err(e) => return Err(tally.refused.map_or_else(|| io_error(e), |(_, r)| r)),
             }
         }
@@ -270,36 +298,41 @@ struct Tally<'a> {
     /// The batch's first sequence number (its begin).
     first: u32,
     changes: &'a [Change],
-    answered: Vec<bool>,
+    /// Each message's change.
+    owners: &'a [usize],
+    /// The last message answered (only it asks for an acknowledgement).
+    answered: bool,
     /// The first refused change.
     refused: Option<(usize, Error)>,
 }
 
 impl<'a> Tally<'a> {
-    fn new(first: u32, changes: &'a [Change]) -> Self {
+    fn new(first: u32, changes: &'a [Change], owners: &'a [usize]) -> Self {
         Self {
             first,
             changes,
-            answered: vec![false; changes.len()],
+            owners,
+            answered: false,
             refused: None,
         }
     }
 
-    /// Every change answered.
+    /// The last message answered: every answer came.
     fn done(&self) -> bool {
-        self.answered.iter().all(|a| *a)
+        self.answered
     }
 
     /// Takes the answers in `buf`; a refusal of the batch's begin or end
     /// (the kernel then reads none of its changes) is the error.
     fn read(&mut self, buf: &[u8]) -> Result<(), Error> {
-        let last = u32::try_from(self.changes.len()).unwrap_or(u32::MAX).saturating_add(1);
+        let last = u32::try_from(self.owners.len()).unwrap_or(u32::MAX).saturating_add(1);
         for (seq, errno, rest) in answers(buf) {
             let offset = seq.wrapping_sub(self.first);
-            let change = offset.checked_sub(1).map(|i| i as usize);
-            match change.filter(|i| *i < self.changes.len()) {
-                Some(i) => {
-                    self.answered[i] = true;
+            let message = offset.checked_sub(1).map(|i| i as usize);
+            match message.filter(|i| *i < self.owners.len()) {
+                Some(m) => {
+                    self.answered |= m + 1 == self.owners.len();
+                    let i = self.owners[m];
                     if errno != 0 && self.refused.as_ref().is_none_or(|(k, _)| i < *k) {
                         let what = format!("`{}`", self.changes[i]);
                         self.refused = Some((i, refusal(errno, rest, &what)));

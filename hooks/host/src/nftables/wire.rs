@@ -1,7 +1,8 @@
 //! The nf_tables netlink messages: what the kernel reads, built; what it
 //! answers, read.
 
-use super::{Change, Data};
+use super::decl::{self, Change, Expr, Rule, SetRef};
+use super::{Data, Elements, Family, Verdict};
 
 // nfnetlink and nf_tables (linux/netfilter/nfnetlink.h, nf_tables.h).
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -12,25 +13,34 @@ const NFT_MSG_NEWTABLE: u16 = 0;
 pub(super) const TABLE: u16 = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFTA_TABLE_NAME: u16 = 1;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFTA_TABLE_FLAGS: u16 = 2;
+const NFTA_TABLE_USERDATA: u16 = 6;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_APPEND: u16 = 0x800;
 pub(super) const NLMSG_ERROR: u16 = 2;
-const NLA_F_NESTED: u16 = 0x8000;
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_SET_ELEM_KEY: u16 = 1;
+pub(super) const NLA_F_NESTED: u16 = 0x8000;
+pub(super) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub(super) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub(super) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
+pub(super) const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 
 /// An attribute: length, type, payload, padded to 4 bytes.
-fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub(super) fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let len = u16::try_from(4 + payload.len()).unwrap_or(u16::MAX);
     buf.extend_from_slice(&len.to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
@@ -39,14 +49,14 @@ fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
 }
 
 /// A NUL-terminated string attribute.
-fn string(buf: &mut Vec<u8>, kind: u16, s: &str) {
+pub(super) fn string(buf: &mut Vec<u8>, kind: u16, s: &str) {
     let mut payload = s.as_bytes().to_vec();
     payload.push(0);
     attr(buf, kind, &payload);
 }
 
 /// A nested attribute holding what `fill` writes.
-fn nest(buf: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)) {
+pub(super) fn nest(buf: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)) {
     let start = buf.len();
     buf.extend_from_slice(&[0; 4]);
     fill(buf);
@@ -80,7 +90,7 @@ fn message(
 
 /// The `NFTA_SET_ELEM_LIST_ELEMENTS` of `change` (what nft 1.0.6 sends:
 /// keys, and for an addition to a map its values).
-pub fn elements(change: &Change) -> Vec<u8> {
+pub fn elements(change: &Elements) -> Vec<u8> {
     let mut buf = Vec::new();
     nest(&mut buf, NFTA_SET_ELEM_LIST_ELEMENTS, |buf| {
         // nft numbers the list's entries (the kernel reads them in order,
@@ -92,15 +102,7 @@ pub fn elements(change: &Change) -> Vec<u8> {
                     (Data::Value(v), true) => {
                         nest(buf, NFTA_SET_ELEM_DATA, |buf| attr(buf, NFTA_DATA_VALUE, &v.bytes));
                     }
-                    (Data::Verdict(v), true) => nest(buf, NFTA_SET_ELEM_DATA, |buf| {
-                        nest(buf, NFTA_DATA_VERDICT, |buf| {
-                            let (code, chain) = v.code();
-                            attr(buf, NFTA_VERDICT_CODE, &code.to_be_bytes());
-                            if let Some(c) = chain {
-                                string(buf, NFTA_VERDICT_CHAIN, c);
-                            }
-                        });
-                    }),
+                    (Data::Verdict(v), true) => nest(buf, NFTA_SET_ELEM_DATA, |buf| verdict(buf, v)),
                     _ => {}
                 }
             });
@@ -109,43 +111,170 @@ pub fn elements(change: &Change) -> Vec<u8> {
     buf
 }
 
-/// The batch of `changes`: begin (sequence number `seq`), one message per
-/// change (`seq + 1`, ...; each acknowledged), end.
-pub fn encode(changes: &[Change], seq: u32) -> Vec<u8> {
+/// The batch of `changes`: begin (sequence number `seq`), the messages of
+/// each change (`seq + 1`, ...; each acknowledged), end; and which change
+/// each message belongs to (a rule with an anonymous set is three).
+pub fn encode(changes: &[Change], seq: u32) -> (Vec<u8>, Vec<usize>) {
     let mut buf = Vec::new();
     message(&mut buf, NFNL_MSG_BATCH_BEGIN, 0, seq, 0, NFNL_SUBSYS_NFTABLES, |_| {});
-    let mut n = seq;
-    for c in changes {
-        n = n.wrapping_add(1);
-        let (kind, flags) = if c.add {
-            (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK)
-        } else {
-            (NFT_MSG_DELSETELEM, NLM_F_ACK)
-        };
-        message(
-            &mut buf,
-            (NFNL_SUBSYS_NFTABLES << 8) | kind,
-            flags,
-            n,
-            c.family.code(),
-            0,
-            |buf| {
-                string(buf, NFTA_SET_ELEM_LIST_TABLE, &c.table);
-                string(buf, NFTA_SET_ELEM_LIST_SET, &c.set);
-                buf.extend_from_slice(&elements(c));
-            },
-        );
+    // Set IDs as nft gives them: the named sets' first, in order, then
+    // the anonymous ones'.
+    let sets: Vec<_> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Set(s) => Some((s.family, s.table.clone(), s.name.clone())),
+            _ => None,
+        })
+        .zip(1u32..)
+        .map(|((f, t, n), id)| (f, t, n, id))
+        .collect();
+    let mut batch = Batch {
+        buf,
+        seq,
+        owners: Vec::new(),
+        next_id: u32::try_from(sets.len()).unwrap_or(u32::MAX).saturating_add(1),
+        sets,
+        last: None,
+    };
+    for (i, c) in changes.iter().enumerate() {
+        batch.change(i, c);
+    }
+    let Batch {
+        mut buf,
+        seq,
+        owners,
+        last,
+        ..
+    } = batch;
+    // Only the last message asks for an acknowledgement: the kernel
+    // answers every refused one anyway, in order, so that one ends the
+    // answers (one per message would be thousands for `reconcile`).
+    if let Some(at) = last {
+        let flags = u16::from_ne_bytes([buf[at + 6], buf[at + 7]]) | NLM_F_ACK;
+        buf[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
     }
     message(
         &mut buf,
         NFNL_MSG_BATCH_END,
         0,
-        n.wrapping_add(1),
+        seq.wrapping_add(1),
         0,
         NFNL_SUBSYS_NFTABLES,
         |_| {},
     );
-    buf
+    (buf, owners)
+}
+
+/// A batch being written.
+struct Batch {
+    buf: Vec<u8>,
+    /// The last message's sequence number.
+    seq: u32,
+    /// Each message's change.
+    owners: Vec<usize>,
+    /// The named sets the batch declares, with their IDs (a lookup names
+    /// the set and its ID, as nft's do).
+    sets: Vec<(Family, String, String, u32)>,
+    /// The next anonymous set's ID.
+    next_id: u32,
+    /// Where the last message starts.
+    last: Option<usize>,
+}
+
+impl Batch {
+    /// One message of change `owner`.
+    fn message(&mut self, owner: usize, kind: u16, flags: u16, family: Family, fill: impl FnOnce(&mut Vec<u8>)) {
+        self.seq = self.seq.wrapping_add(1);
+        self.owners.push(owner);
+        self.last = Some(self.buf.len());
+        message(
+            &mut self.buf,
+            (NFNL_SUBSYS_NFTABLES << 8) | kind,
+            flags,
+            self.seq,
+            family.code(),
+            0,
+            fill,
+        );
+    }
+
+    /// The ID of the named set `name` the batch declares.
+    fn set_id(&self, family: Family, table: &str, name: &str) -> Option<u32> {
+        self.sets
+            .iter()
+            .find(|(f, t, n, _)| *f == family && t == table && n == name)
+            .map(|s| s.3)
+    }
+
+    fn change(&mut self, i: usize, c: &Change) {
+        match c {
+            Change::Elements(e) => {
+                let kind = if e.add { NFT_MSG_NEWSETELEM } else { NFT_MSG_DELSETELEM };
+                let flags = if e.add { NLM_F_CREATE } else { 0 };
+                self.message(i, kind, flags, e.family, |buf| {
+                    string(buf, NFTA_SET_ELEM_LIST_TABLE, &e.table);
+                    string(buf, NFTA_SET_ELEM_LIST_SET, &e.set);
+                    buf.extend_from_slice(&elements(e));
+                });
+            }
+            Change::Table(t) => self.message(i, NFT_MSG_NEWTABLE, 0, t.family, |buf| {
+                string(buf, NFTA_TABLE_NAME, &t.name);
+                attr(buf, NFTA_TABLE_FLAGS, &0u32.to_be_bytes());
+                attr(buf, NFTA_TABLE_USERDATA, &comment(&t.comment));
+            }),
+            Change::Set(s) => {
+                let id = self.set_id(s.family, &s.table, &s.name).unwrap_or_default();
+                self.message(i, NFT_MSG_NEWSET, NLM_F_CREATE, s.family, |buf| {
+                    decl::set(
+                        buf,
+                        &s.table,
+                        &s.name,
+                        s.flags,
+                        &s.key,
+                        s.data.as_ref(),
+                        id,
+                        None,
+                        &s.udata,
+                    );
+                });
+            }
+            Change::Chain(c) => self.message(i, NFT_MSG_NEWCHAIN, NLM_F_CREATE, c.family, |buf| {
+                decl::chain(buf, c);
+            }),
+            Change::Flush(c) => self.message(i, NFT_MSG_DELRULE, 0, c.family, |buf| {
+                string(buf, NFTA_RULE_TABLE, &c.table);
+                string(buf, NFTA_RULE_CHAIN, &c.chain);
+            }),
+            Change::Rule(r) => self.rule(i, r),
+        }
+    }
+
+    /// A rule: first the anonymous sets it looks up, each declared and
+    /// filled; then the rule.
+    fn rule(&mut self, i: usize, r: &Rule) {
+        let mut ids = Vec::new();
+        for e in &r.exprs {
+            let Expr::Lookup { set, .. } = e else { continue };
+            let id = match set {
+                SetRef::Named(name) => self.set_id(r.family, &r.table, name),
+                SetRef::Anonymous(a) => {
+                    let id = self.next_id;
+                    self.next_id = id.saturating_add(1);
+                    self.message(i, NFT_MSG_NEWSET, NLM_F_CREATE, r.family, |buf| {
+                        decl::anonymous(buf, &r.table, a, id);
+                    });
+                    self.message(i, NFT_MSG_NEWSETELEM, NLM_F_CREATE, r.family, |buf| {
+                        decl::anonymous_elements(buf, &r.table, a, id);
+                    });
+                    Some(id)
+                }
+            };
+            ids.push(id);
+        }
+        self.message(i, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, r.family, |buf| {
+            decl::rule(buf, r, &ids);
+        });
+    }
 }
 
 /// The messages in `buf`: (sequence number, type, what follows the header).
@@ -196,4 +325,23 @@ pub(super) fn encode_get_table(family: u8, name: &str, seq: u32) -> Vec<u8> {
         },
     );
     buf
+}
+
+/// A comment in nft's user data: type 0, its length, the text and a NUL.
+pub(super) fn comment(text: &str) -> Vec<u8> {
+    let mut out = vec![0, u8::try_from(text.len() + 1).unwrap_or(u8::MAX)];
+    out.extend_from_slice(text.as_bytes());
+    out.push(0);
+    out
+}
+
+/// A verdict's `NFTA_DATA_VERDICT`.
+pub(super) fn verdict(buf: &mut Vec<u8>, v: &Verdict) {
+    nest(buf, NFTA_DATA_VERDICT, |buf| {
+        let (code, chain) = v.code();
+        attr(buf, NFTA_VERDICT_CODE, &code.to_be_bytes());
+        if let Some(c) = chain {
+            string(buf, NFTA_VERDICT_CHAIN, c);
+        }
+    });
 }

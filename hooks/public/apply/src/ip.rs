@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use host_tools::netlink::{self, Change, Rtnl};
+use public_plan::endpoint::BridgeName;
 use public_plan::guard::NeighState;
 use public_plan::observed::{HostAddress, Link, ObservedRoute};
 use public_plan::{IpOp, Query};
@@ -85,6 +86,10 @@ fn route(r: &netlink::RouteEntry, dev: Option<String>) -> ObservedRoute {
     }
 }
 
+/// Past this many entries of a kind, one dump reads them (one request
+/// each costs more: `reconcile` asks for thousands).
+const DUMP_FROM: usize = 32;
+
 /// Reads what `query` asks for.
 pub fn observe_netlink(rtnl: Rtnl, query: &Query) -> Result<IpState, netlink::Error> {
     let mut n = Names {
@@ -144,6 +149,13 @@ pub fn observe_netlink(rtnl: Rtnl, query: &Query) -> Result<IpState, netlink::Er
             routes.extend(n.rtnl.routes(ipv4)?);
         }
     } else {
+        // Many routes of a family (`reconcile`): its main table in one dump.
+        for ipv4 in [true, false] {
+            if query.routes.iter().filter(|(d, _)| d.is_ipv4() == ipv4).count() > DUMP_FROM {
+                routes.extend(n.rtnl.routes(ipv4)?);
+                dumped.insert(ipv4);
+            }
+        }
         for &(dst, len) in &query.routes {
             if dumped.contains(&dst.is_ipv4()) {
                 continue;
@@ -195,6 +207,29 @@ pub fn observe_netlink(rtnl: Rtnl, query: &Query) -> Result<IpState, netlink::Er
     };
     let mut indexes: BTreeMap<String, Option<u32>> = BTreeMap::new();
     for (proxy, set) in [(true, &query.proxies), (false, &query.neighbours)] {
+        // Many entries (`reconcile`): each family's in one dump, those
+        // asked for kept.
+        if set.len() > DUMP_FROM {
+            for ipv4 in [true, false] {
+                if !set.iter().any(|(a, _)| a.is_ipv4() == ipv4) {
+                    continue;
+                }
+                for e in n.rtnl.neighbours(ipv4, proxy)? {
+                    let Some(dev) = n.name(e.index)? else { continue };
+                    let asked = BridgeName::parse(&dev).is_ok_and(|b| set.contains(&(e.addr, b)));
+                    if !asked {
+                        continue;
+                    }
+                    let key = (e.addr, dev);
+                    if proxy {
+                        state.proxies.insert(key);
+                    } else {
+                        state.neighbours.insert(key, neigh_state(&e));
+                    }
+                }
+            }
+            continue;
+        }
         for (addr, dev) in set {
             let i = match indexes.get(dev.as_str()) {
                 Some(i) => *i,

@@ -6,9 +6,10 @@
 //! - [`nft::Nft`]: our tables, read with `nft -j list table ip one_scaleway`
 //!   and `nft -j list table bridge one_scaleway_guard` ([`guard`] reads the
 //!   latter; [`observe_with_tables`] takes them from the host record's model
-//!   instead), changed with one `nft -f -` transaction ([`nft::NftCommand`]),
-//!   or, when it changes nothing but elements of sets without intervals, the
-//!   same changes through nf_tables netlink from this process ([`elements`]);
+//!   instead), changed in one transaction ([`nft::NftCommand`]): through
+//!   nf_tables netlink from this process ([`lower`], [`base`]: the tables'
+//!   base and the VMs' elements), or, when it sets a security group's chain
+//!   of rules or holds IPv6 prefixes, one `nft -f -`;
 //!   a transaction the kernel refuses is an [`ApplyError`] with `nft_refused`;
 //! - [`ip::Ip`]: links, routes, proxy and neighbour entries, read one entry
 //!   at a time (what the request names) and changed in order through
@@ -26,7 +27,7 @@
 //! [`observe`] reads what a plan starts from; [`apply`] applies a plan in
 //! its order and, when a step fails, undoes the additions made before it.
 
-pub mod elements;
+pub mod base;
 /// A fake host for tests: compiled into test builds only (feature `fake`).
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
@@ -34,6 +35,7 @@ pub mod filter;
 pub mod guard;
 pub mod ip;
 pub mod listing;
+pub mod lower;
 pub mod nft;
 pub mod record;
 pub mod root;

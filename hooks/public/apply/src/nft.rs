@@ -1,6 +1,6 @@
 //! Our nftables tables: read with `nft -j list table ...`, changed with
 //! one transaction: `nft -f -`, or, when it changes nothing but elements,
-//! nf_tables netlink from this process ([`crate::elements`]).
+//! nf_tables netlink from this process ([`crate::lower`]).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -85,11 +85,12 @@ impl Nft for NftCommand<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        // Only elements (most `pre` and `clean`): nf_tables netlink from
-        // this process, no `nft` process (not through sudo: the root
-        // helper applies a plan itself, here).
+        // The base and elements (every `pre`, `clean` and `reconcile` of
+        // NICs in open groups or restricted by chains already set):
+        // nf_tables netlink from this process, no `nft` process (not
+        // through sudo: the root helper applies a plan itself, here).
         if !self.tools.uses_sudo()
-            && let Some(changes) = crate::elements::changes(batch)
+            && let Some(changes) = crate::lower::changes(batch)
         {
             let applied = Nftables::open(self.tools.timeout()).and_then(|mut n| n.apply(&changes));
             return applied

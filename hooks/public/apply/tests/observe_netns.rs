@@ -161,6 +161,70 @@ fn a_query_reads_exactly_what_it_names_wherever_the_lookup_ends() {
     assert!(all.proxies.len() == 2 && all.neighbours.len() == 1, "{all:?}");
 }
 
+/// Many entries of a kind (`reconcile`) are read by a dump, keeping those
+/// the query names: the state is what reading them one by one gives.
+#[test]
+#[ignore = "needs root: run with --include-ignored"]
+fn many_entries_are_dumped_and_read_as_one_by_one() {
+    require_root();
+    let ns = NetNs::new("obd");
+    let mut batch = String::from(
+        "link add scwpub0 type bridge\nlink set scwpub0 up\nlink add scwpub1 type bridge\nlink set scwpub1 up\n",
+    );
+    for n in 1..=60u32 {
+        let dev = if n % 2 == 0 { "scwpub0" } else { "scwpub1" };
+        batch.push_str(&format!(
+            "route add 172.30.1.{n}/32 dev {dev}\nneigh add proxy 172.30.2.{n} dev {dev}\n\
+             neigh replace 172.30.1.{n} lladdr 02:00:00:00:00:{n:02x} dev {dev} nud permanent\n"
+        ));
+    }
+    // Entries the query does not name: another bridge's, unrelated ones.
+    batch.push_str("route add 10.9.0.0/16 dev scwpub1\nneigh add proxy 10.9.0.1 dev scwpub1\n");
+    ns.run_ok(&["ip", "-batch", "-"], batch.as_bytes());
+    let query = |count: u32| {
+        let mut q = Query::default();
+        for n in 1..=count {
+            let dev = bridge(if n % 2 == 0 { "scwpub0" } else { "scwpub1" });
+            q.links.insert(dev);
+            // Every third asked on the other bridge: not this query's.
+            let asked = if n % 3 == 0 { bridge("scwpub9") } else { dev };
+            q.routes.insert((ip(&format!("172.30.1.{n}")), 32));
+            q.proxies.insert((ip(&format!("172.30.2.{n}")), asked));
+            q.neighbours.insert((ip(&format!("172.30.1.{n}")), dev));
+        }
+        q
+    };
+    let many = observe(&ns, query(50));
+    assert_eq!(many.proxies.len(), 34, "{:?}", many.proxies);
+    assert_eq!(many.neighbours.len(), 50);
+    assert!(routes(&many).contains(&"172.30.1.50/32 scwpub0".to_owned()));
+    // The same entries, read one by one (a query under the threshold each).
+    for n in [1u32, 2, 3, 49, 50] {
+        let mut one = Query::default();
+        let q = query(50);
+        one.links = q.links.clone();
+        one.proxies = q
+            .proxies
+            .iter()
+            .filter(|(a, _)| *a == ip(&format!("172.30.2.{n}")))
+            .cloned()
+            .collect();
+        one.neighbours = q
+            .neighbours
+            .iter()
+            .filter(|(a, _)| *a == ip(&format!("172.30.1.{n}")))
+            .cloned()
+            .collect();
+        let s = observe(&ns, one);
+        for (k, v) in &s.neighbours {
+            assert_eq!(many.neighbours.get(k), Some(v), "{k:?}");
+        }
+        assert_eq!(s.neighbours.len(), 1);
+        assert!(s.proxies.iter().all(|p| many.proxies.contains(p)));
+        assert_eq!(s.proxies.len(), usize::from(n % 3 != 0));
+    }
+}
+
 /// Route and neighbour changes go in one batch: a refused one stops the
 /// list there, and those after it in the batch (made by the kernel, which
 /// goes on) are undone; with `keep_going` they stay and the first failure

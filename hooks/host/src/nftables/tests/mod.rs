@@ -11,8 +11,8 @@ fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn change(add: bool, family: Family, table: &str, set: &str, elements: Vec<Element>) -> Change {
-    Change {
+fn change(add: bool, family: Family, table: &str, set: &str, elements: Vec<Element>) -> Elements {
+    Elements {
         add,
         family,
         table: table.into(),
@@ -21,7 +21,7 @@ fn change(add: bool, family: Family, table: &str, set: &str, elements: Vec<Eleme
     }
 }
 
-fn nat(add: bool, pairs: &[(&str, &str)]) -> Change {
+fn nat(add: bool, pairs: &[(&str, &str)]) -> Elements {
     let elements = pairs
         .iter()
         .map(|(k, v)| Element {
@@ -32,7 +32,7 @@ fn nat(add: bool, pairs: &[(&str, &str)]) -> Change {
     change(add, Family::Ip, "one_scaleway", "dnat_map", elements)
 }
 
-fn guard(add: bool, set: &str, key: Value) -> Change {
+fn guard(add: bool, set: &str, key: Value) -> Elements {
     change(
         add,
         Family::Bridge,
@@ -42,7 +42,7 @@ fn guard(add: bool, set: &str, key: Value) -> Change {
     )
 }
 
-fn filter(addr: &str, verdict: Verdict) -> Change {
+fn filter(addr: &str, verdict: Verdict) -> Elements {
     let e = Element {
         key: Value::default().ipv4(v4(addr)),
         data: Data::Verdict(verdict),
@@ -64,7 +64,7 @@ const PORT: &[u8] = b"one-2-0\x00\x00\x00\x00\x00\x00\x00\x00\x00";
 fn every_element_form_is_what_nft_sends() {
     let port = || Value::default().ifname("one-2-0");
     let mac = [0x02, 0x00, 0xac, 0x14, 0x00, 0x02];
-    let cases: Vec<(Change, Vec<u8>)> = vec![
+    let cases: Vec<(Elements, Vec<u8>)> = vec![
         (
             nat(true, &[("198.18.0.1", "172.20.0.2")]),
             sent(32, b"\x1c\x00\x01\x80\x0c\x00\x01\x80\x08\x00\x01\x00\xc6\x12\x00\x01\x0c\x00\x02\x80\x08\x00\x01\x00\xac\x14\x00\x02"),
@@ -143,15 +143,17 @@ fn changes_read_as_nft_scripts() {
     );
 }
 
-/// The batch: begin, one acknowledged message per change (its family,
-/// `NLM_F_CREATE` for an addition), end; sequence numbers from `seq`.
+/// The batch: begin, one message per change (its family, `NLM_F_CREATE`
+/// for an addition), the last one acknowledged, end; sequence numbers
+/// from `seq`.
 #[test]
 fn a_batch_is_begin_changes_end() {
     let changes = [
-        nat(true, &[("198.18.0.1", "172.20.0.2")]),
-        guard(false, "ports", Value::default().ifname("one-2-0")),
+        nat(true, &[("198.18.0.1", "172.20.0.2")]).into(),
+        guard(false, "ports", Value::default().ifname("one-2-0")).into(),
     ];
-    let buf = encode(&changes, 7);
+    let (buf, owners) = encode(&changes, 7);
+    assert_eq!(owners, [0, 1]);
     let mut headers = Vec::new();
     let mut rest = buf.as_slice();
     while !rest.is_empty() {
@@ -166,7 +168,7 @@ fn a_batch_is_begin_changes_end() {
         headers,
         [
             (16, 1, 7, 0, 10),
-            ((10 << 8) | 12, 1 | 4 | 0x400, 8, 2, 0),
+            ((10 << 8) | 12, 1 | 0x400, 8, 2, 0),
             ((10 << 8) | 14, 1 | 4, 9, 7, 0),
             (17, 1, 10, 0, 10),
         ]
@@ -205,27 +207,33 @@ fn answer(seq: u32, code: i32) -> Vec<u8> {
     buf
 }
 
-/// A batch is done when every change is answered; the first refused
-/// change is the one named; a refused begin or end is the batch's refusal
-/// at once (no answer for its changes would come).
+/// A batch is done when its last message is answered; the first refused
+/// change is the one named (a message of a rule's anonymous set names the
+/// rule); a refused begin or end is the batch's refusal at once (no answer
+/// for its changes would come).
 #[test]
 fn answers_are_tallied() {
-    let changes = [
-        nat(true, &[("198.18.0.1", "172.20.0.2")]),
-        guard(true, "ports", Value::default().ifname("one-2-0")),
+    let changes: [Change; 2] = [
+        nat(true, &[("198.18.0.1", "172.20.0.2")]).into(),
+        guard(true, "ports", Value::default().ifname("one-2-0")).into(),
     ];
-    let mut t = Tally::new(10, &changes);
+    let owners = [0, 1, 1];
+    let mut t = Tally::new(10, &changes, &owners);
     t.read(&answer(11, 0)).unwrap();
     assert!(!t.done());
-    t.read(&[answer(12, 0), answer(99, -2)].concat()).unwrap();
+    t.read(&[answer(13, 0), answer(99, -2)].concat()).unwrap();
     assert!(t.done() && t.refused.is_none());
-    let mut t = Tally::new(10, &changes);
+    let mut t = Tally::new(10, &changes, &owners);
+    t.read(&answer(12, -2)).unwrap();
+    assert_eq!(t.refused.as_ref().map(|r| r.0), Some(1));
+    assert!(!t.done());
+    let mut t = Tally::new(10, &changes, &owners);
     t.read(&[answer(12, -17), answer(11, -2)].concat()).unwrap();
     let (i, e) = t.refused.unwrap();
     assert_eq!((i, e.errno), (0, Some(2)));
     assert!(e.message.contains("dnat_map"), "{e}");
-    for refused in [10, 13] {
-        let mut t = Tally::new(10, &changes);
+    for refused in [10, 14] {
+        let mut t = Tally::new(10, &changes, &owners);
         let e = t.read(&answer(refused, -95)).unwrap_err();
         assert!(e.message.starts_with("the kernel refused the nftables batch: "), "{e}");
     }

@@ -7,7 +7,6 @@
 //! count too high costs a slower path (every bucket read). Counters are
 //! read and written in place, two bytes each: an action creates no file.
 
-use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -21,6 +20,8 @@ const SLOTS: u64 = 1 << 20;
 const PAGE: usize = 4096;
 /// What the file starts with.
 const MAGIC: &[u8; 8] = b"oskidx01";
+/// The file's length.
+const LEN: usize = MAGIC.len() + 2 * (SLOTS as usize);
 
 /// The three counters of `key`.
 fn places(key: &str) -> [u64; 3] {
@@ -96,23 +97,74 @@ impl Index {
         Ok(())
     }
 
+    /// The file's data ranges (`[start, end)`): what is not a hole (pages
+    /// never written, zeros: a host's index is mostly holes, and reading
+    /// one costs as much as reading data).
+    fn data_ranges(&self) -> io::Result<Vec<(u64, u64)>> {
+        use nix::unistd::{Whence, lseek};
+        let end = i64::try_from(LEN).unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        let mut at = 0i64;
+        while at < end {
+            let start = match lseek(&self.file, at, Whence::SeekData) {
+                Ok(s) => s,
+                // No data after `at`.
+                Err(nix::errno::Errno::ENXIO) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let stop = lseek(&self.file, start, Whence::SeekHole)?.min(end);
+            if start >= stop {
+                break;
+            }
+            out.push((start.unsigned_abs(), stop.unsigned_abs()));
+            at = stop;
+        }
+        Ok(out)
+    }
+
+    /// The counters of `keys` (each once per VM holding it), sorted by
+    /// their byte offset in the file: (offset, count).
+    fn counts(keys: impl IntoIterator<Item = String>) -> Vec<(usize, u16)> {
+        let mut at: Vec<usize> = keys
+            .into_iter()
+            .flat_map(|k| places(&k))
+            .map(|p| offset(p) as usize)
+            .collect();
+        at.sort_unstable();
+        let mut out: Vec<(usize, u16)> = Vec::new();
+        for a in at {
+            match out.last_mut() {
+                Some((o, c)) if *o == a => *c = c.saturating_add(1),
+                _ => out.push((a, 1)),
+            }
+        }
+        out
+    }
+
+    /// Page `page`'s bytes (in `buf`, its length) for `counts` (sorted);
+    /// whether it holds any (page 0: the header).
+    fn page(page: usize, counts: &[(usize, u16)], buf: &mut Vec<u8>) -> bool {
+        let (start, end) = (page * PAGE, ((page + 1) * PAGE).min(LEN));
+        buf.clear();
+        buf.resize(end - start, 0);
+        let mut any = page == 0;
+        if any {
+            buf[..MAGIC.len()].copy_from_slice(MAGIC);
+        }
+        let first = counts.partition_point(|(o, _)| *o < start);
+        for (o, c) in counts[first..].iter().take_while(|(o, _)| *o < end) {
+            buf[o - start..o - start + 2].copy_from_slice(&c.to_le_bytes());
+            any = true;
+        }
+        any
+    }
+
     /// Writes the index of `keys` (each once per VM holding it) at `path`,
     /// replacing what was there at once.
     pub(super) fn build(path: &Path, keys: impl IntoIterator<Item = String>) -> io::Result<()> {
-        // Zeroed (the allocator's fresh pages), counted in place; only the
-        // pages holding a count are written (a host's keys touch a few of
-        // the 512 pages), the file's others left a hole.
-        let mut bytes = vec![0u8; offset(SLOTS) as usize];
-        bytes[..MAGIC.len()].copy_from_slice(MAGIC);
-        let mut pages = BTreeSet::from([0usize]);
-        for key in keys {
-            for p in places(&key) {
-                let at = offset(p) as usize;
-                let c = u16::from_le_bytes([bytes[at], bytes[at + 1]]).saturating_add(1);
-                bytes[at..at + 2].copy_from_slice(&c.to_le_bytes());
-                pages.insert(at / PAGE);
-            }
-        }
+        let counts = Self::counts(keys);
+        // Only the pages holding a count are written (a host's keys touch
+        // a few of the 513 pages), the file's others left a hole.
         let tmp: PathBuf = path.with_extension(format!("{}.tmp", std::process::id()));
         let written = OpenOptions::new()
             .write(true)
@@ -122,16 +174,47 @@ impl Index {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)
             .and_then(|f| {
-                f.set_len(bytes.len() as u64)?;
-                for page in pages {
-                    let end = ((page + 1) * PAGE).min(bytes.len());
-                    f.write_all_at(&bytes[page * PAGE..end], (page * PAGE) as u64)?;
+                f.set_len(LEN as u64)?;
+                let mut buf = Vec::with_capacity(PAGE);
+                for page in 0..LEN.div_ceil(PAGE) {
+                    if Self::page(page, &counts, &mut buf) {
+                        f.write_all_at(&buf, (page * PAGE) as u64)?;
+                    }
                 }
                 Ok(())
             });
         if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Makes the index at `path` exactly that of `keys`: the pages that
+    /// differ written in place (none, usually: `reconcile` of a host whose
+    /// index is right writes nothing), or (no index there) [`Self::build`].
+    /// A crash in between leaves each counter as it was or exact: never
+    /// below the truth, when it was not.
+    pub(super) fn rebuild(path: &Path, keys: impl IntoIterator<Item = String>) -> io::Result<()> {
+        let Some(index) = Self::open(path)? else {
+            return Self::build(path, keys);
+        };
+        let counts = Self::counts(keys);
+        let data = index.data_ranges()?;
+        let (mut want, mut have) = (Vec::with_capacity(PAGE), Vec::with_capacity(PAGE));
+        for page in 0..LEN.div_ceil(PAGE) {
+            let (start, end) = ((page * PAGE) as u64, ((page + 1) * PAGE).min(LEN) as u64);
+            Self::page(page, &counts, &mut want);
+            have.clear();
+            have.resize(want.len(), 0);
+            for &(a, b) in data.iter().filter(|(a, b)| *a < end && *b > start) {
+                let (a, b) = (a.max(start), b.min(end));
+                let at = (a - start) as usize;
+                index.file.read_exact_at(&mut have[at..at + (b - a) as usize], a)?;
+            }
+            if want != have {
+                index.file.write_all_at(&want, start)?;
+            }
         }
         Ok(())
     }

@@ -170,7 +170,7 @@ impl RecordFile {
         let keys = held(record)
             .into_iter()
             .flat_map(|(k, n)| std::iter::repeat_n(k, usize::from(n)));
-        Index::build(&self.index_path(), keys)
+        Index::rebuild(&self.index_path(), keys)
             .map_err(|e| ApplyError::new(format!("cannot write {}: {e}", self.index_path().display())))
     }
 

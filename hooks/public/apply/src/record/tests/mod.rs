@@ -226,6 +226,33 @@ fn a_count_too_high_reads_more_and_reindexing_mends_it() {
     let index = super::index::Index::open(&file.path().join("index")).unwrap().unwrap();
     assert_eq!(index.count("a-172.31.1.5").unwrap(), 1);
     assert_eq!(index.count("b-scwpub0").unwrap(), 2);
+    // Exact already: written again in place, nothing changed.
+    let path = file.path().join("index");
+    let modified = || std::fs::metadata(&path).unwrap().modified().unwrap();
+    let before = modified();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    file.reindex(&file.load().unwrap()).unwrap();
+    assert_eq!(modified(), before, "an exact index is not written");
+    // Counts missing (an index of nothing: holes where they should be, as
+    // after a power loss): written in place.
+    super::index::Index::build(&path, Vec::new()).unwrap();
+    assert_eq!(
+        super::index::Index::open(&path)
+            .unwrap()
+            .unwrap()
+            .count("b-scwpub0")
+            .unwrap(),
+        0
+    );
+    file.reindex(&file.load().unwrap()).unwrap();
+    let index = super::index::Index::open(&path).unwrap().unwrap();
+    assert_eq!(index.count("b-scwpub0").unwrap(), 2);
+    assert_eq!(index.count("a-172.31.1.5").unwrap(), 1);
+    // Not an index: built again.
+    std::fs::write(&path, "not an index").unwrap();
+    file.reindex(&file.load().unwrap()).unwrap();
+    let index = super::index::Index::open(&path).unwrap().unwrap();
+    assert_eq!(index.count("b-scwpub0").unwrap(), 2);
     // A damaged index: every bucket read, and the next save builds it again.
     std::fs::write(file.path().join("index"), "not an index").unwrap();
     let mut record = file.load_for(5, &[], &[]).unwrap();

@@ -1,24 +1,21 @@
-//! A transaction that changes nothing but elements of our sets and maps,
-//! as nf_tables netlink changes ([`host_tools::nftables`]), applied from
-//! the driver's process instead of an `nft` process: most `pre` and
-//! `clean` (a VM's NAT mappings, its port's guard elements, its addresses'
-//! security group verdicts, when the tables and chains are there).
+//! A transaction as nf_tables netlink changes ([`host_tools::nftables`]),
+//! applied from the driver's process instead of an `nft` process: the
+//! base of our tables ([`crate::base`]: a host's first `pre`, `reconcile`)
+//! and the elements of our sets and maps (a VM's NAT mappings, its port's
+//! guard elements, its addresses' security group verdicts: most `pre` and
+//! `clean`).
 //!
 //! The changes are the script's own, line for line ([`NftBatch::render`]:
 //! the same order, a deletion as an addition then a deletion of the same
-//! element); what declares or deletes a table, chain or rule, and elements
-//! of interval sets (IPv6 prefixes, whose ends nft computes), are left to
-//! `nft -f -`.
+//! element); a transaction that sets or deletes a security group's chain,
+//! or holds elements of interval sets (IPv6 prefixes, whose ends nft
+//! computes), goes to `nft -f -` whole.
 
-use host_tools::nftables::{Change, Data, Element, Family, Value, Verdict};
+use host_tools::nftables::{Change, Data, Element, Elements, Family, Value, Verdict};
 use public_plan::NftBatch;
 use public_plan::filter::{FilterAddr, FilterTarget, map};
 use public_plan::guard::{GUARD_TABLE, GuardElem, SETS};
 use public_plan::ops::{NFT_DNAT_MAP, NFT_SNAT_MAP, NFT_TABLE, NftOp};
-
-/// The most elements sent this way (a larger change, `reconcile`'s,
-/// declares the base anyway).
-const MOST: usize = 256;
 
 fn v4(a: std::net::Ipv4Addr) -> Value {
     Value::default().ipv4(a)
@@ -42,19 +39,17 @@ fn verdict(t: FilterTarget) -> Verdict {
     }
 }
 
-/// Whether `op` is an element change this module sends.
-fn element(op: &NftOp) -> bool {
+/// Whether `op` is a change this module sends (the base: when its rules
+/// are known, [`changes`] tells).
+fn lowered(op: &NftOp) -> bool {
     match op {
         NftOp::AddDnat { .. } | NftOp::AddSnat { .. } | NftOp::DeleteDnat { .. } | NftOp::DeleteSnat { .. } => true,
         NftOp::AddGuard(e) | NftOp::DeleteGuard(e) => guard_key(e).is_some(),
         NftOp::AddFilterAddr { addr, .. } | NftOp::DeleteFilterAddr { addr, .. } => {
             matches!(addr, FilterAddr::V4(_))
         }
-        NftOp::EnsureBase
-        | NftOp::EnsureGuard
-        | NftOp::EnsureFilters
-        | NftOp::SetChain { .. }
-        | NftOp::DeleteChain(_) => false,
+        NftOp::EnsureBase | NftOp::EnsureGuard | NftOp::EnsureFilters => true,
+        NftOp::SetChain { .. } | NftOp::DeleteChain(_) => false,
     }
 }
 
@@ -64,12 +59,14 @@ fn push(out: &mut Vec<Change>, delete: bool, family: Family, table: &str, set: &
     if elements.is_empty() {
         return;
     }
-    let change = |add: bool, elements: Vec<Element>| Change {
-        add,
-        family,
-        table: table.to_owned(),
-        set: set.to_owned(),
-        elements,
+    let change = |add: bool, elements: Vec<Element>| {
+        Change::from(Elements {
+            add,
+            family,
+            table: table.to_owned(),
+            set: set.to_owned(),
+            elements,
+        })
     };
     if delete {
         out.push(change(true, elements.clone()));
@@ -79,14 +76,17 @@ fn push(out: &mut Vec<Change>, delete: bool, family: Family, table: &str, set: &
     }
 }
 
-/// The batch as element changes, in its script's order; `None` when it
+/// The batch as netlink changes, in its script's order; `None` when it
 /// holds anything else.
 pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
-    if batch.is_empty() || !batch.ops.iter().all(element) || batch.ops.len() > MOST {
+    if batch.is_empty() || !batch.ops.iter().all(lowered) {
         return None;
     }
     let ops = &batch.ops;
     let mut out = Vec::new();
+    if ops.contains(&NftOp::EnsureBase) {
+        out.extend(crate::base::nat()?);
+    }
     let pick = |f: &dyn Fn(&NftOp) -> Option<Element>| ops.iter().filter_map(f).collect::<Vec<_>>();
     let nat = |key, value| Element {
         key: v4(key),
@@ -128,6 +128,9 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
     ] {
         push(&mut out, delete, Family::Ip, NFT_TABLE, set, elements);
     }
+    if ops.contains(&NftOp::EnsureGuard) {
+        out.extend(crate::base::guard()?);
+    }
     for delete in [true, false] {
         for (set, _) in SETS {
             let elements = pick(&|o| {
@@ -140,6 +143,9 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
             });
             push(&mut out, delete, Family::Bridge, GUARD_TABLE, set, elements);
         }
+    }
+    if ops.contains(&NftOp::EnsureFilters) {
+        out.extend(crate::base::filters()?);
     }
     for delete in [true, false] {
         let mut maps: std::collections::BTreeMap<&str, Vec<Element>> = std::collections::BTreeMap::new();
