@@ -172,7 +172,8 @@ fn changes_are_what_ip_would_make_and_reads_find_them() {
 }
 
 /// Thousands of changes in a few writes: each one's result in order, a
-/// refused one in the middle does not stop those after it, and the kernel
+/// refused one in the middle does not stop those after it, refusals that
+/// fill whole writes and end the last one are each read, and the kernel
 /// holds exactly what was acknowledged.
 #[test]
 #[ignore = "needs root: run with --include-ignored"]
@@ -196,12 +197,14 @@ fn a_batch_gives_each_change_its_own_result() {
                     Change::neighbour(a, br, [2, 0, 0, 0, (n >> 8) as u8, n as u8]),
                 ]
             })
+            .chain((0..300).map(|_| Change::route(true, ip("172.30.4.0"), 32, None, br)))
             .collect();
         nl.apply_all(changes).unwrap()
     });
-    assert_eq!(results.len(), 3000);
-    let refused: Vec<usize> = (0..3000).filter(|&i| results[i].is_err()).collect();
-    assert_eq!(refused, [3 * 768], "only the route already there");
+    assert_eq!(results.len(), 3300);
+    let refused: Vec<usize> = (0..3300).filter(|&i| results[i].is_err()).collect();
+    let expected: Vec<usize> = [3 * 768].into_iter().chain(3000..3300).collect();
+    assert_eq!(refused, expected, "only the route already there");
     let e = results[3 * 768].clone().unwrap_err();
     assert_eq!(e.errno, Some(EEXIST), "{e}");
     let routes = ns.run_ok(&["ip", "route", "show", "dev", "scwpub0"], b"");

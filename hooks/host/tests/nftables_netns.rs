@@ -235,6 +235,23 @@ fn a_large_batch_is_one_write_and_its_refusals_are_read() {
     inside(&ns, move |nft| nft.apply(&many)).unwrap();
     let listed = ns.run_ok(&["nft", "list", "map", "ip", "t4", "nat"], b"");
     assert_eq!(listed.matches(" : 10.").count(), 20_000);
+    // One change of 70,000 elements (more than one message holds, more
+    // than a list numbers), jumping to a chain.
+    let one = change(
+        true,
+        Family::Inet,
+        "ti",
+        "in4",
+        (0..70_000)
+            .map(|n| Element {
+                key: Value::default().ipv4(addr(n)),
+                data: Data::Verdict(Verdict::Jump("sg-a-in".into())),
+            })
+            .collect(),
+    );
+    inside(&ns, move |nft| nft.apply(&[one])).unwrap();
+    let listed = ns.run_ok(&["nft", "list", "map", "inet", "ti", "in4"], b"");
+    assert_eq!(listed.matches(" : jump sg-a-in").count(), 70_000);
     let refused: Vec<Change> = (0..20_000)
         .map(|n| change(true, Family::Ip, "t4", "nosuch", vec![nat_element(addr(n), addr(n))]))
         .collect();

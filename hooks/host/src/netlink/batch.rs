@@ -1,7 +1,8 @@
 //! Changes of routes and neighbour entries, one at a time or many in one
 //! write: the kernel takes the messages of a write in order, each on its
-//! own and each acknowledged, so `reconcile`'s thousands of changes cost a
-//! few system calls instead of two each.
+//! own, answering each refused one and the last (which alone asks for an
+//! acknowledgement), so `reconcile`'s thousands of changes cost a few
+//! system calls instead of two each.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -24,9 +25,10 @@ pub struct Change {
 }
 
 /// The changes one write carries at most: the answers to a write are read
-/// before the next, and the kernel counts each acknowledgement against the
-/// socket's receive buffer at about 1 KiB (its default, 208 KiB, overflows
-/// at a few hundred: "No buffer space available").
+/// before the next, and the kernel counts each answer (a refusal, when all
+/// are refused) against the socket's receive buffer at about 1 KiB (its
+/// default, 208 KiB, overflows at a few hundred: "No buffer space
+/// available").
 const WRITE: usize = 128;
 
 impl Change {
@@ -110,29 +112,38 @@ impl Rtnl {
         let mut results = Vec::with_capacity(changes.len());
         let mut changes = changes.into_iter().peekable();
         while changes.peek().is_some() {
+            let write: Vec<Change> = changes.by_ref().take(WRITE).collect();
             let mut buf = Vec::new();
-            // Sequence number -> position in this write.
+            // Sequence number -> position in this write. Only the last
+            // change asks for an acknowledgement: the kernel answers each
+            // refused one anyway, in order, before it (one read for the
+            // write instead of one per change).
             let mut pending = BTreeMap::new();
-            while pending.len() < WRITE
-                && let Some(c) = changes.next()
-            {
+            let last = write.len().saturating_sub(1);
+            let mut last_seq = 0;
+            for (i, c) in write.into_iter().enumerate() {
                 let seq = self.next_seq();
-                pending.insert(seq, pending.len());
-                serialize(c.msg, NLM_F_ACK | c.flags, seq, &mut buf);
+                pending.insert(seq, i);
+                let ack = if i == last { NLM_F_ACK } else { 0 };
+                serialize(c.msg, ack | c.flags, seq, &mut buf);
+                last_seq = seq;
             }
-            let mut answers: Vec<Option<Result<(), Error>>> = vec![None; pending.len()];
+            let mut answers: Vec<Result<(), Error>> = vec![Ok(()); pending.len()];
             self.socket.send(&buf, 0)?;
-            while answers.iter().any(Option::is_none) {
+            let mut done = false;
+            while !done {
                 for answer in self.receive()? {
                     if let (Some(&at), NetlinkPayload::Error(e)) =
                         (pending.get(&answer.header.sequence_number), &answer.payload)
-                        && let Some(slot) = answers.get_mut(at)
                     {
-                        *slot = Some(refusal(e).map_or(Ok(()), Err));
+                        if let (Some(slot), Some(refused)) = (answers.get_mut(at), refusal(e)) {
+                            *slot = Err(refused);
+                        }
+                        done |= answer.header.sequence_number == last_seq;
                     }
                 }
             }
-            results.extend(answers.into_iter().flatten());
+            results.extend(answers);
         }
         Ok(results)
     }

@@ -123,6 +123,14 @@ pub struct Flush {
     pub chain: String,
 }
 
+/// `delete chain`: an empty chain nothing jumps to, deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteChain {
+    pub family: Family,
+    pub table: String,
+    pub chain: String,
+}
+
 /// `add rule`: appended to its chain. `text` is the rule as nft reads it
 /// (without its comment).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +228,7 @@ pub enum Change {
     Set(Set),
     Chain(Chain),
     Flush(Flush),
+    DeleteChain(DeleteChain),
     Rule(Rule),
     Elements(super::Elements),
 }
@@ -262,6 +271,7 @@ impl fmt::Display for Change {
             }
             Self::Chain(c) => write!(f, "add chain {} {} {}", c.family.name(), c.table, c.name),
             Self::Flush(c) => write!(f, "flush chain {} {} {}", c.family.name(), c.table, c.chain),
+            Self::DeleteChain(c) => write!(f, "delete chain {} {} {}", c.family.name(), c.table, c.chain),
             Self::Rule(r) => {
                 write!(f, "add rule {} {} {} {}", r.family.name(), r.table, r.chain, r.text)?;
                 match &r.comment {

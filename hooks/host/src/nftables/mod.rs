@@ -200,7 +200,7 @@ mod wire;
 pub use decl::Change;
 
 use wire::{NLMSG_ERROR, TABLE, answers, encode_get_table, error, messages};
-pub use wire::{elements, encode};
+pub use wire::{element_lists, encode};
 
 /// The largest batch sent in one write (the socket's send buffer is made
 /// as large): `reconcile` of 10,000 NICs writes about 3 MB.

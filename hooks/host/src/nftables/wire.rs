@@ -2,7 +2,7 @@
 //! answers, read.
 
 use super::decl::{self, Change, Expr, Rule, SetRef};
-use super::{Data, Elements, Family, Verdict};
+use super::{Data, Element, Elements, Family, Verdict};
 
 // nfnetlink and nf_tables (linux/netfilter/nfnetlink.h, nf_tables.h).
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -14,6 +14,9 @@ pub(super) const TABLE: u16 = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFTA_TABLE_NAME: u16 = 1;
 const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_NEWSET: u16 = 9;
@@ -60,6 +63,9 @@ pub(super) fn nest(buf: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)
     let start = buf.len();
     buf.extend_from_slice(&[0; 4]);
     fill(buf);
+    // Callers keep a nest under 64 KiB ([`ELEMENTS_MAX`]); a larger one
+    // would be cut here.
+    debug_assert!(buf.len() - start <= usize::from(u16::MAX));
     let len = u16::try_from(buf.len() - start).unwrap_or(u16::MAX);
     buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
     buf[start + 2..start + 4].copy_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
@@ -88,27 +94,55 @@ fn message(
     buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }
 
-/// The `NFTA_SET_ELEM_LIST_ELEMENTS` of `change` (what nft 1.0.6 sends:
-/// keys, and for an addition to a map its values).
-pub fn elements(change: &Elements) -> Vec<u8> {
-    let mut buf = Vec::new();
-    nest(&mut buf, NFTA_SET_ELEM_LIST_ELEMENTS, |buf| {
-        // nft numbers the list's entries (the kernel reads them in order,
-        // whatever their type).
-        for (e, n) in change.elements.iter().zip(1u16..) {
-            nest(buf, n, |buf| {
-                nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, &e.key.bytes));
-                match (&e.data, change.add) {
-                    (Data::Value(v), true) => {
-                        nest(buf, NFTA_SET_ELEM_DATA, |buf| attr(buf, NFTA_DATA_VALUE, &v.bytes));
-                    }
-                    (Data::Verdict(v), true) => nest(buf, NFTA_SET_ELEM_DATA, |buf| verdict(buf, v)),
-                    _ => {}
-                }
-            });
+/// The most bytes of one message's `NFTA_SET_ELEM_LIST_ELEMENTS`: an
+/// attribute's length is 16 bits, so a change of many elements is several
+/// messages (as nft sends them too).
+const ELEMENTS_MAX: usize = 60 * 1024;
+
+/// One element's entry in a list (number `n`: nft numbers the list's
+/// entries, the kernel reads them in order whatever their type).
+fn element(buf: &mut Vec<u8>, e: &Element, add: bool, n: u16) {
+    nest(buf, n, |buf| {
+        nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, &e.key.bytes));
+        match (&e.data, add) {
+            (Data::Value(v), true) => {
+                nest(buf, NFTA_SET_ELEM_DATA, |buf| attr(buf, NFTA_DATA_VALUE, &v.bytes));
+            }
+            (Data::Verdict(v), true) => nest(buf, NFTA_SET_ELEM_DATA, |buf| verdict(buf, v)),
+            _ => {}
         }
     });
-    buf
+}
+
+/// The `NFTA_SET_ELEM_LIST_ELEMENTS` of `change`, one per message (what
+/// nft 1.0.6 sends: keys, and for an addition to a map its values; a
+/// list holds at most [`ELEMENTS_MAX`] bytes).
+pub fn element_lists(change: &Elements) -> Vec<Vec<u8>> {
+    let mut lists: Vec<Vec<u8>> = Vec::new();
+    let mut entries: Vec<u8> = Vec::new();
+    let mut n: u16 = 0;
+    let wrap = |entries: &[u8]| {
+        let mut list = Vec::new();
+        nest(&mut list, NFTA_SET_ELEM_LIST_ELEMENTS, |buf| {
+            buf.extend_from_slice(entries);
+        });
+        list
+    };
+    for e in &change.elements {
+        let mut one = Vec::new();
+        element(&mut one, e, change.add, n.saturating_add(1));
+        if n == u16::MAX || (n > 0 && entries.len() + one.len() > ELEMENTS_MAX) {
+            lists.push(wrap(&entries));
+            entries.clear();
+            one.clear();
+            element(&mut one, e, change.add, 1);
+            n = 0;
+        }
+        entries.extend_from_slice(&one);
+        n += 1;
+    }
+    lists.push(wrap(&entries));
+    lists
 }
 
 /// The batch of `changes`: begin (sequence number `seq`), the messages of
@@ -211,11 +245,13 @@ impl Batch {
             Change::Elements(e) => {
                 let kind = if e.add { NFT_MSG_NEWSETELEM } else { NFT_MSG_DELSETELEM };
                 let flags = if e.add { NLM_F_CREATE } else { 0 };
-                self.message(i, kind, flags, e.family, |buf| {
-                    string(buf, NFTA_SET_ELEM_LIST_TABLE, &e.table);
-                    string(buf, NFTA_SET_ELEM_LIST_SET, &e.set);
-                    buf.extend_from_slice(&elements(e));
-                });
+                for list in element_lists(e) {
+                    self.message(i, kind, flags, e.family, |buf| {
+                        string(buf, NFTA_SET_ELEM_LIST_TABLE, &e.table);
+                        string(buf, NFTA_SET_ELEM_LIST_SET, &e.set);
+                        buf.extend_from_slice(&list);
+                    });
+                }
             }
             Change::Table(t) => self.message(i, NFT_MSG_NEWTABLE, 0, t.family, |buf| {
                 string(buf, NFTA_TABLE_NAME, &t.name);
@@ -244,6 +280,10 @@ impl Batch {
             Change::Flush(c) => self.message(i, NFT_MSG_DELRULE, 0, c.family, |buf| {
                 string(buf, NFTA_RULE_TABLE, &c.table);
                 string(buf, NFTA_RULE_CHAIN, &c.chain);
+            }),
+            Change::DeleteChain(c) => self.message(i, NFT_MSG_DELCHAIN, 0, c.family, |buf| {
+                string(buf, NFTA_CHAIN_TABLE, &c.table);
+                string(buf, NFTA_CHAIN_NAME, &c.chain);
             }),
             Change::Rule(r) => self.rule(i, r),
         }

@@ -195,8 +195,21 @@ pub fn guard() -> Option<Vec<Change>> {
 
 /// `NftOp::EnsureFilters`: the security groups' table.
 pub fn filters() -> Option<Vec<Change>> {
+    let mut out = vec![filter_table()];
+    out.extend(filter_base()?);
+    Some(out)
+}
+
+/// The security groups' table, declared (before the chains of rules a
+/// batch declares, in the script).
+pub fn filter_table() -> Change {
+    table(Family::Inet, FILTER_TABLE, FILTER_COMMENT)
+}
+
+/// The security groups' table's maps and base chains.
+pub fn filter_base() -> Option<Vec<Change>> {
     let f = Family::Inet;
-    let mut out = vec![table(f, FILTER_TABLE, FILTER_COMMENT)];
+    let mut out = Vec::new();
     for (name, decl) in filter::MAPS {
         let (flags, key) = if decl.contains("ipv6_addr") {
             (set_flags::MAP | set_flags::INTERVAL, KeyType::new(types::IPV6_ADDR, 16))

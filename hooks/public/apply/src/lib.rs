@@ -8,8 +8,8 @@
 //!   latter; [`observe_with_tables`] takes them from the host record's model
 //!   instead), changed in one transaction ([`nft::NftCommand`]): through
 //!   nf_tables netlink from this process ([`lower`], [`base`]: the tables'
-//!   base and the VMs' elements), or, when it sets a security group's chain
-//!   of rules or holds IPv6 prefixes, one `nft -f -`;
+//!   base and the VMs' elements; the chains of rules it sets by `nft -f -`
+//!   just before), or, when it holds IPv6 prefixes, one `nft -f -`;
 //!   a transaction the kernel refuses is an [`ApplyError`] with `nft_refused`;
 //! - [`ip::Ip`]: links, routes, proxy and neighbour entries, read one entry
 //!   at a time (what the request names) and changed in order through

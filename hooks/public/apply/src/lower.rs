@@ -11,6 +11,9 @@
 //! or holds elements of interval sets (IPv6 prefixes, whose ends nft
 //! computes), goes to `nft -f -` whole.
 
+use std::collections::BTreeSet;
+
+use host_tools::nftables::decl::{Chain, DeleteChain, Flush};
 use host_tools::nftables::{Change, Data, Element, Elements, Family, Value, Verdict};
 use public_plan::NftBatch;
 use public_plan::filter::{FilterAddr, FilterTarget, map};
@@ -49,7 +52,8 @@ fn lowered(op: &NftOp) -> bool {
             matches!(addr, FilterAddr::V4(_))
         }
         NftOp::EnsureBase | NftOp::EnsureGuard | NftOp::EnsureFilters => true,
-        NftOp::SetChain { .. } | NftOp::DeleteChain(_) => false,
+        NftOp::DeleteChain(_) => true,
+        NftOp::SetChain { .. } => false,
     }
 }
 
@@ -77,7 +81,7 @@ fn push(out: &mut Vec<Change>, delete: bool, family: Family, table: &str, set: &
 }
 
 /// The batch as netlink changes, in its script's order; `None` when it
-/// holds anything else.
+/// holds anything else (a chain of rules set, an IPv6 prefix).
 pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
     if batch.is_empty() || !batch.ops.iter().all(lowered) {
         return None;
@@ -144,10 +148,46 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
             push(&mut out, delete, Family::Bridge, GUARD_TABLE, set, elements);
         }
     }
+    // The security groups' table: the chains deleted are declared first
+    // (deleting a missing one is no error), flushed and deleted between
+    // the deletions and the additions of elements, as the script has them.
+    let t = || public_plan::filter::FILTER_TABLE.to_owned();
+    let deleted: BTreeSet<String> = ops
+        .iter()
+        .filter_map(|o| match o {
+            NftOp::DeleteChain(c) => Some(c.name()),
+            _ => None,
+        })
+        .collect();
     if ops.contains(&NftOp::EnsureFilters) {
-        out.extend(crate::base::filters()?);
+        out.push(crate::base::filter_table());
+    }
+    for c in &deleted {
+        out.push(Change::Chain(Chain {
+            family: Family::Inet,
+            table: t(),
+            name: c.clone(),
+            hook: None,
+            text: String::new(),
+        }));
+    }
+    if ops.contains(&NftOp::EnsureFilters) {
+        out.extend(crate::base::filter_base()?);
     }
     for delete in [true, false] {
+        if !delete {
+            for op in ops {
+                if let NftOp::DeleteChain(c) = op {
+                    let (family, table, chain) = (Family::Inet, t(), c.name());
+                    out.push(Change::Flush(Flush {
+                        family,
+                        table: table.clone(),
+                        chain: chain.clone(),
+                    }));
+                    out.push(Change::DeleteChain(DeleteChain { family, table, chain }));
+                }
+            }
+        }
         let mut maps: std::collections::BTreeMap<&str, Vec<Element>> = std::collections::BTreeMap::new();
         for op in ops {
             let (NftOp::DeleteFilterAddr {
@@ -182,6 +222,30 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
         }
     }
     Some(out)
+}
+
+/// How a transaction is applied: the chains of rules it sets by `nft -f`
+/// first (a chain nothing jumps to yet changes no packet: the elements
+/// that jump to it come after, and if their batch is refused it stays
+/// unused, collected by a later `reconcile`), then the rest as netlink
+/// changes, in one batch; `None` when the rest cannot be (an IPv6 prefix):
+/// the whole transaction is then one `nft -f`.
+pub fn split(batch: &NftBatch) -> Option<(NftBatch, Vec<Change>)> {
+    let (chains, rest): (Vec<NftOp>, Vec<NftOp>) = batch
+        .ops
+        .iter()
+        .cloned()
+        .partition(|o| matches!(o, NftOp::SetChain { .. }));
+    let mut first = NftBatch { ops: chains };
+    if !first.is_empty() && rest.contains(&NftOp::EnsureFilters) {
+        // The table the chains are in (its base is the second batch's too).
+        first.ops.insert(0, NftOp::EnsureFilters);
+    }
+    let rest = NftBatch { ops: rest };
+    if rest.is_empty() {
+        return Some((first, Vec::new()));
+    }
+    Some((first, changes(&rest)?))
 }
 
 #[cfg(test)]

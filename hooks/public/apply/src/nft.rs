@@ -85,17 +85,32 @@ impl Nft for NftCommand<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        // The base and elements (every `pre`, `clean` and `reconcile` of
-        // NICs in open groups or restricted by chains already set):
-        // nf_tables netlink from this process, no `nft` process (not
-        // through sudo: the root helper applies a plan itself, here).
+        // Through nf_tables netlink from this process, no `nft` process
+        // (not through sudo: the root helper applies a plan itself, here),
+        // but for the chains of rules the batch sets: those by `nft -f`
+        // first, nothing jumping to them until the netlink batch
+        // ([`crate::lower::split`]).
         if !self.tools.uses_sudo()
-            && let Some(changes) = crate::lower::changes(batch)
+            && let Some((chains, changes)) = crate::lower::split(batch)
         {
+            if !chains.is_empty() {
+                self.run_script(&chains)?;
+            }
             let applied = Nftables::open(self.tools.timeout()).and_then(|mut n| n.apply(&changes));
-            return applied
-                .map_err(|e| ApplyError::new(format!("{e} (nothing was changed: the transaction is all or nothing)")));
+            let what = if chains.is_empty() {
+                "nothing was changed: the transaction is all or nothing"
+            } else {
+                "nothing else was changed: the chains of rules set before it are used by nothing"
+            };
+            return applied.map_err(|e| ApplyError::new(format!("{e} ({what})")));
         }
+        self.run_script(batch)
+    }
+}
+
+impl NftCommand<'_> {
+    /// `batch` as one `nft -f -` transaction.
+    fn run_script(&self, batch: &NftBatch) -> Result<(), ApplyError> {
         let script = batch.render();
         let args = ["-f", "-"];
         let ran = self.tools.run("nft", &args, script.as_bytes())?;

@@ -65,12 +65,26 @@ fn ruleset(ns: &NetNs) -> String {
     ns.run_ok(&["nft", "list", "ruleset"], b"")
 }
 
+/// Our three tables' listings (in this order, whatever order they were
+/// made in).
+fn tables(ns: &NetNs) -> Vec<String> {
+    [
+        ["ip", "one_scaleway"],
+        ["bridge", "one_scaleway_guard"],
+        ["inet", "one_scaleway_sg"],
+    ]
+    .iter()
+    .map(|[family, name]| ns.run(&["nft", "list", "table", family, name], b"").stdout)
+    .collect()
+}
+
 #[test]
 #[ignore = "needs root: run with --include-ignored"]
 fn the_base_and_elements_are_what_nft_makes_of_the_script() {
     require_root();
     let (ours, nft) = (NetNs::new("lowa"), NetNs::new("lowb"));
-    let batch = base_and(0..300);
+    // 2,500 VMs: each map's elements more than one message holds.
+    let batch = base_and(0..2500);
     send(&ours, changes(&batch).unwrap()).unwrap();
     nft.run_ok(&["nft", "-f", "-"], batch.render().as_bytes());
     let listed = ruleset(&ours);
@@ -79,13 +93,13 @@ fn the_base_and_elements_are_what_nft_makes_of_the_script() {
         "ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @addr6 drop comment \"one-scaleway guard prerouting 5\"",
         "typeof iifname . @th,64,128",
         "dnat to ip daddr map @dnat_map",
-        "\"one-299-0\" . 172.20.1.43",
+        "\"one-2499-0\" . 172.20.9.195",
     ] {
         assert!(listed.contains(expected), "{expected} in\n{listed}");
     }
     // Again over it (a reconcile of a host whose tables are there): the
     // chains flushed and filled again, the elements kept.
-    let again = base_and(0..301);
+    let again = base_and(0..2501);
     send(&ours, changes(&again).unwrap()).unwrap();
     nft.run_ok(&["nft", "-f", "-"], again.render().as_bytes());
     assert_eq!(ruleset(&ours), ruleset(&nft));
@@ -109,4 +123,85 @@ fn a_refused_batch_leaves_nothing() {
     assert_eq!(e.errno, Some(17), "{e}");
     assert!(e.message.contains("dnat_map"), "{e}");
     assert_eq!(ruleset(&ns), "");
+}
+
+/// A batch that sets a security group's chains (every rule form OpenNebula
+/// has: the document a real oned sent): the chains by `nft -f`, the rest
+/// (elements jumping to them) through netlink, leave the ruleset `nft -f`
+/// of the whole script leaves; a chain deleted through netlink goes.
+#[test]
+#[ignore = "needs root: run with --include-ignored"]
+fn chains_of_rules_then_the_rest_are_what_nft_makes_of_the_script() {
+    const COUNT: u32 = 1500;
+    use public_plan::filter::FilterChain;
+    require_root();
+    // Its NIC in group 100 only (both directions restricted), as the
+    // benchmark has it.
+    let doc = test_support::set_attribute(
+        &test_support::fixture("vnm/secgroup-scaleway-pre.xml"),
+        "NIC",
+        "NIC_ID",
+        "0",
+        "SECURITY_GROUPS",
+        Some("100"),
+    );
+    let doc_vm = opennebula::vm::Vm::from_element(&opennebula::xml::parse(doc.as_bytes()).unwrap()).unwrap();
+    let endpoints = public_plan::select(&doc_vm).unwrap();
+    let rules = public_plan::filter::select(&doc_vm, &endpoints.endpoints[..1])
+        .unwrap()
+        .remove(0)
+        .rules;
+    let mut ops = vec![NftOp::EnsureBase, NftOp::EnsureGuard, NftOp::EnsureFilters];
+    let mut targets = Vec::new();
+    for direction in [Direction::Inbound, Direction::Outbound] {
+        let chain = FilterChain::of(&rules, direction).expect("both directions restricted");
+        ops.push(NftOp::SetChain {
+            direction,
+            rules: rules.clone(),
+        });
+        targets.push((direction, FilterTarget::Chain(chain)));
+    }
+    for n in 0..COUNT {
+        ops.extend(vm(n).into_iter().map(|o| match o {
+            NftOp::AddFilterAddr { addr, direction, .. } => NftOp::AddFilterAddr {
+                addr,
+                direction,
+                target: targets.iter().find(|(d, _)| *d == direction).unwrap().1,
+            },
+            o => o,
+        }));
+    }
+    let batch = NftBatch { ops };
+    let (ours, nft) = (NetNs::new("lowc"), NetNs::new("lowd"));
+    let (first, rest) = public_apply::lower::split(&batch).unwrap();
+    assert!(!first.is_empty());
+    ours.run_ok(&["nft", "-f", "-"], first.render().as_bytes());
+    send(&ours, rest).unwrap();
+    nft.run_ok(&["nft", "-f", "-"], batch.render().as_bytes());
+    assert_eq!(tables(&ours), tables(&nft));
+    assert!(ruleset(&ours).contains("jump sg-"));
+    // The VMs gone, their chains deleted with them.
+    let mut gone: Vec<NftOp> = (0..COUNT)
+        .flat_map(vm)
+        .filter_map(|o| match o {
+            NftOp::AddFilterAddr { addr, direction, .. } => Some(NftOp::DeleteFilterAddr {
+                addr,
+                direction,
+                target: targets.iter().find(|(d, _)| *d == direction).unwrap().1,
+            }),
+            _ => None,
+        })
+        .collect();
+    for (_, t) in &targets {
+        if let FilterTarget::Chain(c) = t {
+            gone.push(NftOp::DeleteChain(*c));
+        }
+    }
+    let gone = NftBatch { ops: gone };
+    let (first, rest) = public_apply::lower::split(&gone).unwrap();
+    assert!(first.is_empty());
+    send(&ours, rest).unwrap();
+    nft.run_ok(&["nft", "-f", "-"], gone.render().as_bytes());
+    assert_eq!(tables(&ours), tables(&nft));
+    assert!(!ruleset(&ours).contains("sg-"));
 }

@@ -130,6 +130,23 @@ fn the_changes_are_the_scripts_lines() {
         .concat(),
         // The guard's base alone (an older version's guard).
         [vec![NftOp::EnsureGuard], vm(2, true, FilterTarget::Continue)].concat(),
+        // Chains nothing jumps to any more, deleted (a reconcile, a clean).
+        [
+            vec![NftOp::EnsureFilters],
+            vm(2, false, restricted),
+            vec![
+                NftOp::DeleteChain(FilterChain::Shared {
+                    fingerprint: Fingerprint::of(&[], Direction::Outbound),
+                    direction: Direction::Outbound,
+                }),
+                NftOp::DeleteChain(FilterChain::Shared {
+                    fingerprint: Fingerprint::of(&[], Direction::Inbound),
+                    direction: Direction::Inbound,
+                }),
+            ],
+            vm(3, true, FilterTarget::Continue),
+        ]
+        .concat(),
     ];
     for ops in batches {
         let (ours, rendered) = script(ops);
@@ -149,16 +166,11 @@ fn the_changes_are_the_scripts_lines() {
 fn chains_of_rules_and_interval_sets_are_left_to_nft() {
     let t = tap(7);
     let a6 = "2001:db8::".parse().unwrap();
-    let fp = Fingerprint::of(&[], Direction::Inbound);
     for other in [
         NftOp::SetChain {
             direction: Direction::Inbound,
             rules: Vec::new(),
         },
-        NftOp::DeleteChain(FilterChain::Shared {
-            fingerprint: fp,
-            direction: Direction::Inbound,
-        }),
         NftOp::AddGuard(GuardElem::Addr6(t, a6, 64)),
         NftOp::DeleteGuard(GuardElem::Nd6(t, a6, 64)),
         NftOp::AddFilterAddr {
@@ -172,4 +184,52 @@ fn chains_of_rules_and_interval_sets_are_left_to_nft() {
         assert_eq!(changes(&NftBatch { ops }), None, "{other:?}");
     }
     assert_eq!(changes(&NftBatch::default()), None);
+}
+
+/// A batch that sets chains of rules: those by `nft -f` first (with the
+/// table's base when the batch declares it), the rest, the elements
+/// jumping to them among it, through netlink.
+#[test]
+fn chains_of_rules_go_first_by_nft() {
+    let mut closed = secgroup::default_rules();
+    closed.remove(0);
+    let direction = [Direction::Inbound, Direction::Outbound]
+        .into_iter()
+        .find(|d| FilterChain::of(&closed, *d).is_some())
+        .unwrap();
+    let set = NftOp::SetChain {
+        direction,
+        rules: closed,
+    };
+    let restricted = shared(direction);
+    let ops = [
+        vec![NftOp::EnsureBase, NftOp::EnsureGuard, NftOp::EnsureFilters, set.clone()],
+        vm(2, true, restricted),
+    ]
+    .concat();
+    let (first, rest) = super::split(&NftBatch { ops: ops.clone() }).unwrap();
+    assert_eq!(first.ops, [NftOp::EnsureFilters, set.clone()]);
+    assert!(
+        first.render().contains("flush chain inet one_scaleway_sg sg-"),
+        "{}",
+        first.render()
+    );
+    let others = NftBatch {
+        ops: ops.into_iter().filter(|o| *o != set).collect(),
+    };
+    let text: String = rest.iter().map(|c| format!("{c}\n")).collect();
+    assert_eq!(text, others.render());
+    // Without chains of rules: one netlink batch; with an IPv6 prefix: none.
+    let (first, _) = super::split(&NftBatch {
+        ops: vm(2, true, restricted),
+    })
+    .unwrap();
+    assert!(first.is_empty());
+    let mut v6 = vm(2, true, FilterTarget::Continue);
+    v6.push(NftOp::AddFilterAddr {
+        addr: FilterAddr::V6("2001:db8::".parse().unwrap(), 64),
+        direction: Direction::Inbound,
+        target: FilterTarget::Continue,
+    });
+    assert_eq!(super::split(&NftBatch { ops: v6 }), None);
 }
