@@ -195,6 +195,7 @@ impl fmt::Display for Elements {
 }
 
 pub mod decl;
+mod encode;
 mod wire;
 
 pub use decl::Change;

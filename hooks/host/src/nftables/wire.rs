@@ -1,7 +1,8 @@
 //! The nf_tables netlink messages: what the kernel reads, built; what it
 //! answers, read.
 
-use super::decl::{self, Change, Expr, Rule, SetRef};
+use super::decl::{Change, Expr, Rule, SetRef};
+use super::encode as decl;
 use super::{Data, Element, Elements, Family, Verdict};
 
 // nfnetlink and nf_tables (linux/netfilter/nfnetlink.h, nf_tables.h).

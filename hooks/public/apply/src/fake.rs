@@ -60,7 +60,8 @@ impl FakeHost {
         std::mem::take(&mut self.lock().calls)
     }
 
-    /// How many `nft` processes the real host would have started (links,
+    /// How many `nft` listings and transactions (on a real host a
+    /// transaction is an nf_tables netlink batch, or one `nft -f -`; links,
     /// routes and neighbour entries are rtnetlink messages).
     pub fn processes(&self) -> usize {
         self.lock().processes

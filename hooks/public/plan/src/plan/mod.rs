@@ -128,8 +128,9 @@ impl Plan {
                 .all(|o| !matches!(o, NftOp::EnsureBase | NftOp::EnsureGuard))
     }
 
-    /// How many tool processes applying it starts as root: `nft` (the
-    /// `ip` changes are rtnetlink messages from the driver's process,
+    /// How many nftables transactions applying it makes: one or none (the
+    /// applier sends it through nf_tables netlink, or as one `nft -f -`;
+    /// the `ip` changes are rtnetlink messages from the driver's process,
     /// sysctls file writes).
     pub fn processes(&self) -> usize {
         usize::from(!self.nft.is_empty())
