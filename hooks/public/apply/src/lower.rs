@@ -225,27 +225,33 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
 }
 
 /// How a transaction is applied: the chains of rules it sets by `nft -f`
-/// first (a chain nothing jumps to yet changes no packet: the elements
-/// that jump to it come after, and if their batch is refused it stays
-/// unused, collected by a later `reconcile`), then the rest as netlink
-/// changes, in one batch; `None` when the rest cannot be (an IPv6 prefix):
-/// the whole transaction is then one `nft -f`.
-pub fn split(batch: &NftBatch) -> Option<(NftBatch, Vec<Change>)> {
+/// first (this script: the table when the transaction declares it, then
+/// the chains and their rules; a chain nothing jumps to yet changes no
+/// packet: the elements that jump to it come after, and if their batch is
+/// refused it stays unused, collected by a later `reconcile`), then the
+/// rest as netlink changes, in one batch; `None` when the rest cannot be
+/// (an IPv6 prefix): the whole transaction is then one `nft -f`. The
+/// table's base chains are the batch's only (rules made by the script and
+/// flushed by the batch would make closing the socket wait for the
+/// kernel's release of them, 13 ms).
+pub fn split(batch: &NftBatch) -> Option<(String, Vec<Change>)> {
     let (chains, rest): (Vec<NftOp>, Vec<NftOp>) = batch
         .ops
         .iter()
         .cloned()
         .partition(|o| matches!(o, NftOp::SetChain { .. }));
-    let mut first = NftBatch { ops: chains };
-    if !first.is_empty() && rest.contains(&NftOp::EnsureFilters) {
-        // The table the chains are in (its base is the second batch's too).
-        first.ops.insert(0, NftOp::EnsureFilters);
+    let mut script = String::new();
+    if !chains.is_empty() {
+        if rest.contains(&NftOp::EnsureFilters) {
+            script = format!("{}\n", crate::base::filter_table());
+        }
+        script.push_str(&NftBatch { ops: chains }.render());
     }
     let rest = NftBatch { ops: rest };
     if rest.is_empty() {
-        return Some((first, Vec::new()));
+        return Some((script, Vec::new()));
     }
-    Some((first, changes(&rest)?))
+    Some((script, changes(&rest)?))
 }
 
 #[cfg(test)]

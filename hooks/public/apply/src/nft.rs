@@ -104,14 +104,13 @@ impl Nft for NftCommand<'_> {
             };
             return applied.map_err(|e| ApplyError::new(format!("{e} ({what})")));
         }
-        self.run_script(batch)
+        self.run_script(&batch.render())
     }
 }
 
 impl NftCommand<'_> {
-    /// `batch` as one `nft -f -` transaction.
-    fn run_script(&self, batch: &NftBatch) -> Result<(), ApplyError> {
-        let script = batch.render();
+    /// `script` as one `nft -f -` transaction.
+    fn run_script(&self, script: &str) -> Result<(), ApplyError> {
         let args = ["-f", "-"];
         let ran = self.tools.run("nft", &args, script.as_bytes())?;
         if ran.success {

@@ -175,7 +175,7 @@ fn chains_of_rules_then_the_rest_are_what_nft_makes_of_the_script() {
     let (ours, nft) = (NetNs::new("lowc"), NetNs::new("lowd"));
     let (first, rest) = public_apply::lower::split(&batch).unwrap();
     assert!(!first.is_empty());
-    ours.run_ok(&["nft", "-f", "-"], first.render().as_bytes());
+    ours.run_ok(&["nft", "-f", "-"], first.as_bytes());
     send(&ours, rest).unwrap();
     nft.run_ok(&["nft", "-f", "-"], batch.render().as_bytes());
     assert_eq!(tables(&ours), tables(&nft));

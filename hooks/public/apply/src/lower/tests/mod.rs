@@ -208,12 +208,13 @@ fn chains_of_rules_go_first_by_nft() {
     ]
     .concat();
     let (first, rest) = super::split(&NftBatch { ops: ops.clone() }).unwrap();
-    assert_eq!(first.ops, [NftOp::EnsureFilters, set.clone()]);
-    assert!(
-        first.render().contains("flush chain inet one_scaleway_sg sg-"),
-        "{}",
-        first.render()
-    );
+    // The table, then the chains and their rules; no base chain (the
+    // batch's own).
+    let chains = NftBatch { ops: vec![set.clone()] }.render();
+    assert_eq!(first, format!("{}\n{chains}", crate::base::filter_table()));
+    assert!(first.starts_with("add table inet one_scaleway_sg "), "{first}");
+    assert!(chains.contains("flush chain inet one_scaleway_sg sg-"), "{chains}");
+    assert!(!first.contains("hook"), "{first}");
     let others = NftBatch {
         ops: ops.into_iter().filter(|o| *o != set).collect(),
     };
