@@ -423,13 +423,15 @@ pub(crate) fn plan(
             }
         }
     }
-    let mut neighbours: Vec<Neigh> = Vec::new();
+    // In the endpoints' order, each once (a set beside: reconcile has
+    // thousands).
+    let (mut neighbours, mut seen): (Vec<Neigh>, BTreeSet<Neigh>) = (Vec::new(), BTreeSet::new());
     for n in ensure.iter().filter_map(neighbour) {
         let want = NeighState {
             mac: Some(n.mac),
             permanent: true,
         };
-        if observed.neighbours.get(&(n.addr, n.dev.as_str().to_owned())) != Some(&want) && !neighbours.contains(&n) {
+        if observed.neighbours.get(&(n.addr, n.dev.as_str().to_owned())) != Some(&want) && seen.insert(n) {
             neighbours.push(n);
         }
     }
