@@ -17,6 +17,7 @@ pub mod base64;
 pub mod cli;
 pub mod driver;
 pub mod fsutil;
+pub mod hex;
 pub mod ipam;
 pub mod message;
 pub mod oned;

@@ -52,21 +52,70 @@ impl Family {
 
 /// The bytes of a key (or of a map's value) in nft's layout: each part in
 /// network order, padded to 4 bytes (a concatenation's parts each start on
-/// a register), with its text as nft writes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// a register), and what each part is, for its text as nft writes it
+/// (written when shown, not when made: `reconcile` makes a few for every
+/// NIC of the host). Held inline: at most [`VALUE_MAX`] bytes, as the
+/// kernel's (`NFT_DATA_VALUE_MAXLEN`); a longer one is marked and refused by
+/// [`Nftables::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Value {
-    bytes: Vec<u8>,
-    text: Vec<String>,
+    bytes: [u8; VALUE_MAX],
+    len: u8,
+    kinds: [Kind; VALUE_MAX / 4],
+    parts: u8,
+    overlong: bool,
+}
+
+/// The longest value the kernel takes (`NFT_DATA_VALUE_MAXLEN`).
+pub const VALUE_MAX: usize = 64;
+
+/// What a part of a [`Value`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ifname,
+    Ether,
+    Ipv4,
+    Ipv6,
+}
+
+impl Kind {
+    /// Its bytes in the value, before padding.
+    fn len(self) -> usize {
+        match self {
+            Self::Ifname | Self::Ipv6 => 16,
+            Self::Ether => 6,
+            Self::Ipv4 => 4,
+        }
+    }
+}
+
+impl Default for Value {
+    fn default() -> Self {
+        Self {
+            bytes: [0; VALUE_MAX],
+            len: 0,
+            kinds: [Kind::Ipv4; VALUE_MAX / 4],
+            parts: 0,
+            overlong: false,
+        }
+    }
 }
 
 /// `IFNAMSIZ`: an interface name's bytes in a key, NUL-padded.
 const IFNAMSIZ: usize = 16;
 
 impl Value {
-    fn part(mut self, bytes: &[u8], text: String) -> Self {
-        self.bytes.extend_from_slice(bytes);
-        self.bytes.resize(self.bytes.len().next_multiple_of(4), 0);
-        self.text.push(text);
+    fn part(mut self, kind: Kind, bytes: &[u8]) -> Self {
+        let at = usize::from(self.len);
+        let end = at + bytes.len().next_multiple_of(4);
+        if self.overlong || end > VALUE_MAX {
+            self.overlong = true;
+            return self;
+        }
+        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
+        self.len = u8::try_from(end).unwrap_or(u8::MAX);
+        self.kinds[usize::from(self.parts)] = kind;
+        self.parts += 1;
         self
     }
 
@@ -76,29 +125,70 @@ impl Value {
         let mut bytes = [0u8; IFNAMSIZ];
         let len = name.len().min(IFNAMSIZ - 1);
         bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
-        self.part(&bytes, format!("\"{}\"", &name[..len]))
+        self.part(Kind::Ifname, &bytes)
     }
 
     /// A MAC address (`ether_addr`).
     pub fn ether(self, mac: [u8; 6]) -> Self {
-        let text = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        self.part(&mac, text)
+        self.part(Kind::Ether, &mac)
     }
 
     /// An IPv4 address (`ipv4_addr`).
     pub fn ipv4(self, a: Ipv4Addr) -> Self {
-        self.part(&a.octets(), a.to_string())
+        self.part(Kind::Ipv4, &a.octets())
     }
 
     /// An IPv6 address (`ipv6_addr`).
     pub fn ipv6(self, a: Ipv6Addr) -> Self {
-        self.part(&a.octets(), a.to_string())
+        self.part(Kind::Ipv6, &a.octets())
+    }
+
+    /// Its bytes, as sent.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Whether parts were left out of it: longer than [`VALUE_MAX`].
+    pub fn overlong(&self) -> bool {
+        self.overlong
     }
 }
 
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text.join(" . "))
+        let mut at = 0;
+        for (i, kind) in self.kinds[..usize::from(self.parts)].iter().enumerate() {
+            if i > 0 {
+                f.write_str(" . ")?;
+            }
+            let b = &self.bytes[at..at + kind.len()];
+            match kind {
+                Kind::Ifname => {
+                    let name = b.split(|c| *c == 0).next().unwrap_or_default();
+                    write!(f, "\"{}\"", String::from_utf8_lossy(name))?;
+                }
+                Kind::Ether => {
+                    let mut mac = [0u8; 6];
+                    mac.copy_from_slice(b);
+                    f.write_str(&opennebula::hex::mac(mac))?;
+                }
+                Kind::Ipv4 => {
+                    let mut a = [0u8; 4];
+                    a.copy_from_slice(b);
+                    write!(f, "{}", Ipv4Addr::from(a))?;
+                }
+                Kind::Ipv6 => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(b);
+                    write!(f, "{}", Ipv6Addr::from(a))?;
+                }
+            }
+            at += kind.len().next_multiple_of(4);
+        }
+        if self.overlong {
+            f.write_str(" . (longer than 64 bytes)")?;
+        }
+        Ok(())
     }
 }
 
@@ -242,6 +332,12 @@ impl Nftables {
         if changes.is_empty() {
             return Ok(());
         }
+        if let Some(e) = changes.iter().find_map(overlong) {
+            return Err(Error {
+                errno: None,
+                message: format!("nftables: a value longer than {VALUE_MAX} bytes, not sent: {e}"),
+            });
+        }
         let first = self.seq.wrapping_add(1);
         let (batch, owners) = encode(changes, first);
         if batch.len() > MAX_BATCH {
@@ -292,6 +388,20 @@ impl Nftables {
         }
         tally.refused.map_or(Ok(()), |(_, e)| Err(e))
     }
+}
+
+/// The first element of `change` with a value longer than the kernel's.
+fn overlong(change: &Change) -> Option<&Element> {
+    let Change::Elements(e) = change else {
+        return None;
+    };
+    e.elements.iter().find(|e| {
+        e.key.overlong()
+            || match &e.data {
+                Data::Value(v) => v.overlong(),
+                Data::None | Data::Verdict(_) => false,
+            }
+    })
 }
 
 /// The answers to a batch so far.

@@ -104,10 +104,10 @@ const ELEMENTS_MAX: usize = 60 * 1024;
 /// entries, the kernel reads them in order whatever their type).
 fn element(buf: &mut Vec<u8>, e: &Element, add: bool, n: u16) {
     nest(buf, n, |buf| {
-        nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, &e.key.bytes));
+        nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, e.key.bytes()));
         match (&e.data, add) {
             (Data::Value(v), true) => {
-                nest(buf, NFTA_SET_ELEM_DATA, |buf| attr(buf, NFTA_DATA_VALUE, &v.bytes));
+                nest(buf, NFTA_SET_ELEM_DATA, |buf| attr(buf, NFTA_DATA_VALUE, v.bytes()));
             }
             (Data::Verdict(v), true) => nest(buf, NFTA_SET_ELEM_DATA, |buf| verdict(buf, v)),
             _ => {}

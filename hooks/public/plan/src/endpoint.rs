@@ -84,7 +84,7 @@ impl Port {
 
 /// `02:00:ac:1e:00:02`.
 pub fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    opennebula::hex::mac(mac)
 }
 
 /// One public NIC (or NIC alias) as the host sees it.

@@ -143,6 +143,25 @@ fn changes_read_as_nft_scripts() {
     );
 }
 
+/// A value longer than the kernel takes (64 bytes) is not cut: it is
+/// marked, shown as such, and refused before anything is sent.
+#[test]
+fn an_overlong_value_is_refused_not_cut() {
+    let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let fits = Value::default().ifname("one-2-0").ipv6(v6).ipv6(v6).ipv6(v6);
+    assert_eq!(fits.bytes().len(), 64);
+    assert!(!fits.overlong());
+    let long = fits.ipv4(v4("172.20.0.1"));
+    assert!(long.overlong());
+    assert_eq!(long.bytes(), fits.bytes());
+    assert!(long.to_string().ends_with("2001:db8::1 . (longer than 64 bytes)"));
+    let e = Nftables::open(Duration::from_secs(1))
+        .unwrap()
+        .apply(&[guard(true, "addrs", long).into()])
+        .unwrap_err();
+    assert!(e.message.contains("longer than 64 bytes, not sent"), "{}", e.message);
+}
+
 /// The batch: begin, one message per change (its family, `NLM_F_CREATE`
 /// for an addition), the last one acknowledged, end; sequence numbers
 /// from `seq`.
