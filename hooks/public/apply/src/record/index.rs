@@ -122,20 +122,20 @@ impl Index {
         Ok(out)
     }
 
-    /// The counters of `keys` (each once per VM holding it), sorted by
-    /// their byte offset in the file: (offset, count).
-    fn counts(keys: impl IntoIterator<Item = String>) -> Vec<(usize, u16)> {
-        let mut at: Vec<usize> = keys
-            .into_iter()
-            .flat_map(|k| places(&k))
-            .map(|p| offset(p) as usize)
-            .collect();
-        at.sort_unstable();
-        let mut out: Vec<(usize, u16)> = Vec::new();
-        for a in at {
+    /// The counters of `keys` (each with the number of VMs holding it),
+    /// sorted by their byte offset in the file: (offset, count).
+    fn counts<K: AsRef<str>>(keys: impl IntoIterator<Item = (K, u16)>) -> Vec<(usize, u16)> {
+        let keys = keys.into_iter();
+        let mut at: Vec<(usize, u16)> = Vec::with_capacity(3 * keys.size_hint().0);
+        for (k, n) in keys {
+            at.extend(places(k.as_ref()).map(|p| (offset(p) as usize, n)));
+        }
+        at.sort_unstable_by_key(|(o, _)| *o);
+        let mut out: Vec<(usize, u16)> = Vec::with_capacity(at.len());
+        for (a, n) in at {
             match out.last_mut() {
-                Some((o, c)) if *o == a => *c = c.saturating_add(1),
-                _ => out.push((a, 1)),
+                Some((o, c)) if *o == a => *c = c.saturating_add(n),
+                _ => out.push((a, n)),
             }
         }
         out
@@ -159,9 +159,9 @@ impl Index {
         any
     }
 
-    /// Writes the index of `keys` (each once per VM holding it) at `path`,
-    /// replacing what was there at once.
-    pub(super) fn build(path: &Path, keys: impl IntoIterator<Item = String>) -> io::Result<()> {
+    /// Writes the index of `keys` (each with the number of VMs holding it)
+    /// at `path`, replacing what was there at once.
+    pub(super) fn build<K: AsRef<str>>(path: &Path, keys: impl IntoIterator<Item = (K, u16)>) -> io::Result<()> {
         let counts = Self::counts(keys);
         // Only the pages holding a count are written (a host's keys touch
         // a few of the 513 pages), the file's others left a hole.
@@ -195,7 +195,7 @@ impl Index {
     /// index is right writes nothing), or (no index there) [`Self::build`].
     /// A crash in between leaves each counter as it was or exact: never
     /// below the truth, when it was not.
-    pub(super) fn rebuild(path: &Path, keys: impl IntoIterator<Item = String>) -> io::Result<()> {
+    pub(super) fn rebuild<K: AsRef<str>>(path: &Path, keys: impl IntoIterator<Item = (K, u16)>) -> io::Result<()> {
         let Some(index) = Self::open(path)? else {
             return Self::build(path, keys);
         };

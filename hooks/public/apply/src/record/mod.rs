@@ -97,6 +97,12 @@ impl Record {
         self.filters.retain(|f| nics.contains(&(f.vm, f.nic_id)));
     }
 
+    /// Its endpoints in their owners' order, its rules in their NICs'.
+    pub(crate) fn sort(&mut self) {
+        self.endpoints.sort_by_key(|e| e.owner);
+        self.filters.sort_by_key(|f| (f.vm, f.nic_id));
+    }
+
     /// Replaces the rules of the same NICs, or adds them.
     pub fn put_filters(&mut self, filters: &[NicFilter]) {
         let nics: BTreeSet<(u64, u32)> = filters.iter().map(|n| (n.vm, n.nic_id)).collect();

@@ -7,7 +7,7 @@
 //! cost does not grow with the number of VMs on the host, and it writes
 //! one bucket and a few counters.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use opennebula::store::StateFile;
@@ -34,18 +34,29 @@ fn bucket(vm: u64) -> u64 {
 
 /// The keys by which other VMs' endpoints are found: addresses, port, MAC.
 fn lookup_keys(e: &Endpoint) -> Vec<String> {
-    let mut k: Vec<String> = match e.public {
-        Public::V4 { ip, gateway, external } => [ip, gateway, external].iter().map(|a| format!("a-{a}")).collect(),
-        Public::V6 { ip, gateway, prefix } => [ip, gateway, prefix].iter().map(|a| format!("a-{a}")).collect(),
+    let mut k = Vec::with_capacity(5);
+    push_lookup_keys(e, &mut k);
+    k
+}
+
+fn push_lookup_keys(e: &Endpoint, k: &mut Vec<String>) {
+    use std::fmt::Write;
+    let mut key = |a: &dyn std::fmt::Display| {
+        let mut s = String::with_capacity(24);
+        let _ = write!(s, "a-{a}");
+        k.push(s);
     };
+    match e.public {
+        Public::V4 { ip, gateway, external } => [ip, gateway, external].iter().for_each(|a| key(a)),
+        Public::V6 { ip, gateway, prefix } => [ip, gateway, prefix].iter().for_each(|a| key(a)),
+    }
     if let Some(p) = e.port {
         k.push(format!("t-{}", p.tap));
-        k.push(format!(
-            "m-{}",
-            p.mac.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ));
+        let mut mac = String::with_capacity(14);
+        mac.push_str("m-");
+        opennebula::hex::push(&mut mac, &p.mac);
+        k.push(mac);
     }
-    k
 }
 
 fn bridge_key(b: BridgeName) -> String {
@@ -64,20 +75,23 @@ fn chains<'a>(f: &'a NicFilter, targets: &mut Targets<'a>) -> impl Iterator<Item
     })
 }
 
-/// The keys of one VM's endpoints and rules.
+/// The keys of one VM's endpoints and rules, each once, sorted.
 fn vm_keys<'a>(
     endpoints: impl IntoIterator<Item = &'a Endpoint>,
     filters: impl IntoIterator<Item = &'a NicFilter>,
     targets: &mut Targets<'a>,
-) -> BTreeSet<String> {
-    let mut k = BTreeSet::new();
+) -> Vec<String> {
+    let mut k = Vec::with_capacity(8);
+    let mut bridges = BTreeSet::new();
     for e in endpoints {
-        k.extend(lookup_keys(e));
-        k.insert(bridge_key(e.bridge));
+        push_lookup_keys(e, &mut k);
+        bridges.insert(e.bridge);
     }
-    for f in filters {
-        k.extend(chains(f, targets).map(chain_key));
-    }
+    k.extend(bridges.into_iter().map(bridge_key));
+    let chains: BTreeSet<FilterChain> = filters.into_iter().flat_map(|f| chains(f, targets)).collect();
+    k.extend(chains.into_iter().map(chain_key));
+    k.sort_unstable();
+    k.dedup();
     k
 }
 
@@ -86,7 +100,7 @@ fn keys_by_vm<'a>(
     endpoints: &'a [Endpoint],
     filters: &'a [NicFilter],
     targets: &mut Targets<'a>,
-) -> BTreeMap<u64, BTreeSet<String>> {
+) -> BTreeMap<u64, Vec<String>> {
     let mut of: BTreeMap<u64, (Vec<&Endpoint>, Vec<&NicFilter>)> = BTreeMap::new();
     for e in endpoints {
         of.entry(e.owner.vm).or_default().0.push(e);
@@ -100,9 +114,9 @@ fn keys_by_vm<'a>(
 }
 
 /// How many of `record`'s VMs hold each key.
-fn held(record: &Record) -> BTreeMap<String, u16> {
+fn held(record: &Record) -> HashMap<String, u16> {
     let mut targets = Targets::default();
-    let mut out = BTreeMap::new();
+    let mut out = HashMap::with_capacity(6 * record.endpoints.len());
     for keys in keys_by_vm(&record.endpoints, &record.filters, &mut targets).into_values() {
         for key in keys {
             let n: &mut u16 = out.entry(key).or_default();
@@ -162,15 +176,13 @@ impl RecordFile {
         for b in 0..BUCKETS {
             self.read(&mut record, b)?;
         }
+        record.sort();
         Ok(record)
     }
 
     /// Writes the index of `record` (all of the host's record) again, exact.
     pub fn reindex(&self, record: &Record) -> Result<(), ApplyError> {
-        let keys = held(record)
-            .into_iter()
-            .flat_map(|(k, n)| std::iter::repeat_n(k, usize::from(n)));
-        Index::rebuild(&self.index_path(), keys)
+        Index::rebuild(&self.index_path(), held(record))
             .map_err(|e| ApplyError::new(format!("cannot write {}: {e}", self.index_path().display())))
     }
 
@@ -191,6 +203,7 @@ impl RecordFile {
             return self.load();
         };
         self.read(&mut record, bucket(vm))?;
+        record.sort();
         let mine: Vec<Endpoint> = endpoints.iter().copied().chain(record.of_vm(vm)).collect();
         let held = held(&record);
         let outside = |key: &str| -> Result<bool, ApplyError> {
@@ -244,7 +257,8 @@ impl RecordFile {
         Ok(record)
     }
 
-    /// Adds bucket `b` to `record`.
+    /// Adds bucket `b` to `record` (in the file's order: [`Record::sort`]
+    /// once all are read).
     fn read(&self, record: &mut Record, b: u64) -> Result<(), ApplyError> {
         let file = self.bucket_file(b);
         let (endpoints, filters) = match file.load::<FileV1>()? {
@@ -252,9 +266,7 @@ impl RecordFile {
             None => (Vec::new(), Vec::new()),
         };
         record.endpoints.extend(endpoints.iter().copied());
-        record.endpoints.sort_by_key(|e| e.owner);
         record.filters.extend(filters.iter().cloned());
-        record.filters.sort_by_key(|f| (f.vm, f.nic_id));
         record.view.loaded.insert(b, (endpoints, filters));
         Ok(())
     }
@@ -314,11 +326,11 @@ impl RecordFile {
                 // Counted before the bucket holds them, uncounted after it
                 // no longer does: a crash leaves a count too high.
                 if let Some(index) = &index {
-                    for key in new.difference(&old) {
+                    for key in new.iter().filter(|k| old.binary_search(k).is_err()) {
                         index.add(key).map_err(counted)?;
                     }
                 }
-                lost.extend(old.difference(&new).cloned());
+                lost.extend(old.into_iter().filter(|k| new.binary_search(k).is_err()));
             }
             let file = self.bucket_file(b);
             if endpoints.is_empty() {

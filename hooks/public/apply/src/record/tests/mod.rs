@@ -235,7 +235,7 @@ fn a_count_too_high_reads_more_and_reindexing_mends_it() {
     assert_eq!(modified(), before, "an exact index is not written");
     // Counts missing (an index of nothing: holes where they should be, as
     // after a power loss): written in place.
-    super::index::Index::build(&path, Vec::new()).unwrap();
+    super::index::Index::build(&path, Vec::<(String, u16)>::new()).unwrap();
     assert_eq!(
         super::index::Index::open(&path)
             .unwrap()
