@@ -26,7 +26,7 @@ use crate::rule::{AddrRange, Direction, Protocol, Rule, Target};
 
 /// ICMP codes OpenNebula knows for a type (IANA), used by its
 /// `net_icmp_type` rules.
-fn icmp_codes(t: u8) -> &'static [u8] {
+pub fn icmp_codes(t: u8) -> &'static [u8] {
     match t {
         3 => &[0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15],
         5 => &[0, 1, 2, 3],
@@ -38,7 +38,7 @@ fn icmp_codes(t: u8) -> &'static [u8] {
 }
 
 /// The same for ICMPv6 (`net_icmpv6_type`).
-fn icmpv6_codes(t: u8) -> &'static [u8] {
+pub fn icmpv6_codes(t: u8) -> &'static [u8] {
     match t {
         1 => &[0, 1, 2, 3, 4, 5, 6, 7],
         3 => &[0, 1],

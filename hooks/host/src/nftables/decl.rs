@@ -154,6 +154,18 @@ pub enum Meta {
     L4proto = 16,
 }
 
+/// `NFT_CMP_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq = 0,
+    Neq = 1,
+    Lte = 3,
+    Gte = 5,
+}
+
+/// `NFT_CT_STATE`.
+pub const CT_STATE: u32 = 0;
+
 /// `NFT_PAYLOAD_*_HEADER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Header {
@@ -172,6 +184,9 @@ pub struct Anonymous {
     pub udata: Vec<u8>,
     /// Keys, each with whether it ends an interval.
     pub elements: Vec<(Vec<u8>, bool)>,
+    /// The last element starts an interval to the type's last value (it
+    /// has no end element; nft marks it open, for its listings).
+    pub open_end: bool,
 }
 
 /// The set a lookup reads.
@@ -194,17 +209,25 @@ pub enum Expr {
         len: u32,
         dreg: u32,
     },
-    /// `reg = (reg & mask) ^ xor`.
+    /// `reg = (reg & mask) ^ xor`. `op`: whether the message names the
+    /// operation (nft 1.0.6 does for a mask written `&`, not for a test of
+    /// flags, `ct state established,related`).
     Bitwise {
         reg: u32,
         mask: Vec<u8>,
         xor: Vec<u8>,
+        op: bool,
     },
-    /// `reg == data` (or `!=`).
+    /// `reg <op> data`.
     Cmp {
         reg: u32,
-        equal: bool,
+        op: CmpOp,
         data: Vec<u8>,
+    },
+    /// A connection tracking key (`NFT_CT_*`) into `dreg`.
+    Ct {
+        key: u32,
+        dreg: u32,
     },
     /// `reg` in the set (or not); a map's value into `dreg`.
     Lookup {

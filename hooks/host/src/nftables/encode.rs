@@ -24,6 +24,7 @@ const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_FIELD_LEN: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_USERDATA: u16 = 6;
 const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
@@ -102,7 +103,8 @@ pub(super) fn anonymous(buf: &mut Vec<u8>, table: &str, a: &Anonymous, id: u32) 
         &a.key,
         None,
         id,
-        Some(len(a.elements.len())),
+        // nft counts the end an open interval does not send.
+        Some(len(a.elements.len() + usize::from(a.open_end))),
         &a.udata,
     );
 }
@@ -113,12 +115,17 @@ pub(super) fn anonymous_elements(buf: &mut Vec<u8>, table: &str, a: &Anonymous, 
     string(buf, super::wire::NFTA_SET_ELEM_LIST_SET, ANONYMOUS);
     u32_attr(buf, NFTA_SET_ELEM_LIST_SET_ID, id);
     nest(buf, NFTA_SET_ELEM_LIST_ELEMENTS, |buf| {
+        let last = a.elements.len();
         for ((key, end), n) in a.elements.iter().zip(1u16..) {
             nest(buf, n, |buf| {
                 if *end {
                     u32_attr(buf, NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
                 }
                 nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, key));
+                if a.open_end && usize::from(n) == last {
+                    // NFTNL_UDATA_SET_ELEM_FLAGS: NFTNL_SET_ELEM_F_INTERVAL_OPEN.
+                    attr(buf, NFTA_SET_ELEM_USERDATA, &[1, 4, 1, 0, 0, 0]);
+                }
             });
         }
     });
@@ -164,6 +171,7 @@ fn expr(buf: &mut Vec<u8>, e: &Expr, set_id: Option<u32>) {
         Expr::Payload { .. } => "payload",
         Expr::Bitwise { .. } => "bitwise",
         Expr::Cmp { .. } => "cmp",
+        Expr::Ct { .. } => "ct",
         Expr::Lookup { .. } => "lookup",
         Expr::Verdict(_) => "immediate",
         Expr::Nat { .. } => "nat",
@@ -185,19 +193,25 @@ fn expr(buf: &mut Vec<u8>, e: &Expr, set_id: Option<u32>) {
             u32_attr(buf, 3, *offset);
             u32_attr(buf, 4, *len);
         }
-        Expr::Bitwise { reg, mask, xor } => {
+        Expr::Bitwise { reg, mask, xor, op } => {
             u32_attr(buf, 1, *reg);
             u32_attr(buf, 2, *reg);
-            // NFT_BITWISE_BOOL: (reg & mask) ^ xor.
-            u32_attr(buf, 6, 0);
+            if *op {
+                // NFT_BITWISE_BOOL: (reg & mask) ^ xor.
+                u32_attr(buf, 6, 0);
+            }
             u32_attr(buf, 3, len(mask.len()));
             nest(buf, 4, |buf| attr(buf, NFTA_DATA_VALUE, mask));
             nest(buf, 5, |buf| attr(buf, NFTA_DATA_VALUE, xor));
         }
-        Expr::Cmp { reg, equal, data } => {
+        Expr::Cmp { reg, op, data } => {
             u32_attr(buf, 1, *reg);
-            u32_attr(buf, 2, u32::from(!*equal));
+            u32_attr(buf, 2, *op as u32);
             nest(buf, 3, |buf| attr(buf, NFTA_DATA_VALUE, data));
+        }
+        Expr::Ct { key, dreg } => {
+            u32_attr(buf, 2, *key);
+            u32_attr(buf, 1, *dreg);
         }
         Expr::Lookup { reg, set, dreg, invert } => {
             u32_attr(buf, 2, *reg);

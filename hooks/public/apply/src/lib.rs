@@ -7,9 +7,9 @@
 //!   and `nft -j list table bridge one_scaleway_guard` ([`guard`] reads the
 //!   latter; [`observe_with_tables`] takes them from the host record's model
 //!   instead), changed in one transaction ([`nft::NftCommand`]): through
-//!   nf_tables netlink from this process ([`lower`], [`base`]: the tables'
-//!   base and the VMs' elements; the chains of rules it sets by `nft -f -`
-//!   just before), or, when it holds IPv6 prefixes, one `nft -f -`;
+//!   nf_tables netlink from this process ([`lower`]; [`base`]: the tables'
+//!   base; [`chains`]: the security groups' chains of rules; the VMs'
+//!   elements), or, when it holds IPv6 prefixes, one `nft -f -`;
 //!   a transaction the kernel refuses is an [`ApplyError`] with `nft_refused`;
 //! - [`ip::Ip`]: links, routes, proxy and neighbour entries, read one entry
 //!   at a time (what the request names) and changed in order through
@@ -28,6 +28,7 @@
 //! its order and, when a step fails, undoes the additions made before it.
 
 pub mod base;
+pub mod chains;
 /// A fake host for tests: compiled into test builds only (feature `fake`).
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;

@@ -1,22 +1,22 @@
 //! A transaction as nf_tables netlink changes ([`host_tools::nftables`]),
 //! applied from the driver's process instead of an `nft` process: the
-//! base of our tables ([`crate::base`]: a host's first `pre`, `reconcile`)
-//! and the elements of our sets and maps (a VM's NAT mappings, its port's
-//! guard elements, its addresses' security group verdicts: most `pre` and
-//! `clean`).
+//! base of our tables ([`crate::base`]: a host's first `pre`, `reconcile`),
+//! the chains of the security groups' rules ([`crate::chains`]: a group's
+//! first VM on the host, `reconcile`) and the elements of our sets and maps
+//! (a VM's NAT mappings, its port's guard elements, its addresses' security
+//! group verdicts: most `pre` and `clean`).
 //!
 //! The changes are the script's own, line for line ([`NftBatch::render`]:
 //! the same order, a deletion as an addition then a deletion of the same
-//! element); a transaction that sets or deletes a security group's chain,
-//! or holds elements of interval sets (IPv6 prefixes, whose ends nft
-//! computes), goes to `nft -f -` whole.
+//! element); a transaction that holds elements of interval sets (IPv6
+//! prefixes, whose ends nft computes) goes to `nft -f -` whole.
 
 use std::collections::BTreeSet;
 
-use host_tools::nftables::decl::{Chain, DeleteChain, Flush};
+use host_tools::nftables::decl::{DeleteChain, Flush};
 use host_tools::nftables::{Change, Data, Element, Elements, Family, Value, Verdict};
 use public_plan::NftBatch;
-use public_plan::filter::{FilterAddr, FilterTarget, map};
+use public_plan::filter::{FilterAddr, FilterChain, FilterTarget, map};
 use public_plan::guard::{GUARD_TABLE, GuardElem, SETS};
 use public_plan::ops::{NFT_DNAT_MAP, NFT_SNAT_MAP, NFT_TABLE, NftOp};
 
@@ -52,8 +52,7 @@ fn lowered(op: &NftOp) -> bool {
             matches!(addr, FilterAddr::V4(_))
         }
         NftOp::EnsureBase | NftOp::EnsureGuard | NftOp::EnsureFilters => true,
-        NftOp::DeleteChain(_) => true,
-        NftOp::SetChain { .. } => false,
+        NftOp::DeleteChain(_) | NftOp::SetChain { .. } => true,
     }
 }
 
@@ -148,13 +147,15 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
             push(&mut out, delete, Family::Bridge, GUARD_TABLE, set, elements);
         }
     }
-    // The security groups' table: the chains deleted are declared first
-    // (deleting a missing one is no error), flushed and deleted between
-    // the deletions and the additions of elements, as the script has them.
+    // The security groups' table: the chains set or deleted are declared
+    // first (deleting a missing one is no error), those set flushed and
+    // filled after the base, those deleted flushed and deleted between the
+    // deletions and the additions of elements, as the script has them.
     let t = || public_plan::filter::FILTER_TABLE.to_owned();
-    let deleted: BTreeSet<String> = ops
+    let declared: BTreeSet<String> = ops
         .iter()
         .filter_map(|o| match o {
+            NftOp::SetChain { direction, rules } => FilterChain::of(rules, *direction).map(FilterChain::name),
             NftOp::DeleteChain(c) => Some(c.name()),
             _ => None,
         })
@@ -162,17 +163,16 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
     if ops.contains(&NftOp::EnsureFilters) {
         out.push(crate::base::filter_table());
     }
-    for c in &deleted {
-        out.push(Change::Chain(Chain {
-            family: Family::Inet,
-            table: t(),
-            name: c.clone(),
-            hook: None,
-            text: String::new(),
-        }));
-    }
+    out.extend(declared.iter().map(|c| crate::chains::declare(c)));
     if ops.contains(&NftOp::EnsureFilters) {
         out.extend(crate::base::filter_base()?);
+    }
+    for op in ops {
+        if let NftOp::SetChain { direction, rules } = op
+            && FilterChain::of(rules, *direction).is_some()
+        {
+            out.extend(crate::chains::set_chain(*direction, rules)?);
+        }
     }
     for delete in [true, false] {
         if !delete {
@@ -222,36 +222,6 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
         }
     }
     Some(out)
-}
-
-/// How a transaction is applied: the chains of rules it sets by `nft -f`
-/// first (this script: the table when the transaction declares it, then
-/// the chains and their rules; a chain nothing jumps to yet changes no
-/// packet: the elements that jump to it come after, and if their batch is
-/// refused it stays unused, collected by a later `reconcile`), then the
-/// rest as netlink changes, in one batch; `None` when the rest cannot be
-/// (an IPv6 prefix): the whole transaction is then one `nft -f`. The
-/// table's base chains are the batch's only (rules made by the script and
-/// flushed by the batch would make closing the socket wait for the
-/// kernel's release of them, 13 ms).
-pub fn split(batch: &NftBatch) -> Option<(String, Vec<Change>)> {
-    let (chains, rest): (Vec<NftOp>, Vec<NftOp>) = batch
-        .ops
-        .iter()
-        .cloned()
-        .partition(|o| matches!(o, NftOp::SetChain { .. }));
-    let mut script = String::new();
-    if !chains.is_empty() {
-        if rest.contains(&NftOp::EnsureFilters) {
-            script = format!("{}\n", crate::base::filter_table());
-        }
-        script.push_str(&NftBatch { ops: chains }.render());
-    }
-    let rest = NftBatch { ops: rest };
-    if rest.is_empty() {
-        return Some((script, Vec::new()));
-    }
-    Some((script, changes(&rest)?))
 }
 
 #[cfg(test)]

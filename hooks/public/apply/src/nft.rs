@@ -87,22 +87,13 @@ impl Nft for NftCommand<'_> {
         }
         // Through nf_tables netlink from this process, no `nft` process
         // (not through sudo: the root helper applies a plan itself, here),
-        // but for the chains of rules the batch sets: those by `nft -f`
-        // first, nothing jumping to them until the netlink batch
-        // ([`crate::lower::split`]).
+        // in one transaction ([`crate::lower::changes`]).
         if !self.tools.uses_sudo()
-            && let Some((chains, changes)) = crate::lower::split(batch)
+            && let Some(changes) = crate::lower::changes(batch)
         {
-            if !chains.is_empty() {
-                self.run_script(&chains)?;
-            }
-            let applied = Nftables::open(self.tools.timeout()).and_then(|mut n| n.apply(&changes));
-            let what = if chains.is_empty() {
-                "nothing was changed: the transaction is all or nothing"
-            } else {
-                "nothing else was changed: the chains of rules set before it are used by nothing"
-            };
-            return applied.map_err(|e| ApplyError::new(format!("{e} ({what})")));
+            return Nftables::open(self.tools.timeout())
+                .and_then(|mut n| n.apply(&changes))
+                .map_err(|e| ApplyError::new(format!("{e} (nothing was changed: the transaction is all or nothing)")));
         }
         self.run_script(&batch.render())
     }

@@ -2,7 +2,9 @@
 //! to (`nft --debug=netlink -f`), one rule text at a time.
 
 use host_tools::nftables::Verdict;
-use host_tools::nftables::decl::{Anonymous, Expr, Header, KeyType, Meta, REG_1, REG_2, REG_VERDICT, SetRef, types};
+use host_tools::nftables::decl::{
+    Anonymous, CmpOp, Expr, Header, KeyType, Meta, REG_1, REG_2, REG_VERDICT, SetRef, types,
+};
 
 use super::{UDATA_ANON_ETHER, UDATA_ANON_ICMPV6, UDATA_ANON_IPV6};
 
@@ -22,7 +24,7 @@ fn load(base: Header, offset: u32, len: u32, dreg: u32) -> Expr {
 fn eq(data: &[u8]) -> Expr {
     Expr::Cmp {
         reg: REG_1,
-        equal: true,
+        op: CmpOp::Eq,
         data: data.to_vec(),
     }
 }
@@ -30,7 +32,7 @@ fn eq(data: &[u8]) -> Expr {
 fn ne(data: &[u8]) -> Expr {
     Expr::Cmp {
         reg: REG_1,
-        equal: false,
+        op: CmpOp::Neq,
         data: data.to_vec(),
     }
 }
@@ -40,6 +42,7 @@ fn and(mask: &[u8]) -> Expr {
         reg: REG_1,
         mask: mask.to_vec(),
         xor: vec![0; mask.len()],
+        op: true,
     }
 }
 
@@ -72,6 +75,7 @@ fn anonymous(kind: u32, len: u32, interval: bool, udata: &[u8], elements: &[(&[u
             interval,
             udata: udata.to_vec(),
             elements: elements.iter().map(|(k, end)| (k.to_vec(), *end)).collect(),
+            open_end: false,
         }),
         dreg: None,
         invert,

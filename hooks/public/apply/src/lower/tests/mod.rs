@@ -163,14 +163,10 @@ fn the_changes_are_the_scripts_lines() {
 }
 
 #[test]
-fn chains_of_rules_and_interval_sets_are_left_to_nft() {
+fn interval_sets_are_left_to_nft() {
     let t = tap(7);
     let a6 = "2001:db8::".parse().unwrap();
     for other in [
-        NftOp::SetChain {
-            direction: Direction::Inbound,
-            rules: Vec::new(),
-        },
         NftOp::AddGuard(GuardElem::Addr6(t, a6, 64)),
         NftOp::DeleteGuard(GuardElem::Nd6(t, a6, 64)),
         NftOp::AddFilterAddr {
@@ -186,11 +182,11 @@ fn chains_of_rules_and_interval_sets_are_left_to_nft() {
     assert_eq!(changes(&NftBatch::default()), None);
 }
 
-/// A batch that sets chains of rules: those by `nft -f` first (with the
-/// table's base when the batch declares it), the rest, the elements
-/// jumping to them among it, through netlink.
+/// A batch that sets chains of rules is one netlink batch too: the
+/// chains' declarations, the base, their rules, then the elements
+/// jumping to them, as the script has them; with an IPv6 prefix, none.
 #[test]
-fn chains_of_rules_go_first_by_nft() {
+fn chains_of_rules_are_changes_too() {
     let mut closed = secgroup::default_rules();
     closed.remove(0);
     let direction = [Direction::Inbound, Direction::Outbound]
@@ -202,35 +198,22 @@ fn chains_of_rules_go_first_by_nft() {
         rules: closed,
     };
     let restricted = shared(direction);
-    let ops = [
-        vec![NftOp::EnsureBase, NftOp::EnsureGuard, NftOp::EnsureFilters, set.clone()],
-        vm(2, true, restricted),
-    ]
-    .concat();
-    let (first, rest) = super::split(&NftBatch { ops: ops.clone() }).unwrap();
-    // The table, then the chains and their rules; no base chain (the
-    // batch's own).
-    let chains = NftBatch { ops: vec![set.clone()] }.render();
-    assert_eq!(first, format!("{}\n{chains}", crate::base::filter_table()));
-    assert!(first.starts_with("add table inet one_scaleway_sg "), "{first}");
-    assert!(chains.contains("flush chain inet one_scaleway_sg sg-"), "{chains}");
-    assert!(!first.contains("hook"), "{first}");
-    let others = NftBatch {
-        ops: ops.into_iter().filter(|o| *o != set).collect(),
+    let batch = NftBatch {
+        ops: [
+            vec![NftOp::EnsureBase, NftOp::EnsureGuard, NftOp::EnsureFilters, set],
+            vm(2, true, restricted),
+        ]
+        .concat(),
     };
-    let text: String = rest.iter().map(|c| format!("{c}\n")).collect();
-    assert_eq!(text, others.render());
-    // Without chains of rules: one netlink batch; with an IPv6 prefix: none.
-    let (first, _) = super::split(&NftBatch {
-        ops: vm(2, true, restricted),
-    })
-    .unwrap();
-    assert!(first.is_empty());
+    let text: String = changes(&batch).unwrap().iter().map(|c| format!("{c}\n")).collect();
+    assert_eq!(text, batch.render());
+    assert!(text.contains("flush chain inet one_scaleway_sg sg-"), "{text}");
+    assert!(text.contains(": jump sg-"), "{text}");
     let mut v6 = vm(2, true, FilterTarget::Continue);
     v6.push(NftOp::AddFilterAddr {
         addr: FilterAddr::V6("2001:db8::".parse().unwrap(), 64),
         direction: Direction::Inbound,
         target: FilterTarget::Continue,
     });
-    assert_eq!(super::split(&NftBatch { ops: v6 }), None);
+    assert_eq!(changes(&NftBatch { ops: v6 }), None);
 }
