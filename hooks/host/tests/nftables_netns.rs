@@ -54,10 +54,7 @@ fn change(add: bool, family: Family, table: &str, set: &str, elements: Vec<Eleme
 }
 
 fn nat_element(k: Ipv4Addr, v: Ipv4Addr) -> Element {
-    Element {
-        key: Value::default().ipv4(k),
-        data: Data::Value(Value::default().ipv4(v)),
-    }
+    Element::new(Value::default().ipv4(k), Data::Value(Value::default().ipv4(v)))
 }
 
 fn nat(add: bool, k: &str, v: &str) -> Change {
@@ -70,14 +67,11 @@ fn port(add: bool, set: &str, name: &str, n: u8) -> Change {
         "macs" => Value::default().ifname(name).ether([2, 0, 0, 0, 0, n]),
         _ => Value::default().ifname(name).ipv4(Ipv4Addr::new(172, 20, 0, n)),
     };
-    change(add, Family::Bridge, "tb", set, vec![Element { key, data: Data::None }])
+    change(add, Family::Bridge, "tb", set, vec![Element::new(key, Data::None)])
 }
 
 fn vmap(add: bool, k: &str, v: Verdict) -> Change {
-    let e = Element {
-        key: Value::default().ipv4(v4(k)),
-        data: Data::Verdict(v),
-    };
+    let e = Element::new(Value::default().ipv4(v4(k)), Data::Verdict(v));
     change(add, Family::Inet, "ti", "in4", vec![e])
 }
 
@@ -243,9 +237,11 @@ fn a_large_batch_is_one_write_and_its_refusals_are_read() {
         "ti",
         "in4",
         (0..70_000)
-            .map(|n| Element {
-                key: Value::default().ipv4(addr(n)),
-                data: Data::Verdict(Verdict::Jump("sg-a-in".into())),
+            .map(|n| {
+                Element::new(
+                    Value::default().ipv4(addr(n)),
+                    Data::Verdict(Verdict::Jump("sg-a-in".into())),
+                )
             })
             .collect(),
     );

@@ -2,7 +2,10 @@
 //! and their expressions, in the order nft 1.0.6 writes them.
 
 use super::decl::{Anonymous, Chain, Expr, KeyType, REG_VERDICT, Rule, SetRef, set_flags};
-use super::wire::{NFTA_DATA_VALUE, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, attr, comment, nest, string};
+use super::wire::{
+    NFT_SET_ELEM_INTERVAL_END, NFTA_DATA_VALUE, NFTA_SET_ELEM_FLAGS, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS,
+    NFTA_SET_ELEM_USERDATA, OPEN_INTERVAL, attr, comment, nest, string,
+};
 
 /// The name nft gives an anonymous set (the kernel numbers it).
 pub(super) const ANONYMOUS: &str = "__set%d";
@@ -23,9 +26,6 @@ const NFTA_SET_DESC_CONCAT: u16 = 2;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_FIELD_LEN: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
-const NFTA_SET_ELEM_FLAGS: u16 = 3;
-const NFTA_SET_ELEM_USERDATA: u16 = 6;
-const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_CHAIN_HOOK: u16 = 4;
@@ -123,8 +123,7 @@ pub(super) fn anonymous_elements(buf: &mut Vec<u8>, table: &str, a: &Anonymous, 
                 }
                 nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, key));
                 if a.open_end && usize::from(n) == last {
-                    // NFTNL_UDATA_SET_ELEM_FLAGS: NFTNL_SET_ELEM_F_INTERVAL_OPEN.
-                    attr(buf, NFTA_SET_ELEM_USERDATA, &[1, 4, 1, 0, 0, 0]);
+                    attr(buf, NFTA_SET_ELEM_USERDATA, OPEN_INTERVAL);
                 }
             });
         }

@@ -16,12 +16,13 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use crate::netlink::{Error, extack_message};
+
+pub use value::{VALUE_MAX, Value, next_key};
 
 /// A table's family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,148 +48,6 @@ impl Family {
             Self::Bridge => "bridge",
             Self::Inet => "inet",
         }
-    }
-}
-
-/// The bytes of a key (or of a map's value) in nft's layout: each part in
-/// network order, padded to 4 bytes (a concatenation's parts each start on
-/// a register), and what each part is, for its text as nft writes it
-/// (written when shown, not when made: `reconcile` makes a few for every
-/// NIC of the host). Held inline: at most [`VALUE_MAX`] bytes, as the
-/// kernel's (`NFT_DATA_VALUE_MAXLEN`); a longer one is marked and refused by
-/// [`Nftables::apply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Value {
-    bytes: [u8; VALUE_MAX],
-    len: u8,
-    kinds: [Kind; VALUE_MAX / 4],
-    parts: u8,
-    overlong: bool,
-}
-
-/// The longest value the kernel takes (`NFT_DATA_VALUE_MAXLEN`).
-pub const VALUE_MAX: usize = 64;
-
-/// What a part of a [`Value`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Ifname,
-    Ether,
-    Ipv4,
-    Ipv6,
-}
-
-impl Kind {
-    /// Its bytes in the value, before padding.
-    fn len(self) -> usize {
-        match self {
-            Self::Ifname | Self::Ipv6 => 16,
-            Self::Ether => 6,
-            Self::Ipv4 => 4,
-        }
-    }
-}
-
-impl Default for Value {
-    fn default() -> Self {
-        Self {
-            bytes: [0; VALUE_MAX],
-            len: 0,
-            kinds: [Kind::Ipv4; VALUE_MAX / 4],
-            parts: 0,
-            overlong: false,
-        }
-    }
-}
-
-/// `IFNAMSIZ`: an interface name's bytes in a key, NUL-padded.
-const IFNAMSIZ: usize = 16;
-
-impl Value {
-    fn part(mut self, kind: Kind, bytes: &[u8]) -> Self {
-        let at = usize::from(self.len);
-        let end = at + bytes.len().next_multiple_of(4);
-        if self.overlong || end > VALUE_MAX {
-            self.overlong = true;
-            return self;
-        }
-        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
-        self.len = u8::try_from(end).unwrap_or(u8::MAX);
-        self.kinds[usize::from(self.parts)] = kind;
-        self.parts += 1;
-        self
-    }
-
-    /// An interface name (`ifname`): at most 15 bytes (longer is cut, as
-    /// the kernel's names are), NUL-padded to 16.
-    pub fn ifname(self, name: &str) -> Self {
-        let mut bytes = [0u8; IFNAMSIZ];
-        let len = name.len().min(IFNAMSIZ - 1);
-        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
-        self.part(Kind::Ifname, &bytes)
-    }
-
-    /// A MAC address (`ether_addr`).
-    pub fn ether(self, mac: [u8; 6]) -> Self {
-        self.part(Kind::Ether, &mac)
-    }
-
-    /// An IPv4 address (`ipv4_addr`).
-    pub fn ipv4(self, a: Ipv4Addr) -> Self {
-        self.part(Kind::Ipv4, &a.octets())
-    }
-
-    /// An IPv6 address (`ipv6_addr`).
-    pub fn ipv6(self, a: Ipv6Addr) -> Self {
-        self.part(Kind::Ipv6, &a.octets())
-    }
-
-    /// Its bytes, as sent.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-
-    /// Whether parts were left out of it: longer than [`VALUE_MAX`].
-    pub fn overlong(&self) -> bool {
-        self.overlong
-    }
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut at = 0;
-        for (i, kind) in self.kinds[..usize::from(self.parts)].iter().enumerate() {
-            if i > 0 {
-                f.write_str(" . ")?;
-            }
-            let b = &self.bytes[at..at + kind.len()];
-            match kind {
-                Kind::Ifname => {
-                    let name = b.split(|c| *c == 0).next().unwrap_or_default();
-                    write!(f, "\"{}\"", String::from_utf8_lossy(name))?;
-                }
-                Kind::Ether => {
-                    let mut mac = [0u8; 6];
-                    mac.copy_from_slice(b);
-                    f.write_str(&opennebula::hex::mac(mac))?;
-                }
-                Kind::Ipv4 => {
-                    let mut a = [0u8; 4];
-                    a.copy_from_slice(b);
-                    write!(f, "{}", Ipv4Addr::from(a))?;
-                }
-                Kind::Ipv6 => {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(b);
-                    write!(f, "{}", Ipv6Addr::from(a))?;
-                }
-            }
-            at += kind.len().next_multiple_of(4);
-        }
-        if self.overlong {
-            f.write_str(" . (longer than 64 bytes)")?;
-        }
-        Ok(())
     }
 }
 
@@ -239,19 +98,42 @@ pub enum Data {
     Verdict(Verdict),
 }
 
-/// One element.
+/// One element: a key, or an interval of keys (of an interval set: from
+/// `key` to `key_end`, both in it), and what it maps to.
+///
+/// An interval goes as nft sends it: in a set of concatenations, one
+/// element with its last key (`NFTA_SET_ELEM_KEY_END`); in a set of single
+/// values, its first key then the key after its last, flagged as an end
+/// (none when the last is the type's last value: the first is marked open
+/// instead); an addition's intervals in the order of their keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
     pub key: Value,
+    pub key_end: Option<Value>,
     pub data: Data,
+}
+
+impl Element {
+    /// An element of one key.
+    pub fn new(key: Value, data: Data) -> Self {
+        Self {
+            key,
+            key_end: None,
+            data,
+        }
+    }
 }
 
 impl fmt::Display for Element {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key_end {
+            Some(end) => f.write_str(&self.key.range_text(end))?,
+            None => write!(f, "{}", self.key)?,
+        }
         match &self.data {
-            Data::None => write!(f, "{}", self.key),
-            Data::Value(v) => write!(f, "{} : {v}", self.key),
-            Data::Verdict(v) => write!(f, "{} : {v}", self.key),
+            Data::None => Ok(()),
+            Data::Value(v) => write!(f, " : {v}"),
+            Data::Verdict(v) => write!(f, " : {v}"),
         }
     }
 }
@@ -286,6 +168,7 @@ impl fmt::Display for Elements {
 
 pub mod decl;
 mod encode;
+mod value;
 mod wire;
 
 pub use decl::Change;

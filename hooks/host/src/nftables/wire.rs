@@ -38,6 +38,13 @@ pub(super) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 pub(super) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
+pub(super) const NFTA_SET_ELEM_FLAGS: u16 = 3;
+pub(super) const NFTA_SET_ELEM_USERDATA: u16 = 6;
+const NFTA_SET_ELEM_KEY_END: u16 = 10;
+pub(super) const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+/// An element's user data marking an interval open at the type's last
+/// value (`NFTNL_UDATA_SET_ELEM_FLAGS`: `NFTNL_SET_ELEM_F_INTERVAL_OPEN`).
+pub(super) const OPEN_INTERVAL: &[u8] = &[1, 4, 1, 0, 0, 0];
 pub(super) const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
@@ -100,17 +107,64 @@ fn message(
 /// messages (as nft sends them too).
 const ELEMENTS_MAX: usize = 60 * 1024;
 
-/// One element's entry in a list (number `n`: nft numbers the list's
-/// entries, the kernel reads them in order whatever their type).
-fn element(buf: &mut Vec<u8>, e: &Element, add: bool, n: u16) {
+/// One entry of an element list, as sent ([`Element`]'s intervals).
+enum Entry<'a> {
+    /// A key, or (of a set of concatenations) an interval with its last key.
+    Whole(&'a Element),
+    /// An interval's first key (`open`: it runs to the type's last value).
+    Start(&'a Element, bool),
+    /// The key after an interval's last.
+    End(Vec<u8>),
+}
+
+/// The entries of `change`'s elements, as nft sends them.
+fn entries(change: &Elements) -> Vec<Entry<'_>> {
+    let mut elements: Vec<&Element> = change.elements.iter().collect();
+    let split = |e: &Element| e.key_end.is_some() && !e.key.concatenated();
+    if change.add && elements.iter().any(|e| split(e)) {
+        elements.sort_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
+    }
+    let mut out = Vec::with_capacity(elements.len());
+    for e in elements {
+        match &e.key_end {
+            Some(last) if split(e) => match super::next_key(last.bytes()) {
+                Some(end) => out.extend([Entry::Start(e, false), Entry::End(end)]),
+                None => out.push(Entry::Start(e, true)),
+            },
+            _ => out.push(Entry::Whole(e)),
+        }
+    }
+    out
+}
+
+/// One entry of a list (number `n`: nft numbers the list's entries, the
+/// kernel reads them in order whatever their type).
+fn element(buf: &mut Vec<u8>, entry: &Entry<'_>, add: bool, n: u16) {
     nest(buf, n, |buf| {
+        let (e, open) = match entry {
+            Entry::End(key) => {
+                attr(buf, NFTA_SET_ELEM_FLAGS, &NFT_SET_ELEM_INTERVAL_END.to_be_bytes());
+                nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, key));
+                return;
+            }
+            Entry::Whole(e) => (e, false),
+            Entry::Start(e, open) => (e, *open),
+        };
         nest(buf, NFTA_SET_ELEM_KEY, |buf| attr(buf, NFTA_DATA_VALUE, e.key.bytes()));
+        if let (Some(last), Entry::Whole(_)) = (&e.key_end, entry) {
+            nest(buf, NFTA_SET_ELEM_KEY_END, |buf| {
+                attr(buf, NFTA_DATA_VALUE, last.bytes());
+            });
+        }
         match (&e.data, add) {
             (Data::Value(v), true) => {
                 nest(buf, NFTA_SET_ELEM_DATA, |buf| attr(buf, NFTA_DATA_VALUE, v.bytes()));
             }
             (Data::Verdict(v), true) => nest(buf, NFTA_SET_ELEM_DATA, |buf| verdict(buf, v)),
             _ => {}
+        }
+        if open {
+            attr(buf, NFTA_SET_ELEM_USERDATA, OPEN_INTERVAL);
         }
     });
 }
@@ -129,7 +183,7 @@ pub fn element_lists(change: &Elements) -> Vec<Vec<u8>> {
         });
         list
     };
-    for e in &change.elements {
+    for e in &self::entries(change) {
         let mut one = Vec::new();
         element(&mut one, e, change.add, n.saturating_add(1));
         if n == u16::MAX || (n > 0 && entries.len() + one.len() > ELEMENTS_MAX) {

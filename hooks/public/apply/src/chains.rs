@@ -24,7 +24,7 @@
 use host_tools::nftables::decl::{
     Anonymous, CT_STATE, Chain, CmpOp, Expr, Flush, Header, KeyType, Meta, REG_1, Rule, SetRef, types,
 };
-use host_tools::nftables::{Change, Family, Verdict};
+use host_tools::nftables::{Change, Family, Verdict, next_key};
 use public_plan::filter::{FILTER_TABLE, FilterChain};
 use secgroup::rule::{AddrRange, Protocol, Target};
 use secgroup::{Direction, Rule as SgRule};
@@ -109,20 +109,6 @@ struct Key {
 /// One item of a list: `first` to `last` (equal: a value), big-endian.
 type Item = (Vec<u8>, Vec<u8>);
 
-/// The value after `v` (`None`: `v` is the type's last).
-fn next(v: &[u8]) -> Option<Vec<u8>> {
-    let mut out = v.to_vec();
-    for b in out.iter_mut().rev() {
-        if *b == u8::MAX {
-            *b = 0;
-        } else {
-            *b += 1;
-            return Some(out);
-        }
-    }
-    None
-}
-
 /// Register 1 compared with a list of `items` (as nft compiles `{ ... }`).
 fn list(key: &Key, items: &[Item]) -> Vec<Expr> {
     if let [(first, last)] = items {
@@ -141,7 +127,7 @@ fn list(key: &Key, items: &[Item]) -> Vec<Expr> {
         let mut merged: Vec<Item> = Vec::new();
         for (f, l) in sorted {
             match merged.last_mut() {
-                Some((_, last)) if next(last).is_none_or(|n| f <= n) => {
+                Some((_, last)) if next_key(last).is_none_or(|n| f <= n) => {
                     if l > *last {
                         *last = l;
                     }
@@ -154,7 +140,7 @@ fn list(key: &Key, items: &[Item]) -> Vec<Expr> {
         }
         for (f, l) in merged {
             elements.push((f, false));
-            match next(&l) {
+            match next_key(&l) {
                 Some(end) => elements.push((end, true)),
                 None => open_end = true,
             }

@@ -9,7 +9,7 @@
 //!   instead), changed in one transaction ([`nft::NftCommand`]): through
 //!   nf_tables netlink from this process ([`lower`]; [`base`]: the tables'
 //!   base; [`chains`]: the security groups' chains of rules; the VMs'
-//!   elements), or, when it holds IPv6 prefixes, one `nft -f -`;
+//!   elements, IPv6 prefixes as intervals);
 //!   a transaction the kernel refuses is an [`ApplyError`] with `nft_refused`;
 //! - [`ip::Ip`]: links, routes, proxy and neighbour entries, read one entry
 //!   at a time (what the request names) and changed in order through

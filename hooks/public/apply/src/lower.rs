@@ -8,10 +8,11 @@
 //!
 //! The changes are the script's own, line for line ([`NftBatch::render`]:
 //! the same order, a deletion as an addition then a deletion of the same
-//! element); a transaction that holds elements of interval sets (IPv6
-//! prefixes, whose ends nft computes) goes to `nft -f -` whole.
+//! element; an IPv6 prefix as the interval of its first and last
+//! addresses, [`host_tools::nftables::Element`]).
 
 use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use host_tools::nftables::decl::{DeleteChain, Flush};
 use host_tools::nftables::{Change, Data, Element, Elements, Family, Value, Verdict};
@@ -20,18 +21,58 @@ use public_plan::filter::{FilterAddr, FilterChain, FilterTarget, map};
 use public_plan::guard::{GUARD_TABLE, GuardElem, SETS};
 use public_plan::ops::{NFT_DNAT_MAP, NFT_SNAT_MAP, NFT_TABLE, NftOp};
 
-fn v4(a: std::net::Ipv4Addr) -> Value {
+fn v4(a: Ipv4Addr) -> Value {
     Value::default().ipv4(a)
 }
 
-/// A guard element's key (`None`: an interval set's).
-fn guard_key(e: &GuardElem) -> Option<Value> {
+/// The first and last addresses of `prefix/len` (as nft reads a prefix:
+/// its address's host bits ignored).
+fn range6(prefix: Ipv6Addr, len: u8) -> (Ipv6Addr, Ipv6Addr) {
+    let host = u128::MAX.checked_shr(u32::from(len)).unwrap_or(0);
+    (
+        Ipv6Addr::from(u128::from(prefix) & !host),
+        Ipv6Addr::from(u128::from(prefix) | host),
+    )
+}
+
+/// A guard element: a key, or (IPv6) an interval of `port . address`, of
+/// `port . header bytes` for the neighbour advertisements' target (its
+/// first value as the script writes it).
+fn guard_element(e: &GuardElem) -> Element {
     let port = |t: &public_plan::endpoint::BridgeName| Value::default().ifname(t.as_str());
-    match e {
-        GuardElem::Port(t) => Some(port(t)),
-        GuardElem::Mac(t, mac) => Some(port(t).ether(*mac)),
-        GuardElem::Addr4(t, a) => Some(port(t).ipv4(*a)),
-        GuardElem::Addr6(..) | GuardElem::Nd6(..) => None,
+    let (key, key_end) = match e {
+        GuardElem::Port(t) => (port(t), None),
+        GuardElem::Mac(t, mac) => (port(t).ether(*mac), None),
+        GuardElem::Addr4(t, a) => (port(t).ipv4(*a), None),
+        GuardElem::Addr6(t, a, len) => {
+            let (first, last) = range6(*a, *len);
+            (port(t).ipv6(first), Some(port(t).ipv6(last)))
+        }
+        GuardElem::Nd6(t, a, len) => {
+            let (_, last) = range6(*a, *len);
+            (port(t).raw128(u128::from(*a)), Some(port(t).raw128(u128::from(last))))
+        }
+    };
+    Element {
+        key,
+        key_end,
+        data: Data::None,
+    }
+}
+
+/// A security group verdict map's element: an address, or an IPv6 prefix.
+fn filter_element(addr: FilterAddr, target: FilterTarget) -> Element {
+    let (key, key_end) = match addr {
+        FilterAddr::V4(a) => (v4(a), None),
+        FilterAddr::V6(a, len) => {
+            let (first, last) = range6(a, len);
+            (Value::default().ipv6(first), Some(Value::default().ipv6(last)))
+        }
+    };
+    Element {
+        key,
+        key_end,
+        data: Data::Verdict(verdict(target)),
     }
 }
 
@@ -39,20 +80,6 @@ fn verdict(t: FilterTarget) -> Verdict {
     match t {
         FilterTarget::Chain(c) => Verdict::Jump(c.name()),
         FilterTarget::Continue => Verdict::Continue,
-    }
-}
-
-/// Whether `op` is a change this module sends (the base: when its rules
-/// are known, [`changes`] tells).
-fn lowered(op: &NftOp) -> bool {
-    match op {
-        NftOp::AddDnat { .. } | NftOp::AddSnat { .. } | NftOp::DeleteDnat { .. } | NftOp::DeleteSnat { .. } => true,
-        NftOp::AddGuard(e) | NftOp::DeleteGuard(e) => guard_key(e).is_some(),
-        NftOp::AddFilterAddr { addr, .. } | NftOp::DeleteFilterAddr { addr, .. } => {
-            matches!(addr, FilterAddr::V4(_))
-        }
-        NftOp::EnsureBase | NftOp::EnsureGuard | NftOp::EnsureFilters => true,
-        NftOp::DeleteChain(_) | NftOp::SetChain { .. } => true,
     }
 }
 
@@ -79,10 +106,11 @@ fn push(out: &mut Vec<Change>, delete: bool, family: Family, table: &str, set: &
     }
 }
 
-/// The batch as netlink changes, in its script's order; `None` when it
-/// holds anything else (a chain of rules set, an IPv6 prefix).
+/// The batch as netlink changes, in its script's order; `None` for an
+/// empty batch, or a base rule or chain line this crate does not know how
+/// to compile (then `nft -f -` of the script).
 pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
-    if batch.is_empty() || !batch.ops.iter().all(lowered) {
+    if batch.is_empty() {
         return None;
     }
     let ops = &batch.ops;
@@ -91,10 +119,7 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
         out.extend(crate::base::nat()?);
     }
     let pick = |f: &dyn Fn(&NftOp) -> Option<Element>| ops.iter().filter_map(f).collect::<Vec<_>>();
-    let nat = |key, value| Element {
-        key: v4(key),
-        data: Data::Value(v4(value)),
-    };
+    let nat = |key, value| Element::new(v4(key), Data::Value(v4(value)));
     for (delete, set, elements) in [
         (
             true,
@@ -136,13 +161,10 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
     }
     for delete in [true, false] {
         for (set, _) in SETS {
-            let elements = pick(&|o| {
-                match o {
-                    NftOp::DeleteGuard(e) if delete && e.set() == set => guard_key(e),
-                    NftOp::AddGuard(e) if !delete && e.set() == set => guard_key(e),
-                    _ => None,
-                }
-                .map(|key| Element { key, data: Data::None })
+            let elements = pick(&|o| match o {
+                NftOp::DeleteGuard(e) if delete && e.set() == set => Some(guard_element(e)),
+                NftOp::AddGuard(e) if !delete && e.set() == set => Some(guard_element(e)),
+                _ => None,
             });
             push(&mut out, delete, Family::Bridge, GUARD_TABLE, set, elements);
         }
@@ -203,11 +225,10 @@ pub fn changes(batch: &NftBatch) -> Option<Vec<Change>> {
             else {
                 continue;
             };
-            if let (FilterAddr::V4(a), true) = (addr, delete == matches!(op, NftOp::DeleteFilterAddr { .. })) {
-                maps.entry(map(*addr, *direction)).or_default().push(Element {
-                    key: v4(*a),
-                    data: Data::Verdict(verdict(*target)),
-                });
+            if delete == matches!(op, NftOp::DeleteFilterAddr { .. }) {
+                maps.entry(map(*addr, *direction))
+                    .or_default()
+                    .push(filter_element(*addr, *target));
             }
         }
         for (m, elements) in maps {

@@ -1,6 +1,7 @@
 //! Our nftables tables: read with `nft -j list table ...`, changed with
-//! one transaction: `nft -f -`, or, when it changes nothing but elements,
-//! nf_tables netlink from this process ([`crate::lower`]).
+//! one transaction through nf_tables netlink from this process
+//! ([`crate::lower`]; `nft -f -` of its script only for what that cannot
+//! compile: nothing the planner makes today).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

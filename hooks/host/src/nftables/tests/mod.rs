@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // test code
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use super::*;
 
 fn v4(s: &str) -> Ipv4Addr {
@@ -24,10 +26,7 @@ fn change(add: bool, family: Family, table: &str, set: &str, elements: Vec<Eleme
 fn nat(add: bool, pairs: &[(&str, &str)]) -> Elements {
     let elements = pairs
         .iter()
-        .map(|(k, v)| Element {
-            key: Value::default().ipv4(v4(k)),
-            data: Data::Value(Value::default().ipv4(v4(v))),
-        })
+        .map(|(k, v)| Element::new(Value::default().ipv4(v4(k)), Data::Value(Value::default().ipv4(v4(v)))))
         .collect();
     change(add, Family::Ip, "one_scaleway", "dnat_map", elements)
 }
@@ -38,15 +37,12 @@ fn guard(add: bool, set: &str, key: Value) -> Elements {
         Family::Bridge,
         "one_scaleway_guard",
         set,
-        vec![Element { key, data: Data::None }],
+        vec![Element::new(key, Data::None)],
     )
 }
 
 fn filter(addr: &str, verdict: Verdict) -> Elements {
-    let e = Element {
-        key: Value::default().ipv4(v4(addr)),
-        data: Data::Verdict(verdict),
-    };
+    let e = Element::new(Value::default().ipv4(v4(addr)), Data::Verdict(verdict));
     change(true, Family::Inet, "one_scaleway_sg", "in4", vec![e])
 }
 
@@ -302,9 +298,11 @@ fn a_chain_deleted_is_what_nft_sends() {
 #[test]
 fn many_elements_are_several_lists() {
     let elements: Vec<Element> = (0..5000u32)
-        .map(|n| Element {
-            key: Value::default().ipv4(Ipv4Addr::from(n)),
-            data: Data::Verdict(Verdict::Jump("sg-0123456789abcdef0123456789abcdef-in".into())),
+        .map(|n| {
+            Element::new(
+                Value::default().ipv4(Ipv4Addr::from(n)),
+                Data::Verdict(Verdict::Jump("sg-0123456789abcdef0123456789abcdef-in".into())),
+            )
         })
         .collect();
     let lists = element_lists(&change(true, Family::Inet, "t", "in4", elements));
