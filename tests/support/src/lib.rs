@@ -2,6 +2,7 @@
 //! message, which is how a test reports them.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod netlink;
 pub mod oned;
 pub mod onedsim;
 

@@ -209,16 +209,9 @@ fn chains_of_rules_and_the_rest_are_what_nft_makes_of_the_script() {
 #[ignore = "needs root: run with --include-ignored"]
 fn a_refused_transaction_with_chains_changes_nothing() {
     use public_apply::nft::{Nft, NftCommand};
-    use public_plan::filter::FilterChain;
     require_root();
     let ns = NetNs::new("lowe");
-    let mut closed = secgroup::default_rules();
-    closed.remove(0);
-    let direction = [Direction::Inbound, Direction::Outbound]
-        .into_iter()
-        .find(|d| FilterChain::of(&closed, *d).is_some())
-        .unwrap();
-    let chain = FilterChain::of(&closed, direction).unwrap();
+    let (closed, direction, chain) = closed_group();
     let mut ops = vec![
         NftOp::EnsureBase,
         NftOp::EnsureGuard,
@@ -276,6 +269,20 @@ fn a_refused_transaction_with_chains_changes_nothing() {
     assert!(sg.contains(&format!("jump {}", chain.name())), "{sg}");
 }
 
+/// OpenNebula's default group without its inbound rule: the rules, the
+/// direction they close, and its chain.
+fn closed_group() -> (Vec<secgroup::Rule>, Direction, public_plan::filter::FilterChain) {
+    use public_plan::filter::FilterChain;
+    let mut closed = secgroup::default_rules();
+    closed.remove(0);
+    let direction = [Direction::Inbound, Direction::Outbound]
+        .into_iter()
+        .find(|d| FilterChain::of(&closed, *d).is_some())
+        .unwrap();
+    let chain = FilterChain::of(&closed, direction).unwrap();
+    (closed, direction, chain)
+}
+
 /// VM `n`'s IPv6 elements (its prefix: a /64, or a /128 for every third
 /// VM; a prefix written with host bits, as nft reads it; VM 0's prefix
 /// reaches the last address) jumping to the chains of `targets`, or on.
@@ -298,19 +305,7 @@ fn vm6(n: u32, add: bool, targets: &[(Direction, FilterTarget)]) -> Vec<NftOp> {
         .collect();
     for (direction, target) in targets {
         let (addr, direction, target) = (FilterAddr::V6(prefix, len), *direction, *target);
-        ops.push(if add {
-            NftOp::AddFilterAddr {
-                addr,
-                direction,
-                target,
-            }
-        } else {
-            NftOp::DeleteFilterAddr {
-                addr,
-                direction,
-                target,
-            }
-        });
+        ops.push(NftOp::filter_addr(add, addr, direction, target));
     }
     ops
 }
@@ -322,15 +317,9 @@ fn vm6(n: u32, add: bool, targets: &[(Direction, FilterTarget)]) -> Vec<NftOp> {
 #[test]
 #[ignore = "needs root: run with --include-ignored"]
 fn ipv6_prefixes_are_what_nft_makes_of_the_script() {
-    use public_plan::filter::FilterChain;
     require_root();
-    let mut closed = secgroup::default_rules();
-    closed.remove(0);
-    let direction = [Direction::Inbound, Direction::Outbound]
-        .into_iter()
-        .find(|d| FilterChain::of(&closed, *d).is_some())
-        .unwrap();
-    let chain = FilterTarget::Chain(FilterChain::of(&closed, direction).unwrap());
+    let (closed, direction, chain) = closed_group();
+    let chain = FilterTarget::Chain(chain);
     let targets = |n: u32| -> Vec<(Direction, FilterTarget)> {
         [Direction::Inbound, Direction::Outbound]
             .into_iter()

@@ -352,6 +352,30 @@ pub enum NftOp {
     },
 }
 
+impl NftOp {
+    /// [`NftOp::AddFilterAddr`] (`add`), or [`NftOp::DeleteFilterAddr`].
+    pub fn filter_addr(
+        add: bool,
+        addr: crate::filter::FilterAddr,
+        direction: secgroup::Direction,
+        target: crate::filter::FilterTarget,
+    ) -> Self {
+        if add {
+            Self::AddFilterAddr {
+                addr,
+                direction,
+                target,
+            }
+        } else {
+            Self::DeleteFilterAddr {
+                addr,
+                direction,
+                target,
+            }
+        }
+    }
+}
+
 /// A fingerprint of the base of both tables (their declarations and
 /// rules, as this version renders them). The host record keeps the
 /// fingerprint of the base it last declared or found intact: while they

@@ -173,44 +173,13 @@ fn the_script_is_the_fixture() {
     assert_eq!(script, include_str!("chains.nft"));
 }
 
-/// The messages of a batch: (header, payload).
-fn messages(mut buf: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        let len = u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize;
-        out.push((buf[..16].to_vec(), buf[16..len].to_vec()));
-        buf = &buf[len.next_multiple_of(4)..];
-    }
-    out
-}
-
 #[test]
 fn the_chains_are_the_batch_nft_sends() {
     let changes = crate::lower::changes(&batch()).unwrap();
     let (ours, owners) = encode(&changes, 0);
-    let (ours, nft) = (messages(&ours), messages(NFT));
-    let last = ours.len() - 2;
-    for (i, ((oh, op), (nh, np))) in ours.iter().zip(&nft).enumerate() {
-        let mut oh = oh.clone();
-        if i == last {
-            // Ours asks for an acknowledgement of its last message.
-            let flags = u16::from_ne_bytes([oh[6], oh[7]]);
-            assert_eq!(flags & 4, 4);
-            oh[6..8].copy_from_slice(&(flags & !4).to_ne_bytes());
-        }
-        if op != np {
-            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
-            eprintln!("ours {}\nnft  {}", hex(op), hex(np));
-        }
-        assert_eq!(&oh, nh, "message {i}'s header");
-        assert_eq!(
-            op,
-            np,
-            "message {i} ({})",
-            changes[owners[i.saturating_sub(1).min(owners.len() - 1)]]
-        );
-    }
-    assert_eq!(ours.len(), nft.len());
+    test_support::netlink::assert_batch_eq(&ours, NFT, |i| {
+        changes[owners[i.saturating_sub(1).min(owners.len() - 1)]].to_string()
+    });
 }
 
 #[test]

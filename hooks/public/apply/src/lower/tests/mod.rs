@@ -61,19 +61,7 @@ fn vm(n: u8, add: bool, target: FilterTarget) -> Vec<NftOp> {
                 shared(direction)
             },
         );
-        ops.push(if add {
-            NftOp::AddFilterAddr {
-                addr,
-                direction,
-                target,
-            }
-        } else {
-            NftOp::DeleteFilterAddr {
-                addr,
-                direction,
-                target,
-            }
-        });
+        ops.push(NftOp::filter_addr(add, addr, direction, target));
     }
     ops
 }

@@ -8,6 +8,8 @@
 
 use std::net::Ipv6Addr;
 
+use test_support::netlink::{messages, unacked};
+
 use super::*;
 
 const ADD: &[u8] = include_bytes!("nft-1.0.6-v6-add.bin");
@@ -44,19 +46,7 @@ fn elements(add: bool) -> Vec<NftOp> {
                     FilterTarget::Continue
                 },
             );
-            ops.push(if add {
-                NftOp::AddFilterAddr {
-                    addr,
-                    direction,
-                    target,
-                }
-            } else {
-                NftOp::DeleteFilterAddr {
-                    addr,
-                    direction,
-                    target,
-                }
-            });
+            ops.push(NftOp::filter_addr(add, addr, direction, target));
         }
     }
     ops
@@ -93,17 +83,6 @@ fn the_scripts_are_the_fixtures() {
     }
 }
 
-/// The messages of a batch: (header, payload).
-fn messages(mut buf: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        let len = u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize;
-        out.push((buf[..16].to_vec(), buf[16..len].to_vec()));
-        buf = &buf[len.next_multiple_of(4)..];
-    }
-    out
-}
-
 /// An element message's payload without the set's ID in the transaction
 /// (`NFTA_SET_ELEM_LIST_SET_ID`: nft names an interval set by its ID as
 /// well as by its name; the kernel finds it by name alike), and the set's
@@ -133,15 +112,6 @@ fn comparable(m: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
             _ => (h, p),
         })
         .collect()
-}
-
-/// Without its last message's acknowledgement flag (ours asks for it).
-fn unacked(mut m: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let last = m.len() - 2;
-    let flags = u16::from_ne_bytes([m[last].0[6], m[last].0[7]]);
-    assert_eq!(flags & 4, 4);
-    m[last].0[6..8].copy_from_slice(&(flags & !4).to_ne_bytes());
-    m
 }
 
 /// A deletion on a host that has the elements: the whole batch is nft's,
