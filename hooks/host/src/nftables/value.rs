@@ -143,21 +143,14 @@ impl Value {
                 out.push_str(" . ");
             }
             let end = last_parts.get(i).map_or(*b, |(_, e)| *e);
-            if i + 1 < first_parts.len() || end == *b && *kind != Kind::Raw128 && *kind != Kind::Ipv6 {
+            let last = i + 1 == first_parts.len();
+            if !last || end == *b && !matches!(kind, Kind::Raw128 | Kind::Ipv6) {
                 out.push_str(&part_text(*kind, b));
                 continue;
             }
-            match kind {
-                Kind::Raw128 => {
-                    out.push_str("0x");
-                    opennebula::hex::push(&mut out, b);
-                    out.push_str("-0x");
-                    opennebula::hex::push(&mut out, end);
-                }
-                _ => match prefix_len(b, end) {
-                    Some(len) => out.push_str(&format!("{}/{len}", part_text(*kind, b))),
-                    None => out.push_str(&format!("{}-{}", part_text(*kind, b), part_text(*kind, end))),
-                },
+            match prefix_len(b, end).filter(|_| *kind != Kind::Raw128) {
+                Some(len) => out.push_str(&format!("{}/{len}", part_text(*kind, b))),
+                None => out.push_str(&format!("{}-{}", part_text(*kind, b), part_text(*kind, end))),
             }
         }
         out

@@ -139,6 +139,38 @@ fn changes_read_as_nft_scripts() {
     );
 }
 
+/// An interval's text: a prefix as `a/len` (the whole space `::/0`, one
+/// address `/128`), any other range `a-b`, a header's bytes always
+/// `0xA-0xB`; the parts before the last as they are.
+#[test]
+fn intervals_read_as_nft_writes_them() {
+    let v6 = |s: &str| Value::default().ipv6(s.parse().unwrap());
+    let range = |a: Value, b: Value| {
+        Element {
+            key: a,
+            key_end: Some(b),
+            data: Data::None,
+        }
+        .to_string()
+    };
+    assert_eq!(range(v6("2001:db8::"), v6("2001:db8::ff")), "2001:db8::/120");
+    assert_eq!(range(v6("::"), v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), "::/0");
+    assert_eq!(range(v6("2001:db8::7"), v6("2001:db8::7")), "2001:db8::7/128");
+    assert_eq!(range(v6("2001:db8::1"), v6("2001:db8::5")), "2001:db8::1-2001:db8::5");
+    let port = || Value::default().ifname("one-2-0");
+    assert_eq!(
+        range(port().raw128(0x20), port().raw128(0x2f)),
+        "\"one-2-0\" . 0x00000000000000000000000000000020-0x0000000000000000000000000000002f"
+    );
+    assert_eq!(
+        range(
+            port().ipv6("2001:db8::".parse().unwrap()),
+            port().ipv6("2001:db8::ffff".parse().unwrap())
+        ),
+        "\"one-2-0\" . 2001:db8::/112"
+    );
+}
+
 /// A value longer than the kernel takes (64 bytes) is not cut: it is
 /// marked, shown as such, and refused before anything is sent.
 #[test]
