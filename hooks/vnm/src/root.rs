@@ -10,8 +10,8 @@
 //! `private_apply::root::Private` for `scaleway_evpn`), refuses anything else or
 //! anything that would touch what is not the drivers' (exit 2, one line
 //! saying why), and otherwise makes the change (the public driver: a whole
-//! plan per request, through rtnetlink, the sysctl files and one `nft -f
-//! -`) or runs the tool, and passes on what failed and whether it
+//! plan per request, through rtnetlink, the sysctl files and one nf_tables
+//! netlink transaction) or runs the tool, and passes on what failed and whether it
 //! succeeded. It reads no environment variable and no file oneadmin can
 //! write.
 
